@@ -1,0 +1,150 @@
+"""The gateway application: wiring of services into handlers, start/stop, CLI.
+
+``Gateway`` pairs every setup step with its teardown (kernel pool, engine, HTTP
+server), so tests and the CLI start and stop it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tornado import httpserver, web
+from tornado.netutil import bind_sockets
+
+from . import __version__
+from .config import ConfigError, Settings, parse_settings
+from .engine import ScriptEngine
+from .handlers.base import NotFoundHandler
+from .handlers.calls import FunctionCallHandler, FunctionListHandler, ScriptApiHandler
+from .handlers.files import FilesHandler
+from .handlers.lifecycle import (
+    RestartHandler,
+    RunningHandler,
+    ScriptHandler,
+    StartHandler,
+    StopHandler,
+)
+from .handlers.ops import HealthHandler, OpenAPIHandler
+from .kernels import KernelPool, ScriptKernel
+from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
+from .logs import LogHub
+from .openapi import build_openapi
+from .registry import Registry
+from .scripts import ScriptStore
+
+__all__ = ["Gateway", "make_app", "main", "ROUTES"]
+
+log = logging.getLogger("kernel_gateway")
+
+# (url pattern, handler, services it needs). The OpenAPI document must list each.
+ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
+    (r"/script-engine/start", StartHandler, ("engine",)),
+    (r"/script-engine/stop", StopHandler, ("engine",)),
+    (r"/script-engine/restart", RestartHandler, ("engine",)),
+    (r"/script-engine/running", RunningHandler, ("engine",)),
+    (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
+    (r"/script-engine/functions", FunctionListHandler, ("engine",)),
+    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("engine",)),
+    (r"/script-engine/files", FilesHandler, ("store",)),
+    (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
+    (r"/script-engine/health", HealthHandler, ("engine", "pool")),
+    (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
+    (r"/script-api/(.*)", ScriptApiHandler, ("engine",)),
+]
+
+
+def make_app(services: dict[str, Any], settings: Settings) -> web.Application:
+    """The Tornado application; handlers get their services via ``initialize``."""
+    handlers = []
+    for pattern, handler, needs in ROUTES:
+        kwargs = {name: services[name] for name in needs}
+        kwargs["token"] = settings.token
+        handlers.append((pattern, handler, kwargs))
+    return web.Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"token": settings.token},
+        debug=False,
+        serve_traceback=False,
+    )
+
+
+class Gateway:
+    """A running gateway: kernel pool, engine, HTTP server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port: int | None = None
+        self._server: httpserver.HTTPServer | None = None
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_gateway_kernelspec(data_dir)
+        self.ksm = make_kernelspec_manager(data_dir)
+        self.kernel_name = settings.kernel_name or KERNEL_NAME
+        self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
+        self.registry = Registry()
+        self.logs = LogHub()
+        self.pool = KernelPool(self._start_kernel, settings.pool_size)
+        self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
+                                   call_timeout=settings.call_timeout,
+                                   boot_timeout=settings.boot_timeout, debug=settings.debug)
+
+    async def _start_kernel(self) -> ScriptKernel:
+        return await ScriptKernel.start(self.ksm, self.kernel_name)
+
+    async def start(self) -> int:
+        services = {"engine": self.engine, "store": self.store, "pool": self.pool,
+                    "document": build_openapi()}
+        app = make_app(services, self.settings)
+        self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
+                                             xheaders=False)
+        sockets = bind_sockets(self.settings.port, self.settings.ip)
+        self._server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        self.pool.start()
+        log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d)", __version__,
+                 self.settings.ip, self.port, self.store.root, self.pool.size)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        await self.engine.close()
+        await self.pool.close()
+        if self._server is not None:
+            await self._server.close_all_connections()
+
+
+async def _serve(settings: Settings) -> None:
+    gateway = Gateway(settings)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    log.info("shutting down: stopping scripts")
+    await gateway.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = parse_settings(argv)
+    except ConfigError as exc:
+        print(f"vwed-gateway: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

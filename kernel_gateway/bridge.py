@@ -1,0 +1,168 @@
+"""The gateway end of the ``vwed`` comm: request/reply over comm messages with
+correlation ids, deadlines and a kernel-death path (docs/protocol.md).
+
+A call is a ``comm_msg`` on the shell channel; its answer is a ``comm_msg`` on
+iopub with the same ``id``. Every waiting call has a deadline; when the kernel
+dies, every waiting call fails at once with ``KernelDied``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import CallTimeout, GatewayError
+
+if TYPE_CHECKING:
+    from .kernels import ScriptKernel
+
+__all__ = ["KernelBridge", "Reply"]
+
+log = logging.getLogger("kernel_gateway.bridge")
+
+# Ops sent to the service subshell, so they are handled even while the kernel's
+# main thread is busy (docs/protocol.md, "Threads").
+_SUBSHELL_OPS = frozenset({"response", "cancel"})
+
+
+@dataclass
+class Reply:
+    """A ``result`` message: ``ok`` with fields and buffers, or an ``error`` dict."""
+
+    ok: bool
+    data: dict[str, Any]
+    buffers: list[bytes] = field(default_factory=list)
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return dict(self.data.get("error") or {})
+
+    def json_bytes(self) -> bytes:
+        """The result value as JSON bytes, as the kernel serialized it."""
+        return self.buffers[0] if self.buffers else b"null"
+
+    def value(self) -> Any:
+        return json.loads(self.json_bytes())
+
+
+EventHandler = Callable[["ScriptKernel", dict[str, Any], list[bytes]], None]
+
+
+class KernelBridge:
+    """Comm RPC with one kernel."""
+
+    def __init__(self, kernel: ScriptKernel) -> None:
+        self._kernel = kernel
+        self.comm_id = uuid.uuid4().hex
+        self.subshell_id: str | None = None
+        self._prefix = uuid.uuid4().hex[:8]
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
+        self.on_event: EventHandler | None = None
+        self._dead: GatewayError | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def owns(self, msg: dict[str, Any]) -> bool:
+        return msg.get("content", {}).get("comm_id") == self.comm_id
+
+    # -- sending ----------------------------------------------------------------------
+    def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        session = self._kernel.client.session
+        msg = session.msg("comm_msg", {"comm_id": self.comm_id, "data": data})
+        if self.subshell_id and data.get("op") in _SUBSHELL_OPS:
+            msg["header"]["subshell_id"] = self.subshell_id
+        self._kernel.send("shell", msg, buffers)
+
+    async def open(self, target: str, subshell_id: str | None, *, timeout: float) -> dict[str, Any]:
+        """Open the comm and wait for the kernel's ``hello``."""
+        self.subshell_id = subshell_id
+        self._hello = asyncio.get_running_loop().create_future()
+        session = self._kernel.client.session
+        msg = session.msg("comm_open", {
+            "comm_id": self.comm_id, "target_name": target,
+            "data": {"protocol": 1, "service_subshell": subshell_id},
+        })
+        self._kernel.send("shell", msg)
+        return await asyncio.wait_for(self._hello, timeout)
+
+    async def call(
+        self, data: dict[str, Any], buffers: list[Any] | None = None, *, timeout: float
+    ) -> Reply:
+        """Send ``data`` (an op with a fresh ``id``) and wait for its ``result``.
+
+        Raises :class:`CallTimeout` past ``timeout`` (after interrupting the
+        kernel and cancelling the call in it) and :class:`KernelDied` at once
+        when the kernel dies.
+        """
+        if self._dead is not None:
+            raise self._dead
+        call_id = f"{self._prefix}-{next(self._ids)}"
+        data = {**data, "id": call_id}
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = fut
+        try:
+            self.send(data, buffers)
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                return fut.result()
+            await self._abandon(call_id)
+            what = " ".join(str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p)
+            raise CallTimeout(
+                f"{what} did not answer within {timeout:g} s; the kernel was interrupted",
+                details={"script_id": self._kernel.script_id, "timeout": timeout},
+            ) from None
+        finally:
+            self._pending.pop(call_id, None)
+
+    async def _abandon(self, call_id: str) -> None:
+        """Stop a call that ran out of time: cancel it (async) and interrupt (sync)."""
+        self.send({"op": "cancel", "target": call_id})
+        await self._kernel.interrupt()
+
+    def respond(self, request_id: str, ok: bool, value: bytes | None = None,
+                error: dict[str, Any] | None = None) -> None:
+        """Answer a kernel's ``request`` op."""
+        if ok:
+            self.send({"op": "response", "id": request_id, "ok": True}, [value or b"null"])
+        else:
+            self.send({"op": "response", "id": request_id, "ok": False, "error": error or {}})
+
+    # -- receiving ----------------------------------------------------------------------
+    def on_comm_msg(self, msg: dict[str, Any]) -> None:
+        data = msg["content"].get("data") or {}
+        buffers = [b if isinstance(b, bytes) else bytes(b) for b in msg.get("buffers") or []]
+        op = data.get("op")
+        if op == "result":
+            fut = self._pending.get(data.get("id", ""))
+            if fut is not None and not fut.done():
+                fut.set_result(Reply(bool(data.get("ok")), data, buffers))
+            return
+        if op == "hello":
+            if self._hello is not None and not self._hello.done():
+                self._hello.set_result(data)
+            return
+        if self.on_event is not None:
+            self.on_event(self._kernel, data, buffers)
+        else:
+            log.debug("kernel %s: %s before the script was started", self._kernel.kernel_id, op)
+
+    def fail_all(self, error: GatewayError) -> None:
+        """Fail every waiting call (kernel died or is stopping); later calls fail too."""
+        self._dead = error
+        for fut in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(error)
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_exception(error)
+

@@ -1,0 +1,140 @@
+"""Gateway settings: one table, read from CLI flags and ``VWED_*`` env vars.
+
+Each setting has a flag (``--scripts-dir``), an environment variable
+(``VWED_SCRIPTS_DIR``) and help text; a flag wins over the variable, the
+variable over the default. Values are validated at start with a clear message.
+
+Security: the gateway binds 127.0.0.1 by default and refuses to listen on any
+other address without a token (``--token`` / ``VWED_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "ConfigError", "parse_settings", "OPTIONS"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value the gateway cannot run with."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("scripts_dir", str, "examples", "folder of the scripts the gateway serves (the scripts root)"),
+    Option("ip", str, "127.0.0.1", "address to listen on; a non-loopback address needs a token"),
+    Option("port", int, 8765, "port to listen on (0 picks a free one)"),
+    Option("data_dir", str, ".vwed", "folder for the gateway's data: kernelspec, SQLite database"),
+    Option("db_url", str, "", "SQLAlchemy database URL (default: SQLite file in the data dir)"),
+    Option("pool_size", int, 2, "number of pre-started kernels kept ready"),
+    Option("call_timeout", float, 30.0, "seconds a route or function call may run before 504"),
+    Option("boot_timeout", float, 60.0, "seconds a script may take to load and run boot()"),
+    Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
+    Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
+    Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
+    Option("max_body_size", int, 16 * 1024 * 1024, "largest HTTP request body accepted, in bytes"),
+    Option("debug", bool, False, "include tracebacks in error answers"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    scripts_dir: str = "examples"
+    ip: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: str = ".vwed"
+    db_url: str = ""
+    pool_size: int = 2
+    call_timeout: float = 30.0
+    boot_timeout: float = 60.0
+    kernel_name: str = ""
+    token: str = ""
+    max_file_size: int = 1024 * 1024
+    max_body_size: int = 16 * 1024 * 1024
+    debug: bool = False
+
+    def validated(self) -> Settings:
+        problems = []
+        if not Path(self.scripts_dir).is_dir():
+            problems.append(f"scripts_dir {self.scripts_dir!r} is not a directory")
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port {self.port} is not in 0-65535")
+        if self.pool_size < 0:
+            problems.append("pool_size must be >= 0")
+        for name in ("call_timeout", "boot_timeout"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0")
+        if self.max_file_size <= 0 or self.max_body_size <= 0:
+            problems.append("size limits must be > 0")
+        if not self.token and not _is_loopback(self.ip):
+            problems.append(f"refusing to listen on {self.ip} without a token (set --token or VWED_TOKEN)")
+        if self.db_url:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(self.db_url)
+            except ArgumentError as exc:
+                problems.append(f"db_url is not a SQLAlchemy URL: {exc}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'vwed.sqlite3'}"
+
+
+def _is_loopback(ip: str) -> bool:
+    if ip in ("localhost", ""):
+        return ip == "localhost"
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _env_value(opt: Option, env: dict[str, str]) -> Any:
+    raw = env.get("VWED_" + opt.name.upper())
+    if raw is None:
+        return opt.default
+    try:
+        if opt.type is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return opt.type(raw)
+    except ValueError:
+        raise ConfigError(f"VWED_{opt.name.upper()}={raw!r} is not a valid {opt.type.__name__}") from None
+
+
+def build_parser(env: dict[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vwed-gateway", description="The VWED script engine gateway.")
+    for opt in OPTIONS:
+        flag = "--" + opt.name.replace("_", "-")
+        help_text = f"{opt.help} [env VWED_{opt.name.upper()}, default {opt.default!r}]"
+        if opt.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=_env_value(opt, env), help=help_text)
+        else:
+            parser.add_argument(flag, type=opt.type, default=_env_value(opt, env), help=help_text)
+    return parser
+
+
+def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    args = build_parser(env).parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in fields(Settings)}
+    return Settings(**values).validated()

@@ -1,0 +1,129 @@
+"""One exception tree for the gateway. Each HTTP-facing error carries a status
+code and a machine code; the message is what the client sees, ``log_message``
+(optional) is what the server log gets.
+
+::
+
+    GatewayError                          500 INTERNAL_ERROR
+    ├── BadRequest                        400 BAD_REQUEST (INVALID_JSON, MISSING_FIELD, ...)
+    │   └── PathInvalid                   400 PATH_INVALID
+    ├── Unauthorized                      401 UNAUTHORIZED
+    ├── NotFound                          404 NOT_FOUND (SCRIPT_NOT_FOUND, NOT_RUNNING,
+    │                                          ROUTE_NOT_FOUND, FUNCTION_NOT_FOUND, ...)
+    ├── MethodNotAllowed                  405 METHOD_NOT_ALLOWED
+    ├── Conflict                          409 ALREADY_RUNNING, REGISTRATION_CONFLICT, EXISTS
+    ├── PayloadTooLarge                   413 FILE_TOO_LARGE
+    ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS
+    ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
+    ├── KernelDied                        502 KERNEL_DIED
+    ├── ServiceUnavailable                503 SCRIPT_STOPPING, KERNEL_UNAVAILABLE
+    └── CallTimeout                       504 CALL_TIMEOUT
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "GatewayError",
+    "BadRequest",
+    "PathInvalid",
+    "Unauthorized",
+    "NotFound",
+    "MethodNotAllowed",
+    "Conflict",
+    "PayloadTooLarge",
+    "ScriptError",
+    "HandlerError",
+    "KernelDied",
+    "ServiceUnavailable",
+    "CallTimeout",
+]
+
+
+class GatewayError(Exception):
+    """Base of the gateway's errors; subclasses fix ``status`` and a default ``code``."""
+
+    status = 500
+    code = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        log_message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details or {}
+        self.log_message = log_message
+        self.headers = headers or {}
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"success": False, "error": self.message, "code": self.code}
+        body.update(self.details)
+        return body
+
+
+class BadRequest(GatewayError):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class PathInvalid(BadRequest):
+    code = "PATH_INVALID"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "CONFLICT"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class ScriptError(GatewayError):
+    status = 422
+    code = "BOOT_FAILED"
+
+
+class HandlerError(GatewayError):
+    status = 500
+    code = "HANDLER_ERROR"
+
+
+class KernelDied(GatewayError):
+    status = 502
+    code = "KERNEL_DIED"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    code = "KERNEL_UNAVAILABLE"
+
+
+class CallTimeout(GatewayError):
+    status = 504
+    code = "CALL_TIMEOUT"

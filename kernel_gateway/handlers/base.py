@@ -1,0 +1,97 @@
+"""Behaviour every JSON endpoint shares: token auth, JSON bodies, JSON errors."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from tornado import web
+
+from ..errors import BadRequest, GatewayError, NotFound, Unauthorized
+
+__all__ = ["JSONHandler", "NotFoundHandler", "check_token"]
+
+log = logging.getLogger("kernel_gateway.http")
+
+
+def check_token(handler: web.RequestHandler, token: str) -> None:
+    """Constant-time check of ``Authorization: token T`` / ``Bearer T`` / ``?token=T``."""
+    if not token:
+        return
+    header = handler.request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = value.strip() if scheme.lower() in ("token", "bearer") else ""
+    if not given:
+        given = handler.get_query_argument("token", "")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("a valid token is required (Authorization: token <T>)")
+
+
+class JSONHandler(web.RequestHandler):
+    """Base of every endpoint: errors are ``{"success": false, "error", "code"}``."""
+
+    token: str = ""
+
+    def initialize(self, **services: Any) -> None:
+        for name, value in services.items():
+            setattr(self, name, value)
+
+    def prepare(self) -> None:
+        check_token(self, self.token)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    # -- bodies ----------------------------------------------------------------------
+    def json_body(self, *, required: bool = True) -> dict[str, Any]:
+        raw = self.request.body
+        if not raw.strip():
+            if required:
+                raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}", "INVALID_JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
+        return body
+
+    def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps({"success": True, **payload}, default=str))
+
+    # -- errors ----------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, GatewayError):
+            self.set_status(exc.status)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            body = exc.to_json()
+        elif isinstance(exc, web.HTTPError):
+            body = {"success": False, "error": exc.log_message or self._reason,
+                    "code": f"HTTP_{status_code}"}
+        else:
+            body = {"success": False, "error": "internal error in the gateway",
+                    "code": "INTERNAL_ERROR"}
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body, default=str))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, GatewayError):
+            level = logging.WARNING if value.status >= 500 else logging.DEBUG
+            log.log(level, "%s %s -> %s %s: %s", self.request.method, self.request.uri,
+                    value.status, value.code, value.log_message or value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(JSONHandler):
+    """Any path the gateway does not serve: a JSON 404, never an HTML page."""
+
+    def prepare(self) -> None:
+        raise NotFound(f"no endpoint {self.request.path}", "ENDPOINT_NOT_FOUND")

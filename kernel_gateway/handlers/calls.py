@@ -1,0 +1,82 @@
+"""Calls into scripts: ``ANY /script-api/{path}`` and ``/script-engine/functions``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ..engine import ScriptEngine
+from ..errors import BadRequest
+from ..registry import normalize_path
+from .base import JSONHandler
+
+__all__ = ["ScriptApiHandler", "FunctionCallHandler", "FunctionListHandler"]
+
+# Headers a script never sees: the gateway's own credentials.
+_HIDDEN_HEADERS = frozenset({"authorization", "cookie"})
+
+
+class ScriptApiHandler(JSONHandler):
+    """Routes that scripts registered, served at ``/script-api/<path>``."""
+
+    SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+    engine: ScriptEngine
+
+    async def _serve(self, path: str) -> None:
+        req = self.request
+        query: dict[str, Any] = {}
+        for key, values in req.query_arguments.items():
+            decoded = [v.decode("utf-8", "replace") for v in values]
+            query[key] = decoded[0] if len(decoded) == 1 else decoded
+        query.pop("token", None)
+        request = {
+            "method": req.method,
+            "path": normalize_path(path),
+            "query_params": query,
+            "headers": {k: v for k, v in req.headers.items() if k.lower() not in _HIDDEN_HEADERS},
+            "content_type": req.headers.get("Content-Type", ""),
+            "client_ip": req.remote_ip,
+        }
+        _, reply = await self.engine.call_route(req.method or "GET", request["path"], request,
+                                                req.body)
+        response = reply.data.get("response")
+        if response is None:
+            self.set_status(200)
+            self.finish(reply.json_bytes())
+            return
+        self.set_status(int(response.get("status", 200)))
+        for name, value in (response.get("headers") or {}).items():
+            self.set_header(name, value)
+        if response.get("content_type"):
+            self.set_header("Content-Type", response["content_type"])
+        if response.get("body_type") == "none":
+            self.clear_header("Content-Type")
+        self.finish(reply.buffers[0] if reply.buffers else b"")
+
+    get = post = put = delete = patch = head = options = _serve  # type: ignore[assignment]
+
+
+class FunctionCallHandler(JSONHandler):
+    engine: ScriptEngine
+
+    async def post(self, name: str) -> None:
+        body = self.json_body(required=False)
+        timeout = body.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise BadRequest("'timeout' must be a positive number of seconds", "BAD_REQUEST")
+        started = time.perf_counter()
+        script_id, reply = await self.engine.call_function(name, body.get("args"), timeout)
+        took = (time.perf_counter() - started) * 1000
+        # The kernel serialized the result once; splice its bytes in, no re-parse.
+        self.finish(b'{"success":true,"script_id":' + json.dumps(script_id).encode()
+                    + b',"duration_ms":' + f"{took:.3f}".encode()
+                    + b',"result":' + reply.json_bytes() + b"}")
+
+
+class FunctionListHandler(JSONHandler):
+    engine: ScriptEngine
+
+    def get(self) -> None:
+        items = [f.describe() for f in self.engine.registry.functions()]
+        self.send_json({"count": len(items), "functions": items})

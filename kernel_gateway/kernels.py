@@ -1,0 +1,296 @@
+"""Script kernels: start one through jupyter_client, keep its channels read, watch
+for its death, and keep a small pool of pre-started kernels.
+
+Kernels are started with ``AsyncKernelManager`` and its provisioner only; the
+gateway never assumes a local PID, a signal or a connection-file path, so a
+kernelspec that names another provisioner (Docker, Kubernetes) works unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+from .bridge import KernelBridge
+from .errors import KernelDied, ServiceUnavailable
+
+__all__ = ["ScriptKernel", "KernelPool", "KernelStartError"]
+
+log = logging.getLogger("kernel_gateway.kernels")
+
+COMM_TARGET = "vwed"
+IopubSink = Callable[["ScriptKernel", dict[str, Any]], None]
+
+
+class KernelStartError(ServiceUnavailable):
+    code = "KERNEL_START_FAILED"
+
+
+class ScriptKernel:
+    """One started kernel with its client, readers, death watch and comm bridge."""
+
+    def __init__(self, km: AsyncKernelManager, *, death_poll: float = 0.2) -> None:
+        self.km = km
+        self.kernel_id = str(uuid.uuid4())
+        self.client = km.client()
+        self.bridge = KernelBridge(self)
+        self.script_id: str | None = None
+        self.pid: int | None = None
+        self.info: dict[str, Any] = {}
+        self.started_at = time.time()
+        self.alive = True
+        self.death_poll = death_poll
+        self.on_iopub: IopubSink | None = None
+        self.on_death: Callable[[ScriptKernel], Awaitable[None] | None] | None = None
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closing = False
+
+    # -- start ---------------------------------------------------------------------
+    @classmethod
+    async def start(
+        cls,
+        ksm: KernelSpecManager,
+        kernel_name: str,
+        *,
+        startup_timeout: float = 60.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> ScriptKernel:
+        km = AsyncKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
+        km.shutdown_wait_time = 3.0
+        try:
+            await km.start_kernel(env=extra_env) if extra_env else await km.start_kernel()
+        except Exception as exc:
+            raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
+        kernel = cls(km)
+        try:
+            await asyncio.wait_for(kernel._connect(), startup_timeout)
+        except BaseException as exc:
+            await kernel.shutdown(now=True)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise KernelStartError(f"kernel {kernel_name!r} did not become ready: {exc!r}") from exc
+        return kernel
+
+    async def _connect(self) -> None:
+        self.client.start_channels()
+        await self.client.wait_for_ready(timeout=60)
+        self._tasks = [
+            asyncio.ensure_future(self._read_iopub()),
+            asyncio.ensure_future(self._read_replies(self.client.shell_channel)),
+            asyncio.ensure_future(self._read_replies(self.client.control_channel)),
+            asyncio.ensure_future(self._watch()),
+        ]
+        subshell = None
+        reply = await self.request("control", "create_subshell_request", {}, timeout=10)
+        if reply["content"].get("status") == "ok":
+            subshell = reply["content"].get("subshell_id")
+        hello = await self.bridge.open(COMM_TARGET, subshell, timeout=10)
+        self.pid = hello.get("pid") if self._is_local() else None
+        self.info = hello
+
+    def _is_local(self) -> bool:
+        return type(self.km.provisioner).__name__ == "LocalProvisioner"
+
+    # -- channels ------------------------------------------------------------------
+    def send(self, channel: str, msg: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        chan = getattr(self.client, f"{channel}_channel")
+        self.client.session.send(chan.socket, msg, buffers=buffers)
+
+    async def request(
+        self, channel: str, msg_type: str, content: dict[str, Any], *, timeout: float
+    ) -> dict[str, Any]:
+        """Send a request on shell/control and wait for its reply (with a deadline)."""
+        msg = self.client.session.msg(msg_type, content)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[msg["header"]["msg_id"]] = fut
+        try:
+            self.send(channel, msg)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._replies.pop(msg["header"]["msg_id"], None)
+
+    async def execute(self, code: str, *, timeout: float) -> dict[str, Any]:
+        """Run code with an ``execute_request``; returns the reply content."""
+        content = {"code": code, "silent": False, "store_history": False,
+                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        reply = await self.request("shell", "execute_request", content, timeout=timeout)
+        return dict(reply["content"])
+
+    async def _read_replies(self, channel: Any) -> None:
+        while True:
+            try:
+                msg = await channel.get_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._closing:
+                    return
+                log.exception("kernel %s: unreadable reply", self.kernel_id)
+                continue
+            fut = self._replies.get(msg.get("parent_header", {}).get("msg_id", ""))
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    async def _read_iopub(self) -> None:
+        channel = self.client.iopub_channel
+        while True:
+            try:
+                msg = await channel.get_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._closing:
+                    return
+                log.exception("kernel %s: unreadable iopub message", self.kernel_id)
+                continue
+            try:
+                if msg["msg_type"] == "comm_msg" and self.bridge.owns(msg):
+                    self.bridge.on_comm_msg(msg)
+                elif self.on_iopub is not None:
+                    self.on_iopub(self, msg)
+            except Exception:
+                log.exception("kernel %s: iopub message handler failed", self.kernel_id)
+
+    async def _watch(self) -> None:
+        """Poll the provisioner: a kernel that dies is noticed within ``death_poll`` s."""
+        while not self._closing:
+            await asyncio.sleep(self.death_poll)
+            try:
+                alive = await self.km.is_alive()
+            except Exception:
+                alive = False
+            if not alive and not self._closing:
+                await self._died()
+                return
+
+    async def _died(self) -> None:
+        self.alive = False
+        log.warning("kernel %s (script %s) died", self.kernel_id, self.script_id)
+        error = KernelDied(
+            f"the kernel of script {self.script_id or '(none)'} died while serving the call",
+            details={"script_id": self.script_id})
+        self.bridge.fail_all(error)
+        for fut in list(self._replies.values()):
+            if not fut.done():
+                fut.set_exception(error)
+        if self.on_death is not None:
+            result = self.on_death(self)
+            if asyncio.iscoroutine(result):
+                await result
+        await self.shutdown(now=True)
+
+    # -- control -------------------------------------------------------------------
+    async def interrupt(self) -> None:
+        """Interrupt the code running in the kernel (SIGINT or an interrupt_request)."""
+        if not self.alive:
+            return
+        try:
+            await self.km.interrupt_kernel()
+        except Exception:
+            log.exception("kernel %s: interrupt failed", self.kernel_id)
+
+    async def shutdown(self, *, now: bool = False) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.alive = False
+        self.bridge.fail_all(ServiceUnavailable(
+            f"script {self.script_id} is stopping", "SCRIPT_STOPPING",
+            details={"script_id": self.script_id}))
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            self.client.stop_channels()
+        try:
+            await self.km.shutdown_kernel(now=now)
+        except Exception:
+            log.exception("kernel %s: shutdown failed", self.kernel_id)
+        with contextlib.suppress(Exception):
+            await self.km.cleanup_resources()
+
+
+class KernelPool:
+    """Pre-started kernels, refilled in the background. A kernel is handed out
+    once and never comes back: a kernel that ran a script is never reused."""
+
+    def __init__(
+        self,
+        start: Callable[[], Awaitable[ScriptKernel]],
+        size: int = 2,
+    ) -> None:
+        self._start = start
+        self.size = max(0, size)
+        self._ready: list[ScriptKernel] = []
+        self._starting = 0
+        self._refill_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def available(self) -> int:
+        return len(self._ready)
+
+    def start(self) -> None:
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._closed or (self._refill_task and not self._refill_task.done()):
+            return
+        self._refill_task = asyncio.ensure_future(self._refill())
+
+    async def _refill(self) -> None:
+        failures = 0
+        while not self._closed and len(self._ready) + self._starting < self.size:
+            self._starting += 1
+            try:
+                kernel = await self._start()
+            except Exception:
+                failures += 1
+                log.exception("pool: a kernel failed to start (attempt %d)", failures)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                continue
+            finally:
+                self._starting -= 1
+            failures = 0
+            if self._closed:
+                await kernel.shutdown(now=True)
+                return
+            if kernel.alive:
+                kernel.on_death = self._pooled_kernel_died
+                self._ready.append(kernel)
+
+    def _pooled_kernel_died(self, kernel: ScriptKernel) -> None:
+        if kernel in self._ready:
+            self._ready.remove(kernel)
+        self._kick()
+
+    async def acquire(self) -> ScriptKernel:
+        """A ready kernel: from the pool if one is there, else started now."""
+        while self._ready:
+            kernel = self._ready.pop(0)
+            kernel.on_death = None
+            self._kick()
+            if kernel.alive:
+                return kernel
+            await kernel.shutdown(now=True)
+        self._kick()
+        return await self._start()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._refill_task:
+            self._refill_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refill_task
+        ready, self._ready = self._ready, []
+        await asyncio.gather(*(k.shutdown(now=True) for k in ready), return_exceptions=True)

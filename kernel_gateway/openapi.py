@@ -1,0 +1,155 @@
+"""The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
+
+A test checks that every route of the application appears here, and that
+docs/openapi.json is this document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import __version__
+
+__all__ = ["build_openapi"]
+
+
+def _err(*codes: str) -> dict[str, Any]:
+    return {"description": "error: " + ", ".join(codes),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(description: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {"success": {"const": True}}}
+    if props:
+        schema["properties"].update(props)
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+
+
+_STR = {"type": "string"}
+_OBJ = {"type": "object"}
+_TARGET = _body({"script_id": _STR, "script_path": _STR})
+_REGS = {"$ref": "#/components/schemas/Registrations"}
+_PATH_PARAM = [{"name": "path", "in": "path", "required": True, "schema": _STR,
+                "description": "path under the scripts root"}]
+
+
+def build_openapi() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/script-engine/start": {"post": {
+            "summary": "Start a script in its own kernel and run its boot()",
+            "requestBody": _body({"script_path": _STR}, ["script_path"]),
+            "responses": {
+                "200": _ok("started", {"script_id": _STR, "script_path": _STR, "kernel_id": _STR,
+                                       "registrations": _REGS}),
+                "400": _err("INVALID_JSON", "MISSING_FIELD", "PATH_INVALID"),
+                "404": _err("SCRIPT_NOT_FOUND"),
+                "409": _err("ALREADY_RUNNING", "REGISTRATION_CONFLICT"),
+                "422": _err("BOOT_MISSING", "BOOT_FAILED"),
+                "503": _err("KERNEL_START_FAILED"), "504": _err("BOOT_TIMEOUT")}}},
+        "/script-engine/stop": {"post": {
+            "summary": "Unregister a script, fail its calls in flight, shut its kernel down",
+            "requestBody": _TARGET,
+            "responses": {"200": _ok("stopped", {"script_id": _STR, "status": _STR}),
+                          "400": _err("MISSING_FIELD"), "404": _err("NOT_RUNNING")}}},
+        "/script-engine/restart": {"post": {
+            "summary": "Stop a script and start it again from its file (a new script_id)",
+            "requestBody": _TARGET,
+            "responses": {"200": _ok("restarted", {"previous_script_id": _STR, "script_id": _STR,
+                                                   "registrations": _REGS}),
+                          "404": _err("NOT_RUNNING"), "422": _err("BOOT_FAILED", "BOOT_MISSING")}}},
+        "/script-engine/running": {"get": {
+            "summary": "Running scripts",
+            "responses": {"200": _ok("the list", {"count": {"type": "integer"}, "scripts": {
+                "type": "array", "items": {"$ref": "#/components/schemas/ScriptSummary"}}})}}},
+        "/script-engine/scripts/{script_id}": {"get": {
+            "summary": "One running script with its registrations",
+            "parameters": [{"name": "script_id", "in": "path", "required": True, "schema": _STR}],
+            "responses": {"200": _ok("the script"), "404": _err("NOT_RUNNING")}}},
+        "/script-engine/functions": {"get": {
+            "summary": "Functions registered by running scripts",
+            "responses": {"200": _ok("the list", {"functions": {"type": "array"}})}}},
+        "/script-engine/functions/{name}/call": {"post": {
+            "summary": "Call a registered function",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": _STR}],
+            "requestBody": _body({"args": {"description": "dict (keyword arguments; a one-parameter "
+                                           "function gets the dict), list (positional) or string "
+                                           "(JSON or Python literal)"},
+                                  "timeout": {"type": "number"}}),
+            "responses": {"200": _ok("the result", {"result": {}, "script_id": _STR,
+                                                    "duration_ms": {"type": "number"}}),
+                          "400": _err("INVALID_JSON", "BAD_ARGUMENTS"),
+                          "404": _err("FUNCTION_NOT_FOUND"),
+                          "500": _err("HANDLER_ERROR", "RESULT_NOT_SERIALIZABLE"),
+                          "502": _err("KERNEL_DIED"), "503": _err("SCRIPT_STOPPING"),
+                          "504": _err("CALL_TIMEOUT")}}},
+        "/script-engine/files": {"get": {
+            "summary": "The tree of script files",
+            "responses": {"200": _ok("the tree", {"tree": _OBJ})}}},
+        "/script-engine/files/{path}": {
+            "parameters": _PATH_PARAM,
+            "get": {"summary": "Read a file (or list a directory)",
+                    "responses": {"200": _ok("content", {"content": _STR}),
+                                  "400": _err("PATH_INVALID", "FILE_TYPE_NOT_ALLOWED"),
+                                  "404": _err("FILE_NOT_FOUND")}},
+            "put": {"summary": "Write a file (create or overwrite)",
+                    "requestBody": _body({"content": _STR}, ["content"]),
+                    "responses": {"200": _ok("written"), "400": _err("PATH_INVALID", "NOTEBOOK_INVALID"),
+                                  "413": _err("FILE_TOO_LARGE")}},
+            "post": {"summary": "Create a file from the template (or with content), or a directory",
+                     "requestBody": _body({"type": {"enum": ["file", "directory"]},
+                                           "template": {"type": "boolean"}, "content": _STR}),
+                     "responses": {"201": _ok("created"), "409": _err("EXISTS")}},
+            "patch": {"summary": "Rename or move",
+                      "requestBody": _body({"new_path": _STR}, ["new_path"]),
+                      "responses": {"200": _ok("moved"), "404": _err("PATH_NOT_FOUND"),
+                                    "409": _err("EXISTS")}},
+            "delete": {"summary": "Delete a file, or a directory (recursive=true if not empty)",
+                       "parameters": [{"name": "recursive", "in": "query", "schema": {"type": "boolean"}}],
+                       "responses": {"200": _ok("deleted"), "409": _err("DIRECTORY_NOT_EMPTY")}}},
+        "/script-engine/health": {"get": {
+            "summary": "Liveness and pool state (no token needed)",
+            "responses": {"200": _ok("healthy")}}},
+        "/script-engine/openapi.json": {"get": {
+            "summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}},
+        "/script-api/{path}": {m: {
+            "summary": "A route a running script registered",
+            "parameters": _PATH_PARAM,
+            "responses": {"200": {"description": "the handler's return value as JSON, or its Response"},
+                          "404": _err("ROUTE_NOT_FOUND"), "405": _err("METHOD_NOT_ALLOWED"),
+                          "500": _err("HANDLER_ERROR", "RESULT_NOT_SERIALIZABLE"),
+                          "502": _err("KERNEL_DIED"), "503": _err("SCRIPT_STOPPING"),
+                          "504": _err("CALL_TIMEOUT")}}
+            for m in ("get", "post", "put", "delete", "patch", "head", "options")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "VWED script engine gateway", "version": __version__},
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                          "description": "'token <T>' or 'Bearer <T>'"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["success", "error", "code"], "properties": {
+                    "success": {"const": False}, "error": _STR, "code": _STR}},
+                "Registrations": {"type": "object", "properties": {
+                    k: {"type": "array", "items": _OBJ} for k in ("apis", "functions", "events", "timers")}},
+                "ScriptSummary": {"type": "object", "properties": {
+                    "script_id": _STR, "script_path": _STR, "status": _STR,
+                    "started_at": {"type": "number"}, "kernel_id": _STR,
+                    "pid": {"type": ["integer", "null"]}, "registrations": _OBJ}},
+            },
+        },
+        "security": [{"token": []}],
+        "paths": paths,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(build_openapi(), indent=2))

@@ -1,0 +1,207 @@
+"""The script file store: every path from outside is confined to the scripts root.
+
+Security: a path is refused (``PATH_INVALID``) when it is absolute, contains a
+NUL byte, a backslash, a ``..`` or ``.`` segment, a percent-encoded character
+(encoded traversal reaching us after one decoding), or when, after resolving
+symlinks, it leaves the root. Only ``.py`` and ``.ipynb`` files are read or
+written, up to ``max_file_size`` bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .errors import BadRequest, Conflict, NotFound, PathInvalid, PayloadTooLarge
+
+__all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES"]
+
+SCRIPT_SUFFIXES = (".py", ".ipynb")
+TEMPLATE = Path(__file__).with_name("templates") / "new_script.py"
+_SKIP = {"__pycache__", ".ipynb_checkpoints"}
+
+
+@dataclass
+class ScriptSource:
+    """The code of a script, ready to run: one or more cells."""
+
+    path: str  # relative to the root, with '/'
+    file: str  # absolute path
+    cells: list[str]
+    mtime: float
+    size: int
+
+
+class ScriptStore:
+    def __init__(self, root: str | os.PathLike[str], max_file_size: int = 1024 * 1024) -> None:
+        self.root = Path(root).resolve()
+        self.max_file_size = max_file_size
+
+    # -- paths -----------------------------------------------------------------------
+    def resolve(self, rel: Any, *, allow_root: bool = False) -> Path:
+        """The absolute path for ``rel``, confined to the root (after symlinks)."""
+        if not isinstance(rel, str):
+            raise PathInvalid("path must be a string")
+        if "\x00" in rel or "\\" in rel or "%" in rel:
+            raise PathInvalid(f"path {rel!r} contains a forbidden character")
+        if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+            raise PathInvalid(f"path {rel!r} must be relative to the scripts root")
+        parts = [p for p in rel.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise PathInvalid(f"path {rel!r} must not contain '.' or '..' segments")
+        if not parts and not allow_root:
+            raise PathInvalid("path must not be empty")
+        candidate = self.root.joinpath(*parts)
+        real = Path(os.path.realpath(candidate))
+        if real != self.root and self.root not in real.parents:
+            raise PathInvalid(f"path {rel!r} leaves the scripts root")
+        return real
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    @staticmethod
+    def _check_suffix(path: Path) -> None:
+        if path.suffix not in SCRIPT_SUFFIXES:
+            raise BadRequest(f"only {' and '.join(SCRIPT_SUFFIXES)} files are allowed, not "
+                             f"{path.name!r}", "FILE_TYPE_NOT_ALLOWED")
+
+    # -- reading ---------------------------------------------------------------------
+    def tree(self, rel: str = "") -> dict[str, Any]:
+        base = self.resolve(rel, allow_root=True)
+        if not base.is_dir():
+            raise NotFound(f"directory {rel!r} does not exist", "PATH_NOT_FOUND")
+        return self._node(base)
+
+    def _node(self, path: Path) -> dict[str, Any]:
+        rel = "" if path == self.root else self.relative(path)
+        if path.is_dir():
+            children = []
+            for child in sorted(path.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+                if child.name.startswith(".") or child.name in _SKIP:
+                    continue
+                real = Path(os.path.realpath(child))
+                if real != self.root and self.root not in real.parents:
+                    continue  # a symlink out of the root is not shown
+                if child.is_dir() or child.suffix in SCRIPT_SUFFIXES:
+                    children.append(self._node(child))
+            return {"name": path.name if rel else "", "path": rel, "type": "directory",
+                    "children": children}
+        st = path.stat()
+        return {"name": path.name, "path": rel, "type": "file", "size": st.st_size,
+                "mtime": st.st_mtime}
+
+    def read(self, rel: str) -> dict[str, Any]:
+        path = self.resolve(rel)
+        if path.is_dir():
+            return self.tree(rel)
+        self._check_suffix(path)
+        if not path.is_file():
+            raise NotFound(f"file {rel!r} does not exist", "FILE_NOT_FOUND")
+        st = path.stat()
+        if st.st_size > self.max_file_size:
+            raise PayloadTooLarge(f"file {rel!r} is larger than {self.max_file_size} bytes",
+                                  "FILE_TOO_LARGE")
+        return {"path": self.relative(path), "type": "file", "content": path.read_text("utf-8"),
+                "size": st.st_size, "mtime": st.st_mtime}
+
+    def load(self, rel: str) -> ScriptSource:
+        """The code of a script to run (404 ``SCRIPT_NOT_FOUND`` if it is not there)."""
+        path = self.resolve(rel)
+        self._check_suffix(path)
+        if not path.is_file():
+            raise NotFound(f"script {rel!r} does not exist", "SCRIPT_NOT_FOUND",
+                           details={"script_path": rel})
+        st = path.stat()
+        if st.st_size > self.max_file_size:
+            raise PayloadTooLarge(f"script {rel!r} is larger than {self.max_file_size} bytes",
+                                  "FILE_TOO_LARGE")
+        text = path.read_text("utf-8")
+        if path.suffix == ".ipynb":
+            try:
+                nb = nbformat.reads(text, as_version=4)
+            except Exception as exc:
+                raise BadRequest(f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID") from exc
+            cells = [c.source for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+        else:
+            cells = [text]
+        return ScriptSource(self.relative(path), str(path), cells, st.st_mtime, st.st_size)
+
+    # -- writing ---------------------------------------------------------------------
+    def write(self, rel: str, content: Any) -> dict[str, Any]:
+        """Create or overwrite a file (atomically: write a temp file, then rename)."""
+        if not isinstance(content, str):
+            raise BadRequest("'content' must be a string", "MISSING_FIELD")
+        path = self.resolve(rel)
+        self._check_suffix(path)
+        data = content.encode("utf-8")
+        if len(data) > self.max_file_size:
+            raise PayloadTooLarge(f"content is larger than {self.max_file_size} bytes",
+                                  "FILE_TOO_LARGE")
+        if path.suffix == ".ipynb":
+            try:
+                nbformat.reads(content, as_version=4)
+            except Exception as exc:
+                raise BadRequest(f"content is not a valid notebook: {exc}", "NOTEBOOK_INVALID") from exc
+        if path.is_dir():
+            raise Conflict(f"{rel!r} is a directory", "IS_A_DIRECTORY")
+        created = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return {"path": self.relative(path), "size": len(data), "created": created}
+
+    def create(self, rel: str, kind: str = "file", template: bool = True) -> dict[str, Any]:
+        """Create a directory, or a new file (from the template unless told otherwise)."""
+        path = self.resolve(rel)
+        if path.exists():
+            raise Conflict(f"{rel!r} already exists", "EXISTS")
+        if kind == "directory":
+            path.mkdir(parents=True)
+            return {"path": self.relative(path), "type": "directory"}
+        if kind != "file":
+            raise BadRequest("'type' must be 'file' or 'directory'", "BAD_REQUEST")
+        self._check_suffix(path)
+        text = TEMPLATE.read_text("utf-8").replace("{{name}}", path.stem) if template else ""
+        if path.suffix == ".ipynb":
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_code_cell(text)] if text else []
+            nb.metadata["kernelspec"] = {"name": "vwed", "display_name": "Python 3 (VWED)",
+                                         "language": "python"}
+            text = nbformat.writes(nb)
+        return self.write(rel, text)
+
+    def rename(self, rel: str, new_rel: Any) -> dict[str, Any]:
+        src = self.resolve(rel)
+        dst = self.resolve(new_rel)
+        if not src.exists():
+            raise NotFound(f"{rel!r} does not exist", "PATH_NOT_FOUND")
+        if src.is_file():
+            self._check_suffix(dst)
+        if dst.exists():
+            raise Conflict(f"{new_rel!r} already exists", "EXISTS")
+        if src.is_dir() and (dst == src or src in dst.parents):
+            raise BadRequest("cannot move a directory into itself", "BAD_REQUEST")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return {"path": self.relative(dst), "old_path": rel}
+
+    def delete(self, rel: str, recursive: bool = False) -> dict[str, Any]:
+        path = self.resolve(rel)
+        if not path.exists():
+            raise NotFound(f"{rel!r} does not exist", "PATH_NOT_FOUND")
+        if path.is_dir():
+            if any(path.iterdir()) and not recursive:
+                raise Conflict(f"directory {rel!r} is not empty (pass recursive=true)",
+                               "DIRECTORY_NOT_EMPTY")
+            shutil.rmtree(path) if recursive else path.rmdir()
+        else:
+            self._check_suffix(path)
+            path.unlink()
+        return {"path": rel, "deleted": True}

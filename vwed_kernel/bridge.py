@@ -1,0 +1,334 @@
+"""The kernel end of the ``vwed`` comm: the gateway's calls in, registrations and
+logs out (every message is listed in docs/protocol.md).
+
+Threads: ``call``, ``prepare`` and ``boot`` messages are handled on the kernel's
+main thread, so a synchronous handler can be interrupted (SIGINT raises
+``KeyboardInterrupt`` in it) and coroutine handlers run on the main thread's
+event loop, several at once. ``response`` and ``cancel`` messages are sent by the
+gateway to a *service subshell* (a Jupyter kernel subshell the gateway creates),
+so they are handled on that subshell's thread even while the main thread is
+blocked, e.g. in a synchronous ``VWED.function.call`` waiting for its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import itertools
+import json
+import logging
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import PROTOCOL_VERSION, __version__
+from .calling import BindError, bind_arguments, call_handler_with_request
+from .encoding import ResultNotSerializable, decode_request, encode_result, encode_value
+from .errors import GatewayUnavailableError, RemoteCallError
+
+__all__ = ["Link", "DetachedLink", "GatewayLink"]
+
+log = logging.getLogger("vwed_kernel")
+DEFAULT_REQUEST_TIMEOUT = 60.0
+
+
+class Link:
+    """What the ``VWED`` modules need from the outside world."""
+
+    script_id: str | None = None
+
+    @property
+    def attached(self) -> bool:
+        return False
+
+    def can_request(self) -> bool:
+        return False
+
+    def notify_register(self, kind: str, description: dict[str, Any]) -> None:
+        """A route/function was registered (the gateway updates its routing table)."""
+
+    def notify_unregister(self, kind: str, description: dict[str, Any]) -> None:
+        """A route/function was removed."""
+
+    def notify_log(self, level: str, tag: str, message: str) -> bool:
+        """Send a structured log line; False when nobody is listening."""
+        return False
+
+    def request(self, service: str, payload: dict[str, Any], timeout: float | None = None) -> Any:
+        raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
+
+    async def arequest(
+        self, service: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> Any:
+        return self.request(service, payload, timeout)
+
+
+class DetachedLink(Link):
+    """No gateway: a plain notebook. Registrations stay local."""
+
+
+def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
+
+
+class GatewayLink(Link):
+    """The kernel's end of the comm opened by the gateway."""
+
+    def __init__(self, user_ns: Callable[[], dict[str, Any]], vwed_provider: Callable[[], Any]):
+        self._user_ns = user_ns
+        self._vwed = vwed_provider
+        self._comm: Any = None
+        self._service_subshell: str | None = None
+        self._main_thread = threading.main_thread()
+        self._pending: dict[str, concurrent.futures.Future[Any]] = {}
+        self._tasks: dict[str, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {
+            "ping": self._op_ping,
+            "prepare": self._op_prepare,
+            "boot": self._op_boot,
+            "call": self._op_call,
+            "cancel": self._op_cancel,
+            "response": self._op_response,
+        }
+
+    # -- comm lifecycle -------------------------------------------------------------
+    @property
+    def attached(self) -> bool:
+        return self._comm is not None
+
+    def on_comm_open(self, comm: Any, msg: dict[str, Any]) -> None:
+        data = msg.get("content", {}).get("data") or {}
+        if self._comm is not None:
+            log.warning("a second gateway comm was opened; the newest one wins")
+        # ipykernel routes comm replies back to the subshell that last published on
+        # the comm; the gateway addresses each message itself (header subshell_id).
+        comm._reply_subshell_for = lambda _data, default: default
+        self._comm = comm
+        self._service_subshell = data.get("service_subshell")
+        comm.on_msg(self._on_msg)
+        comm.on_close(self._on_close)
+        self._send({
+            "op": "hello",
+            "pid": os.getpid(),
+            "protocol": PROTOCOL_VERSION,
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "service_subshell": self._service_subshell,
+        })
+
+    def _on_close(self, msg: dict[str, Any]) -> None:
+        self._comm = None
+        for fut in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(GatewayUnavailableError("the gateway closed its connection"))
+
+    def _send(self, data: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        comm = self._comm
+        if comm is not None:
+            comm.send(data, buffers=buffers)
+
+    def _on_msg(self, msg: dict[str, Any]) -> None:
+        data = msg.get("content", {}).get("data") or {}
+        buffers = msg.get("buffers") or []
+        op = data.get("op")
+        handler = self._ops.get(op) if isinstance(op, str) else None
+        if handler is None:
+            log.warning("unknown vwed op %r", op)
+            if data.get("id"):
+                self._reply_error(data["id"], ValueError(f"unknown op {op!r}"), "protocol")
+            return
+        handler(data, buffers)
+
+    # -- replies ----------------------------------------------------------------------
+    def _reply_ok(self, call_id: str, fields: dict[str, Any], buffers: list[bytes]) -> None:
+        self._send({"op": "result", "id": call_id, "ok": True, **fields}, buffers)
+
+    def _reply_error(self, call_id: str, exc: BaseException, kind: str) -> None:
+        self._send({"op": "result", "id": call_id, "ok": False, "error": error_payload(exc, kind)})
+
+    def _finish(self, call_id: str, kind: str, produce: Callable[[], Any]) -> None:
+        """Run ``produce`` (sync part of a call); schedule it if it returns an awaitable."""
+        try:
+            value = produce()
+        except KeyboardInterrupt as exc:
+            self._reply_error(call_id, exc, "interrupted")
+            return
+        except BaseException as exc:
+            self._reply_error(call_id, exc, "handler")
+            return
+        if inspect.isawaitable(value):
+            task = asyncio.ensure_future(value)
+            self._tasks[call_id] = task
+            task.add_done_callback(lambda t: self._task_done(call_id, kind, t))
+            return
+        self._send_value(call_id, kind, value)
+
+    def _task_done(self, call_id: str, kind: str, task: asyncio.Future[Any]) -> None:
+        self._tasks.pop(call_id, None)
+        if task.cancelled():
+            self._reply_error(call_id, asyncio.CancelledError("the call was cancelled"), "cancelled")
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._reply_error(call_id, exc, "handler")
+            return
+        self._send_value(call_id, kind, task.result())
+
+    def _send_value(self, call_id: str, kind: str, value: Any) -> None:
+        try:
+            fields, buffers = encode_result(kind, value)
+        except ResultNotSerializable as exc:
+            self._reply_error(call_id, exc, "serialization")
+            return
+        self._reply_ok(call_id, fields, buffers)
+
+    # -- ops from the gateway -----------------------------------------------------------
+    def _op_ping(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        self._reply_ok(data["id"], {"encoding": "json"}, [b'"pong"'])
+
+    def _op_prepare(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        """Before the script's source runs: name the script, set ``__file__``."""
+        self.script_id = data.get("script_id")
+        ns = self._user_ns()
+        path = data.get("file")
+        if path:
+            ns["__file__"] = path
+            folder = os.path.dirname(path)
+            if folder and os.path.isdir(folder) and folder not in sys.path:
+                sys.path.insert(0, folder)
+        self._vwed()._registrations.clear()
+        self._reply_ok(data["id"], {"encoding": "json"}, [b"null"])
+
+    def _op_boot(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        call_id = data["id"]
+        boot = self._user_ns().get("boot")
+        if not callable(boot):
+            self._reply_error(call_id, NameError("the script defines no boot() function"),
+                              "boot_missing")
+            return
+        vwed = self._vwed()
+
+        async def after(value: Any) -> Any:
+            await value
+            return vwed.registrations()
+
+        def produce() -> Any:
+            value = boot()
+            return after(value) if inspect.isawaitable(value) else vwed.registrations()
+
+        self._finish(call_id, "boot", produce)
+
+    def _op_call(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        call_id = data["id"]
+        kind = data.get("kind")
+        name = data.get("name", "")
+        regs = self._vwed()._registrations
+        if kind == "api":
+            spec = regs.routes.get(name)
+            if spec is None:
+                self._reply_error(call_id, LookupError(f"route {name} is not registered"), "not_found")
+                return
+            request = decode_request(data.get("request") or {}, buffers)
+            request["script_id"] = self.script_id
+            self._finish(call_id, kind, lambda: call_handler_with_request(spec.handler, request))
+            return
+        if kind == "function":
+            fspec = regs.functions.get(name)
+            if fspec is None:
+                self._reply_error(call_id, LookupError(f"function {name!r} is not registered"),
+                                  "not_found")
+                return
+            try:
+                args, kwargs = bind_arguments(fspec.handler, data.get("args"))
+            except BindError as exc:
+                self._reply_error(call_id, exc, "arguments")
+                return
+            self._finish(call_id, kind, lambda: fspec.handler(*args, **kwargs))
+            return
+        self._reply_error(call_id, ValueError(f"unknown call kind {kind!r}"), "protocol")
+
+    def _op_cancel(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        # Runs on the service subshell's thread: hand the cancel to the task's loop.
+        task = self._tasks.get(data.get("target", ""))
+        if task is not None:
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    def _op_response(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        fut = self._pending.pop(data.get("id", ""), None)
+        if fut is None or fut.done():
+            return
+        if data.get("ok"):
+            value = data.get("value")
+            if buffers:
+                value = json.loads(bytes(buffers[0]))
+            fut.set_result(value)
+        else:
+            err = data.get("error") or {}
+            fut.set_exception(RemoteCallError(err.get("message", "request failed"),
+                                              err.get("code", ""), err.get("type", "")))
+
+    # -- kernel -> gateway ----------------------------------------------------------
+    def notify_register(self, kind: str, description: dict[str, Any]) -> None:
+        self._send({"op": "register", "kind": kind, "item": description})
+
+    def notify_unregister(self, kind: str, description: dict[str, Any]) -> None:
+        self._send({"op": "unregister", "kind": kind, "item": description})
+
+    def notify_log(self, level: str, tag: str, message: str) -> bool:
+        if self._comm is None:
+            return False
+        self._send({"op": "log", "level": level, "tag": tag, "message": message})
+        return True
+
+    def can_request(self) -> bool:
+        if self._comm is None:
+            return False
+        return self._service_subshell is not None or threading.current_thread() is not self._main_thread
+
+    def _new_request(self, service: str, payload: dict[str, Any]) -> tuple[str, concurrent.futures.Future[Any]]:
+        if self._comm is None:
+            raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
+        req_id = f"k{os.getpid()}-{next(self._ids)}"
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._pending[req_id] = fut
+        try:
+            body = encode_value(payload)
+        except ResultNotSerializable as exc:
+            self._pending.pop(req_id, None)
+            raise TypeError(f"arguments of {service!r} are not JSON-serializable: {exc}") from None
+        self._send({"op": "request", "id": req_id, "service": service}, [body])
+        return req_id, fut
+
+    def request(self, service: str, payload: dict[str, Any], timeout: float | None = None) -> Any:
+        if not self.can_request():
+            raise GatewayUnavailableError(
+                f"{service!r} cannot wait for the gateway on the main thread of this kernel "
+                "(no service subshell); use the async form"
+            )
+        req_id, fut = self._new_request(service, payload)
+        wait = timeout if timeout is not None else DEFAULT_REQUEST_TIMEOUT
+        try:
+            return fut.result(wait)
+        except concurrent.futures.TimeoutError:
+            raise RemoteCallError(f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT") from None
+        finally:
+            self._pending.pop(req_id, None)
+
+    async def arequest(
+        self, service: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> Any:
+        req_id, fut = self._new_request(service, payload)
+        wait = timeout if timeout is not None else DEFAULT_REQUEST_TIMEOUT
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+        except asyncio.TimeoutError:
+            raise RemoteCallError(f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT") from None
+        finally:
+            self._pending.pop(req_id, None)

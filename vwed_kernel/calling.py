@@ -1,0 +1,128 @@
+"""Argument binding and invocation of script callables.
+
+One module, shared by every kind of call (route handlers, functions, task-flow
+steps), so the rules are the same everywhere:
+
+* a ``dict`` becomes keyword arguments, except that a callable with exactly one
+  parameter receives the dict itself;
+* a ``list`` (or tuple) becomes positional arguments;
+* a ``str`` is parsed as JSON, else as a Python literal (``ast.literal_eval``),
+  else passed through as the string, and the parsed value is bound by the rules
+  above (a string that parses to a scalar is one positional argument);
+* ``None`` means no arguments;
+* anything else is one positional argument.
+
+Outside input is never given to ``eval``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BindError", "bind_arguments", "parse_string_argument", "is_async_callable"]
+
+
+class BindError(TypeError):
+    """The arguments cannot be bound to the callable's signature."""
+
+
+_MISSING = object()
+
+
+def parse_string_argument(text: str) -> Any:
+    """Parse a string argument: JSON first, then a Python literal, else the string itself."""
+    stripped = text.strip()
+    if not stripped:
+        return text
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        pass
+    try:
+        # literal_eval only accepts literals (numbers, strings, containers, ...):
+        # no names, calls or attribute access, so it is safe on outside input.
+        return ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+
+
+def _positional_count(sig: inspect.Signature) -> tuple[int, bool]:
+    """Number of named parameters, and whether ``*args``/``**kwargs`` are accepted."""
+    named = 0
+    variadic = False
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            variadic = True
+        else:
+            named += 1
+    return named, variadic
+
+
+def bind_arguments(func: Callable[..., Any], args: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Turn a call's ``args`` value into ``(positional, keyword)`` for ``func``.
+
+    Raises :class:`BindError` with a readable message when the result would not
+    fit the signature (checked with ``Signature.bind`` before the call, so the
+    error is about the arguments, not a ``TypeError`` from deep in user code).
+    """
+    if isinstance(args, str):
+        args = parse_string_argument(args)
+    sig = _signature(func)
+    positional: tuple[Any, ...]
+    keywords: dict[str, Any] = {}
+    if args is None:
+        positional = ()
+    elif isinstance(args, dict):
+        named = _positional_count(sig)[0] if sig is not None else 0
+        single = sig is not None and named == 1 and not any(
+            p.kind == p.VAR_KEYWORD for p in sig.parameters.values()
+        )
+        if single:
+            positional = (args,)
+        else:
+            positional = ()
+            keywords = {str(k): v for k, v in args.items()}
+    elif isinstance(args, (list, tuple)):
+        positional = tuple(args)
+    else:
+        positional = (args,)
+    if sig is not None:
+        try:
+            sig.bind(*positional, **keywords)
+        except TypeError as exc:
+            raise BindError(f"arguments do not match {_describe(func, sig)}: {exc}") from None
+    return positional, keywords
+
+
+def _describe(func: Callable[..., Any], sig: inspect.Signature) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    return f"{name}{sig}"
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    """True for ``async def`` functions (and callables whose ``__call__`` is one)."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def call_handler_with_request(handler: Callable[..., Any], request: Any) -> Any:
+    """Call a route handler: with the request if it takes a parameter, else bare."""
+    sig = _signature(handler)
+    if sig is not None:
+        named, variadic = _positional_count(sig)
+        if named == 0 and not variadic:
+            return handler()
+    return handler(request)

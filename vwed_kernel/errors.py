@@ -1,0 +1,49 @@
+"""The exceptions scripts can see from ``VWED``.
+
+::
+
+    VWEDError                      base of everything VWED raises on purpose
+    ├── RegistrationError          bad path, method or name given to a register call
+    ├── NotRegisteredError         no such route or function (locally or in the gateway)
+    ├── GatewayUnavailableError    the call needs a gateway and none is attached
+    └── RemoteCallError            a call through the gateway failed (carries type, code)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VWEDError",
+    "RegistrationError",
+    "NotRegisteredError",
+    "GatewayUnavailableError",
+    "RemoteCallError",
+]
+
+
+class VWEDError(Exception):
+    """Base class of the errors raised by ``VWED``."""
+
+
+class RegistrationError(VWEDError, ValueError):
+    """A route, function or listener could not be registered (bad input)."""
+
+
+class NotRegisteredError(VWEDError, LookupError):
+    """The route or function asked for is not registered."""
+
+
+class GatewayUnavailableError(VWEDError, RuntimeError):
+    """The operation needs the gateway, and this kernel is not attached to one."""
+
+
+class RemoteCallError(VWEDError):
+    """A call through the gateway failed.
+
+    ``code`` is the gateway's machine code (``CALL_TIMEOUT``, ``HANDLER_ERROR``,
+    ...), ``remote_type`` the exception type raised on the other side, if any.
+    """
+
+    def __init__(self, message: str, code: str = "", remote_type: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.remote_type = remote_type

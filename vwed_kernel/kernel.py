@@ -1,0 +1,37 @@
+"""The VWED kernel class: IPython with ``VWED`` in the user namespace and the
+``vwed`` comm target served for the gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipykernel.ipkernel import IPythonKernel
+
+from . import COMM_TARGET, __version__
+from .bridge import GatewayLink
+from .vwed import VWED
+
+__all__ = ["VWEDKernel"]
+
+
+class VWEDKernel(IPythonKernel):
+    """An ``IPythonKernel`` with ``VWED`` preloaded.
+
+    Works the same in JupyterLab (no gateway: registrations stay in the kernel)
+    and in the gateway (which opens the ``vwed`` comm and drives the script).
+    """
+
+    implementation = "vwed"
+    implementation_version = __version__
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vwed_link = GatewayLink(lambda: self.shell.user_ns, lambda: self.vwed)
+        self.vwed = VWED(self.vwed_link)
+        # push(interactive=False) hides VWED from %who and keeps it across %reset.
+        self.shell.push({"VWED": self.vwed}, interactive=False)
+        self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)
+
+    @property
+    def banner(self) -> str:  # type: ignore[override]
+        return super().banner + "\nVWED script kernel: the `VWED` object is preloaded (try `VWED?`).\n"

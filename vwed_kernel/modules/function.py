@@ -1,0 +1,143 @@
+"""``VWED.function``: named functions that task flows and other scripts call."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..calling import bind_arguments
+from ..errors import GatewayUnavailableError, RegistrationError
+from ..registrations import FunctionSpec, check_name
+
+if TYPE_CHECKING:
+    from ..vwed import VWED
+
+__all__ = ["FunctionModule"]
+
+
+def run_to_completion(value: Any) -> Any:
+    """Return ``value``, or its result if it is awaitable (used by blocking calls).
+
+    Inside a running event loop (the kernel's main thread) the awaitable runs on
+    a private loop in a helper thread, because the running loop cannot be
+    re-entered from synchronous code.
+    """
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wrap() -> Any:
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wrap())
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(wrap())
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=runner, name="vwed-call", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class FunctionModule:
+    """Register functions by name, list them, and call them (here or in another script).
+
+    ``args`` follow one rule everywhere: a dict becomes keyword arguments (a
+    function with exactly one parameter gets the dict itself), a list becomes
+    positional arguments, a string is parsed as JSON or a Python literal.
+    """
+
+    def __init__(self, vwed: VWED) -> None:
+        self._vwed = vwed
+
+    def register(
+        self,
+        name: str,
+        handler: Callable[..., Any] | None = None,
+        description: str = "",
+        params: list[Any] | None = None,
+    ) -> Any:
+        """Register ``handler`` as function ``name``; without a handler, return a decorator.
+
+        ``VWED.function.register("allocate_storage", allocate, "pick a free location",
+        params=["goods_type", "quantity"])``
+        """
+        check_name("function", name)
+        if handler is None:
+            return lambda h: self.register(name, h, description, params) or h
+        if not callable(handler):
+            raise RegistrationError(f"handler of function {name!r} is not callable")
+        if params is None:
+            params = _param_names(handler)
+        spec = FunctionSpec(name, handler,
+                            description or (handler.__doc__ or "").strip().split("\n")[0],
+                            list(params))
+        self._vwed._registrations.functions[name] = spec
+        self._vwed._link.notify_register("function", spec.describe())
+        return None
+
+    def unregister(self, name: str) -> bool:
+        """Remove a function of this script; returns whether it was registered."""
+        spec = self._vwed._registrations.functions.pop(name, None)
+        if spec is not None:
+            self._vwed._link.notify_unregister("function", spec.describe())
+        return spec is not None
+
+    def list_all(self) -> list[dict[str, Any]]:
+        """Every registered function: of all running scripts when a gateway is attached,
+        else of this kernel."""
+        link = self._vwed._link
+        if link.can_request():
+            return list(link.request("function.list", {}))
+        return [f.describe() for f in self._vwed._registrations.functions.values()]
+
+    def call(self, name: str, args: Any = None, timeout: float | None = None) -> Any:
+        """Call function ``name`` and return its result (blocking).
+
+        A function of this script runs here directly; any other goes through the
+        gateway to the script that owns it.
+        """
+        spec = self._vwed._registrations.functions.get(name)
+        if spec is not None:
+            a, kw = bind_arguments(spec.handler, args)
+            return run_to_completion(spec.handler(*a, **kw))
+        link = self._vwed._link
+        if not link.attached:
+            raise GatewayUnavailableError(
+                f"function {name!r} is not registered in this kernel and no gateway is attached"
+            )
+        return link.request("function.call", {"name": name, "args": args}, timeout=timeout)
+
+    async def acall(self, name: str, args: Any = None, timeout: float | None = None) -> Any:
+        """``await`` form of :meth:`call`, for ``async`` handlers."""
+        spec = self._vwed._registrations.functions.get(name)
+        if spec is not None:
+            a, kw = bind_arguments(spec.handler, args)
+            value = spec.handler(*a, **kw)
+            return await value if inspect.isawaitable(value) else value
+        link = self._vwed._link
+        if not link.attached:
+            raise GatewayUnavailableError(
+                f"function {name!r} is not registered in this kernel and no gateway is attached"
+            )
+        return await link.arequest("function.call", {"name": name, "args": args}, timeout=timeout)
+
+
+def _param_names(handler: Callable[..., Any]) -> list[str]:
+    try:
+        sig = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]

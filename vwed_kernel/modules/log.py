@@ -1,0 +1,59 @@
+"""``VWED.log``: structured log lines with a level and a tag."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..vwed import VWED
+
+__all__ = ["LogModule", "LEVELS"]
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LogModule:
+    """``VWED.log.info("dispatch", "robot 7 sent to A-01")``.
+
+    Attached to a gateway, each call is sent as a structured ``log`` message
+    (level and tag kept, attributed to the call being served). In a plain
+    notebook the line is printed.
+    """
+
+    def __init__(self, vwed: VWED) -> None:
+        self._vwed = vwed
+
+    def log(self, level: str, tag: str, message: Any = None) -> None:
+        """Log ``message`` at ``level`` (DEBUG, INFO, WARNING or ERROR) under ``tag``."""
+        level = str(level).upper()
+        if level == "WARN":
+            level = "WARNING"
+        if level not in LEVELS:
+            raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+        if message is None:
+            tag, message = "script", tag
+        text = message if isinstance(message, str) else repr(message)
+        if not self._vwed._link.notify_log(level, str(tag), text):
+            stamp = datetime.now().strftime("%H:%M:%S")
+            stream = sys.stderr if level in ("WARNING", "ERROR") else sys.stdout
+            print(f"{stamp} [{level}] {tag}: {text}", file=stream)
+
+    def debug(self, tag: str, message: Any = None) -> None:
+        """Log at DEBUG level."""
+        self.log("DEBUG", tag, message)
+
+    def info(self, tag: str, message: Any = None) -> None:
+        """Log at INFO level."""
+        self.log("INFO", tag, message)
+
+    def warning(self, tag: str, message: Any = None) -> None:
+        """Log at WARNING level."""
+        self.log("WARNING", tag, message)
+
+    warn = warning
+
+    def error(self, tag: str, message: Any = None) -> None:
+        """Log at ERROR level."""
+        self.log("ERROR", tag, message)

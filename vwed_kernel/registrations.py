@@ -1,0 +1,135 @@
+"""What one script registered, kept inside its kernel.
+
+The kernel is the source of truth for the *handlers* (Python objects); the
+gateway keeps a copy of the *descriptions* (path, method, name) in its routing
+table, sent as ``register`` messages (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RegistrationError
+
+__all__ = ["Registrations", "RouteSpec", "FunctionSpec", "normalize_route_path", "HTTP_METHODS"]
+
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
+
+
+def normalize_route_path(path: str) -> str:
+    """Canonical form of a route path: ``/a/{b}``, without the ``/script-api`` prefix."""
+    if not isinstance(path, str) or not path.strip():
+        raise RegistrationError("route path must be a non-empty string")
+    p = "/" + path.strip().strip("/")
+    if p == "/script-api" or p.startswith("/script-api/"):
+        p = p[len("/script-api") :] or "/"
+    segments = [s for s in p.split("/") if s]
+    seen: set[str] = set()
+    for seg in segments:
+        m = _PARAM.match(seg)
+        if m:
+            if m.group(1) in seen:
+                raise RegistrationError(f"route path {path!r} repeats parameter {m.group(1)!r}")
+            seen.add(m.group(1))
+        elif seg in (".", "..") or not _SEGMENT.match(seg):
+            raise RegistrationError(f"route path {path!r} has an invalid segment {seg!r}")
+    return "/" + "/".join(segments)
+
+
+def normalize_method(method: str) -> str:
+    m = str(method).strip().upper()
+    if m not in HTTP_METHODS:
+        raise RegistrationError(f"HTTP method {method!r} is not one of {', '.join(HTTP_METHODS)}")
+    return m
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RegistrationError(
+            f"{kind} name {name!r} must start with a letter or '_' and use letters, digits, '_.:-'"
+        )
+    return name
+
+
+@dataclass
+class RouteSpec:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "path": self.path, "description": self.description,
+                "handler": _handler_name(self.handler)}
+
+
+@dataclass
+class FunctionSpec:
+    name: str
+    handler: Callable[..., Any]
+    description: str = ""
+    params: list[Any] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "params": self.params,
+                "handler": _handler_name(self.handler)}
+
+
+def _handler_name(handler: Callable[..., Any]) -> str:
+    return getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) or repr(handler)
+
+
+@dataclass
+class Registrations:
+    """Routes and functions of the script in this kernel (events and timers come later)."""
+
+    routes: dict[str, RouteSpec] = field(default_factory=dict)
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "apis": [r.describe() for r in self.routes.values()],
+            "functions": [f.describe() for f in self.functions.values()],
+            "events": [],
+            "timers": [],
+        }
+
+    def clear(self) -> None:
+        self.routes.clear()
+        self.functions.clear()
+
+    def match_route(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
+        """Find the route for a concrete path (used for local test calls)."""
+        method = method.upper()
+        wanted = [s for s in path.split("?")[0].split("/") if s]
+        best: tuple[int, RouteSpec, dict[str, str]] | None = None
+        for spec in self.routes.values():
+            if spec.method != method:
+                continue
+            segs = [s for s in spec.path.split("/") if s]
+            if len(segs) != len(wanted):
+                continue
+            params: dict[str, str] = {}
+            static = 0
+            for pattern, actual in zip(segs, wanted):
+                m = _PARAM.match(pattern)
+                if m:
+                    params[m.group(1)] = actual
+                elif pattern == actual:
+                    static += 1
+                else:
+                    break
+            else:
+                if best is None or static > best[0]:
+                    best = (static, spec, params)
+        return None if best is None else (best[1], best[2])

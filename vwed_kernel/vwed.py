@@ -1,0 +1,49 @@
+"""The ``VWED`` object preloaded in every script kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .bridge import DetachedLink, Link
+from .modules.api import ApiModule
+from .modules.function import FunctionModule
+from .modules.log import LogModule
+from .registrations import Registrations
+
+__all__ = ["VWED"]
+
+
+class VWED:
+    """Everything a script uses to talk to the platform.
+
+    - ``VWED.api``: HTTP routes (``register_route``, ``route``, ``Response``, ``call_local``)
+    - ``VWED.function``: named functions (``register``, ``list_all``, ``call``, ``acall``)
+    - ``VWED.log``: ``debug/info/warning/error(tag, message)``
+
+    Register everything in your script's ``boot()``; the gateway commits the
+    registrations when ``boot()`` returns.
+    """
+
+    def __init__(self, link: Link | None = None) -> None:
+        self._registrations = Registrations()
+        self._link: Link = link if link is not None else DetachedLink()
+        self.api = ApiModule(self)
+        self.function = FunctionModule(self)
+        self.log = LogModule(self)
+
+    @property
+    def script_id(self) -> str | None:
+        """The id of the running script in the gateway (``None`` in a plain notebook)."""
+        return self._link.script_id
+
+    def registrations(self) -> dict[str, Any]:
+        """What this kernel registered: ``{"apis", "functions", "events", "timers"}``."""
+        return self._registrations.snapshot()
+
+    def __repr__(self) -> str:
+        where = f"script {self.script_id}" if self.script_id else "no gateway attached"
+        return (f"<VWED {where}: {len(self._registrations.routes)} routes, "
+                f"{len(self._registrations.functions)} functions>")
+
+    def __dir__(self) -> list[str]:
+        return ["api", "function", "log", "script_id", "registrations"]
