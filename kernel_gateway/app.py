@@ -21,7 +21,7 @@ from .config import ConfigError, Settings, parse_settings
 from .engine import ScriptEngine
 from .handlers.base import NotFoundHandler
 from .handlers.calls import FunctionCallHandler, FunctionListHandler, ScriptApiHandler
-from .handlers.files import FilesHandler
+from .handlers.files import FilesHandler, FilesTreeHandler
 from .handlers.lifecycle import (
     RestartHandler,
     RunningHandler,
@@ -50,7 +50,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("engine",)),
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("engine",)),
-    (r"/script-engine/files", FilesHandler, ("store",)),
+    (r"/script-engine/files", FilesTreeHandler, ("store",)),
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),

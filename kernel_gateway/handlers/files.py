@@ -6,7 +6,16 @@ from ..errors import BadRequest, Conflict
 from ..scripts import ScriptStore
 from .base import JSONHandler
 
-__all__ = ["FilesHandler"]
+__all__ = ["FilesHandler", "FilesTreeHandler"]
+
+
+class FilesTreeHandler(JSONHandler):
+    """GET the whole tree of script files."""
+
+    store: ScriptStore
+
+    def get(self) -> None:
+        self.send_json({"tree": self.store.tree()})
 
 
 class FilesHandler(JSONHandler):
@@ -15,17 +24,14 @@ class FilesHandler(JSONHandler):
 
     store: ScriptStore
 
-    def get(self, path: str = "") -> None:
-        if not path:
-            self.send_json({"tree": self.store.tree()})
-        else:
-            self.send_json(self.store.read(path))
+    def get(self, path: str) -> None:
+        self.send_json(self.store.read(path))
 
-    def put(self, path: str = "") -> None:
+    def put(self, path: str) -> None:
         body = self.json_body()
         self.send_json(self.store.write(path, body.get("content")))
 
-    def post(self, path: str = "") -> None:
+    def post(self, path: str) -> None:
         body = self.json_body(required=False)
         kind = body.get("type", "file")
         if "content" in body:
@@ -37,13 +43,13 @@ class FilesHandler(JSONHandler):
             return
         self.send_json(self.store.create(path, kind, bool(body.get("template", True))), status=201)
 
-    def patch(self, path: str = "") -> None:
+    def patch(self, path: str) -> None:
         body = self.json_body()
         new_path = body.get("new_path")
         if not isinstance(new_path, str):
             raise BadRequest("'new_path' is required", "MISSING_FIELD")
         self.send_json(self.store.rename(path, new_path))
 
-    def delete(self, path: str = "") -> None:
+    def delete(self, path: str) -> None:
         recursive = self.get_query_argument("recursive", "false").lower() in ("1", "true", "yes")
         self.send_json(self.store.delete(path, recursive))

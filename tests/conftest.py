@@ -1,0 +1,144 @@
+"""Test fixtures: a real gateway on a loopback port (its own event loop in a
+thread), real kernels, a real HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kernel_gateway.app import Gateway
+from kernel_gateway.config import Settings
+
+
+class GatewayThread:
+    """Runs a :class:`Gateway` on its own event loop in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gateway: Gateway | None = None
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="gateway", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.gateway = Gateway(self.settings)
+            self.loop.run_until_complete(self.gateway.start())
+        except BaseException as exc:  # reported to the test thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> GatewayThread:
+        self.thread.start()
+        if not self._ready.wait(60):
+            raise TimeoutError("gateway did not start within 60 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def wait_pool(self, n: int, timeout: float = 60) -> None:
+        assert self.gateway is not None
+        wait_until(lambda: self.gateway.pool.available >= n, timeout, f"pool of {n} kernels")
+
+    def stop(self) -> None:
+        if self.gateway is not None and self.thread.is_alive():
+            self.run(self.gateway.stop(), timeout=60)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+
+    @property
+    def url(self) -> str:
+        assert self.gateway is not None
+        return f"http://127.0.0.1:{self.gateway.port}"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it is truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("scripts")
+
+
+@pytest.fixture(scope="session")
+def gw(scripts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
+    settings = Settings(scripts_dir=str(scripts_dir), port=0,
+                        data_dir=str(tmp_path_factory.mktemp("data")), pool_size=2,
+                        call_timeout=5.0, boot_timeout=30.0, max_file_size=64 * 1024)
+    thread = GatewayThread(settings.validated()).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def client(gw: GatewayThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        yield c
+
+
+class Scripts:
+    """Writes scripts into the scripts root and stops what a test started."""
+
+    def __init__(self, root: Path, client: httpx.Client) -> None:
+        self.root = root
+        self.client = client
+        self.started: list[str] = []
+
+    def write(self, rel: str, code: str) -> str:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(code))
+        return rel
+
+    def start(self, rel: str, code: str | None = None) -> dict[str, Any]:
+        if code is not None:
+            self.write(rel, code)
+        r = self.client.post("/script-engine/start", json={"script_path": rel})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        self.started.append(body["script_id"])
+        return body
+
+    def stop_all(self) -> None:
+        for sid in self.started:
+            self.client.post("/script-engine/stop", json={"script_id": sid})
+
+
+@pytest.fixture
+def scripts(scripts_dir: Path, client: httpx.Client) -> Iterator[Scripts]:
+    s = Scripts(scripts_dir, client)
+    yield s
+    s.stop_all()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{time.monotonic_ns() % 10**9}"
+
+
+__all__ = ["GatewayThread", "wait_until", "Scripts", "unique", "replace"]
