@@ -175,28 +175,25 @@ class ScriptEngine:
             return script
 
     async def _boot(self, script: RunningScript, file: str, cells: list[str]) -> ScriptRegistrations:
+        try:
+            return await asyncio.wait_for(self._load_and_boot(script, file, cells), self.boot_timeout)
+        except (asyncio.TimeoutError, CallTimeout):
+            raise CallTimeout(f"script {script.path!r} did not load and boot within "
+                              f"{self.boot_timeout:g} s", "BOOT_TIMEOUT") from None
+
+    async def _load_and_boot(self, script: RunningScript, file: str,
+                             cells: list[str]) -> ScriptRegistrations:
         kernel = script.kernel
         assert kernel is not None
-        deadline = time.monotonic() + self.boot_timeout
-
-        def left() -> float:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CallTimeout(f"script {script.path!r} did not boot within "
-                                  f"{self.boot_timeout:g} s", "BOOT_TIMEOUT")
-            return remaining
-
+        # The outer deadline (boot_timeout) bounds every step; the per-step
+        # timeouts below are only there so that no wait is unbounded on its own.
+        step = self.boot_timeout + 1
         reply = await kernel.bridge.call(
-            {"op": "prepare", "script_id": script.script_id, "file": file}, timeout=left())
+            {"op": "prepare", "script_id": script.script_id, "file": file}, timeout=step)
         if not reply.ok:
             raise map_call_error(reply, "prepare", self.debug)
         for index, cell in enumerate(cells):
-            try:
-                result = await kernel.execute(cell, timeout=left())
-            except asyncio.TimeoutError:
-                await kernel.interrupt()
-                left()
-                raise
+            result = await kernel.execute(cell, timeout=step)
             if result.get("status") != "ok":
                 where = f" (cell {index + 1})" if len(cells) > 1 else ""
                 raise ScriptError(
@@ -205,7 +202,7 @@ class ScriptEngine:
                     details={"type": result.get("ename"), "message": result.get("evalue"),
                              "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
                              "phase": "load"})
-        reply = await kernel.bridge.call({"op": "boot"}, timeout=left())
+        reply = await kernel.bridge.call({"op": "boot"}, timeout=step)
         if not reply.ok:
             err = reply.error
             if err.get("kind") == "boot_missing":

@@ -173,7 +173,7 @@ class Registry:
             if entry is not None:
                 self._drop_route(entry)
         elif kind == "function":
-            name = item.get("name")
+            name = str(item.get("name"))
             if regs.functions.pop(name, None) is not None:
                 self._functions.pop(name, None)
 
@@ -225,7 +225,7 @@ class Registry:
             if e.method != method or len(e.segments) != len(segs):
                 continue
             params: dict[str, str] = {}
-            for pattern, name, actual in zip(e.segments, e.params, segs):
+            for pattern, name, actual in zip(e.segments, e.params, segs, strict=True):
                 if name is not None:
                     params[name] = actual
                 elif pattern != actual:

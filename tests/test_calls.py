@@ -6,7 +6,6 @@ import concurrent.futures
 import time
 
 import httpx
-
 from conftest import unique, wait_until
 
 HANDLERS = """

@@ -7,7 +7,6 @@ import os
 import httpx
 import nbformat
 import pytest
-
 from conftest import unique
 
 

@@ -6,7 +6,6 @@ import json
 
 import nbformat
 import pytest
-
 from conftest import unique, wait_until
 
 COUNTER = """
@@ -232,3 +231,29 @@ def boot():
 def test_start_refuses_paths_outside_the_root(client, path):
     r = client.post("/script-engine/start", content=json.dumps({"script_path": path}))
     assert r.status_code == 400 and r.json()["code"] == "PATH_INVALID"
+
+
+def test_a_script_that_kills_its_kernel_in_boot_fails_with_kernel_died(scripts, client):
+    path = scripts.write(f"{unique('exitboot')}.py", "import os\ndef boot():\n    os._exit(7)\n")
+    r = client.post("/script-engine/start", json={"script_path": path})
+    assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
+    assert all(s["script_path"] != path for s in client.get("/script-engine/running").json()["scripts"])
+
+
+def test_boot_timeout(tmp_path):
+    from conftest import GatewayThread
+
+    from kernel_gateway.config import Settings
+
+    (tmp_path / "slow.py").write_text("def boot():\n    while True:\n        pass\n")
+    gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
+                                pool_size=0, boot_timeout=2.0).validated()).start()
+    try:
+        import httpx
+
+        with httpx.Client(base_url=gw.url, timeout=60) as c:
+            r = c.post("/script-engine/start", json={"script_path": "slow.py"})
+            assert r.status_code == 504 and r.json()["code"] == "BOOT_TIMEOUT"
+            assert c.get("/script-engine/running").json()["count"] == 0
+    finally:
+        gw.stop()

@@ -26,10 +26,12 @@ class VWEDKernel(IPythonKernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.vwed_link = GatewayLink(lambda: self.shell.user_ns, lambda: self.vwed)
+        shell = self.shell
+        assert shell is not None
+        self.vwed_link = GatewayLink(lambda: shell.user_ns, lambda: self.vwed)
         self.vwed = VWED(self.vwed_link)
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
-        self.shell.push({"VWED": self.vwed}, interactive=False)
+        shell.push({"VWED": self.vwed}, interactive=False)
         self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)
 
     @property

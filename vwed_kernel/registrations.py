@@ -121,7 +121,7 @@ class Registrations:
                 continue
             params: dict[str, str] = {}
             static = 0
-            for pattern, actual in zip(segs, wanted):
+            for pattern, actual in zip(segs, wanted, strict=True):
                 m = _PARAM.match(pattern)
                 if m:
                     params[m.group(1)] = actual

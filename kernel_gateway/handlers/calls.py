@@ -30,16 +30,16 @@ class ScriptApiHandler(JSONHandler):
             decoded = [v.decode("utf-8", "replace") for v in values]
             query[key] = decoded[0] if len(decoded) == 1 else decoded
         query.pop("token", None)
-        request = {
+        route_path = normalize_path(path)
+        request: dict[str, Any] = {
             "method": req.method,
-            "path": normalize_path(path),
+            "path": route_path,
             "query_params": query,
             "headers": {k: v for k, v in req.headers.items() if k.lower() not in _HIDDEN_HEADERS},
             "content_type": req.headers.get("Content-Type", ""),
             "client_ip": req.remote_ip,
         }
-        _, reply = await self.engine.call_route(req.method or "GET", request["path"], request,
-                                                req.body)
+        _, reply = await self.engine.call_route(req.method or "GET", route_path, request, req.body)
         response = reply.data.get("response")
         if response is None:
             self.set_status(200)
