@@ -128,13 +128,16 @@ class ApiModule:
         body: str | bytes | None = None,
         query_params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        request: dict[str, Any] | None = None,
     ) -> Any:
         """Call a route registered in *this* kernel, as the gateway would, to test it.
 
-        Returns the handler's return value (a coroutine for ``async`` handlers:
-        ``await`` it in a notebook).
+        The handler gets the request dict the gateway would build; keys of
+        ``request`` (if given) override it. Returns the handler's return value
+        (a coroutine for ``async`` handlers: ``await`` it in a notebook).
 
         >>> VWED.api.call_local("/robots/7", "GET")
+        >>> VWED.api.call_local("/orders", "POST", {"sku": "A1"}, headers={"X-Line": "2"})
         """
         found = self._vwed._registrations.match_route(method, normalize_route_path(path))
         if found is None:
@@ -142,7 +145,7 @@ class ApiModule:
         spec, params = found
         if json_body is not None and body is None:
             body = json.dumps(json_body)
-        request = {
+        full = {
             "method": spec.method,
             "path": normalize_route_path(path),
             "path_params": params,
@@ -151,5 +154,6 @@ class ApiModule:
             "json": json_body,
             "body": body,
             "script_id": self._vwed._link.script_id,
+            **(request or {}),
         }
-        return call_handler_with_request(spec.handler, request)
+        return call_handler_with_request(spec.handler, full)
