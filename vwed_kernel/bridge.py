@@ -21,13 +21,12 @@ import logging
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from . import PROTOCOL_VERSION, __version__
-from .calling import BindError, bind_arguments, call_handler_with_request
-from .encoding import ResultNotSerializable, decode_request, encode_result, encode_value
+from .dispatch import Calls, reply_error, reply_ok
+from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
 
 __all__ = ["Link", "DetachedLink", "GatewayLink"]
@@ -71,11 +70,6 @@ class DetachedLink(Link):
     """No gateway: a plain notebook. Registrations stay local."""
 
 
-def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
-
-
 class GatewayLink(Link):
     """The kernel's end of the comm opened by the gateway."""
 
@@ -86,7 +80,7 @@ class GatewayLink(Link):
         self._service_subshell: str | None = None
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
-        self._tasks: dict[str, asyncio.Future[Any]] = {}
+        self.calls = Calls(vwed_provider, lambda: self.script_id)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {
@@ -148,46 +142,10 @@ class GatewayLink(Link):
 
     # -- replies ----------------------------------------------------------------------
     def _reply_ok(self, call_id: str, fields: dict[str, Any], buffers: list[bytes]) -> None:
-        self._send({"op": "result", "id": call_id, "ok": True, **fields}, buffers)
+        reply_ok(self._send, call_id, fields, buffers)
 
     def _reply_error(self, call_id: str, exc: BaseException, kind: str) -> None:
-        self._send({"op": "result", "id": call_id, "ok": False, "error": error_payload(exc, kind)})
-
-    def _finish(self, call_id: str, kind: str, produce: Callable[[], Any]) -> None:
-        """Run ``produce`` (sync part of a call); schedule it if it returns an awaitable."""
-        try:
-            value = produce()
-        except KeyboardInterrupt as exc:
-            self._reply_error(call_id, exc, "interrupted")
-            return
-        except BaseException as exc:
-            self._reply_error(call_id, exc, "handler")
-            return
-        if inspect.isawaitable(value):
-            task = asyncio.ensure_future(value)
-            self._tasks[call_id] = task
-            task.add_done_callback(lambda t: self._task_done(call_id, kind, t))
-            return
-        self._send_value(call_id, kind, value)
-
-    def _task_done(self, call_id: str, kind: str, task: asyncio.Future[Any]) -> None:
-        self._tasks.pop(call_id, None)
-        if task.cancelled():
-            self._reply_error(call_id, asyncio.CancelledError("the call was cancelled"), "cancelled")
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._reply_error(call_id, exc, "handler")
-            return
-        self._send_value(call_id, kind, task.result())
-
-    def _send_value(self, call_id: str, kind: str, value: Any) -> None:
-        try:
-            fields, buffers = encode_result(kind, value)
-        except ResultNotSerializable as exc:
-            self._reply_error(call_id, exc, "serialization")
-            return
-        self._reply_ok(call_id, fields, buffers)
+        reply_error(self._send, call_id, exc, kind)
 
     # -- ops from the gateway -----------------------------------------------------------
     def _op_ping(self, data: dict[str, Any], buffers: list[Any]) -> None:
@@ -223,42 +181,14 @@ class GatewayLink(Link):
             value = boot()
             return after(value) if inspect.isawaitable(value) else vwed.registrations()
 
-        self._finish(call_id, "boot", produce)
+        self.calls.run(call_id, "boot", produce, self._send)
 
     def _op_call(self, data: dict[str, Any], buffers: list[Any]) -> None:
-        call_id = data["id"]
-        kind = data.get("kind")
-        name = data.get("name", "")
-        regs = self._vwed()._registrations
-        if kind == "api":
-            spec = regs.routes.get(name)
-            if spec is None:
-                self._reply_error(call_id, LookupError(f"route {name} is not registered"), "not_found")
-                return
-            request = decode_request(data.get("request") or {}, buffers)
-            request["script_id"] = self.script_id
-            self._finish(call_id, kind, lambda: call_handler_with_request(spec.handler, request))
-            return
-        if kind == "function":
-            fspec = regs.functions.get(name)
-            if fspec is None:
-                self._reply_error(call_id, LookupError(f"function {name!r} is not registered"),
-                                  "not_found")
-                return
-            try:
-                args, kwargs = bind_arguments(fspec.handler, data.get("args"))
-            except BindError as exc:
-                self._reply_error(call_id, exc, "arguments")
-                return
-            self._finish(call_id, kind, lambda: fspec.handler(*args, **kwargs))
-            return
-        self._reply_error(call_id, ValueError(f"unknown call kind {kind!r}"), "protocol")
+        self.calls.call(data, buffers, self._send)
 
     def _op_cancel(self, data: dict[str, Any], buffers: list[Any]) -> None:
-        # Runs on the service subshell's thread: hand the cancel to the task's loop.
-        task = self._tasks.get(data.get("target", ""))
-        if task is not None:
-            task.get_loop().call_soon_threadsafe(task.cancel)
+        # Runs on the service subshell's thread; the task's loop does the cancel.
+        self.calls.cancel(str(data.get("target", "")))
 
     def _op_response(self, data: dict[str, Any], buffers: list[Any]) -> None:
         fut = self._pending.pop(data.get("id", ""), None)
