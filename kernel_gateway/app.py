@@ -95,7 +95,8 @@ class Gateway:
                                    boot_timeout=settings.boot_timeout, debug=settings.debug)
 
     async def _start_kernel(self) -> ScriptKernel:
-        return await ScriptKernel.start(self.ksm, self.kernel_name)
+        return await ScriptKernel.start(self.ksm, self.kernel_name,
+                                        fast_path=self.settings.fast_path)
 
     async def start(self) -> int:
         services = {"engine": self.engine, "store": self.store, "pool": self.pool,

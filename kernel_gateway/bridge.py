@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import zmq.asyncio
+
 from .errors import CallTimeout, GatewayError
+from .fastpath import FastClient
 
 if TYPE_CHECKING:
     from .kernels import ScriptKernel
@@ -51,6 +54,15 @@ class Reply:
         return json.loads(self.json_bytes())
 
 
+class _Expired(Exception):
+    """A call's deadline passed (internal: turned into CallTimeout)."""
+
+
+def _expire(fut: asyncio.Future[Reply]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
+
+
 EventHandler = Callable[["ScriptKernel", dict[str, Any], list[bytes]], None]
 
 
@@ -67,6 +79,7 @@ class KernelBridge:
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self.on_event: EventHandler | None = None
         self._dead: GatewayError | None = None
+        self._fast: FastClient | None = None
 
     @property
     def in_flight(self) -> int:
@@ -83,17 +96,34 @@ class KernelBridge:
             msg["header"]["subshell_id"] = self.subshell_id
         self._kernel.send("shell", msg, buffers)
 
-    async def open(self, target: str, subshell_id: str | None, *, timeout: float) -> dict[str, Any]:
-        """Open the comm and wait for the kernel's ``hello``."""
+    async def open(self, target: str, subshell_id: str | None, *, timeout: float,
+                   fast: bool = True) -> dict[str, Any]:
+        """Open the comm, wait for the kernel's ``hello``, connect the fast channel."""
         self.subshell_id = subshell_id
         self._hello = asyncio.get_running_loop().create_future()
         session = self._kernel.client.session
         msg = session.msg("comm_open", {
             "comm_id": self.comm_id, "target_name": target,
-            "data": {"protocol": 1, "service_subshell": subshell_id},
+            "data": {"protocol": 1, "service_subshell": subshell_id, "fastpath": fast},
         })
         self._kernel.send("shell", msg)
-        return await asyncio.wait_for(self._hello, timeout)
+        hello = await asyncio.wait_for(self._hello, timeout)
+        port = (hello.get("fastpath") or {}).get("port")
+        if fast and port:
+            ip = self._kernel.km.get_connection_info().get("ip") or "127.0.0.1"
+            self._fast = FastClient(zmq.asyncio.Context.instance(), f"tcp://{ip}:{int(port)}",
+                                    session.key or b"", self._on_result)
+        return hello
+
+    @property
+    def fast(self) -> bool:
+        """Whether calls use the kernel's fast channel."""
+        return self._fast is not None
+
+    def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
 
     async def call(
         self, data: dict[str, Any], buffers: list[Any] | None = None, *, timeout: float
@@ -108,14 +138,18 @@ class KernelBridge:
             raise self._dead
         call_id = f"{self._prefix}-{next(self._ids)}"
         data = {**data, "id": call_id}
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Reply] = loop.create_future()
         self._pending[call_id] = fut
+        # A timer handle instead of wait_for(): one callback, no extra task per call.
+        timer = loop.call_later(timeout, _expire, fut)
         try:
-            self.send(data, buffers)
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                return fut.result()
+            if self._fast is not None and data.get("op") == "call":
+                self._fast.send(data, buffers)
+            else:
+                self.send(data, buffers)
+            return await fut
+        except _Expired:
             await self._abandon(call_id)
             what = " ".join(str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p)
             raise CallTimeout(
@@ -123,6 +157,7 @@ class KernelBridge:
                 details={"script_id": self._kernel.script_id, "timeout": timeout},
             ) from None
         finally:
+            timer.cancel()
             self._pending.pop(call_id, None)
 
     async def _abandon(self, call_id: str) -> None:
@@ -144,9 +179,7 @@ class KernelBridge:
         buffers = [b if isinstance(b, bytes) else bytes(b) for b in msg.get("buffers") or []]
         op = data.get("op")
         if op == "result":
-            fut = self._pending.get(data.get("id", ""))
-            if fut is not None and not fut.done():
-                fut.set_result(Reply(bool(data.get("ok")), data, buffers))
+            self._on_result(data, buffers)
             return
         if op == "hello":
             if self._hello is not None and not self._hello.done():
@@ -156,6 +189,11 @@ class KernelBridge:
             self.on_event(self._kernel, data, buffers)
         else:
             log.debug("kernel %s: %s before the script was started", self._kernel.kernel_id, op)
+
+    def _on_result(self, data: dict[str, Any], buffers: list[bytes]) -> None:
+        fut = self._pending.get(data.get("id", ""))
+        if fut is not None and not fut.done():
+            fut.set_result(Reply(bool(data.get("ok")), data, buffers))
 
     def fail_all(self, error: GatewayError) -> None:
         """Fail every waiting call (kernel died or is stopping); later calls fail too."""

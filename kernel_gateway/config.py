@@ -45,6 +45,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
     Option("max_body_size", int, 16 * 1024 * 1024, "largest HTTP request body accepted, in bytes"),
+    Option("fast_path", bool, True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"),
     Option("debug", bool, False, "include tracebacks in error answers"),
 )
 
@@ -63,6 +64,7 @@ class Settings:
     token: str = ""
     max_file_size: int = 1024 * 1024
     max_body_size: int = 16 * 1024 * 1024
+    fast_path: bool = True
     debug: bool = False
 
     def validated(self) -> Settings:

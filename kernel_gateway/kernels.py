@@ -63,6 +63,7 @@ class ScriptKernel:
         *,
         startup_timeout: float = 60.0,
         extra_env: dict[str, str] | None = None,
+        fast_path: bool = True,
     ) -> ScriptKernel:
         km = AsyncKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
         km.shutdown_wait_time = 3.0
@@ -72,7 +73,7 @@ class ScriptKernel:
             raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
         kernel = cls(km)
         try:
-            await asyncio.wait_for(kernel._connect(), startup_timeout)
+            await asyncio.wait_for(kernel._connect(fast_path), startup_timeout)
         except BaseException as exc:
             await kernel.shutdown(now=True)
             if isinstance(exc, asyncio.CancelledError):
@@ -80,7 +81,7 @@ class ScriptKernel:
             raise KernelStartError(f"kernel {kernel_name!r} did not become ready: {exc!r}") from exc
         return kernel
 
-    async def _connect(self) -> None:
+    async def _connect(self, fast_path: bool) -> None:
         self.client.start_channels()
         await self.client.wait_for_ready(timeout=60)
         self._tasks = [
@@ -93,7 +94,7 @@ class ScriptKernel:
         reply = await self.request("control", "create_subshell_request", {}, timeout=10)
         if reply["content"].get("status") == "ok":
             subshell = reply["content"].get("subshell_id")
-        hello = await self.bridge.open(COMM_TARGET, subshell, timeout=10)
+        hello = await self.bridge.open(COMM_TARGET, subshell, timeout=10, fast=fast_path)
         self.pid = hello.get("pid") if self._is_local() else None
         self.info = hello
 
@@ -206,6 +207,7 @@ class ScriptKernel:
         self.bridge.fail_all(ServiceUnavailable(
             f"script {self.script_id} is stopping", "SCRIPT_STOPPING",
             details={"script_id": self.script_id}))
+        self.bridge.close()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:

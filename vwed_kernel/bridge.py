@@ -73,8 +73,15 @@ class DetachedLink(Link):
 class GatewayLink(Link):
     """The kernel's end of the comm opened by the gateway."""
 
-    def __init__(self, user_ns: Callable[[], dict[str, Any]], vwed_provider: Callable[[], Any]):
+    def __init__(
+        self,
+        user_ns: Callable[[], dict[str, Any]],
+        vwed_provider: Callable[[], Any],
+        kernel: Callable[[], Any] = lambda: None,
+    ):
         self._user_ns = user_ns
+        self._kernel = kernel
+        self._fast: Any = None
         self._vwed = vwed_provider
         self._comm: Any = None
         self._service_subshell: str | None = None
@@ -108,7 +115,9 @@ class GatewayLink(Link):
         self._service_subshell = data.get("service_subshell")
         comm.on_msg(self._on_msg)
         comm.on_close(self._on_close)
+        fast_port = self._open_fast_channel() if data.get("fastpath") else None
         self._send({
+            "fastpath": {"port": fast_port} if fast_port else None,
             "op": "hello",
             "pid": os.getpid(),
             "protocol": PROTOCOL_VERSION,
@@ -117,8 +126,31 @@ class GatewayLink(Link):
             "service_subshell": self._service_subshell,
         })
 
+    def _open_fast_channel(self) -> int | None:
+        """Bind the fast channel next to the kernel's Jupyter sockets (TCP only)."""
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
+        kernel = self._kernel()
+        try:
+            from ipykernel.kernelapp import IPKernelApp
+
+            app = IPKernelApp.instance() if IPKernelApp.initialized() else None
+            if kernel is None or app is None or app.transport != "tcp":
+                return None
+            from .fastpath import FastChannel
+
+            self._fast = FastChannel(kernel, self.calls, app.ip)
+            return self._fast.port
+        except Exception:
+            log.exception("the fast channel could not be opened; calls use the comm")
+            return None
+
     def _on_close(self, msg: dict[str, Any]) -> None:
         self._comm = None
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         for fut in list(self._pending.values()):
             if not fut.done():
                 fut.set_exception(GatewayUnavailableError("the gateway closed its connection"))

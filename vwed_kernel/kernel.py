@@ -28,7 +28,7 @@ class VWEDKernel(IPythonKernel):
         super().__init__(**kwargs)
         shell = self.shell
         assert shell is not None
-        self.vwed_link = GatewayLink(lambda: shell.user_ns, lambda: self.vwed)
+        self.vwed_link = GatewayLink(lambda: shell.user_ns, lambda: self.vwed, lambda: self)
         self.vwed = VWED(self.vwed_link)
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
         shell.push({"VWED": self.vwed}, interactive=False)
