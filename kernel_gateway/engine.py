@@ -58,6 +58,7 @@ class RunningScript:
             "kernel_id": k.kernel_id if k else None,
             "pid": k.pid if k else None,
             "in_flight": k.bridge.in_flight if k else 0,
+            "fast_path": k.bridge.fast if k else False,
             "registrations": self.registrations.counts(),
             "exit_reason": self.exit_reason,
         }

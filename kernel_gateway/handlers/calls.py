@@ -70,6 +70,7 @@ class FunctionCallHandler(JSONHandler):
         took = (time.perf_counter() - started) * 1000
         # The kernel serialized the result once; splice its bytes in, no re-parse.
         self.finish(b'{"success":true,"script_id":' + json.dumps(script_id).encode()
+                    + b',"call_id":' + json.dumps(reply.data.get("id")).encode()
                     + b',"duration_ms":' + f"{took:.3f}".encode()
                     + b',"result":' + reply.json_bytes() + b"}")
 

@@ -1,0 +1,112 @@
+"""The fast channel: calls skip ipykernel's shell dispatch, other clients still
+see the normal Jupyter protocol, output stays attributed to the call, and the
+comm path still works when the fast path is off."""
+
+from __future__ import annotations
+
+import httpx
+from jupyter_client.blocking import BlockingKernelClient
+
+from conftest import GatewayThread, unique, wait_until
+from kernel_gateway.config import Settings
+
+SCRIPT = """
+import os
+
+def boot():
+    VWED.api.register_route("/{n}/ping", "GET", lambda r: "pong")
+    VWED.function.register("{n}_say", say)
+    VWED.function.register("{n}_spin", spin)
+    VWED.function.register("{n}_exit", lambda: os._exit(2))
+
+def say(text):
+    print(text)
+    return len(text)
+
+def spin():
+    while True:
+        pass
+"""
+
+
+def attach(gw: GatewayThread, script_id: str) -> BlockingKernelClient:
+    """A second client on a running script's kernel, as a notebook would attach."""
+    script = gw.gateway.engine.get(script_id)
+    kc = BlockingKernelClient()
+    kc.load_connection_info(script.kernel.km.get_connection_info())
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    return kc
+
+
+def test_calls_use_the_fast_channel_and_an_attached_client_sees_its_own_protocol(scripts, client, gw):
+    n = unique("fast")
+    started = scripts.start(f"{n}.py", SCRIPT.format(n=n))
+    summary = client.get(f"/script-engine/scripts/{started['script_id']}").json()
+    assert summary["fast_path"] is True
+    kc = attach(gw, started["script_id"])
+    try:
+        while True:  # drain what the handshake produced
+            try:
+                kc.get_iopub_msg(timeout=0.3)
+            except Exception:
+                break
+        for _ in range(20):
+            assert client.get(f"/script-api/{n}/ping").json() == "pong"
+        # gateway calls on the fast channel publish no busy/idle status
+        seen = []
+        try:
+            while True:
+                seen.append(kc.get_iopub_msg(timeout=0.5)["msg_type"])
+        except Exception:
+            pass
+        assert "status" not in seen, seen
+        # the attached client's own execution has its busy/idle and output
+        msg_id = kc.execute("print(6 * 7)")
+        kinds, out = [], ""
+        while True:
+            msg = kc.get_iopub_msg(timeout=10)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kinds.append(msg["msg_type"] + ":" + str(msg["content"].get("execution_state", "")))
+            if msg["msg_type"] == "stream":
+                out += msg["content"]["text"]
+            if msg["content"].get("execution_state") == "idle":
+                break
+        assert kinds[0] == "status:busy" and out == "42\n"
+    finally:
+        kc.stop_channels()
+
+
+def test_output_during_a_call_is_attributed_to_the_call(scripts, client, gw):
+    n = unique("say")
+    scripts.start(f"{n}.py", SCRIPT.format(n=n))
+    r = client.post(f"/script-engine/functions/{n}_say/call", json={"args": [f"hello {n}"]})
+    body = r.json()
+    assert body["result"] == len(f"hello {n}")
+    records = wait_until(
+        lambda: [x for x in list(gw.gateway.logs.records) if x["message"] == f"hello {n}"],
+        10, "the printed line")
+    assert records[0]["call_msg_id"] == body["call_id"]
+    assert records[0]["level"] == "INFO" and records[0]["source"] == "stdout"
+
+
+def test_comm_path_when_the_fast_path_is_off(tmp_path):
+    n = "commonly"
+    (tmp_path / f"{n}.py").write_text(SCRIPT.format(n=n))
+    settings = Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
+                        pool_size=1, fast_path=False).validated()
+    gw = GatewayThread(settings).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            started = c.post("/script-engine/start", json={"script_path": f"{n}.py"}).json()
+            assert c.get(f"/script-engine/scripts/{started['script_id']}").json()["fast_path"] is False
+            assert c.get(f"/script-api/{n}/ping").json() == "pong"
+            r = c.post(f"/script-engine/functions/{n}_spin/call", json={"timeout": 0.5})
+            assert r.status_code == 504
+            r = c.post(f"/script-engine/functions/{n}_say/call", json={"args": ["x"]})
+            assert r.json()["result"] == 1
+            r = c.post(f"/script-engine/functions/{n}_exit/call", json={})
+            assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
+    finally:
+        gw.stop()
