@@ -58,6 +58,23 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
 ]
 
 
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Access log: failures at WARNING/ERROR; successes only at DEBUG (the hot path
+    of a busy gateway should not format a log line per call)."""
+    status = handler.get_status()
+    if status < 400:
+        if access_log.isEnabledFor(logging.DEBUG):
+            access_log.debug("%d %s %.2fms", status, handler._request_summary(),
+                             1000.0 * handler.request.request_time())
+        return
+    level = logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(level, "%d %s %.2fms", status, handler._request_summary(),
+                   1000.0 * handler.request.request_time())
+
+
 def make_app(services: dict[str, Any], settings: Settings) -> web.Application:
     """The Tornado application; handlers get their services via ``initialize``."""
     handlers = []
@@ -71,6 +88,7 @@ def make_app(services: dict[str, Any], settings: Settings) -> web.Application:
         default_handler_args={"token": settings.token},
         debug=False,
         serve_traceback=False,
+        log_function=log_request,
     )
 
 

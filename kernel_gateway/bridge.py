@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import zmq.asyncio
+import zmq
 
 from .errors import CallTimeout, GatewayError
 from .fastpath import FastClient
@@ -111,7 +111,7 @@ class KernelBridge:
         port = (hello.get("fastpath") or {}).get("port")
         if fast and port:
             ip = self._kernel.km.get_connection_info().get("ip") or "127.0.0.1"
-            self._fast = FastClient(zmq.asyncio.Context.instance(), f"tcp://{ip}:{int(port)}",
+            self._fast = FastClient(zmq.Context.instance(), f"tcp://{ip}:{int(port)}",
                                     session.key or b"", self._on_result)
         return hello
 
