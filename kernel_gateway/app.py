@@ -35,6 +35,7 @@ from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kern
 from .logs import LogHub
 from .openapi import build_openapi
 from .registry import Registry
+from .routing import CallRouter
 from .scripts import ScriptStore
 
 __all__ = ["Gateway", "make_app", "main", "ROUTES"]
@@ -48,13 +49,13 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/restart", RestartHandler, ("engine",)),
     (r"/script-engine/running", RunningHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
-    (r"/script-engine/functions", FunctionListHandler, ("engine",)),
-    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("engine",)),
+    (r"/script-engine/functions", FunctionListHandler, ("router",)),
+    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
     (r"/script-engine/files", FilesTreeHandler, ("store",)),
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
-    (r"/script-api/(.*)", ScriptApiHandler, ("engine",)),
+    (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
 ]
 
 
@@ -109,15 +110,17 @@ class Gateway:
         self.logs = LogHub()
         self.pool = KernelPool(self._start_kernel, settings.pool_size)
         self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
-                                   call_timeout=settings.call_timeout,
                                    boot_timeout=settings.boot_timeout, debug=settings.debug)
+        self.router = CallRouter(self.engine, self.registry, self.logs,
+                                 call_timeout=settings.call_timeout, debug=settings.debug)
 
     async def _start_kernel(self) -> ScriptKernel:
         return await ScriptKernel.start(self.ksm, self.kernel_name,
                                         fast_path=self.settings.fast_path)
 
     async def start(self) -> int:
-        services = {"engine": self.engine, "store": self.store, "pool": self.pool,
+        services = {"engine": self.engine, "router": self.router, "store": self.store,
+                    "pool": self.pool,
                     "document": build_openapi()}
         app = make_app(services, self.settings)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,

@@ -1,89 +1,78 @@
-"""Script lifecycle and call routing: start a script in a pooled kernel, commit
-its registrations, route calls to it, stop it. The one place that ties the
-kernel pool, the routing table and the file store together."""
+"""Script lifecycle: start a script in one or more pooled kernels (replicas),
+commit its registrations, stop it, notice a dead kernel and replace it.
+
+Calls are routed by ``routing.CallRouter``; this module decides which kernels
+serve a script."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bridge import Reply
-from .errors import (
-    BadRequest,
-    CallTimeout,
-    Conflict,
-    GatewayError,
-    HandlerError,
-    MethodNotAllowed,
-    NotFound,
-    ScriptError,
-    ServiceUnavailable,
-)
+from .boot import boot_kernel
+from .errors import BadRequest, Conflict, GatewayError, NotFound, ScriptError, ServiceUnavailable
 from .kernels import KernelPool, ScriptKernel
 from .logs import LogHub
-from .registry import Registry, ScriptRegistrations, parse_registrations
-from .scripts import ScriptStore
+from .registry import Registry, ScriptRegistrations
+from .scripts import ScriptSource, ScriptStore
 
-__all__ = ["ScriptEngine", "RunningScript", "map_call_error"]
+__all__ = ["ScriptEngine", "RunningScript", "MAX_REPLICAS"]
 
 log = logging.getLogger("kernel_gateway.engine")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
+MAX_REPLICAS = 16
 
 
 @dataclass
 class RunningScript:
     script_id: str
     path: str
-    kernel: ScriptKernel | None
+    source: ScriptSource  # the code the kernels run (a replacement replica runs the same)
+    replicas: int
     started_at: float
+    kernels: list[ScriptKernel] = field(default_factory=list)
     status: str = "starting"  # starting | running | stopping | died
     registrations: ScriptRegistrations = field(default_factory=ScriptRegistrations)
     exit_reason: str | None = None
+    _turn: itertools.count = field(default_factory=itertools.count)
+
+    def pick(self) -> ScriptKernel:
+        """The replica with the fewest calls in flight (ties: in turn)."""
+        kernels = self.kernels
+        if len(kernels) == 1:
+            return kernels[0]
+        if not kernels:
+            raise ServiceUnavailable(f"script {self.script_id} has no live kernel",
+                                     "SCRIPT_STOPPING", details={"script_id": self.script_id})
+        start = next(self._turn) % len(kernels)
+        best = kernels[start]
+        for i in range(1, len(kernels)):
+            k = kernels[(start + i) % len(kernels)]
+            if k.bridge.in_flight < best.bridge.in_flight:
+                best = k
+        return best
 
     def summary(self) -> dict[str, Any]:
-        k = self.kernel
+        first = min(self.kernels, key=lambda k: k.replica, default=None)
         return {
             "script_id": self.script_id,
             "script_path": self.path,
             "status": self.status,
             "started_at": self.started_at,
-            "kernel_id": k.kernel_id if k else None,
-            "pid": k.pid if k else None,
-            "in_flight": k.bridge.in_flight if k else 0,
-            "fast_path": k.bridge.fast if k else False,
+            "kernel_id": first.kernel_id if first else None,
+            "pid": first.pid if first else None,
+            "fast_path": first.bridge.fast if first else False,
+            "in_flight": sum(k.bridge.in_flight for k in self.kernels),
+            "replicas": self.replicas,
+            "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
+                         "in_flight": k.bridge.in_flight}
+                        for k in sorted(self.kernels, key=lambda k: k.replica)],
             "registrations": self.registrations.counts(),
             "exit_reason": self.exit_reason,
         }
-
-
-def map_call_error(reply: Reply, what: str, debug: bool) -> GatewayError:
-    """Turn a failed ``result`` into the gateway error a client gets."""
-    err = reply.error
-    kind = err.get("kind", "handler")
-    etype = err.get("type", "Exception")
-    message = err.get("message", "")
-    details: dict[str, Any] = {"type": etype, "message": message}
-    if debug:
-        details["traceback"] = err.get("traceback", "")
-    if kind == "serialization":
-        return HandlerError(f"{what} returned a result that is not JSON-serializable: {message}",
-                            "RESULT_NOT_SERIALIZABLE", details=details)
-    if kind == "arguments":
-        return BadRequest(f"{what}: {message}", "BAD_ARGUMENTS", details=details)
-    if kind == "not_found":
-        return NotFound(f"{what} is no longer registered", "NOT_REGISTERED", details=details)
-    if kind in ("interrupted", "cancelled"):
-        return CallTimeout(f"{what} was interrupted", details=details)
-    return HandlerError(f"{what} raised {etype}: {message}", "HANDLER_ERROR", details=details,
-                        log_message=err.get("traceback"))
 
 
 class ScriptEngine:
@@ -96,7 +85,6 @@ class ScriptEngine:
         pool: KernelPool,
         logs: LogHub,
         *,
-        call_timeout: float = 30.0,
         boot_timeout: float = 60.0,
         debug: bool = False,
     ) -> None:
@@ -104,9 +92,9 @@ class ScriptEngine:
         self.registry = registry
         self.pool = pool
         self.logs = logs
-        self.call_timeout = call_timeout
         self.boot_timeout = boot_timeout
         self.debug = debug
+        self.on_kernel_event: Any = None  # set by the call router
         self._scripts: dict[str, RunningScript] = {}
         self._by_path: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -121,6 +109,14 @@ class ScriptEngine:
         if script is None:
             raise NotFound(f"script {script_id!r} is not running", "NOT_RUNNING",
                            details={"script_id": script_id})
+        return script
+
+    def serving(self, script_id: str) -> RunningScript:
+        """The script, if it serves calls now (else 503)."""
+        script = self._scripts.get(script_id)
+        if script is None or script.status != "running":
+            raise ServiceUnavailable(f"script {script_id} is not serving calls", "SCRIPT_STOPPING",
+                                     details={"script_id": script_id})
         return script
 
     def find(self, script_id: Any = None, script_path: Any = None) -> RunningScript:
@@ -140,8 +136,10 @@ class ScriptEngine:
     def _lock(self, path: str) -> asyncio.Lock:
         return self._locks.setdefault(path, asyncio.Lock())
 
-    # -- lifecycle -------------------------------------------------------------------
-    async def start(self, script_path: Any) -> RunningScript:
+    # -- start -----------------------------------------------------------------------
+    async def start(self, script_path: Any, replicas: Any = 1) -> RunningScript:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
+            raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
         source = self.store.load(script_path)
         async with self._lock(source.path):
             existing = self._by_path.get(source.path)
@@ -151,71 +149,61 @@ class ScriptEngine:
                     raise Conflict(f"script {source.path!r} is already running", "ALREADY_RUNNING",
                                    details={"script_id": existing})
                 self._forget(current)
-            kernel = await self.pool.acquire()
             script_id = f"{source.path}_{int(time.time() * 1000)}"
             while script_id in self._scripts:  # two starts in the same millisecond
                 script_id += "_"
-            script = RunningScript(script_id, source.path, kernel, time.time())
-            kernel.script_id = script_id
-            kernel.bridge.on_event = self._on_kernel_event
-            kernel.on_iopub = self.logs.on_iopub
-            kernel.on_death = self._on_kernel_death
+            script = RunningScript(script_id, source.path, source, replicas, time.time())
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
             try:
-                regs = await self._boot(script, source.file, source.cells)
+                kernels = await asyncio.gather(*(self._boot_replica(script, i) for i in range(replicas)),
+                                               return_exceptions=True)
+                good = [k for k in kernels if isinstance(k, ScriptKernel)]
+                errors = [e for e in kernels if isinstance(e, BaseException)]
+                if errors:
+                    for k in good:
+                        self._spawn(k.shutdown(now=True))
+                    raise errors[0]
+                regs = self._same_registrations(script, [k.registrations for k in good])
                 self.registry.commit(script_id, regs)
             except BaseException:
                 self._forget(script)
-                self._spawn(kernel.shutdown(now=True))
                 raise
+            script.kernels = sorted(good, key=lambda k: k.replica)
             script.registrations = regs
             script.status = "running"
-            self.logs.engine(script_id, "INFO", f"started {source.path} "
-                             f"({sum(regs.counts().values())} registrations)")
+            self.logs.engine(script_id, "INFO", f"started {source.path} ({replicas} replica"
+                             f"{'s' if replicas > 1 else ''}, {sum(regs.counts().values())} registrations)")
             return script
 
-    async def _boot(self, script: RunningScript, file: str, cells: list[str]) -> ScriptRegistrations:
+    async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
+        kernel = await self.pool.acquire()
+        kernel.script_id = script.script_id
+        kernel.replica = index
+        kernel.bridge.on_event = self.on_kernel_event
+        kernel.on_iopub = self.logs.on_iopub
+        kernel.on_death = self._on_kernel_death
         try:
-            return await asyncio.wait_for(self._load_and_boot(script, file, cells), self.boot_timeout)
-        except (asyncio.TimeoutError, CallTimeout):
-            raise CallTimeout(f"script {script.path!r} did not load and boot within "
-                              f"{self.boot_timeout:g} s", "BOOT_TIMEOUT") from None
+            kernel.registrations = await boot_kernel(
+                kernel, script.script_id, script.source, replica=index, replicas=script.replicas,
+                timeout=self.boot_timeout, debug=self.debug)
+        except BaseException:
+            kernel.on_death = None
+            self._spawn(kernel.shutdown(now=True))
+            raise
+        return kernel
 
-    async def _load_and_boot(self, script: RunningScript, file: str,
-                             cells: list[str]) -> ScriptRegistrations:
-        kernel = script.kernel
-        assert kernel is not None
-        # The outer deadline (boot_timeout) bounds every step; the per-step
-        # timeouts below are only there so that no wait is unbounded on its own.
-        step = self.boot_timeout + 1
-        reply = await kernel.bridge.call(
-            {"op": "prepare", "script_id": script.script_id, "file": file}, timeout=step)
-        if not reply.ok:
-            raise map_call_error(reply, "prepare", self.debug)
-        for index, cell in enumerate(cells):
-            result = await kernel.execute(cell, timeout=step)
-            if result.get("status") != "ok":
-                where = f" (cell {index + 1})" if len(cells) > 1 else ""
-                raise ScriptError(
-                    f"script {script.path!r} raised {result.get('ename')} while loading{where}: "
-                    f"{result.get('evalue')}", "BOOT_FAILED",
-                    details={"type": result.get("ename"), "message": result.get("evalue"),
-                             "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
-                             "phase": "load"})
-        reply = await kernel.bridge.call({"op": "boot"}, timeout=step)
-        if not reply.ok:
-            err = reply.error
-            if err.get("kind") == "boot_missing":
-                raise ScriptError(f"script {script.path!r} defines no boot() function",
-                                  "BOOT_MISSING")
-            raise ScriptError(
-                f"boot() of {script.path!r} raised {err.get('type')}: {err.get('message')}",
-                "BOOT_FAILED",
-                details={"type": err.get("type"), "message": err.get("message"),
-                         "traceback": err.get("traceback"), "phase": "boot"})
-        return parse_registrations(script.script_id, reply.value())
+    @staticmethod
+    def _same_registrations(script: RunningScript, sets: list[ScriptRegistrations]) -> ScriptRegistrations:
+        first = sets[0]
+        for other in sets[1:]:
+            if set(other.routes) != set(first.routes) or set(other.functions) != set(first.functions):
+                raise ScriptError(f"the replicas of {script.path!r} registered different routes or "
+                                  "functions; boot() must register the same in every replica",
+                                  "BOOT_FAILED", details={"phase": "boot"})
+        return first
 
+    # -- stop ------------------------------------------------------------------------
     async def stop(self, script: RunningScript, reason: str = "stopped") -> RunningScript:
         async with self._lock(script.path):
             if self._scripts.get(script.script_id) is not script:
@@ -223,33 +211,23 @@ class ScriptEngine:
             # Unregister first: new calls get 404 at once, never a hang.
             self.registry.remove(script.script_id)
             script.status = "stopping"
-            kernel = script.kernel
-            if kernel is not None:
-                await kernel.shutdown()
+            kernels, script.kernels = script.kernels, []
+            await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
             script.exit_reason = reason
             self._forget(script)
             self.logs.engine(script.script_id, "INFO", f"stopped {script.path} ({reason})")
             return script
 
     async def restart(self, script: RunningScript) -> RunningScript:
+        replicas = script.replicas
         await self.stop(script, "restarted")
-        return await self.start(script.path)
+        return await self.start(script.path, replicas)
 
     def _forget(self, script: RunningScript) -> None:
         self.registry.remove(script.script_id)
         self._scripts.pop(script.script_id, None)
         if self._by_path.get(script.path) == script.script_id:
             del self._by_path[script.path]
-
-    async def _on_kernel_death(self, kernel: ScriptKernel) -> None:
-        script = self._scripts.get(kernel.script_id or "")
-        if script is None or script.kernel is not kernel or script.status == "stopping":
-            return
-        self.registry.remove(script.script_id)
-        script.status = "died"
-        script.exit_reason = "kernel died"
-        script.registrations = ScriptRegistrations()
-        self.logs.engine(script.script_id, "ERROR", f"the kernel of {script.path} died")
 
     async def close(self) -> None:
         for script in list(self._scripts.values()):
@@ -265,91 +243,34 @@ class ScriptEngine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    # -- calls -----------------------------------------------------------------------
-    def _kernel_of(self, script_id: str) -> ScriptKernel:
-        script = self._scripts.get(script_id)
-        if script is None or script.status != "running" or script.kernel is None:
-            raise ServiceUnavailable(f"script {script_id} is not serving calls", "SCRIPT_STOPPING",
-                                     details={"script_id": script_id})
-        return script.kernel
-
-    async def call_route(
-        self, method: str, path: str, request: dict[str, Any], body: bytes,
-        timeout: float | None = None,
-    ) -> tuple[str, Reply]:
-        found = self.registry.match(method, path)
-        if found is None:
-            allowed = self.registry.methods_for(path)
-            if allowed:
-                raise MethodNotAllowed(f"{method} is not registered for /script-api{path}",
-                                       details={"allowed": allowed},
-                                       headers={"Allow": ", ".join(allowed)})
-            raise NotFound(f"no script registered {method} /script-api{path}", "ROUTE_NOT_FOUND")
-        entry, params = found
-        kernel = self._kernel_of(entry.script_id)
-        request["path_params"] = params
-        request["route"] = entry.path
-        reply = await kernel.bridge.call(
-            {"op": "call", "kind": "api", "name": entry.key, "request": request},
-            [body], timeout=timeout or self.call_timeout)
-        if not reply.ok:
-            raise map_call_error(reply, f"route {entry.key}", self.debug)
-        return entry.script_id, reply
-
-    async def call_function(self, name: str, args: Any, timeout: float | None = None) -> tuple[str, Reply]:
-        entry = self.registry.function(name)
-        if entry is None:
-            raise NotFound(f"no running script registered function {name!r}", "FUNCTION_NOT_FOUND")
-        kernel = self._kernel_of(entry.script_id)
-        reply = await kernel.bridge.call(
-            {"op": "call", "kind": "function", "name": name, "args": args},
-            timeout=timeout or self.call_timeout)
-        if not reply.ok:
-            raise map_call_error(reply, f"function {name!r}", self.debug)
-        return entry.script_id, reply
-
-    # -- messages from kernels ----------------------------------------------------------
-    def _on_kernel_event(self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes]) -> None:
-        op = data.get("op")
+    # -- death -----------------------------------------------------------------------
+    async def _on_kernel_death(self, kernel: ScriptKernel) -> None:
         script = self._scripts.get(kernel.script_id or "")
-        if op == "log":
-            self.logs.structured(kernel.script_id, data)
-        elif op in ("register", "unregister"):
-            if script is None or script.status != "running":
-                return  # during boot, the boot result is the authoritative list
-            try:
-                if op == "register":
-                    self.registry.add_one(script.script_id, data.get("kind", ""), data.get("item") or {})
-                else:
-                    self.registry.remove_one(script.script_id, data.get("kind", ""), data.get("item") or {})
-                script.registrations = self.registry.of(script.script_id) or script.registrations
-            except GatewayError as exc:
-                self.logs.engine(script.script_id, "WARNING", f"registration refused: {exc.message}")
-        elif op == "request":
-            self._spawn(self._serve_request(kernel, data, buffers))
-        else:
-            log.debug("kernel %s: unexpected op %r", kernel.kernel_id, op)
+        if script is None or kernel not in script.kernels or script.status != "running":
+            return
+        script.kernels.remove(kernel)
+        if script.kernels:
+            # Other replicas take the new calls at once; a replacement boots meanwhile.
+            self.logs.engine(script.script_id, "WARNING",
+                             f"replica {kernel.replica} of {script.path} died; replacing it")
+            self._spawn(self._replace(script, kernel.replica))
+            return
+        self.registry.remove(script.script_id)
+        script.status = "died"
+        script.exit_reason = "kernel died"
+        script.registrations = ScriptRegistrations()
+        self.logs.engine(script.script_id, "ERROR", f"the kernel of {script.path} died")
 
-    async def _serve_request(self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes]) -> None:
-        import json
-
-        req_id = str(data.get("id", ""))
-        service = data.get("service")
+    async def _replace(self, script: RunningScript, index: int) -> None:
         try:
-            payload = json.loads(buffers[0]) if buffers else {}
-            if service == "function.call":
-                _, reply = await self.call_function(str(payload.get("name")), payload.get("args"),
-                                                    timeout=payload.get("timeout"))
-                kernel.bridge.respond(req_id, True, reply.json_bytes())
-            elif service == "function.list":
-                value = [f.describe() for f in self.registry.functions()]
-                kernel.bridge.respond(req_id, True, json.dumps(value).encode())
-            else:
-                raise BadRequest(f"unknown service {service!r}", "UNKNOWN_SERVICE")
-        except GatewayError as exc:
-            kernel.bridge.respond(req_id, False, error={"message": exc.message, "code": exc.code,
-                                                        "type": exc.details.get("type", "")})
+            kernel = await self._boot_replica(script, index)
         except Exception as exc:
-            log.exception("service %s failed", service)
-            kernel.bridge.respond(req_id, False, error={"message": str(exc), "code": "INTERNAL_ERROR",
-                                                        "type": type(exc).__name__})
+            self.logs.engine(script.script_id, "ERROR",
+                             f"replica {index} of {script.path} could not be replaced: {exc}")
+            return
+        if script.status != "running" or self._scripts.get(script.script_id) is not script:
+            await kernel.shutdown(now=True)
+            return
+        script.kernels.append(kernel)
+        script.kernels.sort(key=lambda k: k.replica)
+        self.logs.engine(script.script_id, "INFO", f"replica {index} of {script.path} replaced")

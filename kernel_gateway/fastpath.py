@@ -55,7 +55,7 @@ class FastClient:
         # zmq.asyncio per message. ZeroMQ's FD is edge-triggered, so _drain reads
         # until EVENTS says nothing is left, and runs again after our sends.
         self._loop = asyncio.get_running_loop()
-        self._fd = self._sock.getsockopt(zmq.FD)
+        self._fd = int(self._sock.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._drain)
 
     def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> None:
@@ -63,12 +63,12 @@ class FastClient:
         frames = [head, *(b if isinstance(b, bytes) else bytes(b) for b in buffers or [])]
         big = any(len(f) > COPY_THRESHOLD for f in frames)
         self._sock.send_multipart([self._sign(frames), *frames], copy=not big)
-        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         sock = self._sock
-        while not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while not sock.closed and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.ZMQError:

@@ -43,6 +43,8 @@ class ScriptKernel:
         self.client = km.client()
         self.bridge = KernelBridge(self)
         self.script_id: str | None = None
+        self.replica = 0
+        self.registrations: Any = None
         self.pid: int | None = None
         self.info: dict[str, Any] = {}
         self.started_at = time.time()

@@ -33,7 +33,7 @@ def attach(gw: GatewayThread, script_id: str) -> BlockingKernelClient:
     """A second client on a running script's kernel, as a notebook would attach."""
     script = gw.gateway.engine.get(script_id)
     kc = BlockingKernelClient()
-    kc.load_connection_info(script.kernel.km.get_connection_info())
+    kc.load_connection_info(script.kernels[0].km.get_connection_info())
     kc.start_channels()
     kc.wait_for_ready(timeout=30)
     return kc

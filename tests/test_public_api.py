@@ -9,7 +9,8 @@ from vwed_kernel.vwed import VWED
 
 def test_vwed_modules_and_documented_methods():
     v = VWED()
-    assert dir(v) == sorted(["api", "function", "log", "script_id", "registrations"])
+    assert dir(v) == sorted(["api", "function", "log", "script_id", "replica", "replicas",
+                                   "registrations"])
     for module_name in ("api", "function", "log"):
         module = getattr(v, module_name)
         assert module.__doc__, module_name

@@ -39,6 +39,8 @@ class Link:
     """What the ``VWED`` modules need from the outside world."""
 
     script_id: str | None = None
+    replica: int = 0
+    replicas: int = 1
 
     @property
     def attached(self) -> bool:
@@ -186,6 +188,8 @@ class GatewayLink(Link):
     def _op_prepare(self, data: dict[str, Any], buffers: list[Any]) -> None:
         """Before the script's source runs: name the script, set ``__file__``."""
         self.script_id = data.get("script_id")
+        self.replica = int(data.get("replica") or 0)
+        self.replicas = int(data.get("replicas") or 1)
         ns = self._user_ns()
         path = data.get("file")
         if path:

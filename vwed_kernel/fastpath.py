@@ -72,7 +72,7 @@ class FastChannel:
         # A plain socket read from the main loop's selector (as ZMQStream does):
         # cheaper than zmq.asyncio per message.
         self._loop = asyncio.get_running_loop()
-        self._fd = self._sock.getsockopt(zmq.FD)
+        self._fd = int(self._sock.getsockopt(zmq.FD))
         self._loop.add_reader(self._fd, self._drain)
         self._loop.call_soon(self._drain)
 
@@ -85,7 +85,7 @@ class FastChannel:
         """Handle every waiting message. ZeroMQ's FD is edge-triggered: read until
         EVENTS says nothing is left, and check again after our own sends."""
         sock = self._sock
-        while not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while not sock.closed and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -104,7 +104,7 @@ class FastChannel:
         frames = [head, *(buffers or [])]
         big = any(len(f) > COPY_THRESHOLD for f in frames)
         self._sock.send_multipart([ident, self._sign(frames), *frames], copy=not big)
-        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             self._loop.call_soon(self._drain)
 
     def _parent(self, call_id: str) -> dict[str, Any]:

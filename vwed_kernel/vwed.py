@@ -36,6 +36,17 @@ class VWED:
         """The id of the running script in the gateway (``None`` in a plain notebook)."""
         return self._link.script_id
 
+    @property
+    def replica(self) -> int:
+        """This kernel's replica index (0 to ``replicas - 1``) when a script runs in several
+        kernels; 0 otherwise. Work that must run once (a timer) can check ``VWED.replica == 0``."""
+        return self._link.replica
+
+    @property
+    def replicas(self) -> int:
+        """How many kernels run this script (``POST /script-engine/start {"replicas": N}``)."""
+        return self._link.replicas
+
     def registrations(self) -> dict[str, Any]:
         """What this kernel registered: ``{"apis", "functions", "events", "timers"}``."""
         return self._registrations.snapshot()
@@ -46,4 +57,4 @@ class VWED:
                 f"{len(self._registrations.functions)} functions>")
 
     def __dir__(self) -> list[str]:
-        return ["api", "function", "log", "script_id", "registrations"]
+        return ["api", "function", "log", "script_id", "replica", "replicas", "registrations"]

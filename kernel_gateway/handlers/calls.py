@@ -6,9 +6,9 @@ import json
 import time
 from typing import Any
 
-from ..engine import ScriptEngine
 from ..errors import BadRequest
 from ..registry import normalize_path
+from ..routing import CallRouter
 from .base import JSONHandler
 
 __all__ = ["ScriptApiHandler", "FunctionCallHandler", "FunctionListHandler"]
@@ -21,7 +21,7 @@ class ScriptApiHandler(JSONHandler):
     """Routes that scripts registered, served at ``/script-api/<path>``."""
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-    engine: ScriptEngine
+    router: CallRouter
 
     async def _serve(self, path: str) -> None:
         req = self.request
@@ -39,7 +39,7 @@ class ScriptApiHandler(JSONHandler):
             "content_type": req.headers.get("Content-Type", ""),
             "client_ip": req.remote_ip,
         }
-        _, reply = await self.engine.call_route(req.method or "GET", route_path, request, req.body)
+        _, reply = await self.router.call_route(req.method or "GET", route_path, request, req.body)
         response = reply.data.get("response")
         if response is None:
             self.set_status(200)
@@ -58,7 +58,7 @@ class ScriptApiHandler(JSONHandler):
 
 
 class FunctionCallHandler(JSONHandler):
-    engine: ScriptEngine
+    router: CallRouter
 
     async def post(self, name: str) -> None:
         body = self.json_body(required=False)
@@ -66,7 +66,7 @@ class FunctionCallHandler(JSONHandler):
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise BadRequest("'timeout' must be a positive number of seconds", "BAD_REQUEST")
         started = time.perf_counter()
-        script_id, reply = await self.engine.call_function(name, body.get("args"), timeout)
+        script_id, reply = await self.router.call_function(name, body.get("args"), timeout)
         took = (time.perf_counter() - started) * 1000
         # The kernel serialized the result once; splice its bytes in, no re-parse.
         self.finish(b'{"success":true,"script_id":' + json.dumps(script_id).encode()
@@ -76,8 +76,8 @@ class FunctionCallHandler(JSONHandler):
 
 
 class FunctionListHandler(JSONHandler):
-    engine: ScriptEngine
+    router: CallRouter
 
     def get(self) -> None:
-        items = [f.describe() for f in self.engine.registry.functions()]
+        items = [f.describe() for f in self.router.registry.functions()]
         self.send_json({"count": len(items), "functions": items})

@@ -10,9 +10,10 @@ __all__ = ["StartHandler", "StopHandler", "RestartHandler", "RunningHandler", "S
 
 
 def _started(script: RunningScript) -> dict[str, object]:
+    summary = script.summary()
     return {"script_id": script.script_id, "script_path": script.path,
-            "kernel_id": script.kernel.kernel_id if script.kernel else None,
-            "registrations": script.registrations.describe()}
+            "kernel_id": summary["kernel_id"], "replicas": script.replicas,
+            "kernels": summary["kernels"], "registrations": script.registrations.describe()}
 
 
 class StartHandler(JSONHandler):
@@ -24,7 +25,7 @@ class StartHandler(JSONHandler):
         if not isinstance(path, str) or not path:
             raise BadRequest("'script_path' (a path under the scripts root) is required",
                              "MISSING_FIELD")
-        script = await self.engine.start(path)
+        script = await self.engine.start(path, body.get("replicas", 1))
         self.send_json(_started(script))
 
 

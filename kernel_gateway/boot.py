@@ -1,0 +1,98 @@
+"""Loading a script into a kernel: ``prepare``, the code cells as
+``execute_request``s, then ``boot`` (docs/protocol.md, "Messages")."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from .bridge import Reply
+from .errors import BadRequest, CallTimeout, GatewayError, HandlerError, NotFound, ScriptError
+from .kernels import ScriptKernel
+from .registry import ScriptRegistrations, parse_registrations
+from .scripts import ScriptSource
+
+__all__ = ["boot_kernel", "map_call_error", "strip_ansi"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def map_call_error(reply: Reply, what: str, debug: bool) -> GatewayError:
+    """Turn a failed ``result`` into the gateway error a client gets."""
+    err = reply.error
+    kind = err.get("kind", "handler")
+    etype = err.get("type", "Exception")
+    message = err.get("message", "")
+    details: dict[str, Any] = {"type": etype, "message": message}
+    if debug:
+        details["traceback"] = err.get("traceback", "")
+    if kind == "serialization":
+        return HandlerError(f"{what} returned a result that is not JSON-serializable: {message}",
+                            "RESULT_NOT_SERIALIZABLE", details=details)
+    if kind == "arguments":
+        return BadRequest(f"{what}: {message}", "BAD_ARGUMENTS", details=details)
+    if kind == "not_found":
+        return NotFound(f"{what} is no longer registered", "NOT_REGISTERED", details=details)
+    if kind in ("interrupted", "cancelled"):
+        return CallTimeout(f"{what} was interrupted", details=details)
+    return HandlerError(f"{what} raised {etype}: {message}", "HANDLER_ERROR", details=details,
+                        log_message=err.get("traceback"))
+
+
+async def boot_kernel(
+    kernel: ScriptKernel,
+    script_id: str,
+    source: ScriptSource,
+    *,
+    replica: int,
+    replicas: int,
+    timeout: float,
+    debug: bool,
+) -> ScriptRegistrations:
+    """Run the script in ``kernel`` and call ``boot()``; its registrations on success.
+
+    Raises ``ScriptError`` (BOOT_MISSING / BOOT_FAILED), ``CallTimeout``
+    (BOOT_TIMEOUT) or ``KernelDied``.
+    """
+    try:
+        return await asyncio.wait_for(
+            _load_and_boot(kernel, script_id, source, replica, replicas, timeout + 1, debug), timeout)
+    except (asyncio.TimeoutError, CallTimeout):
+        raise CallTimeout(f"script {source.path!r} did not load and boot within {timeout:g} s",
+                          "BOOT_TIMEOUT") from None
+
+
+async def _load_and_boot(kernel: ScriptKernel, script_id: str, source: ScriptSource, replica: int,
+                         replicas: int, step: float, debug: bool) -> ScriptRegistrations:
+    # The outer deadline bounds everything; ``step`` only keeps each wait bounded on its own.
+    reply = await kernel.bridge.call({"op": "prepare", "script_id": script_id, "file": source.file,
+                                      "replica": replica, "replicas": replicas}, timeout=step)
+    if not reply.ok:
+        raise map_call_error(reply, "prepare", debug)
+    cells = source.cells
+    for index, cell in enumerate(cells):
+        result = await kernel.execute(cell, timeout=step)
+        if result.get("status") != "ok":
+            where = f" (cell {index + 1})" if len(cells) > 1 else ""
+            raise ScriptError(
+                f"script {source.path!r} raised {result.get('ename')} while loading{where}: "
+                f"{result.get('evalue')}", "BOOT_FAILED",
+                details={"type": result.get("ename"), "message": result.get("evalue"),
+                         "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
+                         "phase": "load"})
+    reply = await kernel.bridge.call({"op": "boot"}, timeout=step)
+    if not reply.ok:
+        err = reply.error
+        if err.get("kind") == "boot_missing":
+            raise ScriptError(f"script {source.path!r} defines no boot() function", "BOOT_MISSING")
+        raise ScriptError(
+            f"boot() of {source.path!r} raised {err.get('type')}: {err.get('message')}",
+            "BOOT_FAILED",
+            details={"type": err.get("type"), "message": err.get("message"),
+                     "traceback": err.get("traceback"), "phase": "boot"})
+    return parse_registrations(script_id, reply.value())
