@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 
 import httpx
-
 from conftest import unique, wait_until
 
 SCRIPT = """
