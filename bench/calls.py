@@ -1,18 +1,24 @@
-"""Benchmark: a trivial route through the gateway, against its baselines.
+"""Benchmark suite of the call path (docs/performance.md reports its tables).
 
-Prints one table (medians and percentiles, requests per second) with, in the
-same run:
+In one run, on this machine:
 
-* ``tornado floor``: the same handler as a plain in-process Tornado handler;
-* ``gateway route``: ``GET /script-api/bench/ping`` answered by a script kernel;
-* ``gateway function``: ``POST /script-engine/functions/bench_ping/call``;
-* ``subprocess per call``: the same function run per call in a fresh ``python``
-  (the old runner: temp file, run, parse stdout as JSON).
+1. calls: a trivial route and a trivial function through the gateway at
+   concurrency 1, 8 and 32, one script and the same script with replicas=2,
+   against the in-process Tornado floor, the subprocess-per-call runner (the old
+   way) and Jupyter Kernel Gateway's notebook-http mode serving the same endpoint
+   (installed by the benchmark in its own virtual environment);
+2. payload: a 1 MB JSON body into a route and back;
+3. start: ``start`` of a small script with a warm pool, and route latency
+   while the pool refills;
+4. scale: 50 scripts running at once (RSS per kernel, gateway RSS, routing p50).
 
 Servers run as their own processes; the load comes from this process over
-keep-alive HTTP/1.1 connections on loopback.
+keep-alive HTTP/1.1 connections on loopback (a minimal client, the same for
+every row).
 
-    python bench/calls.py [--requests 2000] [--concurrency 1 8] [--subprocess-calls 40]
+    python bench/calls.py                # everything
+    python bench/calls.py --quick        # fewer requests, no JKG, 10 scripts for scale
+    python bench/calls.py --only calls payload
 """
 
 from __future__ import annotations
@@ -28,20 +34,26 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-HANDLER_SOURCE = '''
+HANDLER = '''
 def ping(request=None):
     return {"ok": True, "n": 1}
 '''
 
-SCRIPT = HANDLER_SOURCE + '''
+SCRIPT = HANDLER + '''
+def echo(request):
+    return request["json"]
+
 def boot():
-    VWED.api.register_route("/bench/ping", "GET", ping)
-    VWED.function.register("bench_ping", ping)
+    VWED.api.register_route("/{name}/ping", "GET", ping)
+    VWED.api.register_route("/{name}/echo", "POST", echo)
+    VWED.function.register("{name}_ping", ping)
 '''
 
-FLOOR_SERVER = HANDLER_SOURCE + '''
+FLOOR_SERVER = HANDLER + '''
 import asyncio, json, sys
 from tornado import web
 
@@ -50,89 +62,184 @@ class Ping(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(ping({"method": "GET"})))
 
+class Echo(web.RequestHandler):
+    def post(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(json.loads(self.request.body)))
+
 async def main():
-    app = web.Application([(r"/ping", Ping)])
-    app.listen(int(sys.argv[1]), "127.0.0.1")
+    web.Application([(r"/ping", Ping), (r"/echo", Echo)]).listen(int(sys.argv[1]), "127.0.0.1")
     print("ready", flush=True)
     await asyncio.Event().wait()
 
 asyncio.run(main())
 '''
 
-OLD_RUNNER = HANDLER_SOURCE + '''
+OLD_RUNNER = HANDLER + '''
 import json, sys
 with open(sys.argv[sys.argv.index("--variables-file") + 1]) as f:
     variables = json.load(f)
 print(json.dumps(ping(variables)))
 '''
 
+JKG_NOTEBOOK_CELLS = [
+    "import json",
+    "# GET /ping\nprint(json.dumps({'ok': True, 'n': 1}))",
+]
 
+
+# -- plumbing -------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_http(port: int, path: str, timeout: float = 60) -> None:
+def http(port: int, method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
+    raw = b"" if body is None else json.dumps(body).encode()
+    req = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(raw)}\r\n"
+           "Connection: close\r\n\r\n").encode() + raw
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload
+
+
+def wait_http(port: int, path: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                if s.recv(64).startswith(b"HTTP/1.1"):
-                    return
+            if http(port, "GET", path, timeout=2)[0] < 500:
+                return
         except OSError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"port {port} did not answer")
+    raise TimeoutError(f"port {port} did not answer {path}")
 
 
-def http_call(port: int, method: str, path: str, body: bytes = b"") -> bytes:
-    req = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-           "Connection: close\r\n\r\n").encode() + body
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(req)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
 
 
-async def _connection(port: int, request: bytes, count: int, latencies: list[float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _connection(port: int, request: bytes, count: int, out: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=16 * 1024 * 1024)
     try:
         for _ in range(count):
             t0 = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"unexpected answer: {head[:80]!r}")
+                raise RuntimeError(f"unexpected answer: {head[:120]!r}")
             length = 0
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             await reader.readexactly(length)
-            latencies.append(time.perf_counter() - t0)
+            out.append(time.perf_counter() - t0)
     finally:
         writer.close()
 
 
-async def load(port: int, method: str, path: str, body: bytes, total: int, conc: int) -> tuple[list[float], float]:
+def load(port: int, method: str, path: str, body: bytes, total: int, conc: int,
+         warmup: int = 20) -> tuple[list[float], float]:
     request = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
                "Content-Type: application/json\r\n\r\n").encode() + body
-    warm: list[float] = []
-    await asyncio.gather(*(_connection(port, request, 20, warm) for _ in range(conc)))
-    latencies: list[float] = []
-    t0 = time.perf_counter()
-    await asyncio.gather(*(_connection(port, request, total // conc, latencies) for _ in range(conc)))
-    return latencies, time.perf_counter() - t0
+
+    async def run() -> tuple[list[float], float]:
+        warm: list[float] = []
+        await asyncio.gather(*(_connection(port, request, warmup, warm) for _ in range(conc)))
+        lat: list[float] = []
+        t0 = time.perf_counter()
+        await asyncio.gather(*(_connection(port, request, max(1, total // conc), lat)
+                               for _ in range(conc)))
+        return lat, time.perf_counter() - t0
+
+    return asyncio.run(run())
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c).rjust(w) if not isinstance(c, str) else c.ljust(w)
+                                for c, w in zip(r, widths, strict=True)) + " |")
+
+
+class Gateway:
+    """A vwed-gateway process on a scripts folder."""
+
+    def __init__(self, work: Path, pool: int) -> None:
+        self.port = free_port()
+        self.scripts = work / "scripts"
+        self.scripts.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(self.scripts),
+             "--data-dir", str(work / "data"), "--port", str(self.port), "--pool-size", str(pool)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(self.port, "/script-engine/health")
+
+    def add(self, name: str) -> str:
+        (self.scripts / f"{name}.py").write_text(textwrap.dedent(SCRIPT.replace("{name}", name)))
+        return f"{name}.py"
+
+    def start(self, name: str, replicas: int = 1) -> dict[str, Any]:
+        status, body = http(self.port, "POST", "/script-engine/start",
+                            {"script_path": self.add(name), "replicas": replicas})
+        if status != 200:
+            raise RuntimeError(body)
+        return body
+
+    def pool_ready(self) -> int:
+        return int(http(self.port, "GET", "/script-engine/health")[1]["pool"]["ready"])
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- baselines --------------------------------------------------------------------------
+def start_floor(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    (work / "floor.py").write_text(FLOOR_SERVER)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(work / "floor.py"), str(port)], stdout=subprocess.DEVNULL)
+    wait_http(port, "/ping")
+    return proc, port
 
 
 def old_way(calls: int, conc: int, folder: Path) -> tuple[list[float], float]:
     runner = folder / "old_runner.py"
     runner.write_text(OLD_RUNNER)
 
-    def one(i: int) -> float:
+    def one(_: int) -> float:
         t0 = time.perf_counter()
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir=folder, delete=False) as f:
             json.dump({"method": "GET"}, f)
@@ -150,65 +257,183 @@ def old_way(calls: int, conc: int, folder: Path) -> tuple[list[float], float]:
     return latencies, time.perf_counter() - t0
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000
+def start_jkg(work: Path) -> tuple[subprocess.Popen[bytes] | None, int, str]:
+    """Jupyter Kernel Gateway in notebook-http mode, in its own virtual environment."""
+    venv = Path(tempfile.gettempdir()) / "vwed-bench-jkg-venv"
+    py = venv / "bin" / "python"
+    try:
+        if not py.exists():
+            print("installing jupyter-kernel-gateway into", venv, "...", flush=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "jupyter-kernel-gateway"],
+                           check=True, timeout=900, stdout=subprocess.DEVNULL)
+        import nbformat
+
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in JKG_NOTEBOOK_CELLS]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        (work / "jkg.ipynb").write_text(nbformat.writes(nb))
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(venv / "bin" / "jupyter"), "kernelgateway", "--KernelGatewayApp.api=kernel_gateway.notebook_http",
+             f"--KernelGatewayApp.seed_uri={work / 'jkg.ipynb'}", f"--KernelGatewayApp.port={port}",
+             "--KernelGatewayApp.ip=127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+        wait_http(port, "/ping", timeout=120)
+        return proc, port, ""
+    except Exception as exc:  # reported in the table, not hidden
+        return None, 0, f"{type(exc).__name__}: {exc}"
+
+
+# -- sections ---------------------------------------------------------------------------
+def section_calls(args: argparse.Namespace, work: Path) -> None:
+    gw = Gateway(work / "calls", pool=3)
+    floor, floor_port = start_floor(work)
+    jkg, jkg_port, jkg_error = (None, 0, "skipped (--quick)") if args.quick else start_jkg(work)
+    try:
+        gw.start("one")
+        gw.start("two", replicas=2)
+        cases = [
+            ("tornado floor (in-process handler)", floor_port, "GET", "/ping", b""),
+            ("gateway route", gw.port, "GET", "/script-api/one/ping", b""),
+            ("gateway function call", gw.port, "POST", "/script-engine/functions/one_ping/call", b"{}"),
+            ("gateway route, replicas=2", gw.port, "GET", "/script-api/two/ping", b""),
+        ]
+        if jkg is not None:
+            cases.append(("jupyter kernel gateway notebook-http", jkg_port, "GET", "/ping", b""))
+        rows: list[list[Any]] = []
+        for conc in args.concurrency:
+            floor_p50 = None
+            for name, port, method, path, body in cases:
+                n = args.requests if "jupyter" not in name else max(200, args.requests // 5)
+                lat, took = load(port, method, path, body, n, conc)
+                p50 = pct(lat, 50)
+                floor_p50 = floor_p50 or p50
+                rows.append([name, conc, len(lat), f"{p50:.2f}", f"{pct(lat, 90):.2f}",
+                             f"{pct(lat, 99):.2f}", f"{len(lat) / took:.0f}", f"{p50 / floor_p50:.1f}x"])
+        for conc in (1, 8):
+            lat, took = old_way(args.subprocess_calls, conc, work)
+            rows.append(["subprocess per call (old runner)", conc, len(lat), f"{pct(lat, 50):.2f}",
+                         f"{pct(lat, 90):.2f}", f"{pct(lat, 99):.2f}", f"{len(lat) / took:.0f}", "-"])
+        table("calls: a trivial route / function", ["method", "conc", "n", "p50 ms", "p90 ms", "p99 ms",
+                                                     "req/s", "p50 / floor"], rows)
+        if jkg is None:
+            print(f"\n(jupyter kernel gateway: {jkg_error})")
+    finally:
+        gw.close()
+        floor.terminate()
+        if jkg is not None:
+            jkg.terminate()
+
+
+def section_payload(args: argparse.Namespace, work: Path) -> None:
+    gw = Gateway(work / "payload", pool=1)
+    floor, floor_port = start_floor(work)
+    try:
+        gw.start("big")
+        docs = {
+            # 10,000 small records: JSON parsing and dumping dominate, on both sides
+            "10k records": {"items": [{"sku": f"SKU-{i:07d}", "qty": i % 17, "loc": f"A-{i % 100:02d}",
+                                       "note": "x" * 40} for i in range(10_000)]},
+            # 100 records of 10 KB strings (e.g. encoded images or logs)
+            "100 x 10 KB strings": {"items": [{"id": i, "data": "y" * 10_000} for i in range(100)]},
+        }
+        rows = []
+        for shape, doc in docs.items():
+            body = json.dumps(doc).encode()
+            for name, port, path in (("tornado floor (parse + dump)", floor_port, "/echo"),
+                                     ("gateway route (echo request['json'])", gw.port,
+                                      "/script-api/big/echo")):
+                lat, took = load(port, "POST", path, body, args.payload_requests, 1, warmup=5)
+                rows.append([name, shape, f"{len(body) / 1e6:.2f} MB", len(lat), f"{pct(lat, 50):.2f}",
+                             f"{pct(lat, 99):.2f}"])
+        table("payload: about 1 MB of JSON in and out of a route (concurrency 1)",
+              ["method", "document", "body", "n", "p50 ms", "p99 ms"], rows)
+    finally:
+        gw.close()
+        floor.terminate()
+
+
+def section_start(args: argparse.Namespace, work: Path) -> None:
+    gw = Gateway(work / "start", pool=2)
+    try:
+        gw.start("steady")
+        until(lambda: gw.pool_ready() >= 2, 120, "warm pool")
+        idle, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", args.requests // 2, 1)
+        starts: list[float] = []
+        during: list[float] = []
+        for i in range(args.starts):
+            until(lambda: gw.pool_ready() >= 1, 120, "a pooled kernel")
+            name = f"small{i}"
+            gw.add(name)
+            t0 = time.perf_counter()
+            status, body = http(gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"})
+            starts.append(time.perf_counter() - t0)
+            assert status == 200, body
+            # calls while the pool starts a kernel to refill
+            lat, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", 100, 1, warmup=0)
+            during.extend(lat)
+            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
+        table("start: a small script with a warm pool, and calls while the pool refills",
+              ["measure", "n", "p50 ms", "p90 ms", "p99 ms"],
+              [["start (warm pool)", len(starts), f"{pct(starts, 50):.1f}", f"{pct(starts, 90):.1f}",
+                f"{pct(starts, 99):.1f}"],
+               ["route call, idle pool", len(idle), f"{pct(idle, 50):.2f}", f"{pct(idle, 90):.2f}",
+                f"{pct(idle, 99):.2f}"],
+               ["route call, pool refilling", len(during), f"{pct(during, 50):.2f}",
+                f"{pct(during, 90):.2f}", f"{pct(during, 99):.2f}"]])
+    finally:
+        gw.close()
+
+
+def section_scale(args: argparse.Namespace, work: Path) -> None:
+    gw = Gateway(work / "scale", pool=4)
+    try:
+        first = gw.start("s0")
+        one, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", args.requests // 2, 1)
+        pids = [first["kernels"][0]["pid"]]
+        t0 = time.perf_counter()
+        for i in range(1, args.scripts):
+            pids.append(gw.start(f"s{i}")["kernels"][0]["pid"])
+        took = time.perf_counter() - t0
+        many, _ = load(gw.port, "GET", f"/script-api/s{args.scripts // 2}/ping", b"", args.requests // 2, 1)
+        kernel_rss = [rss_mib(p) for p in pids]
+        table(f"scale: {args.scripts} scripts running at once",
+              ["measure", "value"],
+              [["scripts started (after the first)", f"{args.scripts - 1} in {took:.1f} s"],
+               ["kernel RSS, median", f"{statistics.median(kernel_rss):.1f} MiB"],
+               ["kernel RSS, max", f"{max(kernel_rss):.1f} MiB"],
+               ["gateway RSS", f"{rss_mib(gw.proc.pid):.1f} MiB"],
+               ["route p50 with 1 script", f"{pct(one, 50):.2f} ms"],
+               [f"route p50 with {args.scripts} scripts", f"{pct(many, 50):.2f} ms"],
+               [f"route p99 with {args.scripts} scripts", f"{pct(many, 99):.2f} ms"]])
+    finally:
+        gw.close()
+
+
+SECTIONS = {"calls": section_calls, "payload": section_payload, "start": section_start,
+            "scale": section_scale}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--subprocess-calls", type=int, default=40)
+    parser.add_argument("--payload-requests", type=int, default=60)
+    parser.add_argument("--starts", type=int, default=20)
+    parser.add_argument("--scripts", type=int, default=50)
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="smaller run, no JKG")
     args = parser.parse_args()
-
+    if args.quick:
+        args.requests, args.subprocess_calls, args.starts, args.scripts = 500, 10, 8, 10
+        args.payload_requests = 20
     work = Path(tempfile.mkdtemp(prefix="vwed-bench-"))
-    (work / "scripts").mkdir()
-    (work / "scripts" / "bench.py").write_text(textwrap.dedent(SCRIPT))
-    (work / "floor.py").write_text(FLOOR_SERVER)
-    gw_port, floor_port = free_port(), free_port()
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(work / "scripts"),
-                          "--data-dir", str(work / "data"), "--port", str(gw_port), "--pool-size", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, str(work / "floor.py"), str(floor_port)],
-                         stdout=subprocess.DEVNULL),
-    ]
-    rows = []
-    try:
-        wait_http(gw_port, "/script-engine/health")
-        wait_http(floor_port, "/ping")
-        answer = http_call(gw_port, "POST", "/script-engine/start", b'{"script_path": "bench.py"}')
-        if b" 200 " not in answer.split(b"\r\n")[0]:
-            raise RuntimeError(answer.decode(errors="replace"))
-        cases = [
-            ("tornado floor (in-process handler)", floor_port, "GET", "/ping", b""),
-            ("gateway route GET /script-api/bench/ping", gw_port, "GET", "/script-api/bench/ping", b""),
-            ("gateway function call", gw_port, "POST", "/script-engine/functions/bench_ping/call", b"{}"),
-        ]
-        for conc in args.concurrency:
-            for name, port, method, path, body in cases:
-                lat, took = asyncio.run(load(port, method, path, body, args.requests, conc))
-                rows.append((name, conc, len(lat), lat, took))
-        for conc in sorted({1, max(args.concurrency)}):
-            lat, took = old_way(args.subprocess_calls, conc, work)
-            rows.append(("subprocess per call (old runner)", conc, len(lat), lat, took))
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
-
-    floor = {conc: statistics.median(lat) for name, conc, _, lat, _ in rows if name.startswith("tornado")}
-    print(f"\nbench/calls.py  python {sys.version.split()[0]}  cpus {os.cpu_count()}  "
-          f"requests/case {args.requests}\n")
-    header = f"| {'method':42} | conc | {'n':>5} | {'p50 ms':>7} | {'p90 ms':>7} | {'p99 ms':>7} | {'req/s':>7} | p50 / floor |"
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name, conc, n, lat, took in rows:
-        ratio = statistics.median(lat) / floor[conc] if conc in floor else float("nan")
-        print(f"| {name:42} | {conc:>4} | {n:>5} | {pct(lat, 50):7.2f} | {pct(lat, 90):7.2f} | "
-              f"{pct(lat, 99):7.2f} | {n / took:7.0f} | {ratio:10.1f}x |")
+    print(f"bench/calls.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}, sections {' '.join(args.only)}")
+    for name in args.only:
+        SECTIONS[name](args, work)
     return 0
 
 
