@@ -262,11 +262,13 @@ def start_jkg(work: Path) -> tuple[subprocess.Popen[bytes] | None, int, str]:
     venv = Path(tempfile.gettempdir()) / "vwed-bench-jkg-venv"
     py = venv / "bin" / "python"
     try:
-        if not py.exists():
+        if not (venv / "installed").exists():
             print("installing jupyter-kernel-gateway into", venv, "...", flush=True)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-            subprocess.run([str(py), "-m", "pip", "install", "-q", "jupyter-kernel-gateway"],
-                           check=True, timeout=900, stdout=subprocess.DEVNULL)
+            # ipykernel too: the notebook's python3 kernel runs from that environment
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "jupyter-kernel-gateway", "ipykernel"],
+                           check=True, timeout=900, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            (venv / "installed").write_text("ok")
         import nbformat
 
         nb = nbformat.v4.new_notebook()

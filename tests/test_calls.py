@@ -215,3 +215,14 @@ def test_stop_fails_calls_in_flight(scripts, client, gw):
             assert r.status_code == 200
             answer = fut.result(10)
     assert answer.status_code == 503 and answer.json()["code"] == "SCRIPT_STOPPING"
+
+
+def test_large_payloads_in_and_out(scripts, client):
+    n = start_handlers(scripts)
+    doc = {"items": [{"sku": f"SKU-{i:07d}", "note": "x" * 40} for i in range(12_000)]}
+    r = client.post(f"/script-api/{n}/echo", json=doc)
+    assert r.status_code == 200 and r.json()["json"] == doc
+    blob = bytes(range(256)) * 4096  # 1 MiB of binary, not UTF-8
+    r = client.post(f"/script-api/{n}/echo", content=blob,
+                    headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 500 and r.json()["code"] == "RESULT_NOT_SERIALIZABLE"  # bytes in a dict
