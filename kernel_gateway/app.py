@@ -29,6 +29,7 @@ from .handlers.lifecycle import (
     StartHandler,
     StopHandler,
 )
+from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler
 from .handlers.ops import HealthHandler, OpenAPIHandler
 from .kernels import KernelPool, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
@@ -37,6 +38,8 @@ from .openapi import build_openapi
 from .registry import Registry
 from .routing import CallRouter
 from .scripts import ScriptStore
+from .store import Database
+from .store.service import StoreService
 
 __all__ = ["Gateway", "make_app", "main", "ROUTES"]
 
@@ -55,6 +58,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
+    (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
+    (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
+    (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
     (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
 ]
 
@@ -90,6 +96,7 @@ def make_app(services: dict[str, Any], settings: Settings) -> web.Application:
         debug=False,
         serve_traceback=False,
         log_function=log_request,
+        websocket_ping_interval=20,
     )
 
 
@@ -107,20 +114,26 @@ class Gateway:
         self.kernel_name = settings.kernel_name or KERNEL_NAME
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
         self.registry = Registry()
-        self.logs = LogHub()
+        self.db = StoreService(Database(settings.database_url),
+                               retention_days=settings.log_retention_days,
+                               retention_records=settings.log_retention_records)
+        self.logs = LogHub(self.db)
         self.pool = KernelPool(self._start_kernel, settings.pool_size)
         self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
-                                   boot_timeout=settings.boot_timeout, debug=settings.debug)
+                                   boot_timeout=settings.boot_timeout, debug=settings.debug,
+                                   db=self.db)
         self.router = CallRouter(self.engine, self.registry, self.logs,
-                                 call_timeout=settings.call_timeout, debug=settings.debug)
+                                 call_timeout=settings.call_timeout, debug=settings.debug,
+                                 store=self.db)
 
     async def _start_kernel(self) -> ScriptKernel:
         return await ScriptKernel.start(self.ksm, self.kernel_name,
                                         fast_path=self.settings.fast_path)
 
     async def start(self) -> int:
+        await self.logs.start()  # migrations run here, before the gateway listens
         services = {"engine": self.engine, "router": self.router, "store": self.store,
-                    "pool": self.pool,
+                    "pool": self.pool, "hub": self.logs,
                     "document": build_openapi()}
         app = make_app(services, self.settings)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
@@ -129,8 +142,9 @@ class Gateway:
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
-        log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d)", __version__,
-                 self.settings.ip, self.port, self.store.root, self.pool.size)
+        log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
+                 __version__, self.settings.ip, self.port, self.store.root, self.pool.size,
+                 self.db.db.safe_url)
         return self.port
 
     async def stop(self) -> None:
@@ -140,6 +154,7 @@ class Gateway:
         await self.pool.close()
         if self._server is not None:
             await self._server.close_all_connections()
+        await self.logs.close()
 
 
 async def _serve(settings: Settings) -> None:

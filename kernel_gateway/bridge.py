@@ -63,7 +63,7 @@ def _expire(fut: asyncio.Future[Reply]) -> None:
         fut.set_exception(_Expired())
 
 
-EventHandler = Callable[["ScriptKernel", dict[str, Any], list[bytes]], None]
+EventHandler = Callable[["ScriptKernel", dict[str, Any], list[bytes], "str | None"], None]
 
 
 class KernelBridge:
@@ -92,6 +92,9 @@ class KernelBridge:
     def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> None:
         session = self._kernel.client.session
         msg = session.msg("comm_msg", {"comm_id": self.comm_id, "data": data})
+        if data.get("op") == "call":
+            # output printed during the call will carry the call id as its parent msg_id
+            msg["header"]["msg_id"] = msg["msg_id"] = data["id"]
         if self.subshell_id and data.get("op") in _SUBSHELL_OPS:
             msg["header"]["subshell_id"] = self.subshell_id
         self._kernel.send("shell", msg, buffers)
@@ -125,8 +128,12 @@ class KernelBridge:
             self._fast.close()
             self._fast = None
 
+    def new_call_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
     async def call(
-        self, data: dict[str, Any], buffers: list[Any] | None = None, *, timeout: float
+        self, data: dict[str, Any], buffers: list[Any] | None = None, *, timeout: float,
+        call_id: str | None = None,
     ) -> Reply:
         """Send ``data`` (an op with a fresh ``id``) and wait for its ``result``.
 
@@ -136,7 +143,7 @@ class KernelBridge:
         """
         if self._dead is not None:
             raise self._dead
-        call_id = f"{self._prefix}-{next(self._ids)}"
+        call_id = call_id or self.new_call_id()
         data = {**data, "id": call_id}
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Reply] = loop.create_future()
@@ -186,7 +193,8 @@ class KernelBridge:
                 self._hello.set_result(data)
             return
         if self.on_event is not None:
-            self.on_event(self._kernel, data, buffers)
+            parent = (msg.get("parent_header") or {}).get("msg_id")
+            self.on_event(self._kernel, data, buffers, parent)
         else:
             log.debug("kernel %s: %s before the script was started", self._kernel.kernel_id, op)
 

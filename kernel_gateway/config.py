@@ -45,6 +45,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
     Option("max_body_size", int, 16 * 1024 * 1024, "largest HTTP request body accepted, in bytes"),
+    Option("log_retention_days", float, 30.0, "days of log records kept (0: no age limit)"),
+    Option("log_retention_records", int, 5_000_000, "log records kept at most (0: no limit)"),
     Option("fast_path", bool, True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"),
     Option("debug", bool, False, "include tracebacks in error answers"),
 )
@@ -64,6 +66,8 @@ class Settings:
     token: str = ""
     max_file_size: int = 1024 * 1024
     max_body_size: int = 16 * 1024 * 1024
+    log_retention_days: float = 30.0
+    log_retention_records: int = 5_000_000
     fast_path: bool = True
     debug: bool = False
 

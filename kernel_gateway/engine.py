@@ -19,6 +19,7 @@ from .kernels import KernelPool, ScriptKernel
 from .logs import LogHub
 from .registry import Registry, ScriptRegistrations
 from .scripts import ScriptSource, ScriptStore
+from .store.service import StoreService
 
 __all__ = ["ScriptEngine", "RunningScript", "MAX_REPLICAS"]
 
@@ -37,6 +38,7 @@ class RunningScript:
     status: str = "starting"  # starting | running | stopping | died
     registrations: ScriptRegistrations = field(default_factory=ScriptRegistrations)
     exit_reason: str | None = None
+    run_id: int | None = None
     _turn: itertools.count = field(default_factory=itertools.count)
 
     def pick(self) -> ScriptKernel:
@@ -67,6 +69,7 @@ class RunningScript:
             "fast_path": first.bridge.fast if first else False,
             "in_flight": sum(k.bridge.in_flight for k in self.kernels),
             "replicas": self.replicas,
+            "run_id": self.run_id,
             "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
                          "in_flight": k.bridge.in_flight}
                         for k in sorted(self.kernels, key=lambda k: k.replica)],
@@ -87,7 +90,9 @@ class ScriptEngine:
         *,
         boot_timeout: float = 60.0,
         debug: bool = False,
+        db: StoreService | None = None,
     ) -> None:
+        self.db = db
         self.store = store
         self.registry = registry
         self.pool = pool
@@ -155,6 +160,9 @@ class ScriptEngine:
             script = RunningScript(script_id, source.path, source, replicas, time.time())
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
+            await self._record_run(script)
+            self.logs.engine(script_id, "INFO", f"starting {source.path}"
+                             + (f" ({replicas} replicas)" if replicas > 1 else ""))
             try:
                 kernels = await asyncio.gather(*(self._boot_replica(script, i) for i in range(replicas)),
                                                return_exceptions=True)
@@ -166,15 +174,37 @@ class ScriptEngine:
                     raise errors[0]
                 regs = self._same_registrations(script, [k.registrations for k in good])
                 self.registry.commit(script_id, regs)
-            except BaseException:
+            except BaseException as exc:
                 self._forget(script)
+                reason = getattr(exc, "code", None) or type(exc).__name__
+                self.logs.engine(script_id, "ERROR", f"start of {source.path} failed: {reason}: "
+                                 f"{getattr(exc, 'message', exc)}")
+                self._end_run(script, "failed", str(reason))
                 raise
             script.kernels = sorted(good, key=lambda k: k.replica)
             script.registrations = regs
             script.status = "running"
-            self.logs.engine(script_id, "INFO", f"started {source.path} ({replicas} replica"
-                             f"{'s' if replicas > 1 else ''}, {sum(regs.counts().values())} registrations)")
+            self._end_run(script, "running", None, ended=False)
+            self.logs.engine(script_id, "INFO", f"booted {source.path}: "
+                             + ", ".join(f"{v} {k}" for k, v in regs.counts().items()))
             return script
+
+    async def _record_run(self, script: RunningScript) -> None:
+        if self.db is None:
+            return
+        try:
+            script.run_id = await self.db.write(self.db.db.run_started, script.script_id,
+                                                script.path, script.replicas, script.started_at)
+        except Exception:
+            log.exception("could not record the run of %s", script.script_id)
+            return
+        self.logs.run_started(script.script_id, script.run_id)
+
+    def _end_run(self, script: RunningScript, status: str, reason: str | None,
+                 ended: bool = True) -> None:
+        if self.db is not None and script.run_id is not None:
+            self._spawn(self.db.write(self.db.db.run_ended, script.run_id, status, reason,
+                                      time.time() if ended else None))
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
         kernel = await self.pool.acquire()
@@ -182,6 +212,7 @@ class ScriptEngine:
         kernel.replica = index
         kernel.bridge.on_event = self.on_kernel_event
         kernel.on_iopub = self.logs.on_iopub
+        kernel.on_closed = self.logs.kernel_gone
         kernel.on_death = self._on_kernel_death
         try:
             kernel.registrations = await boot_kernel(
@@ -216,6 +247,7 @@ class ScriptEngine:
             script.exit_reason = reason
             self._forget(script)
             self.logs.engine(script.script_id, "INFO", f"stopped {script.path} ({reason})")
+            self._end_run(script, "stopped", reason)
             return script
 
     async def restart(self, script: RunningScript) -> RunningScript:
@@ -260,6 +292,7 @@ class ScriptEngine:
         script.exit_reason = "kernel died"
         script.registrations = ScriptRegistrations()
         self.logs.engine(script.script_id, "ERROR", f"the kernel of {script.path} died")
+        self._end_run(script, "died", "kernel died")
 
     async def _replace(self, script: RunningScript, index: int) -> None:
         try:

@@ -52,6 +52,7 @@ class ScriptKernel:
         self.death_poll = death_poll
         self.on_iopub: IopubSink | None = None
         self.on_death: Callable[[ScriptKernel], Awaitable[None] | None] | None = None
+        self.on_closed: Callable[[ScriptKernel], None] | None = None
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
@@ -222,6 +223,8 @@ class ScriptKernel:
             log.exception("kernel %s: shutdown failed", self.kernel_id)
         with contextlib.suppress(Exception):
             await self.km.cleanup_resources()
+        if self.on_closed is not None:
+            self.on_closed(self)
 
 
 class KernelPool:

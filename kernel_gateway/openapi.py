@@ -37,6 +37,12 @@ _STR = {"type": "string"}
 _OBJ = {"type": "object"}
 _TARGET = _body({"script_id": _STR, "script_path": _STR})
 _REGS = {"$ref": "#/components/schemas/Registrations"}
+_LOG_PARAMS = [{"name": n, "in": "query", "schema": _STR, "description": d} for n, d in (
+    ("script_id", "one run (the id start returned)"), ("script_path", "every run of a script"),
+    ("run_id", "one run, by its number"), ("level", "this level and above: DEBUG, INFO, WARNING, ERROR"),
+    ("tag", "exact tag"), ("source", "stdout, stderr, error, vwed, engine"), ("call_id", "one call"),
+    ("task_id", "one task"), ("since", "ISO 8601 or epoch seconds (inclusive)"),
+    ("until", "ISO 8601 or epoch seconds (exclusive)"), ("q", "substring of the message"))]
 _PATH_PARAM = [{"name": "path", "in": "path", "required": True, "schema": _STR,
                 "description": "path under the scripts root"}]
 
@@ -114,6 +120,34 @@ def build_openapi() -> dict[str, Any]:
             "delete": {"summary": "Delete a file, or a directory (recursive=true if not empty)",
                        "parameters": [{"name": "recursive", "in": "query", "schema": {"type": "boolean"}}],
                        "responses": {"200": _ok("deleted"), "409": _err("DIRECTORY_NOT_EMPTY")}}},
+        "/script-engine/logs": {"get": {
+            "summary": "Log history (newest first by default), cursor paging",
+            "parameters": _LOG_PARAMS + [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                            "maximum": 1000, "default": 100}},
+                {"name": "cursor", "in": "query", "schema": {"type": "integer"},
+                 "description": "next_cursor of the previous page"},
+                {"name": "order", "in": "query", "schema": {"enum": ["desc", "asc"]}}],
+            "responses": {"200": _ok("a page", {"records": {"type": "array", "items": {
+                "$ref": "#/components/schemas/LogRecord"}}, "next_cursor": {"type": ["integer", "null"]}}),
+                "400": _err("BAD_PARAMETER")}}},
+        "/script-engine/logs/export": {"get": {
+            "summary": "The same records streamed as a download (NDJSON or CSV)",
+            "parameters": _LOG_PARAMS + [
+                {"name": "format", "in": "query", "schema": {"enum": ["ndjson", "csv"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer"},
+                 "description": "at most this many records (default: all)"},
+                {"name": "order", "in": "query", "schema": {"enum": ["desc", "asc"]}}],
+            "responses": {"200": {"description": "application/x-ndjson or text/csv"},
+                          "400": _err("BAD_PARAMETER")}}},
+        "/script-engine/logs/ws": {"get": {
+            "summary": "WebSocket: live records as JSON ({\"type\": \"record\", ...}) after a replay "
+                       "of the last `tail`; a slow reader gets a SLOW_CONSUMER notice and close 4008",
+            "parameters": [{"name": n, "in": "query", "schema": _STR} for n in ("script_id", "level", "tag")]
+            + [{"name": "tail", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
+               {"name": "token", "in": "query", "schema": _STR}],
+            "responses": {"101": {"description": "switching protocols"},
+                          "400": _err("BAD_PARAMETER"), "401": _err("UNAUTHORIZED")}}},
         "/script-engine/health": {"get": {
             "summary": "Liveness and pool state (no token needed)",
             "responses": {"200": _ok("healthy")}}},
@@ -140,6 +174,11 @@ def build_openapi() -> dict[str, Any]:
                     "success": {"const": False}, "error": _STR, "code": _STR}},
                 "Registrations": {"type": "object", "properties": {
                     k: {"type": "array", "items": _OBJ} for k in ("apis", "functions", "events", "timers")}},
+                "LogRecord": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "ts": {"type": "number"}, "script_id": _STR,
+                    "run_id": {"type": ["integer", "null"]}, "level": _STR, "source": _STR,
+                    "tag": _STR, "message": _STR, "call_id": {"type": ["string", "null"]},
+                    "task_id": {"type": ["string", "null"]}}},
                 "ScriptSummary": {"type": "object", "properties": {
                     "script_id": _STR, "script_path": _STR, "status": _STR,
                     "started_at": {"type": "number"}, "kernel_id": _STR,

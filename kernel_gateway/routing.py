@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from .boot import map_call_error
@@ -14,6 +15,7 @@ from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
 from .kernels import ScriptKernel
 from .logs import LogHub
 from .registry import Registry
+from .store.service import StoreService
 
 __all__ = ["CallRouter"]
 
@@ -22,17 +24,19 @@ log = logging.getLogger("kernel_gateway.routing")
 
 class CallRouter:
     def __init__(self, engine: ScriptEngine, registry: Registry, logs: LogHub, *,
-                 call_timeout: float = 30.0, debug: bool = False) -> None:
+                 call_timeout: float = 30.0, debug: bool = False,
+                 store: StoreService | None = None) -> None:
         self.engine = engine
         self.registry = registry
         self.logs = logs
+        self.store = store
         self.call_timeout = call_timeout
         self.debug = debug
         engine.on_kernel_event = self.on_kernel_event
 
     async def call_route(
         self, method: str, path: str, request: dict[str, Any], body: bytes,
-        timeout: float | None = None,
+        timeout: float | None = None, task_id: str | None = None,
     ) -> tuple[str, Reply]:
         found = self.registry.match(method, path)
         if found is None:
@@ -43,34 +47,56 @@ class CallRouter:
                                        headers={"Allow": ", ".join(allowed)})
             raise NotFound(f"no script registered {method} /script-api{path}", "ROUTE_NOT_FOUND")
         entry, params = found
-        kernel = self.engine.serving(entry.script_id).pick()
         request["path_params"] = params
         request["route"] = entry.path
-        reply = await kernel.bridge.call(
-            {"op": "call", "kind": "api", "name": entry.key, "request": request},
-            [body], timeout=timeout or self.call_timeout)
-        if not reply.ok:
-            raise map_call_error(reply, f"route {entry.key}", self.debug)
+        reply = await self._call(entry.script_id, "api", entry.key,
+                                 {"op": "call", "kind": "api", "name": entry.key, "request": request},
+                                 [body], timeout, task_id)
         return entry.script_id, reply
 
-    async def call_function(self, name: str, args: Any,
-                            timeout: float | None = None) -> tuple[str, Reply]:
+    async def call_function(self, name: str, args: Any, timeout: float | None = None,
+                            task_id: str | None = None) -> tuple[str, Reply]:
         entry = self.registry.function(name)
         if entry is None:
             raise NotFound(f"no running script registered function {name!r}", "FUNCTION_NOT_FOUND")
-        kernel = self.engine.serving(entry.script_id).pick()
-        reply = await kernel.bridge.call(
-            {"op": "call", "kind": "function", "name": name, "args": args},
-            timeout=timeout or self.call_timeout)
-        if not reply.ok:
-            raise map_call_error(reply, f"function {name!r}", self.debug)
+        reply = await self._call(entry.script_id, "function", name,
+                                 {"op": "call", "kind": "function", "name": name, "args": args},
+                                 None, timeout, task_id)
         return entry.script_id, reply
 
+    async def _call(self, script_id: str, kind: str, name: str, data: dict[str, Any],
+                    buffers: list[Any] | None, timeout: float | None, task_id: str | None) -> Reply:
+        """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
+        kernel = self.engine.serving(script_id).pick()
+        call_id = kernel.bridge.new_call_id()
+        self.logs.note_call(call_id, task_id)
+        started = time.perf_counter()
+        error_type: str | None = None
+        try:
+            reply = await kernel.bridge.call(data, buffers, timeout=timeout or self.call_timeout,
+                                             call_id=call_id)
+            if not reply.ok:
+                error = map_call_error(reply, f"{'route' if kind == 'api' else 'function'} {name}",
+                                       self.debug)
+                error_type = error.code
+                raise error
+            return reply
+        except GatewayError as exc:
+            error_type = error_type or exc.code
+            raise
+        finally:
+            if self.store is not None:
+                self.store.add_call({"ts": time.time(), "script_id": script_id, "kind": kind,
+                                     "name": name[:512], "ok": error_type is None,
+                                     "duration_ms": (time.perf_counter() - started) * 1000,
+                                     "error_type": error_type, "call_id": call_id})
+
     # -- messages from kernels ----------------------------------------------------------
-    def on_kernel_event(self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes]) -> None:
+    def on_kernel_event(self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes],
+                        parent: str | None = None) -> None:
         op = data.get("op")
         if op == "log":
-            self.logs.structured(kernel.script_id, data)
+            self.logs.structured(kernel.script_id, data, parent)
         elif op in ("register", "unregister"):
             self._registration(kernel, op, data)
         elif op == "request":

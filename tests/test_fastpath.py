@@ -85,10 +85,11 @@ def test_output_during_a_call_is_attributed_to_the_call(scripts, client, gw):
     body = r.json()
     assert body["result"] == len(f"hello {n}")
     records = wait_until(
-        lambda: [x for x in list(gw.gateway.logs.records) if x["message"] == f"hello {n}"],
-        10, "the printed line")
-    assert records[0]["call_msg_id"] == body["call_id"]
+        lambda: client.get("/script-engine/logs", params={"call_id": body["call_id"]}).json()["records"],
+        10, "the printed line in the history")
+    assert [r["message"] for r in records] == [f"hello {n}"]
     assert records[0]["level"] == "INFO" and records[0]["source"] == "stdout"
+    assert records[0]["script_id"] == body["script_id"]
 
 
 def test_comm_path_when_the_fast_path_is_off(tmp_path):

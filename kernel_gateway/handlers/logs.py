@@ -1,0 +1,256 @@
+"""``/script-engine/logs`` (history), ``/logs/export`` (download) and ``/logs/ws`` (live)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from tornado import web, websocket
+
+from ..errors import BadRequest, ServiceUnavailable
+from ..logs import LogFilter, LogHub, Subscriber, level_number
+from ..store.db import LogQuery
+from .base import JSONHandler, check_token
+
+__all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler"]
+
+log = logging.getLogger("kernel_gateway.logs")
+MAX_LIMIT = 1000
+CSV_COLUMNS = ("id", "ts", "time", "script_id", "run_id", "level", "source", "tag", "message",
+               "call_id", "task_id")
+
+
+class BadParameter(BadRequest):
+    code = "BAD_PARAMETER"
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r}: {problem}", details={"parameter": name})
+
+
+def _time(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadParameter(name, "give an ISO 8601 time or seconds since the epoch") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.astimezone()  # local time, as a person would type it
+    return stamp.timestamp()
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, "must be an integer") from None
+    if not low <= value <= high:
+        raise BadParameter(name, f"must be between {low} and {high}")
+    return value
+
+
+def parse_query(handler: web.RequestHandler, *, default_limit: int = 100) -> LogQuery:
+    args = {k: handler.get_query_argument(k) for k in handler.request.query_arguments}
+    known = {"script_id", "script_path", "run_id", "level", "tag", "source", "call_id", "task_id",
+             "since", "until", "q", "limit", "cursor", "order", "format", "token"}
+    for name in args:
+        if name not in known:
+            raise BadParameter(name, "unknown parameter")
+    query = LogQuery(limit=default_limit)
+    for name in ("script_id", "script_path", "tag", "source", "call_id", "task_id"):
+        if args.get(name):
+            setattr(query, name, args[name])
+    if "run_id" in args:
+        query.run_id = _int("run_id", args["run_id"], 0, 2**31)
+    if "level" in args:
+        try:
+            query.min_level = level_number(args["level"])
+        except ValueError as exc:
+            raise BadParameter("level", str(exc)) from None
+    if "since" in args:
+        query.since = _time("since", args["since"])
+    if "until" in args:
+        query.until = _time("until", args["until"])
+    if query.since is not None and query.until is not None and query.since >= query.until:
+        raise BadParameter("until", "must be after 'since'")
+    if "q" in args:
+        if len(args["q"]) > 200:
+            raise BadParameter("q", "at most 200 characters")
+        query.q = args["q"]
+    if "limit" in args:
+        query.limit = _int("limit", args["limit"], 1, MAX_LIMIT)
+    if "cursor" in args:
+        query.cursor = _int("cursor", args["cursor"], 0, 2**62)
+    order = args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadParameter("order", "must be 'asc' (oldest first) or 'desc' (newest first)")
+    query.newest_first = order == "desc"
+    return query
+
+
+class _LogsBase(JSONHandler):
+    hub: LogHub
+
+    def _store(self) -> Any:
+        if self.hub.store is None:
+            raise ServiceUnavailable("the gateway runs without a database", "NO_DATABASE")
+        return self.hub.store
+
+
+class LogHistoryHandler(_LogsBase):
+    async def get(self) -> None:
+        query = parse_query(self)
+        store = self._store()
+        records = await store.query_logs(query)
+        next_cursor = records[-1]["id"] if len(records) == query.limit else None
+        self.send_json({"count": len(records), "records": records, "next_cursor": next_cursor,
+                        "order": "desc" if query.newest_first else "asc"})
+
+
+class LogExportHandler(_LogsBase):
+    """All matching records (or ``limit`` of them), streamed page by page."""
+
+    async def get(self) -> None:
+        fmt = self.get_query_argument("format", "ndjson")
+        if fmt not in ("ndjson", "csv"):
+            raise BadParameter("format", "must be 'ndjson' or 'csv'")
+        query = parse_query(self, default_limit=0)
+        total = query.limit or None
+        store = self._store()
+        query.limit = MAX_LIMIT
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.set_header("Content-Type", "application/x-ndjson" if fmt == "ndjson"
+                        else "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="vwed-logs-{stamp}.{fmt}"')
+        sent = 0
+        if fmt == "csv":
+            self.write(",".join(CSV_COLUMNS) + "\r\n")
+        while True:
+            if total is not None:
+                query.limit = min(MAX_LIMIT, total - sent)
+                if query.limit <= 0:
+                    break
+            page = await store.query_logs(query)
+            if not page:
+                break
+            self.write(self._format(page, fmt))
+            await self.flush()
+            sent += len(page)
+            query.cursor = page[-1]["id"]
+            if len(page) < query.limit:
+                break
+        self.finish()
+
+    @staticmethod
+    def _format(records: list[dict[str, Any]], fmt: str) -> str:
+        if fmt == "ndjson":
+            return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        for r in records:
+            when = datetime.fromtimestamp(r["ts"]).isoformat(timespec="milliseconds")
+            writer.writerow([r["id"], r["ts"], when, r["script_id"], r["run_id"], r["level"],
+                             r["source"], r["tag"], r["message"], r["call_id"], r["task_id"]])
+        return out.getvalue()
+
+
+class LogStreamHandler(websocket.WebSocketHandler):
+    """Live records as JSON text messages ``{"type": "record", ...}``, after a replay of
+    the last ``tail`` matching ones. A client that reads too slowly gets
+    ``{"type": "notice", "code": "SLOW_CONSUMER"}`` and is disconnected (close code 4008).
+
+    Security: the token is checked before the upgrade (``?token=T`` as browsers
+    cannot set headers on a WebSocket); ``check_origin`` keeps Tornado's default
+    (same origin only).
+    """
+
+    hub: LogHub
+    token: str
+
+    def initialize(self, hub: LogHub, token: str = "") -> None:  # type: ignore[override]
+        self.hub = hub
+        self.token = token
+        self.subscriber: Subscriber | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            check_token(self, self.token)
+            self.flt, self.tail_count = self._parse()
+        except BadRequest as exc:
+            self._refuse(exc)
+            return
+        except Exception as exc:  # Unauthorized
+            self._refuse(exc)
+            return
+        await super().get(*args, **kwargs)
+
+    def _refuse(self, exc: Any) -> None:
+        self.set_status(getattr(exc, "status", 400))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(exc.to_json() if hasattr(exc, "to_json") else
+                               {"success": False, "error": str(exc), "code": "BAD_REQUEST"}))
+
+    def _parse(self) -> tuple[LogFilter, int]:
+        for name in self.request.query_arguments:
+            if name not in ("script_id", "level", "tag", "tail", "token"):
+                raise BadParameter(name, "unknown parameter")
+        level = self.get_query_argument("level", "")
+        try:
+            min_level = level_number(level) if level else 0
+        except ValueError as exc:
+            raise BadParameter("level", str(exc)) from None
+        tail = _int("tail", self.get_query_argument("tail", "0"), 0, MAX_LIMIT)
+        return LogFilter(self.get_query_argument("script_id", None), min_level,
+                         self.get_query_argument("tag", None)), tail
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        self.subscriber = sub = self.hub.subscribe(self.flt)
+        self._pump = asyncio.ensure_future(self._run(sub))
+
+    async def _run(self, sub: Subscriber) -> None:
+        watcher = asyncio.ensure_future(self._watch(sub))
+        try:
+            for record in await self.hub.tail(self.flt, self.tail_count, sub.after_id):
+                await self._send({"type": "record", **record})
+            while True:
+                record = await sub.queue.get()
+                if record["id"] > sub.after_id:
+                    await self._send({"type": "record", **record})
+        except (websocket.WebSocketClosedError, asyncio.CancelledError):
+            pass
+        finally:
+            watcher.cancel()
+
+    async def _watch(self, sub: Subscriber) -> None:
+        await sub.overflowed.wait()
+        log.warning("log subscriber %s is too slow: disconnected", self.request.remote_ip)
+        with contextlib.suppress(Exception):
+            # not awaited: the connection is clogged, that is the point
+            self.write_message(json.dumps({
+                "type": "notice", "code": "SLOW_CONSUMER",
+                "message": f"you read too slowly: more than {sub.queue.maxsize} records were "
+                           "waiting; disconnected"}))
+        self.close(4008, "too slow")
+        if self._pump is not None:
+            self._pump.cancel()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.write_message(json.dumps(message, ensure_ascii=False))
+
+    def on_message(self, message: str | bytes) -> None:
+        pass  # the stream is one-way; anything sent by the client is ignored
+
+    def on_close(self) -> None:
+        if self.subscriber is not None:
+            self.hub.unsubscribe(self.subscriber)
+        if self._pump is not None:
+            self._pump.cancel()

@@ -1,0 +1,173 @@
+"""The log hub: makes records, keeps the newest in memory, fans them out to live
+subscribers and queues them for the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+from typing import Any
+
+from ..store.db import LogQuery
+from ..store.service import StoreService
+from .records import LEVELS, StreamJoiner, make_record, split_message, strip_ansi
+from .subscribers import LogFilter, Subscriber
+
+__all__ = ["LogHub"]
+
+_py = logging.getLogger("vwed.script")
+
+
+class LogHub:
+    def __init__(self, store: StoreService | None = None, *, ring_size: int = 5000,
+                 subscriber_capacity: int = 1000) -> None:
+        self.store = store
+        self.subscriber_capacity = subscriber_capacity
+        self._ids = itertools.count(1)
+        self.last_id = 0
+        self._ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
+        self._subscribers: set[Subscriber] = set()
+        self._runs: dict[str, int] = {}
+        self._joiners: dict[str, StreamJoiner] = {}
+        self._kernel_scripts: dict[str, str | None] = {}
+        self._call_tasks: OrderedDict[str, str | None] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        if store is not None:
+            store.on_drop = self._dropped
+
+    async def start(self) -> None:
+        if self.store is not None:
+            top = await self.store.open()
+            self._ids = itertools.count(top + 1)
+            self.last_id = top
+        self._task = asyncio.ensure_future(self._partial_lines())
+
+    async def close(self) -> None:
+        for kernel_id in list(self._joiners):
+            self._drain(kernel_id)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self.store is not None:
+            await self.store.close()
+
+    # -- making records ------------------------------------------------------------
+    def run_started(self, script_id: str, run_id: int | None) -> None:
+        if run_id is not None:
+            self._runs[script_id] = run_id
+
+    def note_call(self, call_id: str, task_id: str | None) -> None:
+        """Remember a call's task id, so its output (which may arrive after its
+        answer) is attributed to the task too."""
+        self._call_tasks[call_id] = task_id
+        if len(self._call_tasks) > 20_000:
+            self._call_tasks.popitem(last=False)
+
+    def emit(self, script_id: str | None, level: str, source: str, tag: str, message: str,
+             call_id: str | None = None, task_id: str | None = None) -> None:
+        if call_id is not None and task_id is None:
+            task_id = self._call_tasks.get(call_id)
+        run_id = self._runs.get(script_id or "")
+        for piece in split_message(message):
+            record = make_record(next(self._ids), script_id, run_id, level, source, tag, piece,
+                                 call_id, task_id)
+            self.last_id = record["id"]
+            self._ring.append(record)
+            for sub in self._subscribers:
+                sub.offer(record)
+            if self.store is not None:
+                self.store.add_log(record)
+        if source == "engine":
+            _py.log(LEVELS.get(level, 20), "[%s] %s", script_id or "-", message)
+        elif _py.isEnabledFor(logging.DEBUG):
+            _py.debug("[%s] %s%s", script_id or "-", f"{tag}: " if tag else "", message)
+
+    def engine(self, script_id: str | None, level: str, message: str) -> None:
+        """A lifecycle record: started, booted, stopped, died, restarted, dropped lines."""
+        self.emit(script_id, level, "engine", "engine", message)
+
+    def structured(self, script_id: str | None, data: dict[str, Any], call_id: str | None) -> None:
+        """A ``VWED.log`` line: level and tag as the script gave them."""
+        level = str(data.get("level", "INFO")).upper()
+        if call_id not in self._call_tasks:
+            call_id = None  # the parent was not a call (boot, an attached notebook, ...)
+        self.emit(script_id, level if level in LEVELS else "INFO", "vwed",
+                  str(data.get("tag", ""))[:128], str(data.get("message", "")), call_id)
+
+    def on_iopub(self, kernel: Any, msg: dict[str, Any]) -> None:
+        kind = msg.get("msg_type")
+        if kind not in ("stream", "error"):
+            return
+        content = msg.get("content", {})
+        parent = (msg.get("parent_header") or {}).get("msg_id")
+        call_id = parent if parent in self._call_tasks else None
+        if kind == "stream":
+            name = "stderr" if content.get("name") == "stderr" else "stdout"
+            self._kernel_scripts[kernel.kernel_id] = kernel.script_id
+            joiner = self._joiners.setdefault(kernel.kernel_id, StreamJoiner())
+            for who, text in joiner.feed(name, call_id, str(content.get("text", ""))):
+                self._stream_record(kernel.script_id, name, who, text)
+        else:
+            tb = strip_ansi("\n".join(content.get("traceback") or []))
+            self.emit(kernel.script_id, "ERROR", "error", "",
+                      tb or f"{content.get('ename')}: {content.get('evalue')}", call_id)
+
+    def _stream_record(self, script_id: str | None, stream: str, call_id: str | None, text: str) -> None:
+        self.emit(script_id, "WARNING" if stream == "stderr" else "INFO", stream, "", text, call_id)
+
+    def kernel_gone(self, kernel: Any) -> None:
+        """Emit what is left of a kernel's partial lines."""
+        self._drain(kernel.kernel_id)
+
+    def _drain(self, kernel_id: str) -> None:
+        joiner = self._joiners.pop(kernel_id, None)
+        script_id = self._kernel_scripts.pop(kernel_id, None)
+        if joiner is not None:
+            for stream, call_id, text in joiner.drain():
+                self._stream_record(script_id, stream, call_id, text)
+
+    async def _partial_lines(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            for kernel_id, joiner in list(self._joiners.items()):
+                for stream, call_id, text in joiner.expired():
+                    self._stream_record(self._kernel_scripts.get(kernel_id), stream, call_id, text)
+
+    def _dropped(self, count: int, first: float, last: float) -> None:
+        def iso(ts: float) -> str:
+            return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+        self.engine(None, "WARNING", f"{count} log records were not stored (the database queue was "
+                                     f"full) between {iso(first)} and {iso(last)}")
+
+    # -- subscribers ---------------------------------------------------------------
+    def subscribe(self, flt: LogFilter) -> Subscriber:
+        sub = Subscriber(flt, self.subscriber_capacity)
+        sub.after_id = self.last_id
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    async def tail(self, flt: LogFilter, count: int, up_to: int) -> list[dict[str, Any]]:
+        """The newest ``count`` records matching ``flt`` with an id <= ``up_to``, oldest first."""
+        if count <= 0:
+            return []
+        found = [r for r in reversed(self._ring) if r["id"] <= up_to and flt.matches(r)][:count]
+        oldest_in_ring = self._ring[0]["id"] if self._ring else up_to + 1
+        if len(found) < count and self.store is not None and oldest_in_ring > 1:
+            await self.store.flush()
+            older = await self.store.query_logs(LogQuery(
+                script_id=flt.script_id, min_level=flt.min_level or None, tag=flt.tag,
+                cursor=oldest_in_ring, newest_first=True, limit=count - len(found)))
+            found.extend(older)
+        return list(reversed(found))

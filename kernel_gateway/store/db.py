@@ -1,0 +1,193 @@
+"""The database behind the gateway: connection, migrations, writes and queries.
+
+All methods are synchronous and run in worker threads (``AsyncDatabase`` in
+``kernel_gateway.store.aio`` hands them to executors): one writer thread, so writes are
+serialized (SQLite-friendly), and a few reader threads for history queries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .models import LEVEL_NAMES, CallRow, LogRow, RunRow
+
+__all__ = ["Database", "DatabaseError", "LogQuery"]
+
+log = logging.getLogger("kernel_gateway.store")
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be reached or refused an operation."""
+
+
+@dataclass
+class LogQuery:
+    """Filters of the log history (all optional)."""
+
+    script_id: str | None = None
+    script_path: str | None = None
+    run_id: int | None = None
+    min_level: int | None = None
+    tag: str | None = None
+    source: str | None = None
+    call_id: str | None = None
+    task_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    q: str | None = None
+    limit: int = 100
+    cursor: int | None = None
+    newest_first: bool = True
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except Exception as exc:  # bad URL, missing driver
+            raise DatabaseError(f"cannot use database {self.safe_url}: {exc}") from exc
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def safe_url(self) -> str:
+        try:
+            return self.engine.url.render_as_string(hide_password=True)
+        except AttributeError:
+            return self.url.split("@")[-1]
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (creates it on an empty database)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"migrating {self.safe_url} failed: {exc}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ----------------------------------------------------------------------
+    def insert_logs(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(LogRow), rows)
+
+    def insert_calls(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(CallRow), rows)
+
+    def insert_batch(self, logs: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+        """Log records and calls in one transaction (all stored, or none)."""
+        if not logs and not calls:
+            return
+        with self.engine.begin() as conn:
+            if logs:
+                conn.execute(insert(LogRow), logs)
+            if calls:
+                conn.execute(insert(CallRow), calls)
+
+    def run_started(self, script_id: str, script_path: str, replicas: int, started_at: float) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(RunRow).values(
+                script_id=script_id, script_path=script_path, replicas=replicas,
+                started_at=started_at, status="starting"))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def run_ended(self, run_id: int, status: str, reason: str | None,
+                  stopped_at: float | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(RunRow).where(RunRow.id == run_id).values(
+                status=status, exit_reason=reason, stopped_at=stopped_at))
+
+    def prune(self, older_than: float | None, keep_records: int | None) -> int:
+        """Delete log records older than a timestamp and beyond the newest ``keep``."""
+        removed = 0
+        with self.engine.begin() as conn:
+            if older_than is not None:
+                removed += conn.execute(delete(LogRow).where(LogRow.ts < older_than)).rowcount or 0
+                conn.execute(delete(CallRow).where(CallRow.ts < older_than))
+            if keep_records is not None:
+                top = conn.execute(select(func.max(LogRow.id))).scalar()
+                if top is not None and top > keep_records:
+                    removed += conn.execute(
+                        delete(LogRow).where(LogRow.id <= top - keep_records)).rowcount or 0
+        return removed
+
+    # -- reads -----------------------------------------------------------------------
+    def max_log_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(LogRow.id))).scalar() or 0)
+
+    def query_logs(self, query: LogQuery) -> list[dict[str, Any]]:
+        stmt = select(LogRow.__table__)
+        if query.script_id is not None:
+            stmt = stmt.where(LogRow.script_id == query.script_id)
+        if query.script_path is not None:
+            runs = select(RunRow.id).where(RunRow.script_path == query.script_path)
+            stmt = stmt.where(LogRow.run_id.in_(runs))
+        if query.run_id is not None:
+            stmt = stmt.where(LogRow.run_id == query.run_id)
+        if query.min_level is not None:
+            stmt = stmt.where(LogRow.level >= query.min_level)
+        for column, value in ((LogRow.tag, query.tag), (LogRow.source, query.source),
+                              (LogRow.call_id, query.call_id), (LogRow.task_id, query.task_id)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if query.since is not None:
+            stmt = stmt.where(LogRow.ts >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(LogRow.ts < query.until)
+        if query.q:
+            escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(LogRow.message.ilike(f"%{escaped}%", escape="\\"))
+        if query.cursor is not None:
+            stmt = stmt.where(LogRow.id < query.cursor if query.newest_first else LogRow.id > query.cursor)
+        stmt = stmt.order_by(LogRow.id.desc() if query.newest_first else LogRow.id.asc())
+        stmt = stmt.limit(query.limit)
+        with self.engine.connect() as conn:
+            return [row_to_record(m) for m in conn.execute(stmt).mappings()]
+
+    def runs(self, script_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        stmt = select(RunRow.__table__).order_by(RunRow.id.desc()).limit(limit)
+        if script_path:
+            stmt = stmt.where(RunRow.script_path == script_path)
+        with self.engine.connect() as conn:
+            return [dict(m) for m in conn.execute(stmt).mappings()]
+
+
+def row_to_record(row: Any) -> dict[str, Any]:
+    """A log row (a mapping of its columns) as the record clients get."""
+    record = {k: row[k] for k in ("id", "ts", "script_id", "run_id", "level", "source", "tag",
+                                  "message", "call_id", "task_id")}
+    record["level"] = LEVEL_NAMES.get(record["level"], str(record["level"]))
+    return record

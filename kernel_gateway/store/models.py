@@ -1,0 +1,71 @@
+"""Tables: script runs, log records, calls."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "RunRow", "LogRow", "CallRow", "LEVELS", "LEVEL_NAMES"]
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    """One start of a script: from start to stop (or death), with its exit reason."""
+
+    __tablename__ = "vwed_script_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    script_id: Mapped[str] = mapped_column(String(512), unique=True)
+    script_path: Mapped[str] = mapped_column(String(480), index=True)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[float] = mapped_column(Float)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    exit_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class LogRow(Base):
+    """A log record: a line (or lines) of output, a VWED.log call, or an engine event."""
+
+    __tablename__ = "vwed_log_records"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[float] = mapped_column(Float)
+    script_id: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    level: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    tag: Mapped[str] = mapped_column(String(128), default="")
+    message: Mapped[str] = mapped_column(Text)
+    call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    __table_args__ = (
+        Index("ix_vwed_log_script_id", "script_id", "id"),
+        Index("ix_vwed_log_run_id", "run_id", "id"),
+        Index("ix_vwed_log_ts", "ts"),
+    )
+
+
+class CallRow(Base):
+    """A call served by a script: a route, a function."""
+
+    __tablename__ = "vwed_calls"
+
+    # BIGINT elsewhere; INTEGER on SQLite, where only that is an auto-incrementing rowid
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    script_id: Mapped[str | None] = mapped_column(String(512), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(512))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
