@@ -29,7 +29,7 @@ from .handlers.lifecycle import (
     StartHandler,
     StopHandler,
 )
-from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler
+from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
 from .handlers.ops import HealthHandler, OpenAPIHandler
 from .kernels import KernelPool, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
@@ -58,6 +58,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
+    (r"/script-engine/runs", RunsHandler, ("hub",)),
     (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
     (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
@@ -116,8 +117,9 @@ class Gateway:
         self.registry = Registry()
         self.db = StoreService(Database(settings.database_url),
                                retention_days=settings.log_retention_days,
-                               retention_records=settings.log_retention_records)
-        self.logs = LogHub(self.db)
+                               retention_records=settings.log_retention_records,
+                               max_queue=settings.log_queue_max)
+        self.logs = LogHub(self.db, ring_bytes=settings.log_buffer_mb * 1024 * 1024)
         self.pool = KernelPool(self._start_kernel, settings.pool_size)
         self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
                                    boot_timeout=settings.boot_timeout, debug=settings.debug,

@@ -89,7 +89,12 @@ class KernelBridge:
         return msg.get("content", {}).get("comm_id") == self.comm_id
 
     # -- sending ----------------------------------------------------------------------
-    def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> None:
+    def comm_ping(self) -> str:
+        """Send a ``ping`` on the comm (never the fast channel); returns its msg_id."""
+        return self.send({"op": "ping", "id": self.new_call_id()})
+
+    def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> str:
+        """Send an op on the comm; returns the Jupyter msg_id of the comm_msg."""
         session = self._kernel.client.session
         msg = session.msg("comm_msg", {"comm_id": self.comm_id, "data": data})
         if data.get("op") == "call":
@@ -98,6 +103,7 @@ class KernelBridge:
         if self.subshell_id and data.get("op") in _SUBSHELL_OPS:
             msg["header"]["subshell_id"] = self.subshell_id
         self._kernel.send("shell", msg, buffers)
+        return str(msg["header"]["msg_id"])
 
     async def open(self, target: str, subshell_id: str | None, *, timeout: float,
                    fast: bool = True) -> dict[str, Any]:

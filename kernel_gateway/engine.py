@@ -243,6 +243,8 @@ class ScriptEngine:
             self.registry.remove(script.script_id)
             script.status = "stopping"
             kernels, script.kernels = script.kernels, []
+            # Let output already produced (e.g. by the last call) reach the logs first.
+            await asyncio.gather(*(k.barrier(1.0) for k in kernels), return_exceptions=True)
             await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
             script.exit_reason = reason
             self._forget(script)

@@ -54,6 +54,7 @@ class ScriptKernel:
         self.on_death: Callable[[ScriptKernel], Awaitable[None] | None] | None = None
         self.on_closed: Callable[[ScriptKernel], None] | None = None
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._idle: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
 
@@ -157,12 +158,42 @@ class ScriptKernel:
                 log.exception("kernel %s: unreadable iopub message", self.kernel_id)
                 continue
             try:
-                if msg["msg_type"] == "comm_msg" and self.bridge.owns(msg):
+                kind = msg["msg_type"]
+                if kind == "comm_msg" and self.bridge.owns(msg):
                     self.bridge.on_comm_msg(msg)
+                elif kind == "status":
+                    self._on_status(msg)
                 elif self.on_iopub is not None:
                     self.on_iopub(self, msg)
             except Exception:
                 log.exception("kernel %s: iopub message handler failed", self.kernel_id)
+
+    def _on_status(self, msg: dict[str, Any]) -> None:
+        if msg["content"].get("execution_state") == "idle":
+            fut = self._idle.pop(msg.get("parent_header", {}).get("msg_id", ""), None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    async def barrier(self, timeout: float) -> bool:
+        """Wait until the output the kernel produced so far has reached the gateway.
+
+        A ``ping`` on the comm is answered on iopub after everything published
+        before it, and its ``idle`` status comes after ipykernel flushed stdout and
+        stderr; so once that ``idle`` arrives, nothing older is still on its way.
+        False if the kernel did not answer in time (busy in a long call).
+        """
+        if not self.alive:
+            return False
+        msg_id = self.bridge.comm_ping()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle[msg_id] = fut
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except (asyncio.TimeoutError, Exception):
+            return False
+        finally:
+            self._idle.pop(msg_id, None)
 
     async def _watch(self) -> None:
         """Poll the provisioner: a kernel that dies is noticed within ``death_poll`` s."""

@@ -88,7 +88,9 @@ def build_openapi() -> dict[str, Any]:
             "requestBody": _body({"args": {"description": "dict (keyword arguments; a one-parameter "
                                            "function gets the dict), list (positional) or string "
                                            "(JSON or Python literal)"},
-                                  "timeout": {"type": "number"}}),
+                                  "timeout": {"type": "number"},
+                                  "task_id": {"type": "string", "description": "the task flow's task; "
+                                              "the call's log records carry it"}}),
             "responses": {"200": _ok("the result", {"result": {}, "script_id": _STR,
                                                     "duration_ms": {"type": "number"}}),
                           "400": _err("INVALID_JSON", "BAD_ARGUMENTS"),
@@ -120,6 +122,11 @@ def build_openapi() -> dict[str, Any]:
             "delete": {"summary": "Delete a file, or a directory (recursive=true if not empty)",
                        "parameters": [{"name": "recursive", "in": "query", "schema": {"type": "boolean"}}],
                        "responses": {"200": _ok("deleted"), "409": _err("DIRECTORY_NOT_EMPTY")}}},
+        "/script-engine/runs": {"get": {
+            "summary": "Script runs, newest first (start, stop, status, exit reason)",
+            "parameters": [{"name": "script_path", "in": "query", "schema": _STR},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+            "responses": {"200": _ok("runs", {"runs": {"type": "array", "items": _OBJ}})}}},
         "/script-engine/logs": {"get": {
             "summary": "Log history (newest first by default), cursor paging",
             "parameters": _LOG_PARAMS + [

@@ -39,7 +39,9 @@ class ScriptApiHandler(JSONHandler):
             "content_type": req.headers.get("Content-Type", ""),
             "client_ip": req.remote_ip,
         }
-        _, reply = await self.router.call_route(req.method or "GET", route_path, request, req.body)
+        task_id = req.headers.get("X-VWED-Task-Id") or None
+        _, reply = await self.router.call_route(req.method or "GET", route_path, request, req.body,
+                                                task_id=task_id)
         response = reply.data.get("response")
         if response is None:
             self.set_status(200)
@@ -65,8 +67,12 @@ class FunctionCallHandler(JSONHandler):
         timeout = body.get("timeout")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise BadRequest("'timeout' must be a positive number of seconds", "BAD_REQUEST")
+        task_id = body.get("task_id")
+        if task_id is not None and not isinstance(task_id, (str, int)):
+            raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
         started = time.perf_counter()
-        script_id, reply = await self.router.call_function(name, body.get("args"), timeout)
+        script_id, reply = await self.router.call_function(
+            name, body.get("args"), timeout, None if task_id is None else str(task_id))
         took = (time.perf_counter() - started) * 1000
         # The kernel serialized the result once; splice its bytes in, no re-parse.
         self.finish(b'{"success":true,"script_id":' + json.dumps(script_id).encode()

@@ -18,7 +18,7 @@ from ..logs import LogFilter, LogHub, Subscriber, level_number
 from ..store.db import LogQuery
 from .base import JSONHandler, check_token
 
-__all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler"]
+__all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler", "RunsHandler"]
 
 log = logging.getLogger("kernel_gateway.logs")
 MAX_LIMIT = 1000
@@ -113,6 +113,17 @@ class LogHistoryHandler(_LogsBase):
         next_cursor = records[-1]["id"] if len(records) == query.limit else None
         self.send_json({"count": len(records), "records": records, "next_cursor": next_cursor,
                         "order": "desc" if query.newest_first else "asc"})
+
+
+class RunsHandler(_LogsBase):
+    """Script runs, newest first: start, stop, status and exit reason."""
+
+    async def get(self) -> None:
+        path = self.get_query_argument("script_path", None)
+        limit = _int("limit", self.get_query_argument("limit", "100"), 1, MAX_LIMIT)
+        store = self._store()
+        runs = await store.read(store.db.runs, path, limit)
+        self.send_json({"count": len(runs), "runs": runs})
 
 
 class LogExportHandler(_LogsBase):
@@ -219,12 +230,17 @@ class LogStreamHandler(websocket.WebSocketHandler):
     async def _run(self, sub: Subscriber) -> None:
         watcher = asyncio.ensure_future(self._watch(sub))
         try:
-            for record in await self.hub.tail(self.flt, self.tail_count, sub.after_id):
+            for record in await self.hub.tail(self.flt, self.tail_count, sub.cursor):
                 await self._send({"type": "record", **record})
             while True:
-                record = await sub.queue.get()
-                if record["id"] > sub.after_id:
-                    await self._send({"type": "record", **record})
+                await sub.wake.wait()
+                sub.wake.clear()
+                for record in self.hub.after(sub.cursor):
+                    if sub.overflowed.is_set():
+                        return
+                    if self.flt.matches(record):
+                        await self._send({"type": "record", **record})
+                    sub.cursor = record["id"]
         except (websocket.WebSocketClosedError, asyncio.CancelledError):
             pass
         finally:
@@ -237,8 +253,8 @@ class LogStreamHandler(websocket.WebSocketHandler):
             # not awaited: the connection is clogged, that is the point
             self.write_message(json.dumps({
                 "type": "notice", "code": "SLOW_CONSUMER",
-                "message": f"you read too slowly: more than {sub.queue.maxsize} records were "
-                           "waiting; disconnected"}))
+                "message": "you read too slowly: records you had not read yet left the gateway's "
+                           f"buffer ({self.hub.ring_bytes // (1024 * 1024)} MiB); disconnected"}))
         self.close(4008, "too slow")
         if self._pump is not None:
             self._pump.cancel()

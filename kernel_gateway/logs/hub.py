@@ -22,13 +22,15 @@ _py = logging.getLogger("vwed.script")
 
 
 class LogHub:
-    def __init__(self, store: StoreService | None = None, *, ring_size: int = 5000,
-                 subscriber_capacity: int = 1000) -> None:
+    def __init__(self, store: StoreService | None = None, *, ring_bytes: int = 32 * 1024 * 1024,
+                 ring_records: int = 100_000) -> None:
         self.store = store
-        self.subscriber_capacity = subscriber_capacity
+        self.ring_bytes = ring_bytes
+        self.ring_records = ring_records
         self._ids = itertools.count(1)
         self.last_id = 0
-        self._ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
+        self._ring: deque[dict[str, Any]] = deque()
+        self._ring_size = 0
         self._subscribers: set[Subscriber] = set()
         self._runs: dict[str, int] = {}
         self._joiners: dict[str, StreamJoiner] = {}
@@ -76,11 +78,11 @@ class LogHub:
             record = make_record(next(self._ids), script_id, run_id, level, source, tag, piece,
                                  call_id, task_id)
             self.last_id = record["id"]
-            self._ring.append(record)
-            for sub in self._subscribers:
-                sub.offer(record)
+            self._keep(record)
             if self.store is not None:
                 self.store.add_log(record)
+        for sub in self._subscribers:
+            sub.wake.set()
         if source == "engine":
             _py.log(LEVELS.get(level, 20), "[%s] %s", script_id or "-", message)
         elif _py.isEnabledFor(logging.DEBUG):
@@ -144,10 +146,32 @@ class LogHub:
         self.engine(None, "WARNING", f"{count} log records were not stored (the database queue was "
                                      f"full) between {iso(first)} and {iso(last)}")
 
+    def _keep(self, record: dict[str, Any]) -> None:
+        """Add to the ring; evict the oldest past its bounds, cutting off subscribers
+        that had not been through them yet."""
+        ring = self._ring
+        ring.append(record)
+        self._ring_size += len(record["message"]) + 200
+        while len(ring) > 1 and (self._ring_size > self.ring_bytes or len(ring) > self.ring_records):
+            old = ring.popleft()
+            self._ring_size -= len(old["message"]) + 200
+            for sub in self._subscribers:
+                if sub.cursor < old["id"]:
+                    sub.overflowed.set()
+
+    def after(self, cursor: int) -> list[dict[str, Any]]:
+        """Records with an id above ``cursor``, oldest first (from the ring)."""
+        out: list[dict[str, Any]] = []
+        for record in reversed(self._ring):
+            if record["id"] <= cursor:
+                break
+            out.append(record)
+        out.reverse()
+        return out
+
     # -- subscribers ---------------------------------------------------------------
     def subscribe(self, flt: LogFilter) -> Subscriber:
-        sub = Subscriber(flt, self.subscriber_capacity)
-        sub.after_id = self.last_id
+        sub = Subscriber(flt, self.last_id)
         self._subscribers.add(sub)
         return sub
 

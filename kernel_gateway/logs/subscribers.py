@@ -1,7 +1,12 @@
-"""Live subscribers of the log stream, each with a filter and a bounded queue.
+"""Live subscribers of the log stream.
 
-A subscriber that does not keep up (its queue is full) is marked overflowed:
-it gets a notice and is disconnected; the gateway never buffers without bound.
+Subscribers do not get queues of their own: every record is kept in the hub's
+ring (bounded in bytes, shared by all), and each subscriber has a cursor, the
+id of the last record it has been through. A subscriber's pump sends what is
+after its cursor and matches its filter. One whose cursor falls behind the
+oldest record still in the ring (it read too slowly while the ring went round)
+is marked overflowed: it gets a notice and is disconnected. Memory is bounded
+by the ring, however many subscribers there are and however slow they are.
 """
 
 from __future__ import annotations
@@ -30,16 +35,8 @@ class LogFilter:
 
 
 class Subscriber:
-    def __init__(self, flt: LogFilter, capacity: int = 1000) -> None:
+    def __init__(self, flt: LogFilter, cursor: int) -> None:
         self.filter = flt
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(capacity)
+        self.cursor = cursor  # id of the last record this subscriber has been through
+        self.wake = asyncio.Event()
         self.overflowed = asyncio.Event()
-        self.after_id = 0  # live records with an id <= this were sent as the tail
-
-    def offer(self, record: dict[str, Any]) -> None:
-        if self.overflowed.is_set() or not self.filter.matches(record):
-            return
-        try:
-            self.queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self.overflowed.set()
