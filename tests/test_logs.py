@@ -265,3 +265,45 @@ def test_export_ndjson_and_csv(scripts, client):
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [row["message"] for row in rows] == ["error E"] and rows[0]["level"] == "ERROR"
     assert time.time() - float(rows[0]["ts"]) < 600
+
+
+def test_flood_does_not_stall_routing_and_drops_are_counted(tmp_path):
+    import concurrent.futures
+
+    import httpx
+
+    from conftest import GatewayThread
+    from kernel_gateway.config import Settings
+
+    (tmp_path / "flood.py").write_text(
+        "def boot():\n    VWED.function.register('flood', flood)\n\n"
+        "def flood(n):\n    for i in range(n):\n        VWED.log.info('flood', f'line {i}')\n"
+        "        print(f'print {i}')\n    return n\n")
+    (tmp_path / "calm.py").write_text(
+        "def boot():\n    VWED.api.register_route('/calm/ping', 'GET', lambda: 'pong')\n")
+    gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
+                                pool_size=2, log_queue_max=500).validated()).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=60) as c:
+            assert c.post("/script-engine/start", json={"script_path": "flood.py"}).status_code == 200
+            assert c.post("/script-engine/start", json={"script_path": "calm.py"}).status_code == 200
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                flood = pool.submit(lambda: httpx.post(f"{gw.url}/script-engine/functions/flood/call",
+                                                       json={"args": [40_000]}, timeout=120))
+                answers = []
+                while not flood.done():
+                    answers.append(c.get("/script-api/calm/ping").status_code)
+                assert flood.result().status_code == 200
+            assert answers and set(answers) == {200}  # routing kept going during the flood
+
+            def drop_note():
+                recs = c.get("/script-engine/logs", params={"source": "engine", "q": "were not stored"}).json()
+                return recs["records"]
+
+            note = wait_until(drop_note, 20, "the record counting dropped log records")
+            assert note[0]["level"] == "WARNING"
+            dropped = int(note[0]["message"].split()[0])
+            stored = c.get("/script-engine/logs", params={"tag": "flood", "limit": 1}).json()
+            assert dropped > 0 and stored["records"]  # some stored, the rest counted
+    finally:
+        gw.stop()
