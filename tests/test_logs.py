@@ -271,8 +271,8 @@ def test_flood_does_not_stall_routing_and_drops_are_counted(tmp_path):
     import concurrent.futures
 
     import httpx
-
     from conftest import GatewayThread
+
     from kernel_gateway.config import Settings
 
     (tmp_path / "flood.py").write_text(

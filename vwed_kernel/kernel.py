@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
@@ -11,7 +12,9 @@ from . import COMM_TARGET, __version__
 from .bridge import GatewayLink
 from .vwed import VWED
 
-__all__ = ["VWEDKernel"]
+__all__ = ["VWEDKernel", "OUTPUT_FLUSH_INTERVAL"]
+
+OUTPUT_FLUSH_INTERVAL = 0.005
 
 
 class VWEDKernel(IPythonKernel):
@@ -33,6 +36,12 @@ class VWEDKernel(IPythonKernel):
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
         shell.push({"VWED": self.vwed}, interactive=False)
         self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)
+        # ipykernel sends buffered stdout/stderr every 0.2 s; gateway calls skip the
+        # per-message flush, so flush sooner: a print reaches the logs within a few
+        # ms, and a flood still makes at most 1/interval messages per second.
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "flush_interval"):
+                stream.flush_interval = OUTPUT_FLUSH_INTERVAL
 
     @property
     def banner(self) -> str:  # type: ignore[override]
