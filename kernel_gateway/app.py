@@ -38,7 +38,7 @@ from .openapi import build_openapi
 from .registry import Registry
 from .routing import CallRouter
 from .scripts import ScriptStore
-from .store import Database
+from .store import Database, DatabaseError
 from .store.service import StoreService
 
 __all__ = ["Gateway", "make_app", "main", "ROUTES"]
@@ -176,12 +176,20 @@ async def _serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = parse_settings(argv)
     except ConfigError as exc:
         print(f"vwed-gateway: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except DatabaseError as exc:
+        print(f"vwed-gateway: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # the port is taken, the data dir is not writable, ...
+        print(f"vwed-gateway: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .boot import boot_kernel
-from .errors import BadRequest, Conflict, GatewayError, NotFound, ScriptError, ServiceUnavailable
+from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable
 from .kernels import KernelPool, ScriptKernel
 from .logs import LogHub
 from .registry import Registry, ScriptRegistrations
@@ -264,11 +264,9 @@ class ScriptEngine:
             del self._by_path[script.path]
 
     async def close(self) -> None:
-        for script in list(self._scripts.values()):
-            try:
-                await self.stop(script, "gateway shutdown")
-            except GatewayError:
-                pass
+        """Stop every script (concurrently), then cancel background work."""
+        await asyncio.gather(*(self.stop(s, "gateway shutdown") for s in list(self._scripts.values())),
+                             return_exceptions=True)
         for task in list(self._background):
             task.cancel()
 

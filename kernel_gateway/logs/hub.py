@@ -189,7 +189,7 @@ class LogHub:
         found = [r for r in reversed(self._ring) if r["id"] <= up_to and flt.matches(r)][:count]
         oldest_in_ring = self._ring[0]["id"] if self._ring else up_to + 1
         if len(found) < count and self.store is not None and oldest_in_ring > 1:
-            await self.store.flush()
+            # older than the ring: long since handed to the writer, so in the database
             older = await self.store.query_logs(LogQuery(
                 script_id=flt.script_id, min_level=flt.min_level or None, tag=flt.tag,
                 cursor=oldest_in_ring, newest_first=True, limit=count - len(found)))
