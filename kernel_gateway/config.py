@@ -48,7 +48,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_retention_days", float, 30.0, "days of log records kept (0: no age limit)"),
     Option("log_retention_records", int, 5_000_000, "log records kept at most (0: no limit)"),
     Option("log_queue_max", int, 50_000, "log records waiting for the database at most; more are dropped (counted)"),
-    Option("log_buffer_mb", int, 32, "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off"),
+    Option("log_buffer_mb", int, 16, "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off"),
     Option("fast_path", bool, True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"),
     Option("debug", bool, False, "include tracebacks in error answers"),
 )
@@ -71,7 +71,7 @@ class Settings:
     log_retention_days: float = 30.0
     log_retention_records: int = 5_000_000
     log_queue_max: int = 50_000
-    log_buffer_mb: int = 32
+    log_buffer_mb: int = 16
     fast_path: bool = True
     debug: bool = False
 

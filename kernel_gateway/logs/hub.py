@@ -22,7 +22,7 @@ _py = logging.getLogger("vwed.script")
 
 
 class LogHub:
-    def __init__(self, store: StoreService | None = None, *, ring_bytes: int = 32 * 1024 * 1024,
+    def __init__(self, store: StoreService | None = None, *, ring_bytes: int = 16 * 1024 * 1024,
                  ring_records: int = 100_000) -> None:
         self.store = store
         self.ring_bytes = ring_bytes
