@@ -129,3 +129,24 @@ def test_history_queries(db_url, tmp_path):
             assert runs[0]["exit_reason"] == "stopped"
     finally:
         gw.stop()
+
+
+def test_retention_prunes_by_age_and_count(db_url):
+    from kernel_gateway.store.db import Database, LogQuery
+
+    db = Database(db_url)
+    try:
+        db.migrate()
+        now = time.time()
+        rows = [{"id": i, "ts": now - (40 * 86400 if i <= 10 else 0), "script_id": "s.py_1",
+                 "run_id": None, "level": 20, "source": "stdout", "tag": "", "message": f"m{i}",
+                 "call_id": None, "task_id": None} for i in range(1, 51)]
+        db.insert_logs(rows)
+        assert db.prune(now - 30 * 86400, None) == 10          # older than 30 days
+        assert db.prune(None, 25) == 15                        # keep the newest 25
+        left = db.query_logs(LogQuery(limit=1000, newest_first=False))
+        assert [r["message"] for r in left] == [f"m{i}" for i in range(26, 51)]
+        db.migrate()  # running the migrations again changes nothing
+        assert db.max_log_id() == 50
+    finally:
+        db.close()
