@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,6 +32,12 @@ from .handlers.lifecycle import (
 )
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
 from .handlers.ops import HealthHandler, OpenAPIHandler
+from .handlers.steps import (
+    CancelExecutionHandler,
+    ExecuteHandler,
+    ExecutionsHandler,
+    TaskVariablesHandler,
+)
 from .kernels import KernelPool, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
 from .logs import LogHub
@@ -38,8 +45,10 @@ from .openapi import build_openapi
 from .registry import Registry
 from .routing import CallRouter
 from .scripts import ScriptStore
+from .steps import StepService
 from .store import Database, DatabaseError
 from .store.service import StoreService
+from .workers import WorkerPool
 
 __all__ = ["Gateway", "make_app", "main", "ROUTES"]
 
@@ -56,8 +65,12 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
     (r"/script-engine/files", FilesTreeHandler, ("store",)),
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
-    (r"/script-engine/health", HealthHandler, ("engine", "pool")),
+    (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
+    (r"/script-engine/execute", ExecuteHandler, ("steps",)),
+    (r"/script-engine/executions", ExecutionsHandler, ("steps",)),
+    (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("steps",)),
+    (r"/script-engine/tasks/([^/]+)/variables", TaskVariablesHandler, ("steps",)),
     (r"/script-engine/runs", RunsHandler, ("hub",)),
     (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
@@ -124,9 +137,19 @@ class Gateway:
         self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
                                    boot_timeout=settings.boot_timeout, debug=settings.debug,
                                    db=self.db)
+        self.workers = WorkerPool(self._start_kernel, settings.workers or os.cpu_count() or 2,
+                                  settings.step_queue, on_ready=self._worker_ready)
+        self.steps = StepService(self.store, self.workers, self.logs, self.db,
+                                 timeout=settings.call_timeout, grace=settings.step_grace,
+                                 debug=settings.debug)
         self.router = CallRouter(self.engine, self.registry, self.logs,
                                  call_timeout=settings.call_timeout, debug=settings.debug,
                                  store=self.db)
+
+    def _worker_ready(self, worker: ScriptKernel) -> None:
+        worker.on_iopub = self.logs.on_iopub
+        worker.on_closed = self.logs.kernel_gone
+        worker.bridge.on_event = self.router.on_kernel_event
 
     async def _start_kernel(self) -> ScriptKernel:
         return await ScriptKernel.start(self.ksm, self.kernel_name,
@@ -135,7 +158,7 @@ class Gateway:
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
         services = {"engine": self.engine, "router": self.router, "store": self.store,
-                    "pool": self.pool, "hub": self.logs,
+                    "pool": self.pool, "hub": self.logs, "steps": self.steps,
                     "document": build_openapi()}
         app = make_app(services, self.settings)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
@@ -144,6 +167,7 @@ class Gateway:
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
+        self.workers.start()
         log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
                  __version__, self.settings.ip, self.port, self.store.root, self.pool.size,
                  self.db.db.safe_url)
@@ -154,6 +178,7 @@ class Gateway:
             self._server.stop()
         await self.engine.close()
         await self.pool.close()
+        await self.workers.close()
         if self._server is not None:
             await self._server.close_all_connections()
         await self.logs.close()

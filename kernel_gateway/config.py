@@ -41,6 +41,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("pool_size", int, 2, "number of pre-started kernels kept ready"),
     Option("call_timeout", float, 30.0, "seconds a route or function call may run before 504"),
     Option("boot_timeout", float, 60.0, "seconds a script may take to load and run boot()"),
+    Option("workers", int, 0, "worker kernels for task-flow steps (0: the number of CPUs)"),
+    Option("step_queue", int, 100, "steps that may wait for a free worker; more get 503 BUSY"),
+    Option("step_grace", float, 5.0, "seconds an interrupted worker has to come back before it is replaced"),
     Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
     Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
@@ -64,6 +67,9 @@ class Settings:
     pool_size: int = 2
     call_timeout: float = 30.0
     boot_timeout: float = 60.0
+    workers: int = 0
+    step_queue: int = 100
+    step_grace: float = 5.0
     kernel_name: str = ""
     token: str = ""
     max_file_size: int = 1024 * 1024
@@ -83,6 +89,8 @@ class Settings:
             problems.append(f"port {self.port} is not in 0-65535")
         if self.pool_size < 0:
             problems.append("pool_size must be >= 0")
+        if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
+            problems.append("workers and step_queue must be >= 0, step_grace > 0")
         for name in ("call_timeout", "boot_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")

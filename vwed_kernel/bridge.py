@@ -28,6 +28,7 @@ from . import PROTOCOL_VERSION, __version__
 from .dispatch import Calls, reply_error, reply_ok
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
+from .steps import StepRunner
 
 __all__ = ["Link", "DetachedLink", "GatewayLink"]
 
@@ -90,6 +91,7 @@ class GatewayLink(Link):
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
         self.calls = Calls(vwed_provider, lambda: self.script_id)
+        self.calls.steps = StepRunner(self.calls, vwed_provider)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {

@@ -27,7 +27,10 @@ Send = Callable[[dict[str, Any], "list[bytes] | None"], None]
 
 def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
+    payload = {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
+    if getattr(exc, "exit_code", None) is not None:
+        payload["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
+    return payload
 
 
 def reply_ok(send: Send, call_id: str, fields: dict[str, Any], buffers: list[bytes]) -> None:
@@ -45,6 +48,7 @@ class Calls:
         self._vwed = vwed
         self._script_id = script_id
         self.tasks: dict[str, asyncio.Future[Any]] = {}
+        self.steps: Any = None  # a steps.StepRunner, set by the kernel's link
 
     def run(self, call_id: str, kind: str, produce: Callable[[], Any], send: Send) -> None:
         """Run ``produce`` (the sync part of a call); schedule it if it returns an awaitable."""
@@ -97,6 +101,9 @@ class Calls:
             request = decode_request(data.get("request") or {}, buffers)
             request["script_id"] = self._script_id()
             self.run(call_id, kind, lambda: call_handler_with_request(spec.handler, request), send)
+            return
+        if kind == "step" and self.steps is not None:
+            self.steps.run(data, send)
             return
         if kind == "function":
             fspec = regs.functions.get(name)

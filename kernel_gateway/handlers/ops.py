@@ -7,6 +7,7 @@ from typing import Any
 from .. import __version__
 from ..engine import ScriptEngine
 from ..kernels import KernelPool
+from ..steps import StepService
 from .base import JSONHandler
 
 __all__ = ["HealthHandler", "OpenAPIHandler"]
@@ -15,6 +16,7 @@ __all__ = ["HealthHandler", "OpenAPIHandler"]
 class HealthHandler(JSONHandler):
     engine: ScriptEngine
     pool: KernelPool
+    steps: StepService
 
     def prepare(self) -> None:
         # Health is for load balancers and probes: no token needed.
@@ -28,6 +30,7 @@ class HealthHandler(JSONHandler):
             "scripts": len(running),
             "scripts_died": sum(s.status == "died" for s in running),
             "pool": {"ready": self.pool.available, "target": self.pool.size},
+            "workers": self.steps.pool.status(),
         })
 
 

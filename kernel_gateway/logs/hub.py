@@ -36,6 +36,7 @@ class LogHub:
         self._joiners: dict[str, StreamJoiner] = {}
         self._kernel_scripts: dict[str, str | None] = {}
         self._call_tasks: OrderedDict[str, str | None] = OrderedDict()
+        self._call_scripts: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         if store is not None:
             store.on_drop = self._dropped
@@ -62,17 +63,21 @@ class LogHub:
         if run_id is not None:
             self._runs[script_id] = run_id
 
-    def note_call(self, call_id: str, task_id: str | None) -> None:
-        """Remember a call's task id, so its output (which may arrive after its
-        answer) is attributed to the task too."""
+    def note_call(self, call_id: str, task_id: str | None, script_id: str | None = None) -> None:
+        """Remember a call's task id (and, for a step in a shared worker, the script
+        it runs), so its output, which may arrive after its answer, is attributed."""
         self._call_tasks[call_id] = task_id
+        if script_id is not None:
+            self._call_scripts[call_id] = script_id
         if len(self._call_tasks) > 20_000:
-            self._call_tasks.popitem(last=False)
+            old, _ = self._call_tasks.popitem(last=False)
+            self._call_scripts.pop(old, None)
 
     def emit(self, script_id: str | None, level: str, source: str, tag: str, message: str,
              call_id: str | None = None, task_id: str | None = None) -> None:
-        if call_id is not None and task_id is None:
-            task_id = self._call_tasks.get(call_id)
+        if call_id is not None:
+            task_id = task_id or self._call_tasks.get(call_id)
+            script_id = self._call_scripts.get(call_id, script_id)
         run_id = self._runs.get(script_id or "")
         for piece in split_message(message):
             record = make_record(next(self._ids), script_id, run_id, level, source, tag, piece,

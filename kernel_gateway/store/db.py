@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .models import LEVEL_NAMES, CallRow, LogRow, RunRow
+from .models import LEVEL_NAMES, CallRow, ExecutionRow, LogRow, RunRow, TaskVariablesRow
 
 __all__ = ["Database", "DatabaseError", "LogQuery"]
 
@@ -142,6 +142,52 @@ class Database:
                     removed += conn.execute(
                         delete(LogRow).where(LogRow.id <= top - keep_records)).rowcount or 0
         return removed
+
+    def merge_task_variables(self, task_id: str, variables: dict[str, Any], now: float) -> dict[str, Any]:
+        """Merge ``variables`` into the task's row in one transaction (row locked where
+        the database can), so concurrent steps of a task keep each other's keys."""
+        import json
+
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    row = conn.execute(select(TaskVariablesRow.variables)
+                                       .where(TaskVariablesRow.task_id == task_id)
+                                       .with_for_update()).scalar()
+                    merged = {**(json.loads(row) if row else {}), **variables}
+                    text = json.dumps(merged, ensure_ascii=False)
+                    if row is None:
+                        conn.execute(insert(TaskVariablesRow).values(
+                            task_id=task_id, variables=text, updated_at=now))
+                    else:
+                        conn.execute(update(TaskVariablesRow).where(TaskVariablesRow.task_id == task_id)
+                                     .values(variables=text, updated_at=now))
+                    return merged
+            except IntegrityError:
+                if attempt == 2:  # another gateway inserted the row first: merge again
+                    raise
+        raise AssertionError("unreachable")
+
+    def task_variables(self, task_id: str) -> dict[str, Any] | None:
+        import json
+
+        with self.engine.connect() as conn:
+            row = conn.execute(select(TaskVariablesRow.variables, TaskVariablesRow.updated_at)
+                               .where(TaskVariablesRow.task_id == task_id)).first()
+        if row is None:
+            return None
+        return {"task_id": task_id, "variables": json.loads(row[0]), "updated_at": row[1]}
+
+    def insert_execution(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(ExecutionRow), [row])
+
+    def executions(self, task_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        stmt = select(ExecutionRow.__table__).order_by(ExecutionRow.ts.desc()).limit(limit)
+        if task_id:
+            stmt = stmt.where(ExecutionRow.task_id == task_id)
+        with self.engine.connect() as conn:
+            return [dict(m) for m in conn.execute(stmt).mappings()]
 
     # -- reads -----------------------------------------------------------------------
     def max_log_id(self) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "RunRow", "LogRow", "CallRow", "LEVELS", "LEVEL_NAMES"]
+__all__ = ["Base", "RunRow", "LogRow", "CallRow", "TaskVariablesRow", "ExecutionRow", "LEVELS",
+           "LEVEL_NAMES"]
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
@@ -69,3 +70,30 @@ class CallRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TaskVariablesRow(Base):
+    """The variables of one task of the task engine (a JSON object), merged by steps."""
+
+    __tablename__ = "vwed_task_variables"
+
+    task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    variables: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class ExecutionRow(Base):
+    """A task-flow step: which function of which file, in which mode, and how it went."""
+
+    __tablename__ = "vwed_executions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    script_path: Mapped[str] = mapped_column(String(480))
+    function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    mode: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)

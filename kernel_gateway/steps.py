@@ -1,0 +1,175 @@
+"""Task-flow steps: ``POST /script-engine/execute`` runs a function of a script
+file (or the whole file) in a warm worker kernel and turns its result into task
+variables (modes ``SCRIPT``, ``SET_TASK_VARIABLES``, ``RUN``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    BadRequest,
+    CallTimeout,
+    Conflict,
+    GatewayError,
+    HandlerError,
+    KernelDied,
+    NotFound,
+    ScriptError,
+)
+from .kernels import ScriptKernel
+from .logs import LogHub
+from .scripts import ScriptStore
+from .store.service import StoreService
+from .workers import WorkerPool
+
+__all__ = ["StepService", "MODES"]
+
+MODES = ("SCRIPT", "SET_TASK_VARIABLES", "RUN")
+MAX_TIMEOUT = 24 * 3600.0
+
+
+@dataclass
+class Execution:
+    id: str
+    worker: ScriptKernel
+    started: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
+
+
+class StepService:
+    def __init__(self, store: ScriptStore, pool: WorkerPool, logs: LogHub, db: StoreService | None,
+                 *, timeout: float = 30.0, grace: float = 5.0, debug: bool = False) -> None:
+        self.store = store
+        self.pool = pool
+        self.logs = logs
+        self.db = db
+        self.timeout = timeout
+        self.grace = grace
+        self.debug = debug
+        self.running: dict[str, Execution] = {}
+
+    # -- validation ----------------------------------------------------------------------
+    def parse(self, body: dict[str, Any]) -> dict[str, Any]:
+        mode = body.get("mode", "SCRIPT")
+        if mode not in MODES:
+            raise BadRequest(f"'mode' must be one of {', '.join(MODES)}, not {mode!r}", "BAD_REQUEST")
+        path = body.get("script_path")
+        if not isinstance(path, str) or not path:
+            raise BadRequest("'script_path' is required", "MISSING_FIELD")
+        function = body.get("function_name")
+        if mode != "RUN" and (not isinstance(function, str) or not function):
+            raise BadRequest("'function_name' is required (except in RUN mode)", "MISSING_FIELD")
+        task_id = body.get("task_id")
+        if task_id is not None and (not isinstance(task_id, (str, int)) or isinstance(task_id, bool)):
+            raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
+        timeout = body.get("timeout", self.timeout)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
+            raise BadRequest(f"'timeout' must be a number of seconds in (0, {MAX_TIMEOUT:g}]", "BAD_REQUEST")
+        return {"mode": mode, "path": path, "function": function, "args": body.get("args"),
+                "task_id": None if task_id is None else str(task_id), "timeout": float(timeout)}
+
+    # -- running ------------------------------------------------------------------------
+    async def execute(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = self.parse(body)
+        source = self.store.load(req["path"])
+        key = [source.file, source.mtime, source.size]
+        code = "\n\n".join(source.cells)
+        worker = await self.pool.acquire()
+        execution_id = worker.bridge.new_call_id()
+        run = Execution(execution_id, worker)
+        self.running[execution_id] = run
+        self.logs.note_call(execution_id, req["task_id"], script_id=source.path)
+        data = {"op": "call", "kind": "step", "key": key, "file": source.file, "mode": req["mode"],
+                "function": req["function"], "args": req["args"], "task_id": req["task_id"]}
+        release = True
+        error: GatewayError | None = None
+        try:
+            known = tuple(key) in worker.modules  # type: ignore[attr-defined]
+            reply = await worker.bridge.call(data if known else {**data, "source": code},
+                                             timeout=req["timeout"], call_id=execution_id)
+            if not reply.ok and reply.error.get("kind") == "cache_miss":
+                reply = await worker.bridge.call({**data, "source": code}, timeout=req["timeout"])
+            worker.modules.add(tuple(key))  # type: ignore[attr-defined]
+            if not reply.ok:
+                raise self._error(reply.error, run, req)
+            value = reply.value()
+        except CallTimeout as exc:
+            # interrupted already; a worker that does not come back in time is replaced
+            release = await worker.barrier(self.grace)
+            error = exc
+            raise
+        except KernelDied as exc:
+            release = False
+            error = exc
+            raise
+        except GatewayError as exc:
+            error = exc
+            if exc.code == "CANCELLED":
+                release = await worker.barrier(self.grace)
+            raise
+        finally:
+            self.running.pop(execution_id, None)
+            if release:
+                self.pool.release(worker)
+            else:
+                self.pool.discard(worker)
+            took = (time.perf_counter() - run.started) * 1000
+            self._record(execution_id, source.path, req, took, error)
+        variables = self._variables(req["mode"], value["value"])
+        if req["task_id"] is not None and self.db is not None:
+            await self.db.write(self.db.db.merge_task_variables, req["task_id"], variables, time.time())
+        return {"result": value["value"], "variables": variables, "stdout": value["stdout"],
+                "stderr": value["stderr"], "duration_ms": round(took, 3),
+                "execution_id": execution_id, "task_id": req["task_id"]}
+
+    @staticmethod
+    def _variables(mode: str, result: Any) -> dict[str, Any]:
+        if mode == "SET_TASK_VARIABLES" and isinstance(result, dict):
+            return {str(k): v for k, v in result.items()}
+        return {"scriptResult": result}
+
+    def _error(self, err: dict[str, Any], run: Execution, req: dict[str, Any]) -> GatewayError:
+        kind = err.get("kind")
+        details = {"type": err.get("type"), "message": err.get("message"),
+                   "stdout": err.get("stdout", ""), "stderr": err.get("stderr", ""),
+                   "execution_id": run.id}
+        if kind == "function_missing":
+            return NotFound(f"{req['path']} has no function {req['function']!r}", "FUNCTION_NOT_FOUND",
+                            details={"available": err.get("available", []), "execution_id": run.id})
+        if kind == "arguments":
+            return BadRequest(f"{req['function']}: {err.get('message')}", "BAD_ARGUMENTS", details=details)
+        if kind == "serialization":
+            return HandlerError(f"the step returned a result that is not JSON-serializable: "
+                                f"{err.get('message')}", "RESULT_NOT_SERIALIZABLE", details=details)
+        if kind in ("interrupted", "cancelled") and run.cancelled:
+            return Conflict(f"execution {run.id} was cancelled", "CANCELLED", details=details)
+        if kind in ("interrupted", "cancelled"):
+            return CallTimeout(f"execution {run.id} was interrupted", details=details)
+        details["traceback"] = err.get("traceback", "")
+        if "exit_code" in err:
+            details["exit_code"] = err["exit_code"]
+        return ScriptError(f"the step raised {err.get('type')}: {err.get('message')}", "STEP_FAILED",
+                           details=details)
+
+    def _record(self, execution_id: str, path: str, req: dict[str, Any], took: float,
+                error: GatewayError | None) -> None:
+        if self.db is None:
+            return
+        row = {"id": execution_id, "ts": time.time(), "script_path": path,
+               "function_name": req["function"], "mode": req["mode"], "task_id": req["task_id"],
+               "duration_ms": took, "ok": error is None,
+               "error_type": None if error is None else (error.details.get("type") or error.code),
+               "error_message": None if error is None else error.message[:2000]}
+        task = asyncio.ensure_future(self.db.write(self.db.db.insert_execution, row))
+        task.add_done_callback(lambda t: t.exception())
+
+    async def cancel(self, execution_id: str) -> None:
+        run = self.running.get(execution_id)
+        if run is None:
+            raise NotFound(f"no running execution {execution_id!r}", "EXECUTION_NOT_FOUND")
+        run.cancelled = True
+        run.worker.bridge.send({"op": "cancel", "target": execution_id})
+        await run.worker.interrupt()

@@ -1,0 +1,248 @@
+"""Task-flow steps in a worker kernel: run a function of a script file, or the
+whole file (``RUN``, the old runner's convention), with output captured.
+
+Modules are cached by ``(path, mtime, size)``: a file's import-time side effects
+happen once per worker per version of the file, and an edited file is loaded
+again. The gateway sends the source only when the worker does not have that
+version (docs/protocol.md, "Steps").
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextvars
+import io
+import json
+import os
+import sys
+import tempfile
+import types
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .calling import BindError, bind_arguments
+from .dispatch import Calls, Send, reply_error
+
+__all__ = ["StepRunner", "StepFailed"]
+
+MAX_CACHED = 64
+_capture: contextvars.ContextVar[tuple[io.StringIO, io.StringIO] | None] = contextvars.ContextVar(
+    "vwed_step_capture", default=None)
+
+
+class StepFailed(Exception):
+    """A non-zero ``SystemExit`` of a ``RUN`` script."""
+
+    def __init__(self, message: str, exit_code: Any = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Tee:
+    """Stands in for ``sys.stdout``/``sys.stderr``: writes go to the kernel's stream as
+    always, and also to the capture buffer of the step running in this context."""
+
+    def __init__(self, stream: Any, index: int) -> None:
+        self._stream = stream
+        self._index = index
+
+    def write(self, text: str) -> int:
+        captured = _capture.get()
+        if captured is not None:
+            captured[self._index].write(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _install_tee() -> None:
+    if not isinstance(sys.stdout, _Tee):
+        sys.stdout = _Tee(sys.stdout, 0)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _Tee):
+        sys.stderr = _Tee(sys.stderr, 1)  # type: ignore[assignment]
+
+
+class StepRunner:
+    def __init__(self, calls: Calls, vwed: Callable[[], Any]) -> None:
+        self._calls = calls
+        self._vwed = vwed
+        self._modules: OrderedDict[tuple[Any, ...], types.ModuleType] = OrderedDict()
+        self._code: OrderedDict[tuple[Any, ...], types.CodeType] = OrderedDict()
+
+    def run(self, data: dict[str, Any], send: Send) -> None:
+        call_id = data["id"]
+        key = tuple(data.get("key") or ())
+        mode = data.get("mode", "SCRIPT")
+        _install_tee()
+        out, err = io.StringIO(), io.StringIO()
+        token = _capture.set((out, err))
+        try:
+            prepared = (self._prepare_run(data, key) if mode == "RUN"
+                        else self._prepare_function(data, key, send))
+            if prepared is None:
+                return
+            produce: Callable[[], Any] = prepared
+        except _CacheMiss:
+            reply_error(send, call_id, LookupError("the worker does not have this version"),
+                        "cache_miss")
+            return
+        except BaseException as exc:  # the module raised while loading
+            self._finish_error(call_id, exc, out, err, send)
+            return
+        finally:
+            _capture.reset(token)
+
+        def step() -> Any:
+            token = _capture.set((out, err))
+            try:
+                value = produce()
+            finally:
+                _capture.reset(token)
+            if hasattr(value, "__await__"):
+                return _captured(value, out, err)
+            return _package(value, out, err)
+
+        self._calls.run(call_id, "step", step, _wrap_errors(send, out, err))
+
+    def _finish_error(self, call_id: str, exc: BaseException, out: io.StringIO, err: io.StringIO,
+                      send: Send) -> None:
+        _wrap_errors(send, out, err)(
+            {"op": "result", "id": call_id, "ok": False,
+             "error": _payload(exc, "interrupted" if isinstance(exc, KeyboardInterrupt) else "handler")},
+            None)
+
+    # -- SCRIPT / SET_TASK_VARIABLES: a function of the file -------------------------------
+    def _module(self, data: dict[str, Any], key: tuple[Any, ...]) -> types.ModuleType:
+        module = self._modules.get(key)
+        if module is not None:
+            self._modules.move_to_end(key)
+            return module
+        source = data.get("source")
+        if source is None:
+            raise _CacheMiss()
+        path = data["file"]
+        name = "vwed_step_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+        module = types.ModuleType(name)
+        module.__file__ = path
+        module.__dict__["VWED"] = self._vwed()
+        exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - the script is the product
+        # drop older versions of the same file
+        for old in [k for k in self._modules if k[:1] == key[:1]]:
+            del self._modules[old]
+        self._modules[key] = module
+        while len(self._modules) > MAX_CACHED:
+            self._modules.popitem(last=False)
+        return module
+
+    def _prepare_function(self, data: dict[str, Any], key: tuple[Any, ...],
+                          send: Send) -> Callable[[], Any] | None:
+        module = self._module(data, key)
+        name = data.get("function")
+        func = getattr(module, str(name), None) if name else None
+        if not callable(func):
+            available = sorted(n for n, v in vars(module).items()
+                               if callable(v) and not n.startswith("_") and not isinstance(v, type)
+                               and getattr(v, "__module__", None) == module.__name__)
+            send({"op": "result", "id": data["id"], "ok": False, "error": {
+                "type": "AttributeError", "kind": "function_missing", "available": available,
+                "message": f"{data.get('file')} has no function {name!r}", "traceback": ""}}, None)
+            return None
+        try:
+            args, kwargs = bind_arguments(func, data.get("args"))
+        except BindError as exc:
+            send({"op": "result", "id": data["id"], "ok": False, "error": _payload(exc, "arguments")},
+                 None)
+            return None
+        return lambda: func(*args, **kwargs)
+
+    # -- RUN: the whole file as __main__ ----------------------------------------------------
+    def _prepare_run(self, data: dict[str, Any], key: tuple[Any, ...]) -> Callable[[], Any]:
+        code = self._code.get(key)
+        if code is None:
+            source = data.get("source")
+            if source is None:
+                raise _CacheMiss()
+            code = compile(source, data["file"], "exec")
+            self._code[key] = code
+            while len(self._code) > MAX_CACHED:
+                self._code.popitem(last=False)
+        path = data["file"]
+        variables = data.get("args")
+        if not isinstance(variables, dict):
+            variables = {} if variables is None else {"args": variables}
+        vwed = self._vwed()
+
+        def run_main() -> Any:
+            namespace: dict[str, Any] = {"__name__": "__main__", "__file__": path,
+                                         "__builtins__": builtins, "variables": variables,
+                                         "VWED": vwed}
+            fd, var_file = tempfile.mkstemp(prefix="vwed-vars-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(variables, f, ensure_ascii=False)
+            saved_argv = sys.argv
+            sys.argv = [path, "--variables-file", var_file]
+            try:
+                try:
+                    exec(code, namespace)  # noqa: S102 - the script is the product
+                except SystemExit as exc:
+                    if exc.code not in (None, 0):
+                        raise StepFailed(f"the script exited with code {exc.code}", exc.code) from None
+                execute = namespace.get("execute")
+                if callable(execute):
+                    return execute()
+                return _NO_RESULT
+            finally:
+                sys.argv = saved_argv
+                os.unlink(var_file)
+
+        return run_main
+
+
+_NO_RESULT = object()
+
+
+class _CacheMiss(Exception):
+    pass
+
+
+async def _captured(awaitable: Any, out: io.StringIO, err: io.StringIO) -> Any:
+    token = _capture.set((out, err))
+    try:
+        value = await awaitable
+    finally:
+        _capture.reset(token)
+    return _package(value, out, err)
+
+
+def _package(value: Any, out: io.StringIO, err: io.StringIO) -> dict[str, Any]:
+    stdout = out.getvalue()
+    if value is _NO_RESULT:
+        # the old runner's rule: the last line of stdout as JSON, else the whole stdout
+        lines = stdout.strip().splitlines()
+        try:
+            value = json.loads(lines[-1]) if lines else {"result": ""}
+        except ValueError:
+            value = {"result": stdout.strip()}
+    return {"value": value, "stdout": stdout, "stderr": err.getvalue()}
+
+
+def _payload(exc: BaseException, kind: str) -> dict[str, Any]:
+    from .dispatch import error_payload
+
+    return error_payload(exc, kind)
+
+
+def _wrap_errors(send: Send, out: io.StringIO, err: io.StringIO) -> Send:
+    """Attach the captured output to failed steps too; turn RUN's 'no result' into the
+    old runner's rule (last stdout line as JSON, else the whole stdout)."""
+
+    def wrapped(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
+        if not reply.get("ok"):
+            error = dict(reply.get("error") or {})
+            error["stdout"], error["stderr"] = out.getvalue(), err.getvalue()
+            reply = {**reply, "error": error}
+        send(reply, buffers)
+
+    return wrapped
