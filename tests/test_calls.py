@@ -6,6 +6,7 @@ import concurrent.futures
 import time
 
 import httpx
+
 from conftest import unique, wait_until
 
 HANDLERS = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import GatewayThread
 
+from conftest import GatewayThread
 from kernel_gateway.config import ConfigError, Settings, parse_settings
 
 

@@ -5,9 +5,9 @@ comm path still works when the fast path is off."""
 from __future__ import annotations
 
 import httpx
-from conftest import GatewayThread, unique, wait_until
 from jupyter_client.blocking import BlockingKernelClient
 
+from conftest import GatewayThread, unique, wait_until
 from kernel_gateway.config import Settings
 
 SCRIPT = """

@@ -7,6 +7,7 @@ import os
 import httpx
 import nbformat
 import pytest
+
 from conftest import unique
 
 

@@ -6,6 +6,7 @@ import json
 
 import nbformat
 import pytest
+
 from conftest import unique, wait_until
 
 COUNTER = """
@@ -242,7 +243,6 @@ def test_a_script_that_kills_its_kernel_in_boot_fails_with_kernel_died(scripts, 
 
 def test_boot_timeout(tmp_path):
     from conftest import GatewayThread
-
     from kernel_gateway.config import Settings
 
     (tmp_path / "slow.py").write_text("def boot():\n    while True:\n        pass\n")

@@ -186,7 +186,6 @@ def test_bad_history_parameters_name_the_parameter(client):
 
 def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
     from conftest import GatewayThread
-
     from kernel_gateway.config import Settings
 
     (tmp_path / "flood.py").write_text(
@@ -271,8 +270,8 @@ def test_flood_does_not_stall_routing_and_drops_are_counted(tmp_path):
     import concurrent.futures
 
     import httpx
-    from conftest import GatewayThread
 
+    from conftest import GatewayThread
     from kernel_gateway.config import Settings
 
     (tmp_path / "flood.py").write_text(

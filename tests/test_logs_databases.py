@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import GatewayThread, wait_until
 
+from conftest import GatewayThread, wait_until
 from kernel_gateway.config import Settings
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
