@@ -74,11 +74,16 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise TimeoutError("workers did not start")
             time.sleep(0.1)
-        body = json.dumps({"script_path": "step.py", "function_name": "add",
-                           "args": {"a": 1, "b": 2}, "task_id": "bench"}).encode()
+        plain = json.dumps({"script_path": "step.py", "function_name": "add",
+                            "args": {"a": 1, "b": 2}}).encode()
+        with_task = json.dumps({"script_path": "step.py", "function_name": "add",
+                                "args": {"a": 1, "b": 2}, "task_id": "bench"}).encode()
         for conc in args.concurrency:
-            lat, took = load(gw.port, "POST", "/script-engine/execute", body, args.steps, conc)
-            rows.append(["gateway step (SCRIPT, task variables merged)", conc, len(lat),
+            lat, took = load(gw.port, "POST", "/script-engine/execute", plain, args.steps, conc)
+            rows.append(["gateway step (SCRIPT)", conc, len(lat),
+                         pct(lat, 50), pct(lat, 99), len(lat) / took])
+            lat, took = load(gw.port, "POST", "/script-engine/execute", with_task, args.steps, conc)
+            rows.append(["gateway step (SCRIPT + task variables stored)", conc, len(lat),
                          pct(lat, 50), pct(lat, 99), len(lat) / took])
             lat, took = subprocess_steps(args.subprocess_steps, conc, work)
             rows.append(["subprocess per step (old runner)", conc, len(lat), pct(lat, 50),

@@ -110,6 +110,20 @@ class ScriptStore:
         return {"path": self.relative(path), "type": "file", "content": path.read_text("utf-8"),
                 "size": st.st_size, "mtime": st.st_mtime}
 
+    def stat(self, rel: str) -> ScriptSource:
+        """Like :meth:`load` without reading the file (``cells`` is empty): enough to
+        know which version of the file is on disk."""
+        path = self.resolve(rel)
+        self._check_suffix(path)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        if st is None or not path.is_file():
+            raise NotFound(f"script {rel!r} does not exist", "SCRIPT_NOT_FOUND",
+                           details={"script_path": rel})
+        return ScriptSource(self.relative(path), str(path), [], st.st_mtime, st.st_size)
+
     def load(self, rel: str) -> ScriptSource:
         """The code of a script to run (404 ``SCRIPT_NOT_FOUND`` if it is not there)."""
         path = self.resolve(rel)

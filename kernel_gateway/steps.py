@@ -4,7 +4,6 @@ variables (modes ``SCRIPT``, ``SET_TASK_VARIABLES``, ``RUN``)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from .errors import (
     KernelDied,
     NotFound,
     ScriptError,
+    ServiceUnavailable,
 )
 from .kernels import ScriptKernel
 from .logs import LogHub
@@ -74,9 +74,8 @@ class StepService:
     # -- running ------------------------------------------------------------------------
     async def execute(self, body: dict[str, Any]) -> dict[str, Any]:
         req = self.parse(body)
-        source = self.store.load(req["path"])
+        source = self.store.stat(req["path"])
         key = [source.file, source.mtime, source.size]
-        code = "\n\n".join(source.cells)
         worker = await self.pool.acquire()
         execution_id = worker.bridge.new_call_id()
         run = Execution(execution_id, worker)
@@ -88,10 +87,12 @@ class StepService:
         error: GatewayError | None = None
         try:
             known = tuple(key) in worker.modules  # type: ignore[attr-defined]
-            reply = await worker.bridge.call(data if known else {**data, "source": code},
-                                             timeout=req["timeout"], call_id=execution_id)
+            if not known:
+                data["source"] = self._code(req["path"])
+            reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             if not reply.ok and reply.error.get("kind") == "cache_miss":
-                reply = await worker.bridge.call({**data, "source": code}, timeout=req["timeout"])
+                data["source"] = self._code(req["path"])
+                reply = await worker.bridge.call(data, timeout=req["timeout"])
             worker.modules.add(tuple(key))  # type: ignore[attr-defined]
             if not reply.ok:
                 raise self._error(reply.error, run, req)
@@ -120,10 +121,19 @@ class StepService:
             self._record(execution_id, source.path, req, took, error)
         variables = self._variables(req["mode"], value["value"])
         if req["task_id"] is not None and self.db is not None:
-            await self.db.write(self.db.db.merge_task_variables, req["task_id"], variables, time.time())
+            try:
+                await self.db.merge_task_variables(req["task_id"], variables)
+            except Exception as exc:
+                raise ServiceUnavailable(f"the step ran, but its task variables could not be "
+                                         f"stored: {exc}", "STORE_FAILED",
+                                         details={"execution_id": execution_id,
+                                                  "result": value["value"]}) from exc
         return {"result": value["value"], "variables": variables, "stdout": value["stdout"],
                 "stderr": value["stderr"], "duration_ms": round(took, 3),
                 "execution_id": execution_id, "task_id": req["task_id"]}
+
+    def _code(self, path: str) -> str:
+        return "\n\n".join(self.store.load(path).cells)
 
     @staticmethod
     def _variables(mode: str, result: Any) -> dict[str, Any]:
@@ -163,8 +173,7 @@ class StepService:
                "duration_ms": took, "ok": error is None,
                "error_type": None if error is None else (error.details.get("type") or error.code),
                "error_message": None if error is None else error.message[:2000]}
-        task = asyncio.ensure_future(self.db.write(self.db.db.insert_execution, row))
-        task.add_done_callback(lambda t: t.exception())
+        self.db.add_execution(row)  # stored with the next batch (within 0.2 s)
 
     async def cancel(self, execution_id: str) -> None:
         run = self.running.get(execution_id)

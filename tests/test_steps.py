@@ -160,8 +160,10 @@ def test_concurrent_steps_of_one_task_merge_variables(scripts, client, gw):
     r = client.get(f"/script-engine/tasks/{task}/variables")
     assert r.json()["variables"] == {f"k{i}": i for i in range(12)}
     assert client.get("/script-engine/tasks/no-such-task/variables").json()["code"] == "TASK_NOT_FOUND"
-    rows = client.get("/script-engine/executions", params={"task_id": task}).json()["executions"]
-    assert len(rows) == 12 and all(x["ok"] and x["mode"] == "SET_TASK_VARIABLES" for x in rows)
+    rows = wait_until(lambda: (lambda xs: xs if len(xs) == 12 else None)(client.get(
+        "/script-engine/executions", params={"task_id": task}).json()["executions"]), 10,
+        "the 12 executions to be stored")
+    assert all(x["ok"] and x["mode"] == "SET_TASK_VARIABLES" for x in rows)
 
 
 def test_errors(scripts, client):
@@ -178,7 +180,8 @@ def test_errors(scripts, client):
     assert r.status_code == 422 and body["code"] == "STEP_FAILED"
     assert body["type"] == "RuntimeError" and body["message"] == "conveyor jammed"
     assert "raise RuntimeError" in body["traceback"] and "about to fail" in body["stderr"]
-    rows = client.get("/script-engine/executions", params={"task_id": "T-err"}).json()["executions"]
+    rows = wait_until(lambda: client.get("/script-engine/executions", params={"task_id": "T-err"}
+                                         ).json()["executions"], 10, "the failed execution")
     assert rows[0]["ok"] is False and rows[0]["error_type"] == "RuntimeError"
     assert step(client, path, "add", mode="FAST").status_code == 400
     assert step(client, path, None).json()["code"] == "MISSING_FIELD"

@@ -104,15 +104,18 @@ class Database:
             with self.engine.begin() as conn:
                 conn.execute(insert(CallRow), rows)
 
-    def insert_batch(self, logs: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
-        """Log records and calls in one transaction (all stored, or none)."""
-        if not logs and not calls:
+    def insert_batch(self, logs: list[dict[str, Any]], calls: list[dict[str, Any]],
+                     executions: list[dict[str, Any]] | None = None) -> None:
+        """Log records, calls and executions in one transaction (all stored, or none)."""
+        if not logs and not calls and not executions:
             return
         with self.engine.begin() as conn:
             if logs:
                 conn.execute(insert(LogRow), logs)
             if calls:
                 conn.execute(insert(CallRow), calls)
+            if executions:
+                conn.execute(insert(ExecutionRow), executions)
 
     def run_started(self, script_id: str, script_path: str, replicas: int, started_at: float) -> int:
         with self.engine.begin() as conn:
@@ -146,23 +149,37 @@ class Database:
     def merge_task_variables(self, task_id: str, variables: dict[str, Any], now: float) -> dict[str, Any]:
         """Merge ``variables`` into the task's row in one transaction (row locked where
         the database can), so concurrent steps of a task keep each other's keys."""
+        return self.merge_many([(task_id, variables)], now)[0]
+
+    def merge_many(self, merges: list[tuple[str, dict[str, Any]]], now: float) -> list[dict[str, Any]]:
+        """Several merges (in order, possibly of the same task) in one transaction;
+        returns each merge's result. Used for group commit by ``StoreService``."""
         import json
 
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    row = conn.execute(select(TaskVariablesRow.variables)
-                                       .where(TaskVariablesRow.task_id == task_id)
-                                       .with_for_update()).scalar()
-                    merged = {**(json.loads(row) if row else {}), **variables}
-                    text = json.dumps(merged, ensure_ascii=False)
-                    if row is None:
-                        conn.execute(insert(TaskVariablesRow).values(
-                            task_id=task_id, variables=text, updated_at=now))
-                    else:
-                        conn.execute(update(TaskVariablesRow).where(TaskVariablesRow.task_id == task_id)
-                                     .values(variables=text, updated_at=now))
-                    return merged
+                    current: dict[str, dict[str, Any] | None] = {}
+                    results = []
+                    for task_id, variables in merges:
+                        if task_id not in current:
+                            row = conn.execute(select(TaskVariablesRow.variables)
+                                               .where(TaskVariablesRow.task_id == task_id)
+                                               .with_for_update()).scalar()
+                            current[task_id] = json.loads(row) if row is not None else None
+                        base = current[task_id]
+                        merged = {**(base or {}), **variables}
+                        text = json.dumps(merged, ensure_ascii=False)
+                        if base is None:
+                            conn.execute(insert(TaskVariablesRow).values(
+                                task_id=task_id, variables=text, updated_at=now))
+                        else:
+                            conn.execute(update(TaskVariablesRow)
+                                         .where(TaskVariablesRow.task_id == task_id)
+                                         .values(variables=text, updated_at=now))
+                        current[task_id] = merged
+                        results.append(merged)
+                    return results
             except IntegrityError:
                 if attempt == 2:  # another gateway inserted the row first: merge again
                     raise

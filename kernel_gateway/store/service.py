@@ -52,6 +52,9 @@ class StoreService:
         self.on_drop: OnDrop | None = None
         self._logs: deque[dict[str, Any]] = deque()
         self._calls: deque[dict[str, Any]] = deque(maxlen=max_queue)
+        self._executions: deque[dict[str, Any]] = deque(maxlen=max_queue)
+        self._merges: list[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self._merging = False
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="vwed-db-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="vwed-db-reader")
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,16 +115,50 @@ class StoreService:
     def add_call(self, row: dict[str, Any]) -> None:
         self._calls.append(row)
 
+    def add_execution(self, row: dict[str, Any]) -> None:
+        self._executions.append(row)
+
+    async def merge_task_variables(self, task_id: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """Merge a step's variables into its task's row; answers once committed.
+
+        Group commit: merges that arrive while one transaction runs are stored
+        together in the next one, so concurrent steps share transactions.
+        """
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._merges.append((task_id, variables, fut))
+        if not self._merging:
+            self._merging = True
+            asyncio.ensure_future(self._merge_loop())
+        return await fut
+
+    async def _merge_loop(self) -> None:
+        try:
+            while self._merges:
+                batch, self._merges = self._merges, []
+                try:
+                    results = await self.write(self.db.merge_many, [(t, v) for t, v, _ in batch],
+                                               time.time())
+                except Exception as exc:
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, _, fut), merged in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(merged)
+        finally:
+            self._merging = False
+
     async def flush(self) -> None:
         """Wait until everything queued so far is stored."""
-        while self._logs or self._calls:
+        while self._logs or self._calls or self._executions:
             await self._write_batch()
 
     async def _write_loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                while self._logs or self._calls:
+                while self._logs or self._calls or self._executions:
                     await self._write_batch()
                     if len(self._logs) < self.batch_size:
                         break
@@ -138,14 +175,16 @@ class StoreService:
     async def _write_batch(self) -> None:
         logs = [self._logs.popleft() for _ in range(min(self.batch_size, len(self._logs)))]
         calls = [self._calls.popleft() for _ in range(min(self.batch_size, len(self._calls)))]
+        execs = [self._executions.popleft() for _ in range(min(self.batch_size, len(self._executions)))]
         rows = [{**r, "level": LEVELS.get(r["level"], 20)} for r in logs]
         try:
-            await self.write(self.db.insert_batch, rows, calls)
+            await self.write(self.db.insert_batch, rows, calls, execs)
         except (OperationalError, InterfaceError, TimeoutError, asyncio.CancelledError):
             # The database is away (or we are stopping): put them back, in order, so
             # nothing is lost; the bound on the queue still holds.
             self._logs.extendleft(reversed(logs))
             self._calls.extendleft(reversed(calls))
+            self._executions.extendleft(reversed(execs))
             raise
         except SQLAlchemyError:
             # The batch itself is refused (a constraint, a value): retrying would fail
