@@ -21,7 +21,7 @@ from . import __version__
 from .config import ConfigError, Settings, parse_settings
 from .engine import ScriptEngine
 from .handlers.base import NotFoundHandler
-from .handlers.calls import FunctionCallHandler, FunctionListHandler, ScriptApiHandler
+from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
 from .handlers.files import FilesHandler, FilesTreeHandler
 from .handlers.lifecycle import (
     RestartHandler,
@@ -41,6 +41,7 @@ from .handlers.steps import (
 from .kernels import KernelPool, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
 from .logs import LogHub
+from .mail import Mailer
 from .openapi import build_openapi
 from .registry import Registry
 from .routing import CallRouter
@@ -63,6 +64,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
+    (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
     (r"/script-engine/files", FilesTreeHandler, ("store",)),
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
@@ -142,9 +144,12 @@ class Gateway:
         self.steps = StepService(self.store, self.workers, self.logs, self.db,
                                  timeout=settings.call_timeout, grace=settings.step_grace,
                                  debug=settings.debug)
+        mailer = Mailer(settings.smtp_host, settings.smtp_port, user=settings.smtp_user,
+                        password=settings.smtp_password, sender=settings.smtp_from,
+                        tls=settings.smtp_tls)
         self.router = CallRouter(self.engine, self.registry, self.logs,
                                  call_timeout=settings.call_timeout, debug=settings.debug,
-                                 store=self.db)
+                                 store=self.db, mailer=mailer)
 
     def _worker_ready(self, worker: ScriptKernel) -> None:
         worker.on_iopub = self.logs.on_iopub

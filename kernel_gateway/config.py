@@ -52,6 +52,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_retention_records", int, 5_000_000, "log records kept at most (0: no limit)"),
     Option("log_queue_max", int, 50_000, "log records waiting for the database at most; more are dropped (counted)"),
     Option("log_buffer_mb", int, 16, "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off"),
+    Option("smtp_host", str, "", "SMTP server for VWED.mail (empty: mail is off)"),
+    Option("smtp_port", int, 25, "SMTP port"),
+    Option("smtp_user", str, "", "SMTP account (empty: no login)"),
+    Option("smtp_password", str, "", "SMTP password (prefer the env var VWED_SMTP_PASSWORD)"),
+    Option("smtp_from", str, "vwed@localhost", "sender address of VWED.mail"),
+    Option("smtp_tls", str, "none", "none, starttls or ssl"),
     Option("fast_path", bool, True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"),
     Option("debug", bool, False, "include tracebacks in error answers"),
 )
@@ -78,6 +84,12 @@ class Settings:
     log_retention_records: int = 5_000_000
     log_queue_max: int = 50_000
     log_buffer_mb: int = 16
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "vwed@localhost"
+    smtp_tls: str = "none"
     fast_path: bool = True
     debug: bool = False
 
@@ -94,6 +106,8 @@ class Settings:
         for name in ("call_timeout", "boot_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
+        if self.smtp_tls not in ("none", "starttls", "ssl"):
+            problems.append("smtp_tls must be none, starttls or ssl")
         if self.max_file_size <= 0 or self.max_body_size <= 0:
             problems.append("size limits must be > 0")
         if not self.token and not _is_loopback(self.ip):

@@ -98,6 +98,13 @@ def build_openapi() -> dict[str, Any]:
                           "500": _err("HANDLER_ERROR", "RESULT_NOT_SERIALIZABLE"),
                           "502": _err("KERNEL_DIED"), "503": _err("SCRIPT_STOPPING"),
                           "504": _err("CALL_TIMEOUT")}}},
+        "/script-engine/events/{name}": {"post": {
+            "summary": "Emit an event to every listener of every running script, higher priority first",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": _STR}],
+            "requestBody": _body({"data": {}, "task_id": _STR}),
+            "responses": {"200": _ok("the delivery report", {
+                "event": _STR, "listeners": {"type": "integer"}, "delivered": {"type": "integer"},
+                "failed": {"type": "array", "items": _OBJ}}), "400": _err("INVALID_JSON")}}},
         "/script-engine/files": {"get": {
             "summary": "The tree of script files",
             "responses": {"200": _ok("the tree", {"tree": _OBJ})}}},

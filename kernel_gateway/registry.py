@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import BadRequest, Conflict
 
-__all__ = ["Registry", "RouteEntry", "FunctionEntry", "ScriptRegistrations", "normalize_path"]
+__all__ = ["Registry", "RouteEntry", "FunctionEntry", "ListenerEntry", "ScriptRegistrations",
+           "normalize_path"]
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
@@ -56,23 +57,37 @@ class FunctionEntry:
                 "script_id": self.script_id}
 
 
+@dataclass(frozen=True)
+class ListenerEntry:
+    script_id: str
+    id: str
+    event: str
+    priority: int = 1
+    all_replicas: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.event, "priority": self.priority,
+                "all_replicas": self.all_replicas, "script_id": self.script_id}
+
+
 @dataclass
 class ScriptRegistrations:
     """What one script registered, as the gateway knows it."""
 
     routes: dict[str, RouteEntry] = field(default_factory=dict)
     functions: dict[str, FunctionEntry] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    timers: list[dict[str, Any]] = field(default_factory=list)
+    listeners: dict[str, ListenerEntry] = field(default_factory=dict)
+    timers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"apis": len(self.routes), "functions": len(self.functions),
-                "events": len(self.events), "timers": len(self.timers)}
+                "events": len(self.listeners), "timers": len(self.timers)}
 
     def describe(self) -> dict[str, list[dict[str, Any]]]:
         return {"apis": [r.describe() for r in self.routes.values()],
                 "functions": [f.describe() for f in self.functions.values()],
-                "events": list(self.events), "timers": list(self.timers)}
+                "events": [e.describe() for e in self.listeners.values()],
+                "timers": list(self.timers.values())}
 
 
 def route_entry(script_id: str, item: dict[str, Any]) -> RouteEntry:
@@ -93,6 +108,15 @@ def function_entry(script_id: str, item: dict[str, Any]) -> FunctionEntry:
                          tuple(item.get("params") or ()))
 
 
+def listener_entry(script_id: str, item: dict[str, Any]) -> ListenerEntry:
+    event, lid = item.get("event"), item.get("id")
+    if not isinstance(event, str) or not isinstance(lid, str):
+        raise BadRequest("listener needs an event name and an id", "REGISTRATION_INVALID")
+    priority = item.get("priority", 1)
+    return ListenerEntry(script_id, lid, event, priority if isinstance(priority, int) else 1,
+                         bool(item.get("all_replicas")))
+
+
 def parse_registrations(script_id: str, snapshot: dict[str, Any]) -> ScriptRegistrations:
     regs = ScriptRegistrations()
     for item in snapshot.get("apis") or []:
@@ -101,8 +125,12 @@ def parse_registrations(script_id: str, snapshot: dict[str, Any]) -> ScriptRegis
     for item in snapshot.get("functions") or []:
         fentry = function_entry(script_id, item)
         regs.functions[fentry.name] = fentry
-    regs.events = list(snapshot.get("events") or [])
-    regs.timers = list(snapshot.get("timers") or [])
+    for item in snapshot.get("events") or []:
+        lentry = listener_entry(script_id, item)
+        regs.listeners[lentry.id] = lentry
+    for item in snapshot.get("timers") or []:
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            regs.timers[item["id"]] = {**item, "script_id": script_id}
     return regs
 
 
@@ -114,6 +142,7 @@ class Registry:
         self._static: dict[str, RouteEntry] = {}  # "METHOD /path" -> entry
         self._dynamic: list[RouteEntry] = []
         self._functions: dict[str, FunctionEntry] = {}
+        self._listeners: dict[str, list[ListenerEntry]] = {}
 
     # -- changes --------------------------------------------------------------------
     def conflicts(self, script_id: str, regs: ScriptRegistrations) -> list[dict[str, str]]:
@@ -143,11 +172,40 @@ class Registry:
         for entry in regs.routes.values():
             self._add_route(entry)
         self._functions.update(regs.functions)
+        for lentry in regs.listeners.values():
+            self._add_listener(lentry)
+
+    def _add_listener(self, entry: ListenerEntry) -> None:
+        group = self._listeners.setdefault(entry.event, [])
+        group.append(entry)
+        group.sort(key=lambda e: -e.priority)  # stable: same priority keeps its order
+
+    def _drop_listener(self, entry: ListenerEntry) -> None:
+        group = self._listeners.get(entry.event, [])
+        if entry in group:
+            group.remove(entry)
+        if not group:
+            self._listeners.pop(entry.event, None)
+
+    def listeners(self, event: str) -> list[ListenerEntry]:
+        """The listeners of ``event``, higher priority first."""
+        return list(self._listeners.get(event, ()))
 
     def add_one(self, script_id: str, kind: str, item: dict[str, Any]) -> None:
         """A registration made after boot (from a running script)."""
         regs = self._scripts.get(script_id)
         if regs is None:
+            return
+        if kind == "event":
+            lentry = listener_entry(script_id, item)
+            if lentry.id in regs.listeners:
+                self._drop_listener(regs.listeners[lentry.id])
+            regs.listeners[lentry.id] = lentry
+            self._add_listener(lentry)
+            return
+        if kind == "timer":
+            if isinstance(item.get("id"), str):
+                regs.timers[item["id"]] = {**item, "script_id": script_id}
             return
         extra = parse_registrations(script_id, {"apis" if kind == "api" else "functions": [item]})
         clashes = self.conflicts(script_id, extra)
@@ -176,6 +234,12 @@ class Registry:
             name = str(item.get("name"))
             if regs.functions.pop(name, None) is not None:
                 self._functions.pop(name, None)
+        elif kind == "event":
+            lentry = regs.listeners.pop(str(item.get("id")), None)
+            if lentry is not None:
+                self._drop_listener(lentry)
+        elif kind == "timer":
+            regs.timers.pop(str(item.get("id")), None)
 
     def remove(self, script_id: str) -> ScriptRegistrations | None:
         """Remove everything a script registered."""
@@ -187,6 +251,8 @@ class Registry:
         for name, fe in regs.functions.items():
             if self._functions.get(name) is fe:
                 del self._functions[name]
+        for lentry in regs.listeners.values():
+            self._drop_listener(lentry)
         return regs
 
     def _add_route(self, entry: RouteEntry) -> None:

@@ -3,6 +3,7 @@ and serving the platform services kernels ask for (``request`` ops)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,9 +12,10 @@ from typing import Any
 from .boot import map_call_error
 from .bridge import Reply
 from .engine import ScriptEngine
-from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
+from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .kernels import ScriptKernel
 from .logs import LogHub
+from .mail import Mailer
 from .registry import Registry
 from .store.service import StoreService
 
@@ -25,7 +27,8 @@ log = logging.getLogger("kernel_gateway.routing")
 class CallRouter:
     def __init__(self, engine: ScriptEngine, registry: Registry, logs: LogHub, *,
                  call_timeout: float = 30.0, debug: bool = False,
-                 store: StoreService | None = None) -> None:
+                 store: StoreService | None = None, mailer: Mailer | None = None) -> None:
+        self.mailer = mailer
         self.engine = engine
         self.registry = registry
         self.logs = logs
@@ -91,6 +94,39 @@ class CallRouter:
                                      "duration_ms": (time.perf_counter() - started) * 1000,
                                      "error_type": error_type, "call_id": call_id})
 
+    async def emit(self, event: str, data: Any, task_id: str | None = None) -> dict[str, Any]:
+        """Deliver an event to every listener of every running script, higher priority
+        first, one after the other; a failing listener is logged and reported, the
+        others still run."""
+        listeners = self.registry.listeners(event)
+        delivered = 0
+        failed: list[dict[str, Any]] = []
+        for entry in listeners:
+            try:
+                script = self.engine.serving(entry.script_id)
+                kernels = list(script.kernels) if entry.all_replicas else [script.pick()]
+            except GatewayError as exc:
+                failed.append({"script_id": entry.script_id, "listener": entry.id, "code": exc.code,
+                               "message": exc.message})
+                continue
+            for kernel in kernels:
+                call_id = kernel.bridge.new_call_id()
+                self.logs.note_call(call_id, task_id)
+                try:
+                    reply = await kernel.bridge.call(
+                        {"op": "call", "kind": "event", "name": entry.id, "event": event, "args": data},
+                        timeout=self.call_timeout, call_id=call_id)
+                    if not reply.ok:
+                        raise map_call_error(reply, f"listener {entry.id}", self.debug)
+                    delivered += 1
+                except GatewayError as exc:
+                    failed.append({"script_id": entry.script_id, "listener": entry.id,
+                                   "code": exc.code, "type": exc.details.get("type"),
+                                   "message": exc.details.get("message", exc.message)})
+                    self.logs.engine(entry.script_id, "WARNING",
+                                     f"listener {entry.id} of event {event!r} failed: {exc.message}")
+        return {"event": event, "listeners": len(listeners), "delivered": delivered, "failed": failed}
+
     # -- messages from kernels ----------------------------------------------------------
     def on_kernel_event(self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes],
                         parent: str | None = None) -> None:
@@ -109,11 +145,12 @@ class CallRouter:
             script = self.engine.serving(kernel.script_id or "")
         except GatewayError:
             return  # while starting, the boot result is the authoritative list
-        if script.replicas > 1:
-            self.logs.engine(script.script_id, "WARNING",
-                             "registrations after boot are ignored for a script with replicas")
-            return
         kind, item = str(data.get("kind", "")), data.get("item") or {}
+        if script.replicas > 1:
+            if kind != "timer":
+                self.logs.engine(script.script_id, "WARNING",
+                                 "registrations after boot are ignored for a script with replicas")
+            return
         try:
             if op == "register":
                 self.registry.add_one(script.script_id, kind, item)
@@ -126,9 +163,19 @@ class CallRouter:
     async def _serve_request(self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes]) -> None:
         req_id = str(data.get("id", ""))
         service = data.get("service")
+        noreply = bool(data.get("noreply"))
         try:
             payload = json.loads(buffers[0]) if buffers else {}
-            if service == "function.call":
+            if service == "event.emit":
+                report = await self.emit(str(payload.get("name")), payload.get("data"))
+                if not noreply:
+                    kernel.bridge.respond(req_id, True, json.dumps(report).encode())
+            elif service == "mail.send":
+                if self.mailer is None:
+                    raise ServiceUnavailable("mail is not configured", "MAIL_NOT_CONFIGURED")
+                result = await asyncio.get_running_loop().run_in_executor(None, self.mailer.send, payload)
+                kernel.bridge.respond(req_id, True, json.dumps(result).encode())
+            elif service == "function.call":
                 _, reply = await self.call_function(str(payload.get("name")), payload.get("args"),
                                                     timeout=payload.get("timeout"))
                 kernel.bridge.respond(req_id, True, reply.json_bytes())
@@ -138,9 +185,13 @@ class CallRouter:
             else:
                 raise BadRequest(f"unknown service {service!r}", "UNKNOWN_SERVICE")
         except GatewayError as exc:
+            if noreply:
+                self.logs.engine(kernel.script_id, "WARNING", f"{service} failed: {exc.message}")
+                return
             kernel.bridge.respond(req_id, False, error={"message": exc.message, "code": exc.code,
                                                         "type": exc.details.get("type", "")})
         except Exception as exc:
             log.exception("service %s failed", service)
-            kernel.bridge.respond(req_id, False, error={"message": str(exc), "code": "INTERNAL_ERROR",
-                                                        "type": type(exc).__name__})
+            if not noreply:
+                kernel.bridge.respond(req_id, False, error={"message": str(exc), "code": "INTERNAL_ERROR",
+                                                            "type": type(exc).__name__})

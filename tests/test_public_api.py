@@ -9,9 +9,9 @@ from vwed_kernel.vwed import VWED
 
 def test_vwed_modules_and_documented_methods():
     v = VWED()
-    assert dir(v) == sorted(["api", "function", "log", "script_id", "replica", "replicas",
-                                   "registrations"])
-    for module_name in ("api", "function", "log"):
+    modules = ["api", "function", "log", "event", "timer", "http", "mail"]
+    assert dir(v) == sorted([*modules, "script_id", "replica", "replicas", "registrations"])
+    for module_name in modules:
         module = getattr(v, module_name)
         assert module.__doc__, module_name
         for name, member in inspect.getmembers(module):

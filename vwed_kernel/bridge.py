@@ -63,6 +63,10 @@ class Link:
     def request(self, service: str, payload: dict[str, Any], timeout: float | None = None) -> Any:
         raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
 
+    def notify(self, service: str, payload: dict[str, Any]) -> None:
+        """Ask the gateway for a service without waiting for (or getting) an answer."""
+        raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
+
     async def arequest(
         self, service: str, payload: dict[str, Any], timeout: float | None = None
     ) -> Any:
@@ -273,6 +277,15 @@ class GatewayLink(Link):
             raise TypeError(f"arguments of {service!r} are not JSON-serializable: {exc}") from None
         self._send({"op": "request", "id": req_id, "service": service}, [body])
         return req_id, fut
+
+    def notify(self, service: str, payload: dict[str, Any]) -> None:
+        if self._comm is None:
+            raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
+        try:
+            body = encode_value(payload)
+        except ResultNotSerializable as exc:
+            raise TypeError(f"data of {service!r} is not JSON-serializable: {exc}") from None
+        self._send({"op": "request", "id": "", "service": service, "noreply": True}, [body])
 
     def request(self, service: str, payload: dict[str, Any], timeout: float | None = None) -> Any:
         if not self.can_request():

@@ -126,3 +126,15 @@ def call_handler_with_request(handler: Callable[..., Any], request: Any) -> Any:
         if named == 0 and not variadic:
             return handler()
     return handler(request)
+
+
+def call_event_handler(handler: Callable[..., Any], event_name: str, data: Any) -> Any:
+    """Call a listener: ``handler(data)``, ``handler(event_name, data)`` or ``handler()``."""
+    sig = _signature(handler)
+    if sig is not None:
+        named, variadic = _positional_count(sig)
+        if named == 0 and not variadic:
+            return handler()
+        if named >= 2 or variadic:
+            return handler(event_name, data)
+    return handler(data)

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .calling import BindError, bind_arguments, call_handler_with_request
+from .calling import BindError, bind_arguments, call_event_handler, call_handler_with_request
 from .encoding import ResultNotSerializable, decode_request, encode_result
 
 if TYPE_CHECKING:
@@ -101,6 +101,15 @@ class Calls:
             request = decode_request(data.get("request") or {}, buffers)
             request["script_id"] = self._script_id()
             self.run(call_id, kind, lambda: call_handler_with_request(spec.handler, request), send)
+            return
+        if kind == "event":
+            lspec = regs.listeners.get(name)
+            if lspec is None:
+                reply_error(send, call_id, LookupError(f"listener {name!r} is not registered"),
+                            "not_found")
+                return
+            event, payload = data.get("event", lspec.event), data.get("args")
+            self.run(call_id, kind, lambda: call_event_handler(lspec.handler, event, payload), send)
             return
         if kind == "step" and self.steps is not None:
             self.steps.run(data, send)

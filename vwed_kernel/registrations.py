@@ -14,7 +14,8 @@ from typing import Any
 
 from .errors import RegistrationError
 
-__all__ = ["Registrations", "RouteSpec", "FunctionSpec", "normalize_route_path", "HTTP_METHODS"]
+__all__ = ["Registrations", "RouteSpec", "FunctionSpec", "ListenerSpec", "TimerSpec",
+           "normalize_route_path", "HTTP_METHODS"]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -90,23 +91,64 @@ def _handler_name(handler: Callable[..., Any]) -> str:
 
 
 @dataclass
+class ListenerSpec:
+    id: str
+    event: str
+    handler: Callable[..., Any]
+    priority: int = 1
+    all_replicas: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.event, "priority": self.priority,
+                "all_replicas": self.all_replicas, "handler": _handler_name(self.handler)}
+
+
+@dataclass
+class TimerSpec:
+    id: str
+    kind: str  # interval | delay | cron
+    handler: Callable[..., Any]
+    interval: float | None = None
+    expression: str | None = None
+    all_replicas: bool = False
+    active: bool = True
+    runs: int = 0
+    failures: int = 0
+    last_run: float | None = None
+    task: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "interval": self.interval,
+                "expression": self.expression, "all_replicas": self.all_replicas,
+                "active": self.active, "runs": self.runs, "failures": self.failures,
+                "last_run": self.last_run, "handler": _handler_name(self.handler)}
+
+
+@dataclass
 class Registrations:
-    """Routes and functions of the script in this kernel (events and timers come later)."""
+    """Routes, functions, event listeners and timers of the script in this kernel."""
 
     routes: dict[str, RouteSpec] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    listeners: dict[str, ListenerSpec] = field(default_factory=dict)
+    timers: dict[str, TimerSpec] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return {
             "apis": [r.describe() for r in self.routes.values()],
             "functions": [f.describe() for f in self.functions.values()],
-            "events": [],
-            "timers": [],
+            "events": [e.describe() for e in self.listeners.values()],
+            "timers": [t.describe() for t in self.timers.values()],
         }
 
     def clear(self) -> None:
         self.routes.clear()
         self.functions.clear()
+        self.listeners.clear()
+        for timer in self.timers.values():
+            if timer.task is not None:
+                timer.task.cancel()
+        self.timers.clear()
 
     def match_route(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
         """Find the route for a concrete path (used for local test calls)."""

@@ -6,8 +6,12 @@ from typing import Any
 
 from .bridge import DetachedLink, Link
 from .modules.api import ApiModule
+from .modules.event import EventModule
 from .modules.function import FunctionModule
+from .modules.http import HttpModule
 from .modules.log import LogModule
+from .modules.mail import MailModule
+from .modules.timer import TimerModule
 from .registrations import Registrations
 
 __all__ = ["VWED"]
@@ -19,6 +23,10 @@ class VWED:
     - ``VWED.api``: HTTP routes (``register_route``, ``route``, ``Response``, ``call_local``)
     - ``VWED.function``: named functions (``register``, ``list_all``, ``call``, ``acall``)
     - ``VWED.log``: ``debug/info/warning/error(tag, message)``
+    - ``VWED.event``: ``listen``, ``emit``, ``aemit``, ``unlisten``
+    - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``
+    - ``VWED.http``: ``get/post/put/delete/request`` (and ``a...`` async forms)
+    - ``VWED.mail``: ``send``, ``send_with_attachment``
 
     Register everything in your script's ``boot()``; the gateway commits the
     registrations when ``boot()`` returns.
@@ -30,6 +38,10 @@ class VWED:
         self.api = ApiModule(self)
         self.function = FunctionModule(self)
         self.log = LogModule(self)
+        self.event = EventModule(self)
+        self.timer = TimerModule(self)
+        self.http = HttpModule()
+        self.mail = MailModule(self)
 
     @property
     def script_id(self) -> str | None:
@@ -53,8 +65,10 @@ class VWED:
 
     def __repr__(self) -> str:
         where = f"script {self.script_id}" if self.script_id else "no gateway attached"
-        return (f"<VWED {where}: {len(self._registrations.routes)} routes, "
-                f"{len(self._registrations.functions)} functions>")
+        regs = self._registrations
+        return (f"<VWED {where}: {len(regs.routes)} routes, {len(regs.functions)} functions, "
+                f"{len(regs.listeners)} listeners, {len(regs.timers)} timers>")
 
     def __dir__(self) -> list[str]:
-        return ["api", "function", "log", "script_id", "replica", "replicas", "registrations"]
+        return ["api", "function", "log", "event", "timer", "http", "mail", "script_id", "replica",
+                "replicas", "registrations"]

@@ -11,7 +11,7 @@ from ..registry import normalize_path
 from ..routing import CallRouter
 from .base import JSONHandler
 
-__all__ = ["ScriptApiHandler", "FunctionCallHandler", "FunctionListHandler"]
+__all__ = ["ScriptApiHandler", "FunctionCallHandler", "FunctionListHandler", "EventHandler"]
 
 # Headers a script never sees: the gateway's own credentials.
 _HIDDEN_HEADERS = frozenset({"authorization", "cookie"})
@@ -87,3 +87,16 @@ class FunctionListHandler(JSONHandler):
     def get(self) -> None:
         items = [f.describe() for f in self.router.registry.functions()]
         self.send_json({"count": len(items), "functions": items})
+
+
+class EventHandler(JSONHandler):
+    """``POST /script-engine/events/{name} {"data": ...}``: emit an event from a task flow."""
+
+    router: CallRouter
+
+    async def post(self, name: str) -> None:
+        body = self.json_body(required=False)
+        task_id = body.get("task_id")
+        report = await self.router.emit(name, body.get("data"),
+                                        None if task_id is None else str(task_id))
+        self.send_json(report)

@@ -1,0 +1,269 @@
+"""VWED.event, VWED.timer, VWED.http, VWED.mail against real peers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import GatewayThread, unique, wait_until
+from kernel_gateway.config import Settings
+
+LISTENER = """
+SEEN = []
+
+def boot():
+    VWED.event.listen("{event}", on_event, priority={priority})
+    VWED.function.register("{name}_seen", lambda: SEEN)
+    VWED.function.register("{name}_emit", emit)
+
+def on_event(data):
+    SEEN.append(data)
+    VWED.function.call("{order}_append", ["{name}"])
+    if data == "fail-{name}":
+        raise RuntimeError("listener {name} refuses")
+
+def emit(data):
+    VWED.event.emit("{event}", data)
+    return True
+"""
+
+ORDER = """
+ORDER = []
+
+def boot():
+    VWED.function.register("{order}_append", lambda who: ORDER.append(who))
+    VWED.function.register("{order}_get", lambda: ORDER)
+    VWED.function.register("{order}_reset", lambda: ORDER.clear())
+"""
+
+
+def call(client, name, args=None):
+    r = client.post(f"/script-engine/functions/{name}/call", json={"args": args})
+    assert r.status_code == 200, r.text
+    return r.json()["result"]
+
+
+def test_an_event_crosses_three_scripts_by_priority(scripts, client):
+    event, order = unique("ev"), unique("order")
+    scripts.start(f"{order}.py", ORDER.format(order=order))
+    names = {}
+    for label, prio in (("low", 1), ("high", 10), ("mid", 5)):
+        names[label] = unique(label)
+        scripts.start(f"{names[label]}.py", LISTENER.format(event=event, priority=prio,
+                                                            name=names[label], order=order))
+    r = client.post(f"/script-engine/events/{event}", json={"data": {"pallet": 7}})
+    body = r.json()
+    assert r.status_code == 200 and body["listeners"] == 3 and body["delivered"] == 3 and not body["failed"]
+    assert call(client, f"{order}_get") == [names["high"], names["mid"], names["low"]]
+    assert call(client, f"{names['low']}_seen") == [{"pallet": 7}]
+
+    # a failing listener is reported and does not stop the others
+    call(client, f"{order}_reset")
+    body = client.post(f"/script-engine/events/{event}", json={"data": f"fail-{names['high']}"}).json()
+    assert body["delivered"] == 2 and body["failed"][0]["listener"].startswith(event)
+    assert body["failed"][0]["type"] == "RuntimeError"
+    assert call(client, f"{order}_get") == [names["high"], names["mid"], names["low"]]
+
+    # an emit from a script reaches the others (delivered after the emitting call returns)
+    call(client, f"{order}_reset")
+    assert call(client, f"{names['mid']}_emit", ["from-mid"]) is True
+    wait_until(lambda: len(call(client, f"{order}_get")) == 3, 10, "the script's event")
+
+    # listeners of a stopped script are gone
+    client.post("/script-engine/stop", json={"script_path": f"{names['high']}.py"})
+    assert client.post(f"/script-engine/events/{event}", json={"data": 1}).json()["listeners"] == 2
+    assert client.post(f"/script-engine/events/{unique('nobody')}", json={}).json()["listeners"] == 0
+
+
+TIMERS = """
+import time
+TICKS = {"every": 0, "once": 0, "cron": 0, "bad": 0, "slow": 0, "slow_overlap": 0}
+BUSY = [False]
+
+def boot():
+    VWED.timer.schedule(0.1, every)
+    VWED.timer.delay(0.2, once)
+    VWED.timer.cron("* * * * * *", cron_tick)
+    VWED.timer.schedule(0.1, bad)
+    VWED.timer.schedule(0.05, slow)
+    VWED.function.register("{n}_ticks", lambda: TICKS)
+    VWED.function.register("{n}_timers", VWED.timer.list)
+    VWED.function.register("{n}_cancel_all", VWED.timer.clear_all)
+
+def every():
+    TICKS["every"] += 1
+
+def once():
+    TICKS["once"] += 1
+
+def cron_tick():
+    TICKS["cron"] += 1
+
+def bad():
+    TICKS["bad"] += 1
+    raise ValueError("sensor offline")
+
+async def slow():
+    import asyncio
+    if BUSY[0]:
+        TICKS["slow_overlap"] += 1
+    BUSY[0] = True
+    await asyncio.sleep(0.2)
+    BUSY[0] = False
+    TICKS["slow"] += 1
+"""
+
+
+def test_timers(scripts, client):
+    n = unique("tm")
+    started = scripts.start(f"{n}.py", TIMERS.replace("{n}", n))
+    assert len(started["registrations"]["timers"]) == 5
+    ticks = wait_until(lambda: (lambda t: t if t["cron"] >= 2 and t["every"] >= 10 else None)(
+        call(client, f"{n}_ticks")), 15, "timer ticks")
+    assert ticks["once"] == 1 and ticks["bad"] >= 5  # a failing tick keeps its timer going
+    assert ticks["slow"] >= 3 and ticks["slow_overlap"] == 0  # slow ticks never overlap
+    listed = {t["kind"] for t in call(client, f"{n}_timers")}
+    assert listed == {"interval", "cron"}  # the delay timer is done
+    errors = wait_until(lambda: client.get("/script-engine/logs", params={
+        "script_id": started["script_id"], "tag": "timer", "level": "ERROR"}).json()["records"],
+        10, "the failing tick's log")
+    assert "sensor offline" in errors[0]["message"]
+    assert call(client, f"{n}_cancel_all") == 4
+    before = call(client, f"{n}_ticks")["every"]
+    time.sleep(0.3)  # nothing to wait for: checking that no tick happens
+    assert call(client, f"{n}_ticks")["every"] == before
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = json.dumps({"path": self.path, "agent": self.headers.get("X-Robot")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_peer():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http(scripts, client, http_peer):
+    n = unique("http")
+    scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.function.register("{n}_get", get)
+    VWED.function.register("{n}_post", post)
+    VWED.function.register("{n}_aget", aget)
+    VWED.function.register("{n}_down", down)
+
+def get(url):
+    r = VWED.http.get(url + "/robots?id=7", headers={{"X-Robot": "AMR-7"}})
+    return {{"status": r.status, "json": r.json(), "ctype": r.headers["content-type"]}}
+
+def post(url):
+    r = VWED.http.post(url + "/orders", json={{"sku": "A1"}})
+    return {{"status": r.status, "text": r.text}}
+
+async def aget(url):
+    r = await VWED.http.aget(url + "/async")
+    return r.json()["path"]
+
+def down(port):
+    try:
+        VWED.http.get(f"http://127.0.0.1:{{port}}/", timeout=2)
+    except Exception as exc:
+        return type(exc).__name__
+""")
+    assert call(client, f"{n}_get", [http_peer]) == {
+        "status": 200, "json": {"path": "/robots?id=7", "agent": "AMR-7"}, "ctype": "application/json"}
+    posted = call(client, f"{n}_post", [http_peer])
+    assert posted["status"] == 201 and json.loads(posted["text"]) == {"sku": "A1"}
+    assert call(client, f"{n}_aget", [http_peer]) == "/async"
+    assert call(client, f"{n}_down", [1]) == "ConnectError"
+
+
+def test_mail_through_a_real_smtp_server(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    received = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            received.append(envelope)
+            return "250 OK"
+
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = Controller(Handler(), hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        (tmp_path / "report.txt").write_text("pallets: 12\n")
+        (tmp_path / "mailer.py").write_text(f"""
+def boot():
+    VWED.function.register("notify", notify)
+    VWED.function.register("report", report)
+
+def notify():
+    return VWED.mail.send("ops@example.com", "conveyor 3 stopped", "please check")
+
+def report():
+    return VWED.mail.send_with_attachment(["a@example.com", "b@example.com"], "daily report",
+                                          "see attached", {str(tmp_path / 'report.txt')!r})
+""")
+        gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
+                                    pool_size=1, workers=1, smtp_host="127.0.0.1", smtp_port=port,
+                                    smtp_from="vwed@plant.example").validated()).start()
+        try:
+            with httpx.Client(base_url=gw.url, timeout=30) as c:
+                assert c.post("/script-engine/start", json={"script_path": "mailer.py"}).status_code == 200
+                assert call(c, "notify") == {"sent": True, "to": ["ops@example.com"], "refused": []}
+                assert call(c, "report")["to"] == ["a@example.com", "b@example.com"]
+        finally:
+            gw.stop()
+        wait_until(lambda: len(received) == 2, 10, "two mails")
+        first, second = received
+        assert first.mail_from == "vwed@plant.example" and first.rcpt_tos == ["ops@example.com"]
+        assert b"Subject: conveyor 3 stopped" in first.content
+        assert second.rcpt_tos == ["a@example.com", "b@example.com"]
+        assert b'filename="report.txt"' in second.content
+    finally:
+        smtp.stop()
+
+
+def test_mail_without_smtp_settings_is_a_clear_error(scripts, client):
+    n = unique("nomail")
+    scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.function.register("{n}_try", attempt)
+
+def attempt():
+    try:
+        VWED.mail.send("x@example.com", "s", "b")
+    except Exception as exc:
+        return {{"type": type(exc).__name__, "code": exc.code}}
+""")
+    assert call(client, f"{n}_try") == {"type": "RemoteCallError", "code": "MAIL_NOT_CONFIGURED"}
