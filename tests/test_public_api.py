@@ -9,7 +9,7 @@ from vwed_kernel.vwed import VWED
 
 def test_vwed_modules_and_documented_methods():
     v = VWED()
-    modules = ["api", "function", "log", "event", "timer", "http", "mail"]
+    modules = ["api", "function", "log", "event", "timer", "http", "mail", "device"]
     assert dir(v) == sorted([*modules, "script_id", "replica", "replicas", "registrations"])
     for module_name in modules:
         module = getattr(v, module_name)

@@ -267,3 +267,105 @@ def attempt():
         return {{"type": type(exc).__name__, "code": exc.code}}
 """)
     assert call(client, f"{n}_try") == {"type": "RemoteCallError", "code": "MAIL_NOT_CONFIGURED"}
+
+
+@pytest.fixture
+def modbus_server():
+    """pymodbus's own Modbus TCP server on loopback, in a thread with its own loop."""
+    import asyncio
+    import socket
+
+    from pymodbus.datastore import (
+        ModbusDeviceContext,
+        ModbusSequentialDataBlock,
+        ModbusServerContext,
+    )
+    from pymodbus.server import ModbusTcpServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    device = ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, [0] * 200),
+                                 ir=ModbusSequentialDataBlock(1, [7] * 200),
+                                 co=ModbusSequentialDataBlock(1, [False] * 200),
+                                 di=ModbusSequentialDataBlock(1, [True] * 200))
+    context = ModbusServerContext(devices={1: device}, single=False)
+    loop = asyncio.new_event_loop()
+    holder: dict[str, ModbusTcpServer] = {}
+
+    async def serve() -> None:
+        holder["server"] = ModbusTcpServer(context, address=("127.0.0.1", port))
+        await holder["server"].serve_forever()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port
+    asyncio.run_coroutine_threadsafe(holder["server"].shutdown(), loop).result(10)
+    thread.join(10)
+
+
+def test_modbus_against_a_real_server(scripts, client, modbus_server):
+    n = unique("plc")
+    scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.function.register("{n}_run", run)
+    VWED.function.register("{n}_down", down)
+    VWED.function.register("{n}_bad_unit", bad_unit)
+
+def run(port):
+    VWED.device.modbus("127.0.0.1", port, register=10, value=1234)
+    single = VWED.device.modbus("127.0.0.1", port, register=10)
+    c = VWED.device.modbus_client("127.0.0.1", port)
+    c.write_registers(20, [1, 2, 3])
+    c.write_coil(5, True)
+    c.write_coils(6, [True, False, True])
+    return {{"single": single, "regs": c.read_holding_registers(20, 3),
+            "inputs": c.read_input_registers(0, 2), "coils": c.read_coils(5, 4),
+            "discrete": c.read_discrete_inputs(0, 2),
+            "same_client": c is VWED.device.modbus_client("127.0.0.1", port)}}
+
+def down():
+    try:
+        VWED.device.modbus("127.0.0.1", 1, register=0)
+    except Exception as exc:
+        return {{"type": type(exc).__name__, "message": str(exc)}}
+
+def bad_unit(port):
+    try:
+        VWED.device.modbus_client("127.0.0.1", port).read_holding_registers(500, 10)
+    except Exception as exc:
+        return {{"type": type(exc).__name__, "code": exc.exception_code}}
+""")
+    assert call(client, f"{n}_run", [modbus_server]) == {
+        "single": 1234, "regs": [1, 2, 3], "inputs": [7, 7], "coils": [True, True, False, True],
+        "discrete": [True, True], "same_client": True}
+    down = call(client, f"{n}_down")
+    assert down["type"] == "DeviceError" and "not reachable" in down["message"]
+    assert call(client, f"{n}_bad_unit", [modbus_server]) == {"type": "DeviceError", "code": 2}
+
+
+def test_opc_and_plc_name_their_extra(scripts, client):
+    n = unique("extra")
+    scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.function.register("{n}_try", attempt)
+
+def attempt():
+    out = []
+    for f in (lambda: VWED.device.opc("opc.tcp://127.0.0.1:4840", "ns=2;i=2"),
+              lambda: VWED.device.plc("127.0.0.1")):
+        try:
+            f()
+        except Exception as exc:
+            out.append(str(exc))
+    return out
+""")
+    messages = call(client, f"{n}_try")
+    assert "'opc' extra" in messages[0] and "'plc' extra" in messages[1]

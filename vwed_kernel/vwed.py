@@ -6,6 +6,7 @@ from typing import Any
 
 from .bridge import DetachedLink, Link
 from .modules.api import ApiModule
+from .modules.device import DeviceModule
 from .modules.event import EventModule
 from .modules.function import FunctionModule
 from .modules.http import HttpModule
@@ -27,6 +28,7 @@ class VWED:
     - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``
     - ``VWED.http``: ``get/post/put/delete/request`` (and ``a...`` async forms)
     - ``VWED.mail``: ``send``, ``send_with_attachment``
+    - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
 
     Register everything in your script's ``boot()``; the gateway commits the
     registrations when ``boot()`` returns.
@@ -42,6 +44,7 @@ class VWED:
         self.timer = TimerModule(self)
         self.http = HttpModule()
         self.mail = MailModule(self)
+        self.device = DeviceModule()
 
     @property
     def script_id(self) -> str | None:
@@ -70,5 +73,6 @@ class VWED:
                 f"{len(regs.listeners)} listeners, {len(regs.timers)} timers>")
 
     def __dir__(self) -> list[str]:
-        return ["api", "function", "log", "event", "timer", "http", "mail", "script_id", "replica",
+        return ["api", "function", "log", "event", "timer", "http", "mail", "device", "script_id",
+                "replica",
                 "replicas", "registrations"]
