@@ -32,6 +32,7 @@ from .handlers.lifecycle import (
 )
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
 from .handlers.ops import HealthHandler, OpenAPIHandler
+from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
 from .handlers.steps import (
     CancelExecutionHandler,
     ExecuteHandler,
@@ -43,6 +44,7 @@ from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kern
 from .logs import LogHub
 from .mail import Mailer
 from .openapi import build_openapi
+from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .registry import Registry
 from .routing import CallRouter
 from .scripts import ScriptStore
@@ -73,6 +75,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/executions", ExecutionsHandler, ("steps",)),
     (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("steps",)),
     (r"/script-engine/tasks/([^/]+)/variables", TaskVariablesHandler, ("steps",)),
+    (r"/script-engine/platform/locations", LocationsHandler, ("embedded",)),
+    (r"/script-engine/platform/robots", RobotsHandler, ("embedded",)),
+    (r"/script-engine/platform/tasks", PlatformTasksHandler, ("embedded",)),
     (r"/script-engine/runs", RunsHandler, ("hub",)),
     (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
@@ -147,9 +152,12 @@ class Gateway:
         mailer = Mailer(settings.smtp_host, settings.smtp_port, user=settings.smtp_user,
                         password=settings.smtp_password, sender=settings.smtp_from,
                         tls=settings.smtp_tls)
+        self.embedded = EmbeddedBackend(self.db)
+        self.platform: PlatformBackend = (HttpBackend(settings.platform_url, settings.platform_token)
+                                          if settings.platform_url else self.embedded)
         self.router = CallRouter(self.engine, self.registry, self.logs,
                                  call_timeout=settings.call_timeout, debug=settings.debug,
-                                 store=self.db, mailer=mailer)
+                                 store=self.db, mailer=mailer, platform=self.platform)
 
     def _worker_ready(self, worker: ScriptKernel) -> None:
         worker.on_iopub = self.logs.on_iopub
@@ -164,6 +172,7 @@ class Gateway:
         await self.logs.start()  # migrations run here, before the gateway listens
         services = {"engine": self.engine, "router": self.router, "store": self.store,
                     "pool": self.pool, "hub": self.logs, "steps": self.steps,
+                    "embedded": self.embedded,
                     "document": build_openapi()}
         app = make_app(services, self.settings)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
@@ -186,6 +195,7 @@ class Gateway:
         await self.workers.close()
         if self._server is not None:
             await self._server.close_all_connections()
+        await self.platform.close()
         await self.logs.close()
 
 

@@ -52,6 +52,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_retention_records", int, 5_000_000, "log records kept at most (0: no limit)"),
     Option("log_queue_max", int, 50_000, "log records waiting for the database at most; more are dropped (counted)"),
     Option("log_buffer_mb", int, 16, "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off"),
+    Option("platform_url", str, "", "VWED server for VWED.storage/task/robot (empty: the embedded backend)"),
+    Option("platform_token", str, "", "bearer token for the VWED server"),
     Option("smtp_host", str, "", "SMTP server for VWED.mail (empty: mail is off)"),
     Option("smtp_port", int, 25, "SMTP port"),
     Option("smtp_user", str, "", "SMTP account (empty: no login)"),
@@ -84,6 +86,8 @@ class Settings:
     log_retention_records: int = 5_000_000
     log_queue_max: int = 50_000
     log_buffer_mb: int = 16
+    platform_url: str = ""
+    platform_token: str = ""
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_user: str = ""

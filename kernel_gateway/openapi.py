@@ -157,6 +157,27 @@ def build_openapi() -> dict[str, Any]:
             "summary": "A task's variables, as merged by its steps",
             "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": _STR}],
             "responses": {"200": _ok("variables", {"variables": _OBJ}), "404": _err("TASK_NOT_FOUND")}}},
+        "/script-engine/platform/locations": {
+            "get": {"summary": "Storage locations of the embedded platform backend",
+                    "parameters": [{"name": "zone", "in": "query", "schema": _STR}],
+                    "responses": {"200": _ok("locations", {"locations": {"type": "array"}})}},
+            "post": {"summary": "Create or update a storage location",
+                     "requestBody": _body({"location_code": _STR, "zone": _STR, "goods": _STR, "data": _OBJ},
+                                          ["location_code"]),
+                     "responses": {"201": _ok("the location"), "400": _err("MISSING_FIELD")}}},
+        "/script-engine/platform/robots": {
+            "get": {"summary": "Robots of the embedded platform backend",
+                    "responses": {"200": _ok("robots", {"robots": {"type": "array"}})}},
+            "post": {"summary": "Register or update a robot",
+                     "requestBody": _body({"robot_id": _STR, "status": _STR, "data": _OBJ}, ["robot_id"]),
+                     "responses": {"201": _ok("the robot"), "400": _err("MISSING_FIELD")}}},
+        "/script-engine/platform/tasks": {
+            "get": {"summary": "A task of the embedded platform backend",
+                    "parameters": [{"name": "task_id", "in": "query", "required": True, "schema": _STR}],
+                    "responses": {"200": _ok("the task"), "404": _err("TASK_NOT_FOUND")}},
+            "post": {"summary": "Create a task",
+                     "requestBody": _body({"task_label": _STR, "input_params": _OBJ}, ["task_label"]),
+                     "responses": {"201": _ok("the task"), "400": _err("MISSING_FIELD")}}},
         "/script-engine/runs": {"get": {
             "summary": "Script runs, newest first (start, stop, status, exit reason)",
             "parameters": [{"name": "script_path", "in": "query", "schema": _STR},

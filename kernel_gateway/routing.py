@@ -16,6 +16,7 @@ from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, Servic
 from .kernels import ScriptKernel
 from .logs import LogHub
 from .mail import Mailer
+from .platform import PlatformBackend
 from .registry import Registry
 from .store.service import StoreService
 
@@ -27,8 +28,10 @@ log = logging.getLogger("kernel_gateway.routing")
 class CallRouter:
     def __init__(self, engine: ScriptEngine, registry: Registry, logs: LogHub, *,
                  call_timeout: float = 30.0, debug: bool = False,
-                 store: StoreService | None = None, mailer: Mailer | None = None) -> None:
+                 store: StoreService | None = None, mailer: Mailer | None = None,
+                 platform: PlatformBackend | None = None) -> None:
         self.mailer = mailer
+        self.platform = platform
         self.engine = engine
         self.registry = registry
         self.logs = logs
@@ -170,6 +173,12 @@ class CallRouter:
                 report = await self.emit(str(payload.get("name")), payload.get("data"))
                 if not noreply:
                     kernel.bridge.respond(req_id, True, json.dumps(report).encode())
+            elif service == "platform":
+                if self.platform is None:
+                    raise ServiceUnavailable("no platform backend is configured", "NO_PLATFORM")
+                result = await self.platform.call(str(payload.get("module")), str(payload.get("method")),
+                                                  payload.get("args") or {})
+                kernel.bridge.respond(req_id, True, json.dumps(result).encode())
             elif service == "mail.send":
                 if self.mailer is None:
                     raise ServiceUnavailable("mail is not configured", "MAIL_NOT_CONFIGURED")

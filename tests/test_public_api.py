@@ -9,7 +9,8 @@ from vwed_kernel.vwed import VWED
 
 def test_vwed_modules_and_documented_methods():
     v = VWED()
-    modules = ["api", "function", "log", "event", "timer", "http", "mail", "device"]
+    modules = ["api", "function", "log", "event", "timer", "http", "mail", "device", "storage",
+               "task", "robot"]
     assert dir(v) == sorted([*modules, "script_id", "replica", "replicas", "registrations"])
     for module_name in modules:
         module = getattr(v, module_name)

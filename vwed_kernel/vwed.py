@@ -12,6 +12,7 @@ from .modules.function import FunctionModule
 from .modules.http import HttpModule
 from .modules.log import LogModule
 from .modules.mail import MailModule
+from .modules.platform import RobotModule, StorageModule, TaskModule
 from .modules.timer import TimerModule
 from .registrations import Registrations
 
@@ -29,6 +30,7 @@ class VWED:
     - ``VWED.http``: ``get/post/put/delete/request`` (and ``a...`` async forms)
     - ``VWED.mail``: ``send``, ``send_with_attachment``
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
+    - ``VWED.storage`` / ``VWED.task`` / ``VWED.robot``: the platform's locations, tasks, robots
 
     Register everything in your script's ``boot()``; the gateway commits the
     registrations when ``boot()`` returns.
@@ -45,6 +47,9 @@ class VWED:
         self.http = HttpModule()
         self.mail = MailModule(self)
         self.device = DeviceModule()
+        self.storage = StorageModule(self)
+        self.task = TaskModule(self)
+        self.robot = RobotModule(self)
 
     @property
     def script_id(self) -> str | None:
@@ -73,6 +78,6 @@ class VWED:
                 f"{len(regs.listeners)} listeners, {len(regs.timers)} timers>")
 
     def __dir__(self) -> list[str]:
-        return ["api", "function", "log", "event", "timer", "http", "mail", "device", "script_id",
-                "replica",
+        return ["api", "function", "log", "event", "timer", "http", "mail", "device", "storage",
+                "task", "robot", "script_id", "replica",
                 "replicas", "registrations"]

@@ -97,3 +97,42 @@ class ExecutionRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LocationRow(Base):
+    """A storage location of the embedded platform backend."""
+
+    __tablename__ = "vwed_storage_locations"
+
+    code: Mapped[str] = mapped_column(String(128), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(64), default="")
+    goods: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    locked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    locked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    data: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class PlatformTaskRow(Base):
+    """A task of the embedded platform backend (``VWED.task``)."""
+
+    __tablename__ = "vwed_platform_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    label: Mapped[str] = mapped_column(String(255))
+    input_params: Mapped[str] = mapped_column(Text, default="{}")
+    status: Mapped[str] = mapped_column(String(32))
+    robot_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class RobotRow(Base):
+    """A robot of the embedded platform backend (``VWED.robot``)."""
+
+    __tablename__ = "vwed_robots"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    updated_at: Mapped[float] = mapped_column(Float)
