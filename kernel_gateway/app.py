@@ -33,6 +33,7 @@ from .handlers.lifecycle import (
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
 from .handlers.ops import HealthHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
+from .handlers.sockets import ScriptWebSocketHandler
 from .handlers.steps import (
     CancelExecutionHandler,
     ExecuteHandler,
@@ -83,6 +84,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
     (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
     (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
+    (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
 ]
 
 

@@ -100,6 +100,7 @@ class ScriptEngine:
         self.boot_timeout = boot_timeout
         self.debug = debug
         self.on_kernel_event: Any = None  # set by the call router
+        self.on_script_gone: Any = None  # set by the call router
         self._scripts: dict[str, RunningScript] = {}
         self._by_path: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -241,6 +242,8 @@ class ScriptEngine:
                 raise NotFound(f"script {script.script_id!r} is not running", "NOT_RUNNING")
             # Unregister first: new calls get 404 at once, never a hang.
             self.registry.remove(script.script_id)
+            if self.on_script_gone is not None:
+                self.on_script_gone(script.script_id)
             script.status = "stopping"
             kernels, script.kernels = script.kernels, []
             # Let output already produced (e.g. by the last call) reach the logs first.
@@ -288,6 +291,8 @@ class ScriptEngine:
             self._spawn(self._replace(script, kernel.replica))
             return
         self.registry.remove(script.script_id)
+        if self.on_script_gone is not None:
+            self.on_script_gone(script.script_id)
         script.status = "died"
         script.exit_reason = "kernel died"
         script.registrations = ScriptRegistrations()

@@ -226,6 +226,11 @@ def build_openapi() -> dict[str, Any]:
                           "504": _err("CALL_TIMEOUT")}}
             for m in ("get", "post", "put", "delete", "patch", "head", "options")},
     }
+    paths["/script-ws/{path}"] = {"get": {
+        "summary": "WebSocket: a route a running script registered with VWED.api.register_websocket",
+        "parameters": _PATH_PARAM,
+        "responses": {"101": {"description": "switching protocols"}, "404": _err("ROUTE_NOT_FOUND"),
+                      "401": _err("UNAUTHORIZED")}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "VWED script engine gateway", "version": __version__},

@@ -78,16 +78,20 @@ class ScriptRegistrations:
     functions: dict[str, FunctionEntry] = field(default_factory=dict)
     listeners: dict[str, ListenerEntry] = field(default_factory=dict)
     timers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    websockets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tcp: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"apis": len(self.routes), "functions": len(self.functions),
-                "events": len(self.listeners), "timers": len(self.timers)}
+                "events": len(self.listeners), "timers": len(self.timers),
+                "websockets": len(self.websockets), "tcp": len(self.tcp)}
 
     def describe(self) -> dict[str, list[dict[str, Any]]]:
         return {"apis": [r.describe() for r in self.routes.values()],
                 "functions": [f.describe() for f in self.functions.values()],
                 "events": [e.describe() for e in self.listeners.values()],
-                "timers": list(self.timers.values())}
+                "timers": list(self.timers.values()),
+                "websockets": list(self.websockets.values()), "tcp": list(self.tcp.values())}
 
 
 def route_entry(script_id: str, item: dict[str, Any]) -> RouteEntry:
@@ -131,6 +135,11 @@ def parse_registrations(script_id: str, snapshot: dict[str, Any]) -> ScriptRegis
     for item in snapshot.get("timers") or []:
         if isinstance(item, dict) and isinstance(item.get("id"), str):
             regs.timers[item["id"]] = {**item, "script_id": script_id}
+    for item in snapshot.get("websockets") or []:
+        path = normalize_path(str(item.get("path", "")))
+        regs.websockets[path] = {"path": path, "script_id": script_id}
+    for item in snapshot.get("tcp") or []:
+        regs.tcp[str(item.get("port"))] = {"port": item.get("port"), "script_id": script_id}
     return regs
 
 
@@ -143,6 +152,8 @@ class Registry:
         self._dynamic: list[RouteEntry] = []
         self._functions: dict[str, FunctionEntry] = {}
         self._listeners: dict[str, list[ListenerEntry]] = {}
+        self._websockets: dict[str, str] = {}  # path -> script_id
+        self._tcp: dict[str, str] = {}  # port -> script_id
 
     # -- changes --------------------------------------------------------------------
     def conflicts(self, script_id: str, regs: ScriptRegistrations) -> list[dict[str, str]]:
@@ -155,6 +166,12 @@ class Registry:
             fe = self._functions.get(name)
             if fe is not None and fe.script_id != script_id:
                 found.append({"kind": "function", "name": name, "owner": fe.script_id})
+        for kind, mine, taken in (("websocket", regs.websockets, self._websockets),
+                                  ("tcp", regs.tcp, self._tcp)):
+            for key in mine:
+                owner = taken.get(key)
+                if owner is not None and owner != script_id:
+                    found.append({"kind": kind, "name": key, "owner": owner})
         return found
 
     def commit(self, script_id: str, regs: ScriptRegistrations) -> None:
@@ -174,6 +191,8 @@ class Registry:
         self._functions.update(regs.functions)
         for lentry in regs.listeners.values():
             self._add_listener(lentry)
+        self._websockets.update({p: script_id for p in regs.websockets})
+        self._tcp.update({p: script_id for p in regs.tcp})
 
     def _add_listener(self, entry: ListenerEntry) -> None:
         group = self._listeners.setdefault(entry.event, [])
@@ -206,6 +225,17 @@ class Registry:
         if kind == "timer":
             if isinstance(item.get("id"), str):
                 regs.timers[item["id"]] = {**item, "script_id": script_id}
+            return
+        if kind in ("websocket", "tcp"):
+            extra_regs = parse_registrations(script_id, {"websockets" if kind == "websocket" else "tcp": [item]})
+            clashes = self.conflicts(script_id, extra_regs)
+            if clashes:
+                raise Conflict(f"{kind} {clashes[0]['name']!r} is owned by {clashes[0]['owner']}",
+                               "REGISTRATION_CONFLICT")
+            regs.websockets.update(extra_regs.websockets)
+            regs.tcp.update(extra_regs.tcp)
+            self._websockets.update({p: script_id for p in extra_regs.websockets})
+            self._tcp.update({p: script_id for p in extra_regs.tcp})
             return
         extra = parse_registrations(script_id, {"apis" if kind == "api" else "functions": [item]})
         clashes = self.conflicts(script_id, extra)
@@ -253,7 +283,17 @@ class Registry:
                 del self._functions[name]
         for lentry in regs.listeners.values():
             self._drop_listener(lentry)
+        for key in regs.websockets:
+            if self._websockets.get(key) == script_id:
+                del self._websockets[key]
+        for key in regs.tcp:
+            if self._tcp.get(key) == script_id:
+                del self._tcp[key]
         return regs
+
+    def websocket(self, path: str) -> str | None:
+        """The script serving WebSocket ``path``."""
+        return self._websockets.get(path)
 
     def _add_route(self, entry: RouteEntry) -> None:
         if any(entry.params):

@@ -32,6 +32,7 @@ class CallRouter:
                  platform: PlatformBackend | None = None) -> None:
         self.mailer = mailer
         self.platform = platform
+        self.websockets: dict[str, set[Any]] = {}  # script_id -> open /script-ws connections
         self.engine = engine
         self.registry = registry
         self.logs = logs
@@ -39,6 +40,12 @@ class CallRouter:
         self.call_timeout = call_timeout
         self.debug = debug
         engine.on_kernel_event = self.on_kernel_event
+        engine.on_script_gone = self.script_gone
+
+    def script_gone(self, script_id: str) -> None:
+        """Close the WebSocket connections of a script that stopped or died."""
+        for conn in list(self.websockets.pop(script_id, ())):
+            conn.close(1001, "the script stopped")
 
     async def call_route(
         self, method: str, path: str, request: dict[str, Any], body: bytes,
@@ -96,6 +103,15 @@ class CallRouter:
                                      "name": name[:512], "ok": error_type is None,
                                      "duration_ms": (time.perf_counter() - started) * 1000,
                                      "error_type": error_type, "call_id": call_id})
+
+    async def call_websocket(self, path: str, connection_id: str, message: str) -> Reply:
+        script_id = self.registry.websocket(path)
+        if script_id is None:
+            raise NotFound(f"no script serves WebSocket /script-ws{path}", "ROUTE_NOT_FOUND")
+        return await self._call(script_id, "ws", path,
+                                {"op": "call", "kind": "ws", "name": path,
+                                 "args": {"connection_id": connection_id, "message": message}},
+                                None, None, None)
 
     async def emit(self, event: str, data: Any, task_id: str | None = None) -> dict[str, Any]:
         """Deliver an event to every listener of every running script, higher priority

@@ -53,7 +53,7 @@ def test_two_scripts_run_in_two_kernels_and_do_not_share_globals(scripts, client
     assert running[sb["script_id"]]["pid"] == pb["pid"]
     assert running[sa["script_id"]]["kernel_id"] != running[sb["script_id"]]["kernel_id"]
     assert running[sa["script_id"]]["registrations"] == {"apis": 2, "functions": 1, "events": 0,
-                                                         "timers": 0}
+                                                         "timers": 0, "websockets": 0, "tcp": 0}
     detail = client.get(f"/script-engine/scripts/{sa['script_id']}").json()
     assert {f["name"] for f in detail["registrations_detail"]["functions"]} == {f"{a}_pid"}
 

@@ -369,3 +369,96 @@ def attempt():
 """)
     messages = call(client, f"{n}_try")
     assert "'opc' extra" in messages[0] and "'plc' extra" in messages[1]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_websocket_and_tcp_endpoints_and_cleanup(scripts, client, gw):
+    import asyncio
+    import socket
+
+    from tornado.websocket import websocket_connect
+
+    n, port = unique("sock"), _free_port()
+    started = scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.api.register_websocket("/{n}/echo", echo)
+    VWED.api.register_websocket("/{n}/who", lambda cid, msg: {{"connection": cid, "got": msg}})
+    VWED.api.register_websocket("/{n}/bad", bad)
+    VWED.api.register_tcp({port}, tcp)
+    VWED.timer.schedule(60, lambda: None)
+    VWED.event.listen("{n}_ev", lambda data: None)
+
+def echo(message):
+    return message.upper()
+
+def bad(message):
+    raise ValueError("no " + message)
+
+def tcp(data):
+    return b"ACK " + data
+""")
+    counts = client.get(f"/script-engine/scripts/{started['script_id']}").json()["registrations"]
+    assert counts == {"apis": 0, "functions": 0, "events": 1, "timers": 1, "websockets": 3, "tcp": 1}
+    base = f"ws://127.0.0.1:{gw.gateway.port}/script-ws/{n}"
+
+    async def talk():
+        conn = await websocket_connect(f"{base}/echo")
+        await conn.write_message("pallet 7")
+        first = await asyncio.wait_for(conn.read_message(), 10)
+        who = await websocket_connect(f"{base}/who")
+        await who.write_message("hi")
+        second = json.loads(await asyncio.wait_for(who.read_message(), 10))
+        bad = await websocket_connect(f"{base}/bad")
+        await bad.write_message("luck")
+        third = json.loads(await asyncio.wait_for(bad.read_message(), 10))
+        return conn, first, second, third
+
+    async def closed_after_stop(conn):
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: client.post("/script-engine/stop", json={"script_id": started["script_id"]}))
+        return await asyncio.wait_for(conn.read_message(), 10)
+
+    async def scenario():
+        conn, first, second, third = await talk()
+        # TCP inside the kernel
+        def tcp_roundtrip():
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                        s.sendall(b"hello")
+                        return s.recv(100)
+                except ConnectionRefusedError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+        tcp_reply = await asyncio.get_running_loop().run_in_executor(None, tcp_roundtrip)
+        after = await closed_after_stop(conn)
+        return first, second, third, tcp_reply, after
+
+    first, second, third, tcp_reply, after = asyncio.run(scenario())
+    assert first == "PALLET 7"
+    assert second["got"] == "hi" and len(second["connection"]) == 12
+    assert third["type"] == "error" and third["code"] == "HANDLER_ERROR" and "no luck" in third["error"]
+    assert tcp_reply == b"ACK hello"
+    assert after is None  # the script stopped: its WebSocket connection was closed
+    scripts.started.remove(started["script_id"])
+
+    def port_closed():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except OSError:
+            return True
+
+    wait_until(port_closed, 10, "the TCP server to close with its script")
+    r = httpx.get(f"http://127.0.0.1:{gw.gateway.port}/script-ws/{n}/echo")
+    assert r.status_code == 404 and r.json()["code"] == "ROUTE_NOT_FOUND"

@@ -138,3 +138,23 @@ def call_event_handler(handler: Callable[..., Any], event_name: str, data: Any) 
         if named >= 2 or variadic:
             return handler(event_name, data)
     return handler(data)
+
+
+def call_with_arity(handler: Callable[..., Any], *args: Any) -> Any:
+    """Call ``handler`` with as many of ``args`` (from the last) as it takes: a handler of
+    one parameter gets the last one, of two the last two, of none nothing."""
+    sig = _signature(handler)
+    if sig is None:
+        return handler(args[-1])
+    named, variadic = _positional_count(sig)
+    if variadic:
+        return handler(*args)
+    return handler(*args[len(args) - min(named, len(args)):]) if named else handler()
+
+
+def call_tcp_handler(handler: Callable[..., Any], data: bytes, peer: Any) -> Any:
+    """``handler(data)`` or ``handler(data, peer)``."""
+    sig = _signature(handler)
+    if sig is not None and _positional_count(sig)[0] >= 2:
+        return handler(data, peer)
+    return handler(data)

@@ -14,7 +14,13 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .calling import BindError, bind_arguments, call_event_handler, call_handler_with_request
+from .calling import (
+    BindError,
+    bind_arguments,
+    call_event_handler,
+    call_handler_with_request,
+    call_with_arity,
+)
 from .encoding import ResultNotSerializable, decode_request, encode_result
 
 if TYPE_CHECKING:
@@ -110,6 +116,16 @@ class Calls:
                 return
             event, payload = data.get("event", lspec.event), data.get("args")
             self.run(call_id, kind, lambda: call_event_handler(lspec.handler, event, payload), send)
+            return
+        if kind == "ws":
+            wspec = regs.websockets.get(name)
+            if wspec is None:
+                reply_error(send, call_id, LookupError(f"WebSocket {name} is not registered"),
+                            "not_found")
+                return
+            args = data.get("args") or {}
+            self.run(call_id, kind, lambda: call_with_arity(
+                wspec.handler, args.get("connection_id"), args.get("message")), send)
             return
         if kind == "step" and self.steps is not None:
             self.steps.run(data, send)

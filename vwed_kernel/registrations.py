@@ -125,6 +125,21 @@ class TimerSpec:
 
 
 @dataclass
+class SocketSpec:
+    """A WebSocket route (``path``) or a TCP server (``port``) of the script."""
+
+    kind: str  # websocket | tcp
+    key: str
+    handler: Callable[..., Any]
+    server: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        field_name = "path" if self.kind == "websocket" else "port"
+        value: Any = self.key if self.kind == "websocket" else int(self.key)
+        return {field_name: value, "handler": _handler_name(self.handler)}
+
+
+@dataclass
 class Registrations:
     """Routes, functions, event listeners and timers of the script in this kernel."""
 
@@ -132,6 +147,8 @@ class Registrations:
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     listeners: dict[str, ListenerSpec] = field(default_factory=dict)
     timers: dict[str, TimerSpec] = field(default_factory=dict)
+    websockets: dict[str, SocketSpec] = field(default_factory=dict)
+    tcp: dict[str, SocketSpec] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -139,6 +156,8 @@ class Registrations:
             "functions": [f.describe() for f in self.functions.values()],
             "events": [e.describe() for e in self.listeners.values()],
             "timers": [t.describe() for t in self.timers.values()],
+            "websockets": [w.describe() for w in self.websockets.values()],
+            "tcp": [t.describe() for t in self.tcp.values()],
         }
 
     def clear(self) -> None:
@@ -149,6 +168,11 @@ class Registrations:
             if timer.task is not None:
                 timer.task.cancel()
         self.timers.clear()
+        self.websockets.clear()
+        for server in self.tcp.values():
+            if server.server is not None:
+                server.server.close()
+        self.tcp.clear()
 
     def match_route(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
         """Find the route for a concrete path (used for local test calls)."""

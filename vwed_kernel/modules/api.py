@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..calling import call_handler_with_request
 from ..errors import NotRegisteredError, RegistrationError
-from ..registrations import RouteSpec, normalize_method, normalize_route_path
+from ..registrations import RouteSpec, SocketSpec, normalize_method, normalize_route_path
 
 if TYPE_CHECKING:
     from ..vwed import VWED
@@ -114,6 +114,64 @@ class ApiModule:
         if spec is not None:
             self._vwed._link.notify_unregister("api", spec.describe())
         return spec is not None
+
+    def register_websocket(self, path: str, handler: Callable[..., Any]) -> None:
+        """Serve a WebSocket at ``/script-ws/<path>``: every text message a client sends
+        calls ``handler(message)`` (or ``handler(connection_id, message)``); a return
+        value other than ``None`` is sent back (JSON unless it is a string)."""
+        if not callable(handler):
+            raise RegistrationError(f"handler for WebSocket {path!r} is not callable")
+        key = normalize_route_path(path)
+        spec = SocketSpec("websocket", key, handler)
+        self._vwed._registrations.websockets[key] = spec
+        self._vwed._link.notify_register("websocket", spec.describe())
+
+    def register_tcp(self, port: int, handler: Callable[..., Any], host: str = "127.0.0.1") -> None:
+        """Run a TCP server inside this kernel on ``host:port``: each chunk of bytes a
+        client sends calls ``handler(data)`` (or ``handler(data, peer)``); bytes or text
+        returned are written back. The server closes when the script stops.
+
+        Security: binds 127.0.0.1 unless ``host`` says otherwise.
+        """
+        import asyncio
+
+        if not callable(handler):
+            raise RegistrationError(f"handler for TCP port {port} is not callable")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise RegistrationError(f"TCP port must be 1-65535, not {port!r}")
+        from ..calling import call_tcp_handler
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("peername")
+            try:
+                while data := await reader.read(65536):
+                    reply = call_tcp_handler(handler, data, peer)
+                    if hasattr(reply, "__await__"):
+                        reply = await reply
+                    if reply is not None:
+                        writer.write(reply if isinstance(reply, bytes) else str(reply).encode())
+                        await writer.drain()
+            except Exception as exc:  # a handler error closes this connection only
+                self._vwed.log.error("tcp", f"port {port}: {type(exc).__name__}: {exc}")
+            finally:
+                writer.close()
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RegistrationError("register_tcp needs a running event loop (a kernel)") from None
+        spec = SocketSpec("tcp", str(port), handler)
+
+        def started(task: asyncio.Task[asyncio.Server]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                self._vwed.log.error("tcp", f"port {port} could not be opened: {task.exception()!r}")
+                self._vwed._registrations.tcp.pop(str(port), None)
+            else:
+                spec.server = task.result()
+
+        loop.create_task(asyncio.start_server(serve, host, port)).add_done_callback(started)
+        self._vwed._registrations.tcp[str(port)] = spec
+        self._vwed._link.notify_register("tcp", spec.describe())
 
     def list_routes(self) -> list[dict[str, Any]]:
         """The routes this script registered."""
