@@ -12,7 +12,9 @@ from .modules.function import FunctionModule
 from .modules.http import HttpModule
 from .modules.log import LogModule
 from .modules.mail import MailModule
-from .modules.platform import RobotModule, StorageModule, TaskModule
+from .modules.robot import RobotModule
+from .modules.storage import StorageModule
+from .modules.task import TaskModule
 from .modules.timer import TimerModule
 from .registrations import Registrations
 
