@@ -22,7 +22,7 @@ from .config import ConfigError, Settings, parse_settings
 from .engine import ScriptEngine
 from .handlers.base import NotFoundHandler
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
-from .handlers.files import FilesHandler, FilesTreeHandler
+from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.lifecycle import (
     RestartHandler,
     RunningHandler,
@@ -69,6 +69,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
     (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
     (r"/script-engine/files", FilesTreeHandler, ("store",)),
+    (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store",)),
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),

@@ -108,6 +108,12 @@ def build_openapi() -> dict[str, Any]:
         "/script-engine/files": {"get": {
             "summary": "The tree of script files",
             "responses": {"200": _ok("the tree", {"tree": _OBJ})}}},
+        "/script-engine/files/{path}/export": {"post": {
+            "summary": "A notebook as a .py script (skip-tagged cells left out), or a .py as a notebook",
+            "parameters": _PATH_PARAM,
+            "requestBody": _body({"overwrite": {"type": "boolean"}}),
+            "responses": {"201": _ok("written", {"path": _STR, "from": _STR}),
+                          "404": _err("FILE_NOT_FOUND"), "409": _err("EXISTS")}}},
         "/script-engine/files/{path}": {
             "parameters": _PATH_PARAM,
             "get": {"summary": "Read a file (or list a directory)",

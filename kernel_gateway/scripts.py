@@ -24,6 +24,7 @@ __all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES"]
 SCRIPT_SUFFIXES = (".py", ".ipynb")
 TEMPLATE = Path(__file__).with_name("templates") / "new_script.py"
 _SKIP = {"__pycache__", ".ipynb_checkpoints"}
+SKIP_TAG = "skip"  # notebook cells with this tag are not run by the gateway (test cells)
 
 
 @dataclass
@@ -141,7 +142,8 @@ class ScriptStore:
                 nb = nbformat.reads(text, as_version=4)
             except Exception as exc:
                 raise BadRequest(f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID") from exc
-            cells = [c.source for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+            cells = [c.source for c in nb.cells if c.cell_type == "code" and c.source.strip()
+                     and SKIP_TAG not in (c.get("metadata", {}).get("tags") or [])]
         else:
             cells = [text]
         return ScriptSource(self.relative(path), str(path), cells, st.st_mtime, st.st_size)
@@ -190,6 +192,50 @@ class ScriptStore:
                                          "language": "python"}
             text = nbformat.writes(nb)
         return self.write(rel, text)
+
+    def export(self, rel: str, overwrite: bool = False) -> dict[str, Any]:
+        """A notebook as a ``.py`` script, or a ``.py`` script as a notebook, beside it.
+
+        ``.ipynb`` -> ``.py``: code cells in order, separated by ``# %%`` markers,
+        markdown cells as comments, ``skip``-tagged cells left out. ``.py`` -> ``.ipynb``:
+        one code cell per ``# %%`` section (the whole file if it has none), with the
+        ``vwed`` kernelspec.
+        """
+        src = self.resolve(rel)
+        self._check_suffix(src)
+        if not src.is_file():
+            raise NotFound(f"file {rel!r} does not exist", "FILE_NOT_FOUND")
+        dst = src.with_suffix(".py" if src.suffix == ".ipynb" else ".ipynb")
+        if dst.exists() and not overwrite:
+            raise Conflict(f"{self.relative(dst)!r} already exists (pass overwrite=true)", "EXISTS")
+        text = src.read_text("utf-8")
+        if src.suffix == ".ipynb":
+            nb = nbformat.reads(text, as_version=4)
+            parts = []
+            for cell in nb.cells:
+                if SKIP_TAG in (cell.get("metadata", {}).get("tags") or []):
+                    continue
+                if cell.cell_type == "code" and cell.source.strip():
+                    parts.append("# %%\n" + cell.source.rstrip() + "\n")
+                elif cell.cell_type == "markdown" and cell.source.strip():
+                    parts.append("# %% [markdown]\n" + "\n".join(
+                        "# " + line if line else "#" for line in cell.source.splitlines()) + "\n")
+            out = "\n".join(parts)
+        else:
+            chunks = [c for c in text.split("# %%")] if "# %%" in text else [text]
+            nb = nbformat.v4.new_notebook()
+            for chunk in chunks:
+                if chunk.startswith(" [markdown]"):
+                    lines = chunk[len(" [markdown]"):].strip("\n").splitlines()
+                    nb.cells.append(nbformat.v4.new_markdown_cell(
+                        "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)))
+                elif chunk.strip():
+                    nb.cells.append(nbformat.v4.new_code_cell(chunk.strip("\n")))
+            nb.metadata["kernelspec"] = {"name": "vwed", "display_name": "Python 3 (VWED)",
+                                         "language": "python"}
+            out = nbformat.writes(nb)
+        result = self.write(self.relative(dst), out)
+        return {**result, "from": self.relative(src)}
 
     def rename(self, rel: str, new_rel: Any) -> dict[str, Any]:
         src = self.resolve(rel)

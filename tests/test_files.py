@@ -110,3 +110,29 @@ def test_unknown_endpoint_is_json_404(client):
     r = client.get("/no/such/endpoint")
     assert r.status_code == 404 and r.json() == {
         "success": False, "error": "no endpoint /no/such/endpoint", "code": "ENDPOINT_NOT_FOUND"}
+
+
+def test_skip_tagged_cells_are_not_run_and_export_both_ways(client, scripts, scripts_dir):
+    name = unique("nbskip")
+    nb = nbformat.v4.new_notebook()
+    test_cell = nbformat.v4.new_code_cell("raise RuntimeError('a test cell must not run in the gateway')")
+    test_cell.metadata["tags"] = ["skip"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Dock scheduler\nassigns docks"),
+                nbformat.v4.new_code_cell(f"def boot():\n    VWED.api.register_route('/{name}/ok', 'GET', lambda: 'ok')"),
+                test_cell]
+    (scripts_dir / f"{name}.ipynb").write_text(nbformat.writes(nb))
+    scripts.start(f"{name}.ipynb")
+    assert client.get(f"/script-api/{name}/ok").json() == "ok"
+
+    r = client.post(f"/script-engine/files/{name}.ipynb/export", json={})
+    assert r.status_code == 201 and r.json()["path"] == f"{name}.py"
+    text = client.get(f"/script-engine/files/{name}.py").json()["content"]
+    assert "def boot():" in text and "# Dock scheduler" in text and "must not run" not in text
+    assert client.post(f"/script-engine/files/{name}.ipynb/export", json={}).json()["code"] == "EXISTS"
+    # and back: the .py becomes a notebook again (markdown and code cells)
+    r = client.post(f"/script-engine/files/{name}.py/export", json={"overwrite": True})
+    assert r.status_code == 201
+    back = nbformat.reads(client.get(f"/script-engine/files/{name}.ipynb").json()["content"], as_version=4)
+    assert [c.cell_type for c in back.cells] == ["markdown", "code"]
+    assert back.cells[0].source == "# Dock scheduler\nassigns docks"
+    assert back.metadata["kernelspec"]["name"] == "vwed"

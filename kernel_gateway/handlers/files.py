@@ -6,7 +6,17 @@ from ..errors import BadRequest, Conflict
 from ..scripts import ScriptStore
 from .base import JSONHandler
 
-__all__ = ["FilesHandler", "FilesTreeHandler"]
+__all__ = ["FilesHandler", "FilesTreeHandler", "FilesExportHandler"]
+
+
+class FilesExportHandler(JSONHandler):
+    """POST: a notebook as a ``.py`` script, or a script as a notebook (``{"overwrite"}``)."""
+
+    store: ScriptStore
+
+    def post(self, path: str) -> None:
+        body = self.json_body(required=False)
+        self.send_json(self.store.export(path, bool(body.get("overwrite"))), status=201)
 
 
 class FilesTreeHandler(JSONHandler):
