@@ -100,3 +100,36 @@ def test_vwed_kernel_install_writes_the_kernelspec(tmp_path):
     spec = json.loads((tmp_path / "share/jupyter/kernels/vwed/kernel.json").read_text())
     assert spec["display_name"] == "Python 3 (VWED)"
     assert spec["argv"][1:3] == ["-m", "vwed_kernel"]
+
+
+def test_a_notebook_calls_functions_of_a_running_gateway(gw, scripts, tmp_path):
+    import os
+
+    from conftest import unique
+
+    name = unique("remote")
+    scripts.start(f"{name}.py", f"""
+def boot():
+    VWED.function.register("{name}_area", lambda w, h: w * h)
+""")
+    write_gateway_kernelspec(tmp_path)
+    km = KernelManager(kernel_name="vwed", kernel_spec_manager=make_kernelspec_manager(tmp_path))
+    km.start_kernel(env={**os.environ, "VWED_GATEWAY_URL": gw.url})
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        out, errors = run(kc, f"""
+            print(VWED.function.call("{name}_area", {{"w": 3, "h": 4}}))
+            print(await VWED.function.acall("{name}_area", [5, 6]))
+            print(any(f["name"] == "{name}_area" for f in VWED.function.list_all()))
+            try:
+                VWED.function.call("no_such_function_at_all", {{}})
+            except Exception as exc:
+                print(exc.code)
+        """)
+        assert not errors, errors
+        assert out.split() == ["12", "30", "True", "FUNCTION_NOT_FOUND"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

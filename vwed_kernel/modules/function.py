@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..calling import bind_arguments
 from ..errors import GatewayUnavailableError, RegistrationError
 from ..registrations import FunctionSpec, check_name
+from ..remote import from_environment
 
 if TYPE_CHECKING:
     from ..vwed import VWED
@@ -101,7 +102,9 @@ class FunctionModule:
         link = self._vwed._link
         if link.can_request():
             return list(link.request("function.list", {}))
-        return [f.describe() for f in self._vwed._registrations.functions.values()]
+        local = [f.describe() for f in self._vwed._registrations.functions.values()]
+        remote = from_environment() if not link.attached else None
+        return local + remote.list_functions() if remote is not None else local
 
     def call(self, name: str, args: Any = None, timeout: float | None = None) -> Any:
         """Call function ``name`` and return its result (blocking).
@@ -115,8 +118,12 @@ class FunctionModule:
             return run_to_completion(spec.handler(*a, **kw))
         link = self._vwed._link
         if not link.attached:
+            remote = from_environment()
+            if remote is not None:
+                return remote.call_function(name, args, timeout)
             raise GatewayUnavailableError(
-                f"function {name!r} is not registered in this kernel and no gateway is attached"
+                f"function {name!r} is not registered in this kernel and no gateway is attached "
+                "(set VWED_GATEWAY_URL to call a running gateway)"
             )
         return link.request("function.call", {"name": name, "args": args}, timeout=timeout)
 
@@ -129,6 +136,9 @@ class FunctionModule:
             return await value if inspect.isawaitable(value) else value
         link = self._vwed._link
         if not link.attached:
+            remote = from_environment()
+            if remote is not None:
+                return await asyncio.to_thread(remote.call_function, name, args, timeout)
             raise GatewayUnavailableError(
                 f"function {name!r} is not registered in this kernel and no gateway is attached"
             )
