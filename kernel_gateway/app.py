@@ -23,6 +23,14 @@ from .engine import ScriptEngine
 from .handlers.base import NotFoundHandler
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
+from .handlers.jupyter import (
+    ApiRootHandler,
+    KernelActionHandler,
+    KernelChannelsHandler,
+    KernelHandler,
+    KernelsHandler,
+    KernelSpecsHandler,
+)
 from .handlers.lifecycle import (
     RestartHandler,
     RunningHandler,
@@ -48,6 +56,7 @@ from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .registry import Registry
 from .routing import CallRouter
+from .scratch import ScratchKernels
 from .scripts import ScriptStore
 from .steps import StepService
 from .store import Database, DatabaseError
@@ -84,6 +93,13 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
     (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
+    (r"/api", ApiRootHandler, ("engine", "scratch")),
+    (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
+    (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),
+    (r"/api/kernels", KernelsHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)/channels", KernelChannelsHandler, ("engine", "scratch")),
     (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
     (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
 ]
@@ -155,6 +171,7 @@ class Gateway:
         mailer = Mailer(settings.smtp_host, settings.smtp_port, user=settings.smtp_user,
                         password=settings.smtp_password, sender=settings.smtp_from,
                         tls=settings.smtp_tls)
+        self.scratch = ScratchKernels(self.ksm, self.kernel_name)
         self.embedded = EmbeddedBackend(self.db)
         self.platform: PlatformBackend = (HttpBackend(settings.platform_url, settings.platform_token)
                                           if settings.platform_url else self.embedded)
@@ -175,7 +192,7 @@ class Gateway:
         await self.logs.start()  # migrations run here, before the gateway listens
         services = {"engine": self.engine, "router": self.router, "store": self.store,
                     "pool": self.pool, "hub": self.logs, "steps": self.steps,
-                    "embedded": self.embedded,
+                    "embedded": self.embedded, "scratch": self.scratch,
                     "document": build_openapi()}
         app = make_app(services, self.settings)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
@@ -196,6 +213,7 @@ class Gateway:
         await self.engine.close()
         await self.pool.close()
         await self.workers.close()
+        await self.scratch.close()
         if self._server is not None:
             await self._server.close_all_connections()
         await self.platform.close()

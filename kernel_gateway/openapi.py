@@ -232,6 +232,36 @@ def build_openapi() -> dict[str, Any]:
                           "504": _err("CALL_TIMEOUT")}}
             for m in ("get", "post", "put", "delete", "patch", "head", "options")},
     }
+    kid = [{"name": "kernel_id", "in": "path", "required": True, "schema": _STR}]
+    paths["/api"] = {"get": {"summary": "Jupyter API version (for Jupyter Server's gateway client)",
+                             "responses": {"200": {"description": "{version}"}}}}
+    paths["/api/kernelspecs"] = {"get": {"summary": "Kernelspecs (Jupyter kernels API)",
+                                         "responses": {"200": {"description": "{default, kernelspecs}"}}}}
+    paths["/api/kernelspecs/{name}"] = {"get": {
+        "summary": "One kernelspec", "parameters": [{"name": "name", "in": "path", "required": True,
+                                                    "schema": _STR}],
+        "responses": {"200": {"description": "{name, spec, resources}"}, "404": _err("KERNELSPEC_NOT_FOUND")}}}
+    paths["/api/kernels"] = {
+        "get": {"summary": "Running kernels: every script kernel (with vwed.script_id/script_path) and "
+                           "scratch kernels", "responses": {"200": {"description": "a list of kernel models"}}},
+        "post": {"summary": "Start a scratch VWED kernel", "requestBody": _body({"name": _STR}),
+                 "responses": {"201": {"description": "the kernel model"}}}}
+    paths["/api/kernels/{kernel_id}"] = {
+        "get": {"summary": "One kernel", "parameters": kid,
+                "responses": {"200": {"description": "the kernel model"}, "404": _err("KERNEL_NOT_FOUND")}},
+        "delete": {"summary": "Shut a kernel down (a script kernel: the script is stopped)", "parameters": kid,
+                   "responses": {"204": {"description": "gone"}, "404": _err("KERNEL_NOT_FOUND")}}}
+    paths["/api/kernels/{kernel_id}/interrupt"] = {"post": {
+        "summary": "Interrupt a kernel", "parameters": kid,
+        "responses": {"204": {"description": "interrupted"}, "404": _err("KERNEL_NOT_FOUND")}}}
+    paths["/api/kernels/{kernel_id}/restart"] = {"post": {
+        "summary": "Restart a kernel (a script kernel: the script is restarted from its file)",
+        "parameters": kid,
+        "responses": {"200": {"description": "the new kernel model"}, "404": _err("KERNEL_NOT_FOUND")}}}
+    paths["/api/kernels/{kernel_id}/channels"] = {"get": {
+        "summary": "WebSocket: the kernel's Jupyter messages (JSON, one per frame, with 'channel')",
+        "parameters": kid, "responses": {"101": {"description": "switching protocols"},
+                                         "404": _err("KERNEL_NOT_FOUND")}}}
     paths["/script-ws/{path}"] = {"get": {
         "summary": "WebSocket: a route a running script registered with VWED.api.register_websocket",
         "parameters": _PATH_PARAM,

@@ -1,0 +1,211 @@
+"""The Jupyter kernels API, as Jupyter Server's gateway client expects it, so
+``jupyter lab --gateway-url=...`` can attach a notebook (or the debugger) to a
+running script's kernel: ``/api``, ``/api/kernelspecs``, ``/api/kernels[/{id}]``,
+``/api/kernels/{id}/interrupt|restart``, WebSocket ``/api/kernels/{id}/channels``.
+
+Script kernels are listed with ``{"vwed": {"script_id", "script_path", "replica"}}``;
+deleting or restarting one goes through the script lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jupyter_client.jsonutil import json_default
+from tornado import websocket
+
+from ..engine import RunningScript, ScriptEngine
+from ..errors import GatewayError, NotFound
+from ..scratch import ScratchKernels, _iso
+from .base import JSONHandler, check_token
+
+__all__ = ["ApiRootHandler", "KernelSpecsHandler", "KernelsHandler", "KernelHandler",
+           "KernelActionHandler", "KernelChannelsHandler"]
+
+CHANNELS = ("shell", "control", "iopub", "stdin")
+
+
+class _Jupyter(JSONHandler):
+    engine: ScriptEngine
+    scratch: ScratchKernels
+
+    def write_json(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(payload, default=json_default))
+
+    def _script_kernel(self, kernel_id: str) -> tuple[RunningScript, Any] | None:
+        for script in self.engine.running():
+            for kernel in script.kernels:
+                if kernel.kernel_id == kernel_id:
+                    return script, kernel
+        return None
+
+    def _models(self) -> list[dict[str, Any]]:
+        models = []
+        for script in self.engine.running():
+            for kernel in script.kernels:
+                models.append({"id": kernel.kernel_id, "name": self.scratch.default_name,
+                               "execution_state": "idle" if not kernel.bridge.in_flight else "busy",
+                               "connections": 0, "last_activity": _iso(kernel.started_at),
+                               "vwed": {"script_id": script.script_id, "script_path": script.path,
+                                        "replica": kernel.replica}})
+        models += [self.scratch.model(k) for k in self.scratch.kernels.values()]
+        return models
+
+    def _model(self, kernel_id: str) -> dict[str, Any]:
+        for model in self._models():
+            if model["id"] == kernel_id:
+                return model
+        raise NotFound(f"no kernel {kernel_id!r}", "KERNEL_NOT_FOUND")
+
+
+class ApiRootHandler(_Jupyter):
+    def get(self) -> None:
+        from .. import __version__
+
+        self.write_json({"version": "2.14.0", "vwed": __version__})
+
+
+class KernelSpecsHandler(_Jupyter):
+    def get(self, name: str | None = None) -> None:
+        ksm = self.scratch.ksm
+        specs = {}
+        for spec_name in ksm.find_kernel_specs():
+            try:
+                spec = ksm.get_kernel_spec(spec_name)
+            except Exception:
+                continue
+            specs[spec_name] = {"name": spec_name, "spec": spec.to_dict(), "resources": {}}
+        if name is not None:
+            if name not in specs:
+                raise NotFound(f"no kernelspec {name!r}", "KERNELSPEC_NOT_FOUND")
+            self.write_json(specs[name])
+            return
+        self.write_json({"default": self.scratch.default_name, "kernelspecs": specs})
+
+
+class KernelsHandler(_Jupyter):
+    def get(self) -> None:
+        self.write_json(self._models())
+
+    async def post(self) -> None:
+        body = self.json_body(required=False)
+        kernel = await self.scratch.start(body.get("name"))
+        self.write_json(self.scratch.model(kernel), status=201)
+
+
+class KernelHandler(_Jupyter):
+    def get(self, kernel_id: str) -> None:
+        self.write_json(self._model(kernel_id))
+
+    async def delete(self, kernel_id: str) -> None:
+        found = self._script_kernel(kernel_id)
+        if found is not None:
+            await self.engine.stop(found[0], "stopped through the kernels API")
+        else:
+            await self.scratch.shutdown(kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+class KernelActionHandler(_Jupyter):
+    async def post(self, kernel_id: str, action: str) -> None:
+        found = self._script_kernel(kernel_id)
+        if action == "interrupt":
+            if found is not None:
+                await found[1].interrupt()
+            else:
+                await self.scratch.get(kernel_id).km.interrupt_kernel()
+            self.set_status(204)
+            self.finish()
+            return
+        # restart
+        if found is not None:
+            script = await self.engine.restart(found[0])
+            self.write_json(self._model(script.kernels[0].kernel_id))
+            return
+        kernel = self.scratch.get(kernel_id)
+        await kernel.km.restart_kernel(now=True)
+        self.write_json(self.scratch.model(kernel))
+
+
+class KernelChannelsHandler(websocket.WebSocketHandler):
+    """Proxies the Jupyter messages of one kernel between a WebSocket (the JSON wire
+    protocol, one message a frame with its ``channel``) and the kernel's ZeroMQ
+    channels, through a client of its own."""
+
+    def initialize(self, engine: ScriptEngine, scratch: ScratchKernels,  # type: ignore[override]
+                   token: str = "") -> None:
+        self.engine = engine
+        self.scratch = scratch
+        self.token = token
+        self.client: Any = None
+        self.readers: list[asyncio.Task[None]] = []
+
+    def _manager(self, kernel_id: str) -> Any:
+        for script in self.engine.running():
+            for kernel in script.kernels:
+                if kernel.kernel_id == kernel_id:
+                    return kernel.km
+        return self.scratch.get(kernel_id).km
+
+    async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            check_token(self, self.token)
+            self.km = self._manager(kernel_id)
+        except GatewayError as exc:
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps(exc.to_json()))
+            return
+        await super().get(kernel_id, *args, **kwargs)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return None  # the JSON protocol only
+
+    async def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
+        self.client = self.km.client()
+        self.client.start_channels()
+        # Like Jupyter Server's "nudge": until iopub delivers, messages the browser
+        # sends now would have their output lost (ZeroMQ's slow-joiner). Tornado does
+        # not call on_message before open() returns.
+        try:
+            await self.client.wait_for_ready(timeout=10)
+        except Exception:
+            pass
+        self.readers = [asyncio.ensure_future(self._pump(name)) for name in CHANNELS]
+
+    async def _pump(self, name: str) -> None:
+        channel = getattr(self.client, f"{name}_channel")
+        while True:
+            try:
+                msg = await channel.get_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                return
+            msg["channel"] = name
+            msg.pop("buffers", None)
+            try:
+                await self.write_message(json.dumps(msg, default=json_default))
+            except websocket.WebSocketClosedError:
+                return
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = json.loads(message)
+            name = msg.pop("channel", "shell")
+        except (ValueError, AttributeError):
+            return
+        if name not in CHANNELS or self.client is None:
+            return
+        channel = getattr(self.client, f"{name}_channel")
+        self.client.session.send(channel.socket, msg)
+
+    def on_close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        if self.client is not None:
+            self.client.stop_channels()
