@@ -27,6 +27,7 @@ from .handlers.jupyter import (
     ApiRootHandler,
     KernelActionHandler,
     KernelChannelsHandler,
+    KernelConnectionHandler,
     KernelHandler,
     KernelsHandler,
     KernelSpecsHandler,
@@ -100,6 +101,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)/channels", KernelChannelsHandler, ("engine", "scratch")),
+    (r"/script-engine/kernels/([^/]+)/connection", KernelConnectionHandler, ("engine", "scratch")),
     (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
     (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
 ]

@@ -262,6 +262,10 @@ def build_openapi() -> dict[str, Any]:
         "summary": "WebSocket: the kernel's Jupyter messages (JSON, one per frame, with 'channel')",
         "parameters": kid, "responses": {"101": {"description": "switching protocols"},
                                          "404": _err("KERNEL_NOT_FOUND")}}}
+    paths["/script-engine/kernels/{kernel_id}/connection"] = {"get": {
+        "summary": "A kernel's connection info (holds its key), for jupyter console --existing",
+        "parameters": kid, "responses": {"200": {"description": "ip, ports, key, transport"},
+                                         "404": _err("KERNEL_NOT_FOUND")}}}
     paths["/script-ws/{path}"] = {"get": {
         "summary": "WebSocket: a route a running script registered with VWED.api.register_websocket",
         "parameters": _PATH_PARAM,

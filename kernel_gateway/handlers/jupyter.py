@@ -22,7 +22,7 @@ from ..scratch import ScratchKernels, _iso
 from .base import JSONHandler, check_token
 
 __all__ = ["ApiRootHandler", "KernelSpecsHandler", "KernelsHandler", "KernelHandler",
-           "KernelActionHandler", "KernelChannelsHandler"]
+           "KernelActionHandler", "KernelChannelsHandler", "KernelConnectionHandler"]
 
 CHANNELS = ("shell", "control", "iopub", "stdin")
 
@@ -129,6 +129,19 @@ class KernelActionHandler(_Jupyter):
         kernel = self.scratch.get(kernel_id)
         await kernel.km.restart_kernel(now=True)
         self.write_json(self.scratch.model(kernel))
+
+
+class KernelConnectionHandler(_Jupyter):
+    """The connection info of a kernel on this machine, for ``jupyter console --existing``
+    (write it to a file). Security: it holds the kernel's key; like every endpoint it
+    needs the gateway's token when one is set."""
+
+    def get(self, kernel_id: str) -> None:
+        found = self._script_kernel(kernel_id)
+        km = found[1].km if found is not None else self.scratch.get(kernel_id).km
+        info = dict(km.get_connection_info())
+        info["key"] = info["key"].decode() if isinstance(info.get("key"), bytes) else info.get("key")
+        self.write_json(info)
 
 
 class KernelChannelsHandler(websocket.WebSocketHandler):
