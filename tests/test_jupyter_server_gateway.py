@@ -1,0 +1,103 @@
+"""Jupyter Server in gateway mode against our gateway: it lists our kernels and runs
+code in a running script's kernel through its own gateway client (what
+``jupyter lab --gateway-url=...`` does)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+from tornado.websocket import websocket_connect
+
+from conftest import unique, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def jupyter_server(gw, tmp_path):
+    port, token = _free_port(), uuid.uuid4().hex
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+         f"--GatewayClient.url={gw.url}", f"--ServerApp.root_dir={tmp_path}", "--allow-root"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"token {token}"}
+
+    def up():
+        try:
+            return httpx.get(f"{base}/api/status", headers=headers, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return proc.poll() is not None  # stop waiting if it died
+
+    wait_until(up, 60, "jupyter server")
+    if proc.poll() is not None:
+        raise AssertionError(proc.stderr.read().decode()[-2000:])
+    yield base, token
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_jupyter_server_attaches_to_a_running_script(scripts, jupyter_server):
+    base, token = jupyter_server
+    n = unique("jsgw")
+    started = scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.api.register_route("/{n}/ping", "GET", lambda: "pong")
+    VWED.function.register("{n}_f", lambda: 1)
+""")
+    headers = {"Authorization": f"token {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as js:
+        specs = js.get("/api/kernelspecs").json()
+        assert "vwed" in specs["kernelspecs"]
+        # Jupyter Server lists only the kernels it manages: a session naming the script's
+        # kernel id attaches to it (what docs/debugging.md shows)
+        r = js.post("/api/sessions", json={"path": f"{n}.ipynb", "type": "notebook", "name": "",
+                                           "kernel": {"id": started["kernel_id"]}})
+        assert r.status_code == 201, r.text
+        assert r.json()["kernel"]["id"] == started["kernel_id"]
+        kernels = {k["id"]: k for k in js.get("/api/kernels").json()}
+        assert started["kernel_id"] in kernels  # listed through Jupyter Server's gateway client
+
+        async def run_code():
+            url = f"ws://{base[len('http://'):]}/api/kernels/{started['kernel_id']}/channels?token={token}"
+            conn = await asyncio.wait_for(websocket_connect(url), 20)
+            msg_id = uuid.uuid4().hex
+            await conn.write_message(json.dumps({
+                "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                           "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": "print(sorted(f['name'] for f in VWED.registrations()['functions']))",
+                            "silent": False, "store_history": False, "user_expressions": {},
+                            "allow_stdin": False}}))
+            out = ""
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                raw = await asyncio.wait_for(conn.read_message(), 30)
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    out += msg["content"]["text"]
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            conn.close()
+            return out
+
+        assert asyncio.run(run_code()).strip() == f"['{n}_f']"  # the script's registrations, live
+        assert js.post(f"/api/kernels/{started['kernel_id']}/interrupt").status_code == 204
