@@ -164,7 +164,9 @@ class Gateway:
         self.pool = KernelPool(self._start_kernel, settings.pool_size)
         self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
                                    boot_timeout=settings.boot_timeout, debug=settings.debug,
-                                   db=self.db)
+                                   db=self.db, restart_limit=settings.restart_limit,
+                                   restart_window=settings.restart_window,
+                                   restart_backoff=settings.restart_backoff)
         self.workers = WorkerPool(self._start_kernel, settings.workers or os.cpu_count() or 2,
                                   settings.step_queue, on_ready=self._worker_ready)
         self.steps = StepService(self.store, self.workers, self.logs, self.db,

@@ -44,6 +44,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", int, 0, "worker kernels for task-flow steps (0: the number of CPUs)"),
     Option("step_queue", int, 100, "steps that may wait for a free worker; more get 503 BUSY"),
     Option("step_grace", float, 5.0, "seconds an interrupted worker has to come back before it is replaced"),
+    Option("restart_limit", int, 5, "crashes within --restart-window after which a script stays down ('crashed')"),
+    Option("restart_window", float, 60.0, "seconds over which crashes are counted"),
+    Option("restart_backoff", float, 0.5, "first delay before restarting a crashed script; doubles each time, 30 s at most"),
     Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
     Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
@@ -78,6 +81,9 @@ class Settings:
     workers: int = 0
     step_queue: int = 100
     step_grace: float = 5.0
+    restart_limit: int = 5
+    restart_window: float = 60.0
+    restart_backoff: float = 0.5
     kernel_name: str = ""
     token: str = ""
     max_file_size: int = 1024 * 1024

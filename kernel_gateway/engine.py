@@ -21,10 +21,11 @@ from .registry import Registry, ScriptRegistrations
 from .scripts import ScriptSource, ScriptStore
 from .store.service import StoreService
 
-__all__ = ["ScriptEngine", "RunningScript", "MAX_REPLICAS"]
+__all__ = ["ScriptEngine", "RunningScript", "MAX_REPLICAS", "RESTART_POLICIES"]
 
 log = logging.getLogger("kernel_gateway.engine")
 MAX_REPLICAS = 16
+RESTART_POLICIES = ("never", "on-failure", "always")
 
 
 @dataclass
@@ -35,10 +36,15 @@ class RunningScript:
     replicas: int
     started_at: float
     kernels: list[ScriptKernel] = field(default_factory=list)
-    status: str = "starting"  # starting | running | stopping | died
+    status: str = "starting"  # starting | running | restarting | stopping | died | crashed
     registrations: ScriptRegistrations = field(default_factory=ScriptRegistrations)
     exit_reason: str | None = None
     run_id: int | None = None
+    restart: str = "on-failure"  # never | on-failure | always
+    restarts: int = 0
+    last_error: str | None = None
+    crashes: list[float] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     _turn: itertools.count = field(default_factory=itertools.count)
 
     def pick(self) -> ScriptKernel:
@@ -70,6 +76,9 @@ class RunningScript:
             "in_flight": sum(k.bridge.in_flight for k in self.kernels),
             "replicas": self.replicas,
             "run_id": self.run_id,
+            "restart": self.restart,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
             "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
                          "in_flight": k.bridge.in_flight}
                         for k in sorted(self.kernels, key=lambda k: k.replica)],
@@ -91,7 +100,13 @@ class ScriptEngine:
         boot_timeout: float = 60.0,
         debug: bool = False,
         db: StoreService | None = None,
+        restart_limit: int = 5,
+        restart_window: float = 60.0,
+        restart_backoff: float = 0.5,
     ) -> None:
+        self.restart_limit = restart_limit
+        self.restart_window = restart_window
+        self.restart_backoff = restart_backoff
         self.db = db
         self.store = store
         self.registry = registry
@@ -125,6 +140,19 @@ class ScriptEngine:
                                      details={"script_id": script_id})
         return script
 
+    async def wait_serving(self, script_id: str, timeout: float) -> RunningScript:
+        """The script, once it serves calls: a script restarting after a crash is waited
+        for (up to ``timeout``); a script that is down gives 503 at once."""
+        script = self._scripts.get(script_id)
+        if script is not None and script.status == "restarting":
+            try:
+                await asyncio.wait_for(script.ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailable(f"script {script_id} is restarting after a crash",
+                                         "SCRIPT_RESTARTING", details={"script_id": script_id},
+                                         headers={"Retry-After": "1"}) from None
+        return self.serving(script_id)
+
     def find(self, script_id: Any = None, script_path: Any = None) -> RunningScript:
         if script_id is not None:
             if not isinstance(script_id, str):
@@ -143,22 +171,24 @@ class ScriptEngine:
         return self._locks.setdefault(path, asyncio.Lock())
 
     # -- start -----------------------------------------------------------------------
-    async def start(self, script_path: Any, replicas: Any = 1) -> RunningScript:
+    async def start(self, script_path: Any, replicas: Any = 1, restart: Any = "on-failure") -> RunningScript:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
             raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
+        if restart not in RESTART_POLICIES:
+            raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}", "BAD_REQUEST")
         source = self.store.load(script_path)
         async with self._lock(source.path):
             existing = self._by_path.get(source.path)
             if existing is not None:
                 current = self._scripts[existing]
-                if current.status != "died":
+                if current.status not in ("died", "crashed"):
                     raise Conflict(f"script {source.path!r} is already running", "ALREADY_RUNNING",
                                    details={"script_id": existing})
                 self._forget(current)
             script_id = f"{source.path}_{int(time.time() * 1000)}"
             while script_id in self._scripts:  # two starts in the same millisecond
                 script_id += "_"
-            script = RunningScript(script_id, source.path, source, replicas, time.time())
+            script = RunningScript(script_id, source.path, source, replicas, time.time(), restart=restart)
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
             await self._record_run(script)
@@ -185,6 +215,7 @@ class ScriptEngine:
             script.kernels = sorted(good, key=lambda k: k.replica)
             script.registrations = regs
             script.status = "running"
+            script.ready.set()
             self._end_run(script, "running", None, ended=False)
             self.logs.engine(script_id, "INFO", f"booted {source.path}: "
                              + ", ".join(f"{v} {k}" for k, v in regs.counts().items()))
@@ -256,9 +287,9 @@ class ScriptEngine:
             return script
 
     async def restart(self, script: RunningScript) -> RunningScript:
-        replicas = script.replicas
+        replicas, policy = script.replicas, script.restart
         await self.stop(script, "restarted")
-        return await self.start(script.path, replicas)
+        return await self.start(script.path, replicas, policy)
 
     def _forget(self, script: RunningScript) -> None:
         self.registry.remove(script.script_id)
@@ -290,14 +321,63 @@ class ScriptEngine:
                              f"replica {kernel.replica} of {script.path} died; replacing it")
             self._spawn(self._replace(script, kernel.replica))
             return
-        self.registry.remove(script.script_id)
+        script.last_error = "the kernel died"
         if self.on_script_gone is not None:
             self.on_script_gone(script.script_id)
-        script.status = "died"
-        script.exit_reason = "kernel died"
+        if script.restart != "never" and self._may_restart(script):
+            return
+        self._down(script, "died", "kernel died")
+
+    def _down(self, script: RunningScript, status: str, reason: str) -> None:
+        self.registry.remove(script.script_id)
+        script.status = status
+        script.exit_reason = reason
         script.registrations = ScriptRegistrations()
-        self.logs.engine(script.script_id, "ERROR", f"the kernel of {script.path} died")
-        self._end_run(script, "died", "kernel died")
+        script.ready.set()  # waiting calls wake up and get 503
+        self.logs.engine(script.script_id, "ERROR", f"{script.path} is down: {reason}")
+        self._end_run(script, status, reason)
+
+    def _may_restart(self, script: RunningScript) -> bool:
+        """Schedule a restart after a crash, unless the script is in a crash loop."""
+        now = time.monotonic()
+        script.crashes = [t for t in script.crashes if now - t < self.restart_window] + [now]
+        if len(script.crashes) > self.restart_limit:
+            self._down(script, "crashed", f"crash loop: {len(script.crashes)} crashes in "
+                                          f"{self.restart_window:g} s; last error: {script.last_error}")
+            return True
+        delay = min(30.0, self.restart_backoff * 2 ** (len(script.crashes) - 1))
+        script.status = "restarting"
+        script.ready.clear()
+        self.logs.engine(script.script_id, "WARNING", f"{script.path} crashed ({script.last_error}); "
+                                                      f"restarting in {delay:g} s")
+        self._spawn(self._restart_after_crash(script, delay))
+        return True
+
+    async def _restart_after_crash(self, script: RunningScript, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if script.status != "restarting" or self._scripts.get(script.script_id) is not script:
+            return
+        results = await asyncio.gather(*(self._boot_replica(script, i) for i in range(script.replicas)),
+                                       return_exceptions=True)
+        good = [k for k in results if isinstance(k, ScriptKernel)]
+        errors = [e for e in results if isinstance(e, BaseException)]
+        if errors or script.status != "restarting":
+            for kernel in good:
+                kernel.on_death = None
+                self._spawn(kernel.shutdown(now=True))
+            if script.status == "restarting":
+                err = errors[0]
+                script.last_error = f"{getattr(err, 'code', type(err).__name__)}: {getattr(err, 'message', err)}"
+                self._may_restart(script)
+            return
+        script.kernels = sorted(good, key=lambda k: k.replica)
+        self.registry.commit(script.script_id, good[0].registrations)
+        script.registrations = good[0].registrations
+        script.restarts += 1
+        script.status = "running"
+        script.ready.set()
+        self.logs.engine(script.script_id, "INFO", f"{script.path} restarted after a crash "
+                                                   f"(restart {script.restarts})")
 
     async def _replace(self, script: RunningScript, index: int) -> None:
         try:

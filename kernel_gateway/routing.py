@@ -80,7 +80,8 @@ class CallRouter:
     async def _call(self, script_id: str, kind: str, name: str, data: dict[str, Any],
                     buffers: list[Any] | None, timeout: float | None, task_id: str | None) -> Reply:
         """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
-        kernel = self.engine.serving(script_id).pick()
+        script = await self.engine.wait_serving(script_id, timeout or self.call_timeout)
+        kernel = script.pick()
         call_id = kernel.bridge.new_call_id()
         self.logs.note_call(call_id, task_id)
         started = time.perf_counter()

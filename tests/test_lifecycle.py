@@ -206,12 +206,15 @@ async def boot():
 
 def test_a_dead_kernel_marks_the_script_died_and_it_can_start_again(scripts, client, gw):
     name = unique("die")
-    started = scripts.start(f"{name}.py", f"""
+    scripts.write(f"{name}.py", f"""
 import os
 def boot():
     VWED.api.register_route("/{name}/exit", "POST", lambda r: os._exit(3))
     VWED.api.register_route("/{name}/ok", "GET", lambda r: "ok")
 """)
+    started = client.post("/script-engine/start", json={"script_path": f"{name}.py",
+                                                        "restart": "never"}).json()
+    scripts.started.append(started["script_id"])
     r = client.post(f"/script-api/{name}/exit")
     assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
 

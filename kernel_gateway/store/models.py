@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Double, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# Timestamps are epoch seconds: DOUBLE everywhere (MySQL's FLOAT is single precision,
+# about two minutes of resolution at today's epoch).
 __all__ = ["Base", "RunRow", "LogRow", "CallRow", "TaskVariablesRow", "ExecutionRow", "LEVELS",
            "LEVEL_NAMES"]
 
@@ -25,8 +27,8 @@ class RunRow(Base):
     script_id: Mapped[str] = mapped_column(String(512), unique=True)
     script_path: Mapped[str] = mapped_column(String(480), index=True)
     replicas: Mapped[int] = mapped_column(Integer, default=1)
-    started_at: Mapped[float] = mapped_column(Float)
-    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float] = mapped_column(Double)
+    stopped_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     status: Mapped[str] = mapped_column(String(32))
     exit_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
@@ -37,7 +39,7 @@ class LogRow(Base):
     __tablename__ = "vwed_log_records"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    ts: Mapped[float] = mapped_column(Float)
+    ts: Mapped[float] = mapped_column(Double)
     script_id: Mapped[str | None] = mapped_column(String(512), nullable=True)
     run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     level: Mapped[int] = mapped_column(Integer)
@@ -62,11 +64,11 @@ class CallRow(Base):
     # BIGINT elsewhere; INTEGER on SQLite, where only that is an auto-incrementing rowid
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
-    ts: Mapped[float] = mapped_column(Float, index=True)
+    ts: Mapped[float] = mapped_column(Double, index=True)
     script_id: Mapped[str | None] = mapped_column(String(512), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(512))
-    duration_ms: Mapped[float] = mapped_column(Float)
+    duration_ms: Mapped[float] = mapped_column(Double)
     ok: Mapped[bool] = mapped_column(Boolean)
     error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -79,7 +81,7 @@ class TaskVariablesRow(Base):
 
     task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     variables: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Double)
 
 
 class ExecutionRow(Base):
@@ -88,12 +90,12 @@ class ExecutionRow(Base):
     __tablename__ = "vwed_executions"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    ts: Mapped[float] = mapped_column(Float, index=True)
+    ts: Mapped[float] = mapped_column(Double, index=True)
     script_path: Mapped[str] = mapped_column(String(480))
     function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     mode: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
-    duration_ms: Mapped[float] = mapped_column(Float)
+    duration_ms: Mapped[float] = mapped_column(Double)
     ok: Mapped[bool] = mapped_column(Boolean)
     error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -108,7 +110,7 @@ class LocationRow(Base):
     zone: Mapped[str] = mapped_column(String(64), default="")
     goods: Mapped[str | None] = mapped_column(String(255), nullable=True)
     locked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    locked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    locked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     data: Mapped[str] = mapped_column(Text, default="{}")
 
 
@@ -122,8 +124,8 @@ class PlatformTaskRow(Base):
     input_params: Mapped[str] = mapped_column(Text, default="{}")
     status: Mapped[str] = mapped_column(String(32))
     robot_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    created_at: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
 
 
 class RobotRow(Base):
@@ -135,4 +137,4 @@ class RobotRow(Base):
     status: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     data: Mapped[str] = mapped_column(Text, default="{}")
-    updated_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Double)

@@ -20,7 +20,7 @@ def upgrade() -> None:
         sa.Column("zone", sa.String(64), nullable=False),
         sa.Column("goods", sa.String(255), nullable=True),
         sa.Column("locked_by", sa.String(128), nullable=True),
-        sa.Column("locked_at", sa.Float, nullable=True),
+        sa.Column("locked_at", sa.Double, nullable=True),
         sa.Column("data", sa.Text, nullable=False),
     )
     op.create_table(
@@ -30,8 +30,8 @@ def upgrade() -> None:
         sa.Column("input_params", sa.Text, nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("robot_id", sa.String(128), nullable=True),
-        sa.Column("created_at", sa.Float, nullable=False),
-        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
     )
     op.create_table(
         "vwed_robots",
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("task_id", sa.String(128), nullable=True),
         sa.Column("data", sa.Text, nullable=False),
-        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
     )
 
 
