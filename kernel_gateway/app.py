@@ -149,6 +149,7 @@ class Gateway:
         self.settings = settings
         self.port: int | None = None
         self._server: httpserver.HTTPServer | None = None
+        self._restore: asyncio.Future[None] | None = None
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         write_gateway_kernelspec(data_dir)
@@ -206,14 +207,22 @@ class Gateway:
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
         self.workers.start()
+        if self.settings.restore:
+            self._restore = asyncio.ensure_future(self.engine.restore())
         log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
                  __version__, self.settings.ip, self.port, self.store.root, self.pool.size,
                  self.db.db.safe_url)
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening, let calls in flight finish (up to --drain-timeout), stop the
+        scripts (they stay desired: a new gateway restores them), flush the logs."""
         if self._server is not None:
             self._server.stop()
+        left = await self.engine.drain(self.settings.drain_timeout)
+        if left:
+            log.warning("%d call(s) still in flight after %g s; stopping anyway", left,
+                        self.settings.drain_timeout)
         await self.engine.close()
         await self.pool.close()
         await self.workers.close()

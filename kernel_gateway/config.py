@@ -47,6 +47,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("restart_limit", int, 5, "crashes within --restart-window after which a script stays down ('crashed')"),
     Option("restart_window", float, 60.0, "seconds over which crashes are counted"),
     Option("restart_backoff", float, 0.5, "first delay before restarting a crashed script; doubles each time, 30 s at most"),
+    Option("restore", bool, True, "start again, at start, the scripts that were running when the gateway stopped"),
+    Option("drain_timeout", float, 10.0, "seconds a stopping gateway waits for calls in flight"),
     Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
     Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
@@ -84,6 +86,8 @@ class Settings:
     restart_limit: int = 5
     restart_window: float = 60.0
     restart_backoff: float = 0.5
+    restore: bool = True
+    drain_timeout: float = 10.0
     kernel_name: str = ""
     token: str = ""
     max_file_size: int = 1024 * 1024

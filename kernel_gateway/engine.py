@@ -217,6 +217,7 @@ class ScriptEngine:
             script.status = "running"
             script.ready.set()
             self._end_run(script, "running", None, ended=False)
+            self._remember(script)
             self.logs.engine(script_id, "INFO", f"booted {source.path}: "
                              + ", ".join(f"{v} {k}" for k, v in regs.counts().items()))
             return script
@@ -231,6 +232,51 @@ class ScriptEngine:
             log.exception("could not record the run of %s", script.script_id)
             return
         self.logs.run_started(script.script_id, script.run_id)
+
+    def _remember(self, script: RunningScript) -> None:
+        if self.db is not None:
+            self._spawn(self.db.write(self.db.db.desire, script.path, script.replicas, script.restart,
+                                      time.time()))
+
+    def forget_desired(self, script_path: str) -> None:
+        """An operator stopped the script: do not start it again with the gateway."""
+        if self.db is not None:
+            self._spawn(self.db.write(self.db.db.undesire, script_path))
+
+    async def restore(self) -> None:
+        """Start again the scripts that were running when the gateway last stopped (or
+        died), each on its own: one that fails to boot does not block the others."""
+        if self.db is None:
+            return
+        try:
+            desired = await self.db.read(self.db.db.desired)
+        except Exception:
+            log.exception("could not read the scripts to restore")
+            return
+
+        async def one(row: dict[str, Any]) -> None:
+            try:
+                script = await self.start(row["script_path"], row["replicas"], row["restart"])
+                self.logs.engine(script.script_id, "INFO", f"restored {row['script_path']} after a "
+                                                           "gateway restart")
+            except Exception as exc:
+                self.logs.engine(None, "ERROR", f"could not restore {row['script_path']}: "
+                                                f"{getattr(exc, 'message', exc)}")
+
+        if desired:
+            self.logs.engine(None, "INFO", f"restoring {len(desired)} script(s)")
+        await asyncio.gather(*(one(row) for row in desired))
+
+    async def drain(self, deadline: float) -> int:
+        """Wait (up to ``deadline`` seconds) for the calls in flight to finish; returns
+        how many were still running."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            busy = sum(k.bridge.in_flight for s in self._scripts.values() for k in s.kernels)
+            if not busy:
+                return 0
+            await asyncio.sleep(0.05)
+        return sum(k.bridge.in_flight for s in self._scripts.values() for k in s.kernels)
 
     def _end_run(self, script: RunningScript, status: str, reason: str | None,
                  ended: bool = True) -> None:

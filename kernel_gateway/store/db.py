@@ -16,7 +16,15 @@ from sqlalchemy import create_engine, delete, event, func, insert, select, updat
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .models import LEVEL_NAMES, CallRow, ExecutionRow, LogRow, RunRow, TaskVariablesRow
+from .models import (
+    LEVEL_NAMES,
+    CallRow,
+    DesiredScriptRow,
+    ExecutionRow,
+    LogRow,
+    RunRow,
+    TaskVariablesRow,
+)
 
 __all__ = ["Database", "DatabaseError", "LogQuery"]
 
@@ -205,6 +213,22 @@ class Database:
             stmt = stmt.where(ExecutionRow.task_id == task_id)
         with self.engine.connect() as conn:
             return [dict(m) for m in conn.execute(stmt).mappings()]
+
+    def desire(self, script_path: str, replicas: int, restart: str, now: float) -> None:
+        """Remember that a script should run (replacing its options)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path))
+            conn.execute(insert(DesiredScriptRow).values(script_path=script_path, replicas=replicas,
+                                                         restart=restart, started_at=now))
+
+    def undesire(self, script_path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path))
+
+    def desired(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(m) for m in conn.execute(
+                select(DesiredScriptRow.__table__).order_by(DesiredScriptRow.started_at)).mappings()]
 
     # -- reads -----------------------------------------------------------------------
     def max_log_id(self) -> int:

@@ -138,3 +138,15 @@ class RobotRow(Base):
     task_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     data: Mapped[str] = mapped_column(Text, default="{}")
     updated_at: Mapped[float] = mapped_column(Double)
+
+
+class DesiredScriptRow(Base):
+    """A script that should be running: started through the API and not stopped since.
+    A gateway that starts again (after a clean stop or a crash) starts these."""
+
+    __tablename__ = "vwed_desired_scripts"
+
+    script_path: Mapped[str] = mapped_column(String(480), primary_key=True)
+    replicas: Mapped[int] = mapped_column(Integer)
+    restart: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Double)
