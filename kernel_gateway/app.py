@@ -40,7 +40,7 @@ from .handlers.lifecycle import (
     StopHandler,
 )
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
-from .handlers.ops import HealthHandler, OpenAPIHandler
+from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
 from .handlers.sockets import ScriptWebSocketHandler
 from .handlers.steps import (
@@ -53,6 +53,7 @@ from .kernels import KernelPool, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
 from .logs import LogHub
 from .mail import Mailer
+from .metrics import Metrics
 from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .registry import Registry
@@ -83,6 +84,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
     (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
+    (r"/metrics", MetricsHandler, ("metrics",)),
     (r"/script-engine/execute", ExecuteHandler, ("steps",)),
     (r"/script-engine/executions", ExecutionsHandler, ("steps",)),
     (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("steps",)),
@@ -177,12 +179,14 @@ class Gateway:
                         password=settings.smtp_password, sender=settings.smtp_from,
                         tls=settings.smtp_tls)
         self.scratch = ScratchKernels(self.ksm, self.kernel_name)
+        self.metrics = Metrics(self)
         self.embedded = EmbeddedBackend(self.db)
         self.platform: PlatformBackend = (HttpBackend(settings.platform_url, settings.platform_token)
                                           if settings.platform_url else self.embedded)
         self.router = CallRouter(self.engine, self.registry, self.logs,
                                  call_timeout=settings.call_timeout, debug=settings.debug,
                                  store=self.db, mailer=mailer, platform=self.platform)
+        self.router.metrics = self.metrics
 
     def _worker_ready(self, worker: ScriptKernel) -> None:
         worker.on_iopub = self.logs.on_iopub
@@ -197,7 +201,7 @@ class Gateway:
         await self.logs.start()  # migrations run here, before the gateway listens
         services = {"engine": self.engine, "router": self.router, "store": self.store,
                     "pool": self.pool, "hub": self.logs, "steps": self.steps,
-                    "embedded": self.embedded, "scratch": self.scratch,
+                    "embedded": self.embedded, "scratch": self.scratch, "metrics": self.metrics,
                     "document": build_openapi()}
         app = make_app(services, self.settings)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,

@@ -80,11 +80,32 @@ class RunningScript:
             "restarts": self.restarts,
             "last_error": self.last_error,
             "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
-                         "in_flight": k.bridge.in_flight}
+                         "in_flight": k.bridge.in_flight, **_usage(k.pid)}
                         for k in sorted(self.kernels, key=lambda k: k.replica)],
             "registrations": self.registrations.counts(),
             "exit_reason": self.exit_reason,
         }
+
+
+def _usage(pid: int | None) -> dict[str, Any]:
+    """CPU (% since the last look) and RSS of a local kernel process."""
+    if pid is None:
+        return {"cpu_percent": None, "rss_mib": None}
+    try:
+        import psutil
+
+        proc = _PROCS.get(pid)
+        if proc is None:
+            proc = _PROCS[pid] = psutil.Process(pid)
+        return {"cpu_percent": proc.cpu_percent(None),
+                "rss_mib": round(proc.memory_info().rss / 1048576, 1)}
+    except Exception:
+        _PROCS.pop(pid, None)
+        return {"cpu_percent": None, "rss_mib": None}
+
+
+# psutil.Process objects keep the CPU times of the previous look (per kernel process).
+_PROCS: dict[int, Any] = {}
 
 
 class ScriptEngine:

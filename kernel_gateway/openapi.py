@@ -218,8 +218,12 @@ def build_openapi() -> dict[str, Any]:
             "responses": {"101": {"description": "switching protocols"},
                           "400": _err("BAD_PARAMETER"), "401": _err("UNAUTHORIZED")}}},
         "/script-engine/health": {"get": {
-            "summary": "Liveness and pool state (no token needed)",
+            "summary": "Liveness and readiness (pool warm, database reachable); no token needed",
             "responses": {"200": _ok("healthy")}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics: calls by script, kind and outcome with latency histograms, "
+                       "kernels alive, scripts by status, restarts, log records stored/dropped, queue depths",
+            "responses": {"200": {"description": "text/plain; version=0.0.4"}}}},
         "/script-engine/openapi.json": {"get": {
             "summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}},
         "/script-api/{path}": {m: {

@@ -32,6 +32,7 @@ class CallRouter:
                  platform: PlatformBackend | None = None) -> None:
         self.mailer = mailer
         self.platform = platform
+        self.metrics: Any = None  # a metrics.Metrics, set by the app
         self.websockets: dict[str, set[Any]] = {}  # script_id -> open /script-ws connections
         self.engine = engine
         self.registry = registry
@@ -99,6 +100,9 @@ class CallRouter:
             error_type = error_type or exc.code
             raise
         finally:
+            if self.metrics is not None:
+                self.metrics.call(script_id.rsplit("_", 1)[0], kind, error_type or "ok",
+                                  time.perf_counter() - started)
             if self.store is not None:
                 self.store.add_call({"ts": time.time(), "script_id": script_id, "kind": kind,
                                      "name": name[:512], "ok": error_type is None,

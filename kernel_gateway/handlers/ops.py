@@ -10,7 +10,19 @@ from ..kernels import KernelPool
 from ..steps import StepService
 from .base import JSONHandler
 
-__all__ = ["HealthHandler", "OpenAPIHandler"]
+__all__ = ["HealthHandler", "OpenAPIHandler", "MetricsHandler"]
+
+
+class MetricsHandler(JSONHandler):
+    """``/metrics``: Prometheus text format (needs the token like every endpoint but health)."""
+
+    metrics: Any
+
+    def get(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.metrics.registry))
 
 
 class HealthHandler(JSONHandler):
@@ -22,10 +34,14 @@ class HealthHandler(JSONHandler):
         # Health is for load balancers and probes: no token needed.
         pass
 
-    def get(self) -> None:
+    async def get(self) -> None:
         running = self.engine.running()
+        pool_warm = self.pool.size == 0 or self.pool.available > 0
+        db_ok = await self.steps.db.ping() if self.steps.db is not None else True
         self.send_json({
             "status": "ok",
+            "ready": pool_warm and db_ok,
+            "checks": {"pool_warm": pool_warm, "database": db_ok},
             "version": __version__,
             "scripts": len(running),
             "scripts_died": sum(s.status == "died" for s in running),

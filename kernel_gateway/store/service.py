@@ -59,6 +59,7 @@ class StoreService:
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="vwed-db-reader")
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = 0
+        self.dropped_total = 0
         self._drop_span: tuple[float, float] = (0.0, 0.0)
         self.stored = 0
         self.failures = 0
@@ -110,6 +111,7 @@ class StoreService:
     def _count_drop(self, ts: float) -> None:
         first = self._drop_span[0] if self._dropped else ts
         self._dropped += 1
+        self.dropped_total += 1
         self._drop_span = (first, ts)
 
     def add_call(self, row: dict[str, Any]) -> None:
@@ -220,5 +222,19 @@ class StoreService:
         return removed
 
     # -- reads -------------------------------------------------------------------------
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers (for readiness)."""
+        def check() -> bool:
+            from sqlalchemy import text
+
+            with self.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+
+        try:
+            return bool(await asyncio.wait_for(self.read(check), timeout))
+        except Exception:
+            return False
+
     async def query_logs(self, query: LogQuery) -> list[dict[str, Any]]:
         return list(await self.read(self.db.query_logs, query))

@@ -1,0 +1,70 @@
+"""Prometheus metrics of one gateway (``GET /metrics``), on prometheus-client with a
+registry of its own (no process-wide state)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+__all__ = ["Metrics"]
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _LiveState:
+    """Gauges read from the gateway at scrape time."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Any]:
+        gw = self.gateway
+        scripts = gw.engine.running()
+        alive = GaugeMetricFamily("vwed_kernels_alive", "Kernels alive, by role", labels=["role"])
+        alive.add_metric(["script"], sum(len(s.kernels) for s in scripts))
+        alive.add_metric(["pool"], gw.pool.available)
+        alive.add_metric(["worker"], gw.workers.workers)
+        alive.add_metric(["scratch"], len(gw.scratch.kernels))
+        yield alive
+        status = GaugeMetricFamily("vwed_scripts", "Scripts by status", labels=["status"])
+        for name in ("starting", "running", "restarting", "stopping", "died", "crashed"):
+            status.add_metric([name], sum(s.status == name for s in scripts))
+        yield status
+        restarts = CounterMetricFamily("vwed_script_restarts", "Restarts after a crash", labels=["script"])
+        for s in scripts:
+            restarts.add_metric([s.path], s.restarts)
+        yield restarts
+        in_flight = GaugeMetricFamily("vwed_calls_in_flight", "Calls in flight, by script", labels=["script"])
+        for s in scripts:
+            in_flight.add_metric([s.path], sum(k.bridge.in_flight for k in s.kernels))
+        yield in_flight
+        yield GaugeMetricFamily("vwed_pool_target", "Pre-started kernels wanted", value=gw.pool.size)
+        yield GaugeMetricFamily("vwed_step_queue_depth", "Steps waiting for a worker",
+                                value=gw.workers.waiting)
+        yield GaugeMetricFamily("vwed_log_queue_depth", "Log records waiting for the database",
+                                value=gw.db.queued)
+        yield CounterMetricFamily("vwed_log_records_stored", "Log records stored", value=gw.db.stored)
+        yield CounterMetricFamily("vwed_log_records_dropped", "Log records dropped (queue full)",
+                                  value=gw.db.dropped_total)
+        yield GaugeMetricFamily("vwed_log_subscribers", "Live log WebSocket subscribers",
+                                value=gw.logs.subscribers)
+
+
+class Metrics:
+    def __init__(self, gateway: Gateway) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.calls = Counter("vwed_calls", "Calls served, by script, kind and outcome",
+                             ["script", "kind", "outcome"], registry=self.registry)
+        self.latency = Histogram("vwed_call_duration_seconds", "Call latency, by script and kind",
+                                 ["script", "kind"], buckets=BUCKETS, registry=self.registry)
+        self.registry.register(_LiveState(gateway))
+
+    def call(self, script: str, kind: str, outcome: str, seconds: float) -> None:
+        self.calls.labels(script, kind, outcome).inc()
+        self.latency.labels(script, kind).observe(seconds)
