@@ -238,7 +238,7 @@ class ScriptEngine:
             script.status = "running"
             script.ready.set()
             self._end_run(script, "running", None, ended=False)
-            self._remember(script)
+            await self._remember(script)
             self.logs.engine(script_id, "INFO", f"booted {source.path}: "
                              + ", ".join(f"{v} {k}" for k, v in regs.counts().items()))
             return script
@@ -254,15 +254,22 @@ class ScriptEngine:
             return
         self.logs.run_started(script.script_id, script.run_id)
 
-    def _remember(self, script: RunningScript) -> None:
+    async def _remember(self, script: RunningScript) -> None:
+        """Stored before ``start`` answers: a gateway killed right after still restores it."""
         if self.db is not None:
-            self._spawn(self.db.write(self.db.db.desire, script.path, script.replicas, script.restart,
-                                      time.time()))
+            try:
+                await self.db.write(self.db.db.desire, script.path, script.replicas, script.restart,
+                                    time.time())
+            except Exception:
+                log.exception("could not store %s as a script to restore", script.path)
 
-    def forget_desired(self, script_path: str) -> None:
+    async def forget_desired(self, script_path: str) -> None:
         """An operator stopped the script: do not start it again with the gateway."""
         if self.db is not None:
-            self._spawn(self.db.write(self.db.db.undesire, script_path))
+            try:
+                await self.db.write(self.db.db.undesire, script_path)
+            except Exception:
+                log.exception("could not forget %s as a script to restore", script_path)
 
     async def restore(self) -> None:
         """Start again the scripts that were running when the gateway last stopped (or

@@ -95,8 +95,9 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
         assert "gone.py" not in second.running() and "broken.py" not in second.running()
         assert second.client.get("/script-api/one/ok").json() == "one"
         assert second.client.get("/script-api/two/ok").json() == "two"
-        notes = second.client.get("/script-engine/logs", params={"source": "engine", "q": "restore"}).json()
-        assert any("could not restore broken.py" in r["message"] for r in notes["records"])
+        wait_until(lambda: any("could not restore broken.py" in r["message"] for r in second.client.get(
+            "/script-engine/logs", params={"source": "engine", "q": "restore"}).json()["records"]),
+            10, "the record of the failed restore")
 
         # SIGTERM: a call in flight finishes, then the gateway stops its kernels and exits
         new_pids = [s["pid"] for s in second.running().values()]

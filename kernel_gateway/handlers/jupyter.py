@@ -104,7 +104,7 @@ class KernelHandler(_Jupyter):
         found = self._script_kernel(kernel_id)
         if found is not None:
             await self.engine.stop(found[0], "stopped through the kernels API")
-            self.engine.forget_desired(found[0].path)
+            await self.engine.forget_desired(found[0].path)
         else:
             await self.scratch.shutdown(kernel_id)
         self.set_status(204)

@@ -36,7 +36,7 @@ class StopHandler(JSONHandler):
         body = self.json_body()
         script = self.engine.find(body.get("script_id"), body.get("script_path"))
         await self.engine.stop(script)
-        self.engine.forget_desired(script.path)
+        await self.engine.forget_desired(script.path)
         self.send_json({"script_id": script.script_id, "script_path": script.path,
                         "status": "stopped"})
 
