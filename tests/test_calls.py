@@ -227,3 +227,18 @@ def test_large_payloads_in_and_out(scripts, client):
     r = client.post(f"/script-api/{n}/echo", content=blob,
                     headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 500 and r.json()["code"] == "RESULT_NOT_SERIALIZABLE"  # bytes in a dict
+
+
+def test_header_injection_through_a_response_is_refused(scripts, client):
+    n = unique("inj")
+    scripts.start(f"{n}.py", f"""
+def boot():
+    VWED.api.register_route("/{n}/inject", "GET", lambda: VWED.api.Response(
+        "x", headers={{"X-Robot": "7\\r\\nSet-Cookie: admin=1"}}))
+    VWED.api.register_route("/{n}/badname", "GET", lambda: VWED.api.Response("x", headers={{"Bad Name": "1"}}))
+""")
+    for path in ("inject", "badname"):
+        r = client.get(f"/script-api/{n}/{path}")
+        assert r.status_code == 500 and r.json()["code"] == "HANDLER_ERROR"
+        assert "unsafe HTTP header" in r.json()["message"]
+        assert "set-cookie" not in r.headers

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from ..errors import BadRequest
+from ..errors import BadRequest, HandlerError
 from ..registry import normalize_path
 from ..routing import CallRouter
 from .base import JSONHandler
@@ -47,11 +47,16 @@ class ScriptApiHandler(JSONHandler):
             self.set_status(200)
             self.finish(reply.json_bytes())
             return
-        self.set_status(int(response.get("status", 200)))
-        for name, value in (response.get("headers") or {}).items():
-            self.set_header(name, value)
-        if response.get("content_type"):
-            self.set_header("Content-Type", response["content_type"])
+        try:
+            self.set_status(int(response.get("status", 200)))
+            for name, value in (response.get("headers") or {}).items():
+                self.set_header(name, value)
+            if response.get("content_type"):
+                self.set_header("Content-Type", response["content_type"])
+        except ValueError as exc:  # a header Tornado refuses (CR/LF): never sent
+            self.clear()
+            raise HandlerError(f"the script's Response is not a valid HTTP answer: {exc}",
+                               "UNSAFE_RESPONSE") from None
         if response.get("body_type") == "none":
             self.clear_header("Content-Type")
         self.finish(reply.buffers[0] if reply.buffers else b"")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from ..vwed import VWED
 
 __all__ = ["ApiModule", "Response"]
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class Response:
@@ -39,6 +42,10 @@ class Response:
         self.body = body
         self.status = status
         self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        for name, value in [*self.headers.items(), ("Content-Type", content_type or "")]:
+            if not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
+                raise ValueError(f"unsafe HTTP header {name!r}: names are tokens, values have no "
+                                 "CR, LF or NUL")
         self.content_type = content_type
 
     def encoded_body(self) -> tuple[bytes, str, str | None]:
