@@ -200,7 +200,8 @@ class Gateway:
         self.scripts.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(self.scripts),
-             "--data-dir", str(work / "data"), "--port", str(self.port), "--pool-size", str(pool)],
+             "--data-dir", str(work / "data"), "--port", str(self.port), "--pool-size", str(pool),
+             "--no-auth"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(self.port, "/script-engine/health")
 

@@ -20,7 +20,7 @@ from tornado.netutil import bind_sockets
 from . import __version__
 from .config import ConfigError, Settings, parse_settings
 from .engine import ScriptEngine
-from .handlers.base import NotFoundHandler
+from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.jupyter import (
@@ -126,22 +126,38 @@ def log_request(handler: web.RequestHandler) -> None:
                    1000.0 * handler.request.request_time())
 
 
-def make_app(services: dict[str, Any], settings: Settings) -> web.Application:
+def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> web.Application:
     """The Tornado application; handlers get their services via ``initialize``."""
     handlers = []
     for pattern, handler, needs in ROUTES:
         kwargs = {name: services[name] for name in needs}
-        kwargs["token"] = settings.token
+        kwargs["token"] = tokens
         handlers.append((pattern, handler, kwargs))
     return web.Application(
         handlers,
         default_handler_class=NotFoundHandler,
-        default_handler_args={"token": settings.token},
+        default_handler_args={"token": tokens},
         debug=False,
         serve_traceback=False,
         log_function=log_request,
         websocket_ping_interval=20,
     )
+
+
+def _stored_token(path: Path) -> str:
+    """The token kept in ``path`` (mode 0600), made at first start."""
+    import secrets
+
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
 
 
 class Gateway:
@@ -157,6 +173,10 @@ class Gateway:
         write_gateway_kernelspec(data_dir)
         self.ksm = make_kernelspec_manager(data_dir)
         self.kernel_name = settings.kernel_name or KERNEL_NAME
+        self.tokens = Tokens(
+            settings.token or _stored_token(data_dir / "token") if settings.auth else "",
+            settings.caller_token or _stored_token(data_dir / "caller_token") if settings.auth else "",
+            enabled=settings.auth)
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
         self.registry = Registry()
         self.db = StoreService(Database(settings.database_url),
@@ -203,7 +223,7 @@ class Gateway:
                     "pool": self.pool, "hub": self.logs, "steps": self.steps,
                     "embedded": self.embedded, "scratch": self.scratch, "metrics": self.metrics,
                     "document": build_openapi()}
-        app = make_app(services, self.settings)
+        app = make_app(services, self.settings, self.tokens)
         self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
                                              xheaders=False)
         sockets = bind_sockets(self.settings.port, self.settings.ip)
@@ -216,6 +236,13 @@ class Gateway:
         log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
                  __version__, self.settings.ip, self.port, self.store.root, self.pool.size,
                  self.db.db.safe_url)
+        if self.tokens.enabled:
+            log.info("admin token in %s; use http://%s:%s/script-engine/health?token=%s or "
+                     "'Authorization: token <T>'", Path(self.settings.data_dir) / "token",
+                     self.settings.ip, self.port, self.tokens.admin)
+        else:
+            log.warning("auth is OFF (--no-auth): anyone who can reach %s:%s controls the gateway",
+                        self.settings.ip, self.port)
         return self.port
 
     async def stop(self) -> None:

@@ -4,8 +4,9 @@ Each setting has a flag (``--scripts-dir``), an environment variable
 (``VWED_SCRIPTS_DIR``) and help text; a flag wins over the variable, the
 variable over the default. Values are validated at start with a clear message.
 
-Security: the gateway binds 127.0.0.1 by default and refuses to listen on any
-other address without a token (``--token`` / ``VWED_TOKEN``).
+Security: the gateway binds 127.0.0.1 by default and requires a token by default
+(generated at first start, stored 0600 in the data directory); ``--no-auth`` is
+refused on any address but loopback.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("restore", bool, True, "start again, at start, the scripts that were running when the gateway stopped"),
     Option("drain_timeout", float, 10.0, "seconds a stopping gateway waits for calls in flight"),
     Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
-    Option("token", str, "", "API token; clients send 'Authorization: token T' (or ?token=T)"),
+    Option("auth", bool, True, "require a token (--no-auth: none, only on a loopback address)"),
+    Option("token", str, "", "admin token (default: generated at first start in <data-dir>/token); "
+                             "clients send 'Authorization: token T' or 'Bearer T' (or ?token=T)"),
+    Option("caller_token", str, "", "caller token for task flows: /script-api, function calls, "
+                                    "events, steps (default: generated in <data-dir>/caller_token)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
     Option("max_body_size", int, 16 * 1024 * 1024, "largest HTTP request body accepted, in bytes"),
     Option("log_retention_days", float, 30.0, "days of log records kept (0: no age limit)"),
@@ -89,7 +94,9 @@ class Settings:
     restore: bool = True
     drain_timeout: float = 10.0
     kernel_name: str = ""
+    auth: bool = True
     token: str = ""
+    caller_token: str = ""
     max_file_size: int = 1024 * 1024
     max_body_size: int = 16 * 1024 * 1024
     log_retention_days: float = 30.0
@@ -124,8 +131,8 @@ class Settings:
             problems.append("smtp_tls must be none, starttls or ssl")
         if self.max_file_size <= 0 or self.max_body_size <= 0:
             problems.append("size limits must be > 0")
-        if not self.token and not _is_loopback(self.ip):
-            problems.append(f"refusing to listen on {self.ip} without a token (set --token or VWED_TOKEN)")
+        if not self.auth and not _is_loopback(self.ip):
+            problems.append(f"refusing to listen on {self.ip} without auth (drop --no-auth)")
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError

@@ -8,6 +8,7 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── BadRequest                        400 BAD_REQUEST (INVALID_JSON, MISSING_FIELD, ...)
     │   └── PathInvalid                   400 PATH_INVALID
     ├── Unauthorized                      401 UNAUTHORIZED
+    ├── Forbidden                         403 FORBIDDEN (the caller token on an admin endpoint)
     ├── NotFound                          404 NOT_FOUND (SCRIPT_NOT_FOUND, NOT_RUNNING,
     │                                          ROUTE_NOT_FOUND, FUNCTION_NOT_FOUND, ...)
     ├── MethodNotAllowed                  405 METHOD_NOT_ALLOWED
@@ -29,6 +30,7 @@ __all__ = [
     "BadRequest",
     "PathInvalid",
     "Unauthorized",
+    "Forbidden",
     "NotFound",
     "MethodNotAllowed",
     "Conflict",
@@ -82,6 +84,11 @@ class PathInvalid(BadRequest):
 class Unauthorized(GatewayError):
     status = 401
     code = "UNAUTHORIZED"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = "FORBIDDEN"
 
 
 class NotFound(GatewayError):

@@ -16,13 +16,59 @@ def test_flags_win_over_env_and_env_over_defaults(tmp_path):
 
 
 def test_bad_values_are_refused_with_a_clear_message(tmp_path):
-    with pytest.raises(ConfigError, match="without a token"):
-        parse_settings(["--scripts-dir", str(tmp_path), "--ip", "0.0.0.0"], {})
+    with pytest.raises(ConfigError, match="without auth"):
+        parse_settings(["--scripts-dir", str(tmp_path), "--ip", "0.0.0.0", "--no-auth"], {})
+    assert parse_settings(["--scripts-dir", str(tmp_path)], {}).auth is True  # auth by default
     with pytest.raises(ConfigError, match="not a directory"):
         parse_settings(["--scripts-dir", str(tmp_path / "nope")], {})
     with pytest.raises(ConfigError, match="VWED_PORT"):
         parse_settings([], {"VWED_PORT": "eighty"})
     assert parse_settings(["--scripts-dir", str(tmp_path), "--ip", "0.0.0.0", "--token", "t"], {}).token
+
+
+def test_tokens_are_generated_and_roles_enforced(tmp_path):
+    import stat
+
+    (tmp_path / "s.py").write_text(
+        "def boot():\n    VWED.api.register_route('/r/ok', 'GET', lambda: 'ok')\n"
+        "    VWED.function.register('f', lambda: 1)\n")
+    settings = Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
+                        pool_size=1, workers=1).validated()
+    gw = GatewayThread(settings).start()
+    try:
+        admin_file, caller_file = tmp_path / "d" / "token", tmp_path / "d" / "caller_token"
+        assert stat.S_IMODE(admin_file.stat().st_mode) == 0o600
+        admin, caller = admin_file.read_text().strip(), caller_file.read_text().strip()
+        assert len(admin) >= 32 and admin != caller
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            def as_(tok):
+                return {"Authorization": f"token {tok}"}
+
+            assert c.post("/script-engine/start", json={"script_path": "s.py"}).status_code == 401
+            r = c.post("/script-engine/start", json={"script_path": "s.py"}, headers=as_(caller))
+            assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN"
+            assert c.post("/script-engine/start", json={"script_path": "s.py"}, headers=as_(admin)).status_code == 200
+            # the caller token calls scripts...
+            assert c.get("/script-api/r/ok", headers=as_(caller)).json() == "ok"
+            assert c.post("/script-engine/functions/f/call", json={}, headers=as_(caller)).status_code == 200
+            assert c.post("/script-engine/events/x", json={}, headers=as_(caller)).status_code == 200
+            assert c.get("/script-api/r/ok").status_code == 401
+            # ...but cannot manage the gateway
+            for method, path in (("GET", "/script-engine/files"), ("PUT", "/script-engine/files/x.py"),
+                                 ("GET", "/script-engine/logs"), ("GET", "/api/kernels"),
+                                 ("GET", "/script-engine/running"), ("GET", "/metrics"),
+                                 ("POST", "/script-engine/stop")):
+                r = c.request(method, path, headers=as_(caller), json={})
+                assert r.status_code == 403, (method, path, r.status_code)
+            assert c.get("/script-engine/health").status_code == 200  # probes need no token
+            assert c.get("/script-engine/running", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+    finally:
+        gw.stop()
+    # the same tokens next time
+    assert Settings(scripts_dir=str(tmp_path), data_dir=str(tmp_path / "d")).validated()
+    from kernel_gateway.app import _stored_token
+
+    assert _stored_token(tmp_path / "d" / "token") == admin
 
 
 def test_token_is_required_when_set(tmp_path):

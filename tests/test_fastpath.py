@@ -96,7 +96,7 @@ def test_comm_path_when_the_fast_path_is_off(tmp_path):
     n = "commonly"
     (tmp_path / f"{n}.py").write_text(SCRIPT.format(n=n))
     settings = Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                        pool_size=1, fast_path=False).validated()
+                        pool_size=1, fast_path=False, auth=False).validated()
     gw = GatewayThread(settings).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:

@@ -250,7 +250,7 @@ def test_boot_timeout(tmp_path):
 
     (tmp_path / "slow.py").write_text("def boot():\n    while True:\n        pass\n")
     gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=0, boot_timeout=2.0).validated()).start()
+                                pool_size=0, boot_timeout=2.0, auth=False).validated()).start()
     try:
         import httpx
 

@@ -204,7 +204,7 @@ def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
         port = probe.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(tmp_path),
                              "--data-dir", str(tmp_path / "d"), "--port", str(port), "--pool-size", "1",
-                             "--workers", "1", "--log-buffer-mb", "4", "--call-timeout", "180"],
+                             "--workers", "1", "--log-buffer-mb", "4", "--call-timeout", "180", "--no-auth"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -302,7 +302,7 @@ def test_flood_does_not_stall_routing_and_drops_are_counted(tmp_path):
     (tmp_path / "calm.py").write_text(
         "def boot():\n    VWED.api.register_route('/calm/ping', 'GET', lambda: 'pong')\n")
     gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=2, log_queue_max=500).validated()).start()
+                                pool_size=2, log_queue_max=500, auth=False).validated()).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=60) as c:
             assert c.post("/script-engine/start", json={"script_path": "flood.py"}).status_code == 200

@@ -71,7 +71,7 @@ def test_history_queries(db_url, tmp_path):
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "job.py").write_text(SCRIPT)
     settings = Settings(scripts_dir=str(tmp_path / "scripts"), port=0, data_dir=str(tmp_path / "d"),
-                        pool_size=1, db_url=db_url).validated()
+                        pool_size=1, db_url=db_url, auth=False).validated()
     gw = GatewayThread(settings).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:

@@ -120,7 +120,7 @@ def use():
     return out
 """)
     gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=1, workers=1, platform_token="t0k",
+                                pool_size=1, workers=1, platform_token="t0k", auth=False,
                                 platform_url=f"http://127.0.0.1:{server.server_address[1]}").validated()).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:

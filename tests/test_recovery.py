@@ -39,7 +39,7 @@ def test_a_crash_loop_ends_in_crashed(tmp_path):
         "    VWED.api.register_route('/loop/ok', 'GET', lambda: 'ok')\n")
     gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
                                 pool_size=2, workers=1, restart_limit=2, restart_backoff=0.05,
-                                call_timeout=3).validated()).start()
+                                call_timeout=3, auth=False).validated()).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
             sid = c.post("/script-engine/start", json={"script_path": "loop.py"}).json()["script_id"]

@@ -35,7 +35,7 @@ class Gateway:
             self.port = probe.getsockname()[1]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(root), "--data-dir", str(data),
-             "--port", str(self.port), "--pool-size", "1", "--workers", "1"],
+             "--port", str(self.port), "--pool-size", "1", "--workers", "1", "--no-auth"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=60)

@@ -237,7 +237,7 @@ def test_step_logs_carry_task_and_execution(scripts, client):
 def test_a_full_queue_answers_busy(tmp_path):
     (tmp_path / "s.py").write_text("import time\ndef nap(s):\n    time.sleep(s)\n    return s\n")
     gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=0, workers=1, step_queue=1).validated()).start()
+                                pool_size=0, workers=1, step_queue=1, auth=False).validated()).start()
     try:
         wait_until(lambda: gw.gateway.workers.idle == 1, 60, "the worker")
         with httpx.Client(base_url=gw.url, timeout=60) as c, concurrent.futures.ThreadPoolExecutor(2) as pool:

@@ -236,7 +236,7 @@ def report():
 """)
         gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
                                     pool_size=1, workers=1, smtp_host="127.0.0.1", smtp_port=port,
-                                    smtp_from="vwed@plant.example").validated()).start()
+                                    smtp_from="vwed@plant.example", auth=False).validated()).start()
         try:
             with httpx.Client(base_url=gw.url, timeout=30) as c:
                 assert c.post("/script-engine/start", json={"script_path": "mailer.py"}).status_code == 200

@@ -9,30 +9,57 @@ from typing import Any
 
 from tornado import web
 
-from ..errors import BadRequest, GatewayError, NotFound, Unauthorized
+from ..errors import BadRequest, Forbidden, GatewayError, NotFound, Unauthorized
 
-__all__ = ["JSONHandler", "NotFoundHandler", "check_token"]
+__all__ = ["JSONHandler", "NotFoundHandler", "check_token", "Tokens"]
 
 log = logging.getLogger("kernel_gateway.http")
 
 
-def check_token(handler: web.RequestHandler, token: str) -> None:
-    """Constant-time check of ``Authorization: token T`` / ``Bearer T`` / ``?token=T``."""
-    if not token:
-        return
+def check_token(handler: web.RequestHandler, token: Any) -> None:
+    """Constant-time check of ``Authorization: token T`` / ``Bearer T`` / ``?token=T``.
+
+    ``token`` is a :class:`Tokens` (the endpoint's ``role`` says which it accepts) or
+    one plain token (empty: no check).
+    """
+    if isinstance(token, Tokens):
+        if not token.enabled:
+            return
+        accepted = token.accepted(getattr(handler, "role", "admin"))
+    else:
+        if not token:
+            return
+        accepted = [token]
     header = handler.request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    given = value.strip() if scheme.lower() in ("token", "bearer") else ""
-    if not given:
-        given = handler.get_query_argument("token", "")
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("a valid token is required (Authorization: token <T>)")
+    given = (value.strip() if scheme.lower() in ("token", "bearer") else "") or \
+        handler.get_query_argument("token", "")
+    matches = [hmac.compare_digest(given.encode(), t.encode()) for t in accepted]
+    if any(matches):
+        return
+    if isinstance(token, Tokens) and hmac.compare_digest(given.encode(), token.caller.encode()):
+        raise Forbidden("the caller token may call scripts, not manage the gateway")
+    raise Unauthorized("a valid token is required (Authorization: token <T>)")
+
+
+class Tokens:
+    """The gateway's two tokens: ``admin`` (everything) and ``caller`` (calls into
+    scripts: /script-api, functions, events, steps), so a task flow cannot rewrite code."""
+
+    def __init__(self, admin: str, caller: str, enabled: bool = True) -> None:
+        self.admin = admin
+        self.caller = caller
+        self.enabled = enabled
+
+    def accepted(self, role: str) -> list[str]:
+        return [self.admin, self.caller] if role == "caller" else [self.admin]
 
 
 class JSONHandler(web.RequestHandler):
     """Base of every endpoint: errors are ``{"success": false, "error", "code"}``."""
 
-    token: str = ""
+    token: Any = ""
+    role: str = "admin"  # "caller" for endpoints a task flow may use
 
     def initialize(self, **services: Any) -> None:
         for name, value in services.items():

@@ -20,6 +20,8 @@ _HIDDEN_HEADERS = frozenset({"authorization", "cookie"})
 class ScriptApiHandler(JSONHandler):
     """Routes that scripts registered, served at ``/script-api/<path>``."""
 
+    role = "caller"
+
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
     router: CallRouter
 
@@ -65,6 +67,7 @@ class ScriptApiHandler(JSONHandler):
 
 
 class FunctionCallHandler(JSONHandler):
+    role = "caller"
     router: CallRouter
 
     async def post(self, name: str) -> None:
@@ -87,6 +90,7 @@ class FunctionCallHandler(JSONHandler):
 
 
 class FunctionListHandler(JSONHandler):
+    role = "caller"
     router: CallRouter
 
     def get(self) -> None:
@@ -96,6 +100,8 @@ class FunctionListHandler(JSONHandler):
 
 class EventHandler(JSONHandler):
     """``POST /script-engine/events/{name} {"data": ...}``: emit an event from a task flow."""
+
+    role = "caller"
 
     router: CallRouter
 

@@ -26,6 +26,8 @@ class ScriptWebSocketHandler(websocket.WebSocketHandler):
     same-origin default.
     """
 
+    role = "caller"
+
     def initialize(self, router: CallRouter, token: str = "") -> None:  # type: ignore[override]
         self.router = router
         self.token = token

@@ -10,6 +10,7 @@ __all__ = ["ExecuteHandler", "CancelExecutionHandler", "ExecutionsHandler", "Tas
 
 
 class ExecuteHandler(JSONHandler):
+    role = "caller"
     steps: StepService
 
     async def post(self) -> None:
@@ -17,6 +18,7 @@ class ExecuteHandler(JSONHandler):
 
 
 class CancelExecutionHandler(JSONHandler):
+    role = "caller"
     steps: StepService
 
     async def post(self, execution_id: str) -> None:
@@ -36,6 +38,7 @@ class ExecutionsHandler(JSONHandler):
 
 
 class TaskVariablesHandler(JSONHandler):
+    role = "caller"
     steps: StepService
 
     async def get(self, task_id: str) -> None:
