@@ -189,7 +189,9 @@ class Gateway:
                                    boot_timeout=settings.boot_timeout, debug=settings.debug,
                                    db=self.db, restart_limit=settings.restart_limit,
                                    restart_window=settings.restart_window,
-                                   restart_backoff=settings.restart_backoff)
+                                   restart_backoff=settings.restart_backoff,
+                                   max_kernels=settings.max_kernels,
+                                   memory_limit_mb=settings.memory_limit_mb)
         self.workers = WorkerPool(self._start_kernel, settings.workers or os.cpu_count() or 2,
                                   settings.step_queue, on_ready=self._worker_ready)
         self.steps = StepService(self.store, self.workers, self.logs, self.db,
@@ -207,6 +209,7 @@ class Gateway:
                                  call_timeout=settings.call_timeout, debug=settings.debug,
                                  store=self.db, mailer=mailer, platform=self.platform)
         self.router.metrics = self.metrics
+        self.router.max_in_flight = settings.max_in_flight
 
     def _worker_ready(self, worker: ScriptKernel) -> None:
         worker.on_iopub = self.logs.on_iopub
@@ -231,6 +234,7 @@ class Gateway:
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
         self.workers.start()
+        self.engine.start_monitor()
         if self.settings.restore:
             self._restore = asyncio.ensure_future(self.engine.restore())
         log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",

@@ -50,6 +50,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("restart_backoff", float, 0.5, "first delay before restarting a crashed script; doubles each time, 30 s at most"),
     Option("restore", bool, True, "start again, at start, the scripts that were running when the gateway stopped"),
     Option("drain_timeout", float, 10.0, "seconds a stopping gateway waits for calls in flight"),
+    Option("max_in_flight", int, 64, "calls in flight per kernel at most; more get 503 BUSY"),
+    Option("max_kernels", int, 0, "script kernels running at most (0: no limit)"),
+    Option("memory_limit_mb", int, 0, "default per-script memory limit (RSS per kernel, MiB; 0: none)"),
     Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
     Option("auth", bool, True, "require a token (--no-auth: none, only on a loopback address)"),
     Option("token", str, "", "admin token (default: generated at first start in <data-dir>/token); "
@@ -93,6 +96,9 @@ class Settings:
     restart_backoff: float = 0.5
     restore: bool = True
     drain_timeout: float = 10.0
+    max_in_flight: int = 64
+    max_kernels: int = 0
+    memory_limit_mb: int = 0
     kernel_name: str = ""
     auth: bool = True
     token: str = ""

@@ -42,6 +42,7 @@ class RunningScript:
     run_id: int | None = None
     restart: str = "on-failure"  # never | on-failure | always
     restarts: int = 0
+    memory_limit_mb: int = 0
     last_error: str | None = None
     crashes: list[float] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -78,6 +79,7 @@ class RunningScript:
             "run_id": self.run_id,
             "restart": self.restart,
             "restarts": self.restarts,
+            "memory_limit_mb": self.memory_limit_mb or None,
             "last_error": self.last_error,
             "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
                          "in_flight": k.bridge.in_flight, **_usage(k.pid)}
@@ -124,7 +126,12 @@ class ScriptEngine:
         restart_limit: int = 5,
         restart_window: float = 60.0,
         restart_backoff: float = 0.5,
+        max_kernels: int = 0,
+        memory_limit_mb: int = 0,
     ) -> None:
+        self.max_kernels = max_kernels
+        self.memory_limit_mb = memory_limit_mb
+        self._monitor: asyncio.Task[None] | None = None
         self.restart_limit = restart_limit
         self.restart_window = restart_window
         self.restart_backoff = restart_backoff
@@ -192,11 +199,22 @@ class ScriptEngine:
         return self._locks.setdefault(path, asyncio.Lock())
 
     # -- start -----------------------------------------------------------------------
-    async def start(self, script_path: Any, replicas: Any = 1, restart: Any = "on-failure") -> RunningScript:
+    async def start(self, script_path: Any, replicas: Any = 1, restart: Any = "on-failure",
+                    memory_limit_mb: Any = None) -> RunningScript:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
             raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
         if restart not in RESTART_POLICIES:
             raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}", "BAD_REQUEST")
+        if memory_limit_mb is None:
+            memory_limit_mb = self.memory_limit_mb
+        if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int) or memory_limit_mb < 0:
+            raise BadRequest("'memory_limit_mb' must be a whole number of MiB (0: none)", "BAD_REQUEST")
+        if self.max_kernels:
+            used = sum(len(s.kernels) or s.replicas for s in self._scripts.values()
+                       if s.status in ("starting", "running", "restarting"))
+            if used + replicas > self.max_kernels:
+                raise ServiceUnavailable(f"{used} script kernels run already; the limit is "
+                                         f"{self.max_kernels}", "TOO_MANY_KERNELS")
         source = self.store.load(script_path)
         async with self._lock(source.path):
             existing = self._by_path.get(source.path)
@@ -209,7 +227,8 @@ class ScriptEngine:
             script_id = f"{source.path}_{int(time.time() * 1000)}"
             while script_id in self._scripts:  # two starts in the same millisecond
                 script_id += "_"
-            script = RunningScript(script_id, source.path, source, replicas, time.time(), restart=restart)
+            script = RunningScript(script_id, source.path, source, replicas, time.time(), restart=restart,
+                                   memory_limit_mb=memory_limit_mb)
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
             await self._record_run(script)
@@ -295,6 +314,28 @@ class ScriptEngine:
             self.logs.engine(None, "INFO", f"restoring {len(desired)} script(s)")
         await asyncio.gather(*(one(row) for row in desired))
 
+    def start_monitor(self) -> None:
+        """Watch the memory of script kernels with a limit (local kernels: RSS)."""
+        if self._monitor is None:
+            self._monitor = asyncio.ensure_future(self._watch_memory())
+
+    async def _watch_memory(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for script in list(self._scripts.values()):
+                if not script.memory_limit_mb or script.status != "running":
+                    continue
+                for kernel in list(script.kernels):
+                    rss = _usage(kernel.pid).get("rss_mib")
+                    if rss is not None and rss > script.memory_limit_mb:
+                        script.last_error = (f"memory limit exceeded: {rss:.0f} MiB > "
+                                             f"{script.memory_limit_mb} MiB")
+                        self.logs.engine(script.script_id, "ERROR",
+                                         f"{script.path} replica {kernel.replica}: {script.last_error}; "
+                                         "stopping its kernel")
+                        # a death like any other: the restart policy applies
+                        self._spawn(kernel.kill())
+
     async def drain(self, deadline: float) -> int:
         """Wait (up to ``deadline`` seconds) for the calls in flight to finish; returns
         how many were still running."""
@@ -361,9 +402,9 @@ class ScriptEngine:
             return script
 
     async def restart(self, script: RunningScript) -> RunningScript:
-        replicas, policy = script.replicas, script.restart
+        replicas, policy, memory = script.replicas, script.restart, script.memory_limit_mb
         await self.stop(script, "restarted")
-        return await self.start(script.path, replicas, policy)
+        return await self.start(script.path, replicas, policy, memory)
 
     def _forget(self, script: RunningScript) -> None:
         self.registry.remove(script.script_id)
@@ -375,6 +416,8 @@ class ScriptEngine:
         """Stop every script (concurrently), then cancel background work."""
         await asyncio.gather(*(self.stop(s, "gateway shutdown") for s in list(self._scripts.values())),
                              return_exceptions=True)
+        if self._monitor is not None:
+            self._monitor.cancel()
         for task in list(self._background):
             task.cancel()
 
@@ -395,7 +438,8 @@ class ScriptEngine:
                              f"replica {kernel.replica} of {script.path} died; replacing it")
             self._spawn(self._replace(script, kernel.replica))
             return
-        script.last_error = "the kernel died"
+        if not (script.last_error or "").startswith("memory limit"):
+            script.last_error = "the kernel died"
         if self.on_script_gone is not None:
             self.on_script_gone(script.script_id)
         if script.restart != "never" and self._may_restart(script):

@@ -223,6 +223,12 @@ class ScriptKernel:
                 await result
         await self.shutdown(now=True)
 
+    async def kill(self) -> None:
+        """Stop the kernel as if it had died (a limit it broke): calls fail, death
+        handlers run, the process is killed."""
+        if self.alive and not self._closing:
+            await self._died()
+
     # -- control -------------------------------------------------------------------
     async def interrupt(self) -> None:
         """Interrupt the code running in the kernel (SIGINT or an interrupt_request)."""

@@ -51,7 +51,9 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/script-engine/start": {"post": {
             "summary": "Start a script in its own kernel and run its boot()",
-            "requestBody": _body({"script_path": _STR}, ["script_path"]),
+            "requestBody": _body({"script_path": _STR, "replicas": {"type": "integer"},
+                                  "restart": {"enum": ["never", "on-failure", "always"]},
+                                  "memory_limit_mb": {"type": "integer"}}, ["script_path"]),
             "responses": {
                 "200": _ok("started", {"script_id": _STR, "script_path": _STR, "kernel_id": _STR,
                                        "registrations": _REGS}),

@@ -33,6 +33,7 @@ class CallRouter:
         self.mailer = mailer
         self.platform = platform
         self.metrics: Any = None  # a metrics.Metrics, set by the app
+        self.max_in_flight = 0
         self.websockets: dict[str, set[Any]] = {}  # script_id -> open /script-ws connections
         self.engine = engine
         self.registry = registry
@@ -83,6 +84,10 @@ class CallRouter:
         """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
         script = await self.engine.wait_serving(script_id, timeout or self.call_timeout)
         kernel = script.pick()
+        if self.max_in_flight and kernel.bridge.in_flight >= self.max_in_flight:
+            raise ServiceUnavailable(f"script {script_id} has {kernel.bridge.in_flight} calls in flight "
+                                     "(the limit); try again", "BUSY", headers={"Retry-After": "1"},
+                                     details={"script_id": script_id})
         call_id = kernel.bridge.new_call_id()
         self.logs.note_call(call_id, task_id)
         started = time.perf_counter()

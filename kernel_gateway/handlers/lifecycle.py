@@ -25,7 +25,8 @@ class StartHandler(JSONHandler):
         if not isinstance(path, str) or not path:
             raise BadRequest("'script_path' (a path under the scripts root) is required",
                              "MISSING_FIELD")
-        script = await self.engine.start(path, body.get("replicas", 1), body.get("restart", "on-failure"))
+        script = await self.engine.start(path, body.get("replicas", 1), body.get("restart", "on-failure"),
+                                         body.get("memory_limit_mb"))
         self.send_json(_started(script))
 
 
