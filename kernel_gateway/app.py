@@ -33,6 +33,7 @@ from .handlers.jupyter import (
     KernelSpecsHandler,
 )
 from .handlers.lifecycle import (
+    ReloadHandler,
     RestartHandler,
     RunningHandler,
     ScriptHandler,
@@ -74,6 +75,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/start", StartHandler, ("engine",)),
     (r"/script-engine/stop", StopHandler, ("engine",)),
     (r"/script-engine/restart", RestartHandler, ("engine",)),
+    (r"/script-engine/reload", ReloadHandler, ("engine",)),
     (r"/script-engine/running", RunningHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
@@ -235,6 +237,8 @@ class Gateway:
         self.pool.start()
         self.workers.start()
         self.engine.start_monitor()
+        if self.settings.watch:
+            self.engine.watch()
         if self.settings.restore:
             self._restore = asyncio.ensure_future(self.engine.restore())
         log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",

@@ -48,6 +48,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("restart_limit", int, 5, "crashes within --restart-window after which a script stays down ('crashed')"),
     Option("restart_window", float, 60.0, "seconds over which crashes are counted"),
     Option("restart_backoff", float, 0.5, "first delay before restarting a crashed script; doubles each time, 30 s at most"),
+    Option("watch", bool, False, "reload a running script (without downtime) when its file changes"),
     Option("restore", bool, True, "start again, at start, the scripts that were running when the gateway stopped"),
     Option("drain_timeout", float, 10.0, "seconds a stopping gateway waits for calls in flight"),
     Option("max_in_flight", int, 64, "calls in flight per kernel at most; more get 503 BUSY"),
@@ -94,6 +95,7 @@ class Settings:
     restart_limit: int = 5
     restart_window: float = 60.0
     restart_backoff: float = 0.5
+    watch: bool = False
     restore: bool = True
     drain_timeout: float = 10.0
     max_in_flight: int = 64

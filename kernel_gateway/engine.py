@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -400,6 +401,68 @@ class ScriptEngine:
             self.logs.engine(script.script_id, "INFO", f"stopped {script.path} ({reason})")
             self._end_run(script, "stopped", reason)
             return script
+
+    async def reload(self, script: RunningScript) -> RunningScript:
+        """Zero-downtime reload from the file: boot new kernels beside the old ones, swap
+        the registrations atomically, then let the old kernels finish their calls and
+        stop them. If the new boot fails, the old kernels keep serving."""
+        async with self._lock(script.path):
+            if self._scripts.get(script.script_id) is not script or script.status != "running":
+                raise NotFound(f"script {script.script_id!r} is not running", "NOT_RUNNING")
+            source = self.store.load(script.path)
+            old_source = script.source
+            script.source = source
+            results = await asyncio.gather(*(self._boot_replica(script, i) for i in range(script.replicas)),
+                                           return_exceptions=True)
+            good = [k for k in results if isinstance(k, ScriptKernel)]
+            errors = [e for e in results if isinstance(e, BaseException)]
+            try:
+                if errors:
+                    raise errors[0]
+                regs = self._same_registrations(script, [k.registrations for k in good])
+                self.registry.commit(script.script_id, regs)  # atomic swap (or 409, nothing changed)
+            except BaseException as exc:
+                script.source = old_source
+                for kernel in good:
+                    kernel.on_death = None
+                    self._spawn(kernel.shutdown(now=True))
+                self.logs.engine(script.script_id, "ERROR", f"reload of {script.path} failed, the running "
+                                 f"version keeps serving: {getattr(exc, 'message', exc)}")
+                raise
+            old, script.kernels = script.kernels, sorted(good, key=lambda k: k.replica)
+            script.registrations = regs
+        self.logs.engine(script.script_id, "INFO", f"reloaded {script.path} from its file")
+        self._spawn(self._retire(old))
+        return script
+
+    async def _retire(self, kernels: list[ScriptKernel], deadline: float = 30.0) -> None:
+        """Stop kernels that no longer get new calls, once their calls are done."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end and any(k.bridge.in_flight for k in kernels):
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(k.barrier(1.0) for k in kernels), return_exceptions=True)
+        await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
+
+    def watch(self, interval: float = 1.0) -> None:
+        """Reload a running script when its file changes (``--watch``)."""
+        self._spawn(self._watch_files(interval))
+
+    async def _watch_files(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for script in list(self._scripts.values()):
+                if script.status != "running":
+                    continue
+                try:
+                    st = os.stat(script.source.file)
+                except OSError:
+                    continue
+                if (st.st_mtime, st.st_size) != (script.source.mtime, script.source.size):
+                    try:
+                        await self.reload(script)
+                    except Exception:
+                        # logged by reload; remember this version so it is not retried in a loop
+                        script.source.mtime, script.source.size = st.st_mtime, st.st_size
 
     async def restart(self, script: RunningScript) -> RunningScript:
         replicas, policy, memory = script.replicas, script.restart, script.memory_limit_mb

@@ -73,6 +73,13 @@ def build_openapi() -> dict[str, Any]:
             "responses": {"200": _ok("restarted", {"previous_script_id": _STR, "script_id": _STR,
                                                    "registrations": _REGS}),
                           "404": _err("NOT_RUNNING"), "422": _err("BOOT_FAILED", "BOOT_MISSING")}}},
+        "/script-engine/reload": {"post": {
+            "summary": "Reload a running script from its file without downtime (new kernels, atomic swap, "
+                       "old kernels drained); if the new version fails to boot, the old keeps serving",
+            "requestBody": _TARGET,
+            "responses": {"200": _ok("reloaded", {"script_id": _STR, "registrations": _REGS}),
+                          "404": _err("NOT_RUNNING"), "409": _err("REGISTRATION_CONFLICT"),
+                          "422": _err("BOOT_FAILED", "BOOT_MISSING")}}},
         "/script-engine/running": {"get": {
             "summary": "Running scripts",
             "responses": {"200": _ok("the list", {"count": {"type": "integer"}, "scripts": {

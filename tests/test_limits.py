@@ -58,7 +58,8 @@ def test_limits(limited):
             assert r.status_code == 503 and r.json()["code"] == "BUSY" and r.headers["retry-after"] == "1"
             assert slow.result(30).status_code == 200
         # past its memory limit the kernel is stopped, with a clear record
-        assert c.post("/script-engine/functions/a_eat/call", json={"args": [300]}).status_code == 200
+        # (the limit may strike while the call is still running: then the call fails with 502)
+        assert c.post("/script-engine/functions/a_eat/call", json={"args": [300]}).status_code in (200, 502)
         info = wait_until(lambda: (lambda s: s if s["status"] == "died" else None)(
             c.get(f"/script-engine/scripts/{sid}").json()), 15, "the memory limit")
         assert "memory limit exceeded" in info["last_error"]

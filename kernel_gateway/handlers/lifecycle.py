@@ -6,7 +6,8 @@ from ..engine import RunningScript, ScriptEngine
 from ..errors import BadRequest
 from .base import JSONHandler
 
-__all__ = ["StartHandler", "StopHandler", "RestartHandler", "RunningHandler", "ScriptHandler"]
+__all__ = ["StartHandler", "StopHandler", "RestartHandler", "ReloadHandler", "RunningHandler",
+           "ScriptHandler"]
 
 
 def _started(script: RunningScript) -> dict[str, object]:
@@ -50,6 +51,15 @@ class RestartHandler(JSONHandler):
         old = self.engine.find(body.get("script_id"), body.get("script_path"))
         script = await self.engine.restart(old)
         self.send_json({"previous_script_id": old.script_id, **_started(script)})
+
+
+class ReloadHandler(JSONHandler):
+    engine: ScriptEngine
+
+    async def post(self) -> None:
+        body = self.json_body()
+        script = await self.engine.reload(self.engine.find(body.get("script_id"), body.get("script_path")))
+        self.send_json(_started(script))
 
 
 class RunningHandler(JSONHandler):
