@@ -130,15 +130,17 @@ def log_request(handler: web.RequestHandler) -> None:
 
 def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> web.Application:
     """The Tornado application; handlers get their services via ``initialize``."""
+    origins = tuple(o.strip() for o in settings.allow_origins.split(",") if o.strip())
     handlers = []
     for pattern, handler, needs in ROUTES:
         kwargs = {name: services[name] for name in needs}
         kwargs["token"] = tokens
+        kwargs["allow_origins"] = origins
         handlers.append((pattern, handler, kwargs))
     return web.Application(
         handlers,
         default_handler_class=NotFoundHandler,
-        default_handler_args={"token": tokens},
+        default_handler_args={"token": tokens, "allow_origins": origins},
         debug=False,
         serve_traceback=False,
         log_function=log_request,

@@ -58,6 +58,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("auth", bool, True, "require a token (--no-auth: none, only on a loopback address)"),
     Option("token", str, "", "admin token (default: generated at first start in <data-dir>/token); "
                              "clients send 'Authorization: token T' or 'Bearer T' (or ?token=T)"),
+    Option("allow_origins", str, "", "comma-separated browser origins allowed for CORS and WebSockets "
+                                     "(default: none, same origin only; '*' for any)"),
     Option("caller_token", str, "", "caller token for task flows: /script-api, function calls, "
                                     "events, steps (default: generated in <data-dir>/caller_token)"),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
@@ -105,6 +107,7 @@ class Settings:
     auth: bool = True
     token: str = ""
     caller_token: str = ""
+    allow_origins: str = ""
     max_file_size: int = 1024 * 1024
     max_body_size: int = 16 * 1024 * 1024
     log_retention_days: float = 30.0

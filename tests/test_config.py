@@ -87,3 +87,43 @@ def test_token_is_required_when_set(tmp_path):
             assert c.get("/script-engine/health").status_code == 200
     finally:
         gw.stop()
+
+
+def test_cors_and_websocket_origins(tmp_path, gw):
+    import asyncio
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    # the session gateway has no allowed origins: no CORS headers, cross-origin WebSockets refused
+    with httpx.Client(base_url=gw.url, timeout=10) as c:
+        r = c.get("/script-engine/running", headers={"Origin": "http://dashboard.example"})
+        assert "access-control-allow-origin" not in r.headers
+
+    async def ws(url, origin):
+        try:
+            conn = await websocket_connect(HTTPRequest(url, headers={"Origin": origin}))
+            conn.close()
+            return True
+        except Exception:
+            return False
+
+    assert not asyncio.run(ws(f"ws://127.0.0.1:{gw.gateway.port}/script-engine/logs/ws", "http://evil.example"))
+
+    settings = Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"), pool_size=0,
+                        workers=1, auth=False, allow_origins="http://dashboard.example").validated()
+    other = GatewayThread(settings).start()
+    try:
+        with httpx.Client(base_url=other.url, timeout=10) as c:
+            r = c.options("/script-engine/running", headers={"Origin": "http://dashboard.example",
+                                                            "Access-Control-Request-Method": "GET"})
+            assert r.status_code == 204 and "Authorization" in r.headers["access-control-allow-headers"]
+            r = c.get("/script-engine/running", headers={"Origin": "http://dashboard.example"})
+            assert r.headers["access-control-allow-origin"] == "http://dashboard.example"
+            r = c.get("/script-engine/running", headers={"Origin": "http://evil.example"})
+            assert "access-control-allow-origin" not in r.headers
+        url = f"ws://127.0.0.1:{other.gateway.port}/script-engine/logs/ws"
+        assert asyncio.run(ws(url, "http://dashboard.example"))
+        assert not asyncio.run(ws(url, "http://evil.example"))
+    finally:
+        other.stop()

@@ -42,6 +42,10 @@ def check_token(handler: web.RequestHandler, token: Any) -> None:
     raise Unauthorized("a valid token is required (Authorization: token <T>)")
 
 
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    return bool(origin) and ("*" in allowed or origin in allowed)
+
+
 class Tokens:
     """The gateway's two tokens: ``admin`` (everything) and ``caller`` (calls into
     scripts: /script-api, functions, events, steps), so a task flow cannot rewrite code."""
@@ -60,17 +64,42 @@ class JSONHandler(web.RequestHandler):
 
     token: Any = ""
     role: str = "admin"  # "caller" for endpoints a task flow may use
+    allow_origins: tuple[str, ...] = ()  # CORS: off unless configured (--allow-origins)
 
     def initialize(self, **services: Any) -> None:
         for name, value in services.items():
             setattr(self, name, value)
 
     def prepare(self) -> None:
+        self._cors()  # here: set_default_headers runs before initialize() on a new handler
+        if self._preflight():
+            return
         check_token(self, self.token)
+
+    def _cors(self) -> None:
+        origin = self.request.headers.get("Origin", "")
+        if origin and origin_allowed(origin, self.allow_origins):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+
+    def _preflight(self) -> bool:
+        """Answer a CORS preflight (no token on those) when the origin is allowed."""
+        req = self.request
+        if req.method != "OPTIONS" or "Access-Control-Request-Method" not in req.headers:
+            return False
+        if not origin_allowed(req.headers.get("Origin", ""), self.allow_origins):
+            return False
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-VWED-Task-Id")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+        return True
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        self._cors()  # again after clear() (error pages)
 
     # -- bodies ----------------------------------------------------------------------
     def json_body(self, *, required: bool = True) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tornado import websocket
 from ..engine import RunningScript, ScriptEngine
 from ..errors import GatewayError, NotFound
 from ..scratch import ScratchKernels, _iso
-from .base import JSONHandler, check_token
+from .base import JSONHandler, check_token, origin_allowed
 
 __all__ = ["ApiRootHandler", "KernelSpecsHandler", "KernelsHandler", "KernelHandler",
            "KernelActionHandler", "KernelChannelsHandler", "KernelConnectionHandler"]
@@ -151,10 +151,11 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
     channels, through a client of its own."""
 
     def initialize(self, engine: ScriptEngine, scratch: ScratchKernels,  # type: ignore[override]
-                   token: str = "") -> None:
+                   token: Any = "", allow_origins: tuple[str, ...] = ()) -> None:
         self.engine = engine
         self.scratch = scratch
         self.token = token
+        self.allow_origins = allow_origins
         self.client: Any = None
         self.readers: list[asyncio.Task[None]] = []
 
@@ -164,6 +165,10 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
                 if kernel.kernel_id == kernel_id:
                     return kernel.km
         return self.scratch.get(kernel_id).km
+
+    def check_origin(self, origin: str) -> bool:
+        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
+        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
 
     async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         try:

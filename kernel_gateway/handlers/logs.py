@@ -16,7 +16,7 @@ from tornado import web, websocket
 from ..errors import BadRequest, ServiceUnavailable
 from ..logs import LogFilter, LogHub, Subscriber, level_number
 from ..store.db import LogQuery
-from .base import JSONHandler, check_token
+from .base import JSONHandler, check_token, origin_allowed
 
 __all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler", "RunsHandler"]
 
@@ -186,11 +186,16 @@ class LogStreamHandler(websocket.WebSocketHandler):
     hub: LogHub
     token: str
 
-    def initialize(self, hub: LogHub, token: str = "") -> None:  # type: ignore[override]
+    def initialize(self, hub: LogHub, token: Any = "", allow_origins: tuple[str, ...] = ()) -> None:  # type: ignore[override]
         self.hub = hub
         self.token = token
+        self.allow_origins = allow_origins
         self.subscriber: Subscriber | None = None
         self._pump: asyncio.Task[None] | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
+        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:

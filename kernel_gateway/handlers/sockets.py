@@ -12,7 +12,7 @@ from tornado import websocket
 from ..errors import GatewayError, NotFound
 from ..registry import normalize_path
 from ..routing import CallRouter
-from .base import check_token
+from .base import check_token, origin_allowed
 
 __all__ = ["ScriptWebSocketHandler"]
 
@@ -28,12 +28,17 @@ class ScriptWebSocketHandler(websocket.WebSocketHandler):
 
     role = "caller"
 
-    def initialize(self, router: CallRouter, token: str = "") -> None:  # type: ignore[override]
+    def initialize(self, router: CallRouter, token: Any = "", allow_origins: tuple[str, ...] = ()) -> None:  # type: ignore[override]
         self.router = router
         self.token = token
+        self.allow_origins = allow_origins
         self.connection_id = uuid.uuid4().hex[:12]
         self.path_key = ""
         self.script_id: str | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
+        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
 
     async def get(self, path: str, *args: Any, **kwargs: Any) -> None:
         try:
