@@ -47,6 +47,15 @@ def reply_error(send: Send, call_id: str, exc: BaseException, kind: str) -> None
     send({"op": "result", "id": call_id, "ok": False, "error": error_payload(exc, kind)}, None)
 
 
+# call kind -> (the Registrations attribute holding its handlers, message when missing)
+_TABLES: dict[str, tuple[str, str]] = {
+    "api": ("routes", "route {name} is not registered"),
+    "event": ("listeners", "listener {name!r} is not registered"),
+    "ws": ("websockets", "WebSocket {name} is not registered"),
+    "function": ("functions", "function {name!r} is not registered"),
+}
+
+
 class Calls:
     """Runs ``call`` ops (and ``boot``) and keeps the asyncio tasks of async ones."""
 
@@ -94,56 +103,44 @@ class Calls:
         reply_ok(send, call_id, fields, buffers)
 
     def call(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
-        """A ``call`` op: find the route or function, bind, run."""
+        """A ``call`` op: find the registered handler, bind its arguments, run it."""
         call_id = data["id"]
         kind = data.get("kind")
         name = data.get("name", "")
-        regs = self._vwed()._registrations
-        if kind == "api":
-            spec = regs.routes.get(name)
-            if spec is None:
-                reply_error(send, call_id, LookupError(f"route {name} is not registered"), "not_found")
-                return
-            request = decode_request(data.get("request") or {}, buffers)
-            request["script_id"] = self._script_id()
-            self.run(call_id, kind, lambda: call_handler_with_request(spec.handler, request), send)
-            return
-        if kind == "event":
-            lspec = regs.listeners.get(name)
-            if lspec is None:
-                reply_error(send, call_id, LookupError(f"listener {name!r} is not registered"),
-                            "not_found")
-                return
-            event, payload = data.get("event", lspec.event), data.get("args")
-            self.run(call_id, kind, lambda: call_event_handler(lspec.handler, event, payload), send)
-            return
-        if kind == "ws":
-            wspec = regs.websockets.get(name)
-            if wspec is None:
-                reply_error(send, call_id, LookupError(f"WebSocket {name} is not registered"),
-                            "not_found")
-                return
-            args = data.get("args") or {}
-            self.run(call_id, kind, lambda: call_with_arity(
-                wspec.handler, args.get("connection_id"), args.get("message")), send)
-            return
         if kind == "step" and self.steps is not None:
             self.steps.run(data, send)
             return
-        if kind == "function":
-            fspec = regs.functions.get(name)
-            if fspec is None:
-                reply_error(send, call_id, LookupError(f"function {name!r} is not registered"),
-                            "not_found")
-                return
-            try:
-                args, kwargs = bind_arguments(fspec.handler, data.get("args"))
-            except BindError as exc:
-                reply_error(send, call_id, exc, "arguments")
-                return
-            self.run(call_id, kind, lambda: fspec.handler(*args, **kwargs), send)
+        table = _TABLES.get(str(kind))
+        if table is None:
+            reply_error(send, call_id, ValueError(f"unknown call kind {kind!r}"), "protocol")
             return
-        reply_error(send, call_id, ValueError(f"unknown call kind {kind!r}"), "protocol")
+        attribute, missing = table
+        spec = getattr(self._vwed()._registrations, attribute).get(name)
+        if spec is None:
+            reply_error(send, call_id, LookupError(missing.format(name=name)), "not_found")
+            return
+        try:
+            produce = self._produce(str(kind), spec, data, buffers)
+        except BindError as exc:
+            reply_error(send, call_id, exc, "arguments")
+            return
+        self.run(call_id, str(kind), produce, send)
+
+    def _produce(self, kind: str, spec: Any, data: dict[str, Any],
+                 buffers: list[Any]) -> Callable[[], Any]:
+        """The call of ``spec``'s handler with this call's arguments (bound now)."""
+        if kind == "api":
+            request = decode_request(data.get("request") or {}, buffers)
+            request["script_id"] = self._script_id()
+            return lambda: call_handler_with_request(spec.handler, request)
+        if kind == "event":
+            event, payload = data.get("event", spec.event), data.get("args")
+            return lambda: call_event_handler(spec.handler, event, payload)
+        if kind == "ws":
+            args = data.get("args") or {}
+            return lambda: call_with_arity(spec.handler, args.get("connection_id"), args.get("message"))
+        positional, keywords = bind_arguments(spec.handler, data.get("args"))
+        return lambda: spec.handler(*positional, **keywords)
 
     def cancel(self, target: str) -> None:
         """Cancel an async call (from any thread)."""
