@@ -195,7 +195,8 @@ class Gateway:
                                    restart_window=settings.restart_window,
                                    restart_backoff=settings.restart_backoff,
                                    max_kernels=settings.max_kernels,
-                                   memory_limit_mb=settings.memory_limit_mb)
+                                   memory_limit_mb=settings.memory_limit_mb,
+                                   default_policy=settings.default_policy)
         self.workers = WorkerPool(self._start_kernel, settings.workers or os.cpu_count() or 2,
                                   settings.step_queue, on_ready=self._worker_ready)
         self.steps = StepService(self.store, self.workers, self.logs, self.db,

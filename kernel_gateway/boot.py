@@ -34,6 +34,8 @@ def map_call_error(reply: Reply, what: str, debug: bool) -> GatewayError:
     if kind == "serialization":
         return HandlerError(f"{what} returned a result that is not JSON-serializable: {message}",
                             "RESULT_NOT_SERIALIZABLE", details=details)
+    if kind == "policy":
+        return BadRequest(f"the script's policy was refused: {message}", "BAD_POLICY", details=details)
     if kind == "arguments":
         return BadRequest(f"{what}: {message}", "BAD_ARGUMENTS", details=details)
     if kind == "not_found":
@@ -53,6 +55,7 @@ async def boot_kernel(
     replicas: int,
     timeout: float,
     debug: bool,
+    policy: dict[str, Any] | None = None,
 ) -> ScriptRegistrations:
     """Run the script in ``kernel`` and call ``boot()``; its registrations on success.
 
@@ -61,17 +64,20 @@ async def boot_kernel(
     """
     try:
         return await asyncio.wait_for(
-            _load_and_boot(kernel, script_id, source, replica, replicas, timeout + 1, debug), timeout)
+            _load_and_boot(kernel, script_id, source, replica, replicas, timeout + 1, debug, policy),
+            timeout)
     except (asyncio.TimeoutError, CallTimeout):
         raise CallTimeout(f"script {source.path!r} did not load and boot within {timeout:g} s",
                           "BOOT_TIMEOUT") from None
 
 
 async def _load_and_boot(kernel: ScriptKernel, script_id: str, source: ScriptSource, replica: int,
-                         replicas: int, step: float, debug: bool) -> ScriptRegistrations:
+                         replicas: int, step: float, debug: bool,
+                         policy: dict[str, Any] | None) -> ScriptRegistrations:
     # The outer deadline bounds everything; ``step`` only keeps each wait bounded on its own.
     reply = await kernel.bridge.call({"op": "prepare", "script_id": script_id, "file": source.file,
-                                      "replica": replica, "replicas": replicas}, timeout=step)
+                                      "replica": replica, "replicas": replicas, "policy": policy},
+                                     timeout=step)
     if not reply.ok:
         raise map_call_error(reply, "prepare", debug)
     cells = source.cells

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -54,6 +55,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_in_flight", int, 64, "calls in flight per kernel at most; more get 503 BUSY"),
     Option("max_kernels", int, 0, "script kernels running at most (0: no limit)"),
     Option("memory_limit_mb", int, 0, "default per-script memory limit (RSS per kernel, MiB; 0: none)"),
+    Option("policy", str, "", "default policy of scripts started without one: a JSON file with "
+                              "'network', 'subprocess', 'write' (docs/security.md)"),
     Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
     Option("auth", bool, True, "require a token (--no-auth: none, only on a loopback address)"),
     Option("token", str, "", "admin token (default: generated at first start in <data-dir>/token); "
@@ -103,6 +106,7 @@ class Settings:
     max_in_flight: int = 64
     max_kernels: int = 0
     memory_limit_mb: int = 0
+    policy: str = ""
     kernel_name: str = ""
     auth: bool = True
     token: str = ""
@@ -144,6 +148,11 @@ class Settings:
             problems.append("size limits must be > 0")
         if not self.auth and not _is_loopback(self.ip):
             problems.append(f"refusing to listen on {self.ip} without auth (drop --no-auth)")
+        if self.policy:
+            try:
+                self.default_policy  # noqa: B018 - read to check it
+            except ConfigError as exc:
+                problems.append(str(exc))
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -155,6 +164,19 @@ class Settings:
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+    @property
+    def default_policy(self) -> dict[str, Any] | None:
+        """The ``--policy`` file's object (None without one)."""
+        if not self.policy:
+            return None
+        try:
+            value = json.loads(Path(self.policy).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"policy file {self.policy!r} cannot be read as JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"policy file {self.policy!r} must hold a JSON object")
+        return value
 
     @property
     def database_url(self) -> str:

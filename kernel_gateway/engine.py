@@ -44,6 +44,7 @@ class RunningScript:
     restart: str = "on-failure"  # never | on-failure | always
     restarts: int = 0
     memory_limit_mb: int = 0
+    policy: dict[str, Any] | None = None  # enforced in the kernel (vwed_kernel/policy.py)
     last_error: str | None = None
     crashes: list[float] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -81,6 +82,7 @@ class RunningScript:
             "restart": self.restart,
             "restarts": self.restarts,
             "memory_limit_mb": self.memory_limit_mb or None,
+            "policy": self.policy,
             "last_error": self.last_error,
             "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
                          "in_flight": k.bridge.in_flight, **_usage(k.pid)}
@@ -129,7 +131,9 @@ class ScriptEngine:
         restart_backoff: float = 0.5,
         max_kernels: int = 0,
         memory_limit_mb: int = 0,
+        default_policy: dict[str, Any] | None = None,
     ) -> None:
+        self.default_policy = default_policy
         self.max_kernels = max_kernels
         self.memory_limit_mb = memory_limit_mb
         self._monitor: asyncio.Task[None] | None = None
@@ -201,7 +205,7 @@ class ScriptEngine:
 
     # -- start -----------------------------------------------------------------------
     async def start(self, script_path: Any, replicas: Any = 1, restart: Any = "on-failure",
-                    memory_limit_mb: Any = None) -> RunningScript:
+                    memory_limit_mb: Any = None, policy: Any = None) -> RunningScript:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
             raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
         if restart not in RESTART_POLICIES:
@@ -210,6 +214,11 @@ class ScriptEngine:
             memory_limit_mb = self.memory_limit_mb
         if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int) or memory_limit_mb < 0:
             raise BadRequest("'memory_limit_mb' must be a whole number of MiB (0: none)", "BAD_REQUEST")
+        if policy is None:
+            policy = self.default_policy
+        if policy is not None and not isinstance(policy, dict):
+            raise BadRequest("'policy' must be an object with 'network', 'subprocess' and/or "
+                             "'write' (docs/security.md)", "BAD_POLICY")
         if self.max_kernels:
             used = sum(len(s.kernels) or s.replicas for s in self._scripts.values()
                        if s.status in ("starting", "running", "restarting"))
@@ -229,7 +238,7 @@ class ScriptEngine:
             while script_id in self._scripts:  # two starts in the same millisecond
                 script_id += "_"
             script = RunningScript(script_id, source.path, source, replicas, time.time(), restart=restart,
-                                   memory_limit_mb=memory_limit_mb)
+                                   memory_limit_mb=memory_limit_mb, policy=policy or None)
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
             await self._record_run(script)
@@ -279,7 +288,8 @@ class ScriptEngine:
         if self.db is not None:
             try:
                 await self.db.write(self.db.db.desire, script.path, script.replicas, script.restart,
-                                    time.time())
+                                    time.time(), {"memory_limit_mb": script.memory_limit_mb,
+                                                  "policy": script.policy})
             except Exception:
                 log.exception("could not store %s as a script to restore", script.path)
 
@@ -304,7 +314,9 @@ class ScriptEngine:
 
         async def one(row: dict[str, Any]) -> None:
             try:
-                script = await self.start(row["script_path"], row["replicas"], row["restart"])
+                options = row.get("options") or {}
+                script = await self.start(row["script_path"], row["replicas"], row["restart"],
+                                          options.get("memory_limit_mb"), options.get("policy"))
                 self.logs.engine(script.script_id, "INFO", f"restored {row['script_path']} after a "
                                                            "gateway restart")
             except Exception as exc:
@@ -365,7 +377,7 @@ class ScriptEngine:
         try:
             kernel.registrations = await boot_kernel(
                 kernel, script.script_id, script.source, replica=index, replicas=script.replicas,
-                timeout=self.boot_timeout, debug=self.debug)
+                timeout=self.boot_timeout, debug=self.debug, policy=script.policy)
         except BaseException:
             kernel.on_death = None
             self._spawn(kernel.shutdown(now=True))
@@ -465,9 +477,9 @@ class ScriptEngine:
                         script.source.mtime, script.source.size = st.st_mtime, st.st_size
 
     async def restart(self, script: RunningScript) -> RunningScript:
-        replicas, policy, memory = script.replicas, script.restart, script.memory_limit_mb
+        replicas, restart, memory = script.replicas, script.restart, script.memory_limit_mb
         await self.stop(script, "restarted")
-        return await self.start(script.path, replicas, policy, memory)
+        return await self.start(script.path, replicas, restart, memory, script.policy)
 
     def _forget(self, script: RunningScript) -> None:
         self.registry.remove(script.script_id)

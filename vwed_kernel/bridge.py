@@ -28,6 +28,7 @@ from . import PROTOCOL_VERSION, __version__
 from .dispatch import Calls, reply_error, reply_ok
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
+from .policy import Policy, PolicyError, install
 from .steps import StepRunner
 
 __all__ = ["Link", "DetachedLink", "GatewayLink"]
@@ -204,7 +205,23 @@ class GatewayLink(Link):
             if folder and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
         self._vwed()._registrations.clear()
+        if data.get("policy") is not None:
+            try:
+                self._install_policy(data["policy"], os.path.dirname(path) if path else None)
+            except PolicyError as exc:
+                self._reply_error(data["id"], exc, "policy")
+                return
         self._reply_ok(data["id"], {"encoding": "json"}, [b"null"])
+
+    def _install_policy(self, data: Any, folder: str | None) -> None:
+        """The script's policy, as an audit hook (vwed_kernel/policy.py); its refusals
+        are also logged as ``policy`` WARNING lines, so one a script catches is seen."""
+        vwed = self._vwed()
+
+        def report(message: str) -> None:
+            vwed.log.warning("policy", message)
+
+        install(Policy.parse(data, folder or None), report)
 
     def _op_boot(self, data: dict[str, Any], buffers: list[Any]) -> None:
         call_id = data["id"]

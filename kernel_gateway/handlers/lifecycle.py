@@ -27,7 +27,7 @@ class StartHandler(JSONHandler):
             raise BadRequest("'script_path' (a path under the scripts root) is required",
                              "MISSING_FIELD")
         script = await self.engine.start(path, body.get("replicas", 1), body.get("restart", "on-failure"),
-                                         body.get("memory_limit_mb"))
+                                         body.get("memory_limit_mb"), body.get("policy"))
         self.send_json(_started(script))
 
 

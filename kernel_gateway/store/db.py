@@ -7,6 +7,7 @@ serialized (SQLite-friendly), and a few reader threads for history queries.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,12 +215,14 @@ class Database:
         with self.engine.connect() as conn:
             return [dict(m) for m in conn.execute(stmt).mappings()]
 
-    def desire(self, script_path: str, replicas: int, restart: str, now: float) -> None:
+    def desire(self, script_path: str, replicas: int, restart: str, now: float,
+               options: dict[str, Any] | None = None) -> None:
         """Remember that a script should run (replacing its options)."""
         with self.engine.begin() as conn:
             conn.execute(delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path))
-            conn.execute(insert(DesiredScriptRow).values(script_path=script_path, replicas=replicas,
-                                                         restart=restart, started_at=now))
+            conn.execute(insert(DesiredScriptRow).values(
+                script_path=script_path, replicas=replicas, restart=restart, started_at=now,
+                options=json.dumps(options) if options else None))
 
     def undesire(self, script_path: str) -> None:
         with self.engine.begin() as conn:
@@ -227,8 +230,11 @@ class Database:
 
     def desired(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [dict(m) for m in conn.execute(
+            rows = [dict(m) for m in conn.execute(
                 select(DesiredScriptRow.__table__).order_by(DesiredScriptRow.started_at)).mappings()]
+        for row in rows:
+            row["options"] = json.loads(row["options"]) if row.get("options") else {}
+        return rows
 
     # -- reads -----------------------------------------------------------------------
     def max_log_id(self) -> int:

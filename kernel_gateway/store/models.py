@@ -150,3 +150,4 @@ class DesiredScriptRow(Base):
     replicas: Mapped[int] = mapped_column(Integer)
     restart: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[float] = mapped_column(Double)
+    options: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: memory limit, policy
