@@ -18,6 +18,7 @@ from tornado import httpserver, web
 from tornado.netutil import bind_sockets
 
 from . import __version__
+from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .engine import ScriptEngine
 from .handlers.base import NotFoundHandler, Tokens
@@ -232,8 +233,8 @@ class Gateway:
                     "embedded": self.embedded, "scratch": self.scratch, "metrics": self.metrics,
                     "document": build_openapi()}
         app = make_app(services, self.settings, self.tokens)
-        self._server = httpserver.HTTPServer(app, max_body_size=self.settings.max_body_size,
-                                             xheaders=False)
+        self._server = httpserver.HTTPServer(BodyLimit(app, self.settings.max_body_size),
+                                             max_body_size=self.settings.max_body_size, xheaders=False)
         sockets = bind_sockets(self.settings.port, self.settings.ip)
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]

@@ -290,6 +290,8 @@ def build_openapi() -> dict[str, Any]:
         "parameters": _PATH_PARAM,
         "responses": {"101": {"description": "switching protocols"}, "404": _err("ROUTE_NOT_FOUND"),
                       "401": _err("UNAUTHORIZED")}}}
+    _common_responses(paths)
+    paths["/script-engine/health"]["get"]["security"] = []
     return {
         "openapi": "3.1.0",
         "info": {"title": "VWED script engine gateway", "version": __version__},
@@ -315,6 +317,27 @@ def build_openapi() -> dict[str, Any]:
         "security": [{"token": []}],
         "paths": paths,
     }
+
+
+_METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
+
+
+def _common_responses(paths: dict[str, Any]) -> None:
+    """What every endpoint may answer besides its own codes: 401/403 (tokens), 413 (a
+    body over --max-body-size) and, as a range, any other client error; all carry the
+    Error body with a machine code (docs/api.md, "Errors")."""
+    for item in paths.values():
+        for method in _METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            responses = op["responses"]
+            responses.setdefault("401", _err("UNAUTHORIZED"))
+            responses.setdefault("403", _err("FORBIDDEN"))
+            if method in ("put", "post", "patch"):
+                responses.setdefault("413", _err("BODY_TOO_LARGE"))
+            responses.setdefault("4XX", _err("see docs/api.md, Errors (e.g. INVALID_JSON, BAD_PARAMETER, "
+                                             "PATH_INVALID, WEBSOCKET_REQUIRED)"))
 
 
 if __name__ == "__main__":

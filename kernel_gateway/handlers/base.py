@@ -11,7 +11,7 @@ from tornado import web
 
 from ..errors import BadRequest, Forbidden, GatewayError, NotFound, Unauthorized
 
-__all__ = ["JSONHandler", "NotFoundHandler", "check_token", "Tokens"]
+__all__ = ["JSONHandler", "NotFoundHandler", "check_token", "Tokens", "write_json_error"]
 
 log = logging.getLogger("kernel_gateway.http")
 
@@ -40,6 +40,23 @@ def check_token(handler: web.RequestHandler, token: Any) -> None:
     if isinstance(token, Tokens) and hmac.compare_digest(given.encode(), token.caller.encode()):
         raise Forbidden("the caller token may call scripts, not manage the gateway")
     raise Unauthorized("a valid token is required (Authorization: token <T>)")
+
+
+def write_json_error(handler: web.RequestHandler, status_code: int, exc: BaseException | None) -> None:
+    """The error answer of every endpoint: ``{"success": false, "error", "code"}``
+    (Tornado's own would be HTML)."""
+    if isinstance(exc, GatewayError):
+        handler.set_status(exc.status)
+        for name, value in exc.headers.items():
+            handler.set_header(name, value)
+        body = exc.to_json()
+    elif isinstance(exc, web.HTTPError):
+        body = {"success": False, "error": exc.log_message or handler._reason,
+                "code": f"HTTP_{status_code}"}
+    else:
+        body = {"success": False, "error": "internal error in the gateway", "code": "INTERNAL_ERROR"}
+    handler.set_header("Content-Type", "application/json; charset=utf-8")
+    handler.finish(json.dumps(body, default=str))
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
@@ -122,20 +139,7 @@ class JSONHandler(web.RequestHandler):
 
     # -- errors ----------------------------------------------------------------------
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, GatewayError):
-            self.set_status(exc.status)
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-            body = exc.to_json()
-        elif isinstance(exc, web.HTTPError):
-            body = {"success": False, "error": exc.log_message or self._reason,
-                    "code": f"HTTP_{status_code}"}
-        else:
-            body = {"success": False, "error": "internal error in the gateway",
-                    "code": "INTERNAL_ERROR"}
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body, default=str))
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None, None))[1])
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError):

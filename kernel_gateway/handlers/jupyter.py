@@ -19,7 +19,8 @@ from tornado import websocket
 from ..engine import RunningScript, ScriptEngine
 from ..errors import GatewayError, NotFound
 from ..scratch import ScratchKernels, _iso
-from .base import JSONHandler, check_token, origin_allowed
+from .base import JSONHandler
+from .wsbase import GatewaySocket
 
 __all__ = ["ApiRootHandler", "KernelSpecsHandler", "KernelsHandler", "KernelHandler",
            "KernelActionHandler", "KernelChannelsHandler", "KernelConnectionHandler"]
@@ -145,7 +146,7 @@ class KernelConnectionHandler(_Jupyter):
         self.write_json(info)
 
 
-class KernelChannelsHandler(websocket.WebSocketHandler):
+class KernelChannelsHandler(GatewaySocket):
     """Proxies the Jupyter messages of one kernel between a WebSocket (the JSON wire
     protocol, one message a frame with its ``channel``) and the kernel's ZeroMQ
     channels, through a client of its own."""
@@ -166,18 +167,13 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
                     return kernel.km
         return self.scratch.get(kernel_id).km
 
-    def check_origin(self, origin: str) -> bool:
-        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
-        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
-
     async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         try:
-            check_token(self, self.token)
+            self.admit()
+            self.require_upgrade()
             self.km = self._manager(kernel_id)
         except GatewayError as exc:
-            self.set_status(exc.status)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps(exc.to_json()))
+            self.refuse(exc)
             return
         await super().get(kernel_id, *args, **kwargs)
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from tornado import web, websocket
 
-from ..errors import BadRequest, ServiceUnavailable
+from ..errors import BadRequest, GatewayError, ServiceUnavailable
 from ..logs import LogFilter, LogHub, Subscriber, level_number
 from ..store.db import LogQuery
-from .base import JSONHandler, check_token, origin_allowed
+from .base import JSONHandler
+from .wsbase import GatewaySocket
 
 __all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler", "RunsHandler"]
 
@@ -173,7 +174,7 @@ class LogExportHandler(_LogsBase):
         return out.getvalue()
 
 
-class LogStreamHandler(websocket.WebSocketHandler):
+class LogStreamHandler(GatewaySocket):
     """Live records as JSON text messages ``{"type": "record", ...}``, after a replay of
     the last ``tail`` matching ones. A client that reads too slowly gets
     ``{"type": "notice", "code": "SLOW_CONSUMER"}`` and is disconnected (close code 4008).
@@ -193,27 +194,15 @@ class LogStreamHandler(websocket.WebSocketHandler):
         self.subscriber: Subscriber | None = None
         self._pump: asyncio.Task[None] | None = None
 
-    def check_origin(self, origin: str) -> bool:
-        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
-        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
-
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
-            check_token(self, self.token)
+            self.admit()
             self.flt, self.tail_count = self._parse()
-        except BadRequest as exc:
-            self._refuse(exc)
-            return
-        except Exception as exc:  # Unauthorized
-            self._refuse(exc)
+            self.require_upgrade()
+        except GatewayError as exc:
+            self.refuse(exc)
             return
         await super().get(*args, **kwargs)
-
-    def _refuse(self, exc: Any) -> None:
-        self.set_status(getattr(exc, "status", 400))
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(exc.to_json() if hasattr(exc, "to_json") else
-                               {"success": False, "error": str(exc), "code": "BAD_REQUEST"}))
 
     def _parse(self) -> tuple[LogFilter, int]:
         for name in self.request.query_arguments:

@@ -12,12 +12,12 @@ from tornado import websocket
 from ..errors import GatewayError, NotFound
 from ..registry import normalize_path
 from ..routing import CallRouter
-from .base import check_token, origin_allowed
+from .wsbase import GatewaySocket
 
 __all__ = ["ScriptWebSocketHandler"]
 
 
-class ScriptWebSocketHandler(websocket.WebSocketHandler):
+class ScriptWebSocketHandler(GatewaySocket):
     """Each text message goes to the script's handler; its return value (if not None)
     comes back. A failing handler gets ``{"type": "error", ...}`` and the connection
     stays open; when the script stops, its connections are closed (code 1001).
@@ -36,21 +36,16 @@ class ScriptWebSocketHandler(websocket.WebSocketHandler):
         self.path_key = ""
         self.script_id: str | None = None
 
-    def check_origin(self, origin: str) -> bool:
-        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
-        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
-
     async def get(self, path: str, *args: Any, **kwargs: Any) -> None:
         try:
-            check_token(self, self.token)
+            self.admit()
+            self.require_upgrade()
             self.path_key = normalize_path(path)
             self.script_id = self.router.registry.websocket(self.path_key)
             if self.script_id is None:
                 raise NotFound(f"no script serves WebSocket /script-ws{self.path_key}", "ROUTE_NOT_FOUND")
         except GatewayError as exc:
-            self.set_status(exc.status)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps(exc.to_json()))
+            self.refuse(exc)
             return
         await super().get(path, *args, **kwargs)
 

@@ -1,0 +1,39 @@
+"""What the gateway's WebSocket endpoints share: the token and the upgrade are
+checked before Tornado's handshake, and a refusal is a JSON error like every
+other endpoint's (Tornado's own answers are plain text or HTML)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import websocket
+
+from ..errors import BadRequest, GatewayError
+from .base import check_token, origin_allowed, write_json_error
+
+__all__ = ["GatewaySocket"]
+
+
+class GatewaySocket(websocket.WebSocketHandler):
+    token: Any = ""
+    allow_origins: tuple[str, ...] = ()
+
+    def check_origin(self, origin: str) -> bool:
+        """Same origin (Tornado's default), or an origin listed in --allow-origins."""
+        return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
+
+    def admit(self) -> None:
+        """The token; raises a ``GatewayError`` to refuse."""
+        check_token(self, self.token)
+
+    def require_upgrade(self) -> None:
+        """A plain HTTP request gets a JSON 400 rather than Tornado's text answer."""
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise BadRequest(f"{self.request.path} is a WebSocket endpoint: connect with a WebSocket "
+                             "client (Upgrade: websocket)", "WEBSOCKET_REQUIRED")
+
+    def refuse(self, exc: GatewayError) -> None:
+        write_json_error(self, exc.status, exc)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None, None))[1])
