@@ -209,9 +209,9 @@ class Gateway:
         (self.scripts / f"{name}.py").write_text(textwrap.dedent(SCRIPT.replace("{name}", name)))
         return f"{name}.py"
 
-    def start(self, name: str, replicas: int = 1) -> dict[str, Any]:
+    def start(self, name: str, replicas: int = 1, policy: dict[str, Any] | None = None) -> dict[str, Any]:
         status, body = http(self.port, "POST", "/script-engine/start",
-                            {"script_path": self.add(name), "replicas": replicas})
+                            {"script_path": self.add(name), "replicas": replicas, "policy": policy})
         if status != 200:
             raise RuntimeError(body)
         return body
@@ -296,11 +296,13 @@ def section_calls(args: argparse.Namespace, work: Path) -> None:
     try:
         gw.start("one")
         gw.start("two", replicas=2)
+        gw.start("three", policy={"network": ["127.0.0.1"], "subprocess": False, "write": ["."]})
         cases = [
             ("tornado floor (in-process handler)", floor_port, "GET", "/ping", b""),
             ("gateway route", gw.port, "GET", "/script-api/one/ping", b""),
             ("gateway function call", gw.port, "POST", "/script-engine/functions/one_ping/call", b"{}"),
             ("gateway route, replicas=2", gw.port, "GET", "/script-api/two/ping", b""),
+            ("gateway route, script with a policy", gw.port, "GET", "/script-api/three/ping", b""),
         ]
         if jkg is not None:
             cases.append(("jupyter kernel gateway notebook-http", jkg_port, "GET", "/ping", b""))

@@ -170,8 +170,8 @@ class KernelChannelsHandler(GatewaySocket):
     async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         try:
             self.admit()
-            self.require_upgrade()
             self.km = self._manager(kernel_id)
+            self.require_upgrade()
         except GatewayError as exc:
             self.refuse(exc)
             return

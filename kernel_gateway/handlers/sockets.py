@@ -39,11 +39,11 @@ class ScriptWebSocketHandler(GatewaySocket):
     async def get(self, path: str, *args: Any, **kwargs: Any) -> None:
         try:
             self.admit()
-            self.require_upgrade()
             self.path_key = normalize_path(path)
             self.script_id = self.router.registry.websocket(self.path_key)
             if self.script_id is None:
                 raise NotFound(f"no script serves WebSocket /script-ws{self.path_key}", "ROUTE_NOT_FOUND")
+            self.require_upgrade()
         except GatewayError as exc:
             self.refuse(exc)
             return
