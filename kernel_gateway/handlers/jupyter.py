@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from jupyter_client.jsonutil import json_default
@@ -24,6 +25,8 @@ from .wsbase import GatewaySocket
 
 __all__ = ["ApiRootHandler", "KernelSpecsHandler", "KernelsHandler", "KernelHandler",
            "KernelActionHandler", "KernelChannelsHandler", "KernelConnectionHandler"]
+
+log = logging.getLogger("kernel_gateway.jupyter")
 
 CHANNELS = ("shell", "control", "iopub", "stdin")
 
@@ -187,9 +190,10 @@ class KernelChannelsHandler(GatewaySocket):
         # sends now would have their output lost (ZeroMQ's slow-joiner). Tornado does
         # not call on_message before open() returns.
         try:
-            await self.client.wait_for_ready(timeout=10)
-        except Exception:
-            pass
+            await self.client.wait_for_ready(timeout=30)
+        except Exception as exc:
+            log.warning("kernel %s did not answer kernel_info within 30 s on a new WebSocket: %s "
+                        "(its first outputs may be lost)", kernel_id, exc)
         self.readers = [asyncio.ensure_future(self._pump(name)) for name in CHANNELS]
 
     async def _pump(self, name: str) -> None:
