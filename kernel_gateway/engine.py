@@ -45,6 +45,9 @@ class RunningScript:
     restarts: int = 0
     memory_limit_mb: int = 0
     policy: dict[str, Any] | None = None  # enforced in the kernel (vwed_kernel/policy.py)
+    # the options the start asked for (None: the gateway's default), kept for a restore, so
+    # a gateway restarted with other defaults applies them
+    requested: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None
     crashes: list[float] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -210,6 +213,7 @@ class ScriptEngine:
             raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
         if restart not in RESTART_POLICIES:
             raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}", "BAD_REQUEST")
+        requested = {"memory_limit_mb": memory_limit_mb, "policy": policy}
         if memory_limit_mb is None:
             memory_limit_mb = self.memory_limit_mb
         if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int) or memory_limit_mb < 0:
@@ -238,7 +242,8 @@ class ScriptEngine:
             while script_id in self._scripts:  # two starts in the same millisecond
                 script_id += "_"
             script = RunningScript(script_id, source.path, source, replicas, time.time(), restart=restart,
-                                   memory_limit_mb=memory_limit_mb, policy=policy or None)
+                                   memory_limit_mb=memory_limit_mb, policy=policy or None,
+                                   requested=requested)
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
             await self._record_run(script)
@@ -288,8 +293,7 @@ class ScriptEngine:
         if self.db is not None:
             try:
                 await self.db.write(self.db.db.desire, script.path, script.replicas, script.restart,
-                                    time.time(), {"memory_limit_mb": script.memory_limit_mb,
-                                                  "policy": script.policy})
+                                    time.time(), script.requested)
             except Exception:
                 log.exception("could not store %s as a script to restore", script.path)
 
@@ -477,9 +481,10 @@ class ScriptEngine:
                         script.source.mtime, script.source.size = st.st_mtime, st.st_size
 
     async def restart(self, script: RunningScript) -> RunningScript:
-        replicas, restart, memory = script.replicas, script.restart, script.memory_limit_mb
+        replicas, restart, asked = script.replicas, script.restart, script.requested
         await self.stop(script, "restarted")
-        return await self.start(script.path, replicas, restart, memory, script.policy)
+        return await self.start(script.path, replicas, restart, asked.get("memory_limit_mb"),
+                                asked.get("policy"))
 
     def _forget(self, script: RunningScript) -> None:
         self.registry.remove(script.script_id)
