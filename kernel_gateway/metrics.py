@@ -63,8 +63,13 @@ class Metrics:
                              ["script", "kind", "outcome"], registry=self.registry)
         self.latency = Histogram("vwed_call_duration_seconds", "Call latency, by script and kind",
                                  ["script", "kind"], buckets=BUCKETS, registry=self.registry)
+        self.refusals = Counter("vwed_policy_refusals", "Actions a script's policy refused "
+                                "(docs/security.md), by script", ["script"], registry=self.registry)
         self.registry.register(_LiveState(gateway))
 
     def call(self, script: str, kind: str, outcome: str, seconds: float) -> None:
         self.calls.labels(script, kind, outcome).inc()
         self.latency.labels(script, kind).observe(seconds)
+
+    def policy_refusal(self, script: str) -> None:
+        self.refusals.labels(script).inc()

@@ -162,6 +162,8 @@ class CallRouter:
         op = data.get("op")
         if op == "log":
             self.logs.structured(kernel.script_id, data, parent)
+            if data.get("refusal") and self.metrics is not None:
+                self.metrics.policy_refusal((kernel.script_id or "").rsplit("_", 1)[0])
         elif op in ("register", "unregister"):
             self._registration(kernel, op, data)
         elif op == "request":

@@ -219,7 +219,12 @@ class GatewayLink(Link):
         vwed = self._vwed()
 
         def report(message: str) -> None:
-            vwed.log.warning("policy", message)
+            if self._comm is None:
+                vwed.log.warning("policy", message)
+                return
+            # a log line the gateway also counts (vwed_policy_refusals_total)
+            self._send({"op": "log", "level": "WARNING", "tag": "policy", "message": message,
+                        "refusal": True})
 
         install(Policy.parse(data, folder or None), report)
 
