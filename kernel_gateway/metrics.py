@@ -67,9 +67,16 @@ class Metrics:
                                 "(docs/security.md), by script", ["script"], registry=self.registry)
         self.registry.register(_LiveState(gateway))
 
-    def call(self, script: str, kind: str, outcome: str, seconds: float) -> None:
+    def call(self, script_id: str, kind: str, outcome: str, seconds: float) -> None:
+        script = _label(script_id)
         self.calls.labels(script, kind, outcome).inc()
         self.latency.labels(script, kind).observe(seconds)
 
-    def policy_refusal(self, script: str) -> None:
-        self.refusals.labels(script).inc()
+    def policy_refusal(self, script_id: str) -> None:
+        self.refusals.labels(_label(script_id)).inc()
+
+
+def _label(script_id: str) -> str:
+    """The ``script`` label: the script's path (a run's id is ``<path>_<epoch ms>``), so
+    the series of a script go on across its restarts."""
+    return script_id.rsplit("_", 1)[0]

@@ -106,7 +106,7 @@ class CallRouter:
             raise
         finally:
             if self.metrics is not None:
-                self.metrics.call(script_id.rsplit("_", 1)[0], kind, error_type or "ok",
+                self.metrics.call(script_id, kind, error_type or "ok",
                                   time.perf_counter() - started)
             if self.store is not None:
                 self.store.add_call({"ts": time.time(), "script_id": script_id, "kind": kind,
@@ -163,7 +163,7 @@ class CallRouter:
         if op == "log":
             self.logs.structured(kernel.script_id, data, parent)
             if data.get("refusal") and self.metrics is not None:
-                self.metrics.policy_refusal((kernel.script_id or "").rsplit("_", 1)[0])
+                self.metrics.policy_refusal(kernel.script_id or "")
         elif op in ("register", "unregister"):
             self._registration(kernel, op, data)
         elif op == "request":

@@ -25,7 +25,7 @@ AUTH = {"Authorization": f"token {TOKEN}"}
 MAX_EXAMPLES = 25  # per operation: about 1,300 requests in all
 REQUEST_TIMEOUT = 20  # seconds; a request that takes longer is a hang (calls time out at 5 s)
 
-GUARDED = """
+FUZZ_SCRIPT = """
 def boot():
     VWED.api.register_route("/fuzz/echo", "GET", echo)
     VWED.api.register_route("/fuzz/echo", "POST", echo)
@@ -43,7 +43,7 @@ def add(a, b):
 def fuzz_gateway(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(ROOT / "examples", base / "scripts")
-    (base / "scripts" / "fuzz.py").write_text(GUARDED)
+    (base / "scripts" / "fuzz.py").write_text(FUZZ_SCRIPT)
     gw = GatewayThread(Settings(scripts_dir=str(base / "scripts"), port=0, data_dir=str(base / "data"),
                                 pool_size=1, workers=1, call_timeout=5.0, token=TOKEN,
                                 caller_token="fuzz-caller-token",

@@ -349,8 +349,3 @@ def install(policy: Policy, report: Callable[[str], None] | None = None) -> bool
     _INSTALLED.append(enforcer)
     sys.addaudithook(enforcer)
     return True
-
-
-def installed() -> dict[str, Any] | None:
-    """The policy this kernel enforces, as it was given (None: no policy)."""
-    return dict(_INSTALLED[0].policy.source) if _INSTALLED else None
