@@ -285,6 +285,8 @@ async def _serve(settings: Settings) -> None:
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
+            # No loop signal handlers here (Windows' event loop): the default SIGINT handler
+            # stays, so Ctrl-C still ends the gateway, without the drain of SIGTERM.
             pass
     await stop.wait()
     log.info("shutting down: stopping scripts")
