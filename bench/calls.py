@@ -38,12 +38,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HANDLER = '''
+HANDLER = """
 def ping(request=None):
     return {"ok": True, "n": 1}
-'''
+"""
 
-SCRIPT = HANDLER + '''
+SCRIPT = (
+    HANDLER
+    + """
 def echo(request):
     return request["json"]
 
@@ -51,9 +53,12 @@ def boot():
     VWED.api.register_route("/{name}/ping", "GET", ping)
     VWED.api.register_route("/{name}/echo", "POST", echo)
     VWED.function.register("{name}_ping", ping)
-'''
+"""
+)
 
-FLOOR_SERVER = HANDLER + '''
+FLOOR_SERVER = (
+    HANDLER
+    + """
 import asyncio, json, sys
 from tornado import web
 
@@ -73,14 +78,18 @@ async def main():
     await asyncio.Event().wait()
 
 asyncio.run(main())
-'''
+"""
+)
 
-OLD_RUNNER = HANDLER + '''
+OLD_RUNNER = (
+    HANDLER
+    + """
 import json, sys
 with open(sys.argv[sys.argv.index("--variables-file") + 1]) as f:
     variables = json.load(f)
 print(json.dumps(ping(variables)))
-'''
+"""
+)
 
 JKG_NOTEBOOK_CELLS = [
     "import json",
@@ -95,10 +104,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(port: int, method: str, path: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
+def http(
+    port: int, method: str, path: str, body: Any = None, timeout: float = 120
+) -> tuple[int, Any]:
     raw = b"" if body is None else json.dumps(body).encode()
-    req = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(raw)}\r\n"
-           "Connection: close\r\n\r\n").encode() + raw
+    req = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(raw)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + raw
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(req)
         data = b""
@@ -151,18 +164,22 @@ async def _connection(port: int, request: bytes, count: int, out: list[float]) -
         writer.close()
 
 
-def load(port: int, method: str, path: str, body: bytes, total: int, conc: int,
-         warmup: int = 20) -> tuple[list[float], float]:
-    request = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-               "Content-Type: application/json\r\n\r\n").encode() + body
+def load(
+    port: int, method: str, path: str, body: bytes, total: int, conc: int, warmup: int = 20
+) -> tuple[list[float], float]:
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/json\r\n\r\n"
+    ).encode() + body
 
     async def run() -> tuple[list[float], float]:
         warm: list[float] = []
         await asyncio.gather(*(_connection(port, request, warmup, warm) for _ in range(conc)))
         lat: list[float] = []
         t0 = time.perf_counter()
-        await asyncio.gather(*(_connection(port, request, max(1, total // conc), lat)
-                               for _ in range(conc)))
+        await asyncio.gather(
+            *(_connection(port, request, max(1, total // conc), lat) for _ in range(conc))
+        )
         return lat, time.perf_counter() - t0
 
     return asyncio.run(run())
@@ -187,8 +204,14 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
     print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        print("| " + " | ".join(str(c).rjust(w) if not isinstance(c, str) else c.ljust(w)
-                                for c, w in zip(r, widths, strict=True)) + " |")
+        print(
+            "| "
+            + " | ".join(
+                str(c).rjust(w) if not isinstance(c, str) else c.ljust(w)
+                for c, w in zip(r, widths, strict=True)
+            )
+            + " |"
+        )
 
 
 class Gateway:
@@ -199,19 +222,38 @@ class Gateway:
         self.scripts = work / "scripts"
         self.scripts.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(self.scripts),
-             "--data-dir", str(work / "data"), "--port", str(self.port), "--pool-size", str(pool),
-             "--no-auth"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "kernel_gateway",
+                "--scripts-dir",
+                str(self.scripts),
+                "--data-dir",
+                str(work / "data"),
+                "--port",
+                str(self.port),
+                "--pool-size",
+                str(pool),
+                "--no-auth",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_http(self.port, "/script-engine/health")
 
     def add(self, name: str) -> str:
         (self.scripts / f"{name}.py").write_text(textwrap.dedent(SCRIPT.replace("{name}", name)))
         return f"{name}.py"
 
-    def start(self, name: str, replicas: int = 1, policy: dict[str, Any] | None = None) -> dict[str, Any]:
-        status, body = http(self.port, "POST", "/script-engine/start",
-                            {"script_path": self.add(name), "replicas": replicas, "policy": policy})
+    def start(
+        self, name: str, replicas: int = 1, policy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        status, body = http(
+            self.port,
+            "POST",
+            "/script-engine/start",
+            {"script_path": self.add(name), "replicas": replicas, "policy": policy},
+        )
         if status != 200:
             raise RuntimeError(body)
         return body
@@ -231,7 +273,9 @@ class Gateway:
 def start_floor(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     (work / "floor.py").write_text(FLOOR_SERVER)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(work / "floor.py"), str(port)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(work / "floor.py"), str(port)], stdout=subprocess.DEVNULL
+    )
     wait_http(port, "/ping")
     return proc, port
 
@@ -244,8 +288,13 @@ def old_way(calls: int, conc: int, folder: Path) -> tuple[list[float], float]:
         t0 = time.perf_counter()
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir=folder, delete=False) as f:
             json.dump({"method": "GET"}, f)
-        out = subprocess.run([sys.executable, str(runner), "--variables-file", f.name],
-                             capture_output=True, text=True, check=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, str(runner), "--variables-file", f.name],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         json.loads(out.stdout.strip().splitlines()[-1])
         os.unlink(f.name)
         return time.perf_counter() - t0
@@ -267,21 +316,38 @@ def start_jkg(work: Path) -> tuple[subprocess.Popen[bytes] | None, int, str]:
             print("installing jupyter-kernel-gateway into", venv, "...", flush=True)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
             # ipykernel too: the notebook's python3 kernel runs from that environment
-            subprocess.run([str(py), "-m", "pip", "install", "-q", "jupyter-kernel-gateway", "ipykernel"],
-                           check=True, timeout=900, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [str(py), "-m", "pip", "install", "-q", "jupyter-kernel-gateway", "ipykernel"],
+                check=True,
+                timeout=900,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             (venv / "installed").write_text("ok")
         import nbformat
 
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(c) for c in JKG_NOTEBOOK_CELLS]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
         (work / "jkg.ipynb").write_text(nbformat.writes(nb))
         port = free_port()
         proc = subprocess.Popen(
-            [str(venv / "bin" / "jupyter"), "kernelgateway", "--KernelGatewayApp.api=kernel_gateway.notebook_http",
-             f"--KernelGatewayApp.seed_uri={work / 'jkg.ipynb'}", f"--KernelGatewayApp.port={port}",
-             "--KernelGatewayApp.ip=127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+            [
+                str(venv / "bin" / "jupyter"),
+                "kernelgateway",
+                "--KernelGatewayApp.api=kernel_gateway.notebook_http",
+                f"--KernelGatewayApp.seed_uri={work / 'jkg.ipynb'}",
+                f"--KernelGatewayApp.port={port}",
+                "--KernelGatewayApp.ip=127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=work,
+        )
         wait_http(port, "/ping", timeout=120)
         return proc, port, ""
     except Exception as exc:  # reported in the table, not hidden
@@ -300,7 +366,13 @@ def section_calls(args: argparse.Namespace, work: Path) -> None:
         cases = [
             ("tornado floor (in-process handler)", floor_port, "GET", "/ping", b""),
             ("gateway route", gw.port, "GET", "/script-api/one/ping", b""),
-            ("gateway function call", gw.port, "POST", "/script-engine/functions/one_ping/call", b"{}"),
+            (
+                "gateway function call",
+                gw.port,
+                "POST",
+                "/script-engine/functions/one_ping/call",
+                b"{}",
+            ),
             ("gateway route, replicas=2", gw.port, "GET", "/script-api/two/ping", b""),
             ("gateway route, script with a policy", gw.port, "GET", "/script-api/three/ping", b""),
         ]
@@ -314,14 +386,37 @@ def section_calls(args: argparse.Namespace, work: Path) -> None:
                 lat, took = load(port, method, path, body, n, conc)
                 p50 = pct(lat, 50)
                 floor_p50 = floor_p50 or p50
-                rows.append([name, conc, len(lat), f"{p50:.2f}", f"{pct(lat, 90):.2f}",
-                             f"{pct(lat, 99):.2f}", f"{len(lat) / took:.0f}", f"{p50 / floor_p50:.1f}x"])
+                rows.append(
+                    [
+                        name,
+                        conc,
+                        len(lat),
+                        f"{p50:.2f}",
+                        f"{pct(lat, 90):.2f}",
+                        f"{pct(lat, 99):.2f}",
+                        f"{len(lat) / took:.0f}",
+                        f"{p50 / floor_p50:.1f}x",
+                    ]
+                )
         for conc in (1, 8):
             lat, took = old_way(args.subprocess_calls, conc, work)
-            rows.append(["subprocess per call (old runner)", conc, len(lat), f"{pct(lat, 50):.2f}",
-                         f"{pct(lat, 90):.2f}", f"{pct(lat, 99):.2f}", f"{len(lat) / took:.0f}", "-"])
-        table("calls: a trivial route / function", ["method", "conc", "n", "p50 ms", "p90 ms", "p99 ms",
-                                                     "req/s", "p50 / floor"], rows)
+            rows.append(
+                [
+                    "subprocess per call (old runner)",
+                    conc,
+                    len(lat),
+                    f"{pct(lat, 50):.2f}",
+                    f"{pct(lat, 90):.2f}",
+                    f"{pct(lat, 99):.2f}",
+                    f"{len(lat) / took:.0f}",
+                    "-",
+                ]
+            )
+        table(
+            "calls: a trivial route / function",
+            ["method", "conc", "n", "p50 ms", "p90 ms", "p99 ms", "req/s", "p50 / floor"],
+            rows,
+        )
         if jkg is None:
             print(f"\n(jupyter kernel gateway: {jkg_error})")
     finally:
@@ -338,22 +433,43 @@ def section_payload(args: argparse.Namespace, work: Path) -> None:
         gw.start("big")
         docs = {
             # 10,000 small records: JSON parsing and dumping dominate, on both sides
-            "10k records": {"items": [{"sku": f"SKU-{i:07d}", "qty": i % 17, "loc": f"A-{i % 100:02d}",
-                                       "note": "x" * 40} for i in range(10_000)]},
+            "10k records": {
+                "items": [
+                    {
+                        "sku": f"SKU-{i:07d}",
+                        "qty": i % 17,
+                        "loc": f"A-{i % 100:02d}",
+                        "note": "x" * 40,
+                    }
+                    for i in range(10_000)
+                ]
+            },
             # 100 records of 10 KB strings (e.g. encoded images or logs)
             "100 x 10 KB strings": {"items": [{"id": i, "data": "y" * 10_000} for i in range(100)]},
         }
         rows = []
         for shape, doc in docs.items():
             body = json.dumps(doc).encode()
-            for name, port, path in (("tornado floor (parse + dump)", floor_port, "/echo"),
-                                     ("gateway route (echo request['json'])", gw.port,
-                                      "/script-api/big/echo")):
+            for name, port, path in (
+                ("tornado floor (parse + dump)", floor_port, "/echo"),
+                ("gateway route (echo request['json'])", gw.port, "/script-api/big/echo"),
+            ):
                 lat, took = load(port, "POST", path, body, args.payload_requests, 1, warmup=5)
-                rows.append([name, shape, f"{len(body) / 1e6:.2f} MB", len(lat), f"{pct(lat, 50):.2f}",
-                             f"{pct(lat, 99):.2f}"])
-        table("payload: about 1 MB of JSON in and out of a route (concurrency 1)",
-              ["method", "document", "body", "n", "p50 ms", "p99 ms"], rows)
+                rows.append(
+                    [
+                        name,
+                        shape,
+                        f"{len(body) / 1e6:.2f} MB",
+                        len(lat),
+                        f"{pct(lat, 50):.2f}",
+                        f"{pct(lat, 99):.2f}",
+                    ]
+                )
+        table(
+            "payload: about 1 MB of JSON in and out of a route (concurrency 1)",
+            ["method", "document", "body", "n", "p50 ms", "p99 ms"],
+            rows,
+        )
     finally:
         gw.close()
         floor.terminate()
@@ -372,21 +488,42 @@ def section_start(args: argparse.Namespace, work: Path) -> None:
             name = f"small{i}"
             gw.add(name)
             t0 = time.perf_counter()
-            status, body = http(gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"})
+            status, body = http(
+                gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"}
+            )
             starts.append(time.perf_counter() - t0)
             assert status == 200, body
             # calls while the pool starts a kernel to refill
             lat, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", 100, 1, warmup=0)
             during.extend(lat)
             http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
-        table("start: a small script with a warm pool, and calls while the pool refills",
-              ["measure", "n", "p50 ms", "p90 ms", "p99 ms"],
-              [["start (warm pool)", len(starts), f"{pct(starts, 50):.1f}", f"{pct(starts, 90):.1f}",
-                f"{pct(starts, 99):.1f}"],
-               ["route call, idle pool", len(idle), f"{pct(idle, 50):.2f}", f"{pct(idle, 90):.2f}",
-                f"{pct(idle, 99):.2f}"],
-               ["route call, pool refilling", len(during), f"{pct(during, 50):.2f}",
-                f"{pct(during, 90):.2f}", f"{pct(during, 99):.2f}"]])
+        table(
+            "start: a small script with a warm pool, and calls while the pool refills",
+            ["measure", "n", "p50 ms", "p90 ms", "p99 ms"],
+            [
+                [
+                    "start (warm pool)",
+                    len(starts),
+                    f"{pct(starts, 50):.1f}",
+                    f"{pct(starts, 90):.1f}",
+                    f"{pct(starts, 99):.1f}",
+                ],
+                [
+                    "route call, idle pool",
+                    len(idle),
+                    f"{pct(idle, 50):.2f}",
+                    f"{pct(idle, 90):.2f}",
+                    f"{pct(idle, 99):.2f}",
+                ],
+                [
+                    "route call, pool refilling",
+                    len(during),
+                    f"{pct(during, 50):.2f}",
+                    f"{pct(during, 90):.2f}",
+                    f"{pct(during, 99):.2f}",
+                ],
+            ],
+        )
     finally:
         gw.close()
 
@@ -401,27 +538,39 @@ def section_scale(args: argparse.Namespace, work: Path) -> None:
         for i in range(1, args.scripts):
             pids.append(gw.start(f"s{i}")["kernels"][0]["pid"])
         took = time.perf_counter() - t0
-        many, _ = load(gw.port, "GET", f"/script-api/s{args.scripts // 2}/ping", b"", args.requests // 2, 1)
+        many, _ = load(
+            gw.port, "GET", f"/script-api/s{args.scripts // 2}/ping", b"", args.requests // 2, 1
+        )
         kernel_rss = [rss_mib(p) for p in pids]
-        table(f"scale: {args.scripts} scripts running at once",
-              ["measure", "value"],
-              [["scripts started (after the first)", f"{args.scripts - 1} in {took:.1f} s"],
-               ["kernel RSS, median", f"{statistics.median(kernel_rss):.1f} MiB"],
-               ["kernel RSS, max", f"{max(kernel_rss):.1f} MiB"],
-               ["gateway RSS", f"{rss_mib(gw.proc.pid):.1f} MiB"],
-               ["route p50 with 1 script", f"{pct(one, 50):.2f} ms"],
-               [f"route p50 with {args.scripts} scripts", f"{pct(many, 50):.2f} ms"],
-               [f"route p99 with {args.scripts} scripts", f"{pct(many, 99):.2f} ms"]])
+        table(
+            f"scale: {args.scripts} scripts running at once",
+            ["measure", "value"],
+            [
+                ["scripts started (after the first)", f"{args.scripts - 1} in {took:.1f} s"],
+                ["kernel RSS, median", f"{statistics.median(kernel_rss):.1f} MiB"],
+                ["kernel RSS, max", f"{max(kernel_rss):.1f} MiB"],
+                ["gateway RSS", f"{rss_mib(gw.proc.pid):.1f} MiB"],
+                ["route p50 with 1 script", f"{pct(one, 50):.2f} ms"],
+                [f"route p50 with {args.scripts} scripts", f"{pct(many, 50):.2f} ms"],
+                [f"route p99 with {args.scripts} scripts", f"{pct(many, 99):.2f} ms"],
+            ],
+        )
     finally:
         gw.close()
 
 
-SECTIONS = {"calls": section_calls, "payload": section_payload, "start": section_start,
-            "scale": section_scale}
+SECTIONS = {
+    "calls": section_calls,
+    "payload": section_payload,
+    "start": section_start,
+    "scale": section_scale,
+}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--subprocess-calls", type=int, default=40)
@@ -435,8 +584,10 @@ def main() -> int:
         args.requests, args.subprocess_calls, args.starts, args.scripts = 500, 10, 8, 10
         args.payload_requests = 20
     work = Path(tempfile.mkdtemp(prefix="vwed-bench-"))
-    print(f"bench/calls.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, sections {' '.join(args.only)}")
+    print(
+        f"bench/calls.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, sections {' '.join(args.only)}"
+    )
     for name in args.only:
         SECTIONS[name](args, work)
     return 0

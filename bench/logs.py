@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from calls import Gateway, http, load, pct, rss_mib, table  # noqa: E402
 
-SCRIPT = '''
+SCRIPT = """
 import time
 
 def boot():
@@ -49,12 +49,12 @@ def flood(seconds):
             print(f"flood line {n} ................................................")
             n += 1
     return n
-'''
+"""
 
-CALM = '''
+CALM = """
 def boot():
     VWED.api.register_route("/calm/ping", "GET", lambda: "pong")
-'''
+"""
 
 
 async def marks(port: int, sid: str, path: str, count: int) -> list[float]:
@@ -85,25 +85,35 @@ async def marks(port: int, sid: str, path: str, count: int) -> list[float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--marks", type=int, default=300)
     parser.add_argument("--flood-seconds", type=float, default=60)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vwed-bench-logs-"))
     gw = Gateway(work, pool=2)
-    print(f"bench/logs.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, flood {args.flood_seconds:g} s")
+    print(
+        f"bench/logs.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, flood {args.flood_seconds:g} s"
+    )
     try:
         (gw.scripts / "loud.py").write_text(SCRIPT)
         (gw.scripts / "calm.py").write_text(CALM)
-        sid = http(gw.port, "POST", "/script-engine/start", {"script_path": "loud.py"})[1]["script_id"]
+        sid = http(gw.port, "POST", "/script-engine/start", {"script_path": "loud.py"})[1][
+            "script_id"
+        ]
         http(gw.port, "POST", "/script-engine/start", {"script_path": "calm.py"})
         lat_print = asyncio.run(marks(gw.port, sid, "/script-api/marks/print", args.marks))
         lat_log = asyncio.run(marks(gw.port, sid, "/script-api/marks/log", args.marks))
-        table("print / VWED.log in a handler -> record at a WebSocket client",
-              ["source", "n", "p50 ms", "p90 ms", "p99 ms"],
-              [[name, len(v), f"{pct(v, 50):.1f}", f"{pct(v, 90):.1f}", f"{pct(v, 99):.1f}"]
-               for name, v in (("print (stdout)", lat_print), ("VWED.log.info", lat_log))])
+        table(
+            "print / VWED.log in a handler -> record at a WebSocket client",
+            ["source", "n", "p50 ms", "p90 ms", "p99 ms"],
+            [
+                [name, len(v), f"{pct(v, 50):.1f}", f"{pct(v, 90):.1f}", f"{pct(v, 99):.1f}"]
+                for name, v in (("print (stdout)", lat_print), ("VWED.log.info", lat_log))
+            ],
+        )
 
         idle, _ = load(gw.port, "GET", "/script-api/calm/ping", b"", 1000, 1)
         rss_before = rss_mib(gw.proc.pid)
@@ -112,9 +122,13 @@ def main() -> int:
 
         def run_flood() -> None:
             t0 = time.perf_counter()
-            status, body = http(gw.port, "POST", "/script-engine/functions/flood/call",
-                                {"args": [args.flood_seconds], "timeout": args.flood_seconds + 60},
-                                timeout=args.flood_seconds + 120)
+            status, body = http(
+                gw.port,
+                "POST",
+                "/script-engine/functions/flood/call",
+                {"args": [args.flood_seconds], "timeout": args.flood_seconds + 60},
+                timeout=args.flood_seconds + 120,
+            )
             result.update(status=status, lines=body.get("result"), seconds=time.perf_counter() - t0)
 
         flood = threading.Thread(target=run_flood)
@@ -130,23 +144,47 @@ def main() -> int:
         time.sleep(2.0)  # let the writer catch up before counting
         rss_after = rss_mib(gw.proc.pid)
         stats = http(gw.port, "GET", "/script-engine/logs?limit=1")[1]["records"][0]["id"]
-        dropped = http(gw.port, "GET", "/script-engine/logs?source=engine&q=were%20not%20stored&limit=1000")[1]
+        dropped = http(
+            gw.port, "GET", "/script-engine/logs?source=engine&q=were%20not%20stored&limit=1000"
+        )[1]
         dropped_n = sum(int(r["message"].split()[0]) for r in dropped["records"])
         lines = int(result.get("lines") or 0)
         secs = float(result.get("seconds") or 1)
-        table("flood: one script printing as fast as it can",
-              ["measure", "value"],
-              [["lines printed", f"{lines:,} in {secs:.1f} s ({lines / secs:,.0f} lines/s)"],
-               ["records stored (coalesced lines)", f"{stats - stored_before:,}"],
-               ["records dropped (counted)", f"{dropped_n:,}"],
-               ["gateway RSS before", f"{rss_before:.1f} MiB"],
-               ["gateway RSS peak during", f"{peak:.1f} MiB"],
-               ["gateway RSS after", f"{rss_after:.1f} MiB (growth {rss_after - rss_before:+.1f} MiB)"]])
-        table("routing for another script (GET /script-api/calm/ping, concurrency 1)",
-              ["when", "n", "p50 ms", "p90 ms", "p99 ms"],
-              [["idle", len(idle), f"{pct(idle, 50):.2f}", f"{pct(idle, 90):.2f}", f"{pct(idle, 99):.2f}"],
-               ["during the flood", len(during), f"{pct(during, 50):.2f}", f"{pct(during, 90):.2f}",
-                f"{pct(during, 99):.2f}"]])
+        table(
+            "flood: one script printing as fast as it can",
+            ["measure", "value"],
+            [
+                ["lines printed", f"{lines:,} in {secs:.1f} s ({lines / secs:,.0f} lines/s)"],
+                ["records stored (coalesced lines)", f"{stats - stored_before:,}"],
+                ["records dropped (counted)", f"{dropped_n:,}"],
+                ["gateway RSS before", f"{rss_before:.1f} MiB"],
+                ["gateway RSS peak during", f"{peak:.1f} MiB"],
+                [
+                    "gateway RSS after",
+                    f"{rss_after:.1f} MiB (growth {rss_after - rss_before:+.1f} MiB)",
+                ],
+            ],
+        )
+        table(
+            "routing for another script (GET /script-api/calm/ping, concurrency 1)",
+            ["when", "n", "p50 ms", "p90 ms", "p99 ms"],
+            [
+                [
+                    "idle",
+                    len(idle),
+                    f"{pct(idle, 50):.2f}",
+                    f"{pct(idle, 90):.2f}",
+                    f"{pct(idle, 99):.2f}",
+                ],
+                [
+                    "during the flood",
+                    len(during),
+                    f"{pct(during, 50):.2f}",
+                    f"{pct(during, 90):.2f}",
+                    f"{pct(during, 99):.2f}",
+                ],
+            ],
+        )
         print(f"\nrouting p50 during the flood / idle: {pct(during, 50) / pct(idle, 50):.2f}x")
     finally:
         gw.close()

@@ -121,12 +121,21 @@ def log_request(handler: web.RequestHandler) -> None:
     status = handler.get_status()
     if status < 400:
         if access_log.isEnabledFor(logging.DEBUG):
-            access_log.debug("%d %s %.2fms", status, handler._request_summary(),
-                             1000.0 * handler.request.request_time())
+            access_log.debug(
+                "%d %s %.2fms",
+                status,
+                handler._request_summary(),
+                1000.0 * handler.request.request_time(),
+            )
         return
     level = logging.WARNING if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %.2fms", status, handler._request_summary(),
-                   1000.0 * handler.request.request_time())
+    access_log.log(
+        level,
+        "%d %s %.2fms",
+        status,
+        handler._request_summary(),
+        1000.0 * handler.request.request_time(),
+    )
 
 
 def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> web.Application:
@@ -180,40 +189,77 @@ class Gateway:
         self.kernel_name = settings.kernel_name or KERNEL_NAME
         self.tokens = Tokens(
             settings.token or _stored_token(data_dir / "token") if settings.auth else "",
-            settings.caller_token or _stored_token(data_dir / "caller_token") if settings.auth else "",
-            enabled=settings.auth)
+            settings.caller_token or _stored_token(data_dir / "caller_token")
+            if settings.auth
+            else "",
+            enabled=settings.auth,
+        )
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
         self.registry = Registry()
-        self.db = StoreService(Database(settings.database_url),
-                               retention_days=settings.log_retention_days,
-                               retention_records=settings.log_retention_records,
-                               max_queue=settings.log_queue_max)
+        self.db = StoreService(
+            Database(settings.database_url),
+            retention_days=settings.log_retention_days,
+            retention_records=settings.log_retention_records,
+            max_queue=settings.log_queue_max,
+        )
         self.logs = LogHub(self.db, ring_bytes=settings.log_buffer_mb * 1024 * 1024)
         self.pool = KernelPool(self._start_kernel, settings.pool_size)
-        self.engine = ScriptEngine(self.store, self.registry, self.pool, self.logs,
-                                   boot_timeout=settings.boot_timeout, debug=settings.debug,
-                                   db=self.db, restart_limit=settings.restart_limit,
-                                   restart_window=settings.restart_window,
-                                   restart_backoff=settings.restart_backoff,
-                                   max_kernels=settings.max_kernels,
-                                   memory_limit_mb=settings.memory_limit_mb,
-                                   default_policy=settings.default_policy)
-        self.workers = WorkerPool(self._start_kernel, settings.workers or os.cpu_count() or 2,
-                                  settings.step_queue, on_ready=self._worker_ready)
-        self.steps = StepService(self.store, self.workers, self.logs, self.db,
-                                 timeout=settings.call_timeout, grace=settings.step_grace,
-                                 debug=settings.debug)
-        mailer = Mailer(settings.smtp_host, settings.smtp_port, user=settings.smtp_user,
-                        password=settings.smtp_password, sender=settings.smtp_from,
-                        tls=settings.smtp_tls)
+        self.engine = ScriptEngine(
+            self.store,
+            self.registry,
+            self.pool,
+            self.logs,
+            boot_timeout=settings.boot_timeout,
+            debug=settings.debug,
+            db=self.db,
+            restart_limit=settings.restart_limit,
+            restart_window=settings.restart_window,
+            restart_backoff=settings.restart_backoff,
+            max_kernels=settings.max_kernels,
+            memory_limit_mb=settings.memory_limit_mb,
+            default_policy=settings.default_policy,
+        )
+        self.workers = WorkerPool(
+            self._start_kernel,
+            settings.workers or os.cpu_count() or 2,
+            settings.step_queue,
+            on_ready=self._worker_ready,
+        )
+        self.steps = StepService(
+            self.store,
+            self.workers,
+            self.logs,
+            self.db,
+            timeout=settings.call_timeout,
+            grace=settings.step_grace,
+            debug=settings.debug,
+        )
+        mailer = Mailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            sender=settings.smtp_from,
+            tls=settings.smtp_tls,
+        )
         self.scratch = ScratchKernels(self.ksm, self.kernel_name)
         self.metrics = Metrics(self)
         self.embedded = EmbeddedBackend(self.db)
-        self.platform: PlatformBackend = (HttpBackend(settings.platform_url, settings.platform_token)
-                                          if settings.platform_url else self.embedded)
-        self.router = CallRouter(self.engine, self.registry, self.logs,
-                                 call_timeout=settings.call_timeout, debug=settings.debug,
-                                 store=self.db, mailer=mailer, platform=self.platform)
+        self.platform: PlatformBackend = (
+            HttpBackend(settings.platform_url, settings.platform_token)
+            if settings.platform_url
+            else self.embedded
+        )
+        self.router = CallRouter(
+            self.engine,
+            self.registry,
+            self.logs,
+            call_timeout=settings.call_timeout,
+            debug=settings.debug,
+            store=self.db,
+            mailer=mailer,
+            platform=self.platform,
+        )
         self.router.metrics = self.metrics
         self.router.max_in_flight = settings.max_in_flight
 
@@ -223,18 +269,30 @@ class Gateway:
         worker.bridge.on_event = self.router.on_kernel_event
 
     async def _start_kernel(self) -> ScriptKernel:
-        return await ScriptKernel.start(self.ksm, self.kernel_name,
-                                        fast_path=self.settings.fast_path)
+        return await ScriptKernel.start(
+            self.ksm, self.kernel_name, fast_path=self.settings.fast_path
+        )
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
-        services = {"engine": self.engine, "router": self.router, "store": self.store,
-                    "pool": self.pool, "hub": self.logs, "steps": self.steps,
-                    "embedded": self.embedded, "scratch": self.scratch, "metrics": self.metrics,
-                    "document": build_openapi()}
+        services = {
+            "engine": self.engine,
+            "router": self.router,
+            "store": self.store,
+            "pool": self.pool,
+            "hub": self.logs,
+            "steps": self.steps,
+            "embedded": self.embedded,
+            "scratch": self.scratch,
+            "metrics": self.metrics,
+            "document": build_openapi(),
+        }
         app = make_app(services, self.settings, self.tokens)
-        self._server = httpserver.HTTPServer(BodyLimit(app, self.settings.max_body_size),
-                                             max_body_size=self.settings.max_body_size, xheaders=False)
+        self._server = httpserver.HTTPServer(
+            BodyLimit(app, self.settings.max_body_size),
+            max_body_size=self.settings.max_body_size,
+            xheaders=False,
+        )
         sockets = bind_sockets(self.settings.port, self.settings.ip)
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -245,16 +303,30 @@ class Gateway:
             self.engine.watch()
         if self.settings.restore:
             self._restore = asyncio.ensure_future(self.engine.restore())
-        log.info("VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
-                 __version__, self.settings.ip, self.port, self.store.root, self.pool.size,
-                 self.db.db.safe_url)
+        log.info(
+            "VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
+            __version__,
+            self.settings.ip,
+            self.port,
+            self.store.root,
+            self.pool.size,
+            self.db.db.safe_url,
+        )
         if self.tokens.enabled:
-            log.info("admin token in %s; use http://%s:%s/script-engine/health?token=%s or "
-                     "'Authorization: token <T>'", Path(self.settings.data_dir) / "token",
-                     self.settings.ip, self.port, self.tokens.admin)
+            log.info(
+                "admin token in %s; use http://%s:%s/script-engine/health?token=%s or "
+                "'Authorization: token <T>'",
+                Path(self.settings.data_dir) / "token",
+                self.settings.ip,
+                self.port,
+                self.tokens.admin,
+            )
         else:
-            log.warning("auth is OFF (--no-auth): anyone who can reach %s:%s controls the gateway",
-                        self.settings.ip, self.port)
+            log.warning(
+                "auth is OFF (--no-auth): anyone who can reach %s:%s controls the gateway",
+                self.settings.ip,
+                self.port,
+            )
         return self.port
 
     async def stop(self) -> None:
@@ -264,8 +336,11 @@ class Gateway:
             self._server.stop()
         left = await self.engine.drain(self.settings.drain_timeout)
         if left:
-            log.warning("%d call(s) still in flight after %g s; stopping anyway", left,
-                        self.settings.drain_timeout)
+            log.warning(
+                "%d call(s) still in flight after %g s; stopping anyway",
+                left,
+                self.settings.drain_timeout,
+            )
         await self.engine.close()
         await self.pool.close()
         await self.workers.close()
@@ -294,7 +369,9 @@ async def _serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = parse_settings(argv)

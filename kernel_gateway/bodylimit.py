@@ -25,8 +25,9 @@ class BodyLimit(httputil.HTTPServerConnectionDelegate):
         self.app = app
         self.limit = limit
 
-    def start_request(self, server_conn: object,
-                      request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
         return _Guard(self.app.start_request(server_conn, request_conn), request_conn, self.limit)
 
     def on_close(self, server_conn: object) -> None:
@@ -34,8 +35,9 @@ class BodyLimit(httputil.HTTPServerConnectionDelegate):
 
 
 class _Guard(httputil.HTTPMessageDelegate):
-    def __init__(self, inner: httputil.HTTPMessageDelegate, conn: httputil.HTTPConnection,
-                 limit: int) -> None:
+    def __init__(
+        self, inner: httputil.HTTPMessageDelegate, conn: httputil.HTTPConnection, limit: int
+    ) -> None:
         self.inner = inner
         self.conn = conn
         self.limit = limit
@@ -45,20 +47,36 @@ class _Guard(httputil.HTTPMessageDelegate):
         length = headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.limit:
             self.refused = True
-            log.warning("413 %s %s: body of %s bytes over the limit of %d", start_line.method,
-                        start_line.path[:200], length, self.limit)
-            body = json.dumps({
-                "success": False, "code": "BODY_TOO_LARGE", "limit": self.limit,
-                "error": f"the request body ({length} bytes) is over the limit of {self.limit} "
-                         "bytes (--max-body-size)"}).encode()
+            log.warning(
+                "413 %s %s: body of %s bytes over the limit of %d",
+                start_line.method,
+                start_line.path[:200],
+                length,
+                self.limit,
+            )
+            body = json.dumps(
+                {
+                    "success": False,
+                    "code": "BODY_TOO_LARGE",
+                    "limit": self.limit,
+                    "error": f"the request body ({length} bytes) is over the limit of {self.limit} "
+                    "bytes (--max-body-size)",
+                }
+            ).encode()
             # The body is not kept: let the connection drain it until it closes, rather
             # than have Tornado answer a second time with its own 400.
             self.conn.set_max_body_size(int(length))  # type: ignore[attr-defined]
             self.conn.write_headers(
                 httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
-                httputil.HTTPHeaders({"Content-Type": "application/json; charset=utf-8",
-                                      "Content-Length": str(len(body)), "Connection": "close"}),
-                body)
+                httputil.HTTPHeaders(
+                    {
+                        "Content-Type": "application/json; charset=utf-8",
+                        "Content-Length": str(len(body)),
+                        "Connection": "close",
+                    }
+                ),
+                body,
+            )
             self.conn.finish()
             return None
         return self.inner.headers_received(start_line, headers)

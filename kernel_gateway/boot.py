@@ -32,18 +32,27 @@ def map_call_error(reply: Reply, what: str, debug: bool) -> GatewayError:
     if debug:
         details["traceback"] = err.get("traceback", "")
     if kind == "serialization":
-        return HandlerError(f"{what} returned a result that is not JSON-serializable: {message}",
-                            "RESULT_NOT_SERIALIZABLE", details=details)
+        return HandlerError(
+            f"{what} returned a result that is not JSON-serializable: {message}",
+            "RESULT_NOT_SERIALIZABLE",
+            details=details,
+        )
     if kind == "policy":
-        return BadRequest(f"the script's policy was refused: {message}", "BAD_POLICY", details=details)
+        return BadRequest(
+            f"the script's policy was refused: {message}", "BAD_POLICY", details=details
+        )
     if kind == "arguments":
         return BadRequest(f"{what}: {message}", "BAD_ARGUMENTS", details=details)
     if kind == "not_found":
         return NotFound(f"{what} is no longer registered", "NOT_REGISTERED", details=details)
     if kind in ("interrupted", "cancelled"):
         return CallTimeout(f"{what} was interrupted", details=details)
-    return HandlerError(f"{what} raised {etype}: {message}", "HANDLER_ERROR", details=details,
-                        log_message=err.get("traceback"))
+    return HandlerError(
+        f"{what} raised {etype}: {message}",
+        "HANDLER_ERROR",
+        details=details,
+        log_message=err.get("traceback"),
+    )
 
 
 async def boot_kernel(
@@ -64,20 +73,39 @@ async def boot_kernel(
     """
     try:
         return await asyncio.wait_for(
-            _load_and_boot(kernel, script_id, source, replica, replicas, timeout + 1, debug, policy),
-            timeout)
+            _load_and_boot(
+                kernel, script_id, source, replica, replicas, timeout + 1, debug, policy
+            ),
+            timeout,
+        )
     except (asyncio.TimeoutError, CallTimeout):
-        raise CallTimeout(f"script {source.path!r} did not load and boot within {timeout:g} s",
-                          "BOOT_TIMEOUT") from None
+        raise CallTimeout(
+            f"script {source.path!r} did not load and boot within {timeout:g} s", "BOOT_TIMEOUT"
+        ) from None
 
 
-async def _load_and_boot(kernel: ScriptKernel, script_id: str, source: ScriptSource, replica: int,
-                         replicas: int, step: float, debug: bool,
-                         policy: dict[str, Any] | None) -> ScriptRegistrations:
+async def _load_and_boot(
+    kernel: ScriptKernel,
+    script_id: str,
+    source: ScriptSource,
+    replica: int,
+    replicas: int,
+    step: float,
+    debug: bool,
+    policy: dict[str, Any] | None,
+) -> ScriptRegistrations:
     # The outer deadline bounds everything; ``step`` only keeps each wait bounded on its own.
-    reply = await kernel.bridge.call({"op": "prepare", "script_id": script_id, "file": source.file,
-                                      "replica": replica, "replicas": replicas, "policy": policy},
-                                     timeout=step)
+    reply = await kernel.bridge.call(
+        {
+            "op": "prepare",
+            "script_id": script_id,
+            "file": source.file,
+            "replica": replica,
+            "replicas": replicas,
+            "policy": policy,
+        },
+        timeout=step,
+    )
     if not reply.ok:
         raise map_call_error(reply, "prepare", debug)
     cells = source.cells
@@ -87,10 +115,15 @@ async def _load_and_boot(kernel: ScriptKernel, script_id: str, source: ScriptSou
             where = f" (cell {index + 1})" if len(cells) > 1 else ""
             raise ScriptError(
                 f"script {source.path!r} raised {result.get('ename')} while loading{where}: "
-                f"{result.get('evalue')}", "BOOT_FAILED",
-                details={"type": result.get("ename"), "message": result.get("evalue"),
-                         "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
-                         "phase": "load"})
+                f"{result.get('evalue')}",
+                "BOOT_FAILED",
+                details={
+                    "type": result.get("ename"),
+                    "message": result.get("evalue"),
+                    "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
+                    "phase": "load",
+                },
+            )
     reply = await kernel.bridge.call({"op": "boot"}, timeout=step)
     if not reply.ok:
         err = reply.error
@@ -99,6 +132,11 @@ async def _load_and_boot(kernel: ScriptKernel, script_id: str, source: ScriptSou
         raise ScriptError(
             f"boot() of {source.path!r} raised {err.get('type')}: {err.get('message')}",
             "BOOT_FAILED",
-            details={"type": err.get("type"), "message": err.get("message"),
-                     "traceback": err.get("traceback"), "phase": "boot"})
+            details={
+                "type": err.get("type"),
+                "message": err.get("message"),
+                "traceback": err.get("traceback"),
+                "phase": "boot",
+            },
+        )
     return parse_registrations(script_id, reply.value())

@@ -105,23 +105,32 @@ class KernelBridge:
         self._kernel.send("shell", msg, buffers)
         return str(msg["header"]["msg_id"])
 
-    async def open(self, target: str, subshell_id: str | None, *, timeout: float,
-                   fast: bool = True) -> dict[str, Any]:
+    async def open(
+        self, target: str, subshell_id: str | None, *, timeout: float, fast: bool = True
+    ) -> dict[str, Any]:
         """Open the comm, wait for the kernel's ``hello``, connect the fast channel."""
         self.subshell_id = subshell_id
         self._hello = asyncio.get_running_loop().create_future()
         session = self._kernel.client.session
-        msg = session.msg("comm_open", {
-            "comm_id": self.comm_id, "target_name": target,
-            "data": {"protocol": 1, "service_subshell": subshell_id, "fastpath": fast},
-        })
+        msg = session.msg(
+            "comm_open",
+            {
+                "comm_id": self.comm_id,
+                "target_name": target,
+                "data": {"protocol": 1, "service_subshell": subshell_id, "fastpath": fast},
+            },
+        )
         self._kernel.send("shell", msg)
         hello = await asyncio.wait_for(self._hello, timeout)
         port = (hello.get("fastpath") or {}).get("port")
         if fast and port:
             ip = self._kernel.km.get_connection_info().get("ip") or "127.0.0.1"
-            self._fast = FastClient(zmq.Context.instance(), f"tcp://{ip}:{int(port)}",
-                                    session.key or b"", self._on_result)
+            self._fast = FastClient(
+                zmq.Context.instance(),
+                f"tcp://{ip}:{int(port)}",
+                session.key or b"",
+                self._on_result,
+            )
         return hello
 
     @property
@@ -138,7 +147,11 @@ class KernelBridge:
         return f"{self._prefix}-{next(self._ids)}"
 
     async def call(
-        self, data: dict[str, Any], buffers: list[Any] | None = None, *, timeout: float,
+        self,
+        data: dict[str, Any],
+        buffers: list[Any] | None = None,
+        *,
+        timeout: float,
         call_id: str | None = None,
     ) -> Reply:
         """Send ``data`` (an op with a fresh ``id``) and wait for its ``result``.
@@ -164,7 +177,9 @@ class KernelBridge:
             return await fut
         except _Expired:
             await self._abandon(call_id)
-            what = " ".join(str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p)
+            what = " ".join(
+                str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p
+            )
             raise CallTimeout(
                 f"{what} did not answer within {timeout:g} s; the kernel was interrupted",
                 details={"script_id": self._kernel.script_id, "timeout": timeout},
@@ -178,8 +193,13 @@ class KernelBridge:
         self.send({"op": "cancel", "target": call_id})
         await self._kernel.interrupt()
 
-    def respond(self, request_id: str, ok: bool, value: bytes | None = None,
-                error: dict[str, Any] | None = None) -> None:
+    def respond(
+        self,
+        request_id: str,
+        ok: bool,
+        value: bytes | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         """Answer a kernel's ``request`` op."""
         if ok:
             self.send({"op": "response", "id": request_id, "ok": True}, [value or b"null"])
@@ -217,4 +237,3 @@ class KernelBridge:
                 fut.set_exception(error)
         if self._hello is not None and not self._hello.done():
             self._hello.set_exception(error)
-

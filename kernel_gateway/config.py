@@ -35,7 +35,12 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("scripts_dir", str, "examples", "folder of the scripts the gateway serves (the scripts root)"),
+    Option(
+        "scripts_dir",
+        str,
+        "examples",
+        "folder of the scripts the gateway serves (the scripts root)",
+    ),
     Option("ip", str, "127.0.0.1", "address to listen on; a non-loopback address needs a token"),
     Option("port", int, 8765, "port to listen on (0 picks a free one)"),
     Option("data_dir", str, ".vwed", "folder for the gateway's data: kernelspec, SQLite database"),
@@ -45,33 +50,97 @@ OPTIONS: tuple[Option, ...] = (
     Option("boot_timeout", float, 60.0, "seconds a script may take to load and run boot()"),
     Option("workers", int, 0, "worker kernels for task-flow steps (0: the number of CPUs)"),
     Option("step_queue", int, 100, "steps that may wait for a free worker; more get 503 BUSY"),
-    Option("step_grace", float, 5.0, "seconds an interrupted worker has to come back before it is replaced"),
-    Option("restart_limit", int, 5, "crashes within --restart-window after which a script stays down ('crashed')"),
+    Option(
+        "step_grace",
+        float,
+        5.0,
+        "seconds an interrupted worker has to come back before it is replaced",
+    ),
+    Option(
+        "restart_limit",
+        int,
+        5,
+        "crashes within --restart-window after which a script stays down ('crashed')",
+    ),
     Option("restart_window", float, 60.0, "seconds over which crashes are counted"),
-    Option("restart_backoff", float, 0.5, "first delay before restarting a crashed script; doubles each time, 30 s at most"),
-    Option("watch", bool, False, "reload a running script (without downtime) when its file changes"),
-    Option("restore", bool, True, "start again, at start, the scripts that were running when the gateway stopped"),
+    Option(
+        "restart_backoff",
+        float,
+        0.5,
+        "first delay before restarting a crashed script; doubles each time, 30 s at most",
+    ),
+    Option(
+        "watch", bool, False, "reload a running script (without downtime) when its file changes"
+    ),
+    Option(
+        "restore",
+        bool,
+        True,
+        "start again, at start, the scripts that were running when the gateway stopped",
+    ),
     Option("drain_timeout", float, 10.0, "seconds a stopping gateway waits for calls in flight"),
     Option("max_in_flight", int, 64, "calls in flight per kernel at most; more get 503 BUSY"),
     Option("max_kernels", int, 0, "script kernels running at most (0: no limit)"),
-    Option("memory_limit_mb", int, 0, "default per-script memory limit (RSS per kernel, MiB; 0: none)"),
-    Option("policy", str, "", "default policy of scripts started without one: a JSON file with "
-                              "'network', 'subprocess', 'write' (docs/security.md)"),
-    Option("kernel_name", str, "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"),
+    Option(
+        "memory_limit_mb", int, 0, "default per-script memory limit (RSS per kernel, MiB; 0: none)"
+    ),
+    Option(
+        "policy",
+        str,
+        "",
+        "default policy of scripts started without one: a JSON file with "
+        "'network', 'subprocess', 'write' (docs/security.md)",
+    ),
+    Option(
+        "kernel_name",
+        str,
+        "",
+        "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)",
+    ),
     Option("auth", bool, True, "require a token (--no-auth: none, only on a loopback address)"),
-    Option("token", str, "", "admin token (default: generated at first start in <data-dir>/token); "
-                             "clients send 'Authorization: token T' or 'Bearer T' (or ?token=T)"),
-    Option("allow_origins", str, "", "comma-separated browser origins allowed for CORS and WebSockets "
-                                     "(default: none, same origin only; '*' for any)"),
-    Option("caller_token", str, "", "caller token for task flows: /script-api, function calls, "
-                                    "events, steps (default: generated in <data-dir>/caller_token)"),
+    Option(
+        "token",
+        str,
+        "",
+        "admin token (default: generated at first start in <data-dir>/token); "
+        "clients send 'Authorization: token T' or 'Bearer T' (or ?token=T)",
+    ),
+    Option(
+        "allow_origins",
+        str,
+        "",
+        "comma-separated browser origins allowed for CORS and WebSockets "
+        "(default: none, same origin only; '*' for any)",
+    ),
+    Option(
+        "caller_token",
+        str,
+        "",
+        "caller token for task flows: /script-api, function calls, "
+        "events, steps (default: generated in <data-dir>/caller_token)",
+    ),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
     Option("max_body_size", int, 16 * 1024 * 1024, "largest HTTP request body accepted, in bytes"),
     Option("log_retention_days", float, 30.0, "days of log records kept (0: no age limit)"),
     Option("log_retention_records", int, 5_000_000, "log records kept at most (0: no limit)"),
-    Option("log_queue_max", int, 50_000, "log records waiting for the database at most; more are dropped (counted)"),
-    Option("log_buffer_mb", int, 16, "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off"),
-    Option("platform_url", str, "", "VWED server for VWED.storage/task/robot (empty: the embedded backend)"),
+    Option(
+        "log_queue_max",
+        int,
+        50_000,
+        "log records waiting for the database at most; more are dropped (counted)",
+    ),
+    Option(
+        "log_buffer_mb",
+        int,
+        16,
+        "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off",
+    ),
+    Option(
+        "platform_url",
+        str,
+        "",
+        "VWED server for VWED.storage/task/robot (empty: the embedded backend)",
+    ),
     Option("platform_token", str, "", "bearer token for the VWED server"),
     Option("smtp_host", str, "", "SMTP server for VWED.mail (empty: mail is off)"),
     Option("smtp_port", int, 25, "SMTP port"),
@@ -79,7 +148,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("smtp_password", str, "", "SMTP password (prefer the env var VWED_SMTP_PASSWORD)"),
     Option("smtp_from", str, "vwed@localhost", "sender address of VWED.mail"),
     Option("smtp_tls", str, "none", "none, starttls or ssl"),
-    Option("fast_path", bool, True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"),
+    Option(
+        "fast_path",
+        bool,
+        True,
+        "send calls over each kernel's fast ZeroMQ channel (off: comm messages)",
+    ),
     Option("debug", bool, False, "include tracebacks in error answers"),
 )
 
@@ -173,7 +247,9 @@ class Settings:
         try:
             value = json.loads(Path(self.policy).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"policy file {self.policy!r} cannot be read as JSON: {exc}") from None
+            raise ConfigError(
+                f"policy file {self.policy!r} cannot be read as JSON: {exc}"
+            ) from None
         if not isinstance(value, dict):
             raise ConfigError(f"policy file {self.policy!r} must hold a JSON object")
         return value
@@ -203,17 +279,25 @@ def _env_value(opt: Option, env: dict[str, str]) -> Any:
             return raw.strip().lower() in ("1", "true", "yes", "on")
         return opt.type(raw)
     except ValueError:
-        raise ConfigError(f"VWED_{opt.name.upper()}={raw!r} is not a valid {opt.type.__name__}") from None
+        raise ConfigError(
+            f"VWED_{opt.name.upper()}={raw!r} is not a valid {opt.type.__name__}"
+        ) from None
 
 
 def build_parser(env: dict[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vwed-gateway", description="The VWED script engine gateway.")
+    parser = argparse.ArgumentParser(
+        prog="vwed-gateway", description="The VWED script engine gateway."
+    )
     for opt in OPTIONS:
         flag = "--" + opt.name.replace("_", "-")
         help_text = f"{opt.help} [env VWED_{opt.name.upper()}, default {opt.default!r}]"
         if opt.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=_env_value(opt, env), help=help_text)
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=_env_value(opt, env),
+                help=help_text,
+            )
         else:
             parser.add_argument(flag, type=opt.type, default=_env_value(opt, env), help=help_text)
     return parser

@@ -59,8 +59,11 @@ class RunningScript:
         if len(kernels) == 1:
             return kernels[0]
         if not kernels:
-            raise ServiceUnavailable(f"script {self.script_id} has no live kernel",
-                                     "SCRIPT_STOPPING", details={"script_id": self.script_id})
+            raise ServiceUnavailable(
+                f"script {self.script_id} has no live kernel",
+                "SCRIPT_STOPPING",
+                details={"script_id": self.script_id},
+            )
         start = next(self._turn) % len(kernels)
         best = kernels[start]
         for i in range(1, len(kernels)):
@@ -87,9 +90,16 @@ class RunningScript:
             "memory_limit_mb": self.memory_limit_mb or None,
             "policy": self.policy,
             "last_error": self.last_error,
-            "kernels": [{"replica": k.replica, "kernel_id": k.kernel_id, "pid": k.pid,
-                         "in_flight": k.bridge.in_flight, **_usage(k.pid)}
-                        for k in sorted(self.kernels, key=lambda k: k.replica)],
+            "kernels": [
+                {
+                    "replica": k.replica,
+                    "kernel_id": k.kernel_id,
+                    "pid": k.pid,
+                    "in_flight": k.bridge.in_flight,
+                    **_usage(k.pid),
+                }
+                for k in sorted(self.kernels, key=lambda k: k.replica)
+            ],
             "registrations": self.registrations.counts(),
             "exit_reason": self.exit_reason,
         }
@@ -105,8 +115,10 @@ def _usage(pid: int | None) -> dict[str, Any]:
         proc = _PROCS.get(pid)
         if proc is None:
             proc = _PROCS[pid] = psutil.Process(pid)
-        return {"cpu_percent": proc.cpu_percent(None),
-                "rss_mib": round(proc.memory_info().rss / 1048576, 1)}
+        return {
+            "cpu_percent": proc.cpu_percent(None),
+            "rss_mib": round(proc.memory_info().rss / 1048576, 1),
+        }
     except Exception:
         _PROCS.pop(pid, None)
         return {"cpu_percent": None, "rss_mib": None}
@@ -164,16 +176,22 @@ class ScriptEngine:
     def get(self, script_id: str) -> RunningScript:
         script = self._scripts.get(script_id)
         if script is None:
-            raise NotFound(f"script {script_id!r} is not running", "NOT_RUNNING",
-                           details={"script_id": script_id})
+            raise NotFound(
+                f"script {script_id!r} is not running",
+                "NOT_RUNNING",
+                details={"script_id": script_id},
+            )
         return script
 
     def serving(self, script_id: str) -> RunningScript:
         """The script, if it serves calls now (else 503)."""
         script = self._scripts.get(script_id)
         if script is None or script.status != "running":
-            raise ServiceUnavailable(f"script {script_id} is not serving calls", "SCRIPT_STOPPING",
-                                     details={"script_id": script_id})
+            raise ServiceUnavailable(
+                f"script {script_id} is not serving calls",
+                "SCRIPT_STOPPING",
+                details={"script_id": script_id},
+            )
         return script
 
     async def wait_serving(self, script_id: str, timeout: float) -> RunningScript:
@@ -184,9 +202,12 @@ class ScriptEngine:
             try:
                 await asyncio.wait_for(script.ready.wait(), timeout)
             except asyncio.TimeoutError:
-                raise ServiceUnavailable(f"script {script_id} is restarting after a crash",
-                                         "SCRIPT_RESTARTING", details={"script_id": script_id},
-                                         headers={"Retry-After": "1"}) from None
+                raise ServiceUnavailable(
+                    f"script {script_id} is restarting after a crash",
+                    "SCRIPT_RESTARTING",
+                    details={"script_id": script_id},
+                    headers={"Retry-After": "1"},
+                ) from None
         return self.serving(script_id)
 
     def find(self, script_id: Any = None, script_path: Any = None) -> RunningScript:
@@ -198,8 +219,9 @@ class ScriptEngine:
             rel = self.store.relative(self.store.resolve(script_path))
             sid = self._by_path.get(rel)
             if sid is None:
-                raise NotFound(f"script {rel!r} is not running", "NOT_RUNNING",
-                               details={"script_path": rel})
+                raise NotFound(
+                    f"script {rel!r} is not running", "NOT_RUNNING", details={"script_path": rel}
+                )
             return self._scripts[sid]
         raise BadRequest("give 'script_id' or 'script_path'", "MISSING_FIELD")
 
@@ -207,51 +229,95 @@ class ScriptEngine:
         return self._locks.setdefault(path, asyncio.Lock())
 
     # -- start -----------------------------------------------------------------------
-    async def start(self, script_path: Any, replicas: Any = 1, restart: Any = "on-failure",
-                    memory_limit_mb: Any = None, policy: Any = None) -> RunningScript:
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
-            raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
+    async def start(
+        self,
+        script_path: Any,
+        replicas: Any = 1,
+        restart: Any = "on-failure",
+        memory_limit_mb: Any = None,
+        policy: Any = None,
+    ) -> RunningScript:
+        if (
+            isinstance(replicas, bool)
+            or not isinstance(replicas, int)
+            or not 1 <= replicas <= MAX_REPLICAS
+        ):
+            raise BadRequest(
+                f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST"
+            )
         if restart not in RESTART_POLICIES:
-            raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}", "BAD_REQUEST")
+            raise BadRequest(
+                f"'restart' must be one of {', '.join(RESTART_POLICIES)}", "BAD_REQUEST"
+            )
         requested = {"memory_limit_mb": memory_limit_mb, "policy": policy}
         if memory_limit_mb is None:
             memory_limit_mb = self.memory_limit_mb
-        if isinstance(memory_limit_mb, bool) or not isinstance(memory_limit_mb, int) or memory_limit_mb < 0:
-            raise BadRequest("'memory_limit_mb' must be a whole number of MiB (0: none)", "BAD_REQUEST")
+        if (
+            isinstance(memory_limit_mb, bool)
+            or not isinstance(memory_limit_mb, int)
+            or memory_limit_mb < 0
+        ):
+            raise BadRequest(
+                "'memory_limit_mb' must be a whole number of MiB (0: none)", "BAD_REQUEST"
+            )
         if policy is None:
             policy = self.default_policy
         if policy is not None and not isinstance(policy, dict):
-            raise BadRequest("'policy' must be an object with 'network', 'subprocess' and/or "
-                             "'write' (docs/security.md)", "BAD_POLICY")
+            raise BadRequest(
+                "'policy' must be an object with 'network', 'subprocess' and/or "
+                "'write' (docs/security.md)",
+                "BAD_POLICY",
+            )
         if self.max_kernels:
-            used = sum(len(s.kernels) or s.replicas for s in self._scripts.values()
-                       if s.status in ("starting", "running", "restarting"))
+            used = sum(
+                len(s.kernels) or s.replicas
+                for s in self._scripts.values()
+                if s.status in ("starting", "running", "restarting")
+            )
             if used + replicas > self.max_kernels:
-                raise ServiceUnavailable(f"{used} script kernels run already; the limit is "
-                                         f"{self.max_kernels}", "TOO_MANY_KERNELS")
+                raise ServiceUnavailable(
+                    f"{used} script kernels run already; the limit is {self.max_kernels}",
+                    "TOO_MANY_KERNELS",
+                )
         source = self.store.load(script_path)
         async with self._lock(source.path):
             existing = self._by_path.get(source.path)
             if existing is not None:
                 current = self._scripts[existing]
                 if current.status not in ("died", "crashed"):
-                    raise Conflict(f"script {source.path!r} is already running", "ALREADY_RUNNING",
-                                   details={"script_id": existing})
+                    raise Conflict(
+                        f"script {source.path!r} is already running",
+                        "ALREADY_RUNNING",
+                        details={"script_id": existing},
+                    )
                 self._forget(current)
             script_id = f"{source.path}_{int(time.time() * 1000)}"
             while script_id in self._scripts:  # two starts in the same millisecond
                 script_id += "_"
-            script = RunningScript(script_id, source.path, source, replicas, time.time(), restart=restart,
-                                   memory_limit_mb=memory_limit_mb, policy=policy or None,
-                                   requested=requested)
+            script = RunningScript(
+                script_id,
+                source.path,
+                source,
+                replicas,
+                time.time(),
+                restart=restart,
+                memory_limit_mb=memory_limit_mb,
+                policy=policy or None,
+                requested=requested,
+            )
             self._scripts[script_id] = script
             self._by_path[source.path] = script_id
             await self._record_run(script)
-            self.logs.engine(script_id, "INFO", f"starting {source.path}"
-                             + (f" ({replicas} replicas)" if replicas > 1 else ""))
+            self.logs.engine(
+                script_id,
+                "INFO",
+                f"starting {source.path}" + (f" ({replicas} replicas)" if replicas > 1 else ""),
+            )
             try:
-                kernels = await asyncio.gather(*(self._boot_replica(script, i) for i in range(replicas)),
-                                               return_exceptions=True)
+                kernels = await asyncio.gather(
+                    *(self._boot_replica(script, i) for i in range(replicas)),
+                    return_exceptions=True,
+                )
                 good = [k for k in kernels if isinstance(k, ScriptKernel)]
                 errors = [e for e in kernels if isinstance(e, BaseException)]
                 if errors:
@@ -263,8 +329,11 @@ class ScriptEngine:
             except BaseException as exc:
                 self._forget(script)
                 reason = getattr(exc, "code", None) or type(exc).__name__
-                self.logs.engine(script_id, "ERROR", f"start of {source.path} failed: {reason}: "
-                                 f"{getattr(exc, 'message', exc)}")
+                self.logs.engine(
+                    script_id,
+                    "ERROR",
+                    f"start of {source.path} failed: {reason}: {getattr(exc, 'message', exc)}",
+                )
                 self._end_run(script, "failed", str(reason))
                 raise
             script.kernels = sorted(good, key=lambda k: k.replica)
@@ -273,16 +342,24 @@ class ScriptEngine:
             script.ready.set()
             self._end_run(script, "running", None, ended=False)
             await self._remember(script)
-            self.logs.engine(script_id, "INFO", f"booted {source.path}: "
-                             + ", ".join(f"{v} {k}" for k, v in regs.counts().items()))
+            self.logs.engine(
+                script_id,
+                "INFO",
+                f"booted {source.path}: " + ", ".join(f"{v} {k}" for k, v in regs.counts().items()),
+            )
             return script
 
     async def _record_run(self, script: RunningScript) -> None:
         if self.db is None:
             return
         try:
-            script.run_id = await self.db.write(self.db.db.run_started, script.script_id,
-                                                script.path, script.replicas, script.started_at)
+            script.run_id = await self.db.write(
+                self.db.db.run_started,
+                script.script_id,
+                script.path,
+                script.replicas,
+                script.started_at,
+            )
         except Exception:
             log.exception("could not record the run of %s", script.script_id)
             return
@@ -292,8 +369,14 @@ class ScriptEngine:
         """Stored before ``start`` answers: a gateway killed right after still restores it."""
         if self.db is not None:
             try:
-                await self.db.write(self.db.db.desire, script.path, script.replicas, script.restart,
-                                    time.time(), script.requested)
+                await self.db.write(
+                    self.db.db.desire,
+                    script.path,
+                    script.replicas,
+                    script.restart,
+                    time.time(),
+                    script.requested,
+                )
             except Exception:
                 log.exception("could not store %s as a script to restore", script.path)
 
@@ -319,13 +402,24 @@ class ScriptEngine:
         async def one(row: dict[str, Any]) -> None:
             try:
                 options = row.get("options") or {}
-                script = await self.start(row["script_path"], row["replicas"], row["restart"],
-                                          options.get("memory_limit_mb"), options.get("policy"))
-                self.logs.engine(script.script_id, "INFO", f"restored {row['script_path']} after a "
-                                                           "gateway restart")
+                script = await self.start(
+                    row["script_path"],
+                    row["replicas"],
+                    row["restart"],
+                    options.get("memory_limit_mb"),
+                    options.get("policy"),
+                )
+                self.logs.engine(
+                    script.script_id,
+                    "INFO",
+                    f"restored {row['script_path']} after a gateway restart",
+                )
             except Exception as exc:
-                self.logs.engine(None, "ERROR", f"could not restore {row['script_path']}: "
-                                                f"{getattr(exc, 'message', exc)}")
+                self.logs.engine(
+                    None,
+                    "ERROR",
+                    f"could not restore {row['script_path']}: {getattr(exc, 'message', exc)}",
+                )
 
         if desired:
             self.logs.engine(None, "INFO", f"restoring {len(desired)} script(s)")
@@ -345,11 +439,15 @@ class ScriptEngine:
                 for kernel in list(script.kernels):
                     rss = _usage(kernel.pid).get("rss_mib")
                     if rss is not None and rss > script.memory_limit_mb:
-                        script.last_error = (f"memory limit exceeded: {rss:.0f} MiB > "
-                                             f"{script.memory_limit_mb} MiB")
-                        self.logs.engine(script.script_id, "ERROR",
-                                         f"{script.path} replica {kernel.replica}: {script.last_error}; "
-                                         "stopping its kernel")
+                        script.last_error = (
+                            f"memory limit exceeded: {rss:.0f} MiB > {script.memory_limit_mb} MiB"
+                        )
+                        self.logs.engine(
+                            script.script_id,
+                            "ERROR",
+                            f"{script.path} replica {kernel.replica}: {script.last_error}; "
+                            "stopping its kernel",
+                        )
                         # a death like any other: the restart policy applies
                         self._spawn(kernel.kill())
 
@@ -364,11 +462,19 @@ class ScriptEngine:
             await asyncio.sleep(0.05)
         return sum(k.bridge.in_flight for s in self._scripts.values() for k in s.kernels)
 
-    def _end_run(self, script: RunningScript, status: str, reason: str | None,
-                 ended: bool = True) -> None:
+    def _end_run(
+        self, script: RunningScript, status: str, reason: str | None, ended: bool = True
+    ) -> None:
         if self.db is not None and script.run_id is not None:
-            self._spawn(self.db.write(self.db.db.run_ended, script.run_id, status, reason,
-                                      time.time() if ended else None))
+            self._spawn(
+                self.db.write(
+                    self.db.db.run_ended,
+                    script.run_id,
+                    status,
+                    reason,
+                    time.time() if ended else None,
+                )
+            )
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
         kernel = await self.pool.acquire()
@@ -380,8 +486,15 @@ class ScriptEngine:
         kernel.on_death = self._on_kernel_death
         try:
             kernel.registrations = await boot_kernel(
-                kernel, script.script_id, script.source, replica=index, replicas=script.replicas,
-                timeout=self.boot_timeout, debug=self.debug, policy=script.policy)
+                kernel,
+                script.script_id,
+                script.source,
+                replica=index,
+                replicas=script.replicas,
+                timeout=self.boot_timeout,
+                debug=self.debug,
+                policy=script.policy,
+            )
         except BaseException:
             kernel.on_death = None
             self._spawn(kernel.shutdown(now=True))
@@ -389,13 +502,20 @@ class ScriptEngine:
         return kernel
 
     @staticmethod
-    def _same_registrations(script: RunningScript, sets: list[ScriptRegistrations]) -> ScriptRegistrations:
+    def _same_registrations(
+        script: RunningScript, sets: list[ScriptRegistrations]
+    ) -> ScriptRegistrations:
         first = sets[0]
         for other in sets[1:]:
-            if set(other.routes) != set(first.routes) or set(other.functions) != set(first.functions):
-                raise ScriptError(f"the replicas of {script.path!r} registered different routes or "
-                                  "functions; boot() must register the same in every replica",
-                                  "BOOT_FAILED", details={"phase": "boot"})
+            if set(other.routes) != set(first.routes) or set(other.functions) != set(
+                first.functions
+            ):
+                raise ScriptError(
+                    f"the replicas of {script.path!r} registered different routes or "
+                    "functions; boot() must register the same in every replica",
+                    "BOOT_FAILED",
+                    details={"phase": "boot"},
+                )
         return first
 
     # -- stop ------------------------------------------------------------------------
@@ -428,22 +548,30 @@ class ScriptEngine:
             source = self.store.load(script.path)
             old_source = script.source
             script.source = source
-            results = await asyncio.gather(*(self._boot_replica(script, i) for i in range(script.replicas)),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._boot_replica(script, i) for i in range(script.replicas)),
+                return_exceptions=True,
+            )
             good = [k for k in results if isinstance(k, ScriptKernel)]
             errors = [e for e in results if isinstance(e, BaseException)]
             try:
                 if errors:
                     raise errors[0]
                 regs = self._same_registrations(script, [k.registrations for k in good])
-                self.registry.commit(script.script_id, regs)  # atomic swap (or 409, nothing changed)
+                self.registry.commit(
+                    script.script_id, regs
+                )  # atomic swap (or 409, nothing changed)
             except BaseException as exc:
                 script.source = old_source
                 for kernel in good:
                     kernel.on_death = None
                     self._spawn(kernel.shutdown(now=True))
-                self.logs.engine(script.script_id, "ERROR", f"reload of {script.path} failed, the running "
-                                 f"version keeps serving: {getattr(exc, 'message', exc)}")
+                self.logs.engine(
+                    script.script_id,
+                    "ERROR",
+                    f"reload of {script.path} failed, the running "
+                    f"version keeps serving: {getattr(exc, 'message', exc)}",
+                )
                 raise
             old, script.kernels = script.kernels, sorted(good, key=lambda k: k.replica)
             script.registrations = regs
@@ -483,8 +611,9 @@ class ScriptEngine:
     async def restart(self, script: RunningScript) -> RunningScript:
         replicas, restart, asked = script.replicas, script.restart, script.requested
         await self.stop(script, "restarted")
-        return await self.start(script.path, replicas, restart, asked.get("memory_limit_mb"),
-                                asked.get("policy"))
+        return await self.start(
+            script.path, replicas, restart, asked.get("memory_limit_mb"), asked.get("policy")
+        )
 
     def _forget(self, script: RunningScript) -> None:
         self.registry.remove(script.script_id)
@@ -494,8 +623,10 @@ class ScriptEngine:
 
     async def close(self) -> None:
         """Stop every script (concurrently), then cancel background work."""
-        await asyncio.gather(*(self.stop(s, "gateway shutdown") for s in list(self._scripts.values())),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self.stop(s, "gateway shutdown") for s in list(self._scripts.values())),
+            return_exceptions=True,
+        )
         if self._monitor is not None:
             self._monitor.cancel()
         for task in list(self._background):
@@ -514,8 +645,11 @@ class ScriptEngine:
         script.kernels.remove(kernel)
         if script.kernels:
             # Other replicas take the new calls at once; a replacement boots meanwhile.
-            self.logs.engine(script.script_id, "WARNING",
-                             f"replica {kernel.replica} of {script.path} died; replacing it")
+            self.logs.engine(
+                script.script_id,
+                "WARNING",
+                f"replica {kernel.replica} of {script.path} died; replacing it",
+            )
             self._spawn(self._replace(script, kernel.replica))
             return
         if not (script.last_error or "").startswith("memory limit"):
@@ -540,14 +674,21 @@ class ScriptEngine:
         now = time.monotonic()
         script.crashes = [t for t in script.crashes if now - t < self.restart_window] + [now]
         if len(script.crashes) > self.restart_limit:
-            self._down(script, "crashed", f"crash loop: {len(script.crashes)} crashes in "
-                                          f"{self.restart_window:g} s; last error: {script.last_error}")
+            self._down(
+                script,
+                "crashed",
+                f"crash loop: {len(script.crashes)} crashes in "
+                f"{self.restart_window:g} s; last error: {script.last_error}",
+            )
             return True
         delay = min(30.0, self.restart_backoff * 2 ** (len(script.crashes) - 1))
         script.status = "restarting"
         script.ready.clear()
-        self.logs.engine(script.script_id, "WARNING", f"{script.path} crashed ({script.last_error}); "
-                                                      f"restarting in {delay:g} s")
+        self.logs.engine(
+            script.script_id,
+            "WARNING",
+            f"{script.path} crashed ({script.last_error}); restarting in {delay:g} s",
+        )
         self._spawn(self._restart_after_crash(script, delay))
         return True
 
@@ -555,8 +696,9 @@ class ScriptEngine:
         await asyncio.sleep(delay)
         if script.status != "restarting" or self._scripts.get(script.script_id) is not script:
             return
-        results = await asyncio.gather(*(self._boot_replica(script, i) for i in range(script.replicas)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._boot_replica(script, i) for i in range(script.replicas)), return_exceptions=True
+        )
         good = [k for k in results if isinstance(k, ScriptKernel)]
         errors = [e for e in results if isinstance(e, BaseException)]
         if errors or script.status != "restarting":
@@ -565,7 +707,9 @@ class ScriptEngine:
                 self._spawn(kernel.shutdown(now=True))
             if script.status == "restarting":
                 err = errors[0]
-                script.last_error = f"{getattr(err, 'code', type(err).__name__)}: {getattr(err, 'message', err)}"
+                script.last_error = (
+                    f"{getattr(err, 'code', type(err).__name__)}: {getattr(err, 'message', err)}"
+                )
                 self._may_restart(script)
             return
         script.kernels = sorted(good, key=lambda k: k.replica)
@@ -574,15 +718,21 @@ class ScriptEngine:
         script.restarts += 1
         script.status = "running"
         script.ready.set()
-        self.logs.engine(script.script_id, "INFO", f"{script.path} restarted after a crash "
-                                                   f"(restart {script.restarts})")
+        self.logs.engine(
+            script.script_id,
+            "INFO",
+            f"{script.path} restarted after a crash (restart {script.restarts})",
+        )
 
     async def _replace(self, script: RunningScript, index: int) -> None:
         try:
             kernel = await self._boot_replica(script, index)
         except Exception as exc:
-            self.logs.engine(script.script_id, "ERROR",
-                             f"replica {index} of {script.path} could not be replaced: {exc}")
+            self.logs.engine(
+                script.script_id,
+                "ERROR",
+                f"replica {index} of {script.path} could not be replaced: {exc}",
+            )
             return
         if script.status != "running" or self._scripts.get(script.script_id) is not script:
             await kernel.shutdown(now=True)

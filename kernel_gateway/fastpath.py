@@ -43,8 +43,9 @@ class _Signer:
 
 
 class FastClient:
-    def __init__(self, context: zmq.Context, endpoint: str, key: bytes,
-                 on_result: OnResult) -> None:
+    def __init__(
+        self, context: zmq.Context, endpoint: str, key: bytes, on_result: OnResult
+    ) -> None:
         self._sign = _Signer(key)
         self._on_result = on_result
         self._sock = context.socket(zmq.DEALER)

@@ -125,8 +125,14 @@ class ScriptKernel:
 
     async def execute(self, code: str, *, timeout: float) -> dict[str, Any]:
         """Run code with an ``execute_request``; returns the reply content."""
-        content = {"code": code, "silent": False, "store_history": False,
-                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
         reply = await self.request("shell", "execute_request", content, timeout=timeout)
         return dict(reply["content"])
 
@@ -212,7 +218,8 @@ class ScriptKernel:
         log.warning("kernel %s (script %s) died", self.kernel_id, self.script_id)
         error = KernelDied(
             f"the kernel of script {self.script_id or '(none)'} died while serving the call",
-            details={"script_id": self.script_id})
+            details={"script_id": self.script_id},
+        )
         self.bridge.fail_all(error)
         for fut in list(self._replies.values()):
             if not fut.done():
@@ -244,9 +251,13 @@ class ScriptKernel:
             return
         self._closing = True
         self.alive = False
-        self.bridge.fail_all(ServiceUnavailable(
-            f"script {self.script_id} is stopping", "SCRIPT_STOPPING",
-            details={"script_id": self.script_id}))
+        self.bridge.fail_all(
+            ServiceUnavailable(
+                f"script {self.script_id} is stopping",
+                "SCRIPT_STOPPING",
+                details={"script_id": self.script_id},
+            )
+        )
         self.bridge.close()
         current = asyncio.current_task()
         for task in self._tasks:

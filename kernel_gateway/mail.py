@@ -20,8 +20,17 @@ class MailFailed(GatewayError):
 
 
 class Mailer:
-    def __init__(self, host: str, port: int, *, user: str = "", password: str = "",
-                 sender: str = "vwed@localhost", tls: str = "none", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        user: str = "",
+        password: str = "",
+        sender: str = "vwed@localhost",
+        tls: str = "none",
+        timeout: float = 30.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.user = user
@@ -33,8 +42,9 @@ class Mailer:
     def send(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one message (blocking: run it in a worker thread)."""
         if not self.host:
-            raise ServiceUnavailable("mail is not configured on this gateway (--smtp-host)",
-                                     "MAIL_NOT_CONFIGURED")
+            raise ServiceUnavailable(
+                "mail is not configured on this gateway (--smtp-host)", "MAIL_NOT_CONFIGURED"
+            )
         to = message.get("to")
         recipients = [to] if isinstance(to, str) else list(to or [])
         if not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
@@ -51,13 +61,20 @@ class Mailer:
             mail.set_content(body)
         attachment = message.get("attachment")
         if attachment:
-            maintype, _, subtype = str(attachment.get("content_type", "application/octet-stream")).partition("/")
-            mail.add_attachment(base64.b64decode(attachment["data"]), maintype=maintype,
-                                subtype=subtype or "octet-stream", filename=str(attachment["name"]))
+            maintype, _, subtype = str(
+                attachment.get("content_type", "application/octet-stream")
+            ).partition("/")
+            mail.add_attachment(
+                base64.b64decode(attachment["data"]),
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=str(attachment["name"]),
+            )
         try:
             if self.tls == "ssl":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                                        context=ssl.create_default_context())
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                )
             else:
                 client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with client:

@@ -36,35 +36,62 @@ class _LiveState:
         for name in ("starting", "running", "restarting", "stopping", "died", "crashed"):
             status.add_metric([name], sum(s.status == name for s in scripts))
         yield status
-        restarts = CounterMetricFamily("vwed_script_restarts", "Restarts after a crash", labels=["script"])
+        restarts = CounterMetricFamily(
+            "vwed_script_restarts", "Restarts after a crash", labels=["script"]
+        )
         for s in scripts:
             restarts.add_metric([s.path], s.restarts)
         yield restarts
-        in_flight = GaugeMetricFamily("vwed_calls_in_flight", "Calls in flight, by script", labels=["script"])
+        in_flight = GaugeMetricFamily(
+            "vwed_calls_in_flight", "Calls in flight, by script", labels=["script"]
+        )
         for s in scripts:
             in_flight.add_metric([s.path], sum(k.bridge.in_flight for k in s.kernels))
         yield in_flight
-        yield GaugeMetricFamily("vwed_pool_target", "Pre-started kernels wanted", value=gw.pool.size)
-        yield GaugeMetricFamily("vwed_step_queue_depth", "Steps waiting for a worker",
-                                value=gw.workers.waiting)
-        yield GaugeMetricFamily("vwed_log_queue_depth", "Log records waiting for the database",
-                                value=gw.db.queued)
-        yield CounterMetricFamily("vwed_log_records_stored", "Log records stored", value=gw.db.stored)
-        yield CounterMetricFamily("vwed_log_records_dropped", "Log records dropped (queue full)",
-                                  value=gw.db.dropped_total)
-        yield GaugeMetricFamily("vwed_log_subscribers", "Live log WebSocket subscribers",
-                                value=gw.logs.subscribers)
+        yield GaugeMetricFamily(
+            "vwed_pool_target", "Pre-started kernels wanted", value=gw.pool.size
+        )
+        yield GaugeMetricFamily(
+            "vwed_step_queue_depth", "Steps waiting for a worker", value=gw.workers.waiting
+        )
+        yield GaugeMetricFamily(
+            "vwed_log_queue_depth", "Log records waiting for the database", value=gw.db.queued
+        )
+        yield CounterMetricFamily(
+            "vwed_log_records_stored", "Log records stored", value=gw.db.stored
+        )
+        yield CounterMetricFamily(
+            "vwed_log_records_dropped",
+            "Log records dropped (queue full)",
+            value=gw.db.dropped_total,
+        )
+        yield GaugeMetricFamily(
+            "vwed_log_subscribers", "Live log WebSocket subscribers", value=gw.logs.subscribers
+        )
 
 
 class Metrics:
     def __init__(self, gateway: Gateway) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.calls = Counter("vwed_calls", "Calls served, by script, kind and outcome",
-                             ["script", "kind", "outcome"], registry=self.registry)
-        self.latency = Histogram("vwed_call_duration_seconds", "Call latency, by script and kind",
-                                 ["script", "kind"], buckets=BUCKETS, registry=self.registry)
-        self.refusals = Counter("vwed_policy_refusals", "Actions a script's policy refused "
-                                "(docs/security.md), by script", ["script"], registry=self.registry)
+        self.calls = Counter(
+            "vwed_calls",
+            "Calls served, by script, kind and outcome",
+            ["script", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "vwed_call_duration_seconds",
+            "Call latency, by script and kind",
+            ["script", "kind"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "vwed_policy_refusals",
+            "Actions a script's policy refused (docs/security.md), by script",
+            ["script"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveState(gateway))
 
     def call(self, script_id: str, kind: str, outcome: str, seconds: float) -> None:

@@ -13,8 +13,14 @@ from typing import Any
 
 from .errors import BadRequest, Conflict
 
-__all__ = ["Registry", "RouteEntry", "FunctionEntry", "ListenerEntry", "ScriptRegistrations",
-           "normalize_path"]
+__all__ = [
+    "Registry",
+    "RouteEntry",
+    "FunctionEntry",
+    "ListenerEntry",
+    "ScriptRegistrations",
+    "normalize_path",
+]
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
@@ -23,7 +29,7 @@ METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 def normalize_path(path: str) -> str:
     p = "/" + str(path).strip().strip("/")
     if p == "/script-api" or p.startswith("/script-api/"):
-        p = p[len("/script-api"):] or "/"
+        p = p[len("/script-api") :] or "/"
     return "/" + "/".join(s for s in p.split("/") if s)
 
 
@@ -41,8 +47,12 @@ class RouteEntry:
         return f"{self.method} {self.path}"
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.method, "path": self.path, "description": self.description,
-                "script_id": self.script_id}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "description": self.description,
+            "script_id": self.script_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,12 @@ class FunctionEntry:
     params: tuple[Any, ...] = ()
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "params": list(self.params),
-                "script_id": self.script_id}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "params": list(self.params),
+            "script_id": self.script_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,8 +80,13 @@ class ListenerEntry:
     all_replicas: bool = False
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "event": self.event, "priority": self.priority,
-                "all_replicas": self.all_replicas, "script_id": self.script_id}
+        return {
+            "id": self.id,
+            "event": self.event,
+            "priority": self.priority,
+            "all_replicas": self.all_replicas,
+            "script_id": self.script_id,
+        }
 
 
 @dataclass
@@ -82,22 +101,32 @@ class ScriptRegistrations:
     tcp: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        return {"apis": len(self.routes), "functions": len(self.functions),
-                "events": len(self.listeners), "timers": len(self.timers),
-                "websockets": len(self.websockets), "tcp": len(self.tcp)}
+        return {
+            "apis": len(self.routes),
+            "functions": len(self.functions),
+            "events": len(self.listeners),
+            "timers": len(self.timers),
+            "websockets": len(self.websockets),
+            "tcp": len(self.tcp),
+        }
 
     def describe(self) -> dict[str, list[dict[str, Any]]]:
-        return {"apis": [r.describe() for r in self.routes.values()],
-                "functions": [f.describe() for f in self.functions.values()],
-                "events": [e.describe() for e in self.listeners.values()],
-                "timers": list(self.timers.values()),
-                "websockets": list(self.websockets.values()), "tcp": list(self.tcp.values())}
+        return {
+            "apis": [r.describe() for r in self.routes.values()],
+            "functions": [f.describe() for f in self.functions.values()],
+            "events": [e.describe() for e in self.listeners.values()],
+            "timers": list(self.timers.values()),
+            "websockets": list(self.websockets.values()),
+            "tcp": list(self.tcp.values()),
+        }
 
 
 def route_entry(script_id: str, item: dict[str, Any]) -> RouteEntry:
     method = str(item.get("method", "")).upper()
     if method not in METHODS:
-        raise BadRequest(f"route method {item.get('method')!r} is not valid", "REGISTRATION_INVALID")
+        raise BadRequest(
+            f"route method {item.get('method')!r} is not valid", "REGISTRATION_INVALID"
+        )
     path = normalize_path(str(item.get("path", "")))
     segs = tuple(s for s in path.split("/") if s)
     params = tuple((m.group(1) if (m := _PARAM.match(s)) else None) for s in segs)
@@ -108,8 +137,9 @@ def function_entry(script_id: str, item: dict[str, Any]) -> FunctionEntry:
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest("function name must be a non-empty string", "REGISTRATION_INVALID")
-    return FunctionEntry(script_id, name, str(item.get("description") or ""),
-                         tuple(item.get("params") or ()))
+    return FunctionEntry(
+        script_id, name, str(item.get("description") or ""), tuple(item.get("params") or ())
+    )
 
 
 def listener_entry(script_id: str, item: dict[str, Any]) -> ListenerEntry:
@@ -117,8 +147,13 @@ def listener_entry(script_id: str, item: dict[str, Any]) -> ListenerEntry:
     if not isinstance(event, str) or not isinstance(lid, str):
         raise BadRequest("listener needs an event name and an id", "REGISTRATION_INVALID")
     priority = item.get("priority", 1)
-    return ListenerEntry(script_id, lid, event, priority if isinstance(priority, int) else 1,
-                         bool(item.get("all_replicas")))
+    return ListenerEntry(
+        script_id,
+        lid,
+        event,
+        priority if isinstance(priority, int) else 1,
+        bool(item.get("all_replicas")),
+    )
 
 
 def parse_registrations(script_id: str, snapshot: dict[str, Any]) -> ScriptRegistrations:
@@ -166,8 +201,10 @@ class Registry:
             fe = self._functions.get(name)
             if fe is not None and fe.script_id != script_id:
                 found.append({"kind": "function", "name": name, "owner": fe.script_id})
-        for kind, mine, taken in (("websocket", regs.websockets, self._websockets),
-                                  ("tcp", regs.tcp, self._tcp)):
+        for kind, mine, taken in (
+            ("websocket", regs.websockets, self._websockets),
+            ("tcp", regs.tcp, self._tcp),
+        ):
             for key in mine:
                 owner = taken.get(key)
                 if owner is not None and owner != script_id:
@@ -227,11 +264,15 @@ class Registry:
                 regs.timers[item["id"]] = {**item, "script_id": script_id}
             return
         if kind in ("websocket", "tcp"):
-            extra_regs = parse_registrations(script_id, {"websockets" if kind == "websocket" else "tcp": [item]})
+            extra_regs = parse_registrations(
+                script_id, {"websockets" if kind == "websocket" else "tcp": [item]}
+            )
             clashes = self.conflicts(script_id, extra_regs)
             if clashes:
-                raise Conflict(f"{kind} {clashes[0]['name']!r} is owned by {clashes[0]['owner']}",
-                               "REGISTRATION_CONFLICT")
+                raise Conflict(
+                    f"{kind} {clashes[0]['name']!r} is owned by {clashes[0]['owner']}",
+                    "REGISTRATION_CONFLICT",
+                )
             regs.websockets.update(extra_regs.websockets)
             regs.tcp.update(extra_regs.tcp)
             self._websockets.update({p: script_id for p in extra_regs.websockets})
@@ -240,8 +281,10 @@ class Registry:
         extra = parse_registrations(script_id, {"apis" if kind == "api" else "functions": [item]})
         clashes = self.conflicts(script_id, extra)
         if clashes:
-            raise Conflict(f"{clashes[0]['kind']} {clashes[0]['name']!r} is owned by "
-                           f"{clashes[0]['owner']}", "REGISTRATION_CONFLICT")
+            raise Conflict(
+                f"{clashes[0]['kind']} {clashes[0]['name']!r} is owned by {clashes[0]['owner']}",
+                "REGISTRATION_CONFLICT",
+            )
         for key, entry in extra.routes.items():
             if key in regs.routes:
                 self._drop_route(regs.routes[key])
@@ -256,7 +299,9 @@ class Registry:
         if regs is None:
             return
         if kind == "api":
-            key = f"{str(item.get('method', '')).upper()} {normalize_path(str(item.get('path', '')))}"
+            key = (
+                f"{str(item.get('method', '')).upper()} {normalize_path(str(item.get('path', '')))}"
+            )
             entry = regs.routes.pop(key, None)
             if entry is not None:
                 self._drop_route(entry)

@@ -44,8 +44,9 @@ class ScratchKernels:
             await client.wait_for_ready(timeout=60)
         except Exception as exc:
             await km.shutdown_kernel(now=True)
-            raise ServiceUnavailable(f"kernel {name!r} did not become ready: {exc}",
-                                     "KERNEL_START_FAILED") from exc
+            raise ServiceUnavailable(
+                f"kernel {name!r} did not become ready: {exc}", "KERNEL_START_FAILED"
+            ) from exc
         finally:
             client.stop_channels()
         kernel = ScratchKernel(str(uuid.uuid4()), name, km)
@@ -66,12 +67,20 @@ class ScratchKernels:
             await kernel.km.shutdown_kernel(now=True)
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.shutdown(k) for k in list(self.kernels)), return_exceptions=True)
+        await asyncio.gather(
+            *(self.shutdown(k) for k in list(self.kernels)), return_exceptions=True
+        )
 
     @staticmethod
     def model(kernel: Any) -> dict[str, Any]:
-        return {"id": kernel.kernel_id, "name": kernel.name, "execution_state": "idle",
-                "connections": 0, "last_activity": _iso(kernel.started_at), "vwed": {"scratch": True}}
+        return {
+            "id": kernel.kernel_id,
+            "name": kernel.name,
+            "execution_state": "idle",
+            "connections": 0,
+            "last_activity": _iso(kernel.started_at),
+            "vwed": {"scratch": True},
+        }
 
 
 def _iso(ts: float) -> str:

@@ -69,8 +69,10 @@ class ScriptStore:
     @staticmethod
     def _check_suffix(path: Path) -> None:
         if path.suffix not in SCRIPT_SUFFIXES:
-            raise BadRequest(f"only {' and '.join(SCRIPT_SUFFIXES)} files are allowed, not "
-                             f"{path.name!r}", "FILE_TYPE_NOT_ALLOWED")
+            raise BadRequest(
+                f"only {' and '.join(SCRIPT_SUFFIXES)} files are allowed, not {path.name!r}",
+                "FILE_TYPE_NOT_ALLOWED",
+            )
 
     # -- reading ---------------------------------------------------------------------
     def tree(self, rel: str = "") -> dict[str, Any]:
@@ -91,11 +93,20 @@ class ScriptStore:
                     continue  # a symlink out of the root is not shown
                 if child.is_dir() or child.suffix in SCRIPT_SUFFIXES:
                     children.append(self._node(child))
-            return {"name": path.name if rel else "", "path": rel, "type": "directory",
-                    "children": children}
+            return {
+                "name": path.name if rel else "",
+                "path": rel,
+                "type": "directory",
+                "children": children,
+            }
         st = path.stat()
-        return {"name": path.name, "path": rel, "type": "file", "size": st.st_size,
-                "mtime": st.st_mtime}
+        return {
+            "name": path.name,
+            "path": rel,
+            "type": "file",
+            "size": st.st_size,
+            "mtime": st.st_mtime,
+        }
 
     def read(self, rel: str) -> dict[str, Any]:
         path = self.resolve(rel)
@@ -106,10 +117,16 @@ class ScriptStore:
             raise NotFound(f"file {rel!r} does not exist", "FILE_NOT_FOUND")
         st = path.stat()
         if st.st_size > self.max_file_size:
-            raise PayloadTooLarge(f"file {rel!r} is larger than {self.max_file_size} bytes",
-                                  "FILE_TOO_LARGE")
-        return {"path": self.relative(path), "type": "file", "content": path.read_text("utf-8"),
-                "size": st.st_size, "mtime": st.st_mtime}
+            raise PayloadTooLarge(
+                f"file {rel!r} is larger than {self.max_file_size} bytes", "FILE_TOO_LARGE"
+            )
+        return {
+            "path": self.relative(path),
+            "type": "file",
+            "content": path.read_text("utf-8"),
+            "size": st.st_size,
+            "mtime": st.st_mtime,
+        }
 
     def stat(self, rel: str) -> ScriptSource:
         """Like :meth:`load` without reading the file (``cells`` is empty): enough to
@@ -121,8 +138,9 @@ class ScriptStore:
         except FileNotFoundError:
             st = None
         if st is None or not path.is_file():
-            raise NotFound(f"script {rel!r} does not exist", "SCRIPT_NOT_FOUND",
-                           details={"script_path": rel})
+            raise NotFound(
+                f"script {rel!r} does not exist", "SCRIPT_NOT_FOUND", details={"script_path": rel}
+            )
         return ScriptSource(self.relative(path), str(path), [], st.st_mtime, st.st_size)
 
     def load(self, rel: str) -> ScriptSource:
@@ -130,20 +148,29 @@ class ScriptStore:
         path = self.resolve(rel)
         self._check_suffix(path)
         if not path.is_file():
-            raise NotFound(f"script {rel!r} does not exist", "SCRIPT_NOT_FOUND",
-                           details={"script_path": rel})
+            raise NotFound(
+                f"script {rel!r} does not exist", "SCRIPT_NOT_FOUND", details={"script_path": rel}
+            )
         st = path.stat()
         if st.st_size > self.max_file_size:
-            raise PayloadTooLarge(f"script {rel!r} is larger than {self.max_file_size} bytes",
-                                  "FILE_TOO_LARGE")
+            raise PayloadTooLarge(
+                f"script {rel!r} is larger than {self.max_file_size} bytes", "FILE_TOO_LARGE"
+            )
         text = path.read_text("utf-8")
         if path.suffix == ".ipynb":
             try:
                 nb = nbformat.reads(text, as_version=4)
             except Exception as exc:
-                raise BadRequest(f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID") from exc
-            cells = [c.source for c in nb.cells if c.cell_type == "code" and c.source.strip()
-                     and SKIP_TAG not in (c.get("metadata", {}).get("tags") or [])]
+                raise BadRequest(
+                    f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID"
+                ) from exc
+            cells = [
+                c.source
+                for c in nb.cells
+                if c.cell_type == "code"
+                and c.source.strip()
+                and SKIP_TAG not in (c.get("metadata", {}).get("tags") or [])
+            ]
         else:
             cells = [text]
         return ScriptSource(self.relative(path), str(path), cells, st.st_mtime, st.st_size)
@@ -157,13 +184,16 @@ class ScriptStore:
         self._check_suffix(path)
         data = content.encode("utf-8")
         if len(data) > self.max_file_size:
-            raise PayloadTooLarge(f"content is larger than {self.max_file_size} bytes",
-                                  "FILE_TOO_LARGE")
+            raise PayloadTooLarge(
+                f"content is larger than {self.max_file_size} bytes", "FILE_TOO_LARGE"
+            )
         if path.suffix == ".ipynb":
             try:
                 nbformat.reads(content, as_version=4)
             except Exception as exc:
-                raise BadRequest(f"content is not a valid notebook: {exc}", "NOTEBOOK_INVALID") from exc
+                raise BadRequest(
+                    f"content is not a valid notebook: {exc}", "NOTEBOOK_INVALID"
+                ) from exc
         if path.is_dir():
             raise Conflict(f"{rel!r} is a directory", "IS_A_DIRECTORY")
         created = not path.exists()
@@ -188,8 +218,11 @@ class ScriptStore:
         if path.suffix == ".ipynb":
             nb = nbformat.v4.new_notebook()
             nb.cells = [nbformat.v4.new_code_cell(text)] if text else []
-            nb.metadata["kernelspec"] = {"name": "vwed", "display_name": "Python 3 (VWED)",
-                                         "language": "python"}
+            nb.metadata["kernelspec"] = {
+                "name": "vwed",
+                "display_name": "Python 3 (VWED)",
+                "language": "python",
+            }
             text = nbformat.writes(nb)
         return self.write(rel, text)
 
@@ -218,21 +251,35 @@ class ScriptStore:
                 if cell.cell_type == "code" and cell.source.strip():
                     parts.append("# %%\n" + cell.source.rstrip() + "\n")
                 elif cell.cell_type == "markdown" and cell.source.strip():
-                    parts.append("# %% [markdown]\n" + "\n".join(
-                        "# " + line if line else "#" for line in cell.source.splitlines()) + "\n")
+                    parts.append(
+                        "# %% [markdown]\n"
+                        + "\n".join(
+                            "# " + line if line else "#" for line in cell.source.splitlines()
+                        )
+                        + "\n"
+                    )
             out = "\n".join(parts)
         else:
             chunks = [c for c in text.split("# %%")] if "# %%" in text else [text]
             nb = nbformat.v4.new_notebook()
             for chunk in chunks:
                 if chunk.startswith(" [markdown]"):
-                    lines = chunk[len(" [markdown]"):].strip("\n").splitlines()
-                    nb.cells.append(nbformat.v4.new_markdown_cell(
-                        "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)))
+                    lines = chunk[len(" [markdown]") :].strip("\n").splitlines()
+                    nb.cells.append(
+                        nbformat.v4.new_markdown_cell(
+                            "\n".join(
+                                line[2:] if line.startswith("# ") else line.lstrip("#")
+                                for line in lines
+                            )
+                        )
+                    )
                 elif chunk.strip():
                     nb.cells.append(nbformat.v4.new_code_cell(chunk.strip("\n")))
-            nb.metadata["kernelspec"] = {"name": "vwed", "display_name": "Python 3 (VWED)",
-                                         "language": "python"}
+            nb.metadata["kernelspec"] = {
+                "name": "vwed",
+                "display_name": "Python 3 (VWED)",
+                "language": "python",
+            }
             out = nbformat.writes(nb)
         result = self.write(self.relative(dst), out)
         return {**result, "from": self.relative(src)}
@@ -258,8 +305,9 @@ class ScriptStore:
             raise NotFound(f"{rel!r} does not exist", "PATH_NOT_FOUND")
         if path.is_dir():
             if any(path.iterdir()) and not recursive:
-                raise Conflict(f"directory {rel!r} is not empty (pass recursive=true)",
-                               "DIRECTORY_NOT_EMPTY")
+                raise Conflict(
+                    f"directory {rel!r} is not empty (pass recursive=true)", "DIRECTORY_NOT_EMPTY"
+                )
             shutil.rmtree(path) if recursive else path.rmdir()
         else:
             self._check_suffix(path)

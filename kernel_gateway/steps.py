@@ -40,8 +40,17 @@ class Execution:
 
 
 class StepService:
-    def __init__(self, store: ScriptStore, pool: WorkerPool, logs: LogHub, db: StoreService | None,
-                 *, timeout: float = 30.0, grace: float = 5.0, debug: bool = False) -> None:
+    def __init__(
+        self,
+        store: ScriptStore,
+        pool: WorkerPool,
+        logs: LogHub,
+        db: StoreService | None,
+        *,
+        timeout: float = 30.0,
+        grace: float = 5.0,
+        debug: bool = False,
+    ) -> None:
         self.store = store
         self.pool = pool
         self.logs = logs
@@ -55,7 +64,9 @@ class StepService:
     def parse(self, body: dict[str, Any]) -> dict[str, Any]:
         mode = body.get("mode", "SCRIPT")
         if mode not in MODES:
-            raise BadRequest(f"'mode' must be one of {', '.join(MODES)}, not {mode!r}", "BAD_REQUEST")
+            raise BadRequest(
+                f"'mode' must be one of {', '.join(MODES)}, not {mode!r}", "BAD_REQUEST"
+            )
         path = body.get("script_path")
         if not isinstance(path, str) or not path:
             raise BadRequest("'script_path' is required", "MISSING_FIELD")
@@ -63,13 +74,27 @@ class StepService:
         if mode != "RUN" and (not isinstance(function, str) or not function):
             raise BadRequest("'function_name' is required (except in RUN mode)", "MISSING_FIELD")
         task_id = body.get("task_id")
-        if task_id is not None and (not isinstance(task_id, (str, int)) or isinstance(task_id, bool)):
+        if task_id is not None and (
+            not isinstance(task_id, (str, int)) or isinstance(task_id, bool)
+        ):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
         timeout = body.get("timeout", self.timeout)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
-            raise BadRequest(f"'timeout' must be a number of seconds in (0, {MAX_TIMEOUT:g}]", "BAD_REQUEST")
-        return {"mode": mode, "path": path, "function": function, "args": body.get("args"),
-                "task_id": None if task_id is None else str(task_id), "timeout": float(timeout)}
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= MAX_TIMEOUT
+        ):
+            raise BadRequest(
+                f"'timeout' must be a number of seconds in (0, {MAX_TIMEOUT:g}]", "BAD_REQUEST"
+            )
+        return {
+            "mode": mode,
+            "path": path,
+            "function": function,
+            "args": body.get("args"),
+            "task_id": None if task_id is None else str(task_id),
+            "timeout": float(timeout),
+        }
 
     # -- running ------------------------------------------------------------------------
     async def execute(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +106,16 @@ class StepService:
         run = Execution(execution_id, worker)
         self.running[execution_id] = run
         self.logs.note_call(execution_id, req["task_id"], script_id=source.path)
-        data = {"op": "call", "kind": "step", "key": key, "file": source.file, "mode": req["mode"],
-                "function": req["function"], "args": req["args"], "task_id": req["task_id"]}
+        data = {
+            "op": "call",
+            "kind": "step",
+            "key": key,
+            "file": source.file,
+            "mode": req["mode"],
+            "function": req["function"],
+            "args": req["args"],
+            "task_id": req["task_id"],
+        }
         release = True
         error: GatewayError | None = None
         try:
@@ -124,13 +157,20 @@ class StepService:
             try:
                 await self.db.merge_task_variables(req["task_id"], variables)
             except Exception as exc:
-                raise ServiceUnavailable(f"the step ran, but its task variables could not be "
-                                         f"stored: {exc}", "STORE_FAILED",
-                                         details={"execution_id": execution_id,
-                                                  "result": value["value"]}) from exc
-        return {"result": value["value"], "variables": variables, "stdout": value["stdout"],
-                "stderr": value["stderr"], "duration_ms": round(took, 3),
-                "execution_id": execution_id, "task_id": req["task_id"]}
+                raise ServiceUnavailable(
+                    f"the step ran, but its task variables could not be stored: {exc}",
+                    "STORE_FAILED",
+                    details={"execution_id": execution_id, "result": value["value"]},
+                ) from exc
+        return {
+            "result": value["value"],
+            "variables": variables,
+            "stdout": value["stdout"],
+            "stderr": value["stderr"],
+            "duration_ms": round(took, 3),
+            "execution_id": execution_id,
+            "task_id": req["task_id"],
+        }
 
     def _code(self, path: str) -> str:
         return "\n\n".join(self.store.load(path).cells)
@@ -143,17 +183,29 @@ class StepService:
 
     def _error(self, err: dict[str, Any], run: Execution, req: dict[str, Any]) -> GatewayError:
         kind = err.get("kind")
-        details = {"type": err.get("type"), "message": err.get("message"),
-                   "stdout": err.get("stdout", ""), "stderr": err.get("stderr", ""),
-                   "execution_id": run.id}
+        details = {
+            "type": err.get("type"),
+            "message": err.get("message"),
+            "stdout": err.get("stdout", ""),
+            "stderr": err.get("stderr", ""),
+            "execution_id": run.id,
+        }
         if kind == "function_missing":
-            return NotFound(f"{req['path']} has no function {req['function']!r}", "FUNCTION_NOT_FOUND",
-                            details={"available": err.get("available", []), "execution_id": run.id})
+            return NotFound(
+                f"{req['path']} has no function {req['function']!r}",
+                "FUNCTION_NOT_FOUND",
+                details={"available": err.get("available", []), "execution_id": run.id},
+            )
         if kind == "arguments":
-            return BadRequest(f"{req['function']}: {err.get('message')}", "BAD_ARGUMENTS", details=details)
+            return BadRequest(
+                f"{req['function']}: {err.get('message')}", "BAD_ARGUMENTS", details=details
+            )
         if kind == "serialization":
-            return HandlerError(f"the step returned a result that is not JSON-serializable: "
-                                f"{err.get('message')}", "RESULT_NOT_SERIALIZABLE", details=details)
+            return HandlerError(
+                f"the step returned a result that is not JSON-serializable: {err.get('message')}",
+                "RESULT_NOT_SERIALIZABLE",
+                details=details,
+            )
         if kind in ("interrupted", "cancelled") and run.cancelled:
             return Conflict(f"execution {run.id} was cancelled", "CANCELLED", details=details)
         if kind in ("interrupted", "cancelled"):
@@ -161,18 +213,34 @@ class StepService:
         details["traceback"] = err.get("traceback", "")
         if "exit_code" in err:
             details["exit_code"] = err["exit_code"]
-        return ScriptError(f"the step raised {err.get('type')}: {err.get('message')}", "STEP_FAILED",
-                           details=details)
+        return ScriptError(
+            f"the step raised {err.get('type')}: {err.get('message')}",
+            "STEP_FAILED",
+            details=details,
+        )
 
-    def _record(self, execution_id: str, path: str, req: dict[str, Any], took: float,
-                error: GatewayError | None) -> None:
+    def _record(
+        self,
+        execution_id: str,
+        path: str,
+        req: dict[str, Any],
+        took: float,
+        error: GatewayError | None,
+    ) -> None:
         if self.db is None:
             return
-        row = {"id": execution_id, "ts": time.time(), "script_path": path,
-               "function_name": req["function"], "mode": req["mode"], "task_id": req["task_id"],
-               "duration_ms": took, "ok": error is None,
-               "error_type": None if error is None else (error.details.get("type") or error.code),
-               "error_message": None if error is None else error.message[:2000]}
+        row = {
+            "id": execution_id,
+            "ts": time.time(),
+            "script_path": path,
+            "function_name": req["function"],
+            "mode": req["mode"],
+            "task_id": req["task_id"],
+            "duration_ms": took,
+            "ok": error is None,
+            "error_type": None if error is None else (error.details.get("type") or error.code),
+            "error_message": None if error is None else error.message[:2000],
+        }
         self.db.add_execution(row)  # stored with the next batch (within 0.2 s)
 
     async def cancel(self, execution_id: str) -> None:

@@ -23,8 +23,13 @@ log = logging.getLogger("kernel_gateway.workers")
 
 
 class WorkerPool:
-    def __init__(self, start: Callable[[], Awaitable[ScriptKernel]], size: int, queue_max: int,
-                 on_ready: Callable[[ScriptKernel], None] | None = None) -> None:
+    def __init__(
+        self,
+        start: Callable[[], Awaitable[ScriptKernel]],
+        size: int,
+        queue_max: int,
+        on_ready: Callable[[ScriptKernel], None] | None = None,
+    ) -> None:
         self._start = start
         self.size = max(1, size)
         self.queue_max = queue_max
@@ -85,8 +90,10 @@ class WorkerPool:
             if self._idle.empty() and self._waiting >= self.queue_max:
                 raise ServiceUnavailable(
                     f"all {self.size} workers are busy and {self._waiting} steps are waiting",
-                    "BUSY", headers={"Retry-After": "1"},
-                    details={"workers": self.size, "waiting": self._waiting})
+                    "BUSY",
+                    headers={"Retry-After": "1"},
+                    details={"workers": self.size, "waiting": self._waiting},
+                )
             self._waiting += 1
             try:
                 worker = await self._idle.get()
@@ -129,5 +136,10 @@ class WorkerPool:
         await asyncio.gather(*(w.shutdown(now=True) for w in workers), return_exceptions=True)
 
     def status(self) -> dict[str, Any]:
-        return {"workers": self.workers, "target": self.size, "idle": self.idle,
-                "waiting": self.waiting, "queue_max": self.queue_max}
+        return {
+            "workers": self.workers,
+            "target": self.size,
+            "idle": self.idle,
+            "waiting": self.waiting,
+            "queue_max": self.queue_max,
+        }

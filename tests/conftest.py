@@ -88,9 +88,16 @@ def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def gw(scripts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
-    settings = Settings(scripts_dir=str(scripts_dir), port=0,
-                        data_dir=str(tmp_path_factory.mktemp("data")), pool_size=2,
-                        call_timeout=5.0, boot_timeout=30.0, max_file_size=64 * 1024, auth=False)
+    settings = Settings(
+        scripts_dir=str(scripts_dir),
+        port=0,
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        pool_size=2,
+        call_timeout=5.0,
+        boot_timeout=30.0,
+        max_file_size=64 * 1024,
+        auth=False,
+    )
     thread = GatewayThread(settings.validated()).start()
     yield thread
     thread.stop()

@@ -11,8 +11,12 @@ from typing import Any
 from tornado.websocket import websocket_connect
 
 
-async def collect(url: str, done: Callable[[list[dict[str, Any]]], bool], timeout: float,
-                  started: asyncio.Event | None = None) -> list[dict[str, Any]]:
+async def collect(
+    url: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float,
+    started: asyncio.Event | None = None,
+) -> list[dict[str, Any]]:
     """Read messages until ``done(messages)`` or the server closes; fail at ``timeout``."""
     conn = await asyncio.wait_for(websocket_connect(url), 10)
     if started is not None:

@@ -19,19 +19,22 @@ def star(*args, **kwargs):
     return args, kwargs
 
 
-@pytest.mark.parametrize(("func", "args", "expected"), [
-    (two, {"a": 1, "b": 5}, ((), {"a": 1, "b": 5})),
-    (two, [1, 5], ((1, 5), {})),
-    (two, "[1, 5]", ((1, 5), {})),
-    (two, '{"a": 3}', ((), {"a": 3})),
-    (two, "(1, 2)", ((1, 2), {})),
-    (two, "7", ((7,), {})),
-    (two, None, None),
-    (single, {"a": 1, "b": 2}, (({"a": 1, "b": 2},), {})),
-    (single, {"payload": 1}, (({"payload": 1},), {})),
-    (single, "hello world", (("hello world",), {})),
-    (star, {"x": 1}, ((), {"x": 1})),
-])
+@pytest.mark.parametrize(
+    ("func", "args", "expected"),
+    [
+        (two, {"a": 1, "b": 5}, ((), {"a": 1, "b": 5})),
+        (two, [1, 5], ((1, 5), {})),
+        (two, "[1, 5]", ((1, 5), {})),
+        (two, '{"a": 3}', ((), {"a": 3})),
+        (two, "(1, 2)", ((1, 2), {})),
+        (two, "7", ((7,), {})),
+        (two, None, None),
+        (single, {"a": 1, "b": 2}, (({"a": 1, "b": 2},), {})),
+        (single, {"payload": 1}, (({"payload": 1},), {})),
+        (single, "hello world", (("hello world",), {})),
+        (star, {"x": 1}, ((), {"x": 1})),
+    ],
+)
 def test_binding_rules(func, args, expected):
     if expected is None:
         with pytest.raises(BindError, match="do not match"):

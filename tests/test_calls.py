@@ -71,8 +71,11 @@ def start_handlers(scripts):
 
 def test_route_request_dict_and_json_result(scripts, client):
     n = start_handlers(scripts)
-    r = client.post(f"/script-api/{n}/echo?x=1&y=a&y=b", json={"goods": "box"},
-                    headers={"Authorization": "token secret"})
+    r = client.post(
+        f"/script-api/{n}/echo?x=1&y=a&y=b",
+        json={"goods": "box"},
+        headers={"Authorization": "token secret"},
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     body = r.json()
     assert body["json"] == {"goods": "box"}
@@ -80,7 +83,9 @@ def test_route_request_dict_and_json_result(scripts, client):
     assert body["ctype"] == "application/json"
     assert body["auth"] is None  # the gateway's credentials never reach scripts
     assert body["script_id"].startswith(f"{n}.py_")
-    r = client.post(f"/script-api/{n}/echo", content=b"plain text", headers={"Content-Type": "text/plain"})
+    r = client.post(
+        f"/script-api/{n}/echo", content=b"plain text", headers={"Content-Type": "text/plain"}
+    )
     assert r.json()["json"] is None and r.json()["body"] == "plain text"
     assert client.get(f"/script-api/{n}/ok").json() == {"ok": True}
 
@@ -116,14 +121,16 @@ def test_function_argument_binding(scripts, client):
 
     assert call({"a": 2, "b": 3}).json()["result"] == 5
     assert call([4, 5]).json()["result"] == 9
-    assert call("[1, 2]").json()["result"] == 3          # JSON string
-    assert call("(10, 20)").json()["result"] == 30       # Python literal
+    assert call("[1, 2]").json()["result"] == 3  # JSON string
+    assert call("(10, 20)").json()["result"] == 30  # Python literal
     r = call({"a": 1, "zz": 2})
     assert r.status_code == 400 and r.json()["code"] == "BAD_ARGUMENTS"
-    one = client.post(f"/script-engine/functions/{n}_one/call", json={"args": {"payload": 1, "k": 2}})
+    one = client.post(
+        f"/script-engine/functions/{n}_one/call", json={"args": {"payload": 1, "k": 2}}
+    )
     assert one.json()["result"] == {"payload": 1, "k": 2}  # one parameter gets the dict
     s = client.post(f"/script-engine/functions/{n}_one/call", json={"args": "__import__('os')"})
-    assert s.json()["result"] == "__import__('os')"       # never eval'd
+    assert s.json()["result"] == "__import__('os')"  # never eval'd
     r = client.post(f"/script-engine/functions/{n}_one/call", content=b"[")
     assert r.status_code == 400 and r.json()["code"] == "INVALID_JSON"
 
@@ -146,7 +153,12 @@ def test_infinite_loop_times_out_and_the_kernel_still_serves(scripts, client):
     assert r.status_code == 504 and r.json()["code"] == "CALL_TIMEOUT"
     assert 1.0 <= time.monotonic() - t0 < 4.0
     # interrupted: the same kernel answers the next call
-    assert client.post(f"/script-engine/functions/{n}_add/call", json={"args": [1, 1]}).json()["result"] == 2
+    assert (
+        client.post(f"/script-engine/functions/{n}_add/call", json={"args": [1, 1]}).json()[
+            "result"
+        ]
+        == 2
+    )
     # a route past the gateway's call timeout (5 s in tests)
     r = client.get(f"/script-api/{n}/spin")
     assert r.status_code == 504 and r.json()["code"] == "CALL_TIMEOUT"
@@ -176,7 +188,9 @@ def test_async_handlers_run_concurrently(scripts, gw):
 def test_function_call_between_scripts_through_the_gateway(scripts, client):
     provider = start_handlers(scripts)
     caller = unique("caller")
-    scripts.start(f"{caller}.py", f"""
+    scripts.start(
+        f"{caller}.py",
+        f"""
 def boot():
     VWED.api.register_route("/{caller}/sync", "GET", sync_call)
     VWED.api.register_route("/{caller}/async", "GET", async_call)
@@ -195,23 +209,33 @@ def missing(request):
         VWED.function.call("no_such_function_anywhere", {{}})
     except Exception as exc:
         return {{"type": type(exc).__name__, "code": exc.code}}
-""")
+""",
+    )
     assert client.get(f"/script-api/{caller}/sync").json() == 42
     assert client.get(f"/script-api/{caller}/async").json() == 3
     assert client.get(f"/script-api/{caller}/local").json() == 49
     assert client.get(f"/script-api/{caller}/missing").json() == {
-        "type": "RemoteCallError", "code": "FUNCTION_NOT_FOUND"}
+        "type": "RemoteCallError",
+        "code": "FUNCTION_NOT_FOUND",
+    }
 
 
 def test_stop_fails_calls_in_flight(scripts, client, gw):
     n = start_handlers(scripts)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         with httpx.Client(base_url=gw.url, timeout=30) as c2:
-            fut = pool.submit(lambda: c2.post(f"/script-engine/functions/{n}_anap/call",
-                                              json={"args": [20]}))
-            wait_until(lambda: any(s["in_flight"] for s in client.get("/script-engine/running")
-                                   .json()["scripts"] if s["script_path"] == f"{n}.py"),
-                       10, "the call to be in flight")
+            fut = pool.submit(
+                lambda: c2.post(f"/script-engine/functions/{n}_anap/call", json={"args": [20]})
+            )
+            wait_until(
+                lambda: any(
+                    s["in_flight"]
+                    for s in client.get("/script-engine/running").json()["scripts"]
+                    if s["script_path"] == f"{n}.py"
+                ),
+                10,
+                "the call to be in flight",
+            )
             r = client.post("/script-engine/stop", json={"script_path": f"{n}.py"})
             assert r.status_code == 200
             answer = fut.result(10)
@@ -224,19 +248,23 @@ def test_large_payloads_in_and_out(scripts, client):
     r = client.post(f"/script-api/{n}/echo", json=doc)
     assert r.status_code == 200 and r.json()["json"] == doc
     blob = bytes(range(256)) * 4096  # 1 MiB of binary, not UTF-8
-    r = client.post(f"/script-api/{n}/echo", content=blob,
-                    headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        f"/script-api/{n}/echo", content=blob, headers={"Content-Type": "application/octet-stream"}
+    )
     assert r.status_code == 500 and r.json()["code"] == "RESULT_NOT_SERIALIZABLE"  # bytes in a dict
 
 
 def test_header_injection_through_a_response_is_refused(scripts, client):
     n = unique("inj")
-    scripts.start(f"{n}.py", f"""
+    scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.api.register_route("/{n}/inject", "GET", lambda: VWED.api.Response(
         "x", headers={{"X-Robot": "7\\r\\nSet-Cookie: admin=1"}}))
     VWED.api.register_route("/{n}/badname", "GET", lambda: VWED.api.Response("x", headers={{"Bad Name": "1"}}))
-""")
+""",
+    )
     for path in ("inject", "badname"):
         r = client.get(f"/script-api/{n}/{path}")
         assert r.status_code == 500 and r.json()["code"] == "HANDLER_ERROR"

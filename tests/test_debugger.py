@@ -15,8 +15,10 @@ from conftest import unique
 
 def _debug(kc: BlockingKernelClient, command: str, arguments: dict | None = None) -> dict:
     seq = int(time.monotonic_ns() % 1_000_000)
-    msg = kc.session.msg("debug_request", {"type": "request", "seq": seq, "command": command,
-                                           "arguments": arguments or {}})
+    msg = kc.session.msg(
+        "debug_request",
+        {"type": "request", "seq": seq, "command": command, "arguments": arguments or {}},
+    )
     kc.control_channel.send(msg)
     while True:
         reply = kc.get_control_msg(timeout=30)
@@ -26,19 +28,30 @@ def _debug(kc: BlockingKernelClient, command: str, arguments: dict | None = None
 
 def test_a_breakpoint_in_a_route_handler_stops_an_http_call(scripts, client, gw):
     n = unique("dbg")
-    started = scripts.start(f"{n}.py", f"""
+    started = scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.api.register_route("/{n}/speed", "GET", lambda: 1)
-""")
+""",
+    )
     info = client.get(f"/script-engine/kernels/{started['kernel_id']}/connection").json()
     kc = BlockingKernelClient()
     kc.load_connection_info(info)
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=30)
-        assert _debug(kc, "initialize", {"clientID": "test", "adapterID": "python",
-                                         "pathFormat": "path", "linesStartAt1": True,
-                                         "columnsStartAt1": True})["success"]
+        assert _debug(
+            kc,
+            "initialize",
+            {
+                "clientID": "test",
+                "adapterID": "python",
+                "pathFormat": "path",
+                "linesStartAt1": True,
+                "columnsStartAt1": True,
+            },
+        )["success"]
         assert _debug(kc, "attach")["success"]
         # the handler, (re)defined in the attached notebook: the debugger knows its cell
         cell = textwrap.dedent(f"""\
@@ -49,8 +62,11 @@ def boot():
             VWED.api.register_route("/{n}/speed", "GET", speed)
             """)
         path = _debug(kc, "dumpCell", {"code": cell})["body"]["sourcePath"]
-        bp = _debug(kc, "setBreakpoints", {"source": {"path": path}, "breakpoints": [{"line": 3}],
-                                           "sourceModified": False})
+        bp = _debug(
+            kc,
+            "setBreakpoints",
+            {"source": {"path": path}, "breakpoints": [{"line": 3}], "sourceModified": False},
+        )
         assert bp["body"]["breakpoints"][0]["verified"]
         assert _debug(kc, "configurationDone")["success"]
         reply = kc.execute_interactive(cell, timeout=30)

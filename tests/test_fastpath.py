@@ -39,7 +39,9 @@ def attach(gw: GatewayThread, script_id: str) -> BlockingKernelClient:
     return kc
 
 
-def test_calls_use_the_fast_channel_and_an_attached_client_sees_its_own_protocol(scripts, client, gw):
+def test_calls_use_the_fast_channel_and_an_attached_client_sees_its_own_protocol(
+    scripts, client, gw
+):
     n = unique("fast")
     started = scripts.start(f"{n}.py", SCRIPT.format(n=n))
     summary = client.get(f"/script-engine/scripts/{started['script_id']}").json()
@@ -85,8 +87,12 @@ def test_output_during_a_call_is_attributed_to_the_call(scripts, client, gw):
     body = r.json()
     assert body["result"] == len(f"hello {n}")
     records = wait_until(
-        lambda: client.get("/script-engine/logs", params={"call_id": body["call_id"]}).json()["records"],
-        10, "the printed line in the history")
+        lambda: client.get("/script-engine/logs", params={"call_id": body["call_id"]}).json()[
+            "records"
+        ],
+        10,
+        "the printed line in the history",
+    )
     assert [r["message"] for r in records] == [f"hello {n}"]
     assert records[0]["level"] == "INFO" and records[0]["source"] == "stdout"
     assert records[0]["script_id"] == body["script_id"]
@@ -95,13 +101,21 @@ def test_output_during_a_call_is_attributed_to_the_call(scripts, client, gw):
 def test_comm_path_when_the_fast_path_is_off(tmp_path):
     n = "commonly"
     (tmp_path / f"{n}.py").write_text(SCRIPT.format(n=n))
-    settings = Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                        pool_size=1, fast_path=False, auth=False).validated()
+    settings = Settings(
+        scripts_dir=str(tmp_path),
+        port=0,
+        data_dir=str(tmp_path / "d"),
+        pool_size=1,
+        fast_path=False,
+        auth=False,
+    ).validated()
     gw = GatewayThread(settings).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
             started = c.post("/script-engine/start", json={"script_path": f"{n}.py"}).json()
-            assert c.get(f"/script-engine/scripts/{started['script_id']}").json()["fast_path"] is False
+            assert (
+                c.get(f"/script-engine/scripts/{started['script_id']}").json()["fast_path"] is False
+            )
             assert c.get(f"/script-api/{n}/ping").json() == "pong"
             r = c.post(f"/script-engine/functions/{n}_spin/call", json={"timeout": 0.5})
             assert r.status_code == 504

@@ -44,10 +44,19 @@ def fuzz_gateway(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(ROOT / "examples", base / "scripts")
     (base / "scripts" / "fuzz.py").write_text(FUZZ_SCRIPT)
-    gw = GatewayThread(Settings(scripts_dir=str(base / "scripts"), port=0, data_dir=str(base / "data"),
-                                pool_size=1, workers=1, call_timeout=5.0, token=TOKEN,
-                                caller_token="fuzz-caller-token",
-                                max_body_size=256 * 1024).validated()).start()
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(base / "scripts"),
+            port=0,
+            data_dir=str(base / "data"),
+            pool_size=1,
+            workers=1,
+            call_timeout=5.0,
+            token=TOKEN,
+            caller_token="fuzz-caller-token",
+            max_body_size=256 * 1024,
+        ).validated()
+    ).start()
     with httpx.Client(base_url=gw.url, headers=AUTH, timeout=60) as c:
         for path in ("fuzz.py", "warehouse/controller.py"):
             r = c.post("/script-engine/start", json={"script_path": path})
@@ -63,19 +72,26 @@ schema = schemathesis.openapi.from_dict(build_openapi()).exclude(method="POST", 
 
 @pytest.mark.timeout(420)
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 def test_openapi_fuzz(case, fuzz_gateway):
     response = case.call(base_url=fuzz_gateway.url, headers=AUTH, timeout=REQUEST_TIMEOUT)
     documented = case.operation.definition.raw["responses"]
     status = response.status_code
     assert status < 500 or str(status) in documented, (
-        f"{case.operation.label} answered {status}, which its document does not name: {response.text[:300]}")
+        f"{case.operation.label} answered {status}, which its document does not name: {response.text[:300]}"
+    )
     if 400 <= status < 600 and case.method.upper() != "HEAD":
         body = response.json()
         assert body["success"] is False and body["code"] and body["error"], body
-    case.validate_response(response, checks=[status_code_conformance, content_type_conformance],
-                           headers=AUTH)
+    case.validate_response(
+        response, checks=[status_code_conformance, content_type_conformance], headers=AUTH
+    )
 
 
 def test_bad_input_is_refused_clearly(fuzz_gateway):
@@ -84,21 +100,47 @@ def test_bad_input_is_refused_clearly(fuzz_gateway):
             ("POST", "/script-engine/start", {"content": b"{not json"}, 400, "INVALID_JSON"),
             ("POST", "/script-engine/start", {"content": b"[1, 2]"}, 400, "INVALID_JSON"),
             ("POST", "/script-engine/start", {"json": {"script_path": 7}}, 400, "MISSING_FIELD"),
-            ("POST", "/script-engine/start", {"json": {"script_path": "fuzz.py", "replicas": "2"}},
-             400, "BAD_REQUEST"),
-            ("POST", "/script-engine/functions/fuzz_add/call", {"json": {"args": {"a": 1}}},
-             400, "BAD_ARGUMENTS"),
-            ("POST", "/script-engine/functions/fuzz_add/call", {"json": {"args": [1, 2], "timeout": "x"}},
-             400, "BAD_REQUEST"),
-            ("POST", "/script-engine/functions/fuzz_add/call", {"content": b"\xff\xfe"}, 400, "INVALID_JSON"),
+            (
+                "POST",
+                "/script-engine/start",
+                {"json": {"script_path": "fuzz.py", "replicas": "2"}},
+                400,
+                "BAD_REQUEST",
+            ),
+            (
+                "POST",
+                "/script-engine/functions/fuzz_add/call",
+                {"json": {"args": {"a": 1}}},
+                400,
+                "BAD_ARGUMENTS",
+            ),
+            (
+                "POST",
+                "/script-engine/functions/fuzz_add/call",
+                {"json": {"args": [1, 2], "timeout": "x"}},
+                400,
+                "BAD_REQUEST",
+            ),
+            (
+                "POST",
+                "/script-engine/functions/fuzz_add/call",
+                {"content": b"\xff\xfe"},
+                400,
+                "INVALID_JSON",
+            ),
             ("GET", "/script-engine/files/%E2%80%AE%00evil.py", {}, 400, "PATH_INVALID"),
             ("GET", "/script-engine/files/..%2F..%2Fetc%2Fpasswd", {}, 400, "PATH_INVALID"),
             ("GET", "/script-engine/files/%F0%9F%A4%96/%ED%A0%80.py", {}, None, None),
             ("GET", "/script-api/fuzz/%F0%9F%A4%96%00", {}, 404, "ROUTE_NOT_FOUND"),
             ("GET", "/script-engine/logs", {"params": {"level": "LOUD"}}, 400, "BAD_PARAMETER"),
             ("GET", "/script-engine/logs/ws", {}, 400, "WEBSOCKET_REQUIRED"),
-            ("POST", "/script-engine/functions/fuzz_add/call",
-             {"content": b"{" + b" " * (300 * 1024) + b"}"}, 413, "BODY_TOO_LARGE"),
+            (
+                "POST",
+                "/script-engine/functions/fuzz_add/call",
+                {"content": b"{" + b" " * (300 * 1024) + b"}"},
+                413,
+                "BODY_TOO_LARGE",
+            ),
         ]
         for method, url, kwargs, status, code in cases:
             r = c.request(method, url, **kwargs)

@@ -13,15 +13,35 @@ from conftest import unique, wait_until
 
 
 def _msg(msg_type: str, content: dict, channel: str = "shell") -> dict:
-    return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "test",
-                       "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "content": content, "channel": channel, "buffers": []}
+    return {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "version": "5.3",
+            "date": "",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": channel,
+        "buffers": [],
+    }
 
 
 async def _execute(url: str, code: str) -> tuple[str, dict]:
     conn = await asyncio.wait_for(websocket_connect(url), 10)
-    request = _msg("execute_request", {"code": code, "silent": False, "store_history": False,
-                                       "user_expressions": {}, "allow_stdin": False})
+    request = _msg(
+        "execute_request",
+        {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+    )
     await conn.write_message(json.dumps(request))
     out, reply = "", None
     while True:
@@ -41,15 +61,21 @@ async def _execute(url: str, code: str) -> tuple[str, dict]:
 
 def test_attach_to_a_running_script(scripts, client, gw):
     n = unique("attach")
-    started = scripts.start(f"{n}.py", f"""
+    started = scripts.start(
+        f"{n}.py",
+        f"""
 DOCKS = ["D1", "D2"]
 
 def boot():
     VWED.api.register_route("/{n}/docks", "GET", lambda: DOCKS)
-""")
+""",
+    )
     assert client.get("/api").json()["version"]
     specs = client.get("/api/kernelspecs").json()
-    assert specs["default"] == "vwed" and specs["kernelspecs"]["vwed"]["spec"]["display_name"] == "Python 3 (VWED)"
+    assert (
+        specs["default"] == "vwed"
+        and specs["kernelspecs"]["vwed"]["spec"]["display_name"] == "Python 3 (VWED)"
+    )
     models = {m["id"]: m for m in client.get("/api/kernels").json()}
     kid = started["kernel_id"]
     assert models[kid]["vwed"]["script_id"] == started["script_id"]
@@ -69,7 +95,9 @@ def boot():
     scripts.started.append(r.json()["vwed"]["script_id"])
     assert client.get(f"/script-api/{n}/docks").json() == ["D1", "D2"]  # restarted from the file
     assert client.delete(f"/api/kernels/{new_kid}").status_code == 204
-    wait_until(lambda: client.get(f"/script-api/{n}/docks").status_code == 404, 10, "the script stopped")
+    wait_until(
+        lambda: client.get(f"/script-api/{n}/docks").status_code == 404, 10, "the script stopped"
+    )
     assert client.get(f"/api/kernels/{new_kid}").json()["code"] == "KERNEL_NOT_FOUND"
 
 
@@ -79,8 +107,13 @@ def test_scratch_kernels_have_vwed(client, gw):
     kid = r.json()["id"]
     try:
         url = f"ws://127.0.0.1:{gw.gateway.port}/api/kernels/{kid}/channels"
-        out, reply = asyncio.run(_execute(url, "VWED.function.register('sq', lambda x: x * x)\n"
-                                               "print(VWED.function.call('sq', [9]))"))
+        out, reply = asyncio.run(
+            _execute(
+                url,
+                "VWED.function.register('sq', lambda x: x * x)\n"
+                "print(VWED.function.call('sq', [9]))",
+            )
+        )
         assert reply["content"]["status"] == "ok" and out.strip() == "81"
     finally:
         assert client.delete(f"/api/kernels/{kid}").status_code == 204

@@ -29,13 +29,29 @@ def _free_port() -> int:
 @pytest.fixture
 def jupyter_server(gw, tmp_path):
     port, token = _free_port(), uuid.uuid4().hex
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-         f"--GatewayClient.url={gw.url}", f"--ServerApp.root_dir={tmp_path}", "--allow-root"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.open_browser=False",
+            f"--GatewayClient.url={gw.url}",
+            f"--ServerApp.root_dir={tmp_path}",
+            "--allow-root",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"token {token}"}
 
@@ -56,35 +72,62 @@ def jupyter_server(gw, tmp_path):
 def test_jupyter_server_attaches_to_a_running_script(scripts, jupyter_server):
     base, token = jupyter_server
     n = unique("jsgw")
-    started = scripts.start(f"{n}.py", f"""
+    started = scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.api.register_route("/{n}/ping", "GET", lambda: "pong")
     VWED.function.register("{n}_f", lambda: 1)
-""")
+""",
+    )
     headers = {"Authorization": f"token {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as js:
         specs = js.get("/api/kernelspecs").json()
         assert "vwed" in specs["kernelspecs"]
         # Jupyter Server lists only the kernels it manages: a session naming the script's
         # kernel id attaches to it (what docs/debugging.md shows)
-        r = js.post("/api/sessions", json={"path": f"{n}.ipynb", "type": "notebook", "name": "",
-                                           "kernel": {"id": started["kernel_id"]}})
+        r = js.post(
+            "/api/sessions",
+            json={
+                "path": f"{n}.ipynb",
+                "type": "notebook",
+                "name": "",
+                "kernel": {"id": started["kernel_id"]},
+            },
+        )
         assert r.status_code == 201, r.text
         assert r.json()["kernel"]["id"] == started["kernel_id"]
         kernels = {k["id"]: k for k in js.get("/api/kernels").json()}
         assert started["kernel_id"] in kernels  # listed through Jupyter Server's gateway client
 
         async def run_code():
-            url = f"ws://{base[len('http://'):]}/api/kernels/{started['kernel_id']}/channels?token={token}"
+            url = f"ws://{base[len('http://') :]}/api/kernels/{started['kernel_id']}/channels?token={token}"
             conn = await asyncio.wait_for(websocket_connect(url), 20)
             msg_id = uuid.uuid4().hex
-            await conn.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
-                           "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": "print(sorted(f['name'] for f in VWED.registrations()['functions']))",
-                            "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False}}))
+            await conn.write_message(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "username": "t",
+                            "session": uuid.uuid4().hex,
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "content": {
+                            "code": "print(sorted(f['name'] for f in VWED.registrations()['functions']))",
+                            "silent": False,
+                            "store_history": False,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                        },
+                    }
+                )
+            )
             out = ""
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:

@@ -12,7 +12,9 @@ from kernel_gateway.kernelspec import write_gateway_kernelspec
 _SPEC_DIR = tempfile.mkdtemp(prefix="vwed-kernelspec-")
 write_gateway_kernelspec(_SPEC_DIR)
 # jupyter_kernel_test starts the kernel by name through Jupyter's search path
-os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [_SPEC_DIR, os.environ.get("JUPYTER_PATH")]))
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    filter(None, [_SPEC_DIR, os.environ.get("JUPYTER_PATH")])
+)
 
 
 class VWEDKernelTests(jupyter_kernel_test.KernelTests):
@@ -28,10 +30,16 @@ class VWEDKernelTests(jupyter_kernel_test.KernelTests):
     invalid_code_samples = ["import = 7q"]
     code_page_something = "zip?"
     code_generate_error = "raise ValueError('boom')"
-    code_execute_result = [{"code": "6*7", "result": "42"},
-                           {"code": "type(VWED).__name__", "result": "'VWED'"}]
-    code_display_data = [{"code": "from IPython.display import HTML, display; display(HTML('<b>t</b>'))",
-                          "mime": "text/html"}]
+    code_execute_result = [
+        {"code": "6*7", "result": "42"},
+        {"code": "type(VWED).__name__", "result": "'VWED'"},
+    ]
+    code_display_data = [
+        {
+            "code": "from IPython.display import HTML, display; display(HTML('<b>t</b>'))",
+            "mime": "text/html",
+        }
+    ]
     code_history_pattern = "6*7"
     supported_history_operations = ("tail", "search")
     code_inspect_sample = "VWED.function.call"

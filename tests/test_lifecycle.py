@@ -52,8 +52,14 @@ def test_two_scripts_run_in_two_kernels_and_do_not_share_globals(scripts, client
     assert running[sa["script_id"]]["pid"] == pa["pid"]
     assert running[sb["script_id"]]["pid"] == pb["pid"]
     assert running[sa["script_id"]]["kernel_id"] != running[sb["script_id"]]["kernel_id"]
-    assert running[sa["script_id"]]["registrations"] == {"apis": 2, "functions": 1, "events": 0,
-                                                         "timers": 0, "websockets": 0, "tcp": 0}
+    assert running[sa["script_id"]]["registrations"] == {
+        "apis": 2,
+        "functions": 1,
+        "events": 0,
+        "timers": 0,
+        "websockets": 0,
+        "tcp": 0,
+    }
     detail = client.get(f"/script-engine/scripts/{sa['script_id']}").json()
     assert {f["name"] for f in detail["registrations_detail"]["functions"]} == {f"{a}_pid"}
 
@@ -124,12 +130,15 @@ def test_boot_missing_and_boot_failed_leave_nothing_registered(scripts, client):
     assert r.status_code == 422 and r.json()["code"] == "BOOT_MISSING"
 
     name = unique("bad")
-    bad = scripts.write(f"{name}.py", f"""
+    bad = scripts.write(
+        f"{name}.py",
+        f"""
 def boot():
     VWED.api.register_route("/{name}/half", "GET", lambda r: 1)
     VWED.function.register("{name}_f", lambda: 1)
     raise RuntimeError("no PLC at 10.0.0.9")
-""")
+""",
+    )
     r = client.post("/script-engine/start", json={"script_path": bad})
     body = r.json()
     assert r.status_code == 422 and body["code"] == "BOOT_FAILED"
@@ -137,9 +146,13 @@ def boot():
     assert "raise RuntimeError" in body["traceback"] and body["phase"] == "boot"
     assert client.get(f"/script-api/{name}/half").json()["code"] == "ROUTE_NOT_FOUND"
     assert client.post(f"/script-engine/functions/{name}_f/call").status_code == 404
-    assert all(s["script_path"] != bad for s in client.get("/script-engine/running").json()["scripts"])
+    assert all(
+        s["script_path"] != bad for s in client.get("/script-engine/running").json()["scripts"]
+    )
 
-    load = scripts.write(f"{unique('loadfail')}.py", "import no_such_module_here\ndef boot(): pass\n")
+    load = scripts.write(
+        f"{unique('loadfail')}.py", "import no_such_module_here\ndef boot(): pass\n"
+    )
     r = client.post("/script-engine/start", json={"script_path": load})
     body = r.json()
     assert r.status_code == 422 and body["code"] == "BOOT_FAILED" and body["phase"] == "load"
@@ -149,15 +162,20 @@ def boot():
 def test_registration_conflict_names_the_owner(scripts, client):
     name = unique("own")
     owner = scripts.start(f"{name}.py", COUNTER.format(name=name, secret=""))
-    clash = scripts.write(f"{unique('clash')}.py", f"""
+    clash = scripts.write(
+        f"{unique('clash')}.py",
+        f"""
 def boot():
     VWED.function.register("{name}_pid", lambda: 0)
-""")
+""",
+    )
     r = client.post("/script-engine/start", json={"script_path": clash})
     body = r.json()
     assert r.status_code == 409 and body["code"] == "REGISTRATION_CONFLICT"
     assert body["owner"] == owner["script_id"]
-    assert all(s["script_path"] != clash for s in client.get("/script-engine/running").json()["scripts"])
+    assert all(
+        s["script_path"] != clash for s in client.get("/script-engine/running").json()["scripts"]
+    )
     # the owner still serves
     assert client.post(f"/script-engine/functions/{name}_pid/call").status_code == 200
 
@@ -170,7 +188,8 @@ def test_notebook_script_starts_like_a_py(scripts, client, scripts_dir):
         nbformat.v4.new_code_cell("GREETING = 'from a notebook'"),
         nbformat.v4.new_code_cell(
             f"def boot():\n    VWED.api.register_route('/{name}/hi', 'GET', hi)\n\n"
-            "def hi(request):\n    return {'greeting': GREETING, 'file': __file__}"),
+            "def hi(request):\n    return {'greeting': GREETING, 'file': __file__}"
+        ),
     ]
     (scripts_dir / f"{name}.ipynb").write_text(nbformat.writes(nb))
     started = scripts.start(f"{name}.ipynb")
@@ -182,7 +201,9 @@ def test_notebook_script_starts_like_a_py(scripts, client, scripts_dir):
 
 def test_async_boot_and_decorator_forms(scripts, client):
     name = unique("deco")
-    scripts.start(f"{name}.py", f"""
+    scripts.start(
+        f"{name}.py",
+        f"""
 import asyncio
 
 async def boot():
@@ -195,7 +216,8 @@ async def boot():
     @VWED.function.register("{name}_twice")
     def twice(x):
         return x * 2
-""")
+""",
+    )
     assert client.get(f"/script-api/{name}/robots/7").json() == {"id": "7", "method": "GET"}
     assert client.put(f"/script-api/{name}/robots/8").json() == {"id": "8", "method": "PUT"}
     r = client.delete(f"/script-api/{name}/robots/8")
@@ -206,14 +228,18 @@ async def boot():
 
 def test_a_dead_kernel_marks_the_script_died_and_it_can_start_again(scripts, client, gw):
     name = unique("die")
-    scripts.write(f"{name}.py", f"""
+    scripts.write(
+        f"{name}.py",
+        f"""
 import os
 def boot():
     VWED.api.register_route("/{name}/exit", "POST", lambda r: os._exit(3))
     VWED.api.register_route("/{name}/ok", "GET", lambda r: "ok")
-""")
-    started = client.post("/script-engine/start", json={"script_path": f"{name}.py",
-                                                        "restart": "never"}).json()
+""",
+    )
+    started = client.post(
+        "/script-engine/start", json={"script_path": f"{name}.py", "restart": "never"}
+    ).json()
     scripts.started.append(started["script_id"])
     r = client.post(f"/script-api/{name}/exit")
     assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
@@ -241,7 +267,9 @@ def test_a_script_that_kills_its_kernel_in_boot_fails_with_kernel_died(scripts, 
     path = scripts.write(f"{unique('exitboot')}.py", "import os\ndef boot():\n    os._exit(7)\n")
     r = client.post("/script-engine/start", json={"script_path": path})
     assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
-    assert all(s["script_path"] != path for s in client.get("/script-engine/running").json()["scripts"])
+    assert all(
+        s["script_path"] != path for s in client.get("/script-engine/running").json()["scripts"]
+    )
 
 
 def test_boot_timeout(tmp_path):
@@ -249,8 +277,16 @@ def test_boot_timeout(tmp_path):
     from kernel_gateway.config import Settings
 
     (tmp_path / "slow.py").write_text("def boot():\n    while True:\n        pass\n")
-    gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=0, boot_timeout=2.0, auth=False).validated()).start()
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=0,
+            boot_timeout=2.0,
+            auth=False,
+        ).validated()
+    ).start()
     try:
         import httpx
 

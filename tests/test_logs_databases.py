@@ -53,8 +53,13 @@ def db_url(request, tmp_path) -> Iterator[str]:
         pytest.skip(reason)
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {name}" if request.param == "postgresql"
-                             else f"CREATE DATABASE {name}"))
+        conn.execute(
+            sa.text(
+                f"CREATE SCHEMA {name}"
+                if request.param == "postgresql"
+                else f"CREATE DATABASE {name}"
+            )
+        )
     try:
         if request.param == "postgresql":
             yield f"{PG}?options=-csearch_path%3D{name}"
@@ -62,16 +67,27 @@ def db_url(request, tmp_path) -> Iterator[str]:
             yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE" if request.param == "postgresql"
-                                 else f"DROP DATABASE {name}"))
+            conn.execute(
+                sa.text(
+                    f"DROP SCHEMA {name} CASCADE"
+                    if request.param == "postgresql"
+                    else f"DROP DATABASE {name}"
+                )
+            )
         admin.dispose()
 
 
 def test_history_queries(db_url, tmp_path):
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "job.py").write_text(SCRIPT)
-    settings = Settings(scripts_dir=str(tmp_path / "scripts"), port=0, data_dir=str(tmp_path / "d"),
-                        pool_size=1, db_url=db_url, auth=False).validated()
+    settings = Settings(
+        scripts_dir=str(tmp_path / "scripts"),
+        port=0,
+        data_dir=str(tmp_path / "d"),
+        pool_size=1,
+        db_url=db_url,
+        auth=False,
+    ).validated()
     gw = GatewayThread(settings).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
@@ -87,7 +103,9 @@ def test_history_queries(db_url, tmp_path):
 
             wait_until(lambda: logs(q="mixed case")["records"], 10, "records stored")
             # level: this level and above
-            assert [x["message"] for x in logs(level="ERROR")["records"]] == ["PLC 7 timeout 100%_sure"]
+            assert [x["message"] for x in logs(level="ERROR")["records"]] == [
+                "PLC 7 timeout 100%_sure"
+            ]
             # tag, task, call
             assert len(logs(tag="batch", limit=100)["records"]) == 25
             assert len(logs(task_id="T-9", limit=100)["records"]) == 27
@@ -117,15 +135,23 @@ def test_history_queries(db_url, tmp_path):
             # every run of a script, and one run by number
             run_id = logs(tag="plc")["records"][0]["run_id"]
             assert logs(run_id=run_id, tag="plc")["records"]
-            assert c.get("/script-engine/logs", params={"script_path": "job.py", "tag": "plc"}).json()["records"]
+            assert c.get(
+                "/script-engine/logs", params={"script_path": "job.py", "tag": "plc"}
+            ).json()["records"]
             # export streams the same
             r = c.get("/script-engine/logs/export", params={"script_id": sid, "tag": "batch"})
             assert len(r.text.splitlines()) == 25
             # stop: the run keeps its exit reason
             assert c.post("/script-engine/stop", json={"script_id": sid}).status_code == 200
-            runs = wait_until(lambda: [x for x in c.get("/script-engine/runs").json()["runs"]
-                                       if x["script_id"] == sid and x["status"] == "stopped"],
-                              10, "the stopped run")
+            runs = wait_until(
+                lambda: [
+                    x
+                    for x in c.get("/script-engine/runs").json()["runs"]
+                    if x["script_id"] == sid and x["status"] == "stopped"
+                ],
+                10,
+                "the stopped run",
+            )
             assert runs[0]["exit_reason"] == "stopped"
     finally:
         gw.stop()
@@ -138,12 +164,24 @@ def test_retention_prunes_by_age_and_count(db_url):
     try:
         db.migrate()
         now = time.time()
-        rows = [{"id": i, "ts": now - (40 * 86400 if i <= 10 else 0), "script_id": "s.py_1",
-                 "run_id": None, "level": 20, "source": "stdout", "tag": "", "message": f"m{i}",
-                 "call_id": None, "task_id": None} for i in range(1, 51)]
+        rows = [
+            {
+                "id": i,
+                "ts": now - (40 * 86400 if i <= 10 else 0),
+                "script_id": "s.py_1",
+                "run_id": None,
+                "level": 20,
+                "source": "stdout",
+                "tag": "",
+                "message": f"m{i}",
+                "call_id": None,
+                "task_id": None,
+            }
+            for i in range(1, 51)
+        ]
         db.insert_logs(rows)
-        assert db.prune(now - 30 * 86400, None) == 10          # older than 30 days
-        assert db.prune(None, 25) == 15                        # keep the newest 25
+        assert db.prune(now - 30 * 86400, None) == 10  # older than 30 days
+        assert db.prune(None, 25) == 15  # keep the newest 25
         left = db.query_logs(LogQuery(limit=1000, newest_first=False))
         assert [r["message"] for r in left] == [f"m{i}" for i in range(26, 51)]
         db.migrate()  # running the migrations again changes nothing

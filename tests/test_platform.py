@@ -51,33 +51,56 @@ def test_two_scripts_racing_for_one_location(scripts, client, gw):
     scripts.start(f"{a}.py", RACER.format(n=a))
     scripts.start(f"{b}.py", RACER.format(n=b))
     for round_ in range(5):
-        with httpx.Client(base_url=gw.url, timeout=30) as c, concurrent.futures.ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda nt: c.post(f"/script-engine/functions/{nt[0]}_grab/call",
-                                                      json={"args": [code, nt[1]]}).json()["result"],
-                                    [(a, f"TA{round_}"), (b, f"TB{round_}")]))
+        with (
+            httpx.Client(base_url=gw.url, timeout=30) as c,
+            concurrent.futures.ThreadPoolExecutor(2) as pool,
+        ):
+            results = list(
+                pool.map(
+                    lambda nt: c.post(
+                        f"/script-engine/functions/{nt[0]}_grab/call", json={"args": [code, nt[1]]}
+                    ).json()["result"],
+                    [(a, f"TA{round_}"), (b, f"TB{round_}")],
+                )
+            )
         assert sorted(r["locked"] for r in results) == [False, True]  # exactly one wins
         winner = next(r for r in results if r["locked"])["locked_by"]
         assert {r["locked_by"] for r in results} == {winner}
-        location = [x for x in client.get("/script-engine/platform/locations").json()["locations"]
-                    if x["location_code"] == code][0]
+        location = [
+            x
+            for x in client.get("/script-engine/platform/locations").json()["locations"]
+            if x["location_code"] == code
+        ][0]
         assert location["locked_by"] == winner
         client.post(f"/script-engine/functions/{a}_grab/call", json={"args": [code, winner]})
         # release for the next round, as the winner
-        gw.run(gw.gateway.platform.call("storage", "unlock_location",
-                                        {"location_code": code, "task_id": winner}))
+        gw.run(
+            gw.gateway.platform.call(
+                "storage", "unlock_location", {"location_code": code, "task_id": winner}
+            )
+        )
 
 
 def test_tasks_and_robots(scripts, client):
     code = unique("B")
     client.post("/script-engine/platform/locations", json={"location_code": code, "zone": "B"})
-    assert client.post("/script-engine/platform/robots", json={"robot_id": "AMR-1"}).status_code == 201
+    assert (
+        client.post("/script-engine/platform/robots", json={"robot_id": "AMR-1"}).status_code == 201
+    )
     n = unique("flow")
     scripts.start(f"{n}.py", WORKFLOW.format(n=n))
     r = client.post(f"/script-engine/functions/{n}_flow/call", json={"args": [code]})
     assert r.status_code == 200, r.text
-    assert r.json()["result"] == {"sent": True, "again": False, "status": "running",
-                                  "robot_task": r.json()["result"]["robot_task"], "stopped": "stopped",
-                                  "robot_after": "idle", "missing": "LOCATION_NOT_FOUND", "loc": "B"}
+    assert r.json()["result"] == {
+        "sent": True,
+        "again": False,
+        "status": "running",
+        "robot_task": r.json()["result"]["robot_task"],
+        "stopped": "stopped",
+        "robot_after": "idle",
+        "missing": "LOCATION_NOT_FOUND",
+        "loc": "B",
+    }
     assert client.post("/script-engine/platform/robots", json={}).json()["code"] == "MISSING_FIELD"
 
 
@@ -119,15 +142,26 @@ def use():
         out["missing"] = exc.code
     return out
 """)
-    gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=1, workers=1, platform_token="t0k", auth=False,
-                                platform_url=f"http://127.0.0.1:{server.server_address[1]}").validated()).start()
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=1,
+            workers=1,
+            platform_token="t0k",
+            auth=False,
+            platform_url=f"http://127.0.0.1:{server.server_address[1]}",
+        ).validated()
+    ).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
             assert c.post("/script-engine/start", json={"script_path": "p.py"}).status_code == 200
             result = c.post("/script-engine/functions/use/call", json={}).json()["result"]
-        assert result["lock"] == {"echo": {"location_code": "A-1", "task_id": 42},
-                                  "path": "/api/vwed/storage/lock_location"}
+        assert result["lock"] == {
+            "echo": {"location_code": "A-1", "task_id": 42},
+            "path": "/api/vwed/storage/lock_location",
+        }
         assert result["robot"] == [{"robot_id": "R1", "path": "/api/vwed/robot/get_all"}]
         assert result["missing"] == "LOCATION_NOT_FOUND"
         assert _VwedServer.calls[0][2] == "Bearer t0k"

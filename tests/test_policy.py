@@ -70,8 +70,14 @@ def listener():
 
 
 def _settings(tmp_path):
-    return Settings(scripts_dir=str(tmp_path / "scripts"), port=0, data_dir=str(tmp_path / "data"),
-                    pool_size=1, call_timeout=10.0, auth=False).validated()
+    return Settings(
+        scripts_dir=str(tmp_path / "scripts"),
+        port=0,
+        data_dir=str(tmp_path / "data"),
+        pool_size=1,
+        call_timeout=10.0,
+        auth=False,
+    ).validated()
 
 
 def _call(c: httpx.Client, name: str, *args):
@@ -92,15 +98,23 @@ def test_policy_enforced_and_restored(tmp_path, listener):
             _check_enforced(c, tmp_path, listener, other.getsockname()[1])
             # a refusal the script caught is still seen: a WARNING line tagged "policy"
             assert "forbids starting a process" in _call(c, "caught").json()["result"]
-            records = wait_until(lambda: c.get("/script-engine/logs", params={
-                "script_id": sid, "q": "forbids"}).json()["records"], 10, "the policy log line")
+            records = wait_until(
+                lambda: c.get(
+                    "/script-engine/logs", params={"script_id": sid, "q": "forbids"}
+                ).json()["records"],
+                10,
+                "the policy log line",
+            )
             assert any(rec["level"] == "WARNING" for rec in records)
             running = c.get("/script-engine/running").json()
             assert [s["policy"] for s in running["scripts"]] == [policy]
             # each refusal is counted (spawn, write x2, connect x2, caught: at least 6)
             metrics = c.get("/metrics").text
-            line = next(x for x in metrics.splitlines()
-                        if x.startswith('vwed_policy_refusals_total{script="guarded.py"}'))
+            line = next(
+                x
+                for x in metrics.splitlines()
+                if x.startswith('vwed_policy_refusals_total{script="guarded.py"}')
+            )
             assert float(line.split()[-1]) >= 6, line
     finally:
         gw.stop()
@@ -132,7 +146,9 @@ def _check_enforced(c: httpx.Client, tmp_path, allowed_port: int, other_port: in
     assert _call(c, "connect", "127.0.0.1", allowed_port).json()["result"] == "connected"
     r = _call(c, "connect", "127.0.0.1", other_port)
     assert r.status_code == 500 and "not in its network list" in r.json()["message"], r.text
-    r = _call(c, "connect", "localhost", allowed_port)  # a name not listed, even if it resolves there
+    r = _call(
+        c, "connect", "localhost", allowed_port
+    )  # a name not listed, even if it resolves there
     assert r.status_code == 500 and "localhost" in r.json()["message"]
 
 
@@ -142,9 +158,17 @@ def test_policy_refused_when_not_understood(tmp_path):
     gw = GatewayThread(_settings(tmp_path)).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
-            for bad in ("all", {"network": "plc"}, {"network": ["no such host!"]},
-                        {"network": ["plc:99999"]}, {"subprocess": "no"}, {"files": []}):
-                r = c.post("/script-engine/start", json={"script_path": "guarded.py", "policy": bad})
+            for bad in (
+                "all",
+                {"network": "plc"},
+                {"network": ["no such host!"]},
+                {"network": ["plc:99999"]},
+                {"subprocess": "no"},
+                {"files": []},
+            ):
+                r = c.post(
+                    "/script-engine/start", json={"script_path": "guarded.py", "policy": bad}
+                )
                 assert r.status_code == 400 and r.json()["code"] == "BAD_POLICY", (bad, r.text)
             assert c.get("/script-engine/running").json()["scripts"] == []
             # no policy at all: nothing is restricted
@@ -160,17 +184,30 @@ def test_default_policy_from_the_gateway_settings(tmp_path):
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "guarded.py").write_text(SCRIPT)
     (tmp_path / "policy.json").write_text('{"subprocess": false}')
-    settings = Settings(scripts_dir=str(tmp_path / "scripts"), port=0, data_dir=str(tmp_path / "data"),
-                        pool_size=1, auth=False, policy=str(tmp_path / "policy.json")).validated()
+    settings = Settings(
+        scripts_dir=str(tmp_path / "scripts"),
+        port=0,
+        data_dir=str(tmp_path / "data"),
+        pool_size=1,
+        auth=False,
+        policy=str(tmp_path / "policy.json"),
+    ).validated()
     gw = GatewayThread(settings).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
-            assert c.post("/script-engine/start", json={"script_path": "guarded.py"}).status_code == 200
-            assert c.get("/script-engine/running").json()["scripts"][0]["policy"] == {"subprocess": False}
+            assert (
+                c.post("/script-engine/start", json={"script_path": "guarded.py"}).status_code
+                == 200
+            )
+            assert c.get("/script-engine/running").json()["scripts"][0]["policy"] == {
+                "subprocess": False
+            }
             assert _call(c, "spawn").status_code == 500
             assert "forbids starting a process" in _call(c, "caught").json()["result"]
     finally:
         gw.stop()
     (tmp_path / "policy.json").write_text("[1]")
     with pytest.raises(ConfigError, match="must hold a JSON object"):
-        Settings(scripts_dir=str(tmp_path / "scripts"), policy=str(tmp_path / "policy.json")).validated()
+        Settings(
+            scripts_dir=str(tmp_path / "scripts"), policy=str(tmp_path / "policy.json")
+        ).validated()

@@ -9,8 +9,19 @@ from vwed_kernel.vwed import VWED
 
 def test_vwed_modules_and_documented_methods():
     v = VWED()
-    modules = ["api", "function", "log", "event", "timer", "http", "mail", "device", "storage",
-               "task", "robot"]
+    modules = [
+        "api",
+        "function",
+        "log",
+        "event",
+        "timer",
+        "http",
+        "mail",
+        "device",
+        "storage",
+        "task",
+        "robot",
+    ]
     assert dir(v) == sorted([*modules, "script_id", "replica", "replicas", "registrations"])
     for module_name in modules:
         module = getattr(v, module_name)
@@ -24,4 +35,6 @@ def test_call_local_accepts_a_request_dict():
     v = VWED()
     v.api.register_route("/who", "POST", lambda request: (request["json"], request["headers"]))
     assert v.api.call_local("/who", "POST", request={"json": {"a": 1}, "headers": {"X": "1"}}) == (
-        {"a": 1}, {"X": "1"})
+        {"a": 1},
+        {"X": "1"},
+    )

@@ -50,10 +50,15 @@ def test_reload_under_load_loses_no_call(scripts, client, gw, scripts_dir):
     assert failed == [], failed[:5]
     versions = [x[1] for x in results]
     assert versions[0] == '"v1"' and versions[-1] == '"v2"'
-    assert client.get(f"/script-engine/scripts/{started['script_id']}").json()["kernel_id"] != started["kernel_id"]
+    assert (
+        client.get(f"/script-engine/scripts/{started['script_id']}").json()["kernel_id"]
+        != started["kernel_id"]
+    )
 
     # a version that does not boot: 422, and the running one keeps serving
-    (scripts_dir / f"{n}.py").write_text("def boot():\n    raise RuntimeError('half-written file')\n")
+    (scripts_dir / f"{n}.py").write_text(
+        "def boot():\n    raise RuntimeError('half-written file')\n"
+    )
     r = client.post("/script-engine/reload", json={"script_path": f"{n}.py"})
     assert r.status_code == 422 and r.json()["code"] == "BOOT_FAILED"
     assert client.get(f"/script-api/{n}/version").json() == "v2"
@@ -61,14 +66,25 @@ def test_reload_under_load_loses_no_call(scripts, client, gw, scripts_dir):
 
 def test_watch_reloads_a_changed_file(tmp_path):
     (tmp_path / "w.py").write_text(VERSION.format(n="w", v="one"))
-    gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=2, workers=1, watch=True, auth=False).validated()).start()
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=2,
+            workers=1,
+            watch=True,
+            auth=False,
+        ).validated()
+    ).start()
     try:
         with httpx.Client(base_url=gw.url, timeout=30) as c:
             assert c.post("/script-engine/start", json={"script_path": "w.py"}).status_code == 200
             assert c.get("/script-api/w/version").json() == "one"
             time.sleep(0.01)  # a new mtime
             (tmp_path / "w.py").write_text(VERSION.format(n="w", v="two") + "\n# edited\n")
-            wait_until(lambda: c.get("/script-api/w/version").json() == "two", 20, "the watched reload")
+            wait_until(
+                lambda: c.get("/script-api/w/version").json() == "two", 20, "the watched reload"
+            )
     finally:
         gw.stop()

@@ -42,8 +42,10 @@ def test_calls_spread_over_replicas(scripts, client, gw):
     seen = [client.get(f"/script-api/{n}/who").json() for _ in range(6)]
     assert {s["pid"] for s in seen} == pids  # idle replicas take calls in turn
     assert {s["replica"] for s in seen} == {0, 1, 2} and {s["replicas"] for s in seen} == {3}
-    with httpx.Client(base_url=gw.url, timeout=30) as c, \
-            concurrent.futures.ThreadPoolExecutor(6) as pool:
+    with (
+        httpx.Client(base_url=gw.url, timeout=30) as c,
+        concurrent.futures.ThreadPoolExecutor(6) as pool,
+    ):
         busy = list(pool.map(lambda _: c.get(f"/script-api/{n}/slow").json(), range(6)))
     assert set(busy) == pids  # the least busy replica gets the next call
 
@@ -65,7 +67,9 @@ def test_a_dead_replica_is_replaced_and_others_keep_serving(scripts, client):
     now = wait_until(kernels, 30, "the replacement replica")
     assert sorted(k["replica"] for k in now) == [0, 1]
     assert len({k["pid"] for k in now} - old_pids) == 1
-    assert client.get(f"/script-engine/scripts/{started['script_id']}").json()["status"] == "running"
+    assert (
+        client.get(f"/script-engine/scripts/{started['script_id']}").json()["status"] == "running"
+    )
 
 
 def test_bad_replicas_value(client, scripts):

@@ -34,9 +34,25 @@ class Gateway:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(root), "--data-dir", str(data),
-             "--port", str(self.port), "--pool-size", "1", "--workers", "1", "--no-auth"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "kernel_gateway",
+                "--scripts-dir",
+                str(root),
+                "--data-dir",
+                str(data),
+                "--port",
+                str(self.port),
+                "--pool-size",
+                "1",
+                "--workers",
+                "1",
+                "--no-auth",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=60)
 
@@ -49,7 +65,9 @@ class Gateway:
         wait_until(up, 60, "the gateway")
 
     def running(self) -> dict[str, dict]:
-        return {s["script_path"]: s for s in self.client.get("/script-engine/running").json()["scripts"]}
+        return {
+            s["script_path"]: s for s in self.client.get("/script-engine/running").json()["scripts"]
+        }
 
 
 SCRIPT = """
@@ -73,37 +91,56 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
         (root / f"{n}.py").write_text(SCRIPT.format(n=n))
     first = Gateway(root, data)
     for n in ("one", "two", "gone", "broken"):
-        assert first.client.post("/script-engine/start", json={"script_path": f"{n}.py"}).status_code == 200
-    assert first.client.post("/script-engine/stop", json={"script_path": "gone.py"}).status_code == 200
+        assert (
+            first.client.post("/script-engine/start", json={"script_path": f"{n}.py"}).status_code
+            == 200
+        )
+    assert (
+        first.client.post("/script-engine/stop", json={"script_path": "gone.py"}).status_code == 200
+    )
     pids = [s["pid"] for s in first.running().values()]
     assert len(pids) == 3 and all(_alive(p) for p in pids)
 
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(30)
-    wait_until(lambda: not any(_alive(p) for p in pids), 30, "the kernels to exit with their gateway")
+    wait_until(
+        lambda: not any(_alive(p) for p in pids), 30, "the kernels to exit with their gateway"
+    )
 
     # a file that no longer boots does not keep the others from coming back
     (root / "broken.py").write_text("def boot():\n    raise RuntimeError('config missing')\n")
     second = Gateway(root, data)
     try:
+
         def restored():
             now = second.running()
-            return ("broken.py" not in now and all(now.get(p, {}).get("status") == "running"
-                                                   for p in ("one.py", "two.py")))
+            return "broken.py" not in now and all(
+                now.get(p, {}).get("status") == "running" for p in ("one.py", "two.py")
+            )
 
         wait_until(restored, 60, "the restored scripts")
         assert "gone.py" not in second.running() and "broken.py" not in second.running()
         assert second.client.get("/script-api/one/ok").json() == "one"
         assert second.client.get("/script-api/two/ok").json() == "two"
-        wait_until(lambda: any("could not restore broken.py" in r["message"] for r in second.client.get(
-            "/script-engine/logs", params={"source": "engine", "q": "restore"}).json()["records"]),
-            10, "the record of the failed restore")
+        wait_until(
+            lambda: any(
+                "could not restore broken.py" in r["message"]
+                for r in second.client.get(
+                    "/script-engine/logs", params={"source": "engine", "q": "restore"}
+                ).json()["records"]
+            ),
+            10,
+            "the record of the failed restore",
+        )
 
         # SIGTERM: a call in flight finishes, then the gateway stops its kernels and exits
         new_pids = [s["pid"] for s in second.running().values()]
         answer: dict = {}
-        caller = threading.Thread(target=lambda: answer.update(
-            r=httpx.get(f"{second.url}/script-api/one/slow", timeout=60)))
+        caller = threading.Thread(
+            target=lambda: answer.update(
+                r=httpx.get(f"{second.url}/script-api/one/slow", timeout=60)
+            )
+        )
         caller.start()
         wait_until(lambda: any(s["in_flight"] for s in second.running().values()), 10, "the call")
         second.proc.send_signal(signal.SIGTERM)

@@ -135,7 +135,9 @@ def test_run_mode_runs_old_scripts_unchanged(scripts, client):
     failing = scripts.write(f"{unique('exit')}.py", "import sys\nprint('bad input')\nsys.exit(3)\n")
     r = step(client, failing, mode="RUN")
     assert r.status_code == 422 and r.json()["code"] == "STEP_FAILED" and r.json()["exit_code"] == 3
-    ok_exit = scripts.write(f"{unique('exit0')}.py", "import sys\nprint('{\"fine\": 1}')\nsys.exit(0)\n")
+    ok_exit = scripts.write(
+        f"{unique('exit0')}.py", "import sys\nprint('{\"fine\": 1}')\nsys.exit(0)\n"
+    )
     assert step(client, ok_exit, mode="RUN").json()["result"] == {"fine": 1}
 
 
@@ -153,16 +155,33 @@ def test_module_cache_and_reload_after_edit(scripts, client, scripts_dir):
 def test_concurrent_steps_of_one_task_merge_variables(scripts, client, gw):
     path = write_steps(scripts)
     task = unique("task")
-    with httpx.Client(base_url=gw.url, timeout=60) as c, concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda i: step(c, path, "key", args=[f"k{i}", i], task_id=task,
-                                               mode="SET_TASK_VARIABLES"), range(12)))
-    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+    with (
+        httpx.Client(base_url=gw.url, timeout=60) as c,
+        concurrent.futures.ThreadPoolExecutor(8) as pool,
+    ):
+        answers = list(
+            pool.map(
+                lambda i: step(
+                    c, path, "key", args=[f"k{i}", i], task_id=task, mode="SET_TASK_VARIABLES"
+                ),
+                range(12),
+            )
+        )
+    assert all(a.status_code == 200 for a in answers), [
+        a.text for a in answers if a.status_code != 200
+    ]
     r = client.get(f"/script-engine/tasks/{task}/variables")
     assert r.json()["variables"] == {f"k{i}": i for i in range(12)}
-    assert client.get("/script-engine/tasks/no-such-task/variables").json()["code"] == "TASK_NOT_FOUND"
-    rows = wait_until(lambda: (lambda xs: xs if len(xs) == 12 else None)(client.get(
-        "/script-engine/executions", params={"task_id": task}).json()["executions"]), 10,
-        "the 12 executions to be stored")
+    assert (
+        client.get("/script-engine/tasks/no-such-task/variables").json()["code"] == "TASK_NOT_FOUND"
+    )
+    rows = wait_until(
+        lambda: (lambda xs: xs if len(xs) == 12 else None)(
+            client.get("/script-engine/executions", params={"task_id": task}).json()["executions"]
+        ),
+        10,
+        "the 12 executions to be stored",
+    )
     assert all(x["ok"] and x["mode"] == "SET_TASK_VARIABLES" for x in rows)
 
 
@@ -174,14 +193,21 @@ def test_errors(scripts, client):
     assert r.status_code == 404 and r.json()["code"] == "FUNCTION_NOT_FOUND"
     assert {"add", "version", "boom"} <= set(r.json()["available"])
     r = step(client, path, "add", args={"a": 1, "zz": 1})
-    assert r.status_code == 400 and r.json()["code"] == "BAD_ARGUMENTS" and "zz" in r.json()["error"]
+    assert (
+        r.status_code == 400 and r.json()["code"] == "BAD_ARGUMENTS" and "zz" in r.json()["error"]
+    )
     r = step(client, path, "boom", task_id="T-err")
     body = r.json()
     assert r.status_code == 422 and body["code"] == "STEP_FAILED"
     assert body["type"] == "RuntimeError" and body["message"] == "conveyor jammed"
     assert "raise RuntimeError" in body["traceback"] and "about to fail" in body["stderr"]
-    rows = wait_until(lambda: client.get("/script-engine/executions", params={"task_id": "T-err"}
-                                         ).json()["executions"], 10, "the failed execution")
+    rows = wait_until(
+        lambda: client.get("/script-engine/executions", params={"task_id": "T-err"}).json()[
+            "executions"
+        ],
+        10,
+        "the failed execution",
+    )
     assert rows[0]["ok"] is False and rows[0]["error_type"] == "RuntimeError"
     assert step(client, path, "add", mode="FAST").status_code == 400
     assert step(client, path, None).json()["code"] == "MISSING_FIELD"
@@ -206,41 +232,65 @@ def test_a_step_that_kills_its_worker(scripts, client, gw):
     assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
     assert time.monotonic() - t0 < 5
     target = gw.gateway.workers.size
-    wait_until(lambda: client.get("/script-engine/health").json()["workers"]["workers"] == target,
-               60, "the replacement worker")
+    wait_until(
+        lambda: client.get("/script-engine/health").json()["workers"]["workers"] == target,
+        60,
+        "the replacement worker",
+    )
     assert step(client, path, "add", args=[2]).json()["result"] == 3
 
 
 def test_cancel_a_running_step(scripts, client, gw):
     path = write_steps(scripts)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool, httpx.Client(base_url=gw.url, timeout=60) as c:
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+        httpx.Client(base_url=gw.url, timeout=60) as c,
+    ):
         fut = pool.submit(lambda: step(c, path, "spin", timeout=60))
-        running = wait_until(lambda: client.get("/script-engine/executions").json()["running"],
-                             10, "the step to run")
+        running = wait_until(
+            lambda: client.get("/script-engine/executions").json()["running"], 10, "the step to run"
+        )
         r = client.post(f"/script-engine/executions/{running[0]}/cancel")
         assert r.status_code == 200 and r.json()["cancelled"] is True
         answer = fut.result(30)
     assert answer.status_code == 409 and answer.json()["code"] == "CANCELLED"
-    assert client.post("/script-engine/executions/nope/cancel").json()["code"] == "EXECUTION_NOT_FOUND"
+    assert (
+        client.post("/script-engine/executions/nope/cancel").json()["code"] == "EXECUTION_NOT_FOUND"
+    )
 
 
 def test_step_logs_carry_task_and_execution(scripts, client):
     path = write_steps(scripts)
     r = step(client, path, "logs", args=["N1"], task_id="T-logs")
     eid = r.json()["execution_id"]
-    recs = wait_until(lambda: client.get("/script-engine/logs", params={"call_id": eid}).json()["records"],
-                      10, "the step's log")
+    recs = wait_until(
+        lambda: client.get("/script-engine/logs", params={"call_id": eid}).json()["records"],
+        10,
+        "the step's log",
+    )
     assert recs[0]["task_id"] == "T-logs" and recs[0]["message"] == "note N1"
     assert recs[0]["tag"] == "step" and recs[0]["script_id"] == path
 
 
 def test_a_full_queue_answers_busy(tmp_path):
     (tmp_path / "s.py").write_text("import time\ndef nap(s):\n    time.sleep(s)\n    return s\n")
-    gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                pool_size=0, workers=1, step_queue=1, auth=False).validated()).start()
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=0,
+            workers=1,
+            step_queue=1,
+            auth=False,
+        ).validated()
+    ).start()
     try:
         wait_until(lambda: gw.gateway.workers.idle == 1, 60, "the worker")
-        with httpx.Client(base_url=gw.url, timeout=60) as c, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with (
+            httpx.Client(base_url=gw.url, timeout=60) as c,
+            concurrent.futures.ThreadPoolExecutor(2) as pool,
+        ):
             first = pool.submit(lambda: step(c, "s.py", "nap", args=[1.5]))
             wait_until(lambda: gw.gateway.steps.running, 10, "the first step")
             second = pool.submit(lambda: step(c, "s.py", "nap", args=[0]))

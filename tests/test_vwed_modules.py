@@ -54,17 +54,26 @@ def test_an_event_crosses_three_scripts_by_priority(scripts, client):
     names = {}
     for label, prio in (("low", 1), ("high", 10), ("mid", 5)):
         names[label] = unique(label)
-        scripts.start(f"{names[label]}.py", LISTENER.format(event=event, priority=prio,
-                                                            name=names[label], order=order))
+        scripts.start(
+            f"{names[label]}.py",
+            LISTENER.format(event=event, priority=prio, name=names[label], order=order),
+        )
     r = client.post(f"/script-engine/events/{event}", json={"data": {"pallet": 7}})
     body = r.json()
-    assert r.status_code == 200 and body["listeners"] == 3 and body["delivered"] == 3 and not body["failed"]
+    assert (
+        r.status_code == 200
+        and body["listeners"] == 3
+        and body["delivered"] == 3
+        and not body["failed"]
+    )
     assert call(client, f"{order}_get") == [names["high"], names["mid"], names["low"]]
     assert call(client, f"{names['low']}_seen") == [{"pallet": 7}]
 
     # a failing listener is reported and does not stop the others
     call(client, f"{order}_reset")
-    body = client.post(f"/script-engine/events/{event}", json={"data": f"fail-{names['high']}"}).json()
+    body = client.post(
+        f"/script-engine/events/{event}", json={"data": f"fail-{names['high']}"}
+    ).json()
     assert body["delivered"] == 2 and body["failed"][0]["listener"].startswith(event)
     assert body["failed"][0]["type"] == "RuntimeError"
     assert call(client, f"{order}_get") == [names["high"], names["mid"], names["low"]]
@@ -77,7 +86,9 @@ def test_an_event_crosses_three_scripts_by_priority(scripts, client):
     # listeners of a stopped script are gone
     client.post("/script-engine/stop", json={"script_path": f"{names['high']}.py"})
     assert client.post(f"/script-engine/events/{event}", json={"data": 1}).json()["listeners"] == 2
-    assert client.post(f"/script-engine/events/{unique('nobody')}", json={}).json()["listeners"] == 0
+    assert (
+        client.post(f"/script-engine/events/{unique('nobody')}", json={}).json()["listeners"] == 0
+    )
 
 
 TIMERS = """
@@ -123,15 +134,25 @@ def test_timers(scripts, client):
     n = unique("tm")
     started = scripts.start(f"{n}.py", TIMERS.replace("{n}", n))
     assert len(started["registrations"]["timers"]) == 5
-    ticks = wait_until(lambda: (lambda t: t if t["cron"] >= 2 and t["every"] >= 10 else None)(
-        call(client, f"{n}_ticks")), 15, "timer ticks")
+    ticks = wait_until(
+        lambda: (lambda t: t if t["cron"] >= 2 and t["every"] >= 10 else None)(
+            call(client, f"{n}_ticks")
+        ),
+        15,
+        "timer ticks",
+    )
     assert ticks["once"] == 1 and ticks["bad"] >= 5  # a failing tick keeps its timer going
     assert ticks["slow"] >= 3 and ticks["slow_overlap"] == 0  # slow ticks never overlap
     listed = {t["kind"] for t in call(client, f"{n}_timers")}
     assert listed == {"interval", "cron"}  # the delay timer is done
-    errors = wait_until(lambda: client.get("/script-engine/logs", params={
-        "script_id": started["script_id"], "tag": "timer", "level": "ERROR"}).json()["records"],
-        10, "the failing tick's log")
+    errors = wait_until(
+        lambda: client.get(
+            "/script-engine/logs",
+            params={"script_id": started["script_id"], "tag": "timer", "level": "ERROR"},
+        ).json()["records"],
+        10,
+        "the failing tick's log",
+    )
     assert "sensor offline" in errors[0]["message"]
     assert call(client, f"{n}_cancel_all") == 4
     before = call(client, f"{n}_ticks")["every"]
@@ -170,7 +191,9 @@ def http_peer():
 
 def test_http(scripts, client, http_peer):
     n = unique("http")
-    scripts.start(f"{n}.py", f"""
+    scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.function.register("{n}_get", get)
     VWED.function.register("{n}_post", post)
@@ -194,9 +217,13 @@ def down(port):
         VWED.http.get(f"http://127.0.0.1:{{port}}/", timeout=2)
     except Exception as exc:
         return type(exc).__name__
-""")
+""",
+    )
     assert call(client, f"{n}_get", [http_peer]) == {
-        "status": 200, "json": {"path": "/robots?id=7", "agent": "AMR-7"}, "ctype": "application/json"}
+        "status": 200,
+        "json": {"path": "/robots?id=7", "agent": "AMR-7"},
+        "ctype": "application/json",
+    }
     posted = call(client, f"{n}_post", [http_peer])
     assert posted["status"] == 201 and json.loads(posted["text"]) == {"sku": "A1"}
     assert call(client, f"{n}_aget", [http_peer]) == "/async"
@@ -232,14 +259,27 @@ def notify():
 
 def report():
     return VWED.mail.send_with_attachment(["a@example.com", "b@example.com"], "daily report",
-                                          "see attached", {str(tmp_path / 'report.txt')!r})
+                                          "see attached", {str(tmp_path / "report.txt")!r})
 """)
-        gw = GatewayThread(Settings(scripts_dir=str(tmp_path), port=0, data_dir=str(tmp_path / "d"),
-                                    pool_size=1, workers=1, smtp_host="127.0.0.1", smtp_port=port,
-                                    smtp_from="vwed@plant.example", auth=False).validated()).start()
+        gw = GatewayThread(
+            Settings(
+                scripts_dir=str(tmp_path),
+                port=0,
+                data_dir=str(tmp_path / "d"),
+                pool_size=1,
+                workers=1,
+                smtp_host="127.0.0.1",
+                smtp_port=port,
+                smtp_from="vwed@plant.example",
+                auth=False,
+            ).validated()
+        ).start()
         try:
             with httpx.Client(base_url=gw.url, timeout=30) as c:
-                assert c.post("/script-engine/start", json={"script_path": "mailer.py"}).status_code == 200
+                assert (
+                    c.post("/script-engine/start", json={"script_path": "mailer.py"}).status_code
+                    == 200
+                )
                 assert call(c, "notify") == {"sent": True, "to": ["ops@example.com"], "refused": []}
                 assert call(c, "report")["to"] == ["a@example.com", "b@example.com"]
         finally:
@@ -256,7 +296,9 @@ def report():
 
 def test_mail_without_smtp_settings_is_a_clear_error(scripts, client):
     n = unique("nomail")
-    scripts.start(f"{n}.py", f"""
+    scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.function.register("{n}_try", attempt)
 
@@ -265,7 +307,8 @@ def attempt():
         VWED.mail.send("x@example.com", "s", "b")
     except Exception as exc:
         return {{"type": type(exc).__name__, "code": exc.code}}
-""")
+""",
+    )
     assert call(client, f"{n}_try") == {"type": "RemoteCallError", "code": "MAIL_NOT_CONFIGURED"}
 
 
@@ -285,10 +328,12 @@ def modbus_server():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    device = ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, [0] * 200),
-                                 ir=ModbusSequentialDataBlock(1, [7] * 200),
-                                 co=ModbusSequentialDataBlock(1, [False] * 200),
-                                 di=ModbusSequentialDataBlock(1, [True] * 200))
+    device = ModbusDeviceContext(
+        hr=ModbusSequentialDataBlock(1, [0] * 200),
+        ir=ModbusSequentialDataBlock(1, [7] * 200),
+        co=ModbusSequentialDataBlock(1, [False] * 200),
+        di=ModbusSequentialDataBlock(1, [True] * 200),
+    )
     context = ModbusServerContext(devices={1: device}, single=False)
     loop = asyncio.new_event_loop()
     holder: dict[str, ModbusTcpServer] = {}
@@ -313,7 +358,9 @@ def modbus_server():
 
 def test_modbus_against_a_real_server(scripts, client, modbus_server):
     n = unique("plc")
-    scripts.start(f"{n}.py", f"""
+    scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.function.register("{n}_run", run)
     VWED.function.register("{n}_down", down)
@@ -342,10 +389,16 @@ def bad_unit(port):
         VWED.device.modbus_client("127.0.0.1", port).read_holding_registers(500, 10)
     except Exception as exc:
         return {{"type": type(exc).__name__, "code": exc.exception_code}}
-""")
+""",
+    )
     assert call(client, f"{n}_run", [modbus_server]) == {
-        "single": 1234, "regs": [1, 2, 3], "inputs": [7, 7], "coils": [True, True, False, True],
-        "discrete": [True, True], "same_client": True}
+        "single": 1234,
+        "regs": [1, 2, 3],
+        "inputs": [7, 7],
+        "coils": [True, True, False, True],
+        "discrete": [True, True],
+        "same_client": True,
+    }
     down = call(client, f"{n}_down")
     assert down["type"] == "DeviceError" and "not reachable" in down["message"]
     assert call(client, f"{n}_bad_unit", [modbus_server]) == {"type": "DeviceError", "code": 2}
@@ -353,7 +406,9 @@ def bad_unit(port):
 
 def test_opc_and_plc_name_their_extra(scripts, client):
     n = unique("extra")
-    scripts.start(f"{n}.py", f"""
+    scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.function.register("{n}_try", attempt)
 
@@ -366,7 +421,8 @@ def attempt():
         except Exception as exc:
             out.append(str(exc))
     return out
-""")
+""",
+    )
     messages = call(client, f"{n}_try")
     assert "'opc' extra" in messages[0] and "'plc' extra" in messages[1]
 
@@ -386,7 +442,9 @@ def test_websocket_and_tcp_endpoints_and_cleanup(scripts, client, gw):
     from tornado.websocket import websocket_connect
 
     n, port = unique("sock"), _free_port()
-    started = scripts.start(f"{n}.py", f"""
+    started = scripts.start(
+        f"{n}.py",
+        f"""
 def boot():
     VWED.api.register_websocket("/{n}/echo", echo)
     VWED.api.register_websocket("/{n}/who", lambda cid, msg: {{"connection": cid, "got": msg}})
@@ -403,9 +461,17 @@ def bad(message):
 
 def tcp(data):
     return b"ACK " + data
-""")
+""",
+    )
     counts = client.get(f"/script-engine/scripts/{started['script_id']}").json()["registrations"]
-    assert counts == {"apis": 0, "functions": 0, "events": 1, "timers": 1, "websockets": 3, "tcp": 1}
+    assert counts == {
+        "apis": 0,
+        "functions": 0,
+        "events": 1,
+        "timers": 1,
+        "websockets": 3,
+        "tcp": 1,
+    }
     base = f"ws://127.0.0.1:{gw.gateway.port}/script-ws/{n}"
 
     async def talk():
@@ -422,11 +488,14 @@ def tcp(data):
 
     async def closed_after_stop(conn):
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: client.post("/script-engine/stop", json={"script_id": started["script_id"]}))
+            None,
+            lambda: client.post("/script-engine/stop", json={"script_id": started["script_id"]}),
+        )
         return await asyncio.wait_for(conn.read_message(), 10)
 
     async def scenario():
         conn, first, second, third = await talk()
+
         # TCP inside the kernel
         def tcp_roundtrip():
             deadline = time.monotonic() + 10
@@ -447,7 +516,11 @@ def tcp(data):
     first, second, third, tcp_reply, after = asyncio.run(scenario())
     assert first == "PALLET 7"
     assert second["got"] == "hi" and len(second["connection"]) == 12
-    assert third["type"] == "error" and third["code"] == "HANDLER_ERROR" and "no luck" in third["error"]
+    assert (
+        third["type"] == "error"
+        and third["code"] == "HANDLER_ERROR"
+        and "no luck" in third["error"]
+    )
     assert tcp_reply == b"ACK hello"
     assert after is None  # the script stopped: its WebSocket connection was closed
     scripts.started.remove(started["script_id"])

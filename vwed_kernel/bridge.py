@@ -125,15 +125,17 @@ class GatewayLink(Link):
         comm.on_msg(self._on_msg)
         comm.on_close(self._on_close)
         fast_port = self._open_fast_channel() if data.get("fastpath") else None
-        self._send({
-            "fastpath": {"port": fast_port} if fast_port else None,
-            "op": "hello",
-            "pid": os.getpid(),
-            "protocol": PROTOCOL_VERSION,
-            "version": __version__,
-            "python": sys.version.split()[0],
-            "service_subshell": self._service_subshell,
-        })
+        self._send(
+            {
+                "fastpath": {"port": fast_port} if fast_port else None,
+                "op": "hello",
+                "pid": os.getpid(),
+                "protocol": PROTOCOL_VERSION,
+                "version": __version__,
+                "python": sys.version.split()[0],
+                "service_subshell": self._service_subshell,
+            }
+        )
 
     def _open_fast_channel(self) -> int | None:
         """Bind the fast channel next to the kernel's Jupyter sockets (TCP only)."""
@@ -223,8 +225,15 @@ class GatewayLink(Link):
                 vwed.log.warning("policy", message)
                 return
             # a log line the gateway also counts (vwed_policy_refusals_total)
-            self._send({"op": "log", "level": "WARNING", "tag": "policy", "message": message,
-                        "refusal": True})
+            self._send(
+                {
+                    "op": "log",
+                    "level": "WARNING",
+                    "tag": "policy",
+                    "message": message,
+                    "refusal": True,
+                }
+            )
 
         install(Policy.parse(data, folder or None), report)
 
@@ -232,8 +241,9 @@ class GatewayLink(Link):
         call_id = data["id"]
         boot = self._user_ns().get("boot")
         if not callable(boot):
-            self._reply_error(call_id, NameError("the script defines no boot() function"),
-                              "boot_missing")
+            self._reply_error(
+                call_id, NameError("the script defines no boot() function"), "boot_missing"
+            )
             return
         vwed = self._vwed()
 
@@ -265,8 +275,11 @@ class GatewayLink(Link):
             fut.set_result(value)
         else:
             err = data.get("error") or {}
-            fut.set_exception(RemoteCallError(err.get("message", "request failed"),
-                                              err.get("code", ""), err.get("type", "")))
+            fut.set_exception(
+                RemoteCallError(
+                    err.get("message", "request failed"), err.get("code", ""), err.get("type", "")
+                )
+            )
 
     # -- kernel -> gateway ----------------------------------------------------------
     def notify_register(self, kind: str, description: dict[str, Any]) -> None:
@@ -284,9 +297,14 @@ class GatewayLink(Link):
     def can_request(self) -> bool:
         if self._comm is None:
             return False
-        return self._service_subshell is not None or threading.current_thread() is not self._main_thread
+        return (
+            self._service_subshell is not None
+            or threading.current_thread() is not self._main_thread
+        )
 
-    def _new_request(self, service: str, payload: dict[str, Any]) -> tuple[str, concurrent.futures.Future[Any]]:
+    def _new_request(
+        self, service: str, payload: dict[str, Any]
+    ) -> tuple[str, concurrent.futures.Future[Any]]:
         if self._comm is None:
             raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
         req_id = f"k{os.getpid()}-{next(self._ids)}"
@@ -320,7 +338,9 @@ class GatewayLink(Link):
         try:
             return fut.result(wait)
         except concurrent.futures.TimeoutError:
-            raise RemoteCallError(f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT") from None
+            raise RemoteCallError(
+                f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT"
+            ) from None
         finally:
             self._pending.pop(req_id, None)
 
@@ -332,6 +352,8 @@ class GatewayLink(Link):
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), wait)
         except asyncio.TimeoutError:
-            raise RemoteCallError(f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT") from None
+            raise RemoteCallError(
+                f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT"
+            ) from None
         finally:
             self._pending.pop(req_id, None)

@@ -85,8 +85,10 @@ def bind_arguments(func: Callable[..., Any], args: Any) -> tuple[tuple[Any, ...]
         positional = ()
     elif isinstance(args, dict):
         named = _positional_count(sig)[0] if sig is not None else 0
-        single = sig is not None and named == 1 and not any(
-            p.kind == p.VAR_KEYWORD for p in sig.parameters.values()
+        single = (
+            sig is not None
+            and named == 1
+            and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
         )
         if single:
             positional = (args,)
@@ -149,7 +151,7 @@ def call_with_arity(handler: Callable[..., Any], *args: Any) -> Any:
     named, variadic = _positional_count(sig)
     if variadic:
         return handler(*args)
-    return handler(*args[len(args) - min(named, len(args)):]) if named else handler()
+    return handler(*args[len(args) - min(named, len(args)) :]) if named else handler()
 
 
 def call_tcp_handler(handler: Callable[..., Any], data: bytes, peer: Any) -> Any:

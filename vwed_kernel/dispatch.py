@@ -85,7 +85,9 @@ class Calls:
     def _task_done(self, call_id: str, kind: str, task: asyncio.Future[Any], send: Send) -> None:
         self.tasks.pop(call_id, None)
         if task.cancelled():
-            reply_error(send, call_id, asyncio.CancelledError("the call was cancelled"), "cancelled")
+            reply_error(
+                send, call_id, asyncio.CancelledError("the call was cancelled"), "cancelled"
+            )
             return
         exc = task.exception()
         if exc is not None:
@@ -126,8 +128,9 @@ class Calls:
             return
         self.run(call_id, str(kind), produce, send)
 
-    def _produce(self, kind: str, spec: Any, data: dict[str, Any],
-                 buffers: list[Any]) -> Callable[[], Any]:
+    def _produce(
+        self, kind: str, spec: Any, data: dict[str, Any], buffers: list[Any]
+    ) -> Callable[[], Any]:
         """The call of ``spec``'s handler with this call's arguments (bound now)."""
         if kind == "api":
             request = decode_request(data.get("request") or {}, buffers)
@@ -138,7 +141,9 @@ class Calls:
             return lambda: call_event_handler(spec.handler, event, payload)
         if kind == "ws":
             args = data.get("args") or {}
-            return lambda: call_with_arity(spec.handler, args.get("connection_id"), args.get("message"))
+            return lambda: call_with_arity(
+                spec.handler, args.get("connection_id"), args.get("message")
+            )
         positional, keywords = bind_arguments(spec.handler, data.get("args"))
         return lambda: spec.handler(*positional, **keywords)
 

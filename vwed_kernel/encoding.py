@@ -21,7 +21,9 @@ class ResultNotSerializable(TypeError):
 
 def encode_value(value: Any) -> bytes:
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        return json.dumps(
+            value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise ResultNotSerializable(
             f"result of type {type(value).__name__} is not JSON-serializable: {exc}"

@@ -108,11 +108,22 @@ class FastChannel:
             self._loop.call_soon(self._drain)
 
     def _parent(self, call_id: str) -> dict[str, Any]:
-        header = {"msg_id": call_id, "msg_type": "vwed_call", "username": "vwed-gateway",
-                  "session": "vwed-fast", "date": datetime.now(timezone.utc).isoformat(),
-                  "version": "5.3"}
-        return {"header": header, "parent_header": {}, "metadata": {}, "content": {},
-                "msg_id": call_id, "msg_type": "vwed_call"}
+        header = {
+            "msg_id": call_id,
+            "msg_type": "vwed_call",
+            "username": "vwed-gateway",
+            "session": "vwed-fast",
+            "date": datetime.now(timezone.utc).isoformat(),
+            "version": "5.3",
+        }
+        return {
+            "header": header,
+            "parent_header": {},
+            "metadata": {},
+            "content": {},
+            "msg_id": call_id,
+            "msg_type": "vwed_call",
+        }
 
     def _handle(self, frames: list[bytes]) -> None:
         if len(frames) < 3:

@@ -45,4 +45,6 @@ class VWEDKernel(IPythonKernel):
 
     @property
     def banner(self) -> str:  # type: ignore[override]
-        return super().banner + "\nVWED script kernel: the `VWED` object is preloaded (try `VWED?`).\n"
+        return (
+            super().banner + "\nVWED script kernel: the `VWED` object is preloaded (try `VWED?`).\n"
+        )

@@ -40,20 +40,55 @@ __all__ = ["Policy", "PolicyError", "PolicyViolation", "install"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
-                           "os.spawn", "os.fork", "os.forkpty", "os.startfile", "pty.spawn"})
+_SPAWN_EVENTS = frozenset(
+    {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "os.startfile",
+        "pty.spawn",
+    }
+)
 # event -> the positions of its arguments that are paths being changed
 _PATH_EVENTS: dict[str, tuple[int, ...]] = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
-    "os.replace": (0, 1), "os.symlink": (1,), "os.link": (1,), "os.truncate": (0,),
-    "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,), "os.chflags": (0,),
-    "os.lchflags": (0,), "os.lchmod": (0,), "os.mkfifo": (0,), "os.mknod": (0,),
-    "shutil.rmtree": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),
+    "os.replace": (0, 1),
+    "os.symlink": (1,),
+    "os.link": (1,),
+    "os.truncate": (0,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.utime": (0,),
+    "os.chflags": (0,),
+    "os.lchflags": (0,),
+    "os.lchmod": (0,),
+    "os.mkfifo": (0,),
+    "os.mknod": (0,),
+    "shutil.rmtree": (0,),
+    "os.setxattr": (0,),
+    "os.removexattr": (0,),
 }
 # event -> the position of its ``dir_fd`` argument (a relative path is under that folder)
-_DIR_FD: dict[str, int] = {"os.remove": 1, "os.rmdir": 1, "os.mkdir": 2, "os.rename": 2,
-                           "os.replace": 2, "os.symlink": 2, "os.link": 2, "os.chmod": 2,
-                           "os.chown": 3, "os.utime": 4, "shutil.rmtree": 1}
+_DIR_FD: dict[str, int] = {
+    "os.remove": 1,
+    "os.rmdir": 1,
+    "os.mkdir": 2,
+    "os.rename": 2,
+    "os.replace": 2,
+    "os.symlink": 2,
+    "os.link": 2,
+    "os.chmod": 2,
+    "os.chown": 3,
+    "os.utime": 4,
+    "shutil.rmtree": 1,
+}
 
 
 class PolicyError(ValueError):
@@ -100,11 +135,15 @@ class Policy:
         if data is None:
             return cls()
         if not isinstance(data, dict):
-            raise PolicyError("'policy' must be an object with 'network', 'subprocess' and/or 'write'")
+            raise PolicyError(
+                "'policy' must be an object with 'network', 'subprocess' and/or 'write'"
+            )
         unknown = set(data) - {"network", "subprocess", "write"}
         if unknown:
-            raise PolicyError(f"'policy' has unknown keys: {', '.join(sorted(unknown))} "
-                              "(known: network, subprocess, write)")
+            raise PolicyError(
+                f"'policy' has unknown keys: {', '.join(sorted(unknown))} "
+                "(known: network, subprocess, write)"
+            )
         policy = cls(source=dict(data))
         if data.get("network") is not None:
             policy.network = [_parse_target(t) for t in _strings(data["network"], "network")]
@@ -114,8 +153,10 @@ class Policy:
             policy.subprocess = data["subprocess"]
         if data.get("write") is not None:
             base = cwd or os.getcwd()
-            policy.write = [os.path.realpath(os.path.join(base, os.path.expanduser(p)))
-                            for p in _strings(data["write"], "write")]
+            policy.write = [
+                os.path.realpath(os.path.join(base, os.path.expanduser(p)))
+                for p in _strings(data["write"], "write")
+            ]
         return policy
 
 
@@ -133,7 +174,7 @@ def _parse_target(text: str) -> _Target:
         end = text.find("]")
         if end < 0:
             raise PolicyError(f"network entry {text!r}: missing ']'")
-        host, rest = text[1:end], text[end + 1:]
+        host, rest = text[1:end], text[end + 1 :]
         if rest:
             if not rest.startswith(":"):
                 raise PolicyError(f"network entry {text!r}: expected ':port' after ']'")
@@ -161,8 +202,14 @@ def _parse_target(text: str) -> _Target:
 
 def _valid_name(name: str) -> bool:
     labels = name.split(".")
-    return bool(name) and len(name) <= 253 and all(
-        label and len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label) for label in labels)
+    return (
+        bool(name)
+        and len(name) <= 253
+        and all(
+            label and len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label)
+            for label in labels
+        )
+    )
 
 
 class _Enforcer:
@@ -234,8 +281,10 @@ class _Enforcer:
             except OSError:
                 return False
         real = os.path.realpath(path)
-        return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-                   for root in self.policy.write or ())
+        return any(
+            real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+            for root in self.policy.write or ()
+        )
 
     def _open(self, event: str, args: tuple[Any, ...]) -> str | None:
         path, mode, flags = (tuple(args) + (None, None, 0))[:3]
@@ -281,7 +330,9 @@ class _Enforcer:
         sock, address = args[0], args[1]
         family = getattr(sock, "family", None)
         if family == getattr(socket, "AF_UNIX", None):
-            path = os.path.realpath(os.fsdecode(address)) if isinstance(address, str | bytes) else ""
+            path = (
+                os.path.realpath(os.fsdecode(address)) if isinstance(address, str | bytes) else ""
+            )
             if any(t.unix == path for t in self.policy.network or ()):
                 return None
             return f"connecting to the Unix socket {address!r}"
@@ -305,8 +356,15 @@ class _Enforcer:
                     return None
             return f"connecting to {_where(host, port)} (not in its network list)"
         name = host.lower().rstrip(".")
-        matched = [t for t in targets if t.port_ok(port) and (
-            t.name == name or (t.suffix is not None and (name.endswith(t.suffix) or name == t.suffix[1:])))]
+        matched = [
+            t
+            for t in targets
+            if t.port_ok(port)
+            and (
+                t.name == name
+                or (t.suffix is not None and (name.endswith(t.suffix) or name == t.suffix[1:]))
+            )
+        ]
         if not matched:
             return f"connecting to {_where(host, port)} (not in its network list)"
         self._remember(name, matched)
@@ -343,8 +401,9 @@ def install(policy: Policy, report: Callable[[str], None] | None = None) -> bool
         # The kernel's own files: ipykernel names cells in a folder of its own under the
         # temporary directory (tempfile finds that directory by writing a probe file,
         # so it is found now, before the hook).
-        policy.write.append(os.path.realpath(
-            os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}")))
+        policy.write.append(
+            os.path.realpath(os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}"))
+        )
     enforcer = _Enforcer(policy, report)
     _INSTALLED.append(enforcer)
     sys.addaudithook(enforcer)

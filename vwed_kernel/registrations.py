@@ -14,8 +14,15 @@ from typing import Any
 
 from .errors import RegistrationError
 
-__all__ = ["Registrations", "RouteSpec", "FunctionSpec", "ListenerSpec", "TimerSpec",
-           "normalize_route_path", "HTTP_METHODS"]
+__all__ = [
+    "Registrations",
+    "RouteSpec",
+    "FunctionSpec",
+    "ListenerSpec",
+    "TimerSpec",
+    "normalize_route_path",
+    "HTTP_METHODS",
+]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -70,8 +77,12 @@ class RouteSpec:
         return f"{self.method} {self.path}"
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.method, "path": self.path, "description": self.description,
-                "handler": _handler_name(self.handler)}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "description": self.description,
+            "handler": _handler_name(self.handler),
+        }
 
 
 @dataclass
@@ -82,12 +93,20 @@ class FunctionSpec:
     params: list[Any] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "params": self.params,
-                "handler": _handler_name(self.handler)}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "params": self.params,
+            "handler": _handler_name(self.handler),
+        }
 
 
 def _handler_name(handler: Callable[..., Any]) -> str:
-    return getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) or repr(handler)
+    return (
+        getattr(handler, "__qualname__", None)
+        or getattr(handler, "__name__", None)
+        or repr(handler)
+    )
 
 
 @dataclass
@@ -99,8 +118,13 @@ class ListenerSpec:
     all_replicas: bool = False
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "event": self.event, "priority": self.priority,
-                "all_replicas": self.all_replicas, "handler": _handler_name(self.handler)}
+        return {
+            "id": self.id,
+            "event": self.event,
+            "priority": self.priority,
+            "all_replicas": self.all_replicas,
+            "handler": _handler_name(self.handler),
+        }
 
 
 @dataclass
@@ -118,10 +142,18 @@ class TimerSpec:
     task: Any = None
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "interval": self.interval,
-                "expression": self.expression, "all_replicas": self.all_replicas,
-                "active": self.active, "runs": self.runs, "failures": self.failures,
-                "last_run": self.last_run, "handler": _handler_name(self.handler)}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "interval": self.interval,
+            "expression": self.expression,
+            "all_replicas": self.all_replicas,
+            "active": self.active,
+            "runs": self.runs,
+            "failures": self.failures,
+            "last_run": self.last_run,
+            "handler": _handler_name(self.handler),
+        }
 
 
 @dataclass

@@ -25,13 +25,18 @@ class RemoteGateway:
         import httpx
 
         try:
-            r = httpx.post(self.url + path, json=body, headers=self.headers,
-                           timeout=timeout or self.timeout)
+            r = httpx.post(
+                self.url + path, json=body, headers=self.headers, timeout=timeout or self.timeout
+            )
         except httpx.HTTPError as exc:
-            raise RemoteCallError(f"the gateway at {self.url} did not answer: {exc}", "GATEWAY_UNREACHABLE") from exc
+            raise RemoteCallError(
+                f"the gateway at {self.url} did not answer: {exc}", "GATEWAY_UNREACHABLE"
+            ) from exc
         data = r.json()
         if not data.get("success"):
-            raise RemoteCallError(data.get("error", r.text), data.get("code", ""), data.get("type", ""))
+            raise RemoteCallError(
+                data.get("error", r.text), data.get("code", ""), data.get("type", "")
+            )
         return data
 
     def call_function(self, name: str, args: Any, timeout: float | None = None) -> Any:
@@ -43,7 +48,9 @@ class RemoteGateway:
     def list_functions(self) -> list[dict[str, Any]]:
         import httpx
 
-        r = httpx.get(self.url + "/script-engine/functions", headers=self.headers, timeout=self.timeout)
+        r = httpx.get(
+            self.url + "/script-engine/functions", headers=self.headers, timeout=self.timeout
+        )
         return list(r.json().get("functions", []))
 
 

@@ -28,7 +28,8 @@ __all__ = ["StepRunner", "StepFailed"]
 
 MAX_CACHED = 64
 _capture: contextvars.ContextVar[tuple[io.StringIO, io.StringIO] | None] = contextvars.ContextVar(
-    "vwed_step_capture", default=None)
+    "vwed_step_capture", default=None
+)
 
 
 class StepFailed(Exception):
@@ -79,14 +80,18 @@ class StepRunner:
         out, err = io.StringIO(), io.StringIO()
         token = _capture.set((out, err))
         try:
-            prepared = (self._prepare_run(data, key) if mode == "RUN"
-                        else self._prepare_function(data, key, send))
+            prepared = (
+                self._prepare_run(data, key)
+                if mode == "RUN"
+                else self._prepare_function(data, key, send)
+            )
             if prepared is None:
                 return
             produce: Callable[[], Any] = prepared
         except _CacheMiss:
-            reply_error(send, call_id, LookupError("the worker does not have this version"),
-                        "cache_miss")
+            reply_error(
+                send, call_id, LookupError("the worker does not have this version"), "cache_miss"
+            )
             return
         except BaseException as exc:  # the module raised while loading
             self._finish_error(call_id, exc, out, err, send)
@@ -106,12 +111,20 @@ class StepRunner:
 
         self._calls.run(call_id, "step", step, _wrap_errors(send, out, err))
 
-    def _finish_error(self, call_id: str, exc: BaseException, out: io.StringIO, err: io.StringIO,
-                      send: Send) -> None:
+    def _finish_error(
+        self, call_id: str, exc: BaseException, out: io.StringIO, err: io.StringIO, send: Send
+    ) -> None:
         _wrap_errors(send, out, err)(
-            {"op": "result", "id": call_id, "ok": False,
-             "error": _payload(exc, "interrupted" if isinstance(exc, KeyboardInterrupt) else "handler")},
-            None)
+            {
+                "op": "result",
+                "id": call_id,
+                "ok": False,
+                "error": _payload(
+                    exc, "interrupted" if isinstance(exc, KeyboardInterrupt) else "handler"
+                ),
+            },
+            None,
+        )
 
     # -- SCRIPT / SET_TASK_VARIABLES: a function of the file -------------------------------
     def _module(self, data: dict[str, Any], key: tuple[Any, ...]) -> types.ModuleType:
@@ -136,24 +149,49 @@ class StepRunner:
             self._modules.popitem(last=False)
         return module
 
-    def _prepare_function(self, data: dict[str, Any], key: tuple[Any, ...],
-                          send: Send) -> Callable[[], Any] | None:
+    def _prepare_function(
+        self, data: dict[str, Any], key: tuple[Any, ...], send: Send
+    ) -> Callable[[], Any] | None:
         module = self._module(data, key)
         name = data.get("function")
         func = getattr(module, str(name), None) if name else None
         if not callable(func):
-            available = sorted(n for n, v in vars(module).items()
-                               if callable(v) and not n.startswith("_") and not isinstance(v, type)
-                               and getattr(v, "__module__", None) == module.__name__)
-            send({"op": "result", "id": data["id"], "ok": False, "error": {
-                "type": "AttributeError", "kind": "function_missing", "available": available,
-                "message": f"{data.get('file')} has no function {name!r}", "traceback": ""}}, None)
+            available = sorted(
+                n
+                for n, v in vars(module).items()
+                if callable(v)
+                and not n.startswith("_")
+                and not isinstance(v, type)
+                and getattr(v, "__module__", None) == module.__name__
+            )
+            send(
+                {
+                    "op": "result",
+                    "id": data["id"],
+                    "ok": False,
+                    "error": {
+                        "type": "AttributeError",
+                        "kind": "function_missing",
+                        "available": available,
+                        "message": f"{data.get('file')} has no function {name!r}",
+                        "traceback": "",
+                    },
+                },
+                None,
+            )
             return None
         try:
             args, kwargs = bind_arguments(func, data.get("args"))
         except BindError as exc:
-            send({"op": "result", "id": data["id"], "ok": False, "error": _payload(exc, "arguments")},
-                 None)
+            send(
+                {
+                    "op": "result",
+                    "id": data["id"],
+                    "ok": False,
+                    "error": _payload(exc, "arguments"),
+                },
+                None,
+            )
             return None
         return lambda: func(*args, **kwargs)
 
@@ -175,9 +213,13 @@ class StepRunner:
         vwed = self._vwed()
 
         def run_main() -> Any:
-            namespace: dict[str, Any] = {"__name__": "__main__", "__file__": path,
-                                         "__builtins__": builtins, "variables": variables,
-                                         "VWED": vwed}
+            namespace: dict[str, Any] = {
+                "__name__": "__main__",
+                "__file__": path,
+                "__builtins__": builtins,
+                "variables": variables,
+                "VWED": vwed,
+            }
             fd, var_file = tempfile.mkstemp(prefix="vwed-vars-", suffix=".json")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(variables, f, ensure_ascii=False)
@@ -188,7 +230,9 @@ class StepRunner:
                     exec(code, namespace)  # noqa: S102 - the script is the product
                 except SystemExit as exc:
                     if exc.code not in (None, 0):
-                        raise StepFailed(f"the script exited with code {exc.code}", exc.code) from None
+                        raise StepFailed(
+                            f"the script exited with code {exc.code}", exc.code
+                        ) from None
                 execute = namespace.get("execute")
                 if callable(execute):
                     return execute()

@@ -76,10 +76,26 @@ class VWED:
     def __repr__(self) -> str:
         where = f"script {self.script_id}" if self.script_id else "no gateway attached"
         regs = self._registrations
-        return (f"<VWED {where}: {len(regs.routes)} routes, {len(regs.functions)} functions, "
-                f"{len(regs.listeners)} listeners, {len(regs.timers)} timers>")
+        return (
+            f"<VWED {where}: {len(regs.routes)} routes, {len(regs.functions)} functions, "
+            f"{len(regs.listeners)} listeners, {len(regs.timers)} timers>"
+        )
 
     def __dir__(self) -> list[str]:
-        return ["api", "function", "log", "event", "timer", "http", "mail", "device", "storage",
-                "task", "robot", "script_id", "replica",
-                "replicas", "registrations"]
+        return [
+            "api",
+            "function",
+            "log",
+            "event",
+            "timer",
+            "http",
+            "mail",
+            "device",
+            "storage",
+            "task",
+            "robot",
+            "script_id",
+            "replica",
+            "replicas",
+            "registrations",
+        ]

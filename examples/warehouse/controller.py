@@ -6,8 +6,12 @@ LOCATIONS = {f"A-{i:02d}": None for i in range(1, 11)}
 def boot():
     VWED.api.register_route("/warehouse/status", "GET", warehouse_status)
     VWED.api.register_route("/warehouse/locations/{code}", "GET", location)
-    VWED.function.register("allocate_storage", allocate_storage,
-                           "reserve free locations for goods", params=["goods_type", "quantity"])
+    VWED.function.register(
+        "allocate_storage",
+        allocate_storage,
+        "reserve free locations for goods",
+        params=["goods_type", "quantity"],
+    )
     VWED.log.info("warehouse", f"controller ready with {len(LOCATIONS)} locations")
 
 

@@ -12,4 +12,6 @@ def pick_location(goods_type, quantity=1):
 
 def route_length(points):
     """Manhattan length of a route given as [[x, y], ...]."""
-    return sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(points, points[1:], strict=False))
+    return sum(
+        abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(points, points[1:], strict=False)
+    )

@@ -32,8 +32,9 @@ def check_token(handler: web.RequestHandler, token: Any) -> None:
         accepted = [token]
     header = handler.request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    given = (value.strip() if scheme.lower() in ("token", "bearer") else "") or \
-        handler.get_query_argument("token", "")
+    given = (
+        value.strip() if scheme.lower() in ("token", "bearer") else ""
+    ) or handler.get_query_argument("token", "")
     matches = [hmac.compare_digest(given.encode(), t.encode()) for t in accepted]
     if any(matches):
         return
@@ -42,7 +43,9 @@ def check_token(handler: web.RequestHandler, token: Any) -> None:
     raise Unauthorized("a valid token is required (Authorization: token <T>)")
 
 
-def write_json_error(handler: web.RequestHandler, status_code: int, exc: BaseException | None) -> None:
+def write_json_error(
+    handler: web.RequestHandler, status_code: int, exc: BaseException | None
+) -> None:
     """The error answer of every endpoint: ``{"success": false, "error", "code"}``
     (Tornado's own would be HTML)."""
     if isinstance(exc, GatewayError):
@@ -51,10 +54,17 @@ def write_json_error(handler: web.RequestHandler, status_code: int, exc: BaseExc
             handler.set_header(name, value)
         body = exc.to_json()
     elif isinstance(exc, web.HTTPError):
-        body = {"success": False, "error": exc.log_message or handler._reason,
-                "code": f"HTTP_{status_code}"}
+        body = {
+            "success": False,
+            "error": exc.log_message or handler._reason,
+            "code": f"HTTP_{status_code}",
+        }
     else:
-        body = {"success": False, "error": "internal error in the gateway", "code": "INTERNAL_ERROR"}
+        body = {
+            "success": False,
+            "error": "internal error in the gateway",
+            "code": "INTERNAL_ERROR",
+        }
     handler.set_header("Content-Type", "application/json; charset=utf-8")
     handler.finish(json.dumps(body, default=str))
 
@@ -107,7 +117,9 @@ class JSONHandler(web.RequestHandler):
         if not origin_allowed(req.headers.get("Origin", ""), self.allow_origins):
             return False
         self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-VWED-Task-Id")
+        self.set_header(
+            "Access-Control-Allow-Headers", "Authorization, Content-Type, X-VWED-Task-Id"
+        )
         self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
         self.finish()
@@ -144,8 +156,15 @@ class JSONHandler(web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError):
             level = logging.WARNING if value.status >= 500 else logging.DEBUG
-            log.log(level, "%s %s -> %s %s: %s", self.request.method, self.request.uri,
-                    value.status, value.code, value.log_message or value.message)
+            log.log(
+                level,
+                "%s %s -> %s %s: %s",
+                self.request.method,
+                self.request.uri,
+                value.status,
+                value.code,
+                value.log_message or value.message,
+            )
             return
         super().log_exception(typ, value, tb)
 

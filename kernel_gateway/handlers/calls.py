@@ -42,8 +42,9 @@ class ScriptApiHandler(JSONHandler):
             "client_ip": req.remote_ip,
         }
         task_id = req.headers.get("X-VWED-Task-Id") or None
-        _, reply = await self.router.call_route(req.method or "GET", route_path, request, req.body,
-                                                task_id=task_id)
+        _, reply = await self.router.call_route(
+            req.method or "GET", route_path, request, req.body, task_id=task_id
+        )
         response = reply.data.get("response")
         if response is None:
             self.set_status(200)
@@ -57,8 +58,9 @@ class ScriptApiHandler(JSONHandler):
                 self.set_header("Content-Type", response["content_type"])
         except ValueError as exc:  # a header Tornado refuses (CR/LF): never sent
             self.clear()
-            raise HandlerError(f"the script's Response is not a valid HTTP answer: {exc}",
-                               "UNSAFE_RESPONSE") from None
+            raise HandlerError(
+                f"the script's Response is not a valid HTTP answer: {exc}", "UNSAFE_RESPONSE"
+            ) from None
         if response.get("body_type") == "none":
             self.clear_header("Content-Type")
         self.finish(reply.buffers[0] if reply.buffers else b"")
@@ -80,13 +82,21 @@ class FunctionCallHandler(JSONHandler):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
         started = time.perf_counter()
         script_id, reply = await self.router.call_function(
-            name, body.get("args"), timeout, None if task_id is None else str(task_id))
+            name, body.get("args"), timeout, None if task_id is None else str(task_id)
+        )
         took = (time.perf_counter() - started) * 1000
         # The kernel serialized the result once; splice its bytes in, no re-parse.
-        self.finish(b'{"success":true,"script_id":' + json.dumps(script_id).encode()
-                    + b',"call_id":' + json.dumps(reply.data.get("id")).encode()
-                    + b',"duration_ms":' + f"{took:.3f}".encode()
-                    + b',"result":' + reply.json_bytes() + b"}")
+        self.finish(
+            b'{"success":true,"script_id":'
+            + json.dumps(script_id).encode()
+            + b',"call_id":'
+            + json.dumps(reply.data.get("id")).encode()
+            + b',"duration_ms":'
+            + f"{took:.3f}".encode()
+            + b',"result":'
+            + reply.json_bytes()
+            + b"}"
+        )
 
 
 class FunctionListHandler(JSONHandler):
@@ -108,6 +118,7 @@ class EventHandler(JSONHandler):
     async def post(self, name: str) -> None:
         body = self.json_body(required=False)
         task_id = body.get("task_id")
-        report = await self.router.emit(name, body.get("data"),
-                                        None if task_id is None else str(task_id))
+        report = await self.router.emit(
+            name, body.get("data"), None if task_id is None else str(task_id)
+        )
         self.send_json(report)

@@ -23,8 +23,15 @@ from ..scratch import ScratchKernels, _iso
 from .base import JSONHandler
 from .wsbase import GatewaySocket
 
-__all__ = ["ApiRootHandler", "KernelSpecsHandler", "KernelsHandler", "KernelHandler",
-           "KernelActionHandler", "KernelChannelsHandler", "KernelConnectionHandler"]
+__all__ = [
+    "ApiRootHandler",
+    "KernelSpecsHandler",
+    "KernelsHandler",
+    "KernelHandler",
+    "KernelActionHandler",
+    "KernelChannelsHandler",
+    "KernelConnectionHandler",
+]
 
 log = logging.getLogger("kernel_gateway.jupyter")
 
@@ -50,11 +57,20 @@ class _Jupyter(JSONHandler):
         models = []
         for script in self.engine.running():
             for kernel in script.kernels:
-                models.append({"id": kernel.kernel_id, "name": self.scratch.default_name,
-                               "execution_state": "idle" if not kernel.bridge.in_flight else "busy",
-                               "connections": 0, "last_activity": _iso(kernel.started_at),
-                               "vwed": {"script_id": script.script_id, "script_path": script.path,
-                                        "replica": kernel.replica}})
+                models.append(
+                    {
+                        "id": kernel.kernel_id,
+                        "name": self.scratch.default_name,
+                        "execution_state": "idle" if not kernel.bridge.in_flight else "busy",
+                        "connections": 0,
+                        "last_activity": _iso(kernel.started_at),
+                        "vwed": {
+                            "script_id": script.script_id,
+                            "script_path": script.path,
+                            "replica": kernel.replica,
+                        },
+                    }
+                )
         models += [self.scratch.model(k) for k in self.scratch.kernels.values()]
         return models
 
@@ -145,7 +161,9 @@ class KernelConnectionHandler(_Jupyter):
         found = self._script_kernel(kernel_id)
         km = found[1].km if found is not None else self.scratch.get(kernel_id).km
         info = dict(km.get_connection_info())
-        info["key"] = info["key"].decode() if isinstance(info.get("key"), bytes) else info.get("key")
+        info["key"] = (
+            info["key"].decode() if isinstance(info.get("key"), bytes) else info.get("key")
+        )
         self.write_json(info)
 
 
@@ -154,8 +172,13 @@ class KernelChannelsHandler(GatewaySocket):
     protocol, one message a frame with its ``channel``) and the kernel's ZeroMQ
     channels, through a client of its own."""
 
-    def initialize(self, engine: ScriptEngine, scratch: ScratchKernels,  # type: ignore[override]
-                   token: Any = "", allow_origins: tuple[str, ...] = ()) -> None:
+    def initialize(
+        self,
+        engine: ScriptEngine,
+        scratch: ScratchKernels,  # type: ignore[override]
+        token: Any = "",
+        allow_origins: tuple[str, ...] = (),
+    ) -> None:
         self.engine = engine
         self.scratch = scratch
         self.token = token
@@ -192,8 +215,12 @@ class KernelChannelsHandler(GatewaySocket):
         try:
             await self.client.wait_for_ready(timeout=30)
         except Exception as exc:
-            log.warning("kernel %s did not answer kernel_info within 30 s on a new WebSocket: %s "
-                        "(its first outputs may be lost)", kernel_id, exc)
+            log.warning(
+                "kernel %s did not answer kernel_info within 30 s on a new WebSocket: %s "
+                "(its first outputs may be lost)",
+                kernel_id,
+                exc,
+            )
         self.readers = [asyncio.ensure_future(self._pump(name)) for name in CHANNELS]
 
     async def _pump(self, name: str) -> None:

@@ -6,15 +6,26 @@ from ..engine import RunningScript, ScriptEngine
 from ..errors import BadRequest
 from .base import JSONHandler
 
-__all__ = ["StartHandler", "StopHandler", "RestartHandler", "ReloadHandler", "RunningHandler",
-           "ScriptHandler"]
+__all__ = [
+    "StartHandler",
+    "StopHandler",
+    "RestartHandler",
+    "ReloadHandler",
+    "RunningHandler",
+    "ScriptHandler",
+]
 
 
 def _started(script: RunningScript) -> dict[str, object]:
     summary = script.summary()
-    return {"script_id": script.script_id, "script_path": script.path,
-            "kernel_id": summary["kernel_id"], "replicas": script.replicas,
-            "kernels": summary["kernels"], "registrations": script.registrations.describe()}
+    return {
+        "script_id": script.script_id,
+        "script_path": script.path,
+        "kernel_id": summary["kernel_id"],
+        "replicas": script.replicas,
+        "kernels": summary["kernels"],
+        "registrations": script.registrations.describe(),
+    }
 
 
 class StartHandler(JSONHandler):
@@ -24,10 +35,16 @@ class StartHandler(JSONHandler):
         body = self.json_body()
         path = body.get("script_path")
         if not isinstance(path, str) or not path:
-            raise BadRequest("'script_path' (a path under the scripts root) is required",
-                             "MISSING_FIELD")
-        script = await self.engine.start(path, body.get("replicas", 1), body.get("restart", "on-failure"),
-                                         body.get("memory_limit_mb"), body.get("policy"))
+            raise BadRequest(
+                "'script_path' (a path under the scripts root) is required", "MISSING_FIELD"
+            )
+        script = await self.engine.start(
+            path,
+            body.get("replicas", 1),
+            body.get("restart", "on-failure"),
+            body.get("memory_limit_mb"),
+            body.get("policy"),
+        )
         self.send_json(_started(script))
 
 
@@ -39,8 +56,9 @@ class StopHandler(JSONHandler):
         script = self.engine.find(body.get("script_id"), body.get("script_path"))
         await self.engine.stop(script)
         await self.engine.forget_desired(script.path)
-        self.send_json({"script_id": script.script_id, "script_path": script.path,
-                        "status": "stopped"})
+        self.send_json(
+            {"script_id": script.script_id, "script_path": script.path, "status": "stopped"}
+        )
 
 
 class RestartHandler(JSONHandler):
@@ -58,7 +76,9 @@ class ReloadHandler(JSONHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        script = await self.engine.reload(self.engine.find(body.get("script_id"), body.get("script_path")))
+        script = await self.engine.reload(
+            self.engine.find(body.get("script_id"), body.get("script_path"))
+        )
         self.send_json(_started(script))
 
 
@@ -75,4 +95,6 @@ class ScriptHandler(JSONHandler):
 
     def get(self, script_id: str) -> None:
         script = self.engine.get(script_id)
-        self.send_json({**script.summary(), "registrations_detail": script.registrations.describe()})
+        self.send_json(
+            {**script.summary(), "registrations_detail": script.registrations.describe()}
+        )

@@ -23,8 +23,19 @@ __all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler", "RunsHan
 
 log = logging.getLogger("kernel_gateway.logs")
 MAX_LIMIT = 1000
-CSV_COLUMNS = ("id", "ts", "time", "script_id", "run_id", "level", "source", "tag", "message",
-               "call_id", "task_id")
+CSV_COLUMNS = (
+    "id",
+    "ts",
+    "time",
+    "script_id",
+    "run_id",
+    "level",
+    "source",
+    "tag",
+    "message",
+    "call_id",
+    "task_id",
+)
 
 
 class BadParameter(BadRequest):
@@ -60,8 +71,24 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
 
 def parse_query(handler: web.RequestHandler, *, default_limit: int = 100) -> LogQuery:
     args = {k: handler.get_query_argument(k) for k in handler.request.query_arguments}
-    known = {"script_id", "script_path", "run_id", "level", "tag", "source", "call_id", "task_id",
-             "since", "until", "q", "limit", "cursor", "order", "format", "token"}
+    known = {
+        "script_id",
+        "script_path",
+        "run_id",
+        "level",
+        "tag",
+        "source",
+        "call_id",
+        "task_id",
+        "since",
+        "until",
+        "q",
+        "limit",
+        "cursor",
+        "order",
+        "format",
+        "token",
+    }
     for name in args:
         if name not in known:
             raise BadParameter(name, "unknown parameter")
@@ -112,8 +139,14 @@ class LogHistoryHandler(_LogsBase):
         store = self._store()
         records = await store.query_logs(query)
         next_cursor = records[-1]["id"] if len(records) == query.limit else None
-        self.send_json({"count": len(records), "records": records, "next_cursor": next_cursor,
-                        "order": "desc" if query.newest_first else "asc"})
+        self.send_json(
+            {
+                "count": len(records),
+                "records": records,
+                "next_cursor": next_cursor,
+                "order": "desc" if query.newest_first else "asc",
+            }
+        )
 
 
 class RunsHandler(_LogsBase):
@@ -139,8 +172,9 @@ class LogExportHandler(_LogsBase):
         store = self._store()
         query.limit = MAX_LIMIT
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.set_header("Content-Type", "application/x-ndjson" if fmt == "ndjson"
-                        else "text/csv; charset=utf-8")
+        self.set_header(
+            "Content-Type", "application/x-ndjson" if fmt == "ndjson" else "text/csv; charset=utf-8"
+        )
         self.set_header("Content-Disposition", f'attachment; filename="vwed-logs-{stamp}.{fmt}"')
         sent = 0
         if fmt == "csv":
@@ -169,8 +203,21 @@ class LogExportHandler(_LogsBase):
         writer = csv.writer(out)
         for r in records:
             when = datetime.fromtimestamp(r["ts"]).isoformat(timespec="milliseconds")
-            writer.writerow([r["id"], r["ts"], when, r["script_id"], r["run_id"], r["level"],
-                             r["source"], r["tag"], r["message"], r["call_id"], r["task_id"]])
+            writer.writerow(
+                [
+                    r["id"],
+                    r["ts"],
+                    when,
+                    r["script_id"],
+                    r["run_id"],
+                    r["level"],
+                    r["source"],
+                    r["tag"],
+                    r["message"],
+                    r["call_id"],
+                    r["task_id"],
+                ]
+            )
         return out.getvalue()
 
 
@@ -214,8 +261,11 @@ class LogStreamHandler(GatewaySocket):
         except ValueError as exc:
             raise BadParameter("level", str(exc)) from None
         tail = _int("tail", self.get_query_argument("tail", "0"), 0, MAX_LIMIT)
-        return LogFilter(self.get_query_argument("script_id", None), min_level,
-                         self.get_query_argument("tag", None)), tail
+        return LogFilter(
+            self.get_query_argument("script_id", None),
+            min_level,
+            self.get_query_argument("tag", None),
+        ), tail
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
         self.subscriber = sub = self.hub.subscribe(self.flt)
@@ -245,10 +295,16 @@ class LogStreamHandler(GatewaySocket):
         log.warning("log subscriber %s is too slow: disconnected", self.request.remote_ip)
         with contextlib.suppress(Exception):
             # not awaited: the connection is clogged, that is the point
-            self.write_message(json.dumps({
-                "type": "notice", "code": "SLOW_CONSUMER",
-                "message": "you read too slowly: records you had not read yet left the gateway's "
-                           f"buffer ({self.hub.ring_bytes // (1024 * 1024)} MiB); disconnected"}))
+            self.write_message(
+                json.dumps(
+                    {
+                        "type": "notice",
+                        "code": "SLOW_CONSUMER",
+                        "message": "you read too slowly: records you had not read yet left the gateway's "
+                        f"buffer ({self.hub.ring_bytes // (1024 * 1024)} MiB); disconnected",
+                    }
+                )
+            )
         self.close(4008, "too slow")
         if self._pump is not None:
             self._pump.cancel()

@@ -38,16 +38,18 @@ class HealthHandler(JSONHandler):
         running = self.engine.running()
         pool_warm = self.pool.size == 0 or self.pool.available > 0
         db_ok = await self.steps.db.ping() if self.steps.db is not None else True
-        self.send_json({
-            "status": "ok",
-            "ready": pool_warm and db_ok,
-            "checks": {"pool_warm": pool_warm, "database": db_ok},
-            "version": __version__,
-            "scripts": len(running),
-            "scripts_died": sum(s.status == "died" for s in running),
-            "pool": {"ready": self.pool.available, "target": self.pool.size},
-            "workers": self.steps.pool.status(),
-        })
+        self.send_json(
+            {
+                "status": "ok",
+                "ready": pool_warm and db_ok,
+                "checks": {"pool_warm": pool_warm, "database": db_ok},
+                "version": __version__,
+                "scripts": len(running),
+                "scripts_died": sum(s.status == "died" for s in running),
+                "pool": {"ready": self.pool.available, "target": self.pool.size},
+                "workers": self.steps.pool.status(),
+            }
+        )
 
 
 class OpenAPIHandler(JSONHandler):

@@ -24,7 +24,9 @@ class LocationsHandler(JSONHandler):
 
     async def get(self) -> None:
         zone = self.get_query_argument("zone", None)
-        rows = await self.embedded.call("storage", "list_locations", {} if zone is None else {"zone": zone})
+        rows = await self.embedded.call(
+            "storage", "list_locations", {} if zone is None else {"zone": zone}
+        )
         self.send_json({"count": len(rows), "locations": rows})
 
     async def post(self) -> None:
@@ -32,8 +34,9 @@ class LocationsHandler(JSONHandler):
         body = self.json_body()
         code = _text(body, "location_code")
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        row = await self.embedded.store.write(self.embedded.seed_location, code,
-                                              str(body.get("zone") or ""), body.get("goods"), data)
+        row = await self.embedded.store.write(
+            self.embedded.seed_location, code, str(body.get("zone") or ""), body.get("goods"), data
+        )
         self.send_json({"location": row}, status=201)
 
 
@@ -49,8 +52,9 @@ class RobotsHandler(JSONHandler):
         body = self.json_body()
         robot_id = _text(body, "robot_id")
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        row = await self.embedded.store.write(self.embedded.register_robot, robot_id,
-                                              str(body.get("status") or "idle"), data)
+        row = await self.embedded.store.write(
+            self.embedded.register_robot, robot_id, str(body.get("status") or "idle"), data
+        )
         self.send_json({"robot": row}, status=201)
 
 
@@ -60,12 +64,17 @@ class PlatformTasksHandler(JSONHandler):
     async def post(self) -> None:
         """Create a task: ``{"task_label", "input_params"?}``."""
         body = self.json_body()
-        task = await self.embedded.call("task", "create", {"task_label": _text(body, "task_label"),
-                                                           "input_params": body.get("input_params")})
+        task = await self.embedded.call(
+            "task",
+            "create",
+            {"task_label": _text(body, "task_label"), "input_params": body.get("input_params")},
+        )
         self.send_json({"task": task}, status=201)
 
     async def get(self) -> None:
         task_id = self.get_query_argument("task_id", None)
         if task_id is None:
             raise BadRequest("give ?task_id=", "MISSING_FIELD")
-        self.send_json({"task": await self.embedded.call("task", "get_status", {"task_id": task_id})})
+        self.send_json(
+            {"task": await self.embedded.call("task", "get_status", {"task_id": task_id})}
+        )

@@ -28,7 +28,9 @@ class ScriptWebSocketHandler(GatewaySocket):
 
     role = "caller"
 
-    def initialize(self, router: CallRouter, token: Any = "", allow_origins: tuple[str, ...] = ()) -> None:  # type: ignore[override]
+    def initialize(
+        self, router: CallRouter, token: Any = "", allow_origins: tuple[str, ...] = ()
+    ) -> None:  # type: ignore[override]
         self.router = router
         self.token = token
         self.allow_origins = allow_origins
@@ -42,7 +44,9 @@ class ScriptWebSocketHandler(GatewaySocket):
             self.path_key = normalize_path(path)
             self.script_id = self.router.registry.websocket(self.path_key)
             if self.script_id is None:
-                raise NotFound(f"no script serves WebSocket /script-ws{self.path_key}", "ROUTE_NOT_FOUND")
+                raise NotFound(
+                    f"no script serves WebSocket /script-ws{self.path_key}", "ROUTE_NOT_FOUND"
+                )
             self.require_upgrade()
         except GatewayError as exc:
             self.refuse(exc)

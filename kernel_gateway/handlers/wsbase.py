@@ -29,8 +29,11 @@ class GatewaySocket(websocket.WebSocketHandler):
     def require_upgrade(self) -> None:
         """A plain HTTP request gets a JSON 400 rather than Tornado's text answer."""
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            raise BadRequest(f"{self.request.path} is a WebSocket endpoint: connect with a WebSocket "
-                             "client (Upgrade: websocket)", "WEBSOCKET_REQUIRED")
+            raise BadRequest(
+                f"{self.request.path} is a WebSocket endpoint: connect with a WebSocket "
+                "client (Upgrade: websocket)",
+                "WEBSOCKET_REQUIRED",
+            )
 
     def refuse(self, exc: GatewayError) -> None:
         write_json_error(self, exc.status, exc)

@@ -22,8 +22,13 @@ _py = logging.getLogger("vwed.script")
 
 
 class LogHub:
-    def __init__(self, store: StoreService | None = None, *, ring_bytes: int = 16 * 1024 * 1024,
-                 ring_records: int = 100_000) -> None:
+    def __init__(
+        self,
+        store: StoreService | None = None,
+        *,
+        ring_bytes: int = 16 * 1024 * 1024,
+        ring_records: int = 100_000,
+    ) -> None:
         self.store = store
         self.ring_bytes = ring_bytes
         self.ring_records = ring_records
@@ -73,15 +78,24 @@ class LogHub:
             old, _ = self._call_tasks.popitem(last=False)
             self._call_scripts.pop(old, None)
 
-    def emit(self, script_id: str | None, level: str, source: str, tag: str, message: str,
-             call_id: str | None = None, task_id: str | None = None) -> None:
+    def emit(
+        self,
+        script_id: str | None,
+        level: str,
+        source: str,
+        tag: str,
+        message: str,
+        call_id: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
         if call_id is not None:
             task_id = task_id or self._call_tasks.get(call_id)
             script_id = self._call_scripts.get(call_id, script_id)
         run_id = self._runs.get(script_id or "")
         for piece in split_message(message):
-            record = make_record(next(self._ids), script_id, run_id, level, source, tag, piece,
-                                 call_id, task_id)
+            record = make_record(
+                next(self._ids), script_id, run_id, level, source, tag, piece, call_id, task_id
+            )
             self.last_id = record["id"]
             self._keep(record)
             if self.store is not None:
@@ -102,8 +116,14 @@ class LogHub:
         level = str(data.get("level", "INFO")).upper()
         if call_id not in self._call_tasks:
             call_id = None  # the parent was not a call (boot, an attached notebook, ...)
-        self.emit(script_id, level if level in LEVELS else "INFO", "vwed",
-                  str(data.get("tag", ""))[:128], str(data.get("message", "")), call_id)
+        self.emit(
+            script_id,
+            level if level in LEVELS else "INFO",
+            "vwed",
+            str(data.get("tag", ""))[:128],
+            str(data.get("message", "")),
+            call_id,
+        )
 
     def on_iopub(self, kernel: Any, msg: dict[str, Any]) -> None:
         kind = msg.get("msg_type")
@@ -120,10 +140,18 @@ class LogHub:
                 self._stream_record(kernel.script_id, name, who, text)
         else:
             tb = strip_ansi("\n".join(content.get("traceback") or []))
-            self.emit(kernel.script_id, "ERROR", "error", "",
-                      tb or f"{content.get('ename')}: {content.get('evalue')}", call_id)
+            self.emit(
+                kernel.script_id,
+                "ERROR",
+                "error",
+                "",
+                tb or f"{content.get('ename')}: {content.get('evalue')}",
+                call_id,
+            )
 
-    def _stream_record(self, script_id: str | None, stream: str, call_id: str | None, text: str) -> None:
+    def _stream_record(
+        self, script_id: str | None, stream: str, call_id: str | None, text: str
+    ) -> None:
         self.emit(script_id, "WARNING" if stream == "stderr" else "INFO", stream, "", text, call_id)
 
     def kernel_gone(self, kernel: Any) -> None:
@@ -148,8 +176,12 @@ class LogHub:
         def iso(ts: float) -> str:
             return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
-        self.engine(None, "WARNING", f"{count} log records were not stored (the database queue was "
-                                     f"full) between {iso(first)} and {iso(last)}")
+        self.engine(
+            None,
+            "WARNING",
+            f"{count} log records were not stored (the database queue was "
+            f"full) between {iso(first)} and {iso(last)}",
+        )
 
     def _keep(self, record: dict[str, Any]) -> None:
         """Add to the ring; evict the oldest past its bounds, cutting off subscribers
@@ -157,7 +189,9 @@ class LogHub:
         ring = self._ring
         ring.append(record)
         self._ring_size += len(record["message"]) + 200
-        while len(ring) > 1 and (self._ring_size > self.ring_bytes or len(ring) > self.ring_records):
+        while len(ring) > 1 and (
+            self._ring_size > self.ring_bytes or len(ring) > self.ring_records
+        ):
             old = ring.popleft()
             self._ring_size -= len(old["message"]) + 200
             for sub in self._subscribers:
@@ -195,8 +229,15 @@ class LogHub:
         oldest_in_ring = self._ring[0]["id"] if self._ring else up_to + 1
         if len(found) < count and self.store is not None and oldest_in_ring > 1:
             # older than the ring: long since handed to the writer, so in the database
-            older = await self.store.query_logs(LogQuery(
-                script_id=flt.script_id, min_level=flt.min_level or None, tag=flt.tag,
-                cursor=oldest_in_ring, newest_first=True, limit=count - len(found)))
+            older = await self.store.query_logs(
+                LogQuery(
+                    script_id=flt.script_id,
+                    min_level=flt.min_level or None,
+                    tag=flt.tag,
+                    cursor=oldest_in_ring,
+                    newest_first=True,
+                    limit=count - len(found),
+                )
+            )
             found.extend(older)
         return list(reversed(found))

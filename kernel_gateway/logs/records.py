@@ -20,8 +20,14 @@ import re
 import time
 from typing import Any
 
-__all__ = ["LEVELS", "MAX_MESSAGE_CHARS", "level_number", "StreamJoiner", "split_message",
-           "strip_ansi"]
+__all__ = [
+    "LEVELS",
+    "MAX_MESSAGE_CHARS",
+    "level_number",
+    "StreamJoiner",
+    "split_message",
+    "strip_ansi",
+]
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 MAX_MESSAGE_CHARS = 16 * 1024
@@ -100,8 +106,26 @@ class StreamJoiner:
         return items
 
 
-def make_record(record_id: int, script_id: str | None, run_id: int | None, level: str, source: str,
-                tag: str, message: str, call_id: str | None, task_id: str | None) -> dict[str, Any]:
-    return {"id": record_id, "ts": time.time(), "script_id": script_id, "run_id": run_id,
-            "level": level, "source": source, "tag": tag, "message": message,
-            "call_id": call_id, "task_id": task_id}
+def make_record(
+    record_id: int,
+    script_id: str | None,
+    run_id: int | None,
+    level: str,
+    source: str,
+    tag: str,
+    message: str,
+    call_id: str | None,
+    task_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "id": record_id,
+        "ts": time.time(),
+        "script_id": script_id,
+        "run_id": run_id,
+        "level": level,
+        "source": source,
+        "tag": tag,
+        "message": message,
+        "call_id": call_id,
+        "task_id": task_id,
+    }

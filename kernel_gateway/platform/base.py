@@ -41,8 +41,11 @@ def check_call(module: str, method: str, args: Any) -> dict[str, Any]:
     missing = [a for a in required if args.get(a) is None]
     unknown = [a for a in args if a not in required and a not in optional]
     if missing or unknown:
-        raise BadRequest(f"VWED.{module}.{method}: missing {missing or 'nothing'}, "
-                         f"unknown {unknown or 'nothing'}", "BAD_ARGUMENTS")
+        raise BadRequest(
+            f"VWED.{module}.{method}: missing {missing or 'nothing'}, "
+            f"unknown {unknown or 'nothing'}",
+            "BAD_ARGUMENTS",
+        )
     return args
 
 

@@ -38,13 +38,21 @@ class EmbeddedBackend(PlatformBackend):
     # -- storage -------------------------------------------------------------------------
     @staticmethod
     def _location(row: Any) -> dict[str, Any]:
-        return {"location_code": row.code, "zone": row.zone, "goods": row.goods,
-                "locked": row.locked_by is not None, "locked_by": row.locked_by,
-                "locked_at": row.locked_at, "data": _loads(row.data)}
+        return {
+            "location_code": row.code,
+            "zone": row.zone,
+            "goods": row.goods,
+            "locked": row.locked_by is not None,
+            "locked_by": row.locked_by,
+            "locked_at": row.locked_at,
+            "data": _loads(row.data),
+        }
 
     def _storage_get_location(self, location_code: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(select(LocationRow).where(LocationRow.code == str(location_code))).first()
+            row = conn.execute(
+                select(LocationRow).where(LocationRow.code == str(location_code))
+            ).first()
         if row is None:
             raise NotFound(f"no storage location {location_code!r}", "LOCATION_NOT_FOUND")
         return self._location(row)
@@ -59,14 +67,22 @@ class EmbeddedBackend(PlatformBackend):
     def _storage_lock_location(self, location_code: str, task_id: Any) -> dict[str, Any]:
         code, task = str(location_code), str(task_id)
         with self.engine.begin() as conn:
-            won = conn.execute(update(LocationRow)
-                               .where(LocationRow.code == code, LocationRow.locked_by.is_(None))
-                               .values(locked_by=task, locked_at=time.time())).rowcount == 1
+            won = (
+                conn.execute(
+                    update(LocationRow)
+                    .where(LocationRow.code == code, LocationRow.locked_by.is_(None))
+                    .values(locked_by=task, locked_at=time.time())
+                ).rowcount
+                == 1
+            )
             row = conn.execute(select(LocationRow).where(LocationRow.code == code)).first()
         if row is None:
             raise NotFound(f"no storage location {code!r}", "LOCATION_NOT_FOUND")
-        return {"locked": won or row.locked_by == task, "location_code": code,
-                "locked_by": row.locked_by}
+        return {
+            "locked": won or row.locked_by == task,
+            "location_code": code,
+            "locked_by": row.locked_by,
+        }
 
     def _storage_unlock_location(self, location_code: str, task_id: Any = None) -> dict[str, Any]:
         code = str(location_code)
@@ -80,8 +96,13 @@ class EmbeddedBackend(PlatformBackend):
             raise NotFound(f"no storage location {code!r}", "LOCATION_NOT_FOUND")
         return {"unlocked": done, "location_code": code}
 
-    def seed_location(self, code: str, zone: str = "", goods: str | None = None,
-                      data: dict[str, Any] | None = None) -> dict[str, Any]:
+    def seed_location(
+        self,
+        code: str,
+        zone: str = "",
+        goods: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         with self.engine.begin() as conn:
             exists = conn.execute(select(LocationRow.code).where(LocationRow.code == code)).first()
             values = {"zone": zone, "goods": goods, "data": json.dumps(data or {})}
@@ -94,16 +115,28 @@ class EmbeddedBackend(PlatformBackend):
     # -- tasks ---------------------------------------------------------------------------
     @staticmethod
     def _task(row: Any) -> dict[str, Any]:
-        return {"task_id": row.id, "task_label": row.label, "input_params": _loads(row.input_params),
-                "status": row.status, "robot_id": row.robot_id, "created_at": row.created_at,
-                "updated_at": row.updated_at}
+        return {
+            "task_id": row.id,
+            "task_label": row.label,
+            "input_params": _loads(row.input_params),
+            "status": row.status,
+            "robot_id": row.robot_id,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
 
     def _task_create(self, task_label: str, input_params: Any = None) -> dict[str, Any]:
         now = time.time()
         with self.engine.begin() as conn:
-            result = conn.execute(insert(PlatformTaskRow).values(
-                label=str(task_label), input_params=json.dumps(input_params or {}),
-                status="created", created_at=now, updated_at=now))
+            result = conn.execute(
+                insert(PlatformTaskRow).values(
+                    label=str(task_label),
+                    input_params=json.dumps(input_params or {}),
+                    status="created",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             key = result.inserted_primary_key
         assert key is not None
         return self._task_get_status(int(key[0]))
@@ -125,19 +158,29 @@ class EmbeddedBackend(PlatformBackend):
     def _task_stop(self, task_id: Any) -> dict[str, Any]:
         row = self._task_row(task_id)
         with self.engine.begin() as conn:
-            conn.execute(update(PlatformTaskRow).where(PlatformTaskRow.id == row.id)
-                         .values(status="stopped", updated_at=time.time()))
+            conn.execute(
+                update(PlatformTaskRow)
+                .where(PlatformTaskRow.id == row.id)
+                .values(status="stopped", updated_at=time.time())
+            )
             if row.robot_id:
-                conn.execute(update(RobotRow).where(RobotRow.id == row.robot_id,
-                                                    RobotRow.task_id == str(row.id))
-                             .values(status="idle", task_id=None, updated_at=time.time()))
+                conn.execute(
+                    update(RobotRow)
+                    .where(RobotRow.id == row.robot_id, RobotRow.task_id == str(row.id))
+                    .values(status="idle", task_id=None, updated_at=time.time())
+                )
         return self._task_get_status(row.id)
 
     # -- robots --------------------------------------------------------------------------
     @staticmethod
     def _robot(row: Any) -> dict[str, Any]:
-        return {"robot_id": row.id, "status": row.status, "task_id": row.task_id,
-                "data": _loads(row.data), "updated_at": row.updated_at}
+        return {
+            "robot_id": row.id,
+            "status": row.status,
+            "task_id": row.task_id,
+            "data": _loads(row.data),
+            "updated_at": row.updated_at,
+        }
 
     def _robot_get_status(self, robot_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -154,17 +197,26 @@ class EmbeddedBackend(PlatformBackend):
         task = self._task_row(task_id)
         rid = str(robot_id)
         with self.engine.begin() as conn:
-            won = conn.execute(update(RobotRow).where(RobotRow.id == rid, RobotRow.task_id.is_(None))
-                               .values(status="busy", task_id=str(task.id),
-                                       updated_at=time.time())).rowcount == 1
+            won = (
+                conn.execute(
+                    update(RobotRow)
+                    .where(RobotRow.id == rid, RobotRow.task_id.is_(None))
+                    .values(status="busy", task_id=str(task.id), updated_at=time.time())
+                ).rowcount
+                == 1
+            )
             if won:
-                conn.execute(update(PlatformTaskRow).where(PlatformTaskRow.id == task.id)
-                             .values(status="running", robot_id=rid, updated_at=time.time()))
+                conn.execute(
+                    update(PlatformTaskRow)
+                    .where(PlatformTaskRow.id == task.id)
+                    .values(status="running", robot_id=rid, updated_at=time.time())
+                )
         robot = self._robot_get_status(rid)
         return {"dispatched": won, **robot}
 
-    def register_robot(self, robot_id: str, status: str = "idle",
-                       data: dict[str, Any] | None = None) -> dict[str, Any]:
+    def register_robot(
+        self, robot_id: str, status: str = "idle", data: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         with self.engine.begin() as conn:
             exists = conn.execute(select(RobotRow.id).where(RobotRow.id == robot_id)).first()
             values = {"status": status, "data": json.dumps(data or {}), "updated_at": time.time()}

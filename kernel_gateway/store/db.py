@@ -113,8 +113,12 @@ class Database:
             with self.engine.begin() as conn:
                 conn.execute(insert(CallRow), rows)
 
-    def insert_batch(self, logs: list[dict[str, Any]], calls: list[dict[str, Any]],
-                     executions: list[dict[str, Any]] | None = None) -> None:
+    def insert_batch(
+        self,
+        logs: list[dict[str, Any]],
+        calls: list[dict[str, Any]],
+        executions: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Log records, calls and executions in one transaction (all stored, or none)."""
         if not logs and not calls and not executions:
             return
@@ -126,20 +130,32 @@ class Database:
             if executions:
                 conn.execute(insert(ExecutionRow), executions)
 
-    def run_started(self, script_id: str, script_path: str, replicas: int, started_at: float) -> int:
+    def run_started(
+        self, script_id: str, script_path: str, replicas: int, started_at: float
+    ) -> int:
         with self.engine.begin() as conn:
-            result = conn.execute(insert(RunRow).values(
-                script_id=script_id, script_path=script_path, replicas=replicas,
-                started_at=started_at, status="starting"))
+            result = conn.execute(
+                insert(RunRow).values(
+                    script_id=script_id,
+                    script_path=script_path,
+                    replicas=replicas,
+                    started_at=started_at,
+                    status="starting",
+                )
+            )
             key = result.inserted_primary_key
             assert key is not None
             return int(key[0])
 
-    def run_ended(self, run_id: int, status: str, reason: str | None,
-                  stopped_at: float | None) -> None:
+    def run_ended(
+        self, run_id: int, status: str, reason: str | None, stopped_at: float | None
+    ) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(RunRow).where(RunRow.id == run_id).values(
-                status=status, exit_reason=reason, stopped_at=stopped_at))
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(status=status, exit_reason=reason, stopped_at=stopped_at)
+            )
 
     def prune(self, older_than: float | None, keep_records: int | None) -> int:
         """Delete log records older than a timestamp and beyond the newest ``keep``."""
@@ -151,16 +167,22 @@ class Database:
             if keep_records is not None:
                 top = conn.execute(select(func.max(LogRow.id))).scalar()
                 if top is not None and top > keep_records:
-                    removed += conn.execute(
-                        delete(LogRow).where(LogRow.id <= top - keep_records)).rowcount or 0
+                    removed += (
+                        conn.execute(delete(LogRow).where(LogRow.id <= top - keep_records)).rowcount
+                        or 0
+                    )
         return removed
 
-    def merge_task_variables(self, task_id: str, variables: dict[str, Any], now: float) -> dict[str, Any]:
+    def merge_task_variables(
+        self, task_id: str, variables: dict[str, Any], now: float
+    ) -> dict[str, Any]:
         """Merge ``variables`` into the task's row in one transaction (row locked where
         the database can), so concurrent steps of a task keep each other's keys."""
         return self.merge_many([(task_id, variables)], now)[0]
 
-    def merge_many(self, merges: list[tuple[str, dict[str, Any]]], now: float) -> list[dict[str, Any]]:
+    def merge_many(
+        self, merges: list[tuple[str, dict[str, Any]]], now: float
+    ) -> list[dict[str, Any]]:
         """Several merges (in order, possibly of the same task) in one transaction;
         returns each merge's result. Used for group commit by ``StoreService``."""
         import json
@@ -172,20 +194,27 @@ class Database:
                     results = []
                     for task_id, variables in merges:
                         if task_id not in current:
-                            row = conn.execute(select(TaskVariablesRow.variables)
-                                               .where(TaskVariablesRow.task_id == task_id)
-                                               .with_for_update()).scalar()
+                            row = conn.execute(
+                                select(TaskVariablesRow.variables)
+                                .where(TaskVariablesRow.task_id == task_id)
+                                .with_for_update()
+                            ).scalar()
                             current[task_id] = json.loads(row) if row is not None else None
                         base = current[task_id]
                         merged = {**(base or {}), **variables}
                         text = json.dumps(merged, ensure_ascii=False)
                         if base is None:
-                            conn.execute(insert(TaskVariablesRow).values(
-                                task_id=task_id, variables=text, updated_at=now))
+                            conn.execute(
+                                insert(TaskVariablesRow).values(
+                                    task_id=task_id, variables=text, updated_at=now
+                                )
+                            )
                         else:
-                            conn.execute(update(TaskVariablesRow)
-                                         .where(TaskVariablesRow.task_id == task_id)
-                                         .values(variables=text, updated_at=now))
+                            conn.execute(
+                                update(TaskVariablesRow)
+                                .where(TaskVariablesRow.task_id == task_id)
+                                .values(variables=text, updated_at=now)
+                            )
                         current[task_id] = merged
                         results.append(merged)
                     return results
@@ -198,8 +227,11 @@ class Database:
         import json
 
         with self.engine.connect() as conn:
-            row = conn.execute(select(TaskVariablesRow.variables, TaskVariablesRow.updated_at)
-                               .where(TaskVariablesRow.task_id == task_id)).first()
+            row = conn.execute(
+                select(TaskVariablesRow.variables, TaskVariablesRow.updated_at).where(
+                    TaskVariablesRow.task_id == task_id
+                )
+            ).first()
         if row is None:
             return None
         return {"task_id": task_id, "variables": json.loads(row[0]), "updated_at": row[1]}
@@ -215,23 +247,43 @@ class Database:
         with self.engine.connect() as conn:
             return [dict(m) for m in conn.execute(stmt).mappings()]
 
-    def desire(self, script_path: str, replicas: int, restart: str, now: float,
-               options: dict[str, Any] | None = None) -> None:
+    def desire(
+        self,
+        script_path: str,
+        replicas: int,
+        restart: str,
+        now: float,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         """Remember that a script should run (replacing its options)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path))
-            conn.execute(insert(DesiredScriptRow).values(
-                script_path=script_path, replicas=replicas, restart=restart, started_at=now,
-                options=json.dumps(options) if options else None))
+            conn.execute(
+                delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path)
+            )
+            conn.execute(
+                insert(DesiredScriptRow).values(
+                    script_path=script_path,
+                    replicas=replicas,
+                    restart=restart,
+                    started_at=now,
+                    options=json.dumps(options) if options else None,
+                )
+            )
 
     def undesire(self, script_path: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path))
+            conn.execute(
+                delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path)
+            )
 
     def desired(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = [dict(m) for m in conn.execute(
-                select(DesiredScriptRow.__table__).order_by(DesiredScriptRow.started_at)).mappings()]
+            rows = [
+                dict(m)
+                for m in conn.execute(
+                    select(DesiredScriptRow.__table__).order_by(DesiredScriptRow.started_at)
+                ).mappings()
+            ]
         for row in rows:
             row["options"] = json.loads(row["options"]) if row.get("options") else {}
         return rows
@@ -252,8 +304,12 @@ class Database:
             stmt = stmt.where(LogRow.run_id == query.run_id)
         if query.min_level is not None:
             stmt = stmt.where(LogRow.level >= query.min_level)
-        for column, value in ((LogRow.tag, query.tag), (LogRow.source, query.source),
-                              (LogRow.call_id, query.call_id), (LogRow.task_id, query.task_id)):
+        for column, value in (
+            (LogRow.tag, query.tag),
+            (LogRow.source, query.source),
+            (LogRow.call_id, query.call_id),
+            (LogRow.task_id, query.task_id),
+        ):
             if value is not None:
                 stmt = stmt.where(column == value)
         if query.since is not None:
@@ -264,7 +320,9 @@ class Database:
             escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             stmt = stmt.where(LogRow.message.ilike(f"%{escaped}%", escape="\\"))
         if query.cursor is not None:
-            stmt = stmt.where(LogRow.id < query.cursor if query.newest_first else LogRow.id > query.cursor)
+            stmt = stmt.where(
+                LogRow.id < query.cursor if query.newest_first else LogRow.id > query.cursor
+            )
         stmt = stmt.order_by(LogRow.id.desc() if query.newest_first else LogRow.id.asc())
         stmt = stmt.limit(query.limit)
         with self.engine.connect() as conn:
@@ -280,7 +338,20 @@ class Database:
 
 def row_to_record(row: Any) -> dict[str, Any]:
     """A log row (a mapping of its columns) as the record clients get."""
-    record = {k: row[k] for k in ("id", "ts", "script_id", "run_id", "level", "source", "tag",
-                                  "message", "call_id", "task_id")}
+    record = {
+        k: row[k]
+        for k in (
+            "id",
+            "ts",
+            "script_id",
+            "run_id",
+            "level",
+            "source",
+            "tag",
+            "message",
+            "call_id",
+            "task_id",
+        )
+    }
     record["level"] = LEVEL_NAMES.get(record["level"], str(record["level"]))
     return record

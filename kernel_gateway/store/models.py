@@ -7,8 +7,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Timestamps are epoch seconds: DOUBLE everywhere (MySQL's FLOAT is single precision,
 # about two minutes of resolution at today's epoch).
-__all__ = ["Base", "RunRow", "LogRow", "CallRow", "TaskVariablesRow", "ExecutionRow", "LEVELS",
-           "LEVEL_NAMES"]
+__all__ = [
+    "Base",
+    "RunRow",
+    "LogRow",
+    "CallRow",
+    "TaskVariablesRow",
+    "ExecutionRow",
+    "LEVELS",
+    "LEVEL_NAMES",
+]
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
@@ -62,8 +70,9 @@ class CallRow(Base):
     __tablename__ = "vwed_calls"
 
     # BIGINT elsewhere; INTEGER on SQLite, where only that is an auto-incrementing rowid
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     ts: Mapped[float] = mapped_column(Double, index=True)
     script_id: Mapped[str | None] = mapped_column(String(512), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(16))

@@ -69,8 +69,10 @@ class StoreService:
         """Migrate, then start the writer; returns the newest log record id stored."""
         await self.write(self.db.migrate)
         top = await self.write(self.db.max_log_id)
-        self._tasks = [asyncio.ensure_future(self._write_loop()),
-                       asyncio.ensure_future(self._prune_loop())]
+        self._tasks = [
+            asyncio.ensure_future(self._write_loop()),
+            asyncio.ensure_future(self._prune_loop()),
+        ]
         return int(top)
 
     async def close(self) -> None:
@@ -138,8 +140,9 @@ class StoreService:
             while self._merges:
                 batch, self._merges = self._merges, []
                 try:
-                    results = await self.write(self.db.merge_many, [(t, v) for t, v, _ in batch],
-                                               time.time())
+                    results = await self.write(
+                        self.db.merge_many, [(t, v) for t, v, _ in batch], time.time()
+                    )
                 except Exception as exc:
                     for _, _, fut in batch:
                         if not fut.done():
@@ -169,7 +172,7 @@ class StoreService:
             except Exception:
                 self.failures += 1
                 log.exception("storing log records failed (will retry)")
-                await asyncio.sleep(min(5.0, self.interval * 2**min(self.failures, 5)))
+                await asyncio.sleep(min(5.0, self.interval * 2 ** min(self.failures, 5)))
             else:
                 self.failures = 0
             self._report_drops()
@@ -177,7 +180,9 @@ class StoreService:
     async def _write_batch(self) -> None:
         logs = [self._logs.popleft() for _ in range(min(self.batch_size, len(self._logs)))]
         calls = [self._calls.popleft() for _ in range(min(self.batch_size, len(self._calls)))]
-        execs = [self._executions.popleft() for _ in range(min(self.batch_size, len(self._executions)))]
+        execs = [
+            self._executions.popleft() for _ in range(min(self.batch_size, len(self._executions)))
+        ]
         rows = [{**r, "level": LEVELS.get(r["level"], 20)} for r in logs]
         try:
             await self.write(self.db.insert_batch, rows, calls, execs)
@@ -224,6 +229,7 @@ class StoreService:
     # -- reads -------------------------------------------------------------------------
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers (for readiness)."""
+
         def check() -> bool:
             from sqlalchemy import text
 

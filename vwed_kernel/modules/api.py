@@ -44,8 +44,9 @@ class Response:
         self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
         for name, value in [*self.headers.items(), ("Content-Type", content_type or "")]:
             if not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
-                raise ValueError(f"unsafe HTTP header {name!r}: names are tokens, values have no "
-                                 "CR, LF or NUL")
+                raise ValueError(
+                    f"unsafe HTTP header {name!r}: names are tokens, values have no CR, LF or NUL"
+                )
         self.content_type = content_type
 
     def encoded_body(self) -> tuple[bytes, str, str | None]:
@@ -94,8 +95,12 @@ class ApiModule:
             return lambda h: self.register_route(path, method, h, description) or h
         if not callable(handler):
             raise RegistrationError(f"handler for route {path!r} is not callable")
-        spec = RouteSpec(normalize_method(method), normalize_route_path(path), handler,
-                         description or (handler.__doc__ or "").strip().split("\n")[0])
+        spec = RouteSpec(
+            normalize_method(method),
+            normalize_route_path(path),
+            handler,
+            description or (handler.__doc__ or "").strip().split("\n")[0],
+        )
         self._vwed._registrations.routes[spec.key] = spec
         self._vwed._link.notify_register("api", spec.describe())
         return None
@@ -171,7 +176,9 @@ class ApiModule:
 
         def started(task: asyncio.Task[asyncio.Server]) -> None:
             if task.cancelled() or task.exception() is not None:
-                self._vwed.log.error("tcp", f"port {port} could not be opened: {task.exception()!r}")
+                self._vwed.log.error(
+                    "tcp", f"port {port} could not be opened: {task.exception()!r}"
+                )
                 self._vwed._registrations.tcp.pop(str(port), None)
             else:
                 spec.server = task.result()

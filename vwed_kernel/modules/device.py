@@ -42,39 +42,64 @@ class ModbusDevice:
                         raise DeviceError(f"Modbus device {self.ip}:{self.port} is not reachable")
                     continue
                 try:
-                    response = getattr(self._client, method)(*args, device_id=kwargs.pop("unit", self.unit),
-                                                             **kwargs)
+                    response = getattr(self._client, method)(
+                        *args, device_id=kwargs.pop("unit", self.unit), **kwargs
+                    )
                 except (ModbusException, OSError) as exc:
                     self._client.close()  # reconnect once, then give up
                     if attempt == 2:
-                        raise DeviceError(f"Modbus {what} on {self.ip}:{self.port} failed: {exc}") from exc
+                        raise DeviceError(
+                            f"Modbus {what} on {self.ip}:{self.port} failed: {exc}"
+                        ) from exc
                     continue
                 if response.isError():
                     code = getattr(response, "exception_code", None)
-                    raise DeviceError(f"Modbus {what} on {self.ip}:{self.port} answered exception "
-                                      f"code {code}", code)
+                    raise DeviceError(
+                        f"Modbus {what} on {self.ip}:{self.port} answered exception code {code}",
+                        code,
+                    )
                 return response
         raise DeviceError(f"Modbus device {self.ip}:{self.port} is not reachable")
 
-    def read_holding_registers(self, address: int, count: int = 1, unit: int | None = None) -> list[int]:
+    def read_holding_registers(
+        self, address: int, count: int = 1, unit: int | None = None
+    ) -> list[int]:
         """Holding registers ``address`` .. ``address+count-1``."""
-        return list(self._call("read", "read_holding_registers", address, count=count,
-                               unit=unit or self.unit).registers)
+        return list(
+            self._call(
+                "read", "read_holding_registers", address, count=count, unit=unit or self.unit
+            ).registers
+        )
 
-    def read_input_registers(self, address: int, count: int = 1, unit: int | None = None) -> list[int]:
+    def read_input_registers(
+        self, address: int, count: int = 1, unit: int | None = None
+    ) -> list[int]:
         """Input registers."""
-        return list(self._call("read", "read_input_registers", address, count=count,
-                               unit=unit or self.unit).registers)
+        return list(
+            self._call(
+                "read", "read_input_registers", address, count=count, unit=unit or self.unit
+            ).registers
+        )
 
     def read_coils(self, address: int, count: int = 1, unit: int | None = None) -> list[bool]:
         """Coils."""
-        return [bool(b) for b in self._call("read", "read_coils", address, count=count,
-                                            unit=unit or self.unit).bits[:count]]
+        return [
+            bool(b)
+            for b in self._call(
+                "read", "read_coils", address, count=count, unit=unit or self.unit
+            ).bits[:count]
+        ]
 
-    def read_discrete_inputs(self, address: int, count: int = 1, unit: int | None = None) -> list[bool]:
+    def read_discrete_inputs(
+        self, address: int, count: int = 1, unit: int | None = None
+    ) -> list[bool]:
         """Discrete inputs."""
-        return [bool(b) for b in self._call("read", "read_discrete_inputs", address, count=count,
-                                            unit=unit or self.unit).bits[:count]]
+        return [
+            bool(b)
+            for b in self._call(
+                "read", "read_discrete_inputs", address, count=count, unit=unit or self.unit
+            ).bits[:count]
+        ]
 
     def write_register(self, address: int, value: int, unit: int | None = None) -> None:
         """One holding register."""
@@ -82,7 +107,9 @@ class ModbusDevice:
 
     def write_registers(self, address: int, values: list[int], unit: int | None = None) -> None:
         """Several holding registers from ``address``."""
-        self._call("write", "write_registers", address, [int(v) for v in values], unit=unit or self.unit)
+        self._call(
+            "write", "write_registers", address, [int(v) for v in values], unit=unit or self.unit
+        )
 
     def write_coil(self, address: int, value: bool, unit: int | None = None) -> None:
         """One coil."""
@@ -90,7 +117,9 @@ class ModbusDevice:
 
     def write_coils(self, address: int, values: list[bool], unit: int | None = None) -> None:
         """Several coils from ``address``."""
-        self._call("write", "write_coils", address, [bool(v) for v in values], unit=unit or self.unit)
+        self._call(
+            "write", "write_coils", address, [bool(v) for v in values], unit=unit or self.unit
+        )
 
     def close(self) -> None:
         """Close the connection (the next call opens it again)."""
@@ -116,8 +145,9 @@ class DeviceModule:
                 device = self._devices[key] = ModbusDevice(ip, int(port), int(unit))
         return device
 
-    def modbus(self, ip: str, port: int = 502, register: int = 0, value: int | None = None,
-               unit: int = 1) -> int | None:
+    def modbus(
+        self, ip: str, port: int = 502, register: int = 0, value: int | None = None, unit: int = 1
+    ) -> int | None:
         """Read one holding register (returns its value), or write ``value`` to it."""
         device = self.modbus_client(ip, port, unit)
         if value is None:
@@ -130,7 +160,9 @@ class DeviceModule:
         try:
             from asyncua.sync import Client
         except ImportError:
-            raise DeviceError("OPC UA needs the 'opc' extra: pip install 'vwed-script-engine[opc]'") from None
+            raise DeviceError(
+                "OPC UA needs the 'opc' extra: pip install 'vwed-script-engine[opc]'"
+            ) from None
         with Client(server_url) as client:
             node = client.get_node(node_id)
             if value is None:
@@ -138,14 +170,24 @@ class DeviceModule:
             node.write_value(value)
             return None
 
-    def plc(self, ip: str, rack: int = 0, slot: int = 1, db_number: int = 1, start: int = 0,
-            size: int = 4, data: bytes | None = None) -> bytes | None:
+    def plc(
+        self,
+        ip: str,
+        rack: int = 0,
+        slot: int = 1,
+        db_number: int = 1,
+        start: int = 0,
+        size: int = 4,
+        data: bytes | None = None,
+    ) -> bytes | None:
         """Read ``size`` bytes of a Siemens S7 data block (or write ``data``). Needs the
         ``plc`` extra (python-snap7)."""
         try:
             import snap7
         except ImportError:
-            raise DeviceError("S7 PLCs need the 'plc' extra: pip install 'vwed-script-engine[plc]'") from None
+            raise DeviceError(
+                "S7 PLCs need the 'plc' extra: pip install 'vwed-script-engine[plc]'"
+            ) from None
         client = snap7.client.Client()
         client.connect(ip, rack, slot)
         try:

@@ -32,8 +32,13 @@ class EventModule:
         self._vwed = vwed
         self._ids = itertools.count(1)
 
-    def listen(self, event_name: str, handler: Callable[..., Any] | None = None, priority: int = 1,
-               all_replicas: bool = False) -> Any:
+    def listen(
+        self,
+        event_name: str,
+        handler: Callable[..., Any] | None = None,
+        priority: int = 1,
+        all_replicas: bool = False,
+    ) -> Any:
         """Call ``handler`` when ``event_name`` is emitted; returns the listener id.
         Without a handler, returns a decorator."""
         check_name("event", event_name)
@@ -43,8 +48,9 @@ class EventModule:
             raise RegistrationError(f"listener of {event_name!r} is not callable")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise RegistrationError("priority must be an integer (higher runs first)")
-        spec = ListenerSpec(f"{event_name}#{next(self._ids)}", event_name, handler, priority,
-                            bool(all_replicas))
+        spec = ListenerSpec(
+            f"{event_name}#{next(self._ids)}", event_name, handler, priority, bool(all_replicas)
+        )
         self._vwed._registrations.listeners[spec.id] = spec
         self._vwed._link.notify_register("event", spec.describe())
         return spec.id
@@ -53,8 +59,12 @@ class EventModule:
         """Remove the listeners of ``event_name`` (all, or those of ``handler``, or the one
         with that listener id); returns how many were removed."""
         listeners = self._vwed._registrations.listeners
-        gone = [s for s in listeners.values() if s.event == event_name
-                and (handler is None or s.handler is handler or s.id == handler)]
+        gone = [
+            s
+            for s in listeners.values()
+            if s.event == event_name
+            and (handler is None or s.handler is handler or s.id == handler)
+        ]
         for spec in gone:
             del listeners[spec.id]
             self._vwed._link.notify_unregister("event", spec.describe())
@@ -80,25 +90,34 @@ class EventModule:
         check_name("event", event_name)
         link = self._vwed._link
         if link.attached:
-            return dict(await link.arequest("event.emit", {"name": event_name, "data": data,
-                                                           "wait": True}))
+            return dict(
+                await link.arequest("event.emit", {"name": event_name, "data": data, "wait": True})
+            )
         return self._local(event_name, data)
 
     def _local(self, event_name: str, data: Any) -> dict[str, Any]:
         from ..calling import call_event_handler
         from ..modules.function import run_to_completion
 
-        specs = sorted((s for s in self._vwed._registrations.listeners.values()
-                        if s.event == event_name), key=lambda s: -s.priority)
+        specs = sorted(
+            (s for s in self._vwed._registrations.listeners.values() if s.event == event_name),
+            key=lambda s: -s.priority,
+        )
         failed = []
         for spec in specs:
             try:
                 run_to_completion(call_event_handler(spec.handler, event_name, data))
             except Exception as exc:
-                failed.append({"listener": spec.id, "type": type(exc).__name__, "message": str(exc)})
+                failed.append(
+                    {"listener": spec.id, "type": type(exc).__name__, "message": str(exc)}
+                )
                 self._vwed.log.error("event", f"listener {spec.id} failed: {exc!r}")
-        return {"event": event_name, "listeners": len(specs),
-                "delivered": len(specs) - len(failed), "failed": failed}
+        return {
+            "event": event_name,
+            "listeners": len(specs),
+            "delivered": len(specs) - len(failed),
+            "failed": failed,
+        }
 
     def list(self) -> list[dict[str, Any]]:
         """This script's listeners."""

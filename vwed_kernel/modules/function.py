@@ -82,9 +82,12 @@ class FunctionModule:
             raise RegistrationError(f"handler of function {name!r} is not callable")
         if params is None:
             params = _param_names(handler)
-        spec = FunctionSpec(name, handler,
-                            description or (handler.__doc__ or "").strip().split("\n")[0],
-                            list(params))
+        spec = FunctionSpec(
+            name,
+            handler,
+            description or (handler.__doc__ or "").strip().split("\n")[0],
+            list(params),
+        )
         self._vwed._registrations.functions[name] = spec
         self._vwed._link.notify_register("function", spec.describe())
         return None
@@ -150,4 +153,6 @@ def _param_names(handler: Callable[..., Any]) -> list[str]:
         sig = inspect.signature(handler)
     except (TypeError, ValueError):
         return []
-    return [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]

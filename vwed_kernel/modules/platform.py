@@ -20,5 +20,6 @@ class PlatformModule:
 
     def _call(self, method: str, **args: Any) -> Any:
         args = {k: v for k, v in args.items() if v is not None}
-        return self._vwed._link.request("platform", {"module": self.module, "method": method,
-                                                     "args": args})
+        return self._vwed._link.request(
+            "platform", {"module": self.module, "method": method, "args": args}
+        )

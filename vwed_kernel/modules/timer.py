@@ -33,8 +33,13 @@ class TimerModule:
         self._vwed = vwed
         self._ids = itertools.count(1)
 
-    def schedule(self, interval: float, handler: Callable[..., Any], repeat: bool = True,
-                 all_replicas: bool = False) -> str:
+    def schedule(
+        self,
+        interval: float,
+        handler: Callable[..., Any],
+        repeat: bool = True,
+        all_replicas: bool = False,
+    ) -> str:
         """Every ``interval`` seconds (once, if ``repeat`` is false); returns the timer id."""
         if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
             raise RegistrationError("interval must be a positive number of seconds")
@@ -75,11 +80,19 @@ class TimerModule:
         return len(ids)
 
     # -- running ---------------------------------------------------------------------
-    def _add(self, kind: str, interval: float | None, expression: str | None,
-             handler: Callable[..., Any], all_replicas: bool) -> str:
+    def _add(
+        self,
+        kind: str,
+        interval: float | None,
+        expression: str | None,
+        handler: Callable[..., Any],
+        all_replicas: bool,
+    ) -> str:
         if not callable(handler):
             raise RegistrationError("timer handler is not callable")
-        spec = TimerSpec(f"timer_{next(self._ids)}", kind, handler, interval, expression, all_replicas)
+        spec = TimerSpec(
+            f"timer_{next(self._ids)}", kind, handler, interval, expression, all_replicas
+        )
         link = self._vwed._link
         spec.active = all_replicas or link.replica == 0
         if spec.active:

@@ -44,8 +44,12 @@ def upgrade() -> None:
     op.create_index("ix_vwed_log_ts", "vwed_log_records", ["ts"])
     op.create_table(
         "vwed_calls",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("ts", sa.Double, nullable=False),
         sa.Column("script_id", sa.String(512), nullable=True),
         sa.Column("kind", sa.String(16), nullable=False),
