@@ -51,7 +51,7 @@ from .handlers.steps import (
     ExecutionsHandler,
     TaskVariablesHandler,
 )
-from .kernels import KernelPool, ScriptKernel
+from .kernels import KernelPool, KernelStartError, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
 from .logs import LogHub
 from .mail import Mailer
@@ -220,7 +220,7 @@ class Gateway:
             default_policy=settings.default_policy,
         )
         self.workers = WorkerPool(
-            self._start_kernel,
+            self._start_worker,
             settings.workers or os.cpu_count() or 2,
             settings.step_queue,
             on_ready=self._worker_ready,
@@ -272,6 +272,21 @@ class Gateway:
         return await ScriptKernel.start(
             self.ksm, self.kernel_name, fast_path=self.settings.fast_path
         )
+
+    async def _start_worker(self) -> ScriptKernel:
+        """A worker kernel for steps, under the policy of the scripts it runs (``--policy``;
+        relative ``write`` entries are under the scripts root), installed before any step."""
+        worker = await self._start_kernel()
+        policy = self.settings.default_policy
+        if policy is None:
+            return worker
+        reply = await worker.bridge.call(
+            {"op": "prepare", "policy": policy, "folder": str(self.store.root)}, timeout=30
+        )
+        if not reply.ok:
+            await worker.shutdown(now=True)
+            raise KernelStartError(f"a worker refused the --policy: {reply.error.get('message')}")
+        return worker
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens

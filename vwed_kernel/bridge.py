@@ -209,7 +209,8 @@ class GatewayLink(Link):
         self._vwed()._registrations.clear()
         if data.get("policy") is not None:
             try:
-                self._install_policy(data["policy"], os.path.dirname(path) if path else None)
+                folder = data.get("folder") or (os.path.dirname(path) if path else None)
+                self._install_policy(data["policy"], folder)
             except PolicyError as exc:
                 self._reply_error(data["id"], exc, "policy")
                 return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import inspect
 import io
 import json
 import os
@@ -154,15 +155,10 @@ class StepRunner:
     ) -> Callable[[], Any] | None:
         module = self._module(data, key)
         name = data.get("function")
-        func = getattr(module, str(name), None) if name else None
-        if not callable(func):
+        func = _step_function(module, name)
+        if func is None:
             available = sorted(
-                n
-                for n, v in vars(module).items()
-                if callable(v)
-                and not n.startswith("_")
-                and not isinstance(v, type)
-                and getattr(v, "__module__", None) == module.__name__
+                n for n, v in vars(module).items() if _is_step_function(module, n, v)
             )
             send(
                 {
@@ -249,6 +245,30 @@ _NO_RESULT = object()
 
 class _CacheMiss(Exception):
     pass
+
+
+def _is_step_function(module: types.ModuleType, name: str, value: Any) -> bool:
+    """Whether a caller may run ``name``: a public function *defined in* the step file.
+
+    Security: a step's ``function_name`` comes from a caller token. A plain ``getattr``
+    would reach anything the module holds: a name it imported (``check_output``), or the
+    module's own ``__getattribute__``/``__setattr__`` (read or rewrite any global). Only
+    functions written in the file qualify (``functools.wraps`` decorations keep their
+    ``__module__``, so decorated functions still do); classes, instances, imports, dunder and
+    underscore names do not."""
+    if not name or name.startswith("_") or not name.isidentifier():
+        return False
+    if not (inspect.isfunction(value) or hasattr(value, "__wrapped__")) or isinstance(value, type):
+        return False
+    return callable(value) and getattr(value, "__module__", None) == module.__name__
+
+
+def _step_function(module: types.ModuleType, name: Any) -> Callable[..., Any] | None:
+    """The step function ``name`` of ``module`` (see ``_is_step_function``), else None."""
+    if not isinstance(name, str):
+        return None
+    value = vars(module).get(name)
+    return value if _is_step_function(module, name, value) else None
 
 
 async def _captured(awaitable: Any, out: io.StringIO, err: io.StringIO) -> Any:
