@@ -146,11 +146,16 @@ def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> we
         kwargs = {name: services[name] for name in needs}
         kwargs["token"] = tokens
         kwargs["allow_origins"] = origins
+        kwargs["allow_hosts"] = settings.host_check
         handlers.append((pattern, handler, kwargs))
     return web.Application(
         handlers,
         default_handler_class=NotFoundHandler,
-        default_handler_args={"token": tokens, "allow_origins": origins},
+        default_handler_args={
+            "token": tokens,
+            "allow_origins": origins,
+            "allow_hosts": settings.host_check,
+        },
         debug=False,
         serve_traceback=False,
         log_function=log_request,
@@ -328,13 +333,14 @@ class Gateway:
             self.db.db.safe_url,
         )
         if self.tokens.enabled:
+            # Security: the token itself never goes into a log, only where to find it.
             log.info(
-                "admin token in %s; use http://%s:%s/script-engine/health?token=%s or "
-                "'Authorization: token <T>'",
+                "the admin token is in %s: send 'Authorization: token <T>' "
+                '(e.g. curl -H "Authorization: token $(cat %s)" http://%s:%s/script-engine/running)',
+                Path(self.settings.data_dir) / "token",
                 Path(self.settings.data_dir) / "token",
                 self.settings.ip,
                 self.port,
-                self.tokens.admin,
             )
         else:
             log.warning(

@@ -103,7 +103,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "",
         "admin token (default: generated at first start in <data-dir>/token); "
-        "clients send 'Authorization: token T' or 'Bearer T' (or ?token=T)",
+        "clients send 'Authorization: token T' or 'Bearer T' (?token=T on WebSockets only)",
     ),
     Option(
         "allow_origins",
@@ -113,11 +113,24 @@ OPTIONS: tuple[Option, ...] = (
         "(default: none, same origin only; '*' for any)",
     ),
     Option(
+        "allow_hosts",
+        str,
+        "",
+        "comma-separated Host names accepted while the gateway listens on loopback (default: "
+        "loopback names and addresses only, against DNS rebinding; '*' for any)",
+    ),
+    Option(
         "caller_token",
         str,
         "",
         "caller token for task flows: /script-api, function calls, "
         "events, steps (default: generated in <data-dir>/caller_token)",
+    ),
+    Option(
+        "max_timeout",
+        float,
+        24 * 3600.0,
+        "largest 'timeout' a call or step may ask for, in seconds",
     ),
     Option("max_file_size", int, 1024 * 1024, "largest script file accepted, in bytes"),
     Option("max_body_size", int, 16 * 1024 * 1024, "largest HTTP request body accepted, in bytes"),
@@ -186,6 +199,8 @@ class Settings:
     token: str = ""
     caller_token: str = ""
     allow_origins: str = ""
+    allow_hosts: str = ""
+    max_timeout: float = 24 * 3600.0
     max_file_size: int = 1024 * 1024
     max_body_size: int = 16 * 1024 * 1024
     log_retention_days: float = 30.0
@@ -213,9 +228,14 @@ class Settings:
             problems.append("pool_size must be >= 0")
         if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
             problems.append("workers and step_queue must be >= 0, step_grace > 0")
+        if not 0 < self.max_timeout < float("inf"):
+            problems.append("max_timeout must be a finite number of seconds > 0")
         for name in ("call_timeout", "boot_timeout"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be > 0")
+            value = getattr(self, name)
+            if not 0 < value <= self.max_timeout:  # also refuses NaN
+                problems.append(f"{name} must be > 0 and at most max_timeout ({value!r})")
+        if not 0 <= self.drain_timeout <= self.max_timeout:
+            problems.append(f"drain_timeout must be >= 0 and finite ({self.drain_timeout!r})")
         if self.smtp_tls not in ("none", "starttls", "ssl"):
             problems.append("smtp_tls must be none, starttls or ssl")
         if self.max_file_size <= 0 or self.max_body_size <= 0:
@@ -253,6 +273,18 @@ class Settings:
         if not isinstance(value, dict):
             raise ConfigError(f"policy file {self.policy!r} must hold a JSON object")
         return value
+
+    @property
+    def host_check(self) -> tuple[str, ...] | None:
+        """Host names accepted besides loopback ones, or None when Host is not checked.
+
+        Security: a gateway that listens on loopback only (always so with ``--no-auth``)
+        must not answer a page that reached it by DNS rebinding (a foreign name resolving
+        to 127.0.0.1), as Jupyter Server does; one published on another address under a
+        host name is protected by its tokens instead."""
+        if not (_is_loopback(self.ip) or not self.auth):
+            return None
+        return tuple(h.strip().lower() for h in self.allow_hosts.split(",") if h.strip())
 
     @property
     def database_url(self) -> str:

@@ -8,12 +8,14 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── BadRequest                        400 BAD_REQUEST (INVALID_JSON, MISSING_FIELD, ...)
     │   └── PathInvalid                   400 PATH_INVALID
     ├── Unauthorized                      401 UNAUTHORIZED
-    ├── Forbidden                         403 FORBIDDEN (the caller token on an admin endpoint)
+    ├── Forbidden                         403 FORBIDDEN (the caller token on an admin endpoint),
+    │                                         ORIGIN_NOT_ALLOWED, HOST_NOT_ALLOWED
     ├── NotFound                          404 NOT_FOUND (SCRIPT_NOT_FOUND, NOT_RUNNING,
     │                                          ROUTE_NOT_FOUND, FUNCTION_NOT_FOUND, ...)
     ├── MethodNotAllowed                  405 METHOD_NOT_ALLOWED
     ├── Conflict                          409 ALREADY_RUNNING, REGISTRATION_CONFLICT, EXISTS
     ├── PayloadTooLarge                   413 FILE_TOO_LARGE
+    ├── UnsupportedMediaType              415 UNSUPPORTED_MEDIA_TYPE
     ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS
     ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
     ├── KernelDied                        502 KERNEL_DIED
@@ -35,6 +37,7 @@ __all__ = [
     "MethodNotAllowed",
     "Conflict",
     "PayloadTooLarge",
+    "UnsupportedMediaType",
     "ScriptError",
     "HandlerError",
     "KernelDied",
@@ -109,6 +112,11 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class ScriptError(GatewayError):

@@ -131,7 +131,11 @@ def test_function_argument_binding(scripts, client):
     assert one.json()["result"] == {"payload": 1, "k": 2}  # one parameter gets the dict
     s = client.post(f"/script-engine/functions/{n}_one/call", json={"args": "__import__('os')"})
     assert s.json()["result"] == "__import__('os')"  # never eval'd
-    r = client.post(f"/script-engine/functions/{n}_one/call", content=b"[")
+    r = client.post(
+        f"/script-engine/functions/{n}_one/call",
+        content=b"[",
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and r.json()["code"] == "INVALID_JSON"
 
 

@@ -94,11 +94,26 @@ def test_openapi_fuzz(case, fuzz_gateway):
     )
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def test_bad_input_is_refused_clearly(fuzz_gateway):
     with httpx.Client(base_url=fuzz_gateway.url, headers=AUTH, timeout=30) as c:
         cases = [
-            ("POST", "/script-engine/start", {"content": b"{not json"}, 400, "INVALID_JSON"),
-            ("POST", "/script-engine/start", {"content": b"[1, 2]"}, 400, "INVALID_JSON"),
+            (
+                "POST",
+                "/script-engine/start",
+                {"content": b"{not json", "headers": JSON},
+                400,
+                "INVALID_JSON",
+            ),
+            (
+                "POST",
+                "/script-engine/start",
+                {"content": b"[1, 2]", "headers": JSON},
+                400,
+                "INVALID_JSON",
+            ),
             ("POST", "/script-engine/start", {"json": {"script_path": 7}}, 400, "MISSING_FIELD"),
             (
                 "POST",
@@ -124,7 +139,7 @@ def test_bad_input_is_refused_clearly(fuzz_gateway):
             (
                 "POST",
                 "/script-engine/functions/fuzz_add/call",
-                {"content": b"\xff\xfe"},
+                {"content": b"\xff\xfe", "headers": JSON},
                 400,
                 "INVALID_JSON",
             ),
@@ -137,7 +152,7 @@ def test_bad_input_is_refused_clearly(fuzz_gateway):
             (
                 "POST",
                 "/script-engine/functions/fuzz_add/call",
-                {"content": b"{" + b" " * (300 * 1024) + b"}"},
+                {"content": b"{" + b" " * (300 * 1024) + b"}", "headers": JSON},
                 413,
                 "BODY_TOO_LARGE",
             ),

@@ -110,7 +110,9 @@ def test_stop_by_path_and_restart_reads_the_file_again(scripts, client):
 def test_start_errors(scripts, client):
     r = client.post("/script-engine/start", json={"script_path": "missing/nothing.py"})
     assert r.status_code == 404 and r.json()["code"] == "SCRIPT_NOT_FOUND"
-    r = client.post("/script-engine/start", content=b"{not json")
+    r = client.post(
+        "/script-engine/start", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["code"] == "INVALID_JSON"
     r = client.post("/script-engine/start", json={})
     assert r.status_code == 400 and r.json()["code"] == "MISSING_FIELD"
@@ -259,7 +261,11 @@ def boot():
 
 @pytest.mark.parametrize("path", ["../outside.py", "/etc/passwd", "a/../../b.py", "bad\x00.py"])
 def test_start_refuses_paths_outside_the_root(client, path):
-    r = client.post("/script-engine/start", content=json.dumps({"script_path": path}))
+    r = client.post(
+        "/script-engine/start",
+        content=json.dumps({"script_path": path}),
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and r.json()["code"] == "PATH_INVALID"
 
 

@@ -304,5 +304,7 @@ def test_a_full_queue_answers_busy(tmp_path):
 
 
 def test_execute_is_documented_in_json_errors(client):
-    r = client.post("/script-engine/execute", content=b"not json")
+    r = client.post(
+        "/script-engine/execute", content=b"not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and json.loads(r.text)["code"] == "INVALID_JSON"

@@ -7,17 +7,27 @@ import json
 import logging
 from typing import Any
 
-from tornado import web
+from tornado import web, websocket
 
 from ..errors import BadRequest, Forbidden, GatewayError, NotFound, Unauthorized
+from .guard import check_content_type, check_host, check_origin, origin_allowed, redact_uri
 
-__all__ = ["JSONHandler", "NotFoundHandler", "check_token", "Tokens", "write_json_error"]
+__all__ = [
+    "JSONHandler",
+    "NotFoundHandler",
+    "check_token",
+    "origin_allowed",
+    "request_summary",
+    "Tokens",
+    "write_json_error",
+]
 
 log = logging.getLogger("kernel_gateway.http")
 
 
 def check_token(handler: web.RequestHandler, token: Any) -> None:
-    """Constant-time check of ``Authorization: token T`` / ``Bearer T`` / ``?token=T``.
+    """Constant-time check of ``Authorization: token T`` / ``Bearer T`` (``?token=T`` on
+    WebSocket upgrades only).
 
     ``token`` is a :class:`Tokens` (the endpoint's ``role`` says which it accepts) or
     one plain token (empty: no check).
@@ -32,9 +42,11 @@ def check_token(handler: web.RequestHandler, token: Any) -> None:
         accepted = [token]
     header = handler.request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    given = (
-        value.strip() if scheme.lower() in ("token", "bearer") else ""
-    ) or handler.get_query_argument("token", "")
+    given = value.strip() if scheme.lower() in ("token", "bearer") else ""
+    if not given and isinstance(handler, websocket.WebSocketHandler):
+        # Security: ?token= only where a header cannot be sent (a browser's WebSocket);
+        # elsewhere a token in a URL ends up in proxies', browsers' and servers' logs.
+        given = handler.get_query_argument("token", "")
     matches = [hmac.compare_digest(given.encode(), t.encode()) for t in accepted]
     if any(matches):
         return
@@ -69,8 +81,10 @@ def write_json_error(
     handler.finish(json.dumps(body, default=str))
 
 
-def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
-    return bool(origin) and ("*" in allowed or origin in allowed)
+def request_summary(handler: web.RequestHandler) -> str:
+    """Tornado's ``METHOD uri (ip)`` for logs, with any token in the query hidden."""
+    req = handler.request
+    return f"{req.method} {redact_uri(req.uri or '')} ({req.remote_ip})"
 
 
 class Tokens:
@@ -92,6 +106,7 @@ class JSONHandler(web.RequestHandler):
     token: Any = ""
     role: str = "admin"  # "caller" for endpoints a task flow may use
     allow_origins: tuple[str, ...] = ()  # CORS: off unless configured (--allow-origins)
+    allow_hosts: tuple[str, ...] | None = ()  # Host names besides loopback (None: any)
 
     def initialize(self, **services: Any) -> None:
         for name, value in services.items():
@@ -99,9 +114,19 @@ class JSONHandler(web.RequestHandler):
 
     def prepare(self) -> None:
         self._cors()  # here: set_default_headers runs before initialize() on a new handler
+        check_host(self.request, self.allow_hosts)
         if self._preflight():
             return
+        self.guard_writes()
         check_token(self, self.token)
+
+    def guard_writes(self) -> None:
+        """Cross-site writes: a foreign ``Origin``, a body that is not JSON (guard.py)."""
+        check_origin(self.request, self.allow_origins)
+        check_content_type(self.request)
+
+    def _request_summary(self) -> str:
+        return request_summary(self)
 
     def _cors(self) -> None:
         origin = self.request.headers.get("Origin", "")
@@ -160,7 +185,7 @@ class JSONHandler(web.RequestHandler):
                 level,
                 "%s %s -> %s %s: %s",
                 self.request.method,
-                self.request.uri,
+                redact_uri(self.request.uri or ""),
                 value.status,
                 value.code,
                 value.log_message or value.message,
@@ -173,4 +198,5 @@ class NotFoundHandler(JSONHandler):
     """Any path the gateway does not serve: a JSON 404, never an HTML page."""
 
     def prepare(self) -> None:
+        check_host(self.request, self.allow_hosts)
         raise NotFound(f"no endpoint {self.request.path}", "ENDPOINT_NOT_FOUND")

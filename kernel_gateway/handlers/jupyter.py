@@ -178,7 +178,9 @@ class KernelChannelsHandler(GatewaySocket):
         scratch: ScratchKernels,  # type: ignore[override]
         token: Any = "",
         allow_origins: tuple[str, ...] = (),
+        allow_hosts: tuple[str, ...] | None = (),
     ) -> None:
+        self.allow_hosts = allow_hosts
         self.engine = engine
         self.scratch = scratch
         self.token = token

@@ -234,10 +234,17 @@ class LogStreamHandler(GatewaySocket):
     hub: LogHub
     token: str
 
-    def initialize(self, hub: LogHub, token: Any = "", allow_origins: tuple[str, ...] = ()) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self,
+        hub: LogHub,
+        token: Any = "",
+        allow_origins: tuple[str, ...] = (),
+        allow_hosts: tuple[str, ...] | None = (),
+    ) -> None:
         self.hub = hub
         self.token = token
         self.allow_origins = allow_origins
+        self.allow_hosts = allow_hosts
         self.subscriber: Subscriber | None = None
         self._pump: asyncio.Task[None] | None = None
 

@@ -9,6 +9,7 @@ from ..engine import ScriptEngine
 from ..kernels import KernelPool
 from ..steps import StepService
 from .base import JSONHandler
+from .guard import check_host
 
 __all__ = ["HealthHandler", "OpenAPIHandler", "MetricsHandler"]
 
@@ -31,8 +32,8 @@ class HealthHandler(JSONHandler):
     steps: StepService
 
     def prepare(self) -> None:
-        # Health is for load balancers and probes: no token needed.
-        pass
+        # Health is for load balancers and probes: no token needed (the Host still is).
+        check_host(self.request, self.allow_hosts)
 
     async def get(self) -> None:
         running = self.engine.running()

@@ -28,12 +28,17 @@ class ScriptWebSocketHandler(GatewaySocket):
 
     role = "caller"
 
-    def initialize(
-        self, router: CallRouter, token: Any = "", allow_origins: tuple[str, ...] = ()
-    ) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self,
+        router: CallRouter,
+        token: Any = "",
+        allow_origins: tuple[str, ...] = (),
+        allow_hosts: tuple[str, ...] | None = (),
+    ) -> None:
         self.router = router
         self.token = token
         self.allow_origins = allow_origins
+        self.allow_hosts = allow_hosts
         self.connection_id = uuid.uuid4().hex[:12]
         self.path_key = ""
         self.script_id: str | None = None

@@ -9,7 +9,8 @@ from typing import Any
 from tornado import websocket
 
 from ..errors import BadRequest, GatewayError
-from .base import check_token, origin_allowed, write_json_error
+from .base import check_token, request_summary, write_json_error
+from .guard import check_host, origin_allowed
 
 __all__ = ["GatewaySocket"]
 
@@ -17,14 +18,19 @@ __all__ = ["GatewaySocket"]
 class GatewaySocket(websocket.WebSocketHandler):
     token: Any = ""
     allow_origins: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] | None = ()
 
     def check_origin(self, origin: str) -> bool:
         """Same origin (Tornado's default), or an origin listed in --allow-origins."""
         return origin_allowed(origin, self.allow_origins) or super().check_origin(origin)
 
     def admit(self) -> None:
-        """The token; raises a ``GatewayError`` to refuse."""
+        """The Host (DNS rebinding) and the token; raises a ``GatewayError`` to refuse."""
+        check_host(self.request, self.allow_hosts)
         check_token(self, self.token)
+
+    def _request_summary(self) -> str:
+        return request_summary(self)
 
     def require_upgrade(self) -> None:
         """A plain HTTP request gets a JSON 400 rather than Tornado's text answer."""
