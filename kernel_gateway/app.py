@@ -236,6 +236,7 @@ class Gateway:
             self.logs,
             self.db,
             timeout=settings.call_timeout,
+            max_timeout=settings.max_timeout,
             grace=settings.step_grace,
             debug=settings.debug,
         )
@@ -260,6 +261,7 @@ class Gateway:
             self.registry,
             self.logs,
             call_timeout=settings.call_timeout,
+            max_timeout=settings.max_timeout,
             debug=settings.debug,
             store=self.db,
             mailer=mailer,

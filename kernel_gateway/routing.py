@@ -13,6 +13,7 @@ from .boot import map_call_error
 from .bridge import Reply
 from .engine import ScriptEngine
 from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .inputs import parse_timeout
 from .kernels import ScriptKernel
 from .logs import LogHub
 from .mail import Mailer
@@ -33,6 +34,7 @@ class CallRouter:
         logs: LogHub,
         *,
         call_timeout: float = 30.0,
+        max_timeout: float = 24 * 3600.0,
         debug: bool = False,
         store: StoreService | None = None,
         mailer: Mailer | None = None,
@@ -48,6 +50,7 @@ class CallRouter:
         self.logs = logs
         self.store = store
         self.call_timeout = call_timeout
+        self.max_timeout = max_timeout
         self.debug = debug
         engine.on_kernel_event = self.on_kernel_event
         engine.on_script_gone = self.script_gone
@@ -318,7 +321,9 @@ class CallRouter:
                 kernel.bridge.respond(req_id, True, json.dumps(result).encode())
             elif service == "function.call":
                 _, reply = await self.call_function(
-                    str(payload.get("name")), payload.get("args"), timeout=payload.get("timeout")
+                    str(payload.get("name")),
+                    payload.get("args"),
+                    timeout=parse_timeout(payload.get("timeout"), self.max_timeout),
                 )
                 kernel.bridge.respond(req_id, True, reply.json_bytes())
             elif service == "function.list":

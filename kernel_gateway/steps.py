@@ -19,6 +19,7 @@ from .errors import (
     ScriptError,
     ServiceUnavailable,
 )
+from .inputs import parse_timeout
 from .kernels import ScriptKernel
 from .logs import LogHub
 from .scripts import ScriptStore
@@ -28,7 +29,6 @@ from .workers import WorkerPool
 __all__ = ["StepService", "MODES"]
 
 MODES = ("SCRIPT", "SET_TASK_VARIABLES", "RUN")
-MAX_TIMEOUT = 24 * 3600.0
 
 
 @dataclass
@@ -48,6 +48,7 @@ class StepService:
         db: StoreService | None,
         *,
         timeout: float = 30.0,
+        max_timeout: float = 24 * 3600.0,
         grace: float = 5.0,
         debug: bool = False,
     ) -> None:
@@ -56,6 +57,7 @@ class StepService:
         self.logs = logs
         self.db = db
         self.timeout = timeout
+        self.max_timeout = max_timeout
         self.grace = grace
         self.debug = debug
         self.running: dict[str, Execution] = {}
@@ -78,22 +80,14 @@ class StepService:
             not isinstance(task_id, (str, int)) or isinstance(task_id, bool)
         ):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
-        timeout = body.get("timeout", self.timeout)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout <= MAX_TIMEOUT
-        ):
-            raise BadRequest(
-                f"'timeout' must be a number of seconds in (0, {MAX_TIMEOUT:g}]", "BAD_REQUEST"
-            )
+        timeout = parse_timeout(body.get("timeout"), self.max_timeout) or self.timeout
         return {
             "mode": mode,
             "path": path,
             "function": function,
             "args": body.get("args"),
             "task_id": None if task_id is None else str(task_id),
-            "timeout": float(timeout),
+            "timeout": timeout,
         }
 
     # -- running ------------------------------------------------------------------------

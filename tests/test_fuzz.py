@@ -134,7 +134,7 @@ def test_bad_input_is_refused_clearly(fuzz_gateway):
                 "/script-engine/functions/fuzz_add/call",
                 {"json": {"args": [1, 2], "timeout": "x"}},
                 400,
-                "BAD_REQUEST",
+                "BAD_PARAMETER",
             ),
             (
                 "POST",

@@ -40,7 +40,7 @@ def parse_string_argument(text: str) -> Any:
         return text
     try:
         return json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # "[" * 100000 is too deep, not a crash
         pass
     try:
         # literal_eval only accepts literals (numbers, strings, containers, ...):

@@ -123,8 +123,11 @@ class Calls:
             return
         try:
             produce = self._produce(str(kind), spec, data, buffers)
-        except BindError as exc:
+        except (BindError, RecursionError, MemoryError, ValueError) as exc:
             reply_error(send, call_id, exc, "arguments")
+            return
+        except Exception as exc:  # every call gets its answer, whatever went wrong
+            reply_error(send, call_id, exc, "handler")
             return
         self.run(call_id, str(kind), produce, send)
 

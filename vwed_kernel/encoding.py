@@ -65,6 +65,6 @@ def decode_request(request: dict[str, Any], buffers: list[Any]) -> dict[str, Any
         if "json" in ctype or (not ctype and isinstance(text, str) and text[:1] in "{["):
             try:
                 req["json"] = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply
                 pass
     return req

@@ -178,7 +178,7 @@ class StepRunner:
             return None
         try:
             args, kwargs = bind_arguments(func, data.get("args"))
-        except BindError as exc:
+        except (BindError, RecursionError, MemoryError, ValueError) as exc:
             send(
                 {
                     "op": "result",

@@ -81,6 +81,11 @@ def write_json_error(
     handler.finish(json.dumps(body, default=str))
 
 
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (Python's parser accepts them by default)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def request_summary(handler: web.RequestHandler) -> str:
     """Tornado's ``METHOD uri (ip)`` for logs, with any token in the query hidden."""
     req = handler.request
@@ -163,7 +168,9 @@ class JSONHandler(web.RequestHandler):
                 raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
             return {}
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant)
+        except RecursionError:
+            raise BadRequest("the request body is nested too deeply", "INVALID_JSON") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"the request body is not valid JSON: {exc}", "INVALID_JSON") from None
         if not isinstance(body, dict):

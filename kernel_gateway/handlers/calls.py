@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ..errors import BadRequest, HandlerError
+from ..inputs import parse_timeout
 from ..registry import normalize_path
 from ..routing import CallRouter
 from .base import JSONHandler
@@ -74,9 +75,7 @@ class FunctionCallHandler(JSONHandler):
 
     async def post(self, name: str) -> None:
         body = self.json_body(required=False)
-        timeout = body.get("timeout")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise BadRequest("'timeout' must be a positive number of seconds", "BAD_REQUEST")
+        timeout = parse_timeout(body.get("timeout"), self.router.max_timeout)
         task_id = body.get("task_id")
         if task_id is not None and not isinstance(task_id, (str, int)):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
