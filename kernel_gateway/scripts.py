@@ -22,6 +22,9 @@ from .errors import BadRequest, Conflict, NotFound, PathInvalid, PayloadTooLarge
 __all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES"]
 
 SCRIPT_SUFFIXES = (".py", ".ipynb")
+# Longest name and path the file system takes: longer ones are a 400, not an OSError.
+NAME_MAX = 255
+PATH_MAX = 4096
 TEMPLATE = Path(__file__).with_name("templates") / "new_script.py"
 _SKIP = {"__pycache__", ".ipynb_checkpoints"}
 SKIP_TAG = "skip"  # notebook cells with this tag are not run by the gateway (test cells)
@@ -57,11 +60,33 @@ class ScriptStore:
             raise PathInvalid(f"path {rel!r} must not contain '.' or '..' segments")
         if not parts and not allow_root:
             raise PathInvalid("path must not be empty")
+        if any(len(p.encode("utf-8", "surrogatepass")) > NAME_MAX for p in parts):
+            raise PathInvalid(f"a name in {rel[:80]!r}... is longer than {NAME_MAX} bytes")
         candidate = self.root.joinpath(*parts)
+        if len(str(candidate).encode("utf-8", "surrogatepass")) >= PATH_MAX:
+            raise PathInvalid(f"path {rel[:80]!r}... is longer than the platform allows")
         real = Path(os.path.realpath(candidate))
         if real != self.root and self.root not in real.parents:
             raise PathInvalid(f"path {rel!r} leaves the scripts root")
+        self._no_loop(rel, parts)
         return real
+
+    def _no_loop(self, rel: str, parts: list[str]) -> None:
+        """Refuse a path through a symlink to the root or to a folder above the link: it
+        would make the tree a loop, and every file reachable under endless aliases."""
+        here = self.root
+        for part in parts:
+            here = here / part
+            if here.is_symlink():
+                target = Path(os.path.realpath(here))
+                if target == self.root or target in here.parents:
+                    raise PathInvalid(f"path {rel!r} goes through a link to a folder above it")
+
+    def _unresolved(self, rel: str) -> Path:
+        """``rel`` under the root, checked by :meth:`resolve`, but not through a final
+        symlink: what delete and rename act on is the link, never its target."""
+        self.resolve(rel)
+        return self.root.joinpath(*[p for p in rel.split("/") if p])
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -91,6 +116,8 @@ class ScriptStore:
                 real = Path(os.path.realpath(child))
                 if real != self.root and self.root not in real.parents:
                     continue  # a symlink out of the root is not shown
+                if child.is_symlink() and child.is_dir() and (real == path or real in path.parents):
+                    continue  # a link to a folder above it: a loop, not shown
                 if child.is_dir() or child.suffix in SCRIPT_SUFFIXES:
                     children.append(self._node(child))
             return {
@@ -300,6 +327,12 @@ class ScriptStore:
         return {"path": self.relative(dst), "old_path": rel}
 
     def delete(self, rel: str, recursive: bool = False) -> dict[str, Any]:
+        """Delete a file or a folder; a symlink is removed itself, never followed (and
+        ``shutil.rmtree`` does not follow the links inside a folder)."""
+        link = self._unresolved(rel)
+        if link.is_symlink():
+            link.unlink()
+            return {"path": rel, "deleted": True}
         path = self.resolve(rel)
         if not path.exists():
             raise NotFound(f"{rel!r} does not exist", "PATH_NOT_FOUND")

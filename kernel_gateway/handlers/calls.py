@@ -16,6 +16,21 @@ __all__ = ["ScriptApiHandler", "FunctionCallHandler", "FunctionListHandler", "Ev
 
 # Headers a script never sees: the gateway's own credentials.
 _HIDDEN_HEADERS = frozenset({"authorization", "cookie"})
+# Security: framing and connection headers are the gateway's; a script that could set
+# Content-Length or Transfer-Encoding could split or desynchronise the HTTP answer.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 class ScriptApiHandler(JSONHandler):
@@ -54,6 +69,8 @@ class ScriptApiHandler(JSONHandler):
         try:
             self.set_status(int(response.get("status", 200)))
             for name, value in (response.get("headers") or {}).items():
+                if str(name).lower() in HOP_BY_HOP:
+                    raise ValueError(f"{name!r} is a connection header, set by the gateway")
                 self.set_header(name, value)
             if response.get("content_type"):
                 self.set_header("Content-Type", response["content_type"])

@@ -17,6 +17,22 @@ if TYPE_CHECKING:
 __all__ = ["ApiModule", "Response"]
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Framing headers belong to the gateway's connection, not to a script's answer: a wrong
+# Content-Length or Transfer-Encoding would desynchronise the client (response splitting).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 class Response:
@@ -47,6 +63,8 @@ class Response:
                 raise ValueError(
                     f"unsafe HTTP header {name!r}: names are tokens, values have no CR, LF or NUL"
                 )
+            if name.lower() in HOP_BY_HOP:
+                raise ValueError(f"HTTP header {name!r} is set by the gateway, not by a script")
         self.content_type = content_type
 
     def encoded_body(self) -> tuple[bytes, str, str | None]:
