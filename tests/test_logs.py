@@ -279,8 +279,10 @@ def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
             "1",
             "--workers",
             "1",
+            # 12 MiB of ring: room for a fast reader on a loaded machine, and still well
+            # under the 21 MB flood, so the reader that never reads is cut off
             "--log-buffer-mb",
-            "4",
+            "12",
             "--call-timeout",
             "180",
             "--no-auth",
