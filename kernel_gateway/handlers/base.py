@@ -16,6 +16,7 @@ __all__ = [
     "JSONHandler",
     "NotFoundHandler",
     "check_token",
+    "log_exception",
     "origin_allowed",
     "request_summary",
     "Tokens",
@@ -84,6 +85,28 @@ def write_json_error(
 def _no_constant(name: str) -> Any:
     """``NaN``/``Infinity`` are not JSON (Python's parser accepts them by default)."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+def log_exception(handler: web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
+    """Tornado's ``log_exception`` without the request's ``repr`` (it holds the full URI,
+    a ``?token=`` included): method, redacted URI, status and code, or the traceback."""
+    summary = request_summary(handler)
+    if isinstance(value, GatewayError):
+        level = logging.WARNING if value.status >= 500 else logging.DEBUG
+        log.log(
+            level,
+            "%s -> %s %s: %s",
+            summary,
+            value.status,
+            value.code,
+            value.log_message or value.message,
+        )
+    elif isinstance(value, web.HTTPError):
+        if value.log_message:
+            message = value.log_message % value.args if value.args else value.log_message
+            log.warning("%d %s: %s", value.status_code, summary, message)
+    else:
+        log.error("uncaught exception in %s", summary, exc_info=(typ, value, tb))
 
 
 def request_summary(handler: web.RequestHandler) -> str:
@@ -186,19 +209,7 @@ class JSONHandler(web.RequestHandler):
         write_json_error(self, status_code, kwargs.get("exc_info", (None, None, None))[1])
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, GatewayError):
-            level = logging.WARNING if value.status >= 500 else logging.DEBUG
-            log.log(
-                level,
-                "%s %s -> %s %s: %s",
-                self.request.method,
-                redact_uri(self.request.uri or ""),
-                value.status,
-                value.code,
-                value.log_message or value.message,
-            )
-            return
-        super().log_exception(typ, value, tb)
+        log_exception(self, typ, value, tb)
 
 
 class NotFoundHandler(JSONHandler):

@@ -9,7 +9,7 @@ from typing import Any
 from tornado import websocket
 
 from ..errors import BadRequest, GatewayError
-from .base import check_token, request_summary, write_json_error
+from .base import check_token, log_exception, request_summary, write_json_error
 from .guard import check_host, origin_allowed
 
 __all__ = ["GatewaySocket"]
@@ -31,6 +31,9 @@ class GatewaySocket(websocket.WebSocketHandler):
 
     def _request_summary(self) -> str:
         return request_summary(self)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        log_exception(self, typ, value, tb)
 
     def require_upgrade(self) -> None:
         """A plain HTTP request gets a JSON 400 rather than Tornado's text answer."""
