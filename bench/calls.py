@@ -109,8 +109,8 @@ def http(
 ) -> tuple[int, Any]:
     raw = b"" if body is None else json.dumps(body).encode()
     req = (
-        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(raw)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(raw)}\r\n"
+        "Content-Type: application/json\r\nConnection: close\r\n\r\n"
     ).encode() + raw
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(req)
@@ -168,7 +168,7 @@ def load(
     port: int, method: str, path: str, body: bytes, total: int, conc: int, warmup: int = 20
 ) -> tuple[list[float], float]:
     request = (
-        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
         "Content-Type: application/json\r\n\r\n"
     ).encode() + body
 
