@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import proctree
 from .boot import boot_kernel
 from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable
 from .kernels import KernelPool, ScriptKernel
@@ -106,7 +107,8 @@ class RunningScript:
 
 
 def _usage(pid: int | None) -> dict[str, Any]:
-    """CPU (% since the last look) and RSS of a local kernel process."""
+    """CPU (% since the last look) of a local kernel process, and the RSS of its
+    whole process tree."""
     if pid is None:
         return {"cpu_percent": None, "rss_mib": None}
     try:
@@ -117,7 +119,8 @@ def _usage(pid: int | None) -> dict[str, Any]:
             proc = _PROCS[pid] = psutil.Process(pid)
         return {
             "cpu_percent": proc.cpu_percent(None),
-            "rss_mib": round(proc.memory_info().rss / 1048576, 1),
+            # the kernel and the processes it started: the memory limit counts them all
+            "rss_mib": round(proctree.tree_rss(proc) / 1048576, 1),
         }
     except Exception:
         _PROCS.pop(pid, None)
