@@ -403,6 +403,8 @@ class Gateway:
             await self._server.close_all_connections()
         await self.platform.close()
         await self.logs.close()
+        if self.launch.runtime_dir is not None:  # the kernel user's connection files
+            shutil.rmtree(self.launch.runtime_dir, ignore_errors=True)
 
 
 async def _serve(settings: Settings) -> None:
