@@ -322,9 +322,13 @@ class Gateway:
             return sys.executable
         return shutil.which(argv[0]) or argv[0] if argv else sys.executable
 
-    async def _start_kernel(self) -> ScriptKernel:
+    async def _start_kernel(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
         return await ScriptKernel.start(
-            self.ksm, self.kernel_name, fast_path=self.settings.fast_path, launch=self.launch
+            self.ksm,
+            self.kernel_name,
+            fast_path=self.settings.fast_path,
+            launch=self.launch,
+            extra_env=extra_env,
         )
 
     async def start(self) -> int:

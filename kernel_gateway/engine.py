@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import time
@@ -125,6 +126,17 @@ def _usage(pid: int | None) -> dict[str, Any]:
     except Exception:
         _PROCS.pop(pid, None)
         return {"cpu_percent": None, "rss_mib": None}
+
+
+def _start_env(script: RunningScript) -> dict[str, str] | None:
+    """What a kernel of ``script`` must be started with: a ``write`` policy goes in
+    its environment too, so the kernel can apply it (Landlock) before it starts a
+    thread (vwed_kernel/landlock.py); such a kernel does not come from the pool."""
+    write = (script.policy or {}).get("write")
+    if write is None:
+        return None
+    folder = os.path.dirname(script.source.file)
+    return {"VWED_KERNEL_POLICY": json.dumps({"write": write, "folder": folder})}
 
 
 # psutil.Process objects keep the CPU times of the previous look (per kernel process).
@@ -480,7 +492,7 @@ class ScriptEngine:
             )
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
-        kernel = await self.pool.acquire()
+        kernel = await self.pool.acquire(_start_env(script))
         kernel.script_id = script.script_id
         kernel.replica = index
         kernel.bridge.on_event = self.on_kernel_event

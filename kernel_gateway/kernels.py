@@ -298,7 +298,7 @@ class KernelPool:
 
     def __init__(
         self,
-        start: Callable[[], Awaitable[ScriptKernel]],
+        start: Callable[..., Awaitable[ScriptKernel]],
         size: int = 2,
     ) -> None:
         self._start = start
@@ -346,8 +346,12 @@ class KernelPool:
             self._ready.remove(kernel)
         self._kick()
 
-    async def acquire(self) -> ScriptKernel:
-        """A ready kernel: from the pool if one is there, else started now."""
+    async def acquire(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
+        """A ready kernel: from the pool if one is there, else started now. A kernel
+        that must start with its own environment (``extra_env``: a script's write
+        policy, applied before the kernel starts a thread) is always started now."""
+        if extra_env:
+            return await self._start(extra_env)
         while self._ready:
             kernel = self._ready.pop(0)
             kernel.on_death = None

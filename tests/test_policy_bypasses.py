@@ -1,11 +1,12 @@
 """The red team's bypass list, run for real in a script kernel under each layer:
-the audit hook alone, the hook with the seccomp filter, and both with
+the audit hook alone, with the seccomp filter, with Landlock, and with
 ``--kernel-user``. Each row asserts what the layer closes and what remains;
 docs/security.md carries the same table.
 
 A bypass "happened" when its effect is seen (a file written or created outside
-the writable paths, a program run, a connection made, a name looked up, the
-token read), not merely when no exception was raised.
+the writable paths; a program run, seen by the file it writes in the writable
+folder; a connection made; a name looked up; the token read), not merely when
+no exception was raised.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from conftest import GatewayThread
 from kernel_gateway.config import Settings
+from vwed_kernel.landlock import abi_version
 from vwed_kernel.sandbox import seccomp_binding
 
 SCRIPT = r"""
@@ -49,7 +51,7 @@ def guarded(f):
 
 def b_fork_exec(out):
     import _posixsubprocess
-    marker = os.path.join(out, "fork_exec")
+    marker = os.path.join(DATA, "fork_exec")
     r, w = os.pipe()
     try:
         pid = _posixsubprocess.fork_exec(
@@ -62,14 +64,14 @@ def b_fork_exec(out):
     return os.path.exists(marker)
 
 def b_spawnv_passfds(out):
-    marker = os.path.join(out, "spawnv")
+    marker = os.path.join(DATA, "spawnv")
     pid = multiprocessing.util.spawnv_passfds(
         b"/bin/sh", [b"/bin/sh", b"-c", b"echo x > " + marker.encode()], [])
     os.waitpid(pid, 0)
     return os.path.exists(marker)
 
 def b_mp_spawn(out):
-    marker = os.path.join(out, "mp_spawn")
+    marker = os.path.join(DATA, "mp_spawn")
     p = multiprocessing.get_context("spawn").Process(target=os.mkdir, args=(marker,))
     p.start()
     p.join(30)
@@ -107,7 +109,7 @@ def b_gethostbyaddr(out):
     return socket.gethostbyaddr("127.0.0.1")
 
 def b_ctypes_system(out):
-    marker = os.path.join(out, "system")
+    marker = os.path.join(DATA, "system")
     libc.system(("echo x > " + marker).encode())
     return os.path.exists(marker)
 
@@ -150,7 +152,9 @@ HOOK = set(BYPASSES[:8])  # closed by the audit hook
 CLOSED = {
     "hook": HOOK,
     "hook+seccomp": HOOK | {"ctypes_system"},
+    "hook+landlock": HOOK | {"ctypes_open"},
     "hook+seccomp+kernel_user": HOOK | {"ctypes_system", "ctypes_open", "read_token"},
+    "hook+seccomp+landlock+kernel_user": HOOK | {"ctypes_system", "ctypes_open", "read_token"},
 }
 KERNEL_USER = "vwed-kernel-test"
 
@@ -203,6 +207,8 @@ def _measure(root: Path, layer: str, other_port: int) -> dict[str, dict]:
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", KERNEL_USER], check=True)
             user = pwd.getpwnam(KERNEL_USER)
+    if "landlock" in layer and abi_version() < 1:
+        pytest.skip("this Linux kernel has no Landlock")
     if "seccomp" in layer and seccomp_binding() is None:
         pytest.skip("no libseccomp binding (pip install '.[sandbox]' or apt python3-seccomp)")
     scripts, out, data = root / "scripts", root / "outside", root / "data"
@@ -224,6 +230,8 @@ def _measure(root: Path, layer: str, other_port: int) -> dict[str, dict]:
     env = {**env, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     if "seccomp" not in layer:
         env["VWED_KERNEL_SECCOMP"] = "0"
+    if "landlock" not in layer:
+        env["VWED_KERNEL_LANDLOCK"] = "0"
     (spec / "kernel.json").write_text(
         json.dumps(
             {
