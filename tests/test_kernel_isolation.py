@@ -4,6 +4,7 @@ a kernel that cannot read the gateway's token at all."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_jupyter_api import _execute
 
 from conftest import GatewayThread
 from kernel_gateway.app import Gateway
@@ -96,6 +98,16 @@ def test_kernel_sees_no_secret_and_data_dir_is_closed(tmp_path, monkeypatch):
             assert (data / "vwed.sqlite3").exists()
             # the same user can still read them (only --kernel-user stops that)
             assert _call(c, "read", str(data / "token")).startswith("read")
+            # a scratch kernel (Jupyter kernels API) starts the same way
+            r = c.post("/api/kernels", json={"name": "vwed"})
+            assert r.status_code == 201, r.text
+            url = (
+                f"ws://127.0.0.1:{gw.gateway.port}/api/kernels/{r.json()['id']}/channels"
+                "?token=admin-secret-1"
+            )
+            code = "import os; print(sorted(k for k in os.environ if k in %r or 'VWED' in k))"
+            out, reply = asyncio.run(_execute(url, code % sorted(SECRETS)))
+            assert reply["content"]["status"] == "ok" and out.strip() == "[]", out
     finally:
         gw.stop()
 
