@@ -60,16 +60,11 @@ def check_extra_names(names: Iterable[str]) -> list[str]:
 
 
 def kernel_environment(
-    extra_names: Iterable[str] = (),
-    source: Mapping[str, str] | None = None,
-    *,
-    home: str | None = None,
+    extra_names: Iterable[str] = (), source: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The variables of ``source`` (default ``os.environ``) a kernel may see.
-
-    ``home`` replaces ``HOME``/``USER``/``LOGNAME`` (a kernel started as another
-    user gets that user's home, not the gateway's).
-    """
+    """The variables of ``source`` (default ``os.environ``) a kernel may see (a
+    kernel started as another user gets that user's ``HOME``/``USER``/``LOGNAME``
+    on top: ``kerneluser.KernelUser.env``)."""
     source = os.environ if source is None else source
     extra = {n for n in extra_names if n and not n.upper().startswith("VWED_")}
     env = {
@@ -78,6 +73,4 @@ def kernel_environment(
         if (name in ALLOWED or name.startswith(ALLOWED_PREFIXES) or name in extra)
         and not name.startswith("VWED_")
     }
-    if home is not None:
-        env["HOME"] = home
     return env
