@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -51,8 +52,11 @@ from .handlers.steps import (
     ExecutionsHandler,
     TaskVariablesHandler,
 )
+from .kernelenv import kernel_environment
 from .kernels import KernelPool, KernelStartError, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
+from .kerneluser import KernelUser, KernelUserError, resolve_kernel_user, unreachable
+from .launch import LaunchOptions
 from .logs import LogHub
 from .mail import Mailer
 from .metrics import Metrics
@@ -179,6 +183,41 @@ def _stored_token(path: Path) -> str:
     return token
 
 
+def _secure_data_dir(data_dir: Path, sqlite_file: Path | None) -> None:
+    """The data directory 0700 and its files 0600 (tokens, SQLite database): they
+    hold secrets, and a kernel (or any other user) has no business reading them.
+    The SQLite file is made 0600 before SQLite opens it, because SQLite gives its
+    journal and WAL files the mode of the database file."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    if sqlite_file is not None and sqlite_file.parent == data_dir.resolve():
+        os.close(os.open(sqlite_file, os.O_WRONLY | os.O_CREAT, 0o600))
+    for entry in data_dir.iterdir():
+        if entry.is_file() and not entry.is_symlink() and entry.stat().st_mode & 0o077:
+            os.chmod(entry, 0o600)
+
+
+def _kernel_user(settings: Settings, argv0: str) -> KernelUser | None:
+    """``--kernel-user``, checked against what its kernels must reach."""
+    if not settings.kernel_user:
+        return None
+    try:
+        user = resolve_kernel_user(settings.kernel_user)
+    except KernelUserError as exc:
+        raise ConfigError(str(exc)) from None
+    for path, bits, what in (
+        (settings.scripts_dir, 5, "read the scripts root"),
+        (argv0, 1, "run the kernel's interpreter"),
+    ):
+        blocked = unreachable(path, user, bits)
+        if blocked is not None:
+            raise ConfigError(
+                f"kernel_user {user.name!r} cannot {what} {path!r}: {blocked!r} is not open "
+                "to it (give it read and search permission, or use another location)"
+            )
+    return user
+
+
 class Gateway:
     """A running gateway: kernel pool, engine, HTTP server."""
 
@@ -188,10 +227,18 @@ class Gateway:
         self._server: httpserver.HTTPServer | None = None
         self._restore: asyncio.Future[None] | None = None
         data_dir = Path(settings.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        _secure_data_dir(
+            data_dir,
+            None if settings.db_url else Path(settings.database_url[len("sqlite:///") :]),
+        )
         write_gateway_kernelspec(data_dir)
         self.ksm = make_kernelspec_manager(data_dir)
         self.kernel_name = settings.kernel_name or KERNEL_NAME
+        self.launch = LaunchOptions(
+            env=kernel_environment(settings.kernel_env_names),
+            user=_kernel_user(settings, self._kernel_argv0()),
+            cwd=str(Path(settings.scripts_dir).resolve()),
+        )
         self.tokens = Tokens(
             settings.token or _stored_token(data_dir / "token") if settings.auth else "",
             settings.caller_token or _stored_token(data_dir / "caller_token")
@@ -248,7 +295,7 @@ class Gateway:
             sender=settings.smtp_from,
             tls=settings.smtp_tls,
         )
-        self.scratch = ScratchKernels(self.ksm, self.kernel_name)
+        self.scratch = ScratchKernels(self.ksm, self.kernel_name, self.launch)
         self.metrics = Metrics(self)
         self.embedded = EmbeddedBackend(self.db)
         self.platform: PlatformBackend = (
@@ -275,9 +322,20 @@ class Gateway:
         worker.on_closed = self.logs.kernel_gone
         worker.bridge.on_event = self.router.on_kernel_event
 
-    async def _start_kernel(self) -> ScriptKernel:
+    def _kernel_argv0(self) -> str:
+        try:
+            argv = self.ksm.get_kernel_spec(self.kernel_name).argv
+        except Exception:  # a missing spec is reported when a kernel starts
+            return sys.executable
+        return shutil.which(argv[0]) or argv[0] if argv else sys.executable
+
+    async def _start_kernel(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
         return await ScriptKernel.start(
-            self.ksm, self.kernel_name, fast_path=self.settings.fast_path
+            self.ksm,
+            self.kernel_name,
+            fast_path=self.settings.fast_path,
+            launch=self.launch,
+            extra_env=extra_env,
         )
 
     async def _start_worker(self) -> ScriptKernel:
@@ -372,6 +430,8 @@ class Gateway:
             await self._server.close_all_connections()
         await self.platform.close()
         await self.logs.close()
+        if self.launch.runtime_dir is not None:  # the kernel user's connection files
+            shutil.rmtree(self.launch.runtime_dir, ignore_errors=True)
 
 
 async def _serve(settings: Settings) -> None:
@@ -403,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(_serve(settings))
+    except ConfigError as exc:
+        print(f"vwed-gateway: {exc}", file=sys.stderr)
+        return 2
     except DatabaseError as exc:
         print(f"vwed-gateway: {exc}", file=sys.stderr)
         return 3

@@ -82,7 +82,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_in_flight", int, 64, "calls in flight per kernel at most; more get 503 BUSY"),
     Option("max_kernels", int, 0, "script kernels running at most (0: no limit)"),
     Option(
-        "memory_limit_mb", int, 0, "default per-script memory limit (RSS per kernel, MiB; 0: none)"
+        "memory_limit_mb",
+        int,
+        0,
+        "default per-script memory limit (RSS of each kernel with the processes it started, MiB; 0: none)",
     ),
     Option(
         "policy",
@@ -96,6 +99,20 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "",
         "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)",
+    ),
+    Option(
+        "kernel_user",
+        str,
+        "",
+        "run kernels as this unprivileged user (the gateway must run as root); "
+        "that user cannot read the data directory (docs/security.md)",
+    ),
+    Option(
+        "kernel_env",
+        str,
+        "",
+        "comma-separated names of extra environment variables passed to kernels "
+        "(kernels get an allow-listed environment; VWED_* is never passed)",
     ),
     Option("auth", bool, True, "require a token (--no-auth: none, only on a loopback address)"),
     Option(
@@ -195,6 +212,8 @@ class Settings:
     memory_limit_mb: int = 0
     policy: str = ""
     kernel_name: str = ""
+    kernel_user: str = ""
+    kernel_env: str = ""
     auth: bool = True
     token: str = ""
     caller_token: str = ""
@@ -247,6 +266,16 @@ class Settings:
                 self.default_policy  # noqa: B018 - read to check it
             except ConfigError as exc:
                 problems.append(str(exc))
+        from .kernelenv import check_extra_names
+
+        problems.extend(check_extra_names(self.kernel_env_names))
+        if self.kernel_user:
+            from .kerneluser import KernelUserError, resolve_kernel_user
+
+            try:
+                resolve_kernel_user(self.kernel_user)
+            except KernelUserError as exc:
+                problems.append(str(exc))
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -285,6 +314,11 @@ class Settings:
         if not (_is_loopback(self.ip) or not self.auth):
             return None
         return tuple(h.strip().lower() for h in self.allow_hosts.split(",") if h.strip())
+
+    @property
+    def kernel_env_names(self) -> list[str]:
+        """The ``--kernel-env`` names."""
+        return [n.strip() for n in self.kernel_env.split(",") if n.strip()]
 
     @property
     def database_url(self) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import proctree
 from .boot import boot_kernel
 from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable
 from .kernels import KernelPool, ScriptKernel
@@ -106,7 +108,8 @@ class RunningScript:
 
 
 def _usage(pid: int | None) -> dict[str, Any]:
-    """CPU (% since the last look) and RSS of a local kernel process."""
+    """CPU (% since the last look) of a local kernel process, and the RSS of its
+    whole process tree."""
     if pid is None:
         return {"cpu_percent": None, "rss_mib": None}
     try:
@@ -117,11 +120,23 @@ def _usage(pid: int | None) -> dict[str, Any]:
             proc = _PROCS[pid] = psutil.Process(pid)
         return {
             "cpu_percent": proc.cpu_percent(None),
-            "rss_mib": round(proc.memory_info().rss / 1048576, 1),
+            # the kernel and the processes it started: the memory limit counts them all
+            "rss_mib": round(proctree.tree_rss(proc) / 1048576, 1),
         }
     except Exception:
         _PROCS.pop(pid, None)
         return {"cpu_percent": None, "rss_mib": None}
+
+
+def _start_env(script: RunningScript) -> dict[str, str] | None:
+    """What a kernel of ``script`` must be started with: a ``write`` policy goes in
+    its environment too, so the kernel can apply it (Landlock) before it starts a
+    thread (vwed_kernel/landlock.py); such a kernel does not come from the pool."""
+    write = (script.policy or {}).get("write")
+    if write is None:
+        return None
+    folder = os.path.dirname(script.source.file)
+    return {"VWED_KERNEL_POLICY": json.dumps({"write": write, "folder": folder})}
 
 
 # psutil.Process objects keep the CPU times of the previous look (per kernel process).
@@ -477,7 +492,7 @@ class ScriptEngine:
             )
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
-        kernel = await self.pool.acquire()
+        kernel = await self.pool.acquire(_start_env(script))
         kernel.script_id = script.script_id
         kernel.replica = index
         kernel.bridge.on_event = self.on_kernel_event

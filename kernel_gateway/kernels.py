@@ -19,8 +19,10 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from . import proctree
 from .bridge import KernelBridge
 from .errors import KernelDied, ServiceUnavailable
+from .launch import LaunchOptions, start_kernel
 
 __all__ = ["ScriptKernel", "KernelPool", "KernelStartError"]
 
@@ -68,11 +70,10 @@ class ScriptKernel:
         startup_timeout: float = 60.0,
         extra_env: dict[str, str] | None = None,
         fast_path: bool = True,
+        launch: LaunchOptions | None = None,
     ) -> ScriptKernel:
-        km = AsyncKernelManager(kernel_name=kernel_name, kernel_spec_manager=ksm)
-        km.shutdown_wait_time = 3.0
         try:
-            await km.start_kernel(env=extra_env) if extra_env else await km.start_kernel()
+            km = await start_kernel(ksm, kernel_name, launch or LaunchOptions(), extra_env)
         except Exception as exc:
             raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
         kernel = cls(km)
@@ -104,6 +105,13 @@ class ScriptKernel:
 
     def _is_local(self) -> bool:
         return type(self.km.provisioner).__name__ == "LocalProvisioner"
+
+    def _local_pid(self) -> int | None:
+        """The kernel's process id when it runs on this machine (else None)."""
+        if not self._is_local():
+            return None
+        process = getattr(self.km.provisioner, "process", None)
+        return getattr(process, "pid", None) or self.pid
 
     # -- channels ------------------------------------------------------------------
     def send(self, channel: str, msg: dict[str, Any], buffers: list[Any] | None = None) -> None:
@@ -265,10 +273,19 @@ class ScriptKernel:
                 task.cancel()
         with contextlib.suppress(Exception):
             self.client.stop_channels()
+        # The processes the script started go with the kernel, also those that left
+        # its process group (setsid), which the provisioner's group kill misses.
+        children = proctree.descendants(self._local_pid())
         try:
             await self.km.shutdown_kernel(now=now)
         except Exception:
             log.exception("kernel %s: shutdown failed", self.kernel_id)
+        if children:
+            left = await asyncio.get_running_loop().run_in_executor(
+                None, proctree.kill_all, children
+            )
+            if left:
+                log.info("kernel %s: killed %d leftover process(es)", self.kernel_id, left)
         with contextlib.suppress(Exception):
             await self.km.cleanup_resources()
         if self.on_closed is not None:
@@ -281,7 +298,7 @@ class KernelPool:
 
     def __init__(
         self,
-        start: Callable[[], Awaitable[ScriptKernel]],
+        start: Callable[..., Awaitable[ScriptKernel]],
         size: int = 2,
     ) -> None:
         self._start = start
@@ -329,8 +346,12 @@ class KernelPool:
             self._ready.remove(kernel)
         self._kick()
 
-    async def acquire(self) -> ScriptKernel:
-        """A ready kernel: from the pool if one is there, else started now."""
+    async def acquire(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
+        """A ready kernel: from the pool if one is there, else started now. A kernel
+        that must start with its own environment (``extra_env``: a script's write
+        policy, applied before the kernel starts a thread) is always started now."""
+        if extra_env:
+            return await self._start(extra_env)
         while self._ready:
             kernel = self._ready.pop(0)
             kernel.on_death = None

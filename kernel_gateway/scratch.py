@@ -14,6 +14,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import BadRequest, NotFound, ServiceUnavailable
+from .launch import LaunchOptions, start_kernel
 
 __all__ = ["ScratchKernels", "ScratchKernel"]
 
@@ -27,8 +28,11 @@ class ScratchKernel:
 
 
 class ScratchKernels:
-    def __init__(self, ksm: KernelSpecManager, default_name: str) -> None:
+    def __init__(
+        self, ksm: KernelSpecManager, default_name: str, launch: LaunchOptions | None = None
+    ) -> None:
         self.ksm = ksm
+        self.launch = launch or LaunchOptions()
         self.default_name = default_name
         self.kernels: dict[str, ScratchKernel] = {}
 
@@ -36,8 +40,7 @@ class ScratchKernels:
         name = name or self.default_name
         if name not in self.ksm.find_kernel_specs():
             raise BadRequest(f"no kernelspec {name!r}", "KERNELSPEC_NOT_FOUND")
-        km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=self.ksm)
-        await km.start_kernel()
+        km = await start_kernel(self.ksm, name, self.launch)
         client = km.client()
         client.start_channels()
         try:

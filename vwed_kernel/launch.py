@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def main(argv: list[str] | None = None) -> None:
+    # Landlock holds only for threads started after it: apply the script's write
+    # policy (when the gateway sent one) before ipykernel starts any (landlock.py).
+    from .landlock import apply_from_environment
+
+    problem = apply_from_environment()
+    if problem:
+        print(
+            f"vwed-kernel: the write policy is enforced by the audit hook only: {problem}",
+            file=sys.stderr,
+        )
+
     from ipykernel.kernelapp import IPKernelApp
 
     from .kernel import VWEDKernel

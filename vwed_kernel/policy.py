@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Policy", "PolicyError", "PolicyViolation", "install"]
+__all__ = ["Policy", "PolicyError", "PolicyViolation", "install", "os_layers"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -61,7 +61,7 @@ _PATH_EVENTS: dict[str, tuple[int, ...]] = {
     "os.rename": (0, 1),
     "os.replace": (0, 1),
     "os.symlink": (1,),
-    "os.link": (1,),
+    "os.link": (0, 1),
     "os.truncate": (0,),
     "os.chmod": (0,),
     "os.chown": (0,),
@@ -75,20 +75,27 @@ _PATH_EVENTS: dict[str, tuple[int, ...]] = {
     "os.setxattr": (0,),
     "os.removexattr": (0,),
 }
-# event -> the position of its ``dir_fd`` argument (a relative path is under that folder)
-_DIR_FD: dict[str, int] = {
-    "os.remove": 1,
-    "os.rmdir": 1,
-    "os.mkdir": 2,
-    "os.rename": 2,
-    "os.replace": 2,
-    "os.symlink": 2,
-    "os.link": 2,
-    "os.chmod": 2,
-    "os.chown": 3,
-    "os.utime": 4,
-    "shutil.rmtree": 1,
+# event -> for each path it changes, (its position, the position of its ``dir_fd``
+# argument or None): a relative path is under that folder. ``os.link`` and
+# ``os.rename`` have one ``dir_fd`` per path; each path is checked against its own.
+_DIR_FD: dict[str, tuple[tuple[int, int | None], ...]] = {
+    "os.remove": ((0, 1),),
+    "os.rmdir": ((0, 1),),
+    "os.mkdir": ((0, 2),),
+    "os.rename": ((0, 2), (1, 3)),
+    "os.replace": ((0, 2), (1, 3)),
+    "os.symlink": ((1, 2),),
+    # a hard link to a file outside the writable paths would let the file be written
+    # through the link: its source must be writable too
+    "os.link": ((0, 2), (1, 3)),
+    "os.chmod": ((0, 2),),
+    "os.chown": ((0, 3),),
+    "os.utime": ((0, 4),),
+    "shutil.rmtree": ((0, 1),),
 }
+# Name lookups the ``network`` list covers besides getaddrinfo (event -> position of the host)
+_LOOKUP_EVENTS = {"socket.gethostbyname": 0, "socket.gethostbyaddr": 0}
+_ANY_PORT = object()  # a lookup names no port: any entry for the host allows it
 
 
 class PolicyError(ValueError):
@@ -111,7 +118,7 @@ class _Target:
     unix: str | None = None
 
     def port_ok(self, port: Any) -> bool:
-        if self.port is None:
+        if self.port is None or port is _ANY_PORT:
             return True
         try:
             return int(port) == self.port
@@ -222,15 +229,21 @@ class _Enforcer:
         # (ip, target) pairs allowed because an allowed host name resolved to ip
         self.resolved: set[tuple[Any, _Target]] = set()
         self.lock = threading.Lock()
+        self.os_layers: dict[str, str] = {}
         handlers: dict[str, Callable[[str, tuple[Any, ...]], str | None]] = {}
         if policy.network is not None:
             handlers["socket.getaddrinfo"] = self._getaddrinfo
             handlers["socket.connect"] = self._connect
             handlers["socket.sendto"] = self._connect
             handlers["socket.sendmsg"] = self._connect
+            for event in _LOOKUP_EVENTS:
+                handlers[event] = self._lookup
+            handlers["socket.getnameinfo"] = self._getnameinfo
         if not policy.subprocess:
             for event in _SPAWN_EVENTS:
                 handlers[event] = self._spawn
+            # a second copy of _posixsubprocess would come without the guard on fork_exec
+            handlers["import"] = self._import
         if policy.write is not None:
             handlers["open"] = self._open
             handlers["sqlite3.connect"] = self._sqlite
@@ -265,10 +278,23 @@ class _Enforcer:
         what = args[0] if args and event not in ("os.fork", "os.forkpty") else ""
         return f"starting a process ({event}{f': {what!r}' if what else ''})"
 
+    def _import(self, event: str, args: tuple[Any, ...]) -> str | None:
+        if args and args[0] == "_posixsubprocess" and len(args) > 1 and args[1] is not None:
+            return "loading _posixsubprocess again (it starts processes)"
+        return None
+
     # files --------------------------------------------------------------------------
     def _writable(self, path: Any, dir_fd: Any = None) -> bool:
         if isinstance(path, int):
-            return True  # an open file descriptor: it was checked when opened
+            # an open descriptor (fchmod, fchown, ftruncate, ...): the file it names
+            # counts, whatever mode it was opened in (a read-only descriptor of a
+            # file outside the writable paths must not change it)
+            try:
+                path = os.readlink(f"/proc/self/fd/{path}")
+            except OSError:
+                return False
+            if not path.startswith("/"):
+                return True  # a pipe, socket or anonymous file: no path to protect
         try:
             path = os.fsdecode(os.fspath(path))
         except TypeError:
@@ -292,6 +318,8 @@ class _Enforcer:
             writes = any(c in mode for c in "wax+")
         else:
             writes = bool((flags or 0) & _WRITE_FLAGS)
+        if isinstance(path, int):
+            return None  # opening a descriptor again: it can only write if it already could
         if writes and not self._writable(path):
             return f"writing {os.fsdecode(path)!r} (not under a writable path)"
         return None
@@ -309,11 +337,11 @@ class _Enforcer:
         return None
 
     def _path_event(self, event: str, args: tuple[Any, ...]) -> str | None:
-        fd_at = _DIR_FD.get(event)
-        dir_fd = args[fd_at] if fd_at is not None and len(args) > fd_at else None
-        for index in _PATH_EVENTS[event]:
+        pairs = _DIR_FD.get(event) or tuple((i, None) for i in _PATH_EVENTS[event])
+        for index, fd_at in pairs:
+            dir_fd = args[fd_at] if fd_at is not None and len(args) > fd_at else None
             if index < len(args) and not self._writable(args[index], dir_fd):
-                return f"{event} of {os.fsdecode(args[index])!r} (not under a writable path)"
+                return f"{event} of {_shown(args[index])} (not under a writable path)"
         return None
 
     # network ------------------------------------------------------------------------
@@ -323,6 +351,20 @@ class _Enforcer:
             return None  # the local host, for bind
         host = host.decode() if isinstance(host, bytes) else str(host)
         return self._check_host(host, port)
+
+    def _lookup(self, event: str, args: tuple[Any, ...]) -> str | None:
+        host = args[_LOOKUP_EVENTS[event]] if args else None
+        if host is None:
+            return None
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        return self._check_host(host, _ANY_PORT)
+
+    def _getnameinfo(self, event: str, args: tuple[Any, ...]) -> str | None:
+        address = args[0] if args else None
+        if not isinstance(address, tuple) or not address:
+            return None
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        return self._check_host(host, _ANY_PORT)
 
     def _connect(self, event: str, args: tuple[Any, ...]) -> str | None:
         if len(args) < 2 or args[1] is None:
@@ -385,7 +427,29 @@ class _Enforcer:
 
 
 def _where(host: str, port: Any) -> str:
-    return f"{host}:{port}" if port not in (None, 0, "") else host
+    return f"{host}:{port}" if port not in (None, 0, "", _ANY_PORT) else host
+
+
+def _shown(path: Any) -> str:
+    return f"descriptor {path}" if isinstance(path, int) else repr(os.fsdecode(path))
+
+
+def _guard_fork_exec(enforcer: _Enforcer) -> None:
+    """``_posixsubprocess.fork_exec`` starts a process without an audit event
+    (``multiprocessing``'s spawn and forkserver, ``multiprocessing.util.spawnv_passfds``
+    and ``subprocess`` all go through it): the module's function is replaced by one
+    that asks the policy first."""
+    try:
+        import _posixsubprocess
+    except ImportError:  # not a POSIX system
+        return
+    original = _posixsubprocess.fork_exec
+
+    def fork_exec(*args: Any) -> Any:
+        enforcer("_posixsubprocess.fork_exec", args[:2])
+        return original(*args)
+
+    _posixsubprocess.fork_exec = fork_exec
 
 
 _INSTALLED: list[_Enforcer] = []
@@ -405,6 +469,19 @@ def install(policy: Policy, report: Callable[[str], None] | None = None) -> bool
             os.path.realpath(os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}"))
         )
     enforcer = _Enforcer(policy, report)
+    if not policy.subprocess:
+        enforcer.handlers["_posixsubprocess.fork_exec"] = enforcer._spawn
+        _guard_fork_exec(enforcer)
+        # the OS layer where there is one: exec refused even to ctypes (sandbox.py)
+        from .sandbox import deny_exec
+
+        enforcer.os_layers["seccomp"] = deny_exec() or "on"
     _INSTALLED.append(enforcer)
     sys.addaudithook(enforcer)
     return True
+
+
+def os_layers() -> dict[str, str]:
+    """The OS layers under this kernel's policy: ``{"seccomp": "on"}``, or the
+    reason a layer is not there; empty without a policy or without one to apply."""
+    return dict(_INSTALLED[0].os_layers) if _INSTALLED else {}

@@ -1,0 +1,84 @@
+"""How the gateway launches a kernel: its environment, and the user it runs as.
+
+Every kernel (script, worker, scratch) is started through :func:`start_kernel`,
+so none inherits the gateway's environment (``kernelenv``) and, with
+``--kernel-user``, every local kernel runs as that user (``kerneluser``). A
+kernelspec that names another provisioner (Docker, Kubernetes) gets the
+environment but no user switch: its own launcher decides who the kernel is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+from .kerneluser import KernelUser
+
+__all__ = ["LaunchOptions", "start_kernel"]
+
+
+@dataclass
+class LaunchOptions:
+    """What every kernel of a gateway is launched with."""
+
+    env: dict[str, str] = field(default_factory=dict)  # the kernel's whole environment
+    user: KernelUser | None = None
+    cwd: str | None = None  # the kernel's working folder when it runs as ``user``
+    runtime_dir: str | None = None  # connection files of ``user``'s kernels
+
+    def connection_dir(self) -> str:
+        """A folder only root may change, that ``user`` may enter (0711), for the
+        connection files (each 0600, owned by ``user``); made on first use."""
+        if self.runtime_dir is None:
+            self.runtime_dir = tempfile.mkdtemp(prefix="vwed-kernels-")
+            os.chmod(self.runtime_dir, 0o711)
+        return self.runtime_dir
+
+
+class _KernelManager(AsyncKernelManager):
+    """An ``AsyncKernelManager`` that hands the connection file to the kernel's user
+    (the kernel reads it after it dropped root)."""
+
+    file_owner: tuple[int, int] | None = None
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        super().write_connection_file(**kwargs)
+        if self.file_owner is not None:
+            os.chown(self.connection_file, *self.file_owner)
+
+
+def _is_local(ksm: KernelSpecManager, name: str) -> bool:
+    spec = ksm.get_kernel_spec(name)
+    wanted = (spec.metadata or {}).get("kernel_provisioner", {}).get("provisioner_name")
+    return wanted in (None, "local-provisioner")
+
+
+async def start_kernel(
+    ksm: KernelSpecManager,
+    name: str,
+    launch: LaunchOptions,
+    extra_env: dict[str, str] | None = None,
+) -> AsyncKernelManager:
+    """Start kernel ``name`` as ``launch`` says; returns its (started) manager."""
+    km = _KernelManager(kernel_name=name, kernel_spec_manager=ksm)
+    # A full env: jupyter_client then uses it as is instead of a copy of os.environ.
+    env = {**launch.env, **(extra_env or {})}
+    kwargs: dict[str, Any] = {}
+    user = launch.user
+    if user is not None and _is_local(ksm, name):
+        env.update(user.env())
+        km.connection_file = os.path.join(
+            launch.connection_dir(), f"kernel-{os.urandom(8).hex()}.json"
+        )
+        km.file_owner = (user.uid, user.gid)
+        kwargs.update(user.popen_kwargs())
+        if launch.cwd is not None:
+            kwargs["cwd"] = launch.cwd
+    km.shutdown_wait_time = 3.0
+    await km.start_kernel(env=env, **kwargs)
+    return km
