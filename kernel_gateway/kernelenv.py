@@ -47,6 +47,9 @@ ALLOWED = frozenset(
     }
 )
 ALLOWED_PREFIXES = ("LC_", "JPY_", "JUPYTER_")
+# Even under an allowed prefix, a name that says it holds a secret stays out
+# (JUPYTER_TOKEN, JUPYTER_GATEWAY_AUTH_TOKEN, ...).
+SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL")
 
 
 def check_extra_names(names: Iterable[str]) -> list[str]:
@@ -70,7 +73,11 @@ def kernel_environment(
     env = {
         name: value
         for name, value in source.items()
-        if (name in ALLOWED or name.startswith(ALLOWED_PREFIXES) or name in extra)
+        if (
+            name in ALLOWED
+            or (name.startswith(ALLOWED_PREFIXES) and not any(w in name for w in SECRET_WORDS))
+            or name in extra
+        )
         and not name.startswith("VWED_")
     }
     return env

@@ -28,6 +28,7 @@ SECRETS = {
     "VWED_SMTP_PASSWORD": "smtp-secret-3",
     "VWED_PLATFORM_TOKEN": "platform-secret-4",
     "SOME_CLOUD_KEY": "cloud-secret-5",  # not the gateway's, but not meant for kernels either
+    "JUPYTER_TOKEN": "jupyter-secret-6",  # an allowed prefix, but a secret's name
 }
 
 SCRIPT = """
