@@ -45,6 +45,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", int, 8765, "port to listen on (0 picks a free one)"),
     Option("data_dir", str, ".vwed", "folder for the gateway's data: kernelspec, SQLite database"),
     Option("db_url", str, "", "SQLAlchemy database URL (default: SQLite file in the data dir)"),
+    Option(
+        "db_timeout",
+        float,
+        5.0,
+        "seconds any one database operation may take (connect, statement, each awaited "
+        "store call); past it the caller gets 503 STORE_TIMEOUT",
+    ),
     Option("pool_size", int, 2, "number of pre-started kernels kept ready"),
     Option("call_timeout", float, 30.0, "seconds a route or function call may run before 504"),
     Option("boot_timeout", float, 60.0, "seconds a script may take to load and run boot()"),
@@ -165,6 +172,7 @@ class Settings:
     port: int = 8765
     data_dir: str = ".vwed"
     db_url: str = ""
+    db_timeout: float = 5.0
     pool_size: int = 2
     call_timeout: float = 30.0
     boot_timeout: float = 60.0
@@ -213,7 +221,7 @@ class Settings:
             problems.append("pool_size must be >= 0")
         if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
             problems.append("workers and step_queue must be >= 0, step_grace > 0")
-        for name in ("call_timeout", "boot_timeout"):
+        for name in ("call_timeout", "boot_timeout", "db_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
         if self.smtp_tls not in ("none", "starttls", "ssl"):

@@ -360,8 +360,16 @@ class ScriptEngine:
                 script.replicas,
                 script.started_at,
             )
-        except Exception:
-            log.exception("could not record the run of %s", script.script_id)
+        except Exception as exc:
+            # start goes on without a run record (its logs carry no run id): a script
+            # must not stay down because the history database is slow or away
+            log.warning("could not record the run of %s: %s", script.script_id, exc)
+            self.logs.engine(
+                script.script_id,
+                "WARNING",
+                "the run could not be recorded in the database "
+                f"({getattr(exc, 'message', exc)}); the script starts without a run record",
+            )
             return
         self.logs.run_started(script.script_id, script.run_id)
 
