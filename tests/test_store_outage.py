@@ -371,3 +371,55 @@ def test_kill_9_never_reuses_log_ids_and_ends_its_runs(tmp_path):
         assert runs[run_id]["stopped_at"] is not None
     finally:
         gw.finish()
+
+
+def test_history_drops_are_counted_and_reported(tmp_path):
+    from conftest import GatewayThread
+    from kernel_gateway.config import Settings
+
+    (tmp_path / "noop.py").write_text(
+        "def boot():\n    VWED.function.register('noop', lambda: 1)\n"
+    )
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=1,
+            workers=1,
+            log_queue_max=5,
+            db_timeout=1.0,
+            auth=False,
+        ).validated()
+    ).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            assert (
+                c.post("/script-engine/start", json={"script_path": "noop.py"}).status_code == 200
+            )
+            wait_until(lambda: gw.gateway.db.queued == 0, 10, "the start's records stored")
+            lock = SqliteLock(tmp_path / "d" / "vwed.sqlite3")
+            try:
+                for _ in range(30):
+                    assert c.post("/script-engine/functions/noop/call", json={}).status_code == 200
+            finally:
+                lock.release()
+
+            def note():
+                return c.get(
+                    "/script-engine/logs",
+                    params={"source": "engine", "q": "history rows were not stored"},
+                ).json()["records"]
+
+            found = wait_until(note, 20, "the record counting dropped history rows")
+            assert found[0]["level"] == "WARNING"
+            assert int(found[0]["message"].split()[0]) >= 25
+            metrics = c.get("/metrics").text
+            line = next(
+                x
+                for x in metrics.splitlines()
+                if x.startswith("vwed_history_records_dropped_total")
+            )
+            assert float(line.split()[-1]) >= 25
+    finally:
+        gw.stop()
