@@ -168,6 +168,7 @@ class ScriptEngine:
         self._by_path: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._run_writes: set[asyncio.Task[Any]] = set()  # run ends still being stored
 
     # -- queries ---------------------------------------------------------------------
     def running(self) -> list[RunningScript]:
@@ -474,7 +475,7 @@ class ScriptEngine:
         self, script: RunningScript, status: str, reason: str | None, ended: bool = True
     ) -> None:
         if self.db is not None and script.run_id is not None:
-            self._spawn(
+            task = asyncio.ensure_future(
                 self.db.write(
                     self.db.db.run_ended,
                     script.run_id,
@@ -483,6 +484,9 @@ class ScriptEngine:
                     time.time() if ended else None,
                 )
             )
+            self._run_writes.add(task)
+            task.add_done_callback(self._run_writes.discard)
+            task.add_done_callback(_retrieve)
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
         kernel = await self.pool.acquire()
@@ -637,6 +641,11 @@ class ScriptEngine:
         )
         if self._monitor is not None:
             self._monitor.cancel()
+        if self._run_writes:
+            # The runs' ends are stored before the gateway goes (each write has the
+            # store's deadline): a run left open would be taken, at the next start, for
+            # one of a gateway that died.
+            await asyncio.wait(list(self._run_writes))
         for task in list(self._background):
             task.cancel()
 
@@ -748,3 +757,10 @@ class ScriptEngine:
         script.kernels.append(kernel)
         script.kernels.sort(key=lambda k: k.replica)
         self.logs.engine(script.script_id, "INFO", f"replica {index} of {script.path} replaced")
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A run's end that could not be stored is logged here, not as "never retrieved"
+    (the next start ends a run left open)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not store the end of a run: %s", task.exception())

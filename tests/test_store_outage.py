@@ -369,6 +369,17 @@ def test_kill_9_never_reuses_log_ids_and_ends_its_runs(tmp_path):
         runs = {r["id"]: r for r in c.get("/script-engine/runs").json()["runs"]}
         assert runs[run_id]["exit_reason"] == "gateway died", runs[run_id]
         assert runs[run_id]["stopped_at"] is not None
+        second_run = max(runs)
+        gw.proc.send_signal(signal.SIGTERM)  # a clean stop ends its runs itself
+        assert gw.proc.wait(30) == 0
+    finally:
+        gw.finish()
+    gw = GatewayProcess(root, data, "--db-timeout", "1")
+    try:
+        run = next(
+            r for r in gw.client.get("/script-engine/runs").json()["runs"] if r["id"] == second_run
+        )
+        assert run["exit_reason"] == "gateway shutdown", run
     finally:
         gw.finish()
 

@@ -287,7 +287,12 @@ class LogStreamHandler(GatewaySocket):
     async def _run(self, sub: Subscriber) -> None:
         watcher = asyncio.ensure_future(self._watch(sub))
         try:
-            for record in await self.hub.tail(self.flt, self.tail_count, sub.cursor):
+            try:
+                replay = await self.hub.tail(self.flt, self.tail_count, sub.cursor)
+            except GatewayError as exc:  # the database does not answer: live records only
+                replay = []
+                await self._send({"type": "notice", "code": exc.code, "message": exc.message})
+            for record in replay:
                 await self._send({"type": "record", **record})
             while True:
                 await sub.wake.wait()
