@@ -1,0 +1,84 @@
+"""The store's crash-safety pieces on SQLite, PostgreSQL and MariaDB (real servers,
+skipped when not reachable): log id blocks, idempotent batches (a batch sent again
+after a timeout, or from the spill file), runs of a dead gateway, driver timeouts."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from test_logs_databases import db_url  # noqa: F401 - the fixture (sqlite, postgresql, mariadb)
+
+from kernel_gateway.store.db import Database, timeout_connect_args
+
+
+def _log(i: int) -> dict:
+    return {
+        "id": i,
+        "ts": time.time(),
+        "script_id": "s",
+        "run_id": None,
+        "level": 20,
+        "source": "stdout",
+        "tag": "",
+        "message": f"line {i}",
+        "call_id": None,
+        "task_id": None,
+    }
+
+
+def test_id_blocks_batches_and_orphan_runs(db_url):  # noqa: F811
+    db = Database(db_url, timeout=3)
+    try:
+        db.migrate()
+        first, last = db.reserve_log_ids(100)
+        assert (first, last) == (1, 100)
+        # a crash: the next gateway reserves above the whole block, used or not
+        assert db.reserve_log_ids(100) == (101, 200)
+        # a clean stop gives back the unused rest (only the newest reservation)
+        db.release_log_ids(100, 50)  # not the newest: no effect
+        db.release_log_ids(200, 120)
+        assert db.reserve_log_ids(10) == (121, 130)
+        # stored ids above the counter (rows of the spill file) and at_least count too
+        db.insert_batch([_log(500)], [], [])
+        assert db.reserve_log_ids(10) == (501, 510)
+        assert db.reserve_log_ids(10, at_least=900) == (901, 910)
+
+        # a batch stored twice (timed out on our side, yet committed) is not refused
+        rows = [_log(i) for i in range(600, 610)]
+        execution = {
+            "id": "e1",
+            "ts": time.time(),
+            "script_path": "x.py",
+            "function_name": "f",
+            "mode": "SCRIPT",
+            "task_id": None,
+            "duration_ms": 1.0,
+            "ok": True,
+            "error_type": None,
+            "error_message": None,
+        }
+        db.insert_batch(rows[:5], [], [execution])
+        db.insert_batch(rows, [], [execution])
+        with db.engine.connect() as conn:
+            ids = conn.execute(sa.text("SELECT id FROM vwed_log_records WHERE id >= 600")).scalars()
+            assert sorted(ids) == list(range(600, 610))
+
+        run = db.run_started("s_1", "s.py", 1, time.time())
+        ended = db.run_started("s_2", "s.py", 1, time.time())
+        db.run_ended(ended, "stopped", "gateway shutdown", time.time())
+        assert db.end_orphan_runs(time.time()) == 1
+        runs = {r["id"]: r for r in db.runs()}
+        assert runs[run]["exit_reason"] == "gateway died" and runs[run]["stopped_at"]
+        assert runs[ended]["exit_reason"] == "gateway shutdown"
+    finally:
+        db.close()
+
+
+def test_driver_timeouts_per_backend():
+    pg = timeout_connect_args("postgresql+psycopg://u@h/db?options=-csearch_path%3Dx", 2.5)
+    assert pg == {"connect_timeout": 3, "options": "-csearch_path=x -c statement_timeout=2500"}
+    my = timeout_connect_args("mysql+pymysql://root@h/db", 2)
+    assert my == {"connect_timeout": 2, "read_timeout": 2, "write_timeout": 2}
+    lite = timeout_connect_args("sqlite:///x.db", 4)
+    assert lite["timeout"] == 4
