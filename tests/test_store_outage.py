@@ -160,6 +160,7 @@ class GatewayProcess:
         wait_until(up, 60, "the gateway")
 
     def finish(self) -> None:
+        print(f"--- {self.out} (tail)\n{self.out.read_text()[-4000:]}")  # shown on failure
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -432,5 +433,82 @@ def test_history_drops_are_counted_and_reported(tmp_path):
                 if x.startswith("vwed_history_records_dropped_total")
             )
             assert float(line.split()[-1]) >= 25
+    finally:
+        gw.stop()
+
+
+def _spill_line(kind: str, row: dict) -> str:
+    return json.dumps({"kind": kind, "row": row}) + "\n"
+
+
+def _record(i: int, message: str | None) -> dict:
+    return {
+        "id": i,
+        "ts": time.time(),
+        "script_id": "old.py_1",
+        "run_id": None,
+        "level": "INFO",
+        "source": "stdout",
+        "tag": "spill",
+        "message": message,
+        "call_id": None,
+        "task_id": None,
+    }
+
+
+def test_spill_file_torn_line_and_unstorable_rows(tmp_path):
+    from conftest import GatewayThread
+    from kernel_gateway.config import Settings
+
+    data = tmp_path / "d"
+    data.mkdir()
+    spill = data / "spill.jsonl"
+    settings = Settings(
+        scripts_dir=str(tmp_path), port=0, data_dir=str(data), pool_size=0, workers=1, auth=False
+    ).validated()
+
+    # three records and a torn last line (a crash while writing): the records are
+    # stored with their ids, the torn line counted, the file removed
+    spill.write_text(
+        "".join(_spill_line("log", _record(7000 + i, f"kept {i}")) for i in range(3))
+        + '{"kind": "log", "row": {"id": 70'
+    )
+    gw = GatewayThread(settings).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            got = c.get("/script-engine/logs", params={"tag": "spill", "order": "asc"}).json()
+            assert [(r["id"], r["message"]) for r in got["records"]] == [
+                (7000 + i, f"kept {i}") for i in range(3)
+            ]
+            assert not spill.exists()
+            note = wait_until(
+                lambda: c.get(
+                    "/script-engine/logs", params={"source": "engine", "q": "unreadable"}
+                ).json()["records"],
+                10,
+                "the record counting the torn line",
+            )
+            assert note[0]["level"] == "WARNING" and "1 unreadable line" in note[0]["message"]
+            new = c.get("/script-engine/logs", params={"limit": 1}).json()["records"][0]
+            assert new["id"] > 7002  # new ids above the spilled ones
+    finally:
+        gw.stop()
+
+    # a row the database refuses (no message): the file is kept for the next start, and
+    # an ERROR record counts what waits in it
+    spill.write_text(_spill_line("log", _record(9000, None)))
+    gw = GatewayThread(settings).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            note = wait_until(
+                lambda: c.get(
+                    "/script-engine/logs",
+                    params={"source": "engine", "q": "spill file", "level": "ERROR"},
+                ).json()["records"],
+                10,
+                "the record saying the spill file could not be stored",
+            )
+            assert note[0]["level"] == "ERROR" and note[0]["message"].startswith("1 records")
+            assert spill.exists()
     finally:
         gw.stop()
