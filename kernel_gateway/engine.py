@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .boot import boot_kernel
-from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable
+from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable, StoreTimeout
 from .kernels import KernelPool, ScriptKernel
 from .logs import LogHub
 from .registry import Registry, ScriptRegistrations
@@ -386,6 +386,8 @@ class ScriptEngine:
                     time.time(),
                     script.requested,
                 )
+            except StoreTimeout as exc:  # the database is slow or away: no traceback
+                log.warning("could not store %s as a script to restore: %s", script.path, exc)
             except Exception:
                 log.exception("could not store %s as a script to restore", script.path)
 
@@ -394,6 +396,8 @@ class ScriptEngine:
         if self.db is not None:
             try:
                 await self.db.write(self.db.db.undesire, script_path)
+            except StoreTimeout as exc:
+                log.warning("could not forget %s as a script to restore: %s", script_path, exc)
             except Exception:
                 log.exception("could not forget %s as a script to restore", script_path)
 
