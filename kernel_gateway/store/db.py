@@ -74,13 +74,16 @@ def timeout_connect_args(url: str, timeout: float) -> dict[str, Any]:
     """The driver's own deadlines for ``timeout`` seconds: connecting, and a statement.
 
     They bound what a driver can bound by itself (a server that is down, a slow or
-    locked statement). A connection that stalls mid-answer (a proxy that accepts and
+    locked statement), and are a second longer than ``timeout``: the caller is answered
+    by the ``asyncio`` deadline (503 ``STORE_TIMEOUT``), the driver's own then frees
+    the thread. A connection that stalls mid-answer (a proxy that accepts and
     forwards nothing) is not bounded by psycopg: the ``asyncio`` deadline of
     ``StoreService`` answers the caller then, and shutdown does not wait for the thread.
     """
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
+    timeout += 1.0
     seconds = max(1, math.ceil(timeout))
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -108,7 +111,7 @@ class Database:
         except Exception as exc:  # bad URL, missing driver
             raise DatabaseError(f"cannot use database {self.safe_url}: {exc}") from exc
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas(timeout))
+            event.listen(self.engine, "connect", _sqlite_pragmas(timeout + 1.0))
 
     @property
     def safe_url(self) -> str:
