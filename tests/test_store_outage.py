@@ -221,6 +221,12 @@ def test_stalled_database_deadlines_sigterm_and_spill(tmp_path, pg_schema):
         assert isinstance(body["variables_may_be_written"], bool)
         assert "result" in body and body["execution_id"]
         assert took < 6.5, took
+        # the step's own timeout bounds it too (timeout + 1 s), below --db-timeout
+        r, took = _timed(
+            lambda: c.post("/script-engine/execute", json={**step, "args": [3], "timeout": 1})
+        )
+        assert r.status_code == 503 and r.json()["code"] == "STORE_TIMEOUT", r.text
+        assert took < 2.5, took
 
         r, took = _timed(lambda: c.get("/script-engine/logs"))
         assert r.status_code == 503 and r.json()["code"] == "STORE_TIMEOUT" and took < 4, took
@@ -263,6 +269,9 @@ def test_stalled_database_deadlines_sigterm_and_spill(tmp_path, pg_schema):
 
         back = wait_until(all_back, 30, "the 50 spilled lines")
         assert [r["message"] for r in back] == [f"spilled {i}" for i in range(50)]
+        # the executions and the call of the stall came back from the spill file too
+        executions = gw.client.get("/script-engine/executions", params={"task_id": "T1"}).json()
+        assert executions["count"] == 3, executions
         assert not (data / "spill.jsonl").exists()
         wait_until(
             lambda: gw.client.get(
