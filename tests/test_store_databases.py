@@ -83,3 +83,41 @@ def test_driver_timeouts_per_backend():
     assert my == {"connect_timeout": 3, "read_timeout": 3, "write_timeout": 3}
     lite = timeout_connect_args("sqlite:///x.db", 4)
     assert lite["timeout"] == 5
+
+
+def test_ids_cross_blocks_without_reuse(tmp_path):
+    """A hub with small id blocks on a real SQLite store: ids go on across blocks
+    (the next one reserved ahead), and the database's counter stays above them."""
+    import asyncio
+
+    from kernel_gateway.logs import LogHub
+    from kernel_gateway.store.service import StoreService
+
+    async def scenario() -> tuple[list[int], int, list[int]]:
+        url = f"sqlite:///{tmp_path / 'ids.sqlite3'}"
+        store = StoreService(Database(url, timeout=3), id_block=10, interval=0.05)
+        hub = LogHub(store)
+        await hub.start()
+        ids = []
+        for i in range(35):
+            hub.engine(None, "INFO", f"r{i}")
+            ids.append(hub.last_id)
+            await asyncio.sleep(0.01)  # the reservation ahead runs meanwhile
+        await hub.close()
+        with store.db.engine.connect() as conn:
+            counter = conn.execute(
+                sa.text("SELECT value FROM vwed_counters WHERE name = 'log_id'")
+            ).scalar()
+        # a second gateway on the same file after the clean stop
+        store2 = StoreService(Database(url, timeout=3), id_block=10)
+        hub2 = LogHub(store2)
+        await hub2.start()
+        hub2.engine(None, "INFO", "next")
+        after = [hub2.last_id]
+        await hub2.close()
+        return ids, counter, after
+
+    ids, counter, after = asyncio.run(scenario())
+    assert ids == list(range(ids[0], ids[0] + 35))  # no gap between blocks reserved ahead
+    assert counter >= max(ids)
+    assert after == [max(ids) + 1]  # a clean stop gave the unused rest of its block back

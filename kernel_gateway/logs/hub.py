@@ -68,7 +68,7 @@ class LogHub:
             with contextlib.suppress(BaseException):
                 await self._task
         if self.store is not None:
-            reserved = self._ids.last
+            reserved = self._ids.reserved_top
             await self.store.close((reserved, self.last_id) if reserved is not None else None)
 
     # -- making records ------------------------------------------------------------

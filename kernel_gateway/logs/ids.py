@@ -37,6 +37,11 @@ class IdBlocks:
     def start(self, first: int, last: int) -> None:
         self.next, self.last = first, last
 
+    @property
+    def reserved_top(self) -> int | None:
+        """The highest id reserved by this hub (a block reserved ahead included)."""
+        return self._ready[1] if self._ready is not None else self.last
+
     def take(self) -> int:
         if self.last is not None and self.next > self.last:
             self._switch()
