@@ -22,6 +22,7 @@ from . import __version__
 from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .engine import ScriptEngine
+from .errors import StoreTimeout
 from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
@@ -68,7 +69,7 @@ from .scratch import ScratchKernels
 from .scripts import ScriptStore
 from .steps import StepService
 from .store import Database, DatabaseError
-from .store.service import StoreService
+from .store.service import StoreService, busy_threads
 from .workers import WorkerPool
 
 __all__ = ["Gateway", "make_app", "main", "ROUTES"]
@@ -249,7 +250,9 @@ class Gateway:
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
         self.registry = Registry()
         self.db = StoreService(
-            Database(settings.database_url),
+            Database(settings.database_url, settings.db_timeout),
+            timeout=settings.db_timeout,
+            spill_path=data_dir / "spill.jsonl",
             retention_days=settings.log_retention_days,
             retention_records=settings.log_retention_records,
             max_queue=settings.log_queue_max,
@@ -461,18 +464,29 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vwed-gateway: {exc}", file=sys.stderr)
         return 2
+    code = 0
     try:
         asyncio.run(_serve(settings))
     except ConfigError as exc:
         print(f"vwed-gateway: {exc}", file=sys.stderr)
-        return 2
-    except DatabaseError as exc:
-        print(f"vwed-gateway: {exc}", file=sys.stderr)
-        return 3
+        code = 2
+    except (DatabaseError, StoreTimeout) as exc:
+        print(f"vwed-gateway: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        code = 3
     except OSError as exc:  # the port is taken, the data dir is not writable, ...
         print(f"vwed-gateway: {exc}", file=sys.stderr)
-        return 3
-    return 0
+        code = 3
+    stuck = busy_threads()
+    if stuck:
+        # Threads stuck in a driver call on a stalled connection: the interpreter's
+        # exit would join them (for as long as the stall). What they held is in the
+        # spill file already; end the process without them.
+        log.warning("%d database call(s) still stuck at exit: not waiting for them", stuck)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", int, 8765, "port to listen on (0 picks a free one)"),
     Option("data_dir", str, ".vwed", "folder for the gateway's data: kernelspec, SQLite database"),
     Option("db_url", str, "", "SQLAlchemy database URL (default: SQLite file in the data dir)"),
+    Option(
+        "db_timeout",
+        float,
+        5.0,
+        "seconds any one database operation may take (connect, statement, each awaited "
+        "store call); past it the caller gets 503 STORE_TIMEOUT",
+    ),
     Option("pool_size", int, 2, "number of pre-started kernels kept ready"),
     Option("call_timeout", float, 30.0, "seconds a route or function call may run before 504"),
     Option("boot_timeout", float, 60.0, "seconds a script may take to load and run boot()"),
@@ -195,6 +202,7 @@ class Settings:
     port: int = 8765
     data_dir: str = ".vwed"
     db_url: str = ""
+    db_timeout: float = 5.0
     pool_size: int = 2
     call_timeout: float = 30.0
     boot_timeout: float = 60.0
@@ -249,7 +257,7 @@ class Settings:
             problems.append("workers and step_queue must be >= 0, step_grace > 0")
         if not 0 < self.max_timeout < float("inf"):
             problems.append("max_timeout must be a finite number of seconds > 0")
-        for name in ("call_timeout", "boot_timeout"):
+        for name in ("call_timeout", "boot_timeout", "db_timeout"):
             value = getattr(self, name)
             if not 0 < value <= self.max_timeout:  # also refuses NaN
                 problems.append(f"{name} must be > 0 and at most max_timeout ({value!r})")

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import proctree
 from .boot import boot_kernel
-from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable
+from .errors import BadRequest, Conflict, NotFound, ScriptError, ServiceUnavailable, StoreTimeout
 from .kernels import KernelPool, ScriptKernel
 from .logs import LogHub
 from .registry import Registry, ScriptRegistrations
@@ -183,6 +183,7 @@ class ScriptEngine:
         self._by_path: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._run_writes: set[asyncio.Task[Any]] = set()  # run ends still being stored
 
     # -- queries ---------------------------------------------------------------------
     def running(self) -> list[RunningScript]:
@@ -375,8 +376,16 @@ class ScriptEngine:
                 script.replicas,
                 script.started_at,
             )
-        except Exception:
-            log.exception("could not record the run of %s", script.script_id)
+        except Exception as exc:
+            # start goes on without a run record (its logs carry no run id): a script
+            # must not stay down because the history database is slow or away
+            log.warning("could not record the run of %s: %s", script.script_id, exc)
+            self.logs.engine(
+                script.script_id,
+                "WARNING",
+                "the run could not be recorded in the database "
+                f"({getattr(exc, 'message', exc)}); the script starts without a run record",
+            )
             return
         self.logs.run_started(script.script_id, script.run_id)
 
@@ -392,6 +401,8 @@ class ScriptEngine:
                     time.time(),
                     script.requested,
                 )
+            except StoreTimeout as exc:  # the database is slow or away: no traceback
+                log.warning("could not store %s as a script to restore: %s", script.path, exc)
             except Exception:
                 log.exception("could not store %s as a script to restore", script.path)
 
@@ -400,6 +411,8 @@ class ScriptEngine:
         if self.db is not None:
             try:
                 await self.db.write(self.db.db.undesire, script_path)
+            except StoreTimeout as exc:
+                log.warning("could not forget %s as a script to restore: %s", script_path, exc)
             except Exception:
                 log.exception("could not forget %s as a script to restore", script_path)
 
@@ -481,7 +494,7 @@ class ScriptEngine:
         self, script: RunningScript, status: str, reason: str | None, ended: bool = True
     ) -> None:
         if self.db is not None and script.run_id is not None:
-            self._spawn(
+            task = asyncio.ensure_future(
                 self.db.write(
                     self.db.db.run_ended,
                     script.run_id,
@@ -490,6 +503,9 @@ class ScriptEngine:
                     time.time() if ended else None,
                 )
             )
+            self._run_writes.add(task)
+            task.add_done_callback(self._run_writes.discard)
+            task.add_done_callback(_retrieve)
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
         kernel = await self.pool.acquire(_start_env(script))
@@ -644,6 +660,11 @@ class ScriptEngine:
         )
         if self._monitor is not None:
             self._monitor.cancel()
+        if self._run_writes:
+            # The runs' ends are stored before the gateway goes (each write has the
+            # store's deadline): a run left open would be taken, at the next start, for
+            # one of a gateway that died.
+            await asyncio.wait(list(self._run_writes))
         for task in list(self._background):
             task.cancel()
 
@@ -755,3 +776,10 @@ class ScriptEngine:
         script.kernels.append(kernel)
         script.kernels.sort(key=lambda k: k.replica)
         self.logs.engine(script.script_id, "INFO", f"replica {index} of {script.path} replaced")
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A run's end that could not be stored is logged here, not as "never retrieved"
+    (the next start ends a run left open)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not store the end of a run: %s", task.exception())

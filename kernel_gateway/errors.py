@@ -20,6 +20,7 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
     ├── KernelDied                        502 KERNEL_DIED
     ├── ServiceUnavailable                503 SCRIPT_STOPPING, KERNEL_UNAVAILABLE
+    │   └── StoreTimeout                  503 STORE_TIMEOUT (the database did not answer in time)
     └── CallTimeout                       504 CALL_TIMEOUT
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "HandlerError",
     "KernelDied",
     "ServiceUnavailable",
+    "StoreTimeout",
     "CallTimeout",
 ]
 
@@ -137,6 +139,13 @@ class KernelDied(GatewayError):
 class ServiceUnavailable(GatewayError):
     status = 503
     code = "KERNEL_UNAVAILABLE"
+
+
+class StoreTimeout(ServiceUnavailable):
+    """The database did not answer within its deadline (``--db-timeout``): stalled,
+    unreachable behind a proxy, or locked. The operation may still complete later."""
+
+    code = "STORE_TIMEOUT"
 
 
 class CallTimeout(GatewayError):

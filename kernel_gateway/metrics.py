@@ -65,6 +65,11 @@ class _LiveState:
             "Log records dropped (queue full)",
             value=gw.db.dropped_total,
         )
+        yield CounterMetricFamily(
+            "vwed_history_records_dropped",
+            "Call and execution history rows dropped (queue full)",
+            value=gw.db.history_dropped_total,
+        )
         yield GaugeMetricFamily(
             "vwed_log_subscribers", "Live log WebSocket subscribers", value=gw.logs.subscribers
         )

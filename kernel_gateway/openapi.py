@@ -330,7 +330,7 @@ def build_openapi() -> dict[str, Any]:
                     "422": _err("STEP_FAILED"),
                     "500": _err("RESULT_NOT_SERIALIZABLE"),
                     "502": _err("KERNEL_DIED"),
-                    "503": _err("BUSY"),
+                    "503": _err("BUSY", "STORE_FAILED", "STORE_TIMEOUT"),
                     "504": _err("CALL_TIMEOUT"),
                 },
             }
@@ -363,6 +363,7 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("variables", {"variables": _OBJ}),
                     "404": _err("TASK_NOT_FOUND"),
+                    "503": _err("STORE_TIMEOUT", "STORE_UNAVAILABLE"),
                 },
             }
         },

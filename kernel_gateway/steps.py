@@ -18,6 +18,7 @@ from .errors import (
     NotFound,
     ScriptError,
     ServiceUnavailable,
+    StoreTimeout,
 )
 from .inputs import parse_timeout
 from .kernels import ScriptKernel
@@ -148,8 +149,29 @@ class StepService:
             self._record(execution_id, source.path, req, took, error)
         variables = self._variables(req["mode"], value["value"])
         if req["task_id"] is not None and self.db is not None:
+            # The step answers within its timeout plus a second, whatever the database
+            # does: the merge gets what is left of that (at most --db-timeout).
+            left = req["timeout"] + 0.9 - (time.perf_counter() - run.started)
             try:
-                await self.db.merge_task_variables(req["task_id"], variables)
+                await self.db.merge_task_variables(
+                    req["task_id"], variables, timeout=max(0.2, min(self.db.timeout, left))
+                )
+            except StoreTimeout as exc:
+                maybe = bool(exc.details.get("may_still_be_written"))
+                raise StoreTimeout(
+                    "the step ran, but the database did not store its task variables in "
+                    + (
+                        "time; they may still be written"
+                        if maybe
+                        else "time; they were not written"
+                    ),
+                    details={
+                        "execution_id": execution_id,
+                        "result": value["value"],
+                        "variables": variables,
+                        "variables_may_be_written": maybe,
+                    },
+                ) from exc
             except Exception as exc:
                 raise ServiceUnavailable(
                     f"the step ran, but its task variables could not be stored: {exc}",

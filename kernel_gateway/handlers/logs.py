@@ -221,6 +221,19 @@ class LogExportHandler(_LogsBase):
         return out.getvalue()
 
 
+def _quiet(fut: Any) -> Any:
+    """A write to a WebSocket that may be closed before it completes: its failure
+    (WebSocketClosedError) is expected, so it is retrieved here, not logged by asyncio
+    as "never retrieved"."""
+
+    def retrieve(done: Any) -> None:
+        if not done.cancelled():
+            done.exception()
+
+    fut.add_done_callback(retrieve)
+    return fut
+
+
 class LogStreamHandler(GatewaySocket):
     """Live records as JSON text messages ``{"type": "record", ...}``, after a replay of
     the last ``tail`` matching ones. A client that reads too slowly gets
@@ -281,7 +294,12 @@ class LogStreamHandler(GatewaySocket):
     async def _run(self, sub: Subscriber) -> None:
         watcher = asyncio.ensure_future(self._watch(sub))
         try:
-            for record in await self.hub.tail(self.flt, self.tail_count, sub.cursor):
+            try:
+                replay = await self.hub.tail(self.flt, self.tail_count, sub.cursor)
+            except GatewayError as exc:  # the database does not answer: live records only
+                replay = []
+                await self._send({"type": "notice", "code": exc.code, "message": exc.message})
+            for record in replay:
                 await self._send({"type": "record", **record})
             while True:
                 await sub.wake.wait()
@@ -299,17 +317,20 @@ class LogStreamHandler(GatewaySocket):
 
     async def _watch(self, sub: Subscriber) -> None:
         await sub.overflowed.wait()
-        log.warning("log subscriber %s is too slow: disconnected", self.request.remote_ip)
+        # An expected event (the client's own doing), not a gateway error: one INFO line.
+        log.info("log subscriber %s is too slow: disconnected", self.request.remote_ip)
         with contextlib.suppress(Exception):
             # not awaited: the connection is clogged, that is the point
-            self.write_message(
-                json.dumps(
-                    {
-                        "type": "notice",
-                        "code": "SLOW_CONSUMER",
-                        "message": "you read too slowly: records you had not read yet left the gateway's "
-                        f"buffer ({self.hub.ring_bytes // (1024 * 1024)} MiB); disconnected",
-                    }
+            _quiet(
+                self.write_message(
+                    json.dumps(
+                        {
+                            "type": "notice",
+                            "code": "SLOW_CONSUMER",
+                            "message": "you read too slowly: records you had not read yet left the gateway's "
+                            f"buffer ({self.hub.ring_bytes // (1024 * 1024)} MiB); disconnected",
+                        }
+                    )
                 )
             )
         self.close(4008, "too slow")
@@ -317,7 +338,9 @@ class LogStreamHandler(GatewaySocket):
             self._pump.cancel()
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self.write_message(json.dumps(message, ensure_ascii=False))
+        # Shielded: cutting off a slow subscriber cancels the pump while it waits here;
+        # cancelling tornado's write would make tornado log the CancelledError.
+        await asyncio.shield(_quiet(self.write_message(json.dumps(message, ensure_ascii=False))))
 
     def on_message(self, message: str | bytes) -> None:
         pass  # the stream is one-way; anything sent by the client is ignored

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections import OrderedDict, deque
 from datetime import datetime, timezone
@@ -13,6 +12,7 @@ from typing import Any
 
 from ..store.db import LogQuery
 from ..store.service import StoreService
+from .ids import IdBlocks
 from .records import LEVELS, StreamJoiner, make_record, split_message, strip_ansi
 from .subscribers import LogFilter, Subscriber
 
@@ -32,7 +32,10 @@ class LogHub:
         self.store = store
         self.ring_bytes = ring_bytes
         self.ring_records = ring_records
-        self._ids = itertools.count(1)
+        self._ids = IdBlocks(
+            store.reserve_ids if store is not None else None,
+            store.id_block if store is not None else 10_000,
+        )
         self.last_id = 0
         self._ring: deque[dict[str, Any]] = deque()
         self._ring_size = 0
@@ -45,12 +48,16 @@ class LogHub:
         self._task: asyncio.Task[None] | None = None
         if store is not None:
             store.on_drop = self._dropped
+            store.on_notice = lambda level, message: self.engine(None, level, message)
 
     async def start(self) -> None:
         if self.store is not None:
-            top = await self.store.open()
-            self._ids = itertools.count(top + 1)
-            self.last_id = top
+            first, last = await self.store.open()
+            self._ids.start(first, last)
+            self.last_id = first - 1
+            for level, message in self.store.notices:
+                self.engine(None, level, message)
+            self.store.notices.clear()
         self._task = asyncio.ensure_future(self._partial_lines())
 
     async def close(self) -> None:
@@ -61,7 +68,8 @@ class LogHub:
             with contextlib.suppress(BaseException):
                 await self._task
         if self.store is not None:
-            await self.store.close()
+            reserved = self._ids.reserved_top
+            await self.store.close((reserved, self.last_id) if reserved is not None else None)
 
     # -- making records ------------------------------------------------------------
     def run_started(self, script_id: str, run_id: int | None) -> None:
@@ -94,7 +102,7 @@ class LogHub:
         run_id = self._runs.get(script_id or "")
         for piece in split_message(message):
             record = make_record(
-                next(self._ids), script_id, run_id, level, source, tag, piece, call_id, task_id
+                self._ids.take(), script_id, run_id, level, source, tag, piece, call_id, task_id
             )
             self.last_id = record["id"]
             self._keep(record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .models import (
     LEVEL_NAMES,
     CallRow,
+    CounterRow,
     DesiredScriptRow,
     ExecutionRow,
     LogRow,
@@ -57,26 +59,59 @@ class LogQuery:
     newest_first: bool = True
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+def _sqlite_pragmas(timeout: float) -> Any:
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cur.close()
+
+    return pragmas
+
+
+def timeout_connect_args(url: str, timeout: float) -> dict[str, Any]:
+    """The driver's own deadlines for ``timeout`` seconds: connecting, and a statement.
+
+    They bound what a driver can bound by itself (a server that is down, a slow or
+    locked statement), and are a second longer than ``timeout``: the caller is answered
+    by the ``asyncio`` deadline (503 ``STORE_TIMEOUT``), the driver's own then frees
+    the thread. A connection that stalls mid-answer (a proxy that accepts and
+    forwards nothing) is not bounded by psycopg: the ``asyncio`` deadline of
+    ``StoreService`` answers the caller then, and shutdown does not wait for the thread.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    timeout += 1.0
+    seconds = max(1, math.ceil(timeout))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return {"check_same_thread": False, "timeout": timeout}
+    if backend == "postgresql":
+        options = str(parsed.query.get("options", "") or "")
+        statement = f"-c statement_timeout={int(timeout * 1000)}"
+        return {
+            "connect_timeout": seconds,
+            "options": f"{options} {statement}".strip(),
+        }
+    if backend in ("mysql", "mariadb"):
+        return {"connect_timeout": seconds, "read_timeout": seconds, "write_timeout": seconds}
+    return {}
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url
+        self.timeout = timeout
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "future": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
         try:
+            kwargs["connect_args"] = timeout_connect_args(url, timeout)
             self.engine: Engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL, missing driver
             raise DatabaseError(f"cannot use database {self.safe_url}: {exc}") from exc
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas(timeout + 1.0))
 
     @property
     def safe_url(self) -> str:
@@ -119,9 +154,34 @@ class Database:
         calls: list[dict[str, Any]],
         executions: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Log records, calls and executions in one transaction (all stored, or none)."""
+        """Log records, calls and executions in one transaction (all stored, or none).
+
+        Idempotent for log records and executions (they carry their ids): a batch that
+        timed out on our side may have been committed all the same, and is then sent
+        again (or comes back from the spill file); rows already stored are skipped.
+        """
         if not logs and not calls and not executions:
             return
+        try:
+            self._insert(logs, calls, executions or [])
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                have_logs = self._existing(conn, LogRow.id, [r["id"] for r in logs])
+                have_execs = self._existing(
+                    conn, ExecutionRow.id, [r["id"] for r in executions or []]
+                )
+            self._insert(
+                [r for r in logs if r["id"] not in have_logs],
+                calls,
+                [r for r in executions or [] if r["id"] not in have_execs],
+            )
+
+    def _insert(
+        self,
+        logs: list[dict[str, Any]],
+        calls: list[dict[str, Any]],
+        executions: list[dict[str, Any]],
+    ) -> None:
         with self.engine.begin() as conn:
             if logs:
                 conn.execute(insert(LogRow), logs)
@@ -129,6 +189,58 @@ class Database:
                 conn.execute(insert(CallRow), calls)
             if executions:
                 conn.execute(insert(ExecutionRow), executions)
+
+    @staticmethod
+    def _existing(conn: Any, column: Any, ids: list[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+        return found
+
+    def reserve_log_ids(self, count: int, at_least: int = 0) -> tuple[int, int]:
+        """Reserve the next ``count`` log record ids: returns ``(first, last)``.
+
+        The highest reserved id is kept in ``vwed_counters``, so a gateway killed
+        with ids handed out (seen by live clients) but not stored never gives them
+        again: the next start reserves above it. Safe between gateways sharing the
+        database (the row is locked where the database can).
+        """
+        with self.engine.begin() as conn:
+            top = conn.execute(
+                select(CounterRow.value).where(CounterRow.name == "log_id").with_for_update()
+            ).scalar()
+            stored = int(conn.execute(select(func.max(LogRow.id))).scalar() or 0)
+            first = max(int(top or 0), stored, at_least) + 1
+            last = first + count - 1
+            if top is None:
+                conn.execute(insert(CounterRow).values(name="log_id", value=last))
+            else:
+                conn.execute(
+                    update(CounterRow).where(CounterRow.name == "log_id").values(value=last)
+                )
+        return first, last
+
+    def release_log_ids(self, reserved_top: int, used_top: int) -> None:
+        """Give back the unused rest of a block at a clean stop (only if no one has
+        reserved after it), so ids have gaps only after a crash."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(CounterRow)
+                .where(CounterRow.name == "log_id", CounterRow.value == reserved_top)
+                .values(value=used_top)
+            )
+
+    def end_orphan_runs(self, now: float) -> int:
+        """Runs a previous gateway process left open (it was killed): ended now with
+        ``exit_reason = 'gateway died'``. Called at start, before restore."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(RunRow)
+                .where(RunRow.stopped_at.is_(None))
+                .values(status="died", exit_reason="gateway died", stopped_at=now)
+            )
+        return int(result.rowcount or 0)
 
     def run_started(
         self, script_id: str, script_path: str, replicas: int, started_at: float

@@ -14,6 +14,7 @@ __all__ = [
     "CallRow",
     "TaskVariablesRow",
     "ExecutionRow",
+    "CounterRow",
     "LEVELS",
     "LEVEL_NAMES",
 ]
@@ -160,3 +161,13 @@ class DesiredScriptRow(Base):
     restart: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[float] = mapped_column(Double)
     options: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: memory limit, policy
+
+
+class CounterRow(Base):
+    """A named counter kept by the database: ``log_id`` is the highest log record id
+    reserved by any gateway (ids are handed out in reserved blocks, never reused)."""
+
+    __tablename__ = "vwed_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,123 @@
+"""The store's crash-safety pieces on SQLite, PostgreSQL and MariaDB (real servers,
+skipped when not reachable): log id blocks, idempotent batches (a batch sent again
+after a timeout, or from the spill file), runs of a dead gateway, driver timeouts."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from test_logs_databases import db_url  # noqa: F401 - the fixture (sqlite, postgresql, mariadb)
+
+from kernel_gateway.store.db import Database, timeout_connect_args
+
+
+def _log(i: int) -> dict:
+    return {
+        "id": i,
+        "ts": time.time(),
+        "script_id": "s",
+        "run_id": None,
+        "level": 20,
+        "source": "stdout",
+        "tag": "",
+        "message": f"line {i}",
+        "call_id": None,
+        "task_id": None,
+    }
+
+
+def test_id_blocks_batches_and_orphan_runs(db_url):  # noqa: F811
+    db = Database(db_url, timeout=3)
+    try:
+        db.migrate()
+        first, last = db.reserve_log_ids(100)
+        assert (first, last) == (1, 100)
+        # a crash: the next gateway reserves above the whole block, used or not
+        assert db.reserve_log_ids(100) == (101, 200)
+        # a clean stop gives back the unused rest (only the newest reservation)
+        db.release_log_ids(100, 50)  # not the newest: no effect
+        db.release_log_ids(200, 120)
+        assert db.reserve_log_ids(10) == (121, 130)
+        # stored ids above the counter (rows of the spill file) and at_least count too
+        db.insert_batch([_log(500)], [], [])
+        assert db.reserve_log_ids(10) == (501, 510)
+        assert db.reserve_log_ids(10, at_least=900) == (901, 910)
+
+        # a batch stored twice (timed out on our side, yet committed) is not refused
+        rows = [_log(i) for i in range(600, 610)]
+        execution = {
+            "id": "e1",
+            "ts": time.time(),
+            "script_path": "x.py",
+            "function_name": "f",
+            "mode": "SCRIPT",
+            "task_id": None,
+            "duration_ms": 1.0,
+            "ok": True,
+            "error_type": None,
+            "error_message": None,
+        }
+        db.insert_batch(rows[:5], [], [execution])
+        db.insert_batch(rows, [], [execution])
+        with db.engine.connect() as conn:
+            ids = conn.execute(sa.text("SELECT id FROM vwed_log_records WHERE id >= 600")).scalars()
+            assert sorted(ids) == list(range(600, 610))
+
+        run = db.run_started("s_1", "s.py", 1, time.time())
+        ended = db.run_started("s_2", "s.py", 1, time.time())
+        db.run_ended(ended, "stopped", "gateway shutdown", time.time())
+        assert db.end_orphan_runs(time.time()) == 1
+        runs = {r["id"]: r for r in db.runs()}
+        assert runs[run]["exit_reason"] == "gateway died" and runs[run]["stopped_at"]
+        assert runs[ended]["exit_reason"] == "gateway shutdown"
+    finally:
+        db.close()
+
+
+def test_driver_timeouts_per_backend():
+    pg = timeout_connect_args("postgresql+psycopg://u@h/db?options=-csearch_path%3Dx", 2.5)
+    # a second longer than the deadline that answers the caller
+    assert pg == {"connect_timeout": 4, "options": "-csearch_path=x -c statement_timeout=3500"}
+    my = timeout_connect_args("mysql+pymysql://root@h/db", 2)
+    assert my == {"connect_timeout": 3, "read_timeout": 3, "write_timeout": 3}
+    lite = timeout_connect_args("sqlite:///x.db", 4)
+    assert lite["timeout"] == 5
+
+
+def test_ids_cross_blocks_without_reuse(tmp_path):
+    """A hub with small id blocks on a real SQLite store: ids go on across blocks
+    (the next one reserved ahead), and the database's counter stays above them."""
+    import asyncio
+
+    from kernel_gateway.logs import LogHub
+    from kernel_gateway.store.service import StoreService
+
+    async def scenario() -> tuple[list[int], int, list[int]]:
+        url = f"sqlite:///{tmp_path / 'ids.sqlite3'}"
+        store = StoreService(Database(url, timeout=3), id_block=10, interval=0.05)
+        hub = LogHub(store)
+        await hub.start()
+        ids = []
+        for i in range(35):
+            hub.engine(None, "INFO", f"r{i}")
+            ids.append(hub.last_id)
+            await asyncio.sleep(0.01)  # the reservation ahead runs meanwhile
+        await hub.close()
+        with store.db.engine.connect() as conn:
+            counter = conn.execute(
+                sa.text("SELECT value FROM vwed_counters WHERE name = 'log_id'")
+            ).scalar()
+        # a second gateway on the same file after the clean stop
+        store2 = StoreService(Database(url, timeout=3), id_block=10)
+        hub2 = LogHub(store2)
+        await hub2.start()
+        hub2.engine(None, "INFO", "next")
+        after = [hub2.last_id]
+        await hub2.close()
+        return ids, counter, after
+
+    ids, counter, after = asyncio.run(scenario())
+    assert ids == list(range(ids[0], ids[0] + 35))  # no gap between blocks reserved ahead
+    assert counter >= max(ids)
+    assert after == [max(ids) + 1]  # a clean stop gave the unused rest of its block back
