@@ -118,3 +118,52 @@ def test_scratch_kernels_have_vwed(client, gw):
     finally:
         assert client.delete(f"/api/kernels/{kid}").status_code == 204
     assert client.post("/api/kernels", json={"name": "no-such-spec"}).status_code == 400
+
+
+async def _many_kernel_infos(url: str, n: int) -> tuple[int, int]:
+    """Send ``n`` kernel_info_requests on one channels WebSocket, each as soon as the
+    previous reply arrived or a little later, so sends and incoming replies interleave;
+    returns (replies received, n)."""
+    conn = await asyncio.wait_for(websocket_connect(url), 10)
+    pending: set[str] = set()
+    got = 0
+    try:
+        for i in range(n):
+            req = _msg("kernel_info_request", {})
+            pending.add(req["header"]["msg_id"])
+            await conn.write_message(json.dumps(req))
+            # let the reply of the previous request be on its way while this one is sent
+            while True:
+                try:
+                    raw = await asyncio.wait_for(conn.read_message(), 0.001 * (i % 4))
+                except asyncio.TimeoutError:
+                    break
+                msg = json.loads(raw)
+                if msg["msg_type"] == "kernel_info_reply":
+                    pending.discard(msg["parent_header"]["msg_id"])
+                    got += 1
+        while pending:
+            raw = await asyncio.wait_for(conn.read_message(), 10)
+            msg = json.loads(raw)
+            if msg["msg_type"] == "kernel_info_reply":
+                pending.discard(msg["parent_header"]["msg_id"])
+                got += 1
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        conn.close()
+    return got, n
+
+
+def test_channels_deliver_every_shell_reply_while_sending(client, gw):
+    """A send on a kernel socket must not swallow the wake-up of a reply that just
+    reached it (kernel_gateway/zmqsend.py); before the fix the shell reader stalled
+    for good within a few hundred sends (the cause of the flaky test above)."""
+    r = client.post("/api/kernels", json={"name": "vwed"})
+    kid = r.json()["id"]
+    try:
+        url = f"ws://127.0.0.1:{gw.gateway.port}/api/kernels/{kid}/channels"
+        got, n = asyncio.run(_many_kernel_infos(url, 300))
+        assert got == n
+    finally:
+        client.delete(f"/api/kernels/{kid}")

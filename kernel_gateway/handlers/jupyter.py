@@ -20,6 +20,7 @@ from tornado import websocket
 from ..engine import RunningScript, ScriptEngine
 from ..errors import GatewayError, NotFound
 from ..scratch import ScratchKernels, _iso
+from ..zmqsend import send_message
 from .base import JSONHandler
 from .wsbase import GatewaySocket
 
@@ -248,7 +249,7 @@ class KernelChannelsHandler(GatewaySocket):
         if name not in CHANNELS or self.client is None:
             return
         channel = getattr(self.client, f"{name}_channel")
-        self.client.session.send(channel.socket, msg)
+        send_message(self.client.session, channel.socket, msg)
 
     def on_close(self) -> None:
         for task in self.readers:
