@@ -19,8 +19,10 @@ from tornado import websocket
 
 from ..engine import RunningScript, ScriptEngine
 from ..errors import GatewayError, NotFound
+from ..logs import LogHub
 from ..scratch import ScratchKernels, _iso
 from ..zmqsend import send_message
+from .attach_audit import AttachAudit, token_role
 from .base import JSONHandler
 from .wsbase import GatewaySocket
 
@@ -158,9 +160,22 @@ class KernelConnectionHandler(_Jupyter):
     (write it to a file). Security: it holds the kernel's key; like every endpoint it
     needs the gateway's token when one is set."""
 
+    hub: LogHub
+
     def get(self, kernel_id: str) -> None:
         found = self._script_kernel(kernel_id)
         km = found[1].km if found is not None else self.scratch.get(kernel_id).km
+        if found is not None:
+            # a client holding the key talks ZeroMQ to the kernel directly, past the
+            # channels proxy and its audit: the hand-out is what can be recorded
+            self.hub.engine(
+                found[0].script_id,
+                "WARNING",
+                f"connection info (with the key) of kernel {kernel_id} of script "
+                f"{found[0].path} handed out (token role: {token_role(self, self.token)}; "
+                f"to {self.request.remote_ip or 'unknown address'}); what a client runs "
+                "over it directly is not recorded",
+            )
         info = dict(km.get_connection_info())
         info["key"] = (
             info["key"].decode() if isinstance(info.get("key"), bytes) else info.get("key")
@@ -177,20 +192,33 @@ class KernelChannelsHandler(GatewaySocket):
         self,
         engine: ScriptEngine,
         scratch: ScratchKernels,  # type: ignore[override]
+        hub: LogHub,
         token: Any = "",
         allow_origins: tuple[str, ...] = (),
     ) -> None:
         self.engine = engine
         self.scratch = scratch
+        self.hub = hub
         self.token = token
         self.allow_origins = allow_origins
         self.client: Any = None
         self.readers: list[asyncio.Task[None]] = []
+        self.audit: AttachAudit | None = None
 
     def _manager(self, kernel_id: str) -> Any:
         for script in self.engine.running():
             for kernel in script.kernels:
                 if kernel.kernel_id == kernel_id:
+                    # a script's kernel: production state, so the session is recorded
+                    self.audit = AttachAudit(
+                        self.hub,
+                        script.script_id,
+                        script.path,
+                        kernel_id,
+                        kernel.replica,
+                        token_role(self, self.token),
+                        self.request.remote_ip or "",
+                    )
                     return kernel.km
         return self.scratch.get(kernel_id).km
 
@@ -223,6 +251,8 @@ class KernelChannelsHandler(GatewaySocket):
                 exc,
             )
         self.readers = [asyncio.ensure_future(self._pump(name)) for name in CHANNELS]
+        if self.audit is not None:
+            self.audit.attached()
 
     async def _pump(self, name: str) -> None:
         channel = getattr(self.client, f"{name}_channel")
@@ -248,10 +278,15 @@ class KernelChannelsHandler(GatewaySocket):
             return
         if name not in CHANNELS or self.client is None:
             return
+        if self.audit is not None and name == "shell":
+            self.audit.request(msg)
         channel = getattr(self.client, f"{name}_channel")
         send_message(self.client.session, channel.socket, msg)
 
     def on_close(self) -> None:
+        if self.audit is not None:
+            self.audit.detached()
+            self.audit = None
         for task in self.readers:
             task.cancel()
         if self.client is not None:
