@@ -256,12 +256,16 @@ class KernelChannelsHandler(GatewaySocket):
 
     async def _pump(self, name: str) -> None:
         channel = getattr(self.client, f"{name}_channel")
+        kid = self.path_args[0] if self.path_args else "?"
         while True:
             try:
                 msg = await channel.get_msg()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # this channel is no longer proxied: say so rather than go quiet
+                if channel.is_alive():
+                    log.exception("kernel %s: %s channel unreadable, no longer proxied", kid, name)
                 return
             msg["channel"] = name
             msg.pop("buffers", None)
