@@ -110,8 +110,12 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/api/kernels", KernelsHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
-    (r"/api/kernels/([^/]+)/channels", KernelChannelsHandler, ("engine", "scratch")),
-    (r"/script-engine/kernels/([^/]+)/connection", KernelConnectionHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)/channels", KernelChannelsHandler, ("engine", "scratch", "hub")),
+    (
+        r"/script-engine/kernels/([^/]+)/connection",
+        KernelConnectionHandler,
+        ("engine", "scratch", "hub"),
+    ),
     (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
     (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
 ]

@@ -23,6 +23,7 @@ from . import proctree
 from .bridge import KernelBridge
 from .errors import KernelDied, ServiceUnavailable
 from .launch import LaunchOptions, start_kernel
+from .zmqsend import send_message
 
 __all__ = ["ScriptKernel", "KernelPool", "KernelStartError"]
 
@@ -116,7 +117,7 @@ class ScriptKernel:
     # -- channels ------------------------------------------------------------------
     def send(self, channel: str, msg: dict[str, Any], buffers: list[Any] | None = None) -> None:
         chan = getattr(self.client, f"{channel}_channel")
-        self.client.session.send(chan.socket, msg, buffers=buffers)
+        send_message(self.client.session, chan.socket, msg, buffers)
 
     async def request(
         self, channel: str, msg_type: str, content: dict[str, Any], *, timeout: float

@@ -19,7 +19,10 @@ from tornado import websocket
 
 from ..engine import RunningScript, ScriptEngine
 from ..errors import GatewayError, NotFound
+from ..logs import LogHub
 from ..scratch import ScratchKernels, _iso
+from ..zmqsend import send_message
+from .attach_audit import AttachAudit, token_role
 from .base import JSONHandler
 from .wsbase import GatewaySocket
 
@@ -157,9 +160,22 @@ class KernelConnectionHandler(_Jupyter):
     (write it to a file). Security: it holds the kernel's key; like every endpoint it
     needs the gateway's token when one is set."""
 
+    hub: LogHub
+
     def get(self, kernel_id: str) -> None:
         found = self._script_kernel(kernel_id)
         km = found[1].km if found is not None else self.scratch.get(kernel_id).km
+        if found is not None:
+            # a client holding the key talks ZeroMQ to the kernel directly, past the
+            # channels proxy and its audit: the hand-out is what can be recorded
+            self.hub.engine(
+                found[0].script_id,
+                "WARNING",
+                f"connection info (with the key) of kernel {kernel_id} of script "
+                f"{found[0].path} handed out (token role: {token_role(self, self.token)}; "
+                f"to {self.request.remote_ip or 'unknown address'}); what a client runs "
+                "over it directly is not recorded",
+            )
         info = dict(km.get_connection_info())
         info["key"] = (
             info["key"].decode() if isinstance(info.get("key"), bytes) else info.get("key")
@@ -176,6 +192,7 @@ class KernelChannelsHandler(GatewaySocket):
         self,
         engine: ScriptEngine,
         scratch: ScratchKernels,  # type: ignore[override]
+        hub: LogHub,
         token: Any = "",
         allow_origins: tuple[str, ...] = (),
         allow_hosts: tuple[str, ...] | None = (),
@@ -183,15 +200,27 @@ class KernelChannelsHandler(GatewaySocket):
         self.allow_hosts = allow_hosts
         self.engine = engine
         self.scratch = scratch
+        self.hub = hub
         self.token = token
         self.allow_origins = allow_origins
         self.client: Any = None
         self.readers: list[asyncio.Task[None]] = []
+        self.audit: AttachAudit | None = None
 
     def _manager(self, kernel_id: str) -> Any:
         for script in self.engine.running():
             for kernel in script.kernels:
                 if kernel.kernel_id == kernel_id:
+                    # a script's kernel: production state, so the session is recorded
+                    self.audit = AttachAudit(
+                        self.hub,
+                        script.script_id,
+                        script.path,
+                        kernel_id,
+                        kernel.replica,
+                        token_role(self, self.token),
+                        self.request.remote_ip or "",
+                    )
                     return kernel.km
         return self.scratch.get(kernel_id).km
 
@@ -224,15 +253,21 @@ class KernelChannelsHandler(GatewaySocket):
                 exc,
             )
         self.readers = [asyncio.ensure_future(self._pump(name)) for name in CHANNELS]
+        if self.audit is not None:
+            self.audit.attached()
 
     async def _pump(self, name: str) -> None:
         channel = getattr(self.client, f"{name}_channel")
+        kid = self.path_args[0] if self.path_args else "?"
         while True:
             try:
                 msg = await channel.get_msg()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # this channel is no longer proxied: say so rather than go quiet
+                if channel.is_alive():
+                    log.exception("kernel %s: %s channel unreadable, no longer proxied", kid, name)
                 return
             msg["channel"] = name
             msg.pop("buffers", None)
@@ -245,14 +280,19 @@ class KernelChannelsHandler(GatewaySocket):
         try:
             msg = json.loads(message)
             name = msg.pop("channel", "shell")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # not a message: ignored
             return
         if name not in CHANNELS or self.client is None:
             return
+        if self.audit is not None and name == "shell":
+            self.audit.request(msg)
         channel = getattr(self.client, f"{name}_channel")
-        self.client.session.send(channel.socket, msg)
+        send_message(self.client.session, channel.socket, msg)
 
     def on_close(self) -> None:
+        if self.audit is not None:
+            self.audit.detached()
+            self.audit = None
         for task in self.readers:
             task.cancel()
         if self.client is not None:
