@@ -93,6 +93,7 @@ class StoreService:
         self.notices: list[tuple[str, str]] = []  # said at start, once ids are known
         self.history_dropped_total = 0
         self._history_dropped = 0
+        self._closing = False
         self.spilled = 0
         self.interval = interval
         self.batch_size = batch_size
@@ -146,11 +147,17 @@ class StoreService:
         """Stop the writer, flush for at most ``timeout`` seconds, spill the rest, and
         leave threads stuck in the driver behind. ``ids``: (highest reserved, highest
         used) log id, to give the unused rest of the block back after a full flush."""
+        # The loops also stop on ``_closing``, and they are not awaited without a bound:
+        # before Python 3.12, ``asyncio.wait_for`` (under every store call) can swallow a
+        # cancellation that lands as its future completes (gh-86296), and the loop would
+        # go on, and this close with it, forever.
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.timeout + 1)
+            for task in pending:
+                task.cancel()
         flushed = False
         try:
             await asyncio.wait_for(self.flush(), self.timeout)
@@ -310,7 +317,7 @@ class StoreService:
             await self._write_batch()
 
     async def _write_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.interval)
             try:
                 while self._logs or self._calls or self._executions:
@@ -449,7 +456,7 @@ class StoreService:
         return top
 
     async def _prune_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.prune_every)
             try:
                 await self.prune()
