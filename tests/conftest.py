@@ -4,6 +4,9 @@ thread), real kernels, a real HTTP client."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -149,3 +152,61 @@ def unique(prefix: str) -> str:
 
 
 __all__ = ["GatewayThread", "wait_until", "Scripts", "unique", "replace"]
+
+
+class GatewayProcess:
+    """``python -m kernel_gateway`` on a free loopback port; its output in a file."""
+
+    def __init__(self, root: Path, data: Path, *extra: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.out = data.parent / f"gateway-{self.port}.log"
+        data.mkdir(exist_ok=True)
+        self._out = open(self.out, "w")  # noqa: SIM115 - closed in finish()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kernel_gateway",
+                "--scripts-dir",
+                str(root),
+                "--data-dir",
+                str(data),
+                "--port",
+                str(self.port),
+                "--pool-size",
+                "1",
+                "--workers",
+                "1",
+                "--no-auth",
+                *extra,
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {self.out.read_text()[-2000:]}")
+            try:
+                return self.client.get("/script-engine/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 60, "the gateway")
+
+    def finish(self) -> None:
+        print(f"--- {self.out} (tail)\n{self.out.read_text()[-4000:]}")  # shown on failure
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.client.close()
+        self._out.close()
+
+    def running(self) -> dict[str, dict[str, Any]]:
+        """``/script-engine/running`` by script path."""
+        scripts = self.client.get("/script-engine/running").json()["scripts"]
+        return {s["script_path"]: s for s in scripts}

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
 
-from conftest import wait_until
+from conftest import GatewayProcess, wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -26,48 +23,6 @@ def _alive(pid: int) -> bool:
             return "State:\tZ" not in f.read()
     except FileNotFoundError:
         return False
-
-
-class Gateway:
-    def __init__(self, root, data) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kernel_gateway",
-                "--scripts-dir",
-                str(root),
-                "--data-dir",
-                str(data),
-                "--port",
-                str(self.port),
-                "--pool-size",
-                "1",
-                "--workers",
-                "1",
-                "--no-auth",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.url, timeout=60)
-
-        def up():
-            try:
-                return self.client.get("/script-engine/health").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 60, "the gateway")
-
-    def running(self) -> dict[str, dict]:
-        return {
-            s["script_path"]: s for s in self.client.get("/script-engine/running").json()["scripts"]
-        }
 
 
 SCRIPT = """
@@ -89,7 +44,7 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
     root.mkdir()
     for n in ("one", "two", "gone", "broken"):
         (root / f"{n}.py").write_text(SCRIPT.format(n=n))
-    first = Gateway(root, data)
+    first = GatewayProcess(root, data)
     for n in ("one", "two", "gone", "broken"):
         assert (
             first.client.post("/script-engine/start", json={"script_path": f"{n}.py"}).status_code
@@ -103,13 +58,14 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
 
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(30)
+    first.finish()
     wait_until(
         lambda: not any(_alive(p) for p in pids), 30, "the kernels to exit with their gateway"
     )
 
     # a file that no longer boots does not keep the others from coming back
     (root / "broken.py").write_text("def boot():\n    raise RuntimeError('config missing')\n")
-    second = Gateway(root, data)
+    second = GatewayProcess(root, data)
     try:
 
         def restored():
@@ -149,5 +105,4 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
         assert second.proc.wait(60) == 0
         wait_until(lambda: not any(_alive(p) for p in new_pids), 30, "the kernels to stop")
     finally:
-        if second.proc.poll() is None:
-            second.proc.kill()
+        second.finish()
