@@ -13,57 +13,31 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
-from tornado import httpserver, web
+from tornado import httpserver
 from tornado.netutil import bind_sockets
 
 from . import __version__
 from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
-from .engine import ScriptEngine
-from .errors import StoreTimeout
-from .handlers.base import NotFoundHandler, Tokens
-from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
-from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
-from .handlers.jupyter import (
-    ApiRootHandler,
-    KernelActionHandler,
-    KernelChannelsHandler,
-    KernelConnectionHandler,
-    KernelHandler,
-    KernelsHandler,
-    KernelSpecsHandler,
-)
-from .handlers.lifecycle import (
-    ReloadHandler,
-    RestartHandler,
-    RunningHandler,
-    ScriptHandler,
-    StartHandler,
-    StopHandler,
-)
-from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
-from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
-from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
-from .handlers.sockets import ScriptWebSocketHandler
-from .handlers.steps import (
-    CancelExecutionHandler,
-    ExecuteHandler,
-    ExecutionsHandler,
-    TaskVariablesHandler,
-)
+from .datadir import secure_data_dir, stored_token
+from .engine import ScriptEngine, ScriptTable
+from .errors import KernelStartError, StoreTimeout
+from .handlers.base import Tokens
+from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
-from .kernels import KernelPool, KernelStartError, ScriptKernel
+from .kernels import KernelEvents, ScriptKernel
 from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
 from .kerneluser import KernelUser, KernelUserError, resolve_kernel_user, unreachable
 from .launch import LaunchOptions
 from .logs import LogHub
 from .mail import Mailer
-from .metrics import Metrics
+from .metrics import GatewayGauges, Metrics
 from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
+from .pool import KernelPool
 from .registry import Registry
+from .routes import ROUTES, make_app
 from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
@@ -75,131 +49,6 @@ from .workers import WorkerPool
 __all__ = ["Gateway", "make_app", "main", "ROUTES"]
 
 log = logging.getLogger("kernel_gateway")
-
-# (url pattern, handler, services it needs). The OpenAPI document must list each.
-ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
-    (r"/script-engine/start", StartHandler, ("engine",)),
-    (r"/script-engine/stop", StopHandler, ("engine",)),
-    (r"/script-engine/restart", RestartHandler, ("engine",)),
-    (r"/script-engine/reload", ReloadHandler, ("engine",)),
-    (r"/script-engine/running", RunningHandler, ("engine",)),
-    (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
-    (r"/script-engine/functions", FunctionListHandler, ("router",)),
-    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
-    (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
-    (r"/script-engine/files", FilesTreeHandler, ("store",)),
-    (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store",)),
-    (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
-    (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
-    (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
-    (r"/metrics", MetricsHandler, ("metrics",)),
-    (r"/script-engine/execute", ExecuteHandler, ("steps",)),
-    (r"/script-engine/executions", ExecutionsHandler, ("steps",)),
-    (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("steps",)),
-    (r"/script-engine/tasks/([^/]+)/variables", TaskVariablesHandler, ("steps",)),
-    (r"/script-engine/platform/locations", LocationsHandler, ("embedded",)),
-    (r"/script-engine/platform/robots", RobotsHandler, ("embedded",)),
-    (r"/script-engine/platform/tasks", PlatformTasksHandler, ("embedded",)),
-    (r"/script-engine/runs", RunsHandler, ("hub",)),
-    (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
-    (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
-    (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
-    (r"/api", ApiRootHandler, ("engine", "scratch")),
-    (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
-    (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),
-    (r"/api/kernels", KernelsHandler, ("engine", "scratch")),
-    (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
-    (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
-    (r"/api/kernels/([^/]+)/channels", KernelChannelsHandler, ("engine", "scratch", "hub")),
-    (
-        r"/script-engine/kernels/([^/]+)/connection",
-        KernelConnectionHandler,
-        ("engine", "scratch", "hub"),
-    ),
-    (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
-    (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
-]
-
-
-access_log = logging.getLogger("tornado.access")
-
-
-def log_request(handler: web.RequestHandler) -> None:
-    """Access log: failures at WARNING/ERROR; successes only at DEBUG (the hot path
-    of a busy gateway should not format a log line per call)."""
-    status = handler.get_status()
-    if status < 400:
-        if access_log.isEnabledFor(logging.DEBUG):
-            access_log.debug(
-                "%d %s %.2fms",
-                status,
-                handler._request_summary(),
-                1000.0 * handler.request.request_time(),
-            )
-        return
-    level = logging.WARNING if status < 500 else logging.ERROR
-    access_log.log(
-        level,
-        "%d %s %.2fms",
-        status,
-        handler._request_summary(),
-        1000.0 * handler.request.request_time(),
-    )
-
-
-def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> web.Application:
-    """The Tornado application; handlers get their services via ``initialize``."""
-    origins = tuple(o.strip() for o in settings.allow_origins.split(",") if o.strip())
-    handlers = []
-    for pattern, handler, needs in ROUTES:
-        kwargs = {name: services[name] for name in needs}
-        kwargs["token"] = tokens
-        kwargs["allow_origins"] = origins
-        kwargs["allow_hosts"] = settings.host_check
-        handlers.append((pattern, handler, kwargs))
-    return web.Application(
-        handlers,
-        default_handler_class=NotFoundHandler,
-        default_handler_args={
-            "token": tokens,
-            "allow_origins": origins,
-            "allow_hosts": settings.host_check,
-        },
-        debug=False,
-        serve_traceback=False,
-        log_function=log_request,
-        websocket_ping_interval=20,
-    )
-
-
-def _stored_token(path: Path) -> str:
-    """The token kept in ``path`` (mode 0600), made at first start."""
-    import secrets
-
-    if path.exists():
-        token = path.read_text().strip()
-        if token:
-            return token
-    token = secrets.token_hex(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.chmod(path, 0o600)
-    return token
-
-
-def _secure_data_dir(data_dir: Path, sqlite_file: Path | None) -> None:
-    """The data directory 0700 and its files 0600 (tokens, SQLite database): they
-    hold secrets, and a kernel (or any other user) has no business reading them.
-    The SQLite file is made 0600 before SQLite opens it, because SQLite gives its
-    journal and WAL files the mode of the database file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
-    if sqlite_file is not None and sqlite_file.parent == data_dir.resolve():
-        os.close(os.open(sqlite_file, os.O_WRONLY | os.O_CREAT, 0o600))
-    for entry in data_dir.iterdir():
-        if entry.is_file() and not entry.is_symlink() and entry.stat().st_mode & 0o077:
-            os.chmod(entry, 0o600)
 
 
 def _kernel_user(settings: Settings, argv0: str) -> KernelUser | None:
@@ -230,9 +79,8 @@ class Gateway:
         self.settings = settings
         self.port: int | None = None
         self._server: httpserver.HTTPServer | None = None
-        self._restore: asyncio.Future[None] | None = None
         data_dir = Path(settings.data_dir)
-        _secure_data_dir(
+        secure_data_dir(
             data_dir,
             None if settings.db_url else Path(settings.database_url[len("sqlite:///") :]),
         )
@@ -245,8 +93,8 @@ class Gateway:
             cwd=str(Path(settings.scripts_dir).resolve()),
         )
         self.tokens = Tokens(
-            settings.token or _stored_token(data_dir / "token") if settings.auth else "",
-            settings.caller_token or _stored_token(data_dir / "caller_token")
+            settings.token or stored_token(data_dir / "token") if settings.auth else "",
+            settings.caller_token or stored_token(data_dir / "caller_token")
             if settings.auth
             else "",
             enabled=settings.auth,
@@ -262,15 +110,60 @@ class Gateway:
             max_queue=settings.log_queue_max,
         )
         self.logs = LogHub(self.db, ring_bytes=settings.log_buffer_mb * 1024 * 1024)
+        self.embedded = EmbeddedBackend(self.db)
+        self.platform: PlatformBackend = (
+            HttpBackend(settings.platform_url, settings.platform_token)
+            if settings.platform_url
+            else self.embedded
+        )
+        # Calls go in through the router and come out of kernels to their services;
+        # both read the table of running scripts the engine writes.
+        self.scripts = ScriptTable()
+        self.metrics = Metrics()
+        self.router = CallRouter(
+            self.scripts,
+            self.registry,
+            self.logs,
+            self.metrics,
+            history=self.db,
+            call_timeout=settings.call_timeout,
+            max_timeout=settings.max_timeout,
+            max_in_flight=settings.max_in_flight,
+            debug=settings.debug,
+        )
+        self.services = KernelServices(
+            self.scripts,
+            self.registry,
+            self.logs,
+            self.metrics,
+            self.router,
+            platform=self.platform,
+            mailer=Mailer(
+                settings.smtp_host,
+                settings.smtp_port,
+                user=settings.smtp_user,
+                password=settings.smtp_password,
+                sender=settings.smtp_from,
+                tls=settings.smtp_tls,
+            ),
+        )
+        events = KernelEvents(
+            on_event=self.services.on_kernel_event,
+            on_iopub=self.logs.on_iopub,
+            on_closed=self.logs.kernel_gone,
+        )
         self.pool = KernelPool(self._start_kernel, settings.pool_size)
         self.engine = ScriptEngine(
+            self.scripts,
             self.store,
             self.registry,
             self.pool,
             self.logs,
+            events,
+            db=self.db,
+            on_script_gone=self.router.script_gone,
             boot_timeout=settings.boot_timeout,
             debug=settings.debug,
-            db=self.db,
             restart_limit=settings.restart_limit,
             restart_window=settings.restart_window,
             restart_backoff=settings.restart_backoff,
@@ -282,7 +175,7 @@ class Gateway:
             self._start_worker,
             settings.workers or os.cpu_count() or 2,
             settings.step_queue,
-            on_ready=self._worker_ready,
+            events,
         )
         self.steps = StepService(
             self.store,
@@ -294,40 +187,16 @@ class Gateway:
             grace=settings.step_grace,
             debug=settings.debug,
         )
-        mailer = Mailer(
-            settings.smtp_host,
-            settings.smtp_port,
-            user=settings.smtp_user,
-            password=settings.smtp_password,
-            sender=settings.smtp_from,
-            tls=settings.smtp_tls,
-        )
         self.scratch = ScratchKernels(self.ksm, self.kernel_name, self.launch)
-        self.metrics = Metrics(self)
-        self.embedded = EmbeddedBackend(self.db)
-        self.platform: PlatformBackend = (
-            HttpBackend(settings.platform_url, settings.platform_token)
-            if settings.platform_url
-            else self.embedded
-        )
-        self.router = CallRouter(
-            self.engine,
-            self.registry,
+        GatewayGauges(
+            self.metrics.registry,
+            self.scripts,
+            self.pool,
+            self.workers,
+            self.scratch,
+            self.db,
             self.logs,
-            call_timeout=settings.call_timeout,
-            max_timeout=settings.max_timeout,
-            debug=settings.debug,
-            store=self.db,
-            mailer=mailer,
-            platform=self.platform,
         )
-        self.router.metrics = self.metrics
-        self.router.max_in_flight = settings.max_in_flight
-
-    def _worker_ready(self, worker: ScriptKernel) -> None:
-        worker.on_iopub = self.logs.on_iopub
-        worker.on_closed = self.logs.kernel_gone
-        worker.bridge.on_event = self.router.on_kernel_event
 
     def _kernel_argv0(self) -> str:
         try:
@@ -389,7 +258,7 @@ class Gateway:
         if self.settings.watch:
             self.engine.watch()
         if self.settings.restore:
-            self._restore = asyncio.ensure_future(self.engine.restore())
+            self.engine.restore()
         log.info(
             "VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
             __version__,
@@ -430,6 +299,7 @@ class Gateway:
                 self.settings.drain_timeout,
             )
         await self.engine.close()
+        await self.services.close()
         await self.pool.close()
         await self.workers.close()
         await self.scratch.close()

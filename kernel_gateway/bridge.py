@@ -15,17 +15,14 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zmq
 
 from .errors import CallTimeout, GatewayError
 from .fastpath import FastClient
 
-if TYPE_CHECKING:
-    from .kernels import ScriptKernel
-
-__all__ = ["KernelBridge", "Reply"]
+__all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler"]
 
 log = logging.getLogger("kernel_gateway.bridge")
 
@@ -63,13 +60,35 @@ def _expire(fut: asyncio.Future[Reply]) -> None:
         fut.set_exception(_Expired())
 
 
-EventHandler = Callable[["ScriptKernel", dict[str, Any], list[bytes], "str | None"], None]
+class KernelLink(Protocol):
+    """What the bridge needs of a kernel (``kernels.ScriptKernel`` is one)."""
+
+    kernel_id: str
+    script_id: str | None
+
+    @property
+    def session(self) -> Any:
+        """The Jupyter session that makes and signs messages (``.msg()``, ``.key``)."""
+
+    @property
+    def ip(self) -> str:
+        """The address the kernel listens on (for the fast channel)."""
+
+    def send(self, channel: str, msg: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        """Send a message on the kernel's ``shell`` or ``control`` channel."""
+
+    async def interrupt(self) -> None:
+        """Interrupt the code running in the kernel."""
+
+
+# (kernel, op data, buffers, parent msg_id): the ops a kernel sends unasked
+EventHandler = Callable[[Any, dict[str, Any], list[bytes], "str | None"], None]
 
 
 class KernelBridge:
     """Comm RPC with one kernel."""
 
-    def __init__(self, kernel: ScriptKernel) -> None:
+    def __init__(self, kernel: KernelLink) -> None:
         self._kernel = kernel
         self.comm_id = uuid.uuid4().hex
         self.subshell_id: str | None = None
@@ -95,7 +114,7 @@ class KernelBridge:
 
     def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> str:
         """Send an op on the comm; returns the Jupyter msg_id of the comm_msg."""
-        session = self._kernel.client.session
+        session = self._kernel.session
         msg = session.msg("comm_msg", {"comm_id": self.comm_id, "data": data})
         if data.get("op") == "call":
             # output printed during the call will carry the call id as its parent msg_id
@@ -111,7 +130,7 @@ class KernelBridge:
         """Open the comm, wait for the kernel's ``hello``, connect the fast channel."""
         self.subshell_id = subshell_id
         self._hello = asyncio.get_running_loop().create_future()
-        session = self._kernel.client.session
+        session = self._kernel.session
         msg = session.msg(
             "comm_open",
             {
@@ -124,10 +143,9 @@ class KernelBridge:
         hello = await asyncio.wait_for(self._hello, timeout)
         port = (hello.get("fastpath") or {}).get("port")
         if fast and port:
-            ip = self._kernel.km.get_connection_info().get("ip") or "127.0.0.1"
             self._fast = FastClient(
                 zmq.Context.instance(),
-                f"tcp://{ip}:{int(port)}",
+                f"tcp://{self._kernel.ip}:{int(port)}",
                 session.key or b"",
                 self._on_result,
             )

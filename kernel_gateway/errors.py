@@ -30,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "GatewayError",
+    "KernelStartError",
     "BadRequest",
     "PathInvalid",
     "Unauthorized",
@@ -151,3 +152,9 @@ class StoreTimeout(ServiceUnavailable):
 class CallTimeout(GatewayError):
     status = 504
     code = "CALL_TIMEOUT"
+
+
+class KernelStartError(ServiceUnavailable):
+    """A kernel did not start, or did not become ready."""
+
+    code = "KERNEL_START_FAILED"

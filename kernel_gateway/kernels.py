@@ -1,5 +1,6 @@
 """Script kernels: start one through jupyter_client, keep its channels read, watch
-for its death, and keep a small pool of pre-started kernels.
+for its death, sample its CPU and memory. (The pool of pre-started kernels is
+``pool.py``.)
 
 Kernels are started with ``AsyncKernelManager`` and its provisioner only; the
 gateway never assumes a local PID, a signal or a connection-file path, so a
@@ -14,27 +15,36 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import psutil
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from . import proctree
-from .bridge import KernelBridge
-from .errors import KernelDied, ServiceUnavailable
+from .bridge import EventHandler, KernelBridge
+from .errors import KernelDied, KernelStartError, ServiceUnavailable
 from .launch import LaunchOptions, start_kernel
 from .zmqsend import send_message
 
-__all__ = ["ScriptKernel", "KernelPool", "KernelStartError"]
+__all__ = ["ScriptKernel", "KernelEvents", "KernelStartError"]
 
 log = logging.getLogger("kernel_gateway.kernels")
 
 COMM_TARGET = "vwed"
 IopubSink = Callable[["ScriptKernel", dict[str, Any]], None]
+DeathHandler = Callable[["ScriptKernel"], Awaitable[None] | None]
 
 
-class KernelStartError(ServiceUnavailable):
-    code = "KERNEL_START_FAILED"
+@dataclass(frozen=True)
+class KernelEvents:
+    """Where what a serving kernel sends goes (built once, by the app): its comm ops
+    (logs, registrations, requests for services), its iopub output, its end."""
+
+    on_event: EventHandler
+    on_iopub: IopubSink
+    on_closed: Callable[[ScriptKernel], None]
 
 
 class ScriptKernel:
@@ -54,8 +64,9 @@ class ScriptKernel:
         self.alive = True
         self.death_poll = death_poll
         self.on_iopub: IopubSink | None = None
-        self.on_death: Callable[[ScriptKernel], Awaitable[None] | None] | None = None
+        self.on_death: DeathHandler | None = None
         self.on_closed: Callable[[ScriptKernel], None] | None = None
+        self._proc: psutil.Process | None = None  # keeps the CPU times of the last look
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._idle: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -113,6 +124,50 @@ class ScriptKernel:
             return None
         process = getattr(self.km.provisioner, "process", None)
         return getattr(process, "pid", None) or self.pid
+
+    def wire(
+        self,
+        events: KernelEvents,
+        *,
+        script_id: str | None = None,
+        replica: int = 0,
+        on_death: DeathHandler | None = None,
+    ) -> None:
+        """Hand the kernel to its user (a script's replica, or a step worker): from now
+        on its events, output and death go there."""
+        self.script_id = script_id
+        self.replica = replica
+        self.bridge.on_event = events.on_event
+        self.on_iopub = events.on_iopub
+        self.on_closed = events.on_closed
+        self.on_death = on_death
+
+    def usage(self) -> dict[str, Any]:
+        """CPU (% since the last look) of a local kernel process, and the RSS of its
+        whole process tree (the memory limit counts the processes it started too)."""
+        if self.pid is None:
+            return {"cpu_percent": None, "rss_mib": None}
+        try:
+            if self._proc is None:
+                self._proc = psutil.Process(self.pid)
+            return {
+                "cpu_percent": self._proc.cpu_percent(None),
+                "rss_mib": round(proctree.tree_rss(self._proc) / 1048576, 1),
+            }
+        except psutil.Error:
+            self._proc = None
+            return {"cpu_percent": None, "rss_mib": None}
+
+    # -- the bridge's link (bridge.KernelLink) -------------------------------------
+    @property
+    def session(self) -> Any:
+        """The Jupyter session: makes and signs messages."""
+        return self.client.session
+
+    @property
+    def ip(self) -> str:
+        """The address the kernel listens on."""
+        return str(self.km.get_connection_info().get("ip") or "127.0.0.1")
 
     # -- channels ------------------------------------------------------------------
     def send(self, channel: str, msg: dict[str, Any], buffers: list[Any] | None = None) -> None:
@@ -291,83 +346,3 @@ class ScriptKernel:
             await self.km.cleanup_resources()
         if self.on_closed is not None:
             self.on_closed(self)
-
-
-class KernelPool:
-    """Pre-started kernels, refilled in the background. A kernel is handed out
-    once and never comes back: a kernel that ran a script is never reused."""
-
-    def __init__(
-        self,
-        start: Callable[..., Awaitable[ScriptKernel]],
-        size: int = 2,
-    ) -> None:
-        self._start = start
-        self.size = max(0, size)
-        self._ready: list[ScriptKernel] = []
-        self._starting = 0
-        self._refill_task: asyncio.Task[None] | None = None
-        self._closed = False
-
-    @property
-    def available(self) -> int:
-        return len(self._ready)
-
-    def start(self) -> None:
-        self._kick()
-
-    def _kick(self) -> None:
-        if self._closed or (self._refill_task and not self._refill_task.done()):
-            return
-        self._refill_task = asyncio.ensure_future(self._refill())
-
-    async def _refill(self) -> None:
-        failures = 0
-        while not self._closed and len(self._ready) + self._starting < self.size:
-            self._starting += 1
-            try:
-                kernel = await self._start()
-            except Exception:
-                failures += 1
-                log.exception("pool: a kernel failed to start (attempt %d)", failures)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
-                continue
-            finally:
-                self._starting -= 1
-            failures = 0
-            if self._closed:
-                await kernel.shutdown(now=True)
-                return
-            if kernel.alive:
-                kernel.on_death = self._pooled_kernel_died
-                self._ready.append(kernel)
-
-    def _pooled_kernel_died(self, kernel: ScriptKernel) -> None:
-        if kernel in self._ready:
-            self._ready.remove(kernel)
-        self._kick()
-
-    async def acquire(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
-        """A ready kernel: from the pool if one is there, else started now. A kernel
-        that must start with its own environment (``extra_env``: a script's write
-        policy, applied before the kernel starts a thread) is always started now."""
-        if extra_env:
-            return await self._start(extra_env)
-        while self._ready:
-            kernel = self._ready.pop(0)
-            kernel.on_death = None
-            self._kick()
-            if kernel.alive:
-                return kernel
-            await kernel.shutdown(now=True)
-        self._kick()
-        return await self._start()
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._refill_task:
-            self._refill_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._refill_task
-        ready, self._ready = self._ready, []
-        await asyncio.gather(*(k.shutdown(now=True) for k in ready), return_exceptions=True)

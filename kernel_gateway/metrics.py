@@ -1,5 +1,7 @@
 """Prometheus metrics of one gateway (``GET /metrics``), on prometheus-client with a
-registry of its own (no process-wide state)."""
+registry of its own (no process-wide state): counters the call path feeds
+(``Metrics``) and gauges read at scrape time from the services that hold the state
+(``GatewayGauges``)."""
 
 from __future__ import annotations
 
@@ -10,27 +12,47 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .engine import ScriptTable
+    from .logs import LogHub
+    from .pool import KernelPool
+    from .scratch import ScratchKernels
+    from .store.service import StoreService
+    from .workers import WorkerPool
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "GatewayGauges"]
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class _LiveState:
-    """Gauges read from the gateway at scrape time."""
+class GatewayGauges:
+    """Gauges read at scrape time from the services that hold the state; registers
+    itself with ``registry`` (the one of ``Metrics``)."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        scripts: ScriptTable,
+        pool: KernelPool,
+        workers: WorkerPool,
+        scratch: ScratchKernels,
+        db: StoreService,
+        logs: LogHub,
+    ) -> None:
+        self.scripts = scripts
+        self.pool = pool
+        self.workers = workers
+        self.scratch = scratch
+        self.db = db
+        self.logs = logs
+        registry.register(self)
 
     def collect(self) -> Iterator[Any]:
-        gw = self.gateway
-        scripts = gw.engine.running()
+        scripts = self.scripts.running()
         alive = GaugeMetricFamily("vwed_kernels_alive", "Kernels alive, by role", labels=["role"])
         alive.add_metric(["script"], sum(len(s.kernels) for s in scripts))
-        alive.add_metric(["pool"], gw.pool.available)
-        alive.add_metric(["worker"], gw.workers.workers)
-        alive.add_metric(["scratch"], len(gw.scratch.kernels))
+        alive.add_metric(["pool"], self.pool.available)
+        alive.add_metric(["worker"], self.workers.workers)
+        alive.add_metric(["scratch"], len(self.scratch.kernels))
         yield alive
         status = GaugeMetricFamily("vwed_scripts", "Scripts by status", labels=["status"])
         for name in ("starting", "running", "restarting", "stopping", "died", "crashed"):
@@ -49,34 +71,36 @@ class _LiveState:
             in_flight.add_metric([s.path], sum(k.bridge.in_flight for k in s.kernels))
         yield in_flight
         yield GaugeMetricFamily(
-            "vwed_pool_target", "Pre-started kernels wanted", value=gw.pool.size
+            "vwed_pool_target", "Pre-started kernels wanted", value=self.pool.size
         )
         yield GaugeMetricFamily(
-            "vwed_step_queue_depth", "Steps waiting for a worker", value=gw.workers.waiting
+            "vwed_step_queue_depth", "Steps waiting for a worker", value=self.workers.waiting
         )
         yield GaugeMetricFamily(
-            "vwed_log_queue_depth", "Log records waiting for the database", value=gw.db.queued
+            "vwed_log_queue_depth", "Log records waiting for the database", value=self.db.queued
         )
         yield CounterMetricFamily(
-            "vwed_log_records_stored", "Log records stored", value=gw.db.stored
+            "vwed_log_records_stored", "Log records stored", value=self.db.stored
         )
         yield CounterMetricFamily(
             "vwed_log_records_dropped",
             "Log records dropped (queue full)",
-            value=gw.db.dropped_total,
+            value=self.db.dropped_total,
         )
         yield CounterMetricFamily(
             "vwed_history_records_dropped",
             "Call and execution history rows dropped (queue full)",
-            value=gw.db.history_dropped_total,
+            value=self.db.history_dropped_total,
         )
         yield GaugeMetricFamily(
-            "vwed_log_subscribers", "Live log WebSocket subscribers", value=gw.logs.subscribers
+            "vwed_log_subscribers", "Live log WebSocket subscribers", value=self.logs.subscribers
         )
 
 
 class Metrics:
-    def __init__(self, gateway: Gateway) -> None:
+    """The counters of the call path, in a registry of this gateway's own."""
+
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.calls = Counter(
             "vwed_calls",
@@ -97,7 +121,6 @@ class Metrics:
             ["script"],
             registry=self.registry,
         )
-        self.registry.register(_LiveState(gateway))
 
     def call(self, script_id: str, kind: str, outcome: str, seconds: float) -> None:
         script = _label(script_id)

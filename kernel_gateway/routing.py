@@ -1,23 +1,19 @@
-"""Routing calls to scripts (routes and functions, to the least busy replica)
-and serving the platform services kernels ask for (``request`` ops)."""
+"""Sending calls into script kernels: routes, functions, WebSocket messages and
+events, each to the least busy replica, recorded (metrics and call history).
+(What kernels ask of the gateway is served by ``kernel_services.py``.)"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 from typing import Any
 
 from .boot import map_call_error
 from .bridge import Reply
-from .engine import ScriptEngine
-from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
-from .inputs import parse_timeout
-from .kernels import ScriptKernel
+from .engine import ScriptTable
+from .errors import GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .logs import LogHub
-from .mail import Mailer
-from .platform import PlatformBackend
+from .metrics import Metrics
 from .registry import Registry
 from .store.service import StoreService
 
@@ -27,33 +23,31 @@ log = logging.getLogger("kernel_gateway.routing")
 
 
 class CallRouter:
+    """Calls into the running scripts of ``scripts`` (written by the engine)."""
+
     def __init__(
         self,
-        engine: ScriptEngine,
+        scripts: ScriptTable,
         registry: Registry,
         logs: LogHub,
+        metrics: Metrics,
         *,
+        history: StoreService | None = None,
         call_timeout: float = 30.0,
         max_timeout: float = 24 * 3600.0,
+        max_in_flight: int = 0,
         debug: bool = False,
-        store: StoreService | None = None,
-        mailer: Mailer | None = None,
-        platform: PlatformBackend | None = None,
     ) -> None:
-        self.mailer = mailer
-        self.platform = platform
-        self.metrics: Any = None  # a metrics.Metrics, set by the app
-        self.max_in_flight = 0
-        self.websockets: dict[str, set[Any]] = {}  # script_id -> open /script-ws connections
-        self.engine = engine
+        self.scripts = scripts
         self.registry = registry
         self.logs = logs
-        self.store = store
+        self.metrics = metrics
+        self.history = history
         self.call_timeout = call_timeout
-        self.max_timeout = max_timeout
+        self.max_timeout = max_timeout  # the longest timeout a caller may ask for
+        self.max_in_flight = max_in_flight
         self.debug = debug
-        engine.on_kernel_event = self.on_kernel_event
-        engine.on_script_gone = self.script_gone
+        self.websockets: dict[str, set[Any]] = {}  # script_id -> open /script-ws connections
 
     def script_gone(self, script_id: str) -> None:
         """Close the WebSocket connections of a script that stopped or died."""
@@ -121,7 +115,7 @@ class CallRouter:
         task_id: str | None,
     ) -> Reply:
         """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
-        script = await self.engine.wait_serving(script_id, timeout or self.call_timeout)
+        script = await self.scripts.wait_serving(script_id, timeout or self.call_timeout)
         kernel = script.pick()
         if self.max_in_flight and kernel.bridge.in_flight >= self.max_in_flight:
             raise ServiceUnavailable(
@@ -150,12 +144,9 @@ class CallRouter:
             error_type = error_type or exc.code
             raise
         finally:
-            if self.metrics is not None:
-                self.metrics.call(
-                    script_id, kind, error_type or "ok", time.perf_counter() - started
-                )
-            if self.store is not None:
-                self.store.add_call(
+            self.metrics.call(script_id, kind, error_type or "ok", time.perf_counter() - started)
+            if self.history is not None:
+                self.history.add_call(
                     {
                         "ts": time.time(),
                         "script_id": script_id,
@@ -196,7 +187,7 @@ class CallRouter:
         failed: list[dict[str, Any]] = []
         for entry in listeners:
             try:
-                script = self.engine.serving(entry.script_id)
+                script = self.scripts.serving(entry.script_id)
                 kernels = list(script.kernels) if entry.all_replicas else [script.pick()]
             except GatewayError as exc:
                 failed.append(
@@ -247,112 +238,3 @@ class CallRouter:
             "delivered": delivered,
             "failed": failed,
         }
-
-    # -- messages from kernels ----------------------------------------------------------
-    def on_kernel_event(
-        self,
-        kernel: ScriptKernel,
-        data: dict[str, Any],
-        buffers: list[bytes],
-        parent: str | None = None,
-    ) -> None:
-        op = data.get("op")
-        if op == "log":
-            self.logs.structured(kernel.script_id, data, parent)
-            if data.get("refusal") and self.metrics is not None:
-                self.metrics.policy_refusal(kernel.script_id or "")
-        elif op in ("register", "unregister"):
-            self._registration(kernel, op, data)
-        elif op == "request":
-            self.engine._spawn(self._serve_request(kernel, data, buffers))
-        else:
-            log.debug("kernel %s: unexpected op %r", kernel.kernel_id, op)
-
-    def _registration(self, kernel: ScriptKernel, op: str, data: dict[str, Any]) -> None:
-        try:
-            script = self.engine.serving(kernel.script_id or "")
-        except GatewayError:
-            return  # while starting, the boot result is the authoritative list
-        kind, item = str(data.get("kind", "")), data.get("item") or {}
-        if script.replicas > 1:
-            if kind != "timer":
-                self.logs.engine(
-                    script.script_id,
-                    "WARNING",
-                    "registrations after boot are ignored for a script with replicas",
-                )
-            return
-        try:
-            if op == "register":
-                self.registry.add_one(script.script_id, kind, item)
-            else:
-                self.registry.remove_one(script.script_id, kind, item)
-            script.registrations = self.registry.of(script.script_id) or script.registrations
-        except GatewayError as exc:
-            self.logs.engine(script.script_id, "WARNING", f"registration refused: {exc.message}")
-
-    async def _serve_request(
-        self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes]
-    ) -> None:
-        req_id = str(data.get("id", ""))
-        service = data.get("service")
-        noreply = bool(data.get("noreply"))
-        try:
-            payload = json.loads(buffers[0]) if buffers else {}
-            if service == "event.emit":
-                report = await self.emit(str(payload.get("name")), payload.get("data"))
-                if not noreply:
-                    kernel.bridge.respond(req_id, True, json.dumps(report).encode())
-            elif service == "platform":
-                if self.platform is None:
-                    raise ServiceUnavailable("no platform backend is configured", "NO_PLATFORM")
-                result = await self.platform.call(
-                    str(payload.get("module")),
-                    str(payload.get("method")),
-                    payload.get("args") or {},
-                )
-                kernel.bridge.respond(req_id, True, json.dumps(result).encode())
-            elif service == "mail.send":
-                if self.mailer is None:
-                    raise ServiceUnavailable("mail is not configured", "MAIL_NOT_CONFIGURED")
-                result = await asyncio.get_running_loop().run_in_executor(
-                    None, self.mailer.send, payload
-                )
-                kernel.bridge.respond(req_id, True, json.dumps(result).encode())
-            elif service == "function.call":
-                _, reply = await self.call_function(
-                    str(payload.get("name")),
-                    payload.get("args"),
-                    timeout=parse_timeout(payload.get("timeout"), self.max_timeout),
-                )
-                kernel.bridge.respond(req_id, True, reply.json_bytes())
-            elif service == "function.list":
-                value = [f.describe() for f in self.registry.functions()]
-                kernel.bridge.respond(req_id, True, json.dumps(value).encode())
-            else:
-                raise BadRequest(f"unknown service {service!r}", "UNKNOWN_SERVICE")
-        except GatewayError as exc:
-            if noreply:
-                self.logs.engine(kernel.script_id, "WARNING", f"{service} failed: {exc.message}")
-                return
-            kernel.bridge.respond(
-                req_id,
-                False,
-                error={
-                    "message": exc.message,
-                    "code": exc.code,
-                    "type": exc.details.get("type", ""),
-                },
-            )
-        except Exception as exc:
-            log.exception("service %s failed", service)
-            if not noreply:
-                kernel.bridge.respond(
-                    req_id,
-                    False,
-                    error={
-                        "message": str(exc),
-                        "code": "INTERNAL_ERROR",
-                        "type": type(exc).__name__,
-                    },
-                )

@@ -5,6 +5,7 @@ variables (modes ``SCRIPT``, ``SET_TASK_VARIABLES``, ``RUN``)."""
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,10 @@ class StepService:
         self.grace = grace
         self.debug = debug
         self.running: dict[str, Execution] = {}
+        # the step files each worker has imported already (sent as source only once)
+        self._loaded: weakref.WeakKeyDictionary[ScriptKernel, set[tuple[Any, ...]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- validation ----------------------------------------------------------------------
     def parse(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -114,14 +119,14 @@ class StepService:
         release = True
         error: GatewayError | None = None
         try:
-            known = tuple(key) in worker.modules  # type: ignore[attr-defined]
+            known = tuple(key) in self._loaded.setdefault(worker, set())
             if not known:
                 data["source"] = self._code(req["path"])
             reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             if not reply.ok and reply.error.get("kind") == "cache_miss":
                 data["source"] = self._code(req["path"])
                 reply = await worker.bridge.call(data, timeout=req["timeout"])
-            worker.modules.add(tuple(key))  # type: ignore[attr-defined]
+            self._loaded[worker].add(tuple(key))
             if not reply.ok:
                 raise self._error(reply.error, run, req)
             value = reply.value()

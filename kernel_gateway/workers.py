@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import ServiceUnavailable
-from .kernels import ScriptKernel
+from .kernels import KernelEvents, ScriptKernel
 
 __all__ = ["WorkerPool"]
 
@@ -28,12 +28,12 @@ class WorkerPool:
         start: Callable[[], Awaitable[ScriptKernel]],
         size: int,
         queue_max: int,
-        on_ready: Callable[[ScriptKernel], None] | None = None,
+        events: KernelEvents,
     ) -> None:
         self._start = start
         self.size = max(1, size)
         self.queue_max = queue_max
-        self._on_ready = on_ready
+        self._events = events
         self._idle: asyncio.Queue[ScriptKernel] = asyncio.Queue()
         self._all: set[ScriptKernel] = set()
         self._waiting = 0
@@ -76,10 +76,7 @@ class WorkerPool:
             if self._closed:
                 await worker.shutdown(now=True)
                 return
-            worker.modules = set()  # type: ignore[attr-defined]
-            worker.on_death = self._died
-            if self._on_ready is not None:
-                self._on_ready(worker)
+            worker.wire(self._events, on_death=self._died)
             self._all.add(worker)
             self._idle.put_nowait(worker)
             return

@@ -96,7 +96,7 @@ def test_tokens_are_generated_and_roles_enforced(tmp_path):
         gw.stop()
     # the same tokens next time
     assert Settings(scripts_dir=str(tmp_path), data_dir=str(tmp_path / "d")).validated()
-    from kernel_gateway.app import _stored_token
+    from kernel_gateway.datadir import stored_token as _stored_token
 
     assert _stored_token(tmp_path / "d" / "token") == admin
 

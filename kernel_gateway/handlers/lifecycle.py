@@ -1,8 +1,11 @@
-"""``/script-engine/start|stop|restart|running|scripts/{id}``."""
+"""``/script-engine/start|stop|restart|reload|running|scripts/{id}``, and the
+checks of their bodies (the engine receives checked, typed options)."""
 
 from __future__ import annotations
 
-from ..engine import RunningScript, ScriptEngine
+from typing import Any
+
+from ..engine import MAX_REPLICAS, RESTART_POLICIES, RunningScript, ScriptEngine, StartOptions
 from ..errors import BadRequest
 from .base import JSONHandler
 
@@ -14,6 +17,46 @@ __all__ = [
     "RunningHandler",
     "ScriptHandler",
 ]
+
+
+def start_options(body: dict[str, Any]) -> StartOptions:
+    """The options of a start body, checked (400 ``BAD_REQUEST`` / ``BAD_POLICY``)."""
+    replicas = body.get("replicas", 1)
+    if (
+        isinstance(replicas, bool)
+        or not isinstance(replicas, int)
+        or not 1 <= replicas <= MAX_REPLICAS
+    ):
+        raise BadRequest(f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST")
+    restart = body.get("restart", "on-failure")
+    if restart not in RESTART_POLICIES:
+        raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}", "BAD_REQUEST")
+    memory = body.get("memory_limit_mb")
+    if memory is not None and (
+        isinstance(memory, bool) or not isinstance(memory, int) or memory < 0
+    ):
+        raise BadRequest("'memory_limit_mb' must be a whole number of MiB (0: none)", "BAD_REQUEST")
+    policy = body.get("policy")
+    if policy is not None and not isinstance(policy, dict):
+        raise BadRequest(
+            "'policy' must be an object with 'network', 'subprocess' and/or "
+            "'write' (docs/security.md)",
+            "BAD_POLICY",
+        )
+    return StartOptions(replicas, restart, memory, policy)
+
+
+def script_ref(body: dict[str, Any]) -> tuple[str | None, Any]:
+    """``script_id`` or ``script_path`` of a stop/restart/reload body (a path is
+    checked where it is resolved: ``ScriptStore.resolve``)."""
+    script_id, script_path = body.get("script_id"), body.get("script_path")
+    if script_id is not None:
+        if not isinstance(script_id, str):
+            raise BadRequest("'script_id' must be a string", "BAD_REQUEST")
+        return script_id, None
+    if script_path is None:
+        raise BadRequest("give 'script_id' or 'script_path'", "MISSING_FIELD")
+    return None, script_path
 
 
 def _started(script: RunningScript) -> dict[str, object]:
@@ -38,13 +81,7 @@ class StartHandler(JSONHandler):
             raise BadRequest(
                 "'script_path' (a path under the scripts root) is required", "MISSING_FIELD"
             )
-        script = await self.engine.start(
-            path,
-            body.get("replicas", 1),
-            body.get("restart", "on-failure"),
-            body.get("memory_limit_mb"),
-            body.get("policy"),
-        )
+        script = await self.engine.start(path, start_options(body))
         self.send_json(_started(script))
 
 
@@ -53,7 +90,7 @@ class StopHandler(JSONHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        script = self.engine.find(body.get("script_id"), body.get("script_path"))
+        script = self.engine.find(*script_ref(body))
         await self.engine.stop(script)
         await self.engine.forget_desired(script.path)
         self.send_json(
@@ -66,7 +103,7 @@ class RestartHandler(JSONHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        old = self.engine.find(body.get("script_id"), body.get("script_path"))
+        old = self.engine.find(*script_ref(body))
         script = await self.engine.restart(old)
         self.send_json({"previous_script_id": old.script_id, **_started(script)})
 
@@ -76,9 +113,7 @@ class ReloadHandler(JSONHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        script = await self.engine.reload(
-            self.engine.find(body.get("script_id"), body.get("script_path"))
-        )
+        script = await self.engine.reload(self.engine.find(*script_ref(body)))
         self.send_json(_started(script))
 
 

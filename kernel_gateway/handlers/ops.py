@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import __version__
 from ..engine import ScriptEngine
-from ..kernels import KernelPool
+from ..pool import KernelPool
 from ..steps import StepService
 from .base import JSONHandler
 from .guard import check_host

@@ -1,0 +1,205 @@
+"""The model of running scripts: a ``RunningScript`` (its kernels, replica picking,
+its JSON summary), the options it was started with, and the table of running
+scripts by id and by path that the engine writes and the call router reads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import NotFound, ServiceUnavailable
+from ..kernels import ScriptKernel
+from ..registry import ScriptRegistrations
+from ..scripts import ScriptSource
+
+__all__ = ["RunningScript", "ScriptTable", "StartOptions", "MAX_REPLICAS", "RESTART_POLICIES"]
+
+MAX_REPLICAS = 16
+RESTART_POLICIES = ("never", "on-failure", "always")
+LIVE = ("starting", "running", "restarting")
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """How a script is asked to run (already checked: ``handlers/options.py``).
+
+    ``memory_limit_mb`` and ``policy`` are ``None`` when the start did not give
+    them: the gateway's default applies, and a gateway restarted with other
+    defaults applies its new ones to the scripts it restores."""
+
+    replicas: int = 1
+    restart: str = "on-failure"
+    memory_limit_mb: int | None = None
+    policy: dict[str, Any] | None = None
+
+    def requested(self) -> dict[str, Any]:
+        """The options kept with a desired script (the database's ``options``)."""
+        return {"memory_limit_mb": self.memory_limit_mb, "policy": self.policy}
+
+
+@dataclass
+class RunningScript:
+    script_id: str
+    path: str
+    source: ScriptSource  # the code the kernels run (a replacement replica runs the same)
+    options: StartOptions
+    started_at: float
+    memory_limit_mb: int = 0  # in force: the start's, or the gateway's default
+    policy: dict[str, Any] | None = None  # in force; enforced in the kernel
+    kernels: list[ScriptKernel] = field(default_factory=list)
+    status: str = "starting"  # starting | running | restarting | stopping | died | crashed
+    registrations: ScriptRegistrations = field(default_factory=ScriptRegistrations)
+    exit_reason: str | None = None
+    run_id: int | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    crashes: list[float] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _turn: itertools.count = field(default_factory=itertools.count)
+
+    @property
+    def replicas(self) -> int:
+        return self.options.replicas
+
+    @property
+    def restart(self) -> str:
+        return self.options.restart
+
+    @property
+    def in_flight(self) -> int:
+        return sum(k.bridge.in_flight for k in self.kernels)
+
+    def pick(self) -> ScriptKernel:
+        """The replica with the fewest calls in flight (ties: in turn)."""
+        kernels = self.kernels
+        if len(kernels) == 1:
+            return kernels[0]
+        if not kernels:
+            raise ServiceUnavailable(
+                f"script {self.script_id} has no live kernel",
+                "SCRIPT_STOPPING",
+                details={"script_id": self.script_id},
+            )
+        start = next(self._turn) % len(kernels)
+        best = kernels[start]
+        for i in range(1, len(kernels)):
+            k = kernels[(start + i) % len(kernels)]
+            if k.bridge.in_flight < best.bridge.in_flight:
+                best = k
+        return best
+
+    def summary(self) -> dict[str, Any]:
+        first = min(self.kernels, key=lambda k: k.replica, default=None)
+        return {
+            "script_id": self.script_id,
+            "script_path": self.path,
+            "status": self.status,
+            "started_at": self.started_at,
+            "kernel_id": first.kernel_id if first else None,
+            "pid": first.pid if first else None,
+            "fast_path": first.bridge.fast if first else False,
+            "in_flight": self.in_flight,
+            "replicas": self.replicas,
+            "run_id": self.run_id,
+            "restart": self.restart,
+            "restarts": self.restarts,
+            "memory_limit_mb": self.memory_limit_mb or None,
+            "policy": self.policy,
+            "last_error": self.last_error,
+            "kernels": [
+                {
+                    "replica": k.replica,
+                    "kernel_id": k.kernel_id,
+                    "pid": k.pid,
+                    "in_flight": k.bridge.in_flight,
+                    **k.usage(),
+                }
+                for k in sorted(self.kernels, key=lambda k: k.replica)
+            ],
+            "registrations": self.registrations.counts(),
+            "exit_reason": self.exit_reason,
+        }
+
+
+class ScriptTable:
+    """Running scripts by id and by path: written by the engine, read by the router."""
+
+    def __init__(self) -> None:
+        self._scripts: dict[str, RunningScript] = {}
+        self._by_path: dict[str, str] = {}
+
+    def running(self) -> list[RunningScript]:
+        return sorted(self._scripts.values(), key=lambda s: s.started_at)
+
+    def lookup(self, script_id: str) -> RunningScript | None:
+        return self._scripts.get(script_id)
+
+    def at(self, path: str) -> RunningScript | None:
+        """The script run from ``path`` (relative to the scripts root), if any."""
+        sid = self._by_path.get(path)
+        return None if sid is None else self._scripts[sid]
+
+    def get(self, script_id: str) -> RunningScript:
+        script = self._scripts.get(script_id)
+        if script is None:
+            raise NotFound(
+                f"script {script_id!r} is not running",
+                "NOT_RUNNING",
+                details={"script_id": script_id},
+            )
+        return script
+
+    def serving(self, script_id: str) -> RunningScript:
+        """The script, if it serves calls now (else 503)."""
+        script = self._scripts.get(script_id)
+        if script is None or script.status != "running":
+            raise ServiceUnavailable(
+                f"script {script_id} is not serving calls",
+                "SCRIPT_STOPPING",
+                details={"script_id": script_id},
+            )
+        return script
+
+    async def wait_serving(self, script_id: str, timeout: float) -> RunningScript:
+        """The script, once it serves calls: a script restarting after a crash is waited
+        for (up to ``timeout``); a script that is down gives 503 at once."""
+        script = self._scripts.get(script_id)
+        if script is not None and script.status == "restarting":
+            try:
+                await asyncio.wait_for(script.ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailable(
+                    f"script {script_id} is restarting after a crash",
+                    "SCRIPT_RESTARTING",
+                    details={"script_id": script_id},
+                    headers={"Retry-After": "1"},
+                ) from None
+        return self.serving(script_id)
+
+    def new_id(self, path: str, now: float) -> str:
+        script_id = f"{path}_{int(now * 1000)}"
+        while script_id in self._scripts:  # two starts in the same millisecond
+            script_id += "_"
+        return script_id
+
+    def add(self, script: RunningScript) -> None:
+        self._scripts[script.script_id] = script
+        self._by_path[script.path] = script.script_id
+
+    def remove(self, script: RunningScript) -> None:
+        self._scripts.pop(script.script_id, None)
+        if self._by_path.get(script.path) == script.script_id:
+            del self._by_path[script.path]
+
+    def holds(self, script: RunningScript) -> bool:
+        """Whether ``script`` is still the one in the table under its id."""
+        return self._scripts.get(script.script_id) is script
+
+    def kernels_in_use(self) -> int:
+        """Kernels of live scripts (a script still booting counts its replicas)."""
+        return sum(len(s.kernels) or s.replicas for s in self._scripts.values() if s.status in LIVE)
+
+    def in_flight(self) -> int:
+        return sum(s.in_flight for s in self._scripts.values())

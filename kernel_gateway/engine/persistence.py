@@ -1,0 +1,157 @@
+"""What the engine keeps in the database: a run record per start (its end too), the
+scripts that should be running (desired), and their restore when the gateway
+starts again. The restore task belongs here, so closing cancels it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..background import Background
+from ..errors import StoreTimeout
+from ..logs import LogHub
+from ..store.service import StoreService
+from .model import RunningScript, StartOptions
+
+__all__ = ["RunHistory"]
+
+log = logging.getLogger("kernel_gateway.engine")
+
+Starter = Callable[[str, StartOptions], Awaitable[RunningScript]]
+
+
+class RunHistory:
+    """Run records and desired scripts of one engine (no database: does nothing)."""
+
+    def __init__(self, db: StoreService | None, logs: LogHub) -> None:
+        self.db = db
+        self.logs = logs
+        self._writes = Background(log)  # run ends still being stored
+        self._restore: asyncio.Task[Any] | None = None
+
+    async def started(self, script: RunningScript) -> None:
+        """Record the run; a start goes on without a record if the database is slow or
+        away (its logs then carry no run id): a script must not stay down for it."""
+        if self.db is None:
+            return
+        try:
+            script.run_id = await self.db.write(
+                self.db.db.run_started,
+                script.script_id,
+                script.path,
+                script.replicas,
+                script.started_at,
+            )
+        except Exception as exc:
+            log.warning("could not record the run of %s: %s", script.script_id, exc)
+            self.logs.engine(
+                script.script_id,
+                "WARNING",
+                "the run could not be recorded in the database "
+                f"({getattr(exc, 'message', exc)}); the script starts without a run record",
+            )
+            return
+        self.logs.run_started(script.script_id, script.run_id)
+
+    def ended(
+        self, script: RunningScript, status: str, reason: str | None, ended: bool = True
+    ) -> None:
+        """Store the run's status (and its end), in the background."""
+        if self.db is None or script.run_id is None:
+            return
+        self._writes.spawn(self._end(script.run_id, status, reason, time.time() if ended else None))
+
+    async def _end(self, run_id: int, status: str, reason: str | None, at: float | None) -> None:
+        assert self.db is not None
+        try:
+            await self.db.write(self.db.db.run_ended, run_id, status, reason, at)
+        except Exception as exc:
+            # the next start ends a run left open
+            log.warning("could not store the end of a run: %s", exc)
+
+    async def remember(self, script: RunningScript) -> None:
+        """Stored before ``start`` answers: a gateway killed right after still restores it."""
+        if self.db is None:
+            return
+        try:
+            await self.db.write(
+                self.db.db.desire,
+                script.path,
+                script.replicas,
+                script.restart,
+                time.time(),
+                script.options.requested(),
+            )
+        except StoreTimeout as exc:  # the database is slow or away: no traceback
+            log.warning("could not store %s as a script to restore: %s", script.path, exc)
+        except Exception:
+            log.exception("could not store %s as a script to restore", script.path)
+
+    async def forget(self, script_path: str) -> None:
+        """An operator stopped the script: do not start it again with the gateway."""
+        if self.db is None:
+            return
+        try:
+            await self.db.write(self.db.db.undesire, script_path)
+        except StoreTimeout as exc:
+            log.warning("could not forget %s as a script to restore: %s", script_path, exc)
+        except Exception:
+            log.exception("could not forget %s as a script to restore", script_path)
+
+    def restore_in_background(self, start: Starter) -> None:
+        """Start again, in the background, the scripts that were running when the
+        gateway last stopped (or died)."""
+        if self._restore is None:
+            self._restore = asyncio.ensure_future(self.restore(start))
+
+    async def restore(self, start: Starter) -> None:
+        """Each desired script on its own: one that fails to boot does not block the others."""
+        if self.db is None:
+            return
+        try:
+            desired = await self.db.read(self.db.db.desired)
+        except Exception:
+            log.exception("could not read the scripts to restore")
+            return
+
+        async def one(row: dict[str, Any]) -> None:
+            options = row.get("options") or {}
+            try:
+                script = await start(
+                    row["script_path"],
+                    StartOptions(
+                        replicas=row["replicas"],
+                        restart=row["restart"],
+                        memory_limit_mb=options.get("memory_limit_mb"),
+                        policy=options.get("policy"),
+                    ),
+                )
+                self.logs.engine(
+                    script.script_id,
+                    "INFO",
+                    f"restored {row['script_path']} after a gateway restart",
+                )
+            except Exception as exc:
+                self.logs.engine(
+                    None,
+                    "ERROR",
+                    f"could not restore {row['script_path']}: {getattr(exc, 'message', exc)}",
+                )
+
+        if desired:
+            self.logs.engine(None, "INFO", f"restoring {len(desired)} script(s)")
+        await asyncio.gather(*(one(row) for row in desired))
+
+    async def stop_restore(self) -> None:
+        """Cancel a restore still running (the gateway is stopping)."""
+        if self._restore is not None and not self._restore.done():
+            self._restore.cancel()
+            await asyncio.gather(self._restore, return_exceptions=True)
+
+    async def flush(self) -> None:
+        """Wait for the run ends being stored (each write has the store's deadline): a
+        run left open would be taken, at the next start, for one of a gateway that died."""
+        await self._writes.wait()

@@ -1,0 +1,179 @@
+"""Serving what kernels send the gateway unasked: their log records, registrations
+made after boot, and requests for the gateway's services (``request`` ops).
+
+Services are a table keyed by service name, the way ipykernel dispatches message
+types: a handler takes the request's JSON payload and returns the JSON bytes of
+its answer, or raises a ``GatewayError`` that the kernel receives as the error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .background import Background
+from .engine import ScriptTable
+from .errors import BadRequest, GatewayError, ServiceUnavailable
+from .inputs import parse_timeout
+from .kernels import ScriptKernel
+from .logs import LogHub
+from .mail import Mailer
+from .metrics import Metrics
+from .platform import PlatformBackend
+from .registry import Registry
+from .routing import CallRouter
+
+__all__ = ["KernelServices"]
+
+log = logging.getLogger("kernel_gateway.routing")
+
+Service = Callable[[dict[str, Any]], Awaitable[bytes]]
+
+
+class KernelServices:
+    def __init__(
+        self,
+        scripts: ScriptTable,
+        registry: Registry,
+        logs: LogHub,
+        metrics: Metrics,
+        router: CallRouter,
+        *,
+        platform: PlatformBackend | None = None,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.scripts = scripts
+        self.registry = registry
+        self.logs = logs
+        self.metrics = metrics
+        self.router = router
+        self.platform = platform
+        self.mailer = mailer
+        self.services: dict[str, Service] = {
+            "event.emit": self._event_emit,
+            "platform": self._platform,
+            "mail.send": self._mail_send,
+            "function.call": self._function_call,
+            "function.list": self._function_list,
+        }
+        self._tasks = Background(log)
+
+    def on_kernel_event(
+        self,
+        kernel: ScriptKernel,
+        data: dict[str, Any],
+        buffers: list[bytes],
+        parent: str | None = None,
+    ) -> None:
+        """An op a kernel sent unasked (``bridge.EventHandler``)."""
+        op = data.get("op")
+        if op == "log":
+            self.logs.structured(kernel.script_id, data, parent)
+            if data.get("refusal"):
+                self.metrics.policy_refusal(kernel.script_id or "")
+        elif op in ("register", "unregister"):
+            self._registration(kernel, op, data)
+        elif op == "request":
+            self._tasks.spawn(self._serve(kernel, data, buffers))
+        else:
+            log.debug("kernel %s: unexpected op %r", kernel.kernel_id, op)
+
+    async def close(self) -> None:
+        """Cancel the requests still being served (the gateway is stopping)."""
+        await self._tasks.cancel()
+
+    def _registration(self, kernel: ScriptKernel, op: str, data: dict[str, Any]) -> None:
+        try:
+            script = self.scripts.serving(kernel.script_id or "")
+        except GatewayError:
+            return  # while starting, the boot result is the authoritative list
+        kind, item = str(data.get("kind", "")), data.get("item") or {}
+        if script.replicas > 1:
+            if kind != "timer":
+                self.logs.engine(
+                    script.script_id,
+                    "WARNING",
+                    "registrations after boot are ignored for a script with replicas",
+                )
+            return
+        try:
+            if op == "register":
+                self.registry.add_one(script.script_id, kind, item)
+            else:
+                self.registry.remove_one(script.script_id, kind, item)
+            script.registrations = self.registry.of(script.script_id) or script.registrations
+        except GatewayError as exc:
+            self.logs.engine(script.script_id, "WARNING", f"registration refused: {exc.message}")
+
+    async def _serve(
+        self, kernel: ScriptKernel, data: dict[str, Any], buffers: list[bytes]
+    ) -> None:
+        req_id = str(data.get("id", ""))
+        service = data.get("service")
+        noreply = bool(data.get("noreply"))
+        try:
+            handler = self.services.get(str(service))
+            if handler is None:
+                raise BadRequest(f"unknown service {service!r}", "UNKNOWN_SERVICE")
+            payload = json.loads(buffers[0]) if buffers else {}
+            value = await handler(payload)
+            if not noreply:
+                kernel.bridge.respond(req_id, True, value)
+        except GatewayError as exc:
+            if noreply:
+                self.logs.engine(kernel.script_id, "WARNING", f"{service} failed: {exc.message}")
+                return
+            kernel.bridge.respond(
+                req_id,
+                False,
+                error={
+                    "message": exc.message,
+                    "code": exc.code,
+                    "type": exc.details.get("type", ""),
+                },
+            )
+        except Exception as exc:
+            log.exception("service %s failed", service)
+            if not noreply:
+                kernel.bridge.respond(
+                    req_id,
+                    False,
+                    error={
+                        "message": str(exc),
+                        "code": "INTERNAL_ERROR",
+                        "type": type(exc).__name__,
+                    },
+                )
+
+    # -- the services ------------------------------------------------------------------
+    async def _event_emit(self, payload: dict[str, Any]) -> bytes:
+        report = await self.router.emit(str(payload.get("name")), payload.get("data"))
+        return json.dumps(report).encode()
+
+    async def _platform(self, payload: dict[str, Any]) -> bytes:
+        if self.platform is None:
+            raise ServiceUnavailable("no platform backend is configured", "NO_PLATFORM")
+        result = await self.platform.call(
+            str(payload.get("module")), str(payload.get("method")), payload.get("args") or {}
+        )
+        return json.dumps(result).encode()
+
+    async def _mail_send(self, payload: dict[str, Any]) -> bytes:
+        if self.mailer is None:
+            raise ServiceUnavailable("mail is not configured", "MAIL_NOT_CONFIGURED")
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, self.mailer.send, payload)
+        return json.dumps(result).encode()
+
+    async def _function_call(self, payload: dict[str, Any]) -> bytes:
+        _, reply = await self.router.call_function(
+            str(payload.get("name")),
+            payload.get("args"),
+            timeout=parse_timeout(payload.get("timeout"), self.router.max_timeout),
+        )
+        return reply.json_bytes()
+
+    async def _function_list(self, payload: dict[str, Any]) -> bytes:
+        return json.dumps([f.describe() for f in self.registry.functions()]).encode()

@@ -1,0 +1,138 @@
+"""The HTTP surface: every URL with its handler and the services it gets, the
+Tornado application built from them, and its access log."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado import web
+
+from .config import Settings
+from .handlers.base import NotFoundHandler, Tokens
+from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
+from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
+from .handlers.jupyter import (
+    ApiRootHandler,
+    KernelActionHandler,
+    KernelChannelsHandler,
+    KernelConnectionHandler,
+    KernelHandler,
+    KernelsHandler,
+    KernelSpecsHandler,
+)
+from .handlers.lifecycle import (
+    ReloadHandler,
+    RestartHandler,
+    RunningHandler,
+    ScriptHandler,
+    StartHandler,
+    StopHandler,
+)
+from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
+from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
+from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
+from .handlers.sockets import ScriptWebSocketHandler
+from .handlers.steps import (
+    CancelExecutionHandler,
+    ExecuteHandler,
+    ExecutionsHandler,
+    TaskVariablesHandler,
+)
+
+__all__ = ["ROUTES", "make_app", "log_request"]
+
+# (url pattern, handler, services it needs). The OpenAPI document must list each.
+ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
+    (r"/script-engine/start", StartHandler, ("engine",)),
+    (r"/script-engine/stop", StopHandler, ("engine",)),
+    (r"/script-engine/restart", RestartHandler, ("engine",)),
+    (r"/script-engine/reload", ReloadHandler, ("engine",)),
+    (r"/script-engine/running", RunningHandler, ("engine",)),
+    (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
+    (r"/script-engine/functions", FunctionListHandler, ("router",)),
+    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
+    (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
+    (r"/script-engine/files", FilesTreeHandler, ("store",)),
+    (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store",)),
+    (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
+    (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
+    (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
+    (r"/metrics", MetricsHandler, ("metrics",)),
+    (r"/script-engine/execute", ExecuteHandler, ("steps",)),
+    (r"/script-engine/executions", ExecutionsHandler, ("steps",)),
+    (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("steps",)),
+    (r"/script-engine/tasks/([^/]+)/variables", TaskVariablesHandler, ("steps",)),
+    (r"/script-engine/platform/locations", LocationsHandler, ("embedded",)),
+    (r"/script-engine/platform/robots", RobotsHandler, ("embedded",)),
+    (r"/script-engine/platform/tasks", PlatformTasksHandler, ("embedded",)),
+    (r"/script-engine/runs", RunsHandler, ("hub",)),
+    (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
+    (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
+    (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
+    (r"/api", ApiRootHandler, ("engine", "scratch")),
+    (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
+    (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),
+    (r"/api/kernels", KernelsHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
+    (r"/api/kernels/([^/]+)/channels", KernelChannelsHandler, ("engine", "scratch", "hub")),
+    (
+        r"/script-engine/kernels/([^/]+)/connection",
+        KernelConnectionHandler,
+        ("engine", "scratch", "hub"),
+    ),
+    (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
+    (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
+]
+
+
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Access log: failures at WARNING/ERROR; successes only at DEBUG (the hot path
+    of a busy gateway should not format a log line per call)."""
+    status = handler.get_status()
+    if status < 400:
+        if access_log.isEnabledFor(logging.DEBUG):
+            access_log.debug(
+                "%d %s %.2fms",
+                status,
+                handler._request_summary(),
+                1000.0 * handler.request.request_time(),
+            )
+        return
+    level = logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(
+        level,
+        "%d %s %.2fms",
+        status,
+        handler._request_summary(),
+        1000.0 * handler.request.request_time(),
+    )
+
+
+def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> web.Application:
+    """The Tornado application; handlers get their services via ``initialize``."""
+    origins = tuple(o.strip() for o in settings.allow_origins.split(",") if o.strip())
+    handlers = []
+    for pattern, handler, needs in ROUTES:
+        kwargs = {name: services[name] for name in needs}
+        kwargs["token"] = tokens
+        kwargs["allow_origins"] = origins
+        kwargs["allow_hosts"] = settings.host_check
+        handlers.append((pattern, handler, kwargs))
+    return web.Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={
+            "token": tokens,
+            "allow_origins": origins,
+            "allow_hosts": settings.host_check,
+        },
+        debug=False,
+        serve_traceback=False,
+        log_function=log_request,
+        websocket_ping_interval=20,
+    )
