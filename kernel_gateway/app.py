@@ -201,7 +201,8 @@ class Gateway:
     def _kernel_argv0(self) -> str:
         try:
             argv = self.ksm.get_kernel_spec(self.kernel_name).argv
-        except Exception:  # a missing spec is reported when a kernel starts
+        except Exception as exc:  # a missing spec is reported when a kernel starts
+            log.debug("kernelspec %r not readable yet: %s", self.kernel_name, exc)
             return sys.executable
         return shutil.which(argv[0]) or argv[0] if argv else sys.executable
 

@@ -260,7 +260,10 @@ class ScriptKernel:
         try:
             await asyncio.wait_for(fut, timeout)
             return True
-        except (asyncio.TimeoutError, Exception):
+        except asyncio.TimeoutError:
+            return False
+        except Exception:
+            log.debug("kernel %s: barrier failed", self.kernel_id, exc_info=True)
             return False
         finally:
             self._idle.pop(msg_id, None)
@@ -272,6 +275,9 @@ class ScriptKernel:
             try:
                 alive = await self.km.is_alive()
             except Exception:
+                log.debug(
+                    "kernel %s: liveness check failed; taken as dead", self.kernel_id, exc_info=True
+                )
                 alive = False
             if not alive and not self._closing:
                 await self._died()
