@@ -25,57 +25,19 @@ from collections.abc import Callable
 from typing import Any
 
 from . import PROTOCOL_VERSION, __version__
-from .dispatch import Calls, reply_error, reply_ok
+from .context import Link
+from .dispatch import Calls
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
-from .policy import Policy, PolicyError, install
-from .steps import StepRunner
+from .policy import Policy, PolicyError
+from .policy_hook import install
+from .registrations import Registrations
+from .replies import reply_error, reply_ok
 
-__all__ = ["Link", "DetachedLink", "GatewayLink"]
+__all__ = ["GatewayLink"]
 
 log = logging.getLogger("vwed_kernel")
 DEFAULT_REQUEST_TIMEOUT = 60.0
-
-
-class Link:
-    """What the ``VWED`` modules need from the outside world."""
-
-    script_id: str | None = None
-    replica: int = 0
-    replicas: int = 1
-
-    @property
-    def attached(self) -> bool:
-        return False
-
-    def can_request(self) -> bool:
-        return False
-
-    def notify_register(self, kind: str, description: dict[str, Any]) -> None:
-        """A route/function was registered (the gateway updates its routing table)."""
-
-    def notify_unregister(self, kind: str, description: dict[str, Any]) -> None:
-        """A route/function was removed."""
-
-    def notify_log(self, level: str, tag: str, message: str) -> bool:
-        """Send a structured log line; False when nobody is listening."""
-        return False
-
-    def request(self, service: str, payload: dict[str, Any], timeout: float | None = None) -> Any:
-        raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
-
-    def notify(self, service: str, payload: dict[str, Any]) -> None:
-        """Ask the gateway for a service without waiting for (or getting) an answer."""
-        raise GatewayUnavailableError(f"{service!r} needs a gateway, and none is attached")
-
-    async def arequest(
-        self, service: str, payload: dict[str, Any], timeout: float | None = None
-    ) -> Any:
-        return self.request(service, payload, timeout)
-
-
-class DetachedLink(Link):
-    """No gateway: a plain notebook. Registrations stay local."""
 
 
 class GatewayLink(Link):
@@ -84,10 +46,12 @@ class GatewayLink(Link):
     def __init__(
         self,
         user_ns: Callable[[], dict[str, Any]],
+        registrations: Registrations,
         vwed_provider: Callable[[], Any],
         kernel: Callable[[], Any] = lambda: None,
     ):
         self._user_ns = user_ns
+        self._registrations = registrations
         self._kernel = kernel
         self._fast: Any = None
         self._vwed = vwed_provider
@@ -95,8 +59,7 @@ class GatewayLink(Link):
         self._service_subshell: str | None = None
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
-        self.calls = Calls(vwed_provider, lambda: self.script_id)
-        self.calls.steps = StepRunner(self.calls, vwed_provider)
+        self.calls = Calls(registrations, lambda: self.script_id, vwed_provider)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {
@@ -206,7 +169,7 @@ class GatewayLink(Link):
             folder = os.path.dirname(path)
             if folder and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
-        self._vwed()._registrations.clear()
+        self._registrations.clear()
         if data.get("policy") is not None:
             try:
                 folder = data.get("folder") or (os.path.dirname(path) if path else None)

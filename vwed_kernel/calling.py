@@ -13,17 +13,28 @@ steps), so the rules are the same everywhere:
 * anything else is one positional argument.
 
 Outside input is never given to ``eval``.
+
+:func:`run_to_completion` is how a blocking call (``VWED.function.call``, a local
+event) gets the result of a coroutine handler.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BindError", "bind_arguments", "parse_string_argument", "is_async_callable"]
+__all__ = [
+    "BindError",
+    "bind_arguments",
+    "parse_string_argument",
+    "is_async_callable",
+    "run_to_completion",
+]
 
 
 class BindError(TypeError):
@@ -160,3 +171,36 @@ def call_tcp_handler(handler: Callable[..., Any], data: bytes, peer: Any) -> Any
     if sig is not None and _positional_count(sig)[0] >= 2:
         return handler(data, peer)
     return handler(data)
+
+
+def run_to_completion(value: Any) -> Any:
+    """Return ``value``, or its result if it is awaitable (used by blocking calls).
+
+    Inside a running event loop (the kernel's main thread) the awaitable runs on
+    a private loop in a helper thread, because the running loop cannot be
+    re-entered from synchronous code.
+    """
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wrap() -> Any:
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wrap())
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["value"] = asyncio.run(wrap())
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=runner, name="vwed-call", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .calling import (
     BindError,
@@ -22,30 +21,11 @@ from .calling import (
     call_with_arity,
 )
 from .encoding import ResultNotSerializable, decode_request, encode_result
+from .registrations import Registrations
+from .replies import Send, reply_error, reply_ok
+from .steps import StepRunner
 
-if TYPE_CHECKING:
-    from .vwed import VWED
-
-__all__ = ["Send", "Calls", "error_payload"]
-
-Send = Callable[[dict[str, Any], "list[bytes] | None"], None]
-
-
-def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    payload = {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
-    if getattr(exc, "exit_code", None) is not None:
-        payload["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
-    return payload
-
-
-def reply_ok(send: Send, call_id: str, fields: dict[str, Any], buffers: list[bytes]) -> None:
-    send({"op": "result", "id": call_id, "ok": True, **fields}, buffers)
-
-
-def reply_error(send: Send, call_id: str, exc: BaseException, kind: str) -> None:
-    send({"op": "result", "id": call_id, "ok": False, "error": error_payload(exc, kind)}, None)
-
+__all__ = ["Calls"]
 
 # call kind -> (the Registrations attribute holding its handlers, message when missing)
 _TABLES: dict[str, tuple[str, str]] = {
@@ -57,13 +37,22 @@ _TABLES: dict[str, tuple[str, str]] = {
 
 
 class Calls:
-    """Runs ``call`` ops (and ``boot``) and keeps the asyncio tasks of async ones."""
+    """Runs ``call`` ops (and ``boot``) and keeps the asyncio tasks of async ones.
 
-    def __init__(self, vwed: Callable[[], VWED], script_id: Callable[[], str | None]) -> None:
-        self._vwed = vwed
+    ``registrations`` are where handlers are looked up; ``vwed`` gives the ``VWED``
+    object that task-flow steps (``steps.py``) put in the namespace of their files.
+    """
+
+    def __init__(
+        self,
+        registrations: Registrations,
+        script_id: Callable[[], str | None],
+        vwed: Callable[[], Any],
+    ) -> None:
+        self._registrations = registrations
         self._script_id = script_id
         self.tasks: dict[str, asyncio.Future[Any]] = {}
-        self.steps: Any = None  # a steps.StepRunner, set by the kernel's link
+        self.steps = StepRunner(self.run, vwed)
 
     def run(self, call_id: str, kind: str, produce: Callable[[], Any], send: Send) -> None:
         """Run ``produce`` (the sync part of a call); schedule it if it returns an awaitable."""
@@ -109,7 +98,7 @@ class Calls:
         call_id = data["id"]
         kind = data.get("kind")
         name = data.get("name", "")
-        if kind == "step" and self.steps is not None:
+        if kind == "step":
             self.steps.run(data, send)
             return
         table = _TABLES.get(str(kind))
@@ -117,7 +106,7 @@ class Calls:
             reply_error(send, call_id, ValueError(f"unknown call kind {kind!r}"), "protocol")
             return
         attribute, missing = table
-        spec = getattr(self._vwed()._registrations, attribute).get(name)
+        spec = getattr(self._registrations, attribute).get(name)
         if spec is None:
             reply_error(send, call_id, LookupError(missing.format(name=name)), "not_found")
             return

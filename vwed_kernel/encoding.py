@@ -10,9 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .modules.api import Response
+from .response import Response
 
-__all__ = ["ResultNotSerializable", "encode_value", "encode_result", "decode_request"]
+__all__ = [
+    "ResultNotSerializable",
+    "encode_value",
+    "encode_response_body",
+    "encode_result",
+    "decode_request",
+]
 
 
 class ResultNotSerializable(TypeError):
@@ -30,10 +36,22 @@ def encode_value(value: Any) -> bytes:
         ) from None
 
 
+def encode_response_body(response: Response) -> tuple[bytes, str, str | None]:
+    """``(bytes, body_type, content_type)`` of a :class:`Response` for the wire."""
+    body = response.body
+    if body is None:
+        return b"", "none", response.content_type
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body), "bytes", response.content_type or "application/octet-stream"
+    if isinstance(body, str):
+        return body.encode(), "text", response.content_type or "text/plain; charset=utf-8"
+    return encode_value(body), "json", response.content_type or "application/json"
+
+
 def encode_result(kind: str, value: Any) -> tuple[dict[str, Any], list[bytes]]:
     """Fields of the ``result`` message and its buffers for a handler's return value."""
     if kind == "api" and isinstance(value, Response):
-        body, body_type, content_type = value.encoded_body()
+        body, body_type, content_type = encode_response_body(value)
         fields = {
             "response": {
                 "status": value.status,

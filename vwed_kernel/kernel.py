@@ -10,6 +10,7 @@ from ipykernel.ipkernel import IPythonKernel
 
 from . import COMM_TARGET, __version__
 from .bridge import GatewayLink
+from .registrations import Registrations
 from .vwed import VWED
 
 __all__ = ["VWEDKernel", "OUTPUT_FLUSH_INTERVAL"]
@@ -31,8 +32,12 @@ class VWEDKernel(IPythonKernel):
         super().__init__(**kwargs)
         shell = self.shell
         assert shell is not None
-        self.vwed_link = GatewayLink(lambda: shell.user_ns, lambda: self.vwed, lambda: self)
-        self.vwed = VWED(self.vwed_link)
+        # one Registrations: VWED's modules fill it, the comm end looks calls up in it
+        registrations = Registrations()
+        self.vwed_link = GatewayLink(
+            lambda: shell.user_ns, registrations, lambda: self.vwed, lambda: self
+        )
+        self.vwed = VWED(self.vwed_link, registrations=registrations)
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
         shell.push({"VWED": self.vwed}, interactive=False)
         self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)

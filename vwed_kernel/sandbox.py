@@ -1,6 +1,6 @@
 """OS-level enforcement of ``"subprocess": false``: a seccomp filter (Linux).
 
-The audit hook (``policy.py``) sees only what CPython audits; ``ctypes`` calling
+The audit hook (``policy_hook.py``) sees only what CPython audits; ``ctypes`` calling
 libc's ``system()`` or ``execve()`` is not seen. A seccomp filter is seen by the
 kernel of the operating system: once loaded, ``execve`` and ``execveat`` fail
 with ``EPERM`` in every thread of the kernel process (``TSYNC``) and in any

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .calling import BindError, bind_arguments
-from .dispatch import Calls, Send, reply_error
+from .replies import Send, error_payload, reply_error
 
 __all__ = ["StepRunner", "StepFailed"]
 
@@ -66,9 +66,15 @@ def _install_tee() -> None:
         sys.stderr = _Tee(sys.stderr, 1)  # type: ignore[assignment]
 
 
+Run = Callable[[str, str, Callable[[], Any], Send], None]
+
+
 class StepRunner:
-    def __init__(self, calls: Calls, vwed: Callable[[], Any]) -> None:
-        self._calls = calls
+    """Runs ``step`` calls: ``run`` is the call runner's (``dispatch.Calls.run``), so a
+    step is run, cancelled and answered like any other call."""
+
+    def __init__(self, run: Run, vwed: Callable[[], Any]) -> None:
+        self._run = run
         self._vwed = vwed
         self._modules: OrderedDict[tuple[Any, ...], types.ModuleType] = OrderedDict()
         self._code: OrderedDict[tuple[Any, ...], types.CodeType] = OrderedDict()
@@ -110,7 +116,7 @@ class StepRunner:
                 return _captured(value, out, err)
             return _package(value, out, err)
 
-        self._calls.run(call_id, "step", step, _wrap_errors(send, out, err))
+        self._run(call_id, "step", step, _wrap_errors(send, out, err))
 
     def _finish_error(
         self, call_id: str, exc: BaseException, out: io.StringIO, err: io.StringIO, send: Send
@@ -120,7 +126,7 @@ class StepRunner:
                 "op": "result",
                 "id": call_id,
                 "ok": False,
-                "error": _payload(
+                "error": error_payload(
                     exc, "interrupted" if isinstance(exc, KeyboardInterrupt) else "handler"
                 ),
             },
@@ -184,7 +190,7 @@ class StepRunner:
                     "op": "result",
                     "id": data["id"],
                     "ok": False,
-                    "error": _payload(exc, "arguments"),
+                    "error": error_payload(exc, "arguments"),
                 },
                 None,
             )
@@ -290,12 +296,6 @@ def _package(value: Any, out: io.StringIO, err: io.StringIO) -> dict[str, Any]:
         except ValueError:
             value = {"result": stdout.strip()}
     return {"value": value, "stdout": stdout, "stderr": err.getvalue()}
-
-
-def _payload(exc: BaseException, kind: str) -> dict[str, Any]:
-    from .dispatch import error_payload
-
-    return error_payload(exc, kind)
 
 
 def _wrap_errors(send: Send, out: io.StringIO, err: io.StringIO) -> Send:

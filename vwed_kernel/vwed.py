@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bridge import DetachedLink, Link
+from .context import Context, DetachedLink, Link
 from .modules.api import ApiModule
 from .modules.device import DeviceModule
 from .modules.event import EventModule
@@ -38,44 +38,50 @@ class VWED:
     registrations when ``boot()`` returns.
     """
 
-    def __init__(self, link: Link | None = None) -> None:
-        self._registrations = Registrations()
-        self._link: Link = link if link is not None else DetachedLink()
-        self.api = ApiModule(self)
-        self.function = FunctionModule(self)
-        self.log = LogModule(self)
-        self.event = EventModule(self)
-        self.timer = TimerModule(self)
+    def __init__(
+        self, link: Link | None = None, *, registrations: Registrations | None = None
+    ) -> None:
+        # ``registrations`` is given by the kernel, whose comm end looks handlers up in it
+        context = Context(
+            registrations if registrations is not None else Registrations(),
+            link if link is not None else DetachedLink(),
+        )
+        self._context = context
+        self.api = ApiModule(context)
+        self.function = FunctionModule(context)
+        self.log = LogModule(context)
+        self.event = EventModule(context)
+        self.timer = TimerModule(context)
         self.http = HttpModule()
-        self.mail = MailModule(self)
+        self.mail = MailModule(context)
         self.device = DeviceModule()
-        self.storage = StorageModule(self)
-        self.task = TaskModule(self)
-        self.robot = RobotModule(self)
+        self.storage = StorageModule(context)
+        self.task = TaskModule(context)
+        self.robot = RobotModule(context)
 
     @property
     def script_id(self) -> str | None:
         """The id of the running script in the gateway (``None`` in a plain notebook)."""
-        return self._link.script_id
+        return self._context.link.script_id
 
     @property
     def replica(self) -> int:
         """This kernel's replica index (0 to ``replicas - 1``) when a script runs in several
         kernels; 0 otherwise. Work that must run once (a timer) can check ``VWED.replica == 0``."""
-        return self._link.replica
+        return self._context.link.replica
 
     @property
     def replicas(self) -> int:
         """How many kernels run this script (``POST /script-engine/start {"replicas": N}``)."""
-        return self._link.replicas
+        return self._context.link.replicas
 
     def registrations(self) -> dict[str, Any]:
         """What this kernel registered: ``{"apis", "functions", "events", "timers"}``."""
-        return self._registrations.snapshot()
+        return self._context.registrations.snapshot()
 
     def __repr__(self) -> str:
         where = f"script {self.script_id}" if self.script_id else "no gateway attached"
-        regs = self._registrations
+        regs = self._context.registrations
         return (
             f"<VWED {where}: {len(regs.routes)} routes, {len(regs.functions)} functions, "
             f"{len(regs.listeners)} listeners, {len(regs.timers)} timers>"

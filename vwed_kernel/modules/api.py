@@ -2,86 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..calling import call_handler_with_request
+from ..calling import call_handler_with_request, call_tcp_handler
 from ..errors import NotRegisteredError, RegistrationError
 from ..registrations import RouteSpec, SocketSpec, normalize_method, normalize_route_path
+from ..response import Response
 
 if TYPE_CHECKING:
-    from ..vwed import VWED
+    from ..context import Context
 
-__all__ = ["ApiModule", "Response"]
-
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Framing headers belong to the gateway's connection, not to a script's answer: a wrong
-# Content-Length or Transfer-Encoding would desynchronise the client (response splitting).
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "content-length",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-
-
-class Response:
-    """Full control of a route's HTTP answer.
-
-    ``body`` may be ``bytes`` (sent as is), ``str`` (sent as UTF-8 text) or any
-    JSON-serializable value (sent as JSON). ``content_type`` defaults to
-    ``application/octet-stream``, ``text/plain; charset=utf-8`` or
-    ``application/json`` accordingly.
-
-    >>> VWED.api.Response({"queued": True}, status=202, headers={"X-Queue": "3"})
-    """
-
-    def __init__(
-        self,
-        body: Any = None,
-        status: int = 200,
-        headers: dict[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        if not isinstance(status, int) or not 100 <= status <= 599:
-            raise ValueError(f"status must be an HTTP status code (100-599), not {status!r}")
-        self.body = body
-        self.status = status
-        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
-        for name, value in [*self.headers.items(), ("Content-Type", content_type or "")]:
-            if not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
-                raise ValueError(
-                    f"unsafe HTTP header {name!r}: names are tokens, values have no CR, LF or NUL"
-                )
-            if name.lower() in HOP_BY_HOP:
-                raise ValueError(f"HTTP header {name!r} is set by the gateway, not by a script")
-        self.content_type = content_type
-
-    def encoded_body(self) -> tuple[bytes, str, str | None]:
-        """``(bytes, body_type, content_type)`` for the wire."""
-        body = self.body
-        if body is None:
-            return b"", "none", self.content_type
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            return bytes(body), "bytes", self.content_type or "application/octet-stream"
-        if isinstance(body, str):
-            return body.encode(), "text", self.content_type or "text/plain; charset=utf-8"
-        from ..encoding import encode_value
-
-        return encode_value(body), "json", self.content_type or "application/json"
-
-    def __repr__(self) -> str:
-        return f"Response(status={self.status}, content_type={self.content_type!r})"
+__all__ = ["ApiModule"]
 
 
 class ApiModule:
@@ -95,8 +29,8 @@ class ApiModule:
 
     Response = Response
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
 
     def register_route(
         self,
@@ -119,8 +53,8 @@ class ApiModule:
             handler,
             description or (handler.__doc__ or "").strip().split("\n")[0],
         )
-        self._vwed._registrations.routes[spec.key] = spec
-        self._vwed._link.notify_register("api", spec.describe())
+        self._context.registrations.routes[spec.key] = spec
+        self._context.link.notify_register("api", spec.describe())
         return None
 
     def route(
@@ -140,9 +74,9 @@ class ApiModule:
     def unregister_route(self, path: str, method: str = "GET") -> bool:
         """Remove a route; returns whether it was registered."""
         key = f"{normalize_method(method)} {normalize_route_path(path)}"
-        spec = self._vwed._registrations.routes.pop(key, None)
+        spec = self._context.registrations.routes.pop(key, None)
         if spec is not None:
-            self._vwed._link.notify_unregister("api", spec.describe())
+            self._context.link.notify_unregister("api", spec.describe())
         return spec is not None
 
     def register_websocket(self, path: str, handler: Callable[..., Any]) -> None:
@@ -153,8 +87,8 @@ class ApiModule:
             raise RegistrationError(f"handler for WebSocket {path!r} is not callable")
         key = normalize_route_path(path)
         spec = SocketSpec("websocket", key, handler)
-        self._vwed._registrations.websockets[key] = spec
-        self._vwed._link.notify_register("websocket", spec.describe())
+        self._context.registrations.websockets[key] = spec
+        self._context.link.notify_register("websocket", spec.describe())
 
     def register_tcp(self, port: int, handler: Callable[..., Any], host: str = "127.0.0.1") -> None:
         """Run a TCP server inside this kernel on ``host:port``: each chunk of bytes a
@@ -163,13 +97,10 @@ class ApiModule:
 
         Security: binds 127.0.0.1 unless ``host`` says otherwise.
         """
-        import asyncio
-
         if not callable(handler):
             raise RegistrationError(f"handler for TCP port {port} is not callable")
         if not isinstance(port, int) or not 0 < port < 65536:
             raise RegistrationError(f"TCP port must be 1-65535, not {port!r}")
-        from ..calling import call_tcp_handler
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             peer = writer.get_extra_info("peername")
@@ -182,7 +113,7 @@ class ApiModule:
                         writer.write(reply if isinstance(reply, bytes) else str(reply).encode())
                         await writer.drain()
             except Exception as exc:  # a handler error closes this connection only
-                self._vwed.log.error("tcp", f"port {port}: {type(exc).__name__}: {exc}")
+                self._context.log("ERROR", "tcp", f"port {port}: {type(exc).__name__}: {exc}")
             finally:
                 writer.close()
 
@@ -194,20 +125,20 @@ class ApiModule:
 
         def started(task: asyncio.Task[asyncio.Server]) -> None:
             if task.cancelled() or task.exception() is not None:
-                self._vwed.log.error(
-                    "tcp", f"port {port} could not be opened: {task.exception()!r}"
+                self._context.log(
+                    "ERROR", "tcp", f"port {port} could not be opened: {task.exception()!r}"
                 )
-                self._vwed._registrations.tcp.pop(str(port), None)
+                self._context.registrations.tcp.pop(str(port), None)
             else:
                 spec.server = task.result()
 
         loop.create_task(asyncio.start_server(serve, host, port)).add_done_callback(started)
-        self._vwed._registrations.tcp[str(port)] = spec
-        self._vwed._link.notify_register("tcp", spec.describe())
+        self._context.registrations.tcp[str(port)] = spec
+        self._context.link.notify_register("tcp", spec.describe())
 
     def list_routes(self) -> list[dict[str, Any]]:
         """The routes this script registered."""
-        return [r.describe() for r in self._vwed._registrations.routes.values()]
+        return [r.describe() for r in self._context.registrations.routes.values()]
 
     def call_local(
         self,
@@ -229,7 +160,7 @@ class ApiModule:
         >>> VWED.api.call_local("/robots/7", "GET")
         >>> VWED.api.call_local("/orders", "POST", {"sku": "A1"}, headers={"X-Line": "2"})
         """
-        found = self._vwed._registrations.match_route(method, normalize_route_path(path))
+        found = self._context.registrations.match_route(method, normalize_route_path(path))
         if found is None:
             raise NotRegisteredError(f"no route {method.upper()} {path} in this kernel")
         spec, params = found
@@ -243,7 +174,7 @@ class ApiModule:
             "headers": dict(headers or {}),
             "json": json_body,
             "body": body,
-            "script_id": self._vwed._link.script_id,
+            "script_id": self._context.link.script_id,
             **(request or {}),
         }
         return call_handler_with_request(spec.handler, full)

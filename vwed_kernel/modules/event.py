@@ -6,11 +6,12 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..calling import call_event_handler, run_to_completion
 from ..errors import RegistrationError
 from ..registrations import ListenerSpec, check_name
 
 if TYPE_CHECKING:
-    from ..vwed import VWED
+    from ..context import Context
 
 __all__ = ["EventModule"]
 
@@ -28,8 +29,8 @@ class EventModule:
     two parameters, or nothing if it takes none).
     """
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
         self._ids = itertools.count(1)
 
     def listen(
@@ -51,14 +52,14 @@ class EventModule:
         spec = ListenerSpec(
             f"{event_name}#{next(self._ids)}", event_name, handler, priority, bool(all_replicas)
         )
-        self._vwed._registrations.listeners[spec.id] = spec
-        self._vwed._link.notify_register("event", spec.describe())
+        self._context.registrations.listeners[spec.id] = spec
+        self._context.link.notify_register("event", spec.describe())
         return spec.id
 
     def unlisten(self, event_name: str, handler: Callable[..., Any] | str | None = None) -> int:
         """Remove the listeners of ``event_name`` (all, or those of ``handler``, or the one
         with that listener id); returns how many were removed."""
-        listeners = self._vwed._registrations.listeners
+        listeners = self._context.registrations.listeners
         gone = [
             s
             for s in listeners.values()
@@ -67,7 +68,7 @@ class EventModule:
         ]
         for spec in gone:
             del listeners[spec.id]
-            self._vwed._link.notify_unregister("event", spec.describe())
+            self._context.link.notify_unregister("event", spec.describe())
         return len(gone)
 
     def emit(self, event_name: str, data: Any = None) -> dict[str, Any] | None:
@@ -79,7 +80,7 @@ class EventModule:
         notebook, this kernel's listeners run now and the report is returned.
         """
         check_name("event", event_name)
-        link = self._vwed._link
+        link = self._context.link
         if link.attached:
             link.notify("event.emit", {"name": event_name, "data": data})
             return None
@@ -88,7 +89,7 @@ class EventModule:
     async def aemit(self, event_name: str, data: Any = None) -> dict[str, Any]:
         """Emit and wait for the report ``{"listeners", "delivered", "failed"}``."""
         check_name("event", event_name)
-        link = self._vwed._link
+        link = self._context.link
         if link.attached:
             return dict(
                 await link.arequest("event.emit", {"name": event_name, "data": data, "wait": True})
@@ -96,11 +97,8 @@ class EventModule:
         return self._local(event_name, data)
 
     def _local(self, event_name: str, data: Any) -> dict[str, Any]:
-        from ..calling import call_event_handler
-        from ..modules.function import run_to_completion
-
         specs = sorted(
-            (s for s in self._vwed._registrations.listeners.values() if s.event == event_name),
+            (s for s in self._context.registrations.listeners.values() if s.event == event_name),
             key=lambda s: -s.priority,
         )
         failed = []
@@ -111,7 +109,7 @@ class EventModule:
                 failed.append(
                     {"listener": spec.id, "type": type(exc).__name__, "message": str(exc)}
                 )
-                self._vwed.log.error("event", f"listener {spec.id} failed: {exc!r}")
+                self._context.log("ERROR", "event", f"listener {spec.id} failed: {exc!r}")
         return {
             "event": event_name,
             "listeners": len(specs),
@@ -121,4 +119,4 @@ class EventModule:
 
     def list(self) -> list[dict[str, Any]]:
         """This script's listeners."""
-        return [s.describe() for s in self._vwed._registrations.listeners.values()]
+        return [s.describe() for s in self._context.registrations.listeners.values()]

@@ -4,52 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..calling import bind_arguments
+from ..calling import bind_arguments, run_to_completion
 from ..errors import GatewayUnavailableError, RegistrationError
 from ..registrations import FunctionSpec, check_name
 from ..remote import from_environment
 
 if TYPE_CHECKING:
-    from ..vwed import VWED
+    from ..context import Context
 
 __all__ = ["FunctionModule"]
-
-
-def run_to_completion(value: Any) -> Any:
-    """Return ``value``, or its result if it is awaitable (used by blocking calls).
-
-    Inside a running event loop (the kernel's main thread) the awaitable runs on
-    a private loop in a helper thread, because the running loop cannot be
-    re-entered from synchronous code.
-    """
-    if not inspect.isawaitable(value):
-        return value
-
-    async def wrap() -> Any:
-        return await value
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wrap())
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["value"] = asyncio.run(wrap())
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=runner, name="vwed-call", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 class FunctionModule:
@@ -60,8 +26,8 @@ class FunctionModule:
     positional arguments, a string is parsed as JSON or a Python literal.
     """
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
 
     def register(
         self,
@@ -88,24 +54,24 @@ class FunctionModule:
             description or (handler.__doc__ or "").strip().split("\n")[0],
             list(params),
         )
-        self._vwed._registrations.functions[name] = spec
-        self._vwed._link.notify_register("function", spec.describe())
+        self._context.registrations.functions[name] = spec
+        self._context.link.notify_register("function", spec.describe())
         return None
 
     def unregister(self, name: str) -> bool:
         """Remove a function of this script; returns whether it was registered."""
-        spec = self._vwed._registrations.functions.pop(name, None)
+        spec = self._context.registrations.functions.pop(name, None)
         if spec is not None:
-            self._vwed._link.notify_unregister("function", spec.describe())
+            self._context.link.notify_unregister("function", spec.describe())
         return spec is not None
 
     def list_all(self) -> list[dict[str, Any]]:
         """Every registered function: of all running scripts when a gateway is attached,
         else of this kernel."""
-        link = self._vwed._link
+        link = self._context.link
         if link.can_request():
             return list(link.request("function.list", {}))
-        local = [f.describe() for f in self._vwed._registrations.functions.values()]
+        local = [f.describe() for f in self._context.registrations.functions.values()]
         remote = from_environment() if not link.attached else None
         return local + remote.list_functions() if remote is not None else local
 
@@ -115,11 +81,11 @@ class FunctionModule:
         A function of this script runs here directly; any other goes through the
         gateway to the script that owns it.
         """
-        spec = self._vwed._registrations.functions.get(name)
+        spec = self._context.registrations.functions.get(name)
         if spec is not None:
             a, kw = bind_arguments(spec.handler, args)
             return run_to_completion(spec.handler(*a, **kw))
-        link = self._vwed._link
+        link = self._context.link
         if not link.attached:
             remote = from_environment()
             if remote is not None:
@@ -132,12 +98,12 @@ class FunctionModule:
 
     async def acall(self, name: str, args: Any = None, timeout: float | None = None) -> Any:
         """``await`` form of :meth:`call`, for ``async`` handlers."""
-        spec = self._vwed._registrations.functions.get(name)
+        spec = self._context.registrations.functions.get(name)
         if spec is not None:
             a, kw = bind_arguments(spec.handler, args)
             value = spec.handler(*a, **kw)
             return await value if inspect.isawaitable(value) else value
-        link = self._vwed._link
+        link = self._context.link
         if not link.attached:
             remote = from_environment()
             if remote is not None:

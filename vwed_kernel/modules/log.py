@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..vwed import VWED
+from ..context import Context
 
 __all__ = ["LogModule", "LEVELS"]
 
@@ -22,8 +19,8 @@ class LogModule:
     notebook the line is printed.
     """
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
 
     def log(self, level: str, tag: str, message: Any = None) -> None:
         """Log ``message`` at ``level`` (DEBUG, INFO, WARNING or ERROR) under ``tag``."""
@@ -35,10 +32,7 @@ class LogModule:
         if message is None:
             tag, message = "script", tag
         text = message if isinstance(message, str) else repr(message)
-        if not self._vwed._link.notify_log(level, str(tag), text):
-            stamp = datetime.now().strftime("%H:%M:%S")
-            stream = sys.stderr if level in ("WARNING", "ERROR") else sys.stdout
-            print(f"{stamp} [{level}] {tag}: {text}", file=stream)
+        self._context.log(level, str(tag), text)
 
     def debug(self, tag: str, message: Any = None) -> None:
         """Log at DEBUG level."""

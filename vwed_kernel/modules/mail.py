@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import GatewayUnavailableError
 
 if TYPE_CHECKING:
-    from ..vwed import VWED
+    from ..context import Context
 
 __all__ = ["MailModule", "MAX_ATTACHMENT"]
 
@@ -22,8 +22,8 @@ class MailModule:
     attachment_path)``. The SMTP server, account and sender come from the gateway's
     configuration (``--smtp-*``), never from the script. ``to`` is an address or a list."""
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
 
     def send(
         self, to: str | list[str], subject: str, body: str, html: bool = False
@@ -58,7 +58,7 @@ class MailModule:
         )
 
     def _send(self, message: dict[str, Any]) -> dict[str, Any]:
-        link = self._vwed._link
+        link = self._context.link
         if not link.attached:
             raise GatewayUnavailableError(
                 "VWED.mail sends through the gateway's SMTP settings; no gateway is attached"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..vwed import VWED
+    from ..context import Context
 
 __all__ = ["PlatformModule"]
 
@@ -15,11 +15,11 @@ __all__ = ["PlatformModule"]
 class PlatformModule:
     module = ""
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
 
     def _call(self, method: str, **args: Any) -> Any:
         args = {k: v for k, v in args.items() if v is not None}
-        return self._vwed._link.request(
+        return self._context.link.request(
             "platform", {"module": self.module, "method": method, "args": args}
         )

@@ -14,7 +14,7 @@ from ..errors import RegistrationError
 from ..registrations import TimerSpec
 
 if TYPE_CHECKING:
-    from ..vwed import VWED
+    from ..context import Context
 
 __all__ = ["TimerModule"]
 
@@ -29,8 +29,8 @@ class TimerModule:
     unless created with ``all_replicas=True``.
     """
 
-    def __init__(self, vwed: VWED) -> None:
-        self._vwed = vwed
+    def __init__(self, context: Context) -> None:
+        self._context = context
         self._ids = itertools.count(1)
 
     def schedule(
@@ -60,21 +60,21 @@ class TimerModule:
 
     def cancel(self, timer_id: str) -> bool:
         """Stop a timer; returns whether it existed."""
-        spec = self._vwed._registrations.timers.pop(timer_id, None)
+        spec = self._context.registrations.timers.pop(timer_id, None)
         if spec is None:
             return False
         if spec.task is not None:
             spec.task.cancel()
-        self._vwed._link.notify_unregister("timer", spec.describe())
+        self._context.link.notify_unregister("timer", spec.describe())
         return True
 
     def list(self) -> list[dict[str, Any]]:
         """This script's timers, with their runs and failures so far."""
-        return [t.describe() for t in self._vwed._registrations.timers.values()]
+        return [t.describe() for t in self._context.registrations.timers.values()]
 
     def clear_all(self) -> int:
         """Cancel every timer of this script."""
-        ids = list(self._vwed._registrations.timers)
+        ids = list(self._context.registrations.timers)
         for timer_id in ids:
             self.cancel(timer_id)
         return len(ids)
@@ -93,7 +93,7 @@ class TimerModule:
         spec = TimerSpec(
             f"timer_{next(self._ids)}", kind, handler, interval, expression, all_replicas
         )
-        link = self._vwed._link
+        link = self._context.link
         spec.active = all_replicas or link.replica == 0
         if spec.active:
             try:
@@ -101,7 +101,7 @@ class TimerModule:
             except RuntimeError:
                 raise RegistrationError("timers need a running event loop (a kernel)") from None
             spec.task = loop.create_task(self._run(spec))
-        self._vwed._registrations.timers[spec.id] = spec
+        self._context.registrations.timers[spec.id] = spec
         link.notify_register("timer", spec.describe())
         return spec.id
 
@@ -130,10 +130,12 @@ class TimerModule:
                 raise
             except Exception as exc:
                 spec.failures += 1
-                self._vwed.log.error("timer", f"{spec.id} tick failed: {type(exc).__name__}: {exc}")
+                self._context.log(
+                    "ERROR", "timer", f"{spec.id} tick failed: {type(exc).__name__}: {exc}"
+                )
             spec.runs += 1
             spec.last_run = time.time()
             if spec.kind == "delay":
-                self._vwed._registrations.timers.pop(spec.id, None)
-                self._vwed._link.notify_unregister("timer", spec.describe())
+                self._context.registrations.timers.pop(spec.id, None)
+                self._context.link.notify_unregister("timer", spec.describe())
                 return

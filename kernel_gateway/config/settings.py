@@ -1,0 +1,243 @@
+"""The gateway's settings: every option written once, as a field of :class:`Settings`.
+
+Each field carries its default (the field's), its type (the annotation) and its help
+text (``setting(default, help)``); its flag (``--scripts-dir``), its environment variable
+(``VWED_SCRIPTS_DIR``) and its config file key (``scripts_dir`` or ``scripts-dir``) are
+derived from the name (:mod:`kernel_gateway.config.options`), and so are the argument
+parser and the ``--help`` text (:mod:`kernel_gateway.config.sources`). Values are
+validated at start with a clear message (:meth:`Settings.validated`).
+
+Security: the gateway binds 127.0.0.1 by default and requires a token by default
+(generated at first start, stored 0600 in the data directory); ``--no-auth`` is
+refused on any address but loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["Settings", "ConfigError", "setting"]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the gateway cannot run with."""
+
+
+def setting(default: T, help: str) -> T:
+    """One option of :class:`Settings`: its default and its help text."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option of the gateway; the field's name, type, default and help are the option's."""
+
+    scripts_dir: str = setting(
+        "examples", "folder of the scripts the gateway serves (the scripts root)"
+    )
+    ip: str = setting("127.0.0.1", "address to listen on; a non-loopback address needs a token")
+    port: int = setting(8765, "port to listen on (0 picks a free one)")
+    data_dir: str = setting(".vwed", "folder for the gateway's data: kernelspec, SQLite database")
+    db_url: str = setting("", "SQLAlchemy database URL (default: SQLite file in the data dir)")
+    db_timeout: float = setting(
+        5.0,
+        "seconds any one database operation may take (connect, statement, each awaited "
+        "store call); past it the caller gets 503 STORE_TIMEOUT",
+    )
+    pool_size: int = setting(2, "number of pre-started kernels kept ready")
+    call_timeout: float = setting(30.0, "seconds a route or function call may run before 504")
+    boot_timeout: float = setting(60.0, "seconds a script may take to load and run boot()")
+    workers: int = setting(0, "worker kernels for task-flow steps (0: the number of CPUs)")
+    step_queue: int = setting(100, "steps that may wait for a free worker; more get 503 BUSY")
+    step_grace: float = setting(
+        5.0, "seconds an interrupted worker has to come back before it is replaced"
+    )
+    restart_limit: int = setting(
+        5, "crashes within --restart-window after which a script stays down ('crashed')"
+    )
+    restart_window: float = setting(60.0, "seconds over which crashes are counted")
+    restart_backoff: float = setting(
+        0.5, "first delay before restarting a crashed script; doubles each time, 30 s at most"
+    )
+    watch: bool = setting(False, "reload a running script (without downtime) when its file changes")
+    restore: bool = setting(
+        True, "start again, at start, the scripts that were running when the gateway stopped"
+    )
+    drain_timeout: float = setting(10.0, "seconds a stopping gateway waits for calls in flight")
+    max_in_flight: int = setting(64, "calls in flight per kernel at most; more get 503 BUSY")
+    max_kernels: int = setting(0, "script kernels running at most (0: no limit)")
+    memory_limit_mb: int = setting(
+        0,
+        "default per-script memory limit (RSS of each kernel with the processes it started, MiB; 0: none)",
+    )
+    policy: str = setting(
+        "",
+        "default policy of scripts started without one: a JSON file with "
+        "'network', 'subprocess', 'write' (docs/security.md)",
+    )
+    kernel_name: str = setting(
+        "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"
+    )
+    kernel_user: str = setting(
+        "",
+        "run kernels as this unprivileged user (the gateway must run as root); "
+        "that user cannot read the data directory (docs/security.md)",
+    )
+    kernel_env: str = setting(
+        "",
+        "comma-separated names of extra environment variables passed to kernels "
+        "(kernels get an allow-listed environment; VWED_* is never passed)",
+    )
+    auth: bool = setting(True, "require a token (--no-auth: none, only on a loopback address)")
+    token: str = setting(
+        "",
+        "admin token (default: generated at first start in <data-dir>/token); "
+        "clients send 'Authorization: token T' or 'Bearer T' (?token=T on WebSockets only)",
+    )
+    allow_origins: str = setting(
+        "",
+        "comma-separated browser origins allowed for CORS and WebSockets "
+        "(default: none, same origin only; '*' for any)",
+    )
+    allow_hosts: str = setting(
+        "",
+        "comma-separated Host names accepted while the gateway listens on loopback (default: "
+        "loopback names and addresses only, against DNS rebinding; '*' for any)",
+    )
+    caller_token: str = setting(
+        "",
+        "caller token for task flows: /script-api, function calls, "
+        "events, steps (default: generated in <data-dir>/caller_token)",
+    )
+    max_timeout: float = setting(
+        24 * 3600.0, "largest 'timeout' a call or step may ask for, in seconds"
+    )
+    max_file_size: int = setting(1024 * 1024, "largest script file accepted, in bytes")
+    max_body_size: int = setting(16 * 1024 * 1024, "largest HTTP request body accepted, in bytes")
+    log_retention_days: float = setting(30.0, "days of log records kept (0: no age limit)")
+    log_retention_records: int = setting(5_000_000, "log records kept at most (0: no limit)")
+    log_queue_max: int = setting(
+        50_000, "log records waiting for the database at most; more are dropped (counted)"
+    )
+    log_buffer_mb: int = setting(
+        16,
+        "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off",
+    )
+    platform_url: str = setting(
+        "", "VWED server for VWED.storage/task/robot (empty: the embedded backend)"
+    )
+    platform_token: str = setting("", "bearer token for the VWED server")
+    smtp_host: str = setting("", "SMTP server for VWED.mail (empty: mail is off)")
+    smtp_port: int = setting(25, "SMTP port")
+    smtp_user: str = setting("", "SMTP account (empty: no login)")
+    smtp_password: str = setting("", "SMTP password (prefer the env var VWED_SMTP_PASSWORD)")
+    smtp_from: str = setting("vwed@localhost", "sender address of VWED.mail")
+    smtp_tls: str = setting("none", "none, starttls or ssl")
+    fast_path: bool = setting(
+        True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"
+    )
+    debug: bool = setting(False, "include tracebacks in error answers")
+
+    def validated(self) -> Settings:
+        problems = []
+        if not Path(self.scripts_dir).is_dir():
+            problems.append(f"scripts_dir {self.scripts_dir!r} is not a directory")
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port {self.port} is not in 0-65535")
+        if self.pool_size < 0:
+            problems.append("pool_size must be >= 0")
+        if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
+            problems.append("workers and step_queue must be >= 0, step_grace > 0")
+        if not 0 < self.max_timeout < float("inf"):
+            problems.append("max_timeout must be a finite number of seconds > 0")
+        for name in ("call_timeout", "boot_timeout", "db_timeout"):
+            value = getattr(self, name)
+            if not 0 < value <= self.max_timeout:  # also refuses NaN
+                problems.append(f"{name} must be > 0 and at most max_timeout ({value!r})")
+        if not 0 <= self.drain_timeout <= self.max_timeout:
+            problems.append(f"drain_timeout must be >= 0 and finite ({self.drain_timeout!r})")
+        if self.smtp_tls not in ("none", "starttls", "ssl"):
+            problems.append("smtp_tls must be none, starttls or ssl")
+        if self.max_file_size <= 0 or self.max_body_size <= 0:
+            problems.append("size limits must be > 0")
+        if not self.auth and not _is_loopback(self.ip):
+            problems.append(f"refusing to listen on {self.ip} without auth (drop --no-auth)")
+        if self.policy:
+            try:
+                self.default_policy  # noqa: B018 - read to check it
+            except ConfigError as exc:
+                problems.append(str(exc))
+        from ..kernelenv import check_extra_names
+
+        problems.extend(check_extra_names(self.kernel_env_names))
+        if self.kernel_user:
+            from ..kerneluser import KernelUserError, resolve_kernel_user
+
+            try:
+                resolve_kernel_user(self.kernel_user)
+            except KernelUserError as exc:
+                problems.append(str(exc))
+        if self.db_url:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(self.db_url)
+            except ArgumentError as exc:
+                problems.append(f"db_url is not a SQLAlchemy URL: {exc}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    @property
+    def default_policy(self) -> dict[str, Any] | None:
+        """The ``--policy`` file's object (None without one)."""
+        if not self.policy:
+            return None
+        try:
+            value = json.loads(Path(self.policy).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"policy file {self.policy!r} cannot be read as JSON: {exc}"
+            ) from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"policy file {self.policy!r} must hold a JSON object")
+        return value
+
+    @property
+    def host_check(self) -> tuple[str, ...] | None:
+        """Host names accepted besides loopback ones, or None when Host is not checked.
+
+        Security: a gateway that listens on loopback only (always so with ``--no-auth``)
+        must not answer a page that reached it by DNS rebinding (a foreign name resolving
+        to 127.0.0.1), as Jupyter Server does; one published on another address under a
+        host name is protected by its tokens instead."""
+        if not (_is_loopback(self.ip) or not self.auth):
+            return None
+        return tuple(h.strip().lower() for h in self.allow_hosts.split(",") if h.strip())
+
+    @property
+    def kernel_env_names(self) -> list[str]:
+        """The ``--kernel-env`` names."""
+        return [n.strip() for n in self.kernel_env.split(",") if n.strip()]
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'vwed.sqlite3'}"
+
+
+def _is_loopback(ip: str) -> bool:
+    if ip in ("localhost", ""):
+        return ip == "localhost"
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
