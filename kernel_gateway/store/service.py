@@ -38,6 +38,11 @@ Rows = list[dict[str, Any]]
 
 
 class StoreService:
+    """The gateway's one handle on its database (``app.Gateway.db``): ``open`` at start,
+    ``close`` at stop, and a named async operation for each query (``runs``,
+    ``desire``, ``task_variables``, ``lock_location``, ...). ``db`` is the blocking
+    ``Database`` behind them: not to be called from the event loop."""
+
     def __init__(
         self,
         db: Database,
@@ -200,10 +205,6 @@ class StoreService:
 
     def add_execution(self, row: dict[str, Any]) -> bool:
         return self._queues.add_execution(row)
-
-    async def flush(self) -> None:
-        """Wait until everything queued so far is stored."""
-        await self._queues.flush()
 
     async def _prune_loop(self) -> None:
         while not self._closing:
