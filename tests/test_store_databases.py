@@ -95,8 +95,8 @@ def test_ids_cross_blocks_without_reuse(tmp_path):
 
     async def scenario() -> tuple[list[int], int, list[int]]:
         url = f"sqlite:///{tmp_path / 'ids.sqlite3'}"
-        store = StoreService(Database(url, timeout=3), id_block=10, interval=0.05)
-        hub = LogHub(store)
+        database = Database(url, timeout=3)
+        hub = LogHub(StoreService(database, id_block=10, interval=0.05))
         await hub.start()
         ids = []
         for i in range(35):
@@ -104,13 +104,12 @@ def test_ids_cross_blocks_without_reuse(tmp_path):
             ids.append(hub.last_id)
             await asyncio.sleep(0.01)  # the reservation ahead runs meanwhile
         await hub.close()
-        with store.db.engine.connect() as conn:
+        with database.engine.connect() as conn:
             counter = conn.execute(
                 sa.text("SELECT value FROM vwed_counters WHERE name = 'log_id'")
             ).scalar()
         # a second gateway on the same file after the clean stop
-        store2 = StoreService(Database(url, timeout=3), id_block=10)
-        hub2 = LogHub(store2)
+        hub2 = LogHub(StoreService(Database(url, timeout=3), id_block=10))
         await hub2.start()
         hub2.engine(None, "INFO", "next")
         after = [hub2.last_id]
