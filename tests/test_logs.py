@@ -135,10 +135,16 @@ def test_tail_replay_then_live_records(scripts, client, gw):
     url = f"ws://127.0.0.1:{gw.gateway.port}/script-engine/logs/ws?script_id={sid}&tag=plc&tail=3"
 
     async def scenario():
-        opened = asyncio.Event()
-        reader = asyncio.ensure_future(collect(url, lambda m: len(records(m)) >= 5, 20, opened))
-        await opened.wait()
-        await asyncio.sleep(0.2)  # let the server send the replay before live records start
+        replayed = asyncio.Event()
+
+        def done(messages):
+            if len(records(messages)) >= 3:
+                replayed.set()
+            return len(records(messages)) >= 5
+
+        reader = asyncio.ensure_future(collect(url, done, 20))
+        # live records only once the replay of the last 3 has arrived
+        await asyncio.wait_for(replayed.wait(), 20)
         loop = asyncio.get_running_loop()
         for tag in ("L1", "L2"):
             await loop.run_in_executor(
