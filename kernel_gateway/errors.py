@@ -6,7 +6,8 @@ code and a machine code; the message is what the client sees, ``log_message``
 
     GatewayError                          500 INTERNAL_ERROR
     ├── BadRequest                        400 BAD_REQUEST (INVALID_JSON, MISSING_FIELD, ...)
-    │   └── PathInvalid                   400 PATH_INVALID
+    │   ├── PathInvalid                   400 PATH_INVALID
+    │   └── BadParameter                  400 BAD_PARAMETER (a query parameter, named)
     ├── Unauthorized                      401 UNAUTHORIZED
     ├── Forbidden                         403 FORBIDDEN (the caller token on an admin endpoint),
     │                                         ORIGIN_NOT_ALLOWED, HOST_NOT_ALLOWED
@@ -19,6 +20,8 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS
     ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
     ├── KernelDied                        502 KERNEL_DIED
+    ├── MailFailed                        502 MAIL_FAILED (the SMTP server refused or is away)
+    ├── PlatformError                     502 PLATFORM_ERROR (the VWED server refused or is away)
     ├── ServiceUnavailable                503 SCRIPT_STOPPING, KERNEL_UNAVAILABLE
     │   └── StoreTimeout                  503 STORE_TIMEOUT (the database did not answer in time)
     └── CallTimeout                       504 CALL_TIMEOUT
@@ -33,6 +36,7 @@ __all__ = [
     "KernelStartError",
     "BadRequest",
     "PathInvalid",
+    "BadParameter",
     "Unauthorized",
     "Forbidden",
     "NotFound",
@@ -43,6 +47,8 @@ __all__ = [
     "ScriptError",
     "HandlerError",
     "KernelDied",
+    "MailFailed",
+    "PlatformError",
     "ServiceUnavailable",
     "StoreTimeout",
     "CallTimeout",
@@ -85,6 +91,16 @@ class BadRequest(GatewayError):
 
 class PathInvalid(BadRequest):
     code = "PATH_INVALID"
+
+
+class BadParameter(BadRequest):
+    """A query parameter that is unknown or has a bad value; the body names it
+    (``"parameter"``)."""
+
+    code = "BAD_PARAMETER"
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r}: {problem}", details={"parameter": name})
 
 
 class Unauthorized(GatewayError):
@@ -135,6 +151,21 @@ class HandlerError(GatewayError):
 class KernelDied(GatewayError):
     status = 502
     code = "KERNEL_DIED"
+
+
+class MailFailed(GatewayError):
+    """Sending a ``VWED.mail`` message failed at the SMTP server (``mail.py``)."""
+
+    status = 502
+    code = "MAIL_FAILED"
+
+
+class PlatformError(GatewayError):
+    """The VWED server behind ``--platform-url`` did not answer, or refused a call
+    (``platform/remote.py``)."""
+
+    status = 502
+    code = "PLATFORM_ERROR"
 
 
 class ServiceUnavailable(GatewayError):

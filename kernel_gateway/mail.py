@@ -9,14 +9,9 @@ import ssl
 from email.message import EmailMessage
 from typing import Any
 
-from .errors import BadRequest, GatewayError, ServiceUnavailable
+from .errors import BadRequest, MailFailed, ServiceUnavailable
 
-__all__ = ["Mailer", "MailFailed"]
-
-
-class MailFailed(GatewayError):
-    status = 502
-    code = "MAIL_FAILED"
+__all__ = ["Mailer"]
 
 
 class Mailer:

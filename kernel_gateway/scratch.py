@@ -4,7 +4,7 @@ VWED kernels for authors, not tied to a script. They have ``VWED`` (local mode).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +17,8 @@ from .errors import BadRequest, NotFound, ServiceUnavailable
 from .launch import LaunchOptions, start_kernel
 
 __all__ = ["ScratchKernels", "ScratchKernel"]
+
+log = logging.getLogger("kernel_gateway.jupyter")
 
 
 @dataclass
@@ -66,8 +68,10 @@ class ScratchKernels:
         kernel = self.kernels.pop(kernel_id, None)
         if kernel is None:
             raise NotFound(f"no kernel {kernel_id!r}", "KERNEL_NOT_FOUND")
-        with contextlib.suppress(Exception):
+        try:
             await kernel.km.shutdown_kernel(now=True)
+        except Exception as exc:  # gone already, or its process would not end: forgotten
+            log.warning("scratch kernel %s did not shut down cleanly: %s", kernel_id, exc)
 
     async def close(self) -> None:
         await asyncio.gather(
@@ -81,12 +85,12 @@ class ScratchKernels:
             "name": kernel.name,
             "execution_state": "idle",
             "connections": 0,
-            "last_activity": _iso(kernel.started_at),
+            "last_activity": iso_utc(kernel.started_at),
             "vwed": {"scratch": True},
         }
 
 
-def _iso(ts: float) -> str:
+def iso_utc(ts: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")

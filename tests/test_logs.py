@@ -1,16 +1,12 @@
-"""Logs: records from every source, call attribution, live stream, history."""
+"""Logs: records from every source, call attribution, history and export (the live
+stream: test_logs_stream.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import time
 
-import pytest
-
 from conftest import unique, wait_until
-from logclient import collect, records
 
 SCRIPT = """
 import sys
@@ -126,79 +122,6 @@ def test_partial_lines_are_joined_and_huge_prints_split(scripts, client):
     assert "characters cut" in recs[-1]["message"]
 
 
-def test_tail_replay_then_live_records(scripts, client, gw):
-    n = unique("tail")
-    sid = scripts.start(f"{n}.py", SCRIPT.format(n=n))["script_id"]
-    for i in range(5):
-        client.post(f"/script-engine/functions/{n}_talk/call", json={"args": [f"R{i}"]})
-    wait_until(lambda: history(client, script_id=sid, q="error R4"), 10, "stored records")
-    url = f"ws://127.0.0.1:{gw.gateway.port}/script-engine/logs/ws?script_id={sid}&tag=plc&tail=3"
-
-    async def scenario():
-        opened = asyncio.Event()
-        reader = asyncio.ensure_future(collect(url, lambda m: len(records(m)) >= 5, 20, opened))
-        await opened.wait()
-        await asyncio.sleep(0.2)  # let the server send the replay before live records start
-        loop = asyncio.get_running_loop()
-        for tag in ("L1", "L2"):
-            await loop.run_in_executor(
-                None,
-                lambda t=tag: client.post(
-                    f"/script-engine/functions/{n}_talk/call", json={"args": [t]}
-                ),
-            )
-        return await reader
-
-    got = [r["message"] for r in records(asyncio.run(scenario()))]
-    assert got == ["error R2", "error R3", "error R4", "error L1", "error L2"]
-
-
-def test_two_subscribers_get_exactly_theirs(scripts, client, gw):
-    a, b = unique("subA"), unique("subB")
-    sa = scripts.start(f"{a}.py", SCRIPT.format(n=a))["script_id"]
-    sb = scripts.start(f"{b}.py", SCRIPT.format(n=b))["script_id"]
-    base = f"ws://127.0.0.1:{gw.gateway.port}/script-engine/logs/ws"
-
-    async def scenario():
-        ea, eb = asyncio.Event(), asyncio.Event()
-        want_a = {"out line 1\nout line 2", "err line", "debug A", "warning A", "error A"}
-        ra = asyncio.ensure_future(
-            collect(
-                f"{base}?script_id={sa}",
-                lambda m: want_a <= {r["message"] for r in records(m)},
-                20,
-                ea,
-            )
-        )
-        rb = asyncio.ensure_future(
-            collect(
-                f"{base}?script_id={sb}&level=ERROR",
-                lambda m: any("error B" in r["message"] for r in records(m)),
-                20,
-                eb,
-            )
-        )
-        await ea.wait()
-        await eb.wait()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            None,
-            lambda: client.post(f"/script-engine/functions/{a}_talk/call", json={"args": ["A"]}),
-        )
-        await loop.run_in_executor(
-            None,
-            lambda: client.post(f"/script-engine/functions/{b}_talk/call", json={"args": ["B"]}),
-        )
-        return await ra, await rb
-
-    ma, mb = asyncio.run(scenario())
-    assert {r["script_id"] for r in records(ma)} == {sa}
-    assert {"out line 1\nout line 2", "err line", "debug A", "warning A", "error A"} <= {
-        r["message"] for r in records(ma)
-    }
-    assert [r["message"] for r in records(mb)] == ["error B"]
-
-
 def test_stopped_scripts_logs_stay_with_the_runs_exit_reason(scripts, client):
     n = unique("stopped")
     sid = scripts.start(f"{n}.py", SCRIPT.format(n=n))["script_id"]
@@ -245,126 +168,6 @@ def test_bad_history_parameters_name_the_parameter(client):
     assert r.status_code == 400 and r.json()["parameter"] == "format"
     r = client.get("/script-engine/logs/ws", params={"tail": "-1"})
     assert r.status_code == 400 and r.json()["parameter"] == "tail"
-
-
-@pytest.mark.timeout(240)
-def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
-    # The gateway runs as its own process here, so the fast reader (in this process)
-    # does not share an interpreter lock with it.
-    import os
-    import subprocess
-    import sys
-
-    import httpx
-
-    (tmp_path / "flood.py").write_text(
-        "def boot():\n    VWED.function.register('flood', flood)\n\n"
-        "def flood(n):\n    for i in range(n):\n        print(f'{i:06d} ' + 'y' * 100)\n    return n\n"
-    )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kernel_gateway",
-            "--scripts-dir",
-            str(tmp_path),
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            str(port),
-            "--pool-size",
-            "1",
-            "--workers",
-            "1",
-            # 12 MiB of ring: room for a fast reader on a loaded machine, and still well
-            # under the 21 MB flood, so the reader that never reads is cut off
-            "--log-buffer-mb",
-            "12",
-            "--call-timeout",
-            "180",
-            "--no-auth",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def up():
-            try:
-                return httpx.get(f"{base}/script-engine/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 60, "the gateway")
-        with httpx.Client(base_url=base, timeout=180) as c:
-            sid = c.post("/script-engine/start", json={"script_path": "flood.py"}).json()[
-                "script_id"
-            ]
-            url = f"ws://127.0.0.1:{port}/script-engine/logs/ws?script_id={sid}"
-            slow = _raw_ws(port, f"/script-engine/logs/ws?script_id={sid}")
-            lines_total = 200_000
-
-            async def scenario():
-                opened = asyncio.Event()
-                fast = asyncio.ensure_future(
-                    collect(
-                        url,
-                        lambda m: bool(m) and f"{lines_total - 1:06d} " in m[-1].get("message", ""),
-                        180,
-                        opened,
-                    )
-                )
-                await opened.wait()
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(
-                    None,
-                    lambda: c.post(
-                        "/script-engine/functions/flood/call", json={"args": [lines_total]}
-                    ),
-                )
-                return await fast
-
-            fast_messages = asyncio.run(scenario())
-            assert not [m for m in fast_messages if m.get("type") == "notice"]
-            lines = "\n".join(r["message"] for r in records(fast_messages)).split("\n")
-            assert len(lines) == lines_total  # the fast subscriber got every line
-            # the slow one was told and disconnected
-            slow.setblocking(True)
-            slow.settimeout(30)
-            data = b""
-            while True:
-                chunk = slow.recv(1 << 20)
-                if not chunk:
-                    break
-                data += chunk
-            assert b"SLOW_CONSUMER" in data
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def _raw_ws(port: int, path: str) -> socket.socket:
-    """A WebSocket client that completes the handshake and then does not read."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", port))
-    s.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
 
 
 def test_export_ndjson_and_csv(scripts, client):

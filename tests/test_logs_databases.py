@@ -158,7 +158,7 @@ def test_history_queries(db_url, tmp_path):
 
 
 def test_retention_prunes_by_age_and_count(db_url):
-    from kernel_gateway.store.db import Database, LogQuery
+    from kernel_gateway.store import Database, LogQuery
 
     db = Database(db_url)
     try:

@@ -3,8 +3,8 @@ does not boot leaves the running one serving; --watch reloads on a file change."
 
 from __future__ import annotations
 
+import os
 import threading
-import time
 
 import httpx
 
@@ -81,8 +81,12 @@ def test_watch_reloads_a_changed_file(tmp_path):
         with httpx.Client(base_url=gw.url, timeout=30) as c:
             assert c.post("/script-engine/start", json={"script_path": "w.py"}).status_code == 200
             assert c.get("/script-api/w/version").json() == "one"
-            time.sleep(0.01)  # a new mtime
-            (tmp_path / "w.py").write_text(VERSION.format(n="w", v="two") + "\n# edited\n")
+            # the edit lands in one step (os.replace) with an mtime set, not waited for
+            script, edit = tmp_path / "w.py", tmp_path / "w.py.edit"
+            edit.write_text(VERSION.format(n="w", v="two") + "\n# edited\n")
+            later = script.stat().st_mtime_ns + 1_000_000_000
+            os.utime(edit, ns=(later, later))
+            os.replace(edit, script)
             wait_until(
                 lambda: c.get("/script-api/w/version").json() == "two", 20, "the watched reload"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import time
 
 import httpx
@@ -60,6 +61,7 @@ def logs(note):
 
 OLD_RUNNER = """#!/usr/bin/env python3
 import json
+import os
 import sys
 
 def main():
@@ -146,8 +148,10 @@ def test_module_cache_and_reload_after_edit(scripts, client, scripts_dir):
     seen = [step(client, path, "version").json()["result"] for _ in range(6)]
     assert {s["version"] for s in seen} == {"v1"}
     assert {s["loads"] for s in seen} == {1}  # import-time code ran once per worker
-    time.sleep(0.01)  # a new mtime for the edited file
-    (scripts_dir / path).write_text(STEPS.format(version="v2") + "\n# edited\n")
+    edited = scripts_dir / path
+    later = edited.stat().st_mtime_ns + 1_000_000_000  # a new mtime, set rather than waited for
+    edited.write_text(STEPS.format(version="v2") + "\n# edited\n")
+    os.utime(edited, ns=(later, later))
     seen = [step(client, path, "version").json()["result"] for _ in range(4)]
     assert {s["version"] for s in seen} == {"v2"} and {s["loads"] for s in seen} == {1}
 

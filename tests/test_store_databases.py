@@ -93,28 +93,48 @@ def test_ids_cross_blocks_without_reuse(tmp_path):
     from kernel_gateway.logs import LogHub
     from kernel_gateway.store.service import StoreService
 
+    class CountedStore(StoreService):
+        """The real store; it counts the id reservations under way."""
+
+        in_flight = reserved = 0
+
+        async def reserve_ids(self, at_least: int = 0) -> tuple[int, int]:
+            self.in_flight += 1
+            self.reserved += 1
+            try:
+                return await super().reserve_ids(at_least)
+            finally:
+                self.in_flight -= 1
+
     async def scenario() -> tuple[list[int], int, list[int]]:
         url = f"sqlite:///{tmp_path / 'ids.sqlite3'}"
-        store = StoreService(Database(url, timeout=3), id_block=10, interval=0.05)
+        database = Database(url, timeout=3)
+        store = CountedStore(database, id_block=10, interval=0.05)
         hub = LogHub(store)
         await hub.start()
         ids = []
         for i in range(35):
             hub.engine(None, "INFO", f"r{i}")
             ids.append(hub.last_id)
-            await asyncio.sleep(0.01)  # the reservation ahead runs meanwhile
+            # the reservation ahead this record may have asked for starts, and is done
+            # before the next record (records come at a pace the database keeps up with)
+            await asyncio.sleep(0)
+            deadline = time.monotonic() + 10
+            while store.in_flight:
+                assert time.monotonic() < deadline, "the reservation ahead did not finish"
+                await asyncio.sleep(0.005)
         await hub.close()
-        with store.db.engine.connect() as conn:
+        with database.engine.connect() as conn:
             counter = conn.execute(
                 sa.text("SELECT value FROM vwed_counters WHERE name = 'log_id'")
             ).scalar()
         # a second gateway on the same file after the clean stop
-        store2 = StoreService(Database(url, timeout=3), id_block=10)
-        hub2 = LogHub(store2)
+        hub2 = LogHub(StoreService(Database(url, timeout=3), id_block=10))
         await hub2.start()
         hub2.engine(None, "INFO", "next")
         after = [hub2.last_id]
         await hub2.close()
+        assert store.reserved >= 3  # 35 ids in blocks of 10: reserved ahead, not on open
         return ids, counter, after
 
     ids, counter, after = asyncio.run(scenario())

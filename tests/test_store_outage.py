@@ -465,3 +465,63 @@ def test_spill_file_torn_line_and_unstorable_rows(tmp_path):
             assert spill.exists()
     finally:
         gw.stop()
+
+
+def test_a_failed_flush_at_shutdown_is_said_and_spilled(tmp_path, caplog):
+    """The database does not take the last records at shutdown (a SQLite file locked
+    by the test): a line says the flush failed, and one where the records went."""
+    import logging
+
+    from kernel_gateway.store import Database
+    from kernel_gateway.store.service import StoreService
+
+    db_file, spill = tmp_path / "vwed.sqlite3", tmp_path / "spill.jsonl"
+
+    async def scenario() -> None:
+        # interval: the write loop would not store before the close; the close does
+        service = StoreService(
+            Database(f"sqlite:///{db_file}", timeout=0.5),
+            timeout=0.5,
+            interval=60,
+            spill_path=spill,
+        )
+        await service.open()
+        lock = SqliteLock(db_file)
+        try:
+            assert service.add_log(_record(1, "the last words"))
+            await service.close()
+        finally:
+            lock.release()
+
+    with caplog.at_level(logging.INFO, logger="kernel_gateway.store"):
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    said = [r.getMessage() for r in caplog.records if r.name == "kernel_gateway.store"]
+    failed = [m for m in said if m.startswith("the last log records could not be stored: ")]
+    assert failed and failed[0].split(": ", 1)[1].strip(), said  # and why
+    assert any("1 log records, 0 calls, 0 executions" in m and str(spill) in m for m in said)
+    rows = [json.loads(line) for line in spill.read_text().splitlines()]
+    assert [(r["kind"], r["row"]["message"]) for r in rows] == [("log", "the last words")]
+
+
+def test_a_stuck_database_call_is_counted_until_it_ends(tmp_path):
+    """A driver call past its deadline: the caller gets StoreTimeout (started, so it
+    may still complete), and the call counts as stuck until it returns."""
+    from kernel_gateway.errors import StoreTimeout
+    from kernel_gateway.store.threads import DbThreads, busy_threads
+
+    release = threading.Event()
+
+    async def scenario() -> None:
+        threads = DbThreads(timeout=0.2)
+        try:
+            with pytest.raises(StoreTimeout) as caught:
+                await threads.write(release.wait, 30)
+            assert caught.value.details == {"may_still_complete": True}
+            assert busy_threads() == 1
+            release.set()
+            wait_until(lambda: busy_threads() == 0, 10, "the stuck call to end")
+        finally:
+            release.set()
+            threads.shutdown()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -20,7 +20,7 @@ from tornado import websocket
 from ..engine import RunningScript, ScriptEngine
 from ..errors import GatewayError, NotFound
 from ..logs import LogHub
-from ..scratch import ScratchKernels, _iso
+from ..scratch import ScratchKernels, iso_utc
 from ..zmqsend import send_message
 from .attach_audit import AttachAudit, token_role
 from .base import JSONHandler
@@ -66,7 +66,7 @@ class _Jupyter(JSONHandler):
                         "name": self.scratch.default_name,
                         "execution_state": "idle" if not kernel.bridge.in_flight else "busy",
                         "connections": 0,
-                        "last_activity": _iso(kernel.started_at),
+                        "last_activity": iso_utc(kernel.started_at),
                         "vwed": {
                             "script_id": script.script_id,
                             "script_path": script.path,
@@ -98,7 +98,8 @@ class KernelSpecsHandler(_Jupyter):
         for spec_name in ksm.find_kernel_specs():
             try:
                 spec = ksm.get_kernel_spec(spec_name)
-            except Exception:
+            except Exception as exc:  # a broken kernel.json: the others are still listed
+                log.warning("kernelspec %r cannot be read, not listed: %s", spec_name, exc)
                 continue
             specs[spec_name] = {"name": spec_name, "spec": spec.to_dict(), "resources": {}}
         if name is not None:
@@ -268,12 +269,19 @@ class KernelChannelsHandler(GatewaySocket):
                 # this channel is no longer proxied: say so rather than go quiet
                 if channel.is_alive():
                     log.exception("kernel %s: %s channel unreadable, no longer proxied", kid, name)
+                else:  # its client stopped: expected as a connection ends
+                    log.debug(
+                        "kernel %s: %s channel closed, no longer proxied", kid, name, exc_info=True
+                    )
                 return
             msg["channel"] = name
             msg.pop("buffers", None)
             try:
                 await self.write_message(json.dumps(msg, default=json_default))
             except websocket.WebSocketClosedError:
+                log.debug(
+                    "kernel %s: the WebSocket closed, %s channel no longer proxied", kid, name
+                )
                 return
 
     def on_message(self, message: str | bytes) -> None:

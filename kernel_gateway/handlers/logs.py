@@ -13,9 +13,10 @@ from typing import Any
 
 from tornado import web, websocket
 
-from ..errors import BadRequest, GatewayError, ServiceUnavailable
+from ..errors import BadParameter, GatewayError, ServiceUnavailable
 from ..logs import LogFilter, LogHub, Subscriber, level_number
-from ..store.db import LogQuery
+from ..store.logquery import LogQuery
+from ..store.service import StoreService
 from .base import JSONHandler
 from .wsbase import GatewaySocket
 
@@ -36,13 +37,6 @@ CSV_COLUMNS = (
     "call_id",
     "task_id",
 )
-
-
-class BadParameter(BadRequest):
-    code = "BAD_PARAMETER"
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"parameter {name!r}: {problem}", details={"parameter": name})
 
 
 def _time(name: str, raw: str) -> float:
@@ -127,17 +121,16 @@ def parse_query(handler: web.RequestHandler, *, default_limit: int = 100) -> Log
 class _LogsBase(JSONHandler):
     hub: LogHub
 
-    def _store(self) -> Any:
-        if self.hub.store is None:
+    def _db(self) -> StoreService:
+        if self.hub.db is None:
             raise ServiceUnavailable("the gateway runs without a database", "NO_DATABASE")
-        return self.hub.store
+        return self.hub.db
 
 
 class LogHistoryHandler(_LogsBase):
     async def get(self) -> None:
         query = parse_query(self)
-        store = self._store()
-        records = await store.query_logs(query)
+        records = await self._db().query_logs(query)
         next_cursor = records[-1]["id"] if len(records) == query.limit else None
         self.send_json(
             {
@@ -155,8 +148,7 @@ class RunsHandler(_LogsBase):
     async def get(self) -> None:
         path = self.get_query_argument("script_path", None)
         limit = _int("limit", self.get_query_argument("limit", "100"), 1, MAX_LIMIT)
-        store = self._store()
-        runs = await store.read(store.db.runs, path, limit)
+        runs = await self._db().runs(path, limit)
         self.send_json({"count": len(runs), "runs": runs})
 
 
@@ -169,7 +161,7 @@ class LogExportHandler(_LogsBase):
             raise BadParameter("format", "must be 'ndjson' or 'csv'")
         query = parse_query(self, default_limit=0)
         total = query.limit or None
-        store = self._store()
+        db = self._db()
         query.limit = MAX_LIMIT
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.set_header(
@@ -184,7 +176,7 @@ class LogExportHandler(_LogsBase):
                 query.limit = min(MAX_LIMIT, total - sent)
                 if query.limit <= 0:
                     break
-            page = await store.query_logs(query)
+            page = await db.query_logs(query)
             if not page:
                 break
             self.write(self._format(page, fmt))
@@ -319,7 +311,7 @@ class LogStreamHandler(GatewaySocket):
         await sub.overflowed.wait()
         # An expected event (the client's own doing), not a gateway error: one INFO line.
         log.info("log subscriber %s is too slow: disconnected", self.request.remote_ip)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(websocket.WebSocketClosedError):  # it left already
             # not awaited: the connection is clogged, that is the point
             _quiet(
                 self.write_message(

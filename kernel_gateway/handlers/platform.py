@@ -34,8 +34,8 @@ class LocationsHandler(JSONHandler):
         body = self.json_body()
         code = _text(body, "location_code")
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        row = await self.embedded.store.write(
-            self.embedded.seed_location, code, str(body.get("zone") or ""), body.get("goods"), data
+        row = await self.embedded.seed_location(
+            code, str(body.get("zone") or ""), body.get("goods"), data
         )
         self.send_json({"location": row}, status=201)
 
@@ -52,9 +52,7 @@ class RobotsHandler(JSONHandler):
         body = self.json_body()
         robot_id = _text(body, "robot_id")
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        row = await self.embedded.store.write(
-            self.embedded.register_robot, robot_id, str(body.get("status") or "idle"), data
-        )
+        row = await self.embedded.register_robot(robot_id, str(body.get("status") or "idle"), data)
         self.send_json({"robot": row}, status=201)
 
 

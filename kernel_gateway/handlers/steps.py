@@ -32,7 +32,7 @@ class ExecutionsHandler(JSONHandler):
     async def get(self) -> None:
         db = self.steps.db
         task_id = self.get_query_argument("task_id", None)
-        rows = await db.read(db.db.executions, task_id, 100) if db is not None else []
+        rows = await db.executions(task_id, 100) if db is not None else []
         running = sorted(self.steps.running)
         self.send_json({"count": len(rows), "executions": rows, "running": running})
 
@@ -43,7 +43,7 @@ class TaskVariablesHandler(JSONHandler):
 
     async def get(self, task_id: str) -> None:
         db = self.steps.db
-        row = await db.read(db.db.task_variables, task_id) if db is not None else None
+        row = await db.task_variables(task_id) if db is not None else None
         if row is None:
             raise NotFound(f"task {task_id!r} has no variables", "TASK_NOT_FOUND")
         self.send_json(row)

@@ -1,16 +1,15 @@
 """The log hub: makes records, keeps the newest in memory, fans them out to live
-subscribers and queues them for the database."""
+subscribers and queues them for the database (``StoreService``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict, deque
 from datetime import datetime, timezone
 from typing import Any
 
-from ..store.db import LogQuery
+from ..store.logquery import LogQuery
 from ..store.service import StoreService
 from .ids import IdBlocks
 from .records import LEVELS, StreamJoiner, make_record, split_message, strip_ansi
@@ -18,23 +17,24 @@ from .subscribers import LogFilter, Subscriber
 
 __all__ = ["LogHub"]
 
+log = logging.getLogger("kernel_gateway.logs")
 _py = logging.getLogger("vwed.script")
 
 
 class LogHub:
     def __init__(
         self,
-        store: StoreService | None = None,
+        db: StoreService | None = None,
         *,
         ring_bytes: int = 16 * 1024 * 1024,
         ring_records: int = 100_000,
     ) -> None:
-        self.store = store
+        self.db = db
         self.ring_bytes = ring_bytes
         self.ring_records = ring_records
         self._ids = IdBlocks(
-            store.reserve_ids if store is not None else None,
-            store.id_block if store is not None else 10_000,
+            db.reserve_ids if db is not None else None,
+            db.id_block if db is not None else 10_000,
         )
         self.last_id = 0
         self._ring: deque[dict[str, Any]] = deque()
@@ -46,18 +46,18 @@ class LogHub:
         self._call_tasks: OrderedDict[str, str | None] = OrderedDict()
         self._call_scripts: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
-        if store is not None:
-            store.on_drop = self._dropped
-            store.on_notice = lambda level, message: self.engine(None, level, message)
 
     async def start(self) -> None:
-        if self.store is not None:
-            first, last = await self.store.open()
+        if self.db is not None:
+            first, last = await self.db.open(
+                on_drop=self._dropped,
+                on_notice=lambda level, message: self.engine(None, level, message),
+            )
             self._ids.start(first, last)
             self.last_id = first - 1
-            for level, message in self.store.notices:
+            for level, message in self.db.notices:
                 self.engine(None, level, message)
-            self.store.notices.clear()
+            self.db.notices.clear()
         self._task = asyncio.ensure_future(self._partial_lines())
 
     async def close(self) -> None:
@@ -65,11 +65,15 @@ class LogHub:
             self._drain(kernel_id)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
+            try:
                 await self._task
-        if self.store is not None:
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # it had stopped before: partial lines went unsaid since
+                log.exception("the flusher of partial lines had failed")
+        if self.db is not None:
             reserved = self._ids.reserved_top
-            await self.store.close((reserved, self.last_id) if reserved is not None else None)
+            await self.db.close((reserved, self.last_id) if reserved is not None else None)
 
     # -- making records ------------------------------------------------------------
     def run_started(self, script_id: str, run_id: int | None) -> None:
@@ -106,8 +110,8 @@ class LogHub:
             )
             self.last_id = record["id"]
             self._keep(record)
-            if self.store is not None:
-                self.store.add_log(record)
+            if self.db is not None:
+                self.db.add_log(record)
         for sub in self._subscribers:
             sub.wake.set()
         if source == "engine":
@@ -235,9 +239,9 @@ class LogHub:
             return []
         found = [r for r in reversed(self._ring) if r["id"] <= up_to and flt.matches(r)][:count]
         oldest_in_ring = self._ring[0]["id"] if self._ring else up_to + 1
-        if len(found) < count and self.store is not None and oldest_in_ring > 1:
+        if len(found) < count and self.db is not None and oldest_in_ring > 1:
             # older than the ring: long since handed to the writer, so in the database
-            older = await self.store.query_logs(
+            older = await self.db.query_logs(
                 LogQuery(
                     script_id=flt.script_id,
                     min_level=flt.min_level or None,

@@ -1,227 +1,51 @@
-"""The embedded backend: storage locations, tasks and robots in the gateway's database.
-
-``lock_location`` is one conditional ``UPDATE ... WHERE locked_by IS NULL``: of two
-scripts racing for a location, exactly one sees its row updated.
-"""
+"""The embedded backend: storage locations, tasks and robots in the gateway's own
+database, each ``VWED.<module>.<method>`` answered by a named operation of
+``StoreService`` (the queries are in ``store/platform.py``)."""
 
 from __future__ import annotations
 
-import json
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
-from ..errors import NotFound
-from ..store.models import LocationRow, PlatformTaskRow, RobotRow
 from ..store.service import StoreService
 from .base import PlatformBackend, check_call
 
 __all__ = ["EmbeddedBackend"]
 
 
-def _loads(text: str | None) -> Any:
-    return json.loads(text) if text else {}
-
-
 class EmbeddedBackend(PlatformBackend):
-    def __init__(self, store: StoreService) -> None:
-        self.store = store
-        self.engine = store.db.engine
+    def __init__(self, db: StoreService) -> None:
+        self.db = db
+        # (module, method) of ``METHODS`` -> the operation that answers it
+        self._handlers: dict[tuple[str, str], Callable[..., Awaitable[Any]]] = {
+            ("storage", "get_location"): db.location,
+            ("storage", "list_locations"): db.locations,
+            ("storage", "lock_location"): db.lock_location,
+            ("storage", "unlock_location"): db.unlock_location,
+            ("task", "create"): db.create_task,
+            ("task", "get_status"): db.platform_task,
+            ("task", "stop"): db.stop_task,
+            ("robot", "get_status"): db.robot,
+            ("robot", "get_all"): db.robots,
+            ("robot", "dispatch"): db.dispatch_robot,
+        }
 
     async def call(self, module: str, method: str, args: dict[str, Any]) -> Any:
         check_call(module, method, args)
-        fn = getattr(self, f"_{module}_{method}")
-        run = self.store.read if method.startswith(("get", "list")) else self.store.write
-        return await run(lambda: fn(**args))
+        return await self._handlers[(module, method)](**args)
 
-    # -- storage -------------------------------------------------------------------------
-    @staticmethod
-    def _location(row: Any) -> dict[str, Any]:
-        return {
-            "location_code": row.code,
-            "zone": row.zone,
-            "goods": row.goods,
-            "locked": row.locked_by is not None,
-            "locked_by": row.locked_by,
-            "locked_at": row.locked_at,
-            "data": _loads(row.data),
-        }
-
-    def _storage_get_location(self, location_code: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(LocationRow).where(LocationRow.code == str(location_code))
-            ).first()
-        if row is None:
-            raise NotFound(f"no storage location {location_code!r}", "LOCATION_NOT_FOUND")
-        return self._location(row)
-
-    def _storage_list_locations(self, zone: str | None = None) -> list[dict[str, Any]]:
-        stmt = select(LocationRow).order_by(LocationRow.code)
-        if zone is not None:
-            stmt = stmt.where(LocationRow.zone == zone)
-        with self.engine.connect() as conn:
-            return [self._location(r) for r in conn.execute(stmt)]
-
-    def _storage_lock_location(self, location_code: str, task_id: Any) -> dict[str, Any]:
-        code, task = str(location_code), str(task_id)
-        with self.engine.begin() as conn:
-            won = (
-                conn.execute(
-                    update(LocationRow)
-                    .where(LocationRow.code == code, LocationRow.locked_by.is_(None))
-                    .values(locked_by=task, locked_at=time.time())
-                ).rowcount
-                == 1
-            )
-            row = conn.execute(select(LocationRow).where(LocationRow.code == code)).first()
-        if row is None:
-            raise NotFound(f"no storage location {code!r}", "LOCATION_NOT_FOUND")
-        return {
-            "locked": won or row.locked_by == task,
-            "location_code": code,
-            "locked_by": row.locked_by,
-        }
-
-    def _storage_unlock_location(self, location_code: str, task_id: Any = None) -> dict[str, Any]:
-        code = str(location_code)
-        stmt = update(LocationRow).where(LocationRow.code == code)
-        if task_id is not None:
-            stmt = stmt.where(LocationRow.locked_by == str(task_id))
-        with self.engine.begin() as conn:
-            done = conn.execute(stmt.values(locked_by=None, locked_at=None)).rowcount == 1
-            exists = conn.execute(select(LocationRow.code).where(LocationRow.code == code)).first()
-        if exists is None:
-            raise NotFound(f"no storage location {code!r}", "LOCATION_NOT_FOUND")
-        return {"unlocked": done, "location_code": code}
-
-    def seed_location(
+    async def seed_location(
         self,
         code: str,
         zone: str = "",
         goods: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        with self.engine.begin() as conn:
-            exists = conn.execute(select(LocationRow.code).where(LocationRow.code == code)).first()
-            values = {"zone": zone, "goods": goods, "data": json.dumps(data or {})}
-            if exists:
-                conn.execute(update(LocationRow).where(LocationRow.code == code).values(**values))
-            else:
-                conn.execute(insert(LocationRow).values(code=code, **values))
-        return self._storage_get_location(code)
+        """Create or update a storage location (operators seed them over HTTP)."""
+        return await self.db.seed_location(code, zone, goods, data or {})
 
-    # -- tasks ---------------------------------------------------------------------------
-    @staticmethod
-    def _task(row: Any) -> dict[str, Any]:
-        return {
-            "task_id": row.id,
-            "task_label": row.label,
-            "input_params": _loads(row.input_params),
-            "status": row.status,
-            "robot_id": row.robot_id,
-            "created_at": row.created_at,
-            "updated_at": row.updated_at,
-        }
-
-    def _task_create(self, task_label: str, input_params: Any = None) -> dict[str, Any]:
-        now = time.time()
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                insert(PlatformTaskRow).values(
-                    label=str(task_label),
-                    input_params=json.dumps(input_params or {}),
-                    status="created",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            key = result.inserted_primary_key
-        assert key is not None
-        return self._task_get_status(int(key[0]))
-
-    def _task_row(self, task_id: Any) -> Any:
-        try:
-            tid = int(task_id)
-        except (TypeError, ValueError):
-            raise NotFound(f"no task {task_id!r}", "TASK_NOT_FOUND") from None
-        with self.engine.connect() as conn:
-            row = conn.execute(select(PlatformTaskRow).where(PlatformTaskRow.id == tid)).first()
-        if row is None:
-            raise NotFound(f"no task {task_id!r}", "TASK_NOT_FOUND")
-        return row
-
-    def _task_get_status(self, task_id: Any) -> dict[str, Any]:
-        return self._task(self._task_row(task_id))
-
-    def _task_stop(self, task_id: Any) -> dict[str, Any]:
-        row = self._task_row(task_id)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(PlatformTaskRow)
-                .where(PlatformTaskRow.id == row.id)
-                .values(status="stopped", updated_at=time.time())
-            )
-            if row.robot_id:
-                conn.execute(
-                    update(RobotRow)
-                    .where(RobotRow.id == row.robot_id, RobotRow.task_id == str(row.id))
-                    .values(status="idle", task_id=None, updated_at=time.time())
-                )
-        return self._task_get_status(row.id)
-
-    # -- robots --------------------------------------------------------------------------
-    @staticmethod
-    def _robot(row: Any) -> dict[str, Any]:
-        return {
-            "robot_id": row.id,
-            "status": row.status,
-            "task_id": row.task_id,
-            "data": _loads(row.data),
-            "updated_at": row.updated_at,
-        }
-
-    def _robot_get_status(self, robot_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(RobotRow).where(RobotRow.id == str(robot_id))).first()
-        if row is None:
-            raise NotFound(f"no robot {robot_id!r}", "ROBOT_NOT_FOUND")
-        return self._robot(row)
-
-    def _robot_get_all(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [self._robot(r) for r in conn.execute(select(RobotRow).order_by(RobotRow.id))]
-
-    def _robot_dispatch(self, robot_id: str, task_id: Any) -> dict[str, Any]:
-        task = self._task_row(task_id)
-        rid = str(robot_id)
-        with self.engine.begin() as conn:
-            won = (
-                conn.execute(
-                    update(RobotRow)
-                    .where(RobotRow.id == rid, RobotRow.task_id.is_(None))
-                    .values(status="busy", task_id=str(task.id), updated_at=time.time())
-                ).rowcount
-                == 1
-            )
-            if won:
-                conn.execute(
-                    update(PlatformTaskRow)
-                    .where(PlatformTaskRow.id == task.id)
-                    .values(status="running", robot_id=rid, updated_at=time.time())
-                )
-        robot = self._robot_get_status(rid)
-        return {"dispatched": won, **robot}
-
-    def register_robot(
+    async def register_robot(
         self, robot_id: str, status: str = "idle", data: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        with self.engine.begin() as conn:
-            exists = conn.execute(select(RobotRow.id).where(RobotRow.id == robot_id)).first()
-            values = {"status": status, "data": json.dumps(data or {}), "updated_at": time.time()}
-            if exists:
-                conn.execute(update(RobotRow).where(RobotRow.id == robot_id).values(**values))
-            else:
-                conn.execute(insert(RobotRow).values(id=robot_id, task_id=None, **values))
-        return self._robot_get_status(robot_id)
+        """Register (or update) a robot."""
+        return await self.db.register_robot(robot_id, status, data or {})

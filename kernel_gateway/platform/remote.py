@@ -8,15 +8,10 @@ from typing import Any
 
 import httpx
 
-from ..errors import GatewayError, NotFound
+from ..errors import NotFound, PlatformError
 from .base import PlatformBackend, check_call
 
 __all__ = ["HttpBackend"]
-
-
-class PlatformError(GatewayError):
-    status = 502
-    code = "PLATFORM_ERROR"
 
 
 class HttpBackend(PlatformBackend):

@@ -1,4 +1,15 @@
-"""Tables: script runs, log records, calls."""
+"""The gateway's tables, as SQLAlchemy models (their schema changes go through the
+migrations in ``migrations/``):
+
+- scripts: their runs (``vwed_script_runs``) and the scripts to restore
+  (``vwed_desired_scripts``);
+- the history: log records (``vwed_log_records``), calls served by scripts
+  (``vwed_calls``), executions of task-flow steps (``vwed_executions``), and the
+  counter that hands out log record ids (``vwed_counters``);
+- task variables (``vwed_task_variables``);
+- the embedded platform: storage locations, tasks and robots
+  (``vwed_storage_locations``, ``vwed_platform_tasks``, ``vwed_robots``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +26,10 @@ __all__ = [
     "TaskVariablesRow",
     "ExecutionRow",
     "CounterRow",
+    "DesiredScriptRow",
+    "LocationRow",
+    "PlatformTaskRow",
+    "RobotRow",
     "LEVELS",
     "LEVEL_NAMES",
 ]

@@ -1,74 +1,48 @@
-"""The database seen from the event loop: batched writes in one writer thread,
-queries in reader threads, retention in the background.
-
-Writes are queued and stored in batches (every ``interval`` seconds, so a record
-is stored well within a second); the queue of log records is bounded: past
-``max_queue`` records, new ones are dropped and counted, and once the queue has
-room again an ``engine`` record says how many were dropped and when (via
-``on_drop``). If the database is down, batches are retried and the bound holds.
-Calls and executions (the history) have the same bound, and their drops are counted
-and reported the same way (``on_notice``).
+"""The database seen from the event loop: every operation the gateway runs on it, by
+name, each within a deadline; the history queued and written in batches; retention.
 
 Every awaited database operation has a deadline (``timeout``, ``--db-timeout``):
 past it the caller gets ``StoreTimeout`` (503 ``STORE_TIMEOUT``), whatever the
-database does. A driver call stuck in its thread is left there: shutdown does not
-wait for it. What is still queued at shutdown and cannot be stored within a bounded
-flush goes to a spill file (``spill.py``), stored at the next start.
+database does (``threads.py``); a read refused by the database is 503
+``STORE_UNAVAILABLE``. Log records, calls and executions are queued, bounded, and
+stored in batches (``queues.py``); task variables with group commit (``merge.py``).
+What is still queued at shutdown and cannot be stored within a bounded flush goes to
+a spill file (``spill.py``), stored at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import ServiceUnavailable, StoreTimeout
-from .db import Database, LogQuery
-from .models import LEVELS
-from .spill import read_spill, write_spill
+from ..errors import GatewayError
+from .db import Database
+from .logquery import LogQuery
+from .merge import VariableMerges
+from .queues import HistoryQueues, OnDrop, OnNotice
+from .spill import load_spill, spill_queues
+from .threads import DbThreads, busy_threads
 
 __all__ = ["StoreService", "busy_threads"]
 
 log = logging.getLogger("kernel_gateway.store")
-OnDrop = Callable[[int, float, float], None]
-OnNotice = Callable[[str, str], None]
-
-# Driver calls running now, in all services: a process that ends with some still
-# running (stuck on a stalled connection) must not wait for them (see app.main).
-_busy = 0
-_busy_lock = threading.Lock()
-
-
-def busy_threads() -> int:
-    """How many database calls are running in worker threads right now."""
-    return _busy
-
-
-def _tracked(fn: Callable[..., Any], started: threading.Event) -> Callable[..., Any]:
-    def run(*args: Any) -> Any:
-        global _busy
-        started.set()
-        with _busy_lock:
-            _busy += 1
-        try:
-            return fn(*args)
-        finally:
-            with _busy_lock:
-                _busy -= 1
-
-    return run
+T = TypeVar("T")
+Rows = list[dict[str, Any]]
 
 
 class StoreService:
+    """The gateway's one handle on its database (``app.Gateway.db``): ``open`` at start,
+    ``close`` at stop, and a named async operation for each query (``runs``,
+    ``desire``, ``task_variables``, ``lock_location``, ...). ``db`` is the blocking
+    ``Database`` behind them: not to be called from the event loop."""
+
     def __init__(
         self,
         db: Database,
@@ -89,38 +63,28 @@ class StoreService:
         self.open_timeout = max(30.0, timeout * 6)
         self.spill_path = spill_path
         self.id_block = id_block
-        self.on_notice: OnNotice | None = None
         self.notices: list[tuple[str, str]] = []  # said at start, once ids are known
-        self.history_dropped_total = 0
-        self._history_dropped = 0
-        self._closing = False
         self.spilled = 0
-        self.interval = interval
-        self.batch_size = batch_size
-        self.max_queue = max_queue
         self.retention_days = retention_days
         self.retention_records = retention_records
         self.prune_every = prune_every
-        self.on_drop: OnDrop | None = None
-        self._logs: deque[dict[str, Any]] = deque()
-        self._calls: deque[dict[str, Any]] = deque()
-        self._executions: deque[dict[str, Any]] = deque()
-        self._merges: list[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
-        self._merging = False
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="vwed-db-writer")
-        self._readers = ThreadPoolExecutor(4, thread_name_prefix="vwed-db-reader")
+        self._threads = DbThreads(timeout)
+        self._queues = HistoryQueues(
+            db, self._threads, interval=interval, batch_size=batch_size, max_queue=max_queue
+        )
+        self._merges = VariableMerges(db, self._threads)
+        self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._dropped = 0
-        self.dropped_total = 0
-        self._drop_span: tuple[float, float] = (0.0, 0.0)
-        self.stored = 0
-        self.failures = 0
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def open(self) -> tuple[int, int]:
+    async def open(
+        self, on_drop: OnDrop | None = None, on_notice: OnNotice | None = None
+    ) -> tuple[int, int]:
         """Migrate, end the runs a killed gateway left open, store what the last
         gateway spilled, reserve the first block of log ids; then start the writer.
-        Returns the reserved block ``(first, last)``."""
+        Returns the reserved block ``(first, last)``. ``on_drop(count, first, last)``
+        and ``on_notice(level, message)`` are told of history rows that were dropped
+        (the queue was full), once it has room again."""
         t = self.open_timeout
         await self.write(self.db.migrate, timeout=t)
         orphans = await self.write(self.db.end_orphan_runs, time.time(), timeout=t)
@@ -128,12 +92,19 @@ class StoreService:
             self.notices.append(
                 ("WARNING", f"{orphans} run(s) of a gateway that died were marked ended")
             )
-        spilled_top = await self._load_spill()
+
+        async def store(logs: Rows, calls: Rows, executions: Rows) -> None:
+            await self.write(self.db.insert_batch, logs, calls, executions, timeout=t)
+
+        spilled_top, notice = await load_spill(self.spill_path, store, self._queues.batch_size)
+        if notice is not None:
+            self.notices.append(notice)
         first, last = await self.write(
             self.db.reserve_log_ids, self.id_block, spilled_top, timeout=t
         )
+        self._queues.on_drop, self._queues.on_notice = on_drop, on_notice
         self._tasks = [
-            asyncio.ensure_future(self._write_loop()),
+            asyncio.ensure_future(self._queues.write_loop(lambda: self._closing)),
             asyncio.ensure_future(self._prune_loop()),
         ]
         return int(first), int(last)
@@ -160,300 +131,80 @@ class StoreService:
                 task.cancel()
         flushed = False
         try:
-            await asyncio.wait_for(self.flush(), self.timeout)
+            await asyncio.wait_for(self._queues.flush(), self.timeout)
             flushed = True
-        except Exception as exc:  # StoreTimeout, TimeoutError, a database error
+        except TimeoutError:  # what is left is spilled below, and said there
+            log.warning(
+                "the last log records could not be stored: no answer within %g s", self.timeout
+            )
+        except (GatewayError, SQLAlchemyError) as exc:  # StoreTimeout, the database away
             log.warning("the last log records could not be stored: %s", exc)
+        except Exception:  # not expected: said with its traceback, and the rest spilled
+            log.exception("the last log records could not be stored")
         if flushed and ids is not None and ids[0] > ids[1]:
-            with contextlib.suppress(Exception):
+            try:
                 await self.write(self.db.release_log_ids, ids[0], ids[1], timeout=1.0)
-        if self._logs or self._calls or self._executions:
-            self._spill()
-        # wait=False: a thread stuck in a driver call (a stalled connection) would
-        # block the shutdown for as long as the stall; the process does not wait for it.
-        self._writer.shutdown(wait=False, cancel_futures=True)
-        self._readers.shutdown(wait=False, cancel_futures=True)
+            except (GatewayError, SQLAlchemyError) as exc:
+                # a gap in the ids, no more: the next start reserves above the block
+                log.info("the unused log ids up to %d were not given back: %s", ids[0], exc)
+        if self._queues:
+            self.spilled = spill_queues(self.spill_path, self._queues)
+        if self._queues.in_flight:
+            # a write loop that did not stop (see above) holds a batch still under way
+            log.warning(
+                "%d history rows were still being stored as the gateway stopped: "
+                "they may not be stored",
+                self._queues.in_flight,
+            )
+        self._threads.shutdown()
         closer = threading.Thread(target=self.db.close, name="vwed-db-close", daemon=True)
         closer.start()
         await asyncio.get_running_loop().run_in_executor(None, closer.join, 2.0)
 
-    async def write(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+    # -- running any operation (prefer the named ones below) ---------------------------
+    async def write(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn`` on the writer thread (writes keep their order), within
         ``timeout`` seconds (default ``self.timeout``) or ``StoreTimeout``."""
-        return await self._run(self._writer, fn, args, timeout)
+        return await self._threads.write(fn, *args, timeout=timeout)
 
-    async def read(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
-        """Run a query on a reader thread within the deadline; a database that does
-        not answer is a 503 (``STORE_TIMEOUT``) or, when it refuses connections, 503
-        ``STORE_UNAVAILABLE``."""
-        try:
-            return await self._run(self._readers, fn, args, timeout)
-        except (OperationalError, InterfaceError) as exc:
-            raise ServiceUnavailable(
-                "the database is not reachable",
-                "STORE_UNAVAILABLE",
-                log_message=f"database read failed: {exc}",
-            ) from exc
+    async def read(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Run a query on a reader thread within the deadline: 503 ``STORE_TIMEOUT``
+        past it, 503 ``STORE_UNAVAILABLE`` when the database refuses connections."""
+        return await self._threads.read(fn, *args, timeout=timeout)
 
-    async def _run(
-        self,
-        pool: ThreadPoolExecutor,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        timeout: float | None,
-    ) -> Any:
-        limit = self.timeout if timeout is None else timeout
-        started = threading.Event()
-        fut = asyncio.get_running_loop().run_in_executor(pool, _tracked(fn, started), *args)
-        try:
-            return await asyncio.wait_for(fut, limit)
-        except TimeoutError:
-            # Not started: cancelled, it never runs. Started: it may still commit.
-            raise StoreTimeout(
-                f"the database did not answer within {limit:g} s",
-                details={"may_still_complete": started.is_set()},
-            ) from None
+    @property
+    def safe_url(self) -> str:
+        """The database's URL without its password."""
+        return self.db.safe_url
 
-    # -- queues ------------------------------------------------------------------------
+    # -- the history: queued, stored in batches ----------------------------------------
     @property
     def queued(self) -> int:
-        return len(self._logs)
+        """Log records waiting for the database."""
+        return len(self._queues.logs)
 
     @property
-    def dropped(self) -> int:
-        return self._dropped
+    def stored(self) -> int:
+        return self._queues.stored
+
+    @property
+    def dropped_total(self) -> int:
+        """Log records dropped (the queue was full) since the start."""
+        return self._queues.dropped_total
+
+    @property
+    def history_dropped_total(self) -> int:
+        """Calls and executions dropped (their queue was full) since the start."""
+        return self._queues.history_dropped_total
 
     def add_log(self, record: dict[str, Any]) -> bool:
-        if len(self._logs) >= self.max_queue:
-            self._count_drop(record["ts"])
-            return False
-        self._logs.append(record)
-        return True
-
-    def _count_drop(self, ts: float) -> None:
-        first = self._drop_span[0] if self._dropped else ts
-        self._dropped += 1
-        self.dropped_total += 1
-        self._drop_span = (first, ts)
+        return self._queues.add_log(record)
 
     def add_call(self, row: dict[str, Any]) -> bool:
-        return self._add_history(self._calls, row)
+        return self._queues.add_call(row)
 
     def add_execution(self, row: dict[str, Any]) -> bool:
-        return self._add_history(self._executions, row)
-
-    def _add_history(self, queue: deque[dict[str, Any]], row: dict[str, Any]) -> bool:
-        if len(queue) >= self.max_queue:
-            self._history_dropped += 1
-            self.history_dropped_total += 1
-            return False
-        queue.append(row)
-        return True
-
-    async def merge_task_variables(
-        self, task_id: str, variables: dict[str, Any], timeout: float | None = None
-    ) -> dict[str, Any]:
-        """Merge a step's variables into its task's row; answers once committed, or
-        raises ``StoreTimeout`` after ``timeout`` seconds (default ``self.timeout``)
-        with ``details["may_still_be_written"]``: False if the merge never left the
-        queue (it is withdrawn), True if its transaction was under way.
-
-        Group commit: merges that arrive while one transaction runs are stored
-        together in the next one, so concurrent steps share transactions.
-        """
-        limit = self.timeout if timeout is None else timeout
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (task_id, variables, fut)
-        self._merges.append(entry)
-        if not self._merging:
-            self._merging = True
-            asyncio.ensure_future(self._merge_loop())
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), limit)
-        except TimeoutError:
-            queued = entry in self._merges
-            if queued:
-                self._merges.remove(entry)
-            fut.cancel()
-            raise StoreTimeout(
-                f"the database did not store the task variables within {limit:g} s",
-                details={"may_still_be_written": not queued},
-            ) from None
-
-    async def _merge_loop(self) -> None:
-        try:
-            while self._merges:
-                batch, self._merges = self._merges, []
-                try:
-                    results = await self.write(
-                        self.db.merge_many, [(t, v) for t, v, _ in batch], time.time()
-                    )
-                except StoreTimeout as exc:
-                    for _, _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(
-                                StoreTimeout(
-                                    exc.message,
-                                    details={
-                                        "may_still_be_written": exc.details["may_still_complete"]
-                                    },
-                                )
-                            )
-                    continue
-                except Exception as exc:
-                    for _, _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, _, fut), merged in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(merged)
-        finally:
-            self._merging = False
-
-    async def flush(self) -> None:
-        """Wait until everything queued so far is stored."""
-        while self._logs or self._calls or self._executions:
-            await self._write_batch()
-
-    async def _write_loop(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.interval)
-            try:
-                while self._logs or self._calls or self._executions:
-                    await self._write_batch()
-                    if len(self._logs) < self.batch_size:
-                        break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.failures += 1
-                log.exception("storing log records failed (will retry)")
-                await asyncio.sleep(min(5.0, self.interval * 2 ** min(self.failures, 5)))
-            else:
-                self.failures = 0
-            self._report_drops()
-
-    async def _write_batch(self) -> None:
-        logs = [self._logs.popleft() for _ in range(min(self.batch_size, len(self._logs)))]
-        calls = [self._calls.popleft() for _ in range(min(self.batch_size, len(self._calls)))]
-        execs = [
-            self._executions.popleft() for _ in range(min(self.batch_size, len(self._executions)))
-        ]
-        rows = [{**r, "level": LEVELS.get(r["level"], 20)} for r in logs]
-        try:
-            await self.write(self.db.insert_batch, rows, calls, execs)
-        except (
-            OperationalError,
-            InterfaceError,
-            TimeoutError,
-            StoreTimeout,
-            asyncio.CancelledError,
-        ):
-            # The database is away (or we are stopping): put them back, in order, so
-            # nothing is lost; the bound on the queue still holds.
-            self._logs.extendleft(reversed(logs))
-            self._calls.extendleft(reversed(calls))
-            self._executions.extendleft(reversed(execs))
-            raise
-        except SQLAlchemyError:
-            # The batch itself is refused (a constraint, a value): retrying would fail
-            # forever. Count it as dropped and say so.
-            log.exception("a batch of %d log records was refused by the database", len(rows))
-            for record in logs:
-                self._count_drop(record["ts"])
-            return
-        self.stored += len(rows)
-
-    def _report_drops(self) -> None:
-        if self._dropped and len(self._logs) < self.max_queue // 2 and self.on_drop is not None:
-            count, (first, last) = self._dropped, self._drop_span
-            self._dropped = 0
-            self.on_drop(count, first, last)
-        room = max(len(self._calls), len(self._executions)) < self.max_queue // 2
-        if self._history_dropped and room and self.on_notice is not None:
-            count, self._history_dropped = self._history_dropped, 0
-            self.on_notice(
-                "WARNING",
-                f"{count} call/execution history rows were not stored "
-                "(the database queue was full)",
-            )
-
-    # -- spill file --------------------------------------------------------------------
-    def _spill(self) -> None:
-        """What the database did not take at shutdown, to the spill file."""
-        counts = (len(self._logs), len(self._calls), len(self._executions))
-        if self.spill_path is None:
-            log.error(
-                "%d log records, %d calls, %d executions were not stored (no spill file)",
-                *counts,
-            )
-            return
-        try:
-            write_spill(
-                self.spill_path, list(self._logs), list(self._calls), list(self._executions)
-            )
-        except OSError as exc:
-            log.error(
-                "%d log records, %d calls, %d executions were lost: the spill file %s "
-                "could not be written: %s",
-                *counts,
-                self.spill_path,
-                exc,
-            )
-            return
-        self.spilled = sum(counts)
-        self._logs.clear()
-        self._calls.clear()
-        self._executions.clear()
-        log.warning(
-            "the database did not take %d log records, %d calls, %d executions in time: "
-            "kept in %s, stored at the next start",
-            *counts,
-            self.spill_path,
-        )
-
-    async def _load_spill(self) -> int:
-        """Store what the last gateway spilled (ids kept), then remove the file;
-        returns the highest log id in it (0 without one)."""
-        path = self.spill_path
-        if path is None or not path.exists():
-            return 0
-        try:
-            logs, calls, execs, bad = read_spill(path)
-        except OSError as exc:
-            self.notices.append(("ERROR", f"the spill file {path} cannot be read: {exc}"))
-            return 0
-        top = max((int(r["id"]) for r in logs), default=0)
-        total = len(logs) + len(calls) + len(execs)
-        try:
-            size = self.batch_size
-            for start in range(0, max(len(logs), len(calls), len(execs)), size):
-                rows = [
-                    {**r, "level": LEVELS.get(r["level"], 20)} for r in logs[start : start + size]
-                ]
-                await self.write(
-                    self.db.insert_batch,
-                    rows,
-                    calls[start : start + size],
-                    execs[start : start + size],
-                    timeout=self.open_timeout,
-                )
-        except Exception as exc:
-            self.notices.append(
-                (
-                    "ERROR",
-                    f"{total} records of the spill file {path} (left by the last gateway) "
-                    f"could not be stored: {getattr(exc, 'message', exc)}; kept for the next start",
-                )
-            )
-            return top
-        path.unlink()
-        message = f"stored {total} records the last gateway could not store before it stopped"
-        if bad:
-            message += f"; {bad} unreadable line(s) of the spill file were lost"
-        self.notices.append(("WARNING" if bad else "INFO", message))
-        return top
+        return self._queues.add_execution(row)
 
     async def _prune_loop(self) -> None:
         while not self._closing:
@@ -462,7 +213,7 @@ class StoreService:
                 await self.prune()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # the database is away or refuses: logged, tried again later
                 log.exception("pruning old log records failed")
 
     async def prune(self) -> int:
@@ -473,7 +224,101 @@ class StoreService:
             log.info("retention: %d old log records removed", removed)
         return removed
 
-    # -- reads -------------------------------------------------------------------------
+    # -- runs and the scripts to restore -----------------------------------------------
+    async def run_started(
+        self, script_id: str, script_path: str, replicas: int, started_at: float
+    ) -> int:
+        """Record a start; returns the run's id."""
+        return await self.write(self.db.run_started, script_id, script_path, replicas, started_at)
+
+    async def run_ended(
+        self, run_id: int, status: str, reason: str | None, stopped_at: float | None
+    ) -> None:
+        await self.write(self.db.run_ended, run_id, status, reason, stopped_at)
+
+    async def runs(self, script_path: str | None = None, limit: int = 100) -> Rows:
+        """Runs, newest first (of one script, or all)."""
+        return await self.read(self.db.runs, script_path, limit)
+
+    async def desire(
+        self,
+        script_path: str,
+        replicas: int,
+        restart: str,
+        now: float,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember that a script should run (a restarted gateway starts it again)."""
+        await self.write(self.db.desire, script_path, replicas, restart, now, options)
+
+    async def undesire(self, script_path: str) -> None:
+        await self.write(self.db.undesire, script_path)
+
+    async def desired(self) -> Rows:
+        """The scripts to start again, oldest start first."""
+        return await self.read(self.db.desired)
+
+    # -- task-flow data ----------------------------------------------------------------
+    async def merge_task_variables(
+        self, task_id: str, variables: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Merge a step's variables into its task's (group commit, ``merge.py``);
+        ``StoreTimeout`` with ``details["may_still_be_written"]`` past ``timeout``."""
+        return await self._merges.merge(task_id, variables, timeout)
+
+    async def task_variables(self, task_id: str) -> dict[str, Any] | None:
+        return await self.read(self.db.task_variables, task_id)
+
+    async def executions(self, task_id: str | None = None, limit: int = 100) -> Rows:
+        """Executions of steps, newest first (of one task, or all)."""
+        return await self.read(self.db.executions, task_id, limit)
+
+    # -- the embedded platform (VWED.storage, VWED.task, VWED.robot) --------------------
+    async def location(self, location_code: str) -> dict[str, Any]:
+        return await self.read(self.db.location, location_code)
+
+    async def locations(self, zone: str | None = None) -> Rows:
+        return await self.read(self.db.locations, zone)
+
+    async def lock_location(self, location_code: str, task_id: Any) -> dict[str, Any]:
+        """Lock a location for a task: of two racing, exactly one gets ``locked``."""
+        return await self.write(self.db.lock_location, location_code, task_id)
+
+    async def unlock_location(self, location_code: str, task_id: Any = None) -> dict[str, Any]:
+        return await self.write(self.db.unlock_location, location_code, task_id)
+
+    async def seed_location(
+        self, code: str, zone: str, goods: str | None, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.write(self.db.seed_location, code, zone, goods, data)
+
+    async def create_task(self, task_label: str, input_params: Any = None) -> dict[str, Any]:
+        return await self.write(self.db.create_task, task_label, input_params)
+
+    async def platform_task(self, task_id: Any) -> dict[str, Any]:
+        return await self.read(self.db.platform_task, task_id)
+
+    async def stop_task(self, task_id: Any) -> dict[str, Any]:
+        return await self.write(self.db.stop_task, task_id)
+
+    async def robot(self, robot_id: str) -> dict[str, Any]:
+        return await self.read(self.db.robot, robot_id)
+
+    async def robots(self) -> Rows:
+        return await self.read(self.db.robots)
+
+    async def dispatch_robot(self, robot_id: str, task_id: Any) -> dict[str, Any]:
+        return await self.write(self.db.dispatch_robot, robot_id, task_id)
+
+    async def register_robot(
+        self, robot_id: str, status: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.write(self.db.register_robot, robot_id, status, data)
+
+    # -- logs --------------------------------------------------------------------------
+    async def query_logs(self, query: LogQuery) -> Rows:
+        return await self.read(self.db.query_logs, query)
+
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers (for readiness)."""
 
@@ -486,8 +331,6 @@ class StoreService:
 
         try:
             return bool(await asyncio.wait_for(self.read(check), timeout))
-        except Exception:
+        except Exception as exc:  # whatever the reason, the answer is "not ready"
+            log.debug("readiness: the database does not answer: %r", exc)
             return False
-
-    async def query_logs(self, query: LogQuery) -> list[dict[str, Any]]:
-        return list(await self.read(self.db.query_logs, query))

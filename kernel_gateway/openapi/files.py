@@ -1,0 +1,78 @@
+"""OpenAPI paths of the script files: the tree, read, write, create, move, delete, export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import OBJ, PATH_PARAM, STR, body, err, ok
+
+__all__ = ["files_paths"]
+
+
+def files_paths() -> dict[str, Any]:
+    """/script-engine/files, files/{path}/export and files/{path}."""
+    return {
+        "/script-engine/files": {
+            "get": {
+                "summary": "The tree of script files",
+                "responses": {"200": ok("the tree", {"tree": OBJ})},
+            }
+        },
+        "/script-engine/files/{path}/export": {
+            "post": {
+                "summary": "A notebook as a .py script (skip-tagged cells left out), or a .py as a notebook",
+                "parameters": PATH_PARAM,
+                "requestBody": body({"overwrite": {"type": "boolean"}}),
+                "responses": {
+                    "201": ok("written", {"path": STR, "from": STR}),
+                    "404": err("FILE_NOT_FOUND"),
+                    "409": err("EXISTS"),
+                },
+            }
+        },
+        "/script-engine/files/{path}": {
+            "parameters": PATH_PARAM,
+            "get": {
+                "summary": "Read a file (or list a directory)",
+                "responses": {
+                    "200": ok("content", {"content": STR}),
+                    "400": err("PATH_INVALID", "FILE_TYPE_NOT_ALLOWED"),
+                    "404": err("FILE_NOT_FOUND"),
+                },
+            },
+            "put": {
+                "summary": "Write a file (create or overwrite)",
+                "requestBody": body({"content": STR}, ["content"]),
+                "responses": {
+                    "200": ok("written"),
+                    "400": err("PATH_INVALID", "NOTEBOOK_INVALID"),
+                    "413": err("FILE_TOO_LARGE"),
+                },
+            },
+            "post": {
+                "summary": "Create a file from the template (or with content), or a directory",
+                "requestBody": body(
+                    {
+                        "type": {"enum": ["file", "directory"]},
+                        "template": {"type": "boolean"},
+                        "content": STR,
+                    }
+                ),
+                "responses": {"201": ok("created"), "409": err("EXISTS")},
+            },
+            "patch": {
+                "summary": "Rename or move",
+                "requestBody": body({"new_path": STR}, ["new_path"]),
+                "responses": {
+                    "200": ok("moved"),
+                    "404": err("PATH_NOT_FOUND"),
+                    "409": err("EXISTS"),
+                },
+            },
+            "delete": {
+                "summary": "Delete a file, or a directory (recursive=true if not empty)",
+                "parameters": [{"name": "recursive", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {"200": ok("deleted"), "409": err("DIRECTORY_NOT_EMPTY")},
+            },
+        },
+    }

@@ -1,0 +1,117 @@
+"""OpenAPI paths of a script's lifecycle: start, stop, restart, reload, and what is running."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import REGS, STR, TARGET, body, err, ok, path_param
+
+__all__ = ["lifecycle_paths"]
+
+
+def lifecycle_paths() -> dict[str, Any]:
+    """/script-engine/start, stop, restart, reload, running and scripts/{script_id}."""
+    return {
+        "/script-engine/start": {
+            "post": {
+                "summary": "Start a script in its own kernel and run its boot()",
+                "requestBody": body(
+                    {
+                        "script_path": STR,
+                        "replicas": {"type": "integer"},
+                        "restart": {"enum": ["never", "on-failure", "always"]},
+                        "memory_limit_mb": {"type": "integer"},
+                        "policy": {
+                            "type": "object",
+                            "description": "docs/security.md",
+                            "properties": {
+                                "network": {"type": "array", "items": STR},
+                                "subprocess": {"type": "boolean"},
+                                "write": {"type": "array", "items": STR},
+                            },
+                        },
+                    },
+                    ["script_path"],
+                ),
+                "responses": {
+                    "200": ok(
+                        "started",
+                        {
+                            "script_id": STR,
+                            "script_path": STR,
+                            "kernel_id": STR,
+                            "registrations": REGS,
+                        },
+                    ),
+                    "400": err("INVALID_JSON", "MISSING_FIELD", "PATH_INVALID", "BAD_POLICY"),
+                    "404": err("SCRIPT_NOT_FOUND"),
+                    "409": err("ALREADY_RUNNING", "REGISTRATION_CONFLICT"),
+                    "422": err("BOOT_MISSING", "BOOT_FAILED"),
+                    "503": err("KERNEL_START_FAILED"),
+                    "504": err("BOOT_TIMEOUT"),
+                },
+            }
+        },
+        "/script-engine/stop": {
+            "post": {
+                "summary": "Unregister a script, fail its calls in flight, shut its kernel down",
+                "requestBody": TARGET,
+                "responses": {
+                    "200": ok("stopped", {"script_id": STR, "status": STR}),
+                    "400": err("MISSING_FIELD"),
+                    "404": err("NOT_RUNNING"),
+                },
+            }
+        },
+        "/script-engine/restart": {
+            "post": {
+                "summary": "Stop a script and start it again from its file (a new script_id)",
+                "requestBody": TARGET,
+                "responses": {
+                    "200": ok(
+                        "restarted",
+                        {"previous_script_id": STR, "script_id": STR, "registrations": REGS},
+                    ),
+                    "404": err("NOT_RUNNING"),
+                    "422": err("BOOT_FAILED", "BOOT_MISSING"),
+                },
+            }
+        },
+        "/script-engine/reload": {
+            "post": {
+                "summary": "Reload a running script from its file without downtime (new kernels, atomic swap, "
+                "old kernels drained); if the new version fails to boot, the old keeps serving",
+                "requestBody": TARGET,
+                "responses": {
+                    "200": ok("reloaded", {"script_id": STR, "registrations": REGS}),
+                    "404": err("NOT_RUNNING"),
+                    "409": err("REGISTRATION_CONFLICT"),
+                    "422": err("BOOT_FAILED", "BOOT_MISSING"),
+                },
+            }
+        },
+        "/script-engine/running": {
+            "get": {
+                "summary": "Running scripts",
+                "responses": {
+                    "200": ok(
+                        "the list",
+                        {
+                            "count": {"type": "integer"},
+                            "scripts": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/ScriptSummary"},
+                            },
+                        },
+                    )
+                },
+            }
+        },
+        "/script-engine/scripts/{script_id}": {
+            "get": {
+                "summary": "One running script with its registrations",
+                "parameters": path_param("script_id"),
+                "responses": {"200": ok("the script"), "404": err("NOT_RUNNING")},
+            }
+        },
+    }
