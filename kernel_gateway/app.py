@@ -267,7 +267,7 @@ class Gateway:
             self.port,
             self.store.root,
             self.pool.size,
-            self.db.db.safe_url,
+            self.db.safe_url,
         )
         if self.tokens.enabled:
             # Security: the token itself never goes into a log, only where to find it.

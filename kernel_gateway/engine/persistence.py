@@ -38,8 +38,7 @@ class RunHistory:
         if self.db is None:
             return
         try:
-            script.run_id = await self.db.write(
-                self.db.db.run_started,
+            script.run_id = await self.db.run_started(
                 script.script_id,
                 script.path,
                 script.replicas,
@@ -67,7 +66,7 @@ class RunHistory:
     async def _end(self, run_id: int, status: str, reason: str | None, at: float | None) -> None:
         assert self.db is not None
         try:
-            await self.db.write(self.db.db.run_ended, run_id, status, reason, at)
+            await self.db.run_ended(run_id, status, reason, at)
         except Exception as exc:
             # the next start ends a run left open
             log.warning("could not store the end of a run: %s", exc)
@@ -77,8 +76,7 @@ class RunHistory:
         if self.db is None:
             return
         try:
-            await self.db.write(
-                self.db.db.desire,
+            await self.db.desire(
                 script.path,
                 script.replicas,
                 script.restart,
@@ -95,7 +93,7 @@ class RunHistory:
         if self.db is None:
             return
         try:
-            await self.db.write(self.db.db.undesire, script_path)
+            await self.db.undesire(script_path)
         except StoreTimeout as exc:
             log.warning("could not forget %s as a script to restore: %s", script_path, exc)
         except Exception:
@@ -112,7 +110,7 @@ class RunHistory:
         if self.db is None:
             return
         try:
-            desired = await self.db.read(self.db.db.desired)
+            desired = await self.db.desired()
         except Exception:
             log.exception("could not read the scripts to restore")
             return
