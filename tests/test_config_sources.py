@@ -219,3 +219,17 @@ def test_a_gateway_started_from_a_config_file(tmp_path, monkeypatch):
         assert "access-control-allow-origin" not in r.headers
     finally:
         gateway.finish()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("TRUE", True), ("on", True), ("0", False), ("off", False), ("No", False)],
+)
+def test_boolean_env_vars_take_the_usual_words(raw, expected):
+    assert parse_settings([], {"VWED_AUTH": raw}).auth is expected
+
+
+def test_a_boolean_env_var_with_a_typo_is_an_error_not_false():
+    # a typo in VWED_AUTH once turned auth off without a word
+    with pytest.raises(ConfigError, match=r"VWED_AUTH='ture' is not a boolean"):
+        parse_settings([], {"VWED_AUTH": "ture"})

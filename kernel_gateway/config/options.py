@@ -65,9 +65,17 @@ def by_key(key: str) -> Option | None:
 
 def from_env_text(opt: Option, raw: str) -> Any:
     """The value of ``opt`` written as text in its environment variable."""
+    if opt.type is bool:
+        # a typo (VWED_AUTH=ture) is an error, never a silent "false"
+        word = raw.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(
+            f"{opt.env}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)"
+        )
     try:
-        if opt.type is bool:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
         return opt.type(raw)
     except ValueError:
         raise ConfigError(f"{opt.env}={raw!r} is not a valid {opt.type.__name__}") from None
