@@ -49,7 +49,10 @@ def test_reload_under_load_loses_no_call(scripts, client, gw, scripts_dir):
     failed = [x for x in results if x[0] != 200]
     assert failed == [], failed[:5]
     versions = [x[1] for x in results]
-    assert versions[0] == '"v1"' and versions[-1] == '"v2"'
+    assert versions[0] == '"v1"' and '"v2"' in versions
+    # (not versions[-1]: on a loaded machine a call the old kernel took just before the
+    # swap can end after 20 calls to the new one) a call made now gets the new version
+    assert client.get(f"/script-api/{n}/version").text == '"v2"'
     assert (
         client.get(f"/script-engine/scripts/{started['script_id']}").json()["kernel_id"]
         != started["kernel_id"]

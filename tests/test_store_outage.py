@@ -378,14 +378,16 @@ def test_history_drops_are_counted_and_reported(tmp_path):
 
             found = wait_until(note, 20, "the record counting dropped history rows")
             assert found[0]["level"] == "WARNING"
-            assert int(found[0]["message"].split()[0]) >= 25
+            # 30 calls, a queue of 5 and a batch of up to 5 taken by the writer (which
+            # waits on the lock, then puts it back): at least 20 are dropped
+            assert int(found[0]["message"].split()[0]) >= 20
             metrics = c.get("/metrics").text
             line = next(
                 x
                 for x in metrics.splitlines()
                 if x.startswith("vwed_history_records_dropped_total")
             )
-            assert float(line.split()[-1]) >= 25
+            assert float(line.split()[-1]) >= 20
     finally:
         gw.stop()
 
