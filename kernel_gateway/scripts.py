@@ -26,7 +26,7 @@ SCRIPT_SUFFIXES = (".py", ".ipynb")
 NAME_MAX = 255
 PATH_MAX = 4096
 TEMPLATE = Path(__file__).with_name("templates") / "new_script.py"
-_SKIP = {"__pycache__", ".ipynb_checkpoints"}
+_SKIP = frozenset({"__pycache__", ".ipynb_checkpoints"})
 SKIP_TAG = "skip"  # notebook cells with this tag are not run by the gateway (test cells)
 
 

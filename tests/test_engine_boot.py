@@ -4,6 +4,9 @@ leaves no kernel behind."""
 
 from __future__ import annotations
 
+import signal
+import time
+
 import psutil
 
 from conftest import GatewayProcess, wait_until
@@ -49,3 +52,40 @@ def test_a_start_refused_by_a_conflict_leaves_no_kernel(tmp_path):
         assert c.get("/script-api/same/1").json() == 1
     finally:
         gw.finish()
+
+
+def test_a_stop_during_restore_cancels_it_and_leaves_no_kernel(tmp_path):
+    """The engine owns the restore task: SIGTERM while a desired script still boots
+    cancels its boot, the gateway exits at once, and the kernel it booted is gone."""
+    root = tmp_path / "scripts"
+    root.mkdir()
+    (root / "slow.py").write_text(ROUTE.format(n=1))
+    first = GatewayProcess(root, tmp_path / "data")
+    try:
+        assert first.client.post("/script-engine/start", json={"script_path": "slow.py"}).is_success
+        first.proc.send_signal(signal.SIGKILL)  # slow.py stays desired
+        first.proc.wait(30)
+    finally:
+        first.finish()
+    # the next gateway restores it, and now its boot takes long
+    (root / "slow.py").write_text(
+        "import time\n\ndef boot():\n    time.sleep(60)\n" + ROUTE.format(n=1).split("\n", 1)[1]
+    )
+    second = GatewayProcess(root, tmp_path / "data", "--boot-timeout", "120")
+    seen: set[int] = set()
+    try:
+
+        def booting() -> bool:
+            seen.update(_kernels(second.proc.pid))
+            return second.running().get("slow.py", {}).get("status") == "starting"
+
+        wait_until(booting, 60, "the restore of slow.py under way")
+        wait_until(lambda: seen.update(_kernels(second.proc.pid)) or len(seen) >= 3, 30, "kernels")
+        began = time.monotonic()
+        second.proc.send_signal(signal.SIGTERM)
+        assert second.proc.wait(30) == 0
+        assert time.monotonic() - began < 20  # not the 60 s boot
+        wait_until(lambda: not any(psutil.pid_exists(p) for p in seen), 30, "no kernel left")
+        assert "restored slow.py" not in second.out.read_text()
+    finally:
+        second.finish()

@@ -85,6 +85,7 @@ class ScriptEngine:
         )
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks = Background(log)
+        self._ending = Background(log)  # shutdowns of kernels that never served: awaited
 
     # -- queries ---------------------------------------------------------------------
     def running(self) -> list[RunningScript]:
@@ -236,7 +237,7 @@ class ScriptEngine:
         """Shut down kernels that never served (their death is nobody's business)."""
         for kernel in kernels:
             kernel.on_death = None
-            self._tasks.spawn(kernel.shutdown(now=True))
+            self._ending.spawn(kernel.shutdown(now=True))
 
     async def _reboot(self, script: RunningScript) -> None:
         """All replicas again, after a crash (the supervisor's restart)."""
@@ -355,6 +356,7 @@ class ScriptEngine:
         )
         await self.supervisor.close()
         await self.runs.flush()
+        await self._ending.wait()  # a boot cut short by the stop leaves no kernel behind
         await self._tasks.cancel()
 
 

@@ -20,6 +20,8 @@ import re
 import time
 from typing import Any
 
+from ..store.models import LEVELS
+
 __all__ = [
     "LEVELS",
     "MAX_MESSAGE_CHARS",
@@ -29,7 +31,6 @@ __all__ = [
     "strip_ansi",
 ]
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 MAX_MESSAGE_CHARS = 16 * 1024
 PARTIAL_LINE_SECONDS = 0.5
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
