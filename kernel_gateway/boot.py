@@ -10,7 +10,7 @@ from typing import Any
 from .bridge import Reply
 from .errors import BadRequest, CallTimeout, GatewayError, HandlerError, NotFound, ScriptError
 from .kernels import ScriptKernel
-from .registry import ScriptRegistrations, parse_registrations
+from .registrations import ScriptRegistrations, parse_registrations
 from .scripts import ScriptSource
 
 __all__ = ["boot_kernel", "map_call_error", "strip_ansi"]

@@ -8,7 +8,8 @@ import pytest
 from test_registry import api, commit, routed
 
 from kernel_gateway.errors import BadRequest, Conflict
-from kernel_gateway.registry import Registry, parse_registrations
+from kernel_gateway.registrations import parse_registrations
+from kernel_gateway.registry import Registry
 
 # -- conflicts between scripts ---------------------------------------------------------
 
@@ -38,13 +39,6 @@ def test_two_scripts_cannot_register_the_same_name(snapshot, kind, name):
     assert reg.of("B") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, left as is by the behaviour-preserving refactor (issue 13): routes "
-    "that differ only in their "
-    "parameter names have different keys, so the second script's route is accepted and "
-    "never reached",
-)
 def test_a_route_differing_only_in_parameter_names_is_a_conflict():
     reg = Registry()
     commit(reg, "A", apis=[api("GET", "/robots/{robot_id}")])

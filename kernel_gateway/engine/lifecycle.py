@@ -23,7 +23,8 @@ from ..errors import Conflict, NotFound, ScriptError, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
 from ..logs import LogHub
 from ..pool import KernelPool
-from ..registry import Registry, ScriptRegistrations
+from ..registrations import ScriptRegistrations
+from ..registry import Registry
 from ..scripts import ScriptStore
 from ..store.service import StoreService
 from .model import RunningScript, ScriptTable, StartOptions

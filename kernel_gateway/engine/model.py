@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import NotFound, ServiceUnavailable
 from ..kernels import ScriptKernel
-from ..registry import ScriptRegistrations
+from ..registrations import ScriptRegistrations
 from ..scripts import ScriptSource
 
 __all__ = ["RunningScript", "ScriptTable", "StartOptions", "MAX_REPLICAS", "RESTART_POLICIES"]

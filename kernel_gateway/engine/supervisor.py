@@ -16,7 +16,8 @@ from typing import Any
 from ..background import Background
 from ..kernels import ScriptKernel
 from ..logs import LogHub
-from ..registry import Registry, ScriptRegistrations
+from ..registrations import ScriptRegistrations
+from ..registry import Registry
 from .model import RunningScript, ScriptTable
 from .persistence import RunHistory
 

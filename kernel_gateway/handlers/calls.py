@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import BadRequest, HandlerError
 from ..inputs import parse_timeout
-from ..registry import normalize_path
+from ..registrations import normalize_path
 from ..routing import CallRouter
 from .base import JSONHandler
 

@@ -10,7 +10,7 @@ from typing import Any
 from tornado import websocket
 
 from ..errors import GatewayError, NotFound
-from ..registry import normalize_path
+from ..registrations import normalize_path
 from ..routing import CallRouter
 from .wsbase import GatewaySocket
 
