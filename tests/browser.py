@@ -1,0 +1,235 @@
+"""Browser harness: a real gateway (subprocess, with a token), a real JupyterLab server in
+gateway mode on loopback, and a Playwright page in Debian's Chromium logged in with its token.
+
+Tests import the fixtures (``from browser import lab, lab_page``). They skip with the reason
+when Chromium, Playwright or JupyterLab is missing (``.ci/run`` installs Chromium when it runs
+as root; ``pip install -e '.[test,lab]'`` brings the rest). Never ``playwright install``:
+the browser is ``/usr/bin/chromium`` (``VWED_TEST_CHROMIUM`` overrides the path).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import GatewayProcess, wait_until
+
+CHROMIUM = os.environ.get("VWED_TEST_CHROMIUM", "/usr/bin/chromium")
+# this machine's network is closed: no first-run, sync, update or QUIC traffic
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+LAST = Path(tempfile.gettempdir()) / "vwed-lab-browser"
+VIEWPORT = {"width": 1280, "height": 760}
+
+
+def missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run does it as root)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if importlib.util.find_spec("jupyterlab") is None:
+        return "jupyterlab is not installed (pip install -e '.[lab]')"
+    return None
+
+
+def has_vwed_lab() -> bool:
+    """The Jupyter Server extension that lists script kernels (issue 14) is installed."""
+    return importlib.util.find_spec("vwed_lab") is not None
+
+
+needs_browser = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+needs_vwed_lab = pytest.mark.skipif(not has_vwed_lab(), reason="needs vwed_lab")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Lab:
+    """A gateway and a JupyterLab in gateway mode against it."""
+
+    gateway: GatewayProcess
+    gateway_token: str
+    root: Path  # the scripts root, also JupyterLab's root_dir
+    url: str  # JupyterLab's base URL
+    token: str  # JupyterLab's own token
+    log: Path
+
+    @property
+    def gw(self) -> httpx.Client:
+        """The gateway's HTTP API with the admin token."""
+        return self.gateway.client
+
+    def api(self) -> httpx.Client:
+        """JupyterLab's (Jupyter Server's) REST API."""
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"token {self.token}"}, timeout=30
+        )
+
+    def write(self, rel: str, code: str) -> str:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code)
+        return rel
+
+    def start(self, rel: str) -> dict[str, Any]:
+        r = self.gw.post("/script-engine/start", json={"script_path": rel})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+def _start_lab(
+    root: Path, tmp: Path, gateway_url: str, gateway_token: str
+) -> tuple[subprocess.Popen[bytes], str, str, Path]:
+    port, token = _free_port(), uuid.uuid4().hex
+    log = tmp / f"jupyterlab-{port}.log"
+    env = {
+        **os.environ,
+        # the user's own Jupyter config, data and workspaces stay out of the test
+        "JUPYTER_CONFIG_DIR": str(tmp / "jcfg"),
+        "JUPYTER_DATA_DIR": str(tmp / "jdata"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "jrt"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp / "jsettings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "jworkspaces"),
+    }
+    _quiet_lab_settings(tmp / "jsettings")
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--gateway-url={gateway_url}",
+        f"--GatewayClient.auth_token={gateway_token}",
+        f"--ServerApp.root_dir={root}",
+        # window.jupyterapp: the tests wait on the kernel's connection state, not on pixels
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",  # no news poll (closed network), no toast on the screenshots
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--allow-root",
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"jupyter lab exited: {log.read_text()[-3000:]}")
+        try:
+            r = httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 90, "jupyter lab")
+    return proc, url, token, log
+
+
+def _quiet_lab_settings(settings_dir: Path) -> None:
+    """User settings that keep the UI deterministic: no news prompt, no kernel-picker dialog
+    left open by a previous run."""
+    ann = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ann.parent.mkdir(parents=True, exist_ok=True)
+    ann.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A real gateway subprocess (token auth) and JupyterLab in gateway mode against it."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "scripts"
+    root.mkdir()
+    gateway_token = uuid.uuid4().hex
+    gateway = GatewayProcess(root, tmp / "data", "--auth", "--token", gateway_token)
+    gateway.client.headers["Authorization"] = f"token {gateway_token}"
+    proc = None
+    try:
+        proc, url, token, log = _start_lab(root, tmp, gateway.url, gateway_token)
+        yield Lab(gateway, gateway_token, root, url, token, log)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            print(f"--- jupyter lab log (tail)\n{log.read_text()[-3000:]}")
+        gateway.finish()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def lab_page(lab: Lab, chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser page logged in to JupyterLab with its token, the launcher shown.
+    The page as it was at the end of the test is in $TMPDIR/vwed-lab-browser/<test>.png."""
+    context = chromium.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    try:
+        # ?token= logs in and sets the session cookie; ?reset gives a clean workspace
+        page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+        page.locator("#jp-main-dock-panel").wait_for()
+        page.locator(".jp-LauncherCard").first.wait_for()
+        yield page
+    finally:
+        try:
+            LAST.mkdir(exist_ok=True)
+            last = LAST / f"{request.node.name}.png"
+            page.screenshot(path=str(last))
+            print(f"--- the page at the end: {last}")
+        finally:
+            context.close()
+
+
+def screenshot(page: Any, name: str, **kwargs: Any) -> Path:
+    """Save a screenshot to docs/img/<name>.png (kept small: the viewport only)."""
+    IMG.mkdir(parents=True, exist_ok=True)
+    path = IMG / f"{name}.png"
+    page.screenshot(path=str(path), **kwargs)
+    return path

@@ -1,0 +1,69 @@
+"""JupyterLab UI steps for the browser tests, with robust selectors (JupyterLab's data-*
+attributes, roles and text) and waits on conditions, never fixed sleeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# the visible document panel (others in the dock are hidden with lm-mod-hidden)
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def new_notebook_from_launcher(page: Any, kernel: str = "Python 3 (VWED)") -> Any:
+    """Click the launcher's notebook card of ``kernel``; wait for the notebook's kernel idle."""
+    page.locator('.jp-LauncherCard[data-category="Notebook"]', has_text=kernel).click()
+    return wait_notebook_idle(page)
+
+
+# the current widget's kernel: connected over its WebSocket and idle (needs
+# --LabApp.expose_app_in_browser, which tests/browser.py sets)
+KERNEL_READY = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
+}"""
+
+CURRENT_KERNEL = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return k ? {id: k.id, name: k.name, status: k.status, connection: k.connectionStatus} : null;
+}"""
+
+
+def wait_notebook_idle(page: Any, timeout: float = 60_000) -> Any:
+    """Wait for the current notebook's kernel: connected and idle."""
+    panel = page.locator(NOTEBOOK)
+    panel.wait_for(timeout=timeout)
+    page.wait_for_function(KERNEL_READY, timeout=timeout)
+    return panel
+
+
+def current_kernel(page: Any) -> dict[str, str] | None:
+    """id, name, status and connection status of the current widget's kernel."""
+    return page.evaluate(CURRENT_KERNEL)  # type: ignore[no-any-return]
+
+
+def run_cell(page: Any, code: str, timeout: float = 60_000) -> str:
+    """Type ``code`` in the active cell, run it (Shift+Enter), return its output's text."""
+    panel = page.locator(NOTEBOOK)
+    cells = panel.locator(".jp-Notebook .jp-Cell")
+    index = cells.count() - 1
+    active = panel.locator(".jp-Cell.jp-mod-active")
+    if active.count():
+        index = cells.evaluate_all(
+            "cells => cells.findIndex(c => c.classList.contains('jp-mod-active'))"
+        )
+    cell = cells.nth(index)
+    cell.locator(".cm-content").click()
+    page.keyboard.insert_text(code)  # no auto-indent or completion
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    output.first.wait_for(timeout=timeout)
+    # wait until the cell finished: its prompt shows an execution count, not "*"
+    cell.locator(".jp-InputPrompt").filter(has_text="[").wait_for(timeout=timeout)
+    page.wait_for_function(
+        "el => !el.textContent.includes('[*]')",
+        arg=cell.locator(".jp-InputPrompt").element_handle(),
+        timeout=timeout,
+    )
+    return str(output.all_inner_texts() and "\n".join(output.all_inner_texts()))
