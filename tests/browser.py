@@ -106,7 +106,33 @@ class Lab:
 def _start_lab(
     root: Path, tmp: Path, gateway_url: str, gateway_token: str
 ) -> tuple[subprocess.Popen[bytes], str, str, Path]:
-    port, token = _free_port(), uuid.uuid4().hex
+    """Start ``jupyter lab`` in gateway mode; another free port if this one was taken meanwhile
+    (a free port is only free until someone else binds it)."""
+    for _attempt in range(3):
+        port = _free_port()
+        proc, url, token, log = _launch_lab(port, root, tmp, gateway_url, gateway_token)
+
+        def up(proc: subprocess.Popen[bytes] = proc, url: str = url, token: str = token) -> bool:
+            if proc.poll() is not None:
+                return True
+            try:
+                r = httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+                return r.status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 90, "jupyter lab")
+        if proc.poll() is None:
+            return proc, url, token, log
+        if "is not available" not in log.read_text():
+            break
+    raise AssertionError(f"jupyter lab exited: {log.read_text()[-3000:]}")
+
+
+def _launch_lab(
+    port: int, root: Path, tmp: Path, gateway_url: str, gateway_token: str
+) -> tuple[subprocess.Popen[bytes], str, str, Path]:
+    token = uuid.uuid4().hex
     log = tmp / f"jupyterlab-{port}.log"
     env = {
         **os.environ,
@@ -138,19 +164,7 @@ def _start_lab(
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"jupyter lab exited: {log.read_text()[-3000:]}")
-        try:
-            r = httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"})
-            return r.status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 90, "jupyter lab")
-    return proc, url, token, log
+    return proc, f"http://127.0.0.1:{port}", token, log
 
 
 def _quiet_lab_settings(settings_dir: Path) -> None:
@@ -185,7 +199,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-            print(f"--- jupyter lab log (tail)\n{log.read_text()[-3000:]}")
+            print(f"--- jupyter lab log (tail)\n{log.read_text()[-10000:]}")
         gateway.finish()
 
 

@@ -67,3 +67,61 @@ def run_cell(page: Any, code: str, timeout: float = 60_000) -> str:
         timeout=timeout,
     )
     return str(output.all_inner_texts() and "\n".join(output.all_inner_texts()))
+
+
+# the visible console panel
+CONSOLE = ".jp-ConsolePanel:not(.lm-mod-hidden)"
+
+
+def run_in_console(page: Any, code: str, timeout: float = 60_000) -> str:
+    """Type ``code`` in the current console's prompt, run it, return its output's text."""
+    panel = page.locator(CONSOLE)
+    done = panel.locator(".jp-CodeConsole-content .jp-CodeCell")
+    before = done.count()
+    panel.locator(".jp-CodeConsole-promptCell .cm-content").click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+    cell = done.nth(before)
+    cell.wait_for(timeout=timeout)
+    cell.locator(".jp-OutputArea-output").first.wait_for(timeout=timeout)
+    return "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts())
+
+
+def open_running_panel(page: Any) -> Any:
+    """Show the left sidebar's Running Terminals and Kernels panel."""
+    panel = page.locator("#jp-running-sessions")
+    if not panel.is_visible():
+        page.locator('.lm-TabBar-tab[data-id="jp-running-sessions"]').click()
+    panel.wait_for()
+    return panel
+
+
+def running_kernel_item(page: Any, kernel_id: str) -> Any:
+    """The Running panel's entry of a kernel (its label: the session's name and short id)."""
+    return page.locator(
+        f'#jp-running-sessions .jp-RunningSessions-item.jp-mod-kernel[data-context="{kernel_id}"]'
+    )
+
+
+def running_session_item(page: Any, name: str) -> Any:
+    """The Running panel's entry of a session under its kernel (one click opens it)."""
+    return page.locator(
+        "#jp-running-sessions .jp-RunningSessions-item.jp-mod-kernel-widget "
+        f'> .jp-RunningSessions-itemLabel[title="{name}"]'
+    )
+
+
+def menu(page: Any, top: str, item: str) -> None:
+    """Click ``top`` in the menu bar, then its entry ``item`` (text, without the shortcut)."""
+    page.locator(".lm-MenuBar-item", has_text=top).click()
+    page.locator(".lm-Menu .lm-Menu-item", has_text=item).first.click()
+
+
+def accept_dialog(page: Any, button: str) -> str:
+    """Click ``button`` of the open dialog; return the dialog's text."""
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for()
+    text = str(dialog.inner_text())
+    dialog.locator(".jp-Dialog-button", has_text=button).click()
+    dialog.wait_for(state="detached")
+    return text
