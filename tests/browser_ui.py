@@ -125,3 +125,14 @@ def accept_dialog(page: Any, button: str) -> str:
     dialog.locator(".jp-Dialog-button", has_text=button).click()
     dialog.wait_for(state="detached")
     return text
+
+
+def widen_left_panel(page: Any, by: int = 160) -> None:
+    """Drag the left side panel's edge ``by`` pixels to the right (labels not cut short)."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + by, y, steps=5)
+    page.mouse.up()
