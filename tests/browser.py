@@ -242,8 +242,11 @@ def lab_page(lab: Lab, chromium: Any, request: pytest.FixtureRequest) -> Iterato
 
 
 def screenshot(page: Any, name: str, **kwargs: Any) -> Path:
-    """Save a screenshot to docs/img/<name>.png (kept small: the viewport only)."""
-    IMG.mkdir(parents=True, exist_ok=True)
-    path = IMG / f"{name}.png"
+    """Save a screenshot of the viewport as <name>.png: into docs/img/ with
+    ``VWED_DOCS_SCREENSHOTS=1`` (how the docs' images are made), else beside the failure
+    screenshots, so that a test run leaves the tree clean."""
+    folder = IMG if os.environ.get("VWED_DOCS_SCREENSHOTS") == "1" else LAST
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), **kwargs)
     return path
