@@ -96,6 +96,15 @@ def open_running_panel(page: Any) -> Any:
     return panel
 
 
+def open_debugger_panel(page: Any) -> Any:
+    """Show the right sidebar's Debugger panel (variables, call stack, breakpoints, sources)."""
+    panel = page.locator("#jp-debugger-sidebar")
+    if not panel.is_visible():
+        page.locator('.lm-TabBar-tab[data-id="jp-debugger-sidebar"]').click()
+    panel.wait_for()
+    return panel
+
+
 def running_kernel_item(page: Any, kernel_id: str) -> Any:
     """The Running panel's entry of a kernel (its label: the session's name and short id)."""
     return page.locator(

@@ -26,6 +26,7 @@ from browser_ui import (
     CURRENT_KERNEL,
     accept_dialog,
     menu,
+    open_debugger_panel,
     open_running_panel,
     run_in_console,
     running_kernel_item,
@@ -159,9 +160,6 @@ def test_restart_from_jupyterlab_restarts_the_script_and_keeps_the_console(
     menu(page, "Kernel", "Restart Kernel…")
     accept_dialog(page, "Restart")
     # the script ran its lifecycle again (a new RUN) and the console still talks to it
-    wait_until(
-        lambda: lab.gateway.running().get(path, {}).get("kernel_id"), 60, "the script running again"
-    )
     wait_kernel(page, kid)
     after = run_in_console(page, "print(RUN)").strip()
     assert re.fullmatch(r"[0-9a-f]{32}", after) and after != before
@@ -202,10 +200,17 @@ def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(
     toolbar = page.locator(".jp-Document:not(.lm-mod-hidden) .jp-Toolbar")
     bug = toolbar.locator('.jp-DebuggerBugButton:not([aria-disabled="true"])')
     bug.click(timeout=30_000)
-    editor.locator(
-        ".cm-lineNumbers .cm-gutterElement", has_text=re.compile(rf"^{BREAK_LINE}$")
-    ).click()
-    page.locator(".jp-DebuggerBreakpoint").first.wait_for()  # listed in the Breakpoints panel
+    sidebar = open_debugger_panel(page)
+    # a click in the breakpoint gutter, beside the line's number
+    number = editor.locator(".cm-lineNumbers .cm-gutterElement").filter(
+        has_text=re.compile(rf"^{BREAK_LINE}$")
+    )
+    line, gutter = (
+        number.bounding_box(),
+        editor.locator(".cm-breakpoint-gutter").first.bounding_box(),
+    )
+    page.mouse.click(gutter["x"] + gutter["width"] / 2, line["y"] + line["height"] / 2)
+    sidebar.locator(".jp-DebuggerBreakpoint").first.wait_for()  # in the Breakpoints panel
 
     answer: dict[str, Any] = {}
 
@@ -215,11 +220,11 @@ def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(
     caller = threading.Thread(target=call, daemon=True)
     caller.start()
     # stopped on the line of the file: the call stack names the file, the variables show request
-    page.locator(".jp-DebuggerCallstackFrame", has_text=name).first.wait_for(timeout=30_000)
-    page.locator(".jp-DebuggerVariables", has_text="request").wait_for()
+    sidebar.locator(".jp-DebuggerCallstackFrame", has_text=name).first.wait_for(timeout=30_000)
+    sidebar.locator(".jp-DebuggerVariables", has_text="request").wait_for()
     assert "r" not in answer  # the call waits while the script is stopped
     screenshot(page, "lab-breakpoint-in-file")
-    page.locator('.jp-DebuggerCallstack jp-button[title^="Continue"]').click()
+    sidebar.locator('[data-command="debugger:continue"]').first.click()
     caller.join(60)
     r: httpx.Response = answer["r"]
     assert r.status_code == 200 and r.json()["picked"] == 1, r.text
