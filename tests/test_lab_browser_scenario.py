@@ -184,6 +184,8 @@ def test_shutdown_from_the_running_panel_asks_first(
 def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(
     lab: Lab, lab_page: Any, started_ids: list[str]
 ) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = lab_page
     path, route, started = start_controller(lab, started_ids)
     name = path.split("/")[-1]
@@ -199,8 +201,17 @@ def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(
     # supports debugging")
     toolbar = page.locator(".jp-Document:not(.lm-mod-hidden) .jp-Toolbar")
     bug = toolbar.locator('.jp-DebuggerBugButton:not([aria-disabled="true"])')
+    try:
+        bug.wait_for(timeout=10_000)
+    except PlaywrightTimeout:
+        # JupyterLab 4.6 checks the kernel when the editor becomes current, on a session
+        # connection it has just made; measured: the icon stayed disabled until the editor's tab
+        # was activated again
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Launcher").click()
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).click()
     bug.click(timeout=30_000)
     sidebar = open_debugger_panel(page)
+    editor.locator(".cm-gutter.cm-breakpoint-gutter").wait_for(timeout=30_000)
     # a click in the breakpoint gutter, beside the line's number
     number = editor.locator(".cm-lineNumbers .cm-gutterElement").filter(
         has_text=re.compile(rf"^{BREAK_LINE}$")
