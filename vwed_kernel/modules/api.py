@@ -79,6 +79,19 @@ class ApiModule:
             self._context.link.notify_unregister("api", spec.describe())
         return spec is not None
 
+    def clear_all(self) -> int:
+        """Remove every HTTP route of this script (here and at the gateway); returns how
+        many were removed. WebSocket routes and TCP servers stay (they end with the
+        script). ``VWED.timer.clear_all()`` and ``VWED.event.clear_all()`` do the same
+        for timers and listeners."""
+        routes = self._context.registrations.routes
+        keys = list(routes)
+        for key in keys:
+            spec = routes.pop(key, None)
+            if spec is not None:
+                self._context.link.notify_unregister("api", spec.describe())
+        return len(keys)
+
     def register_websocket(self, path: str, handler: Callable[..., Any]) -> None:
         """Serve a WebSocket at ``/script-ws/<path>``: every text message a client sends
         calls ``handler(message)`` (or ``handler(connection_id, message)``); a return

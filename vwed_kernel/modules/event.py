@@ -71,6 +71,17 @@ class EventModule:
             self._context.link.notify_unregister("event", spec.describe())
         return len(gone)
 
+    def clear_all(self) -> int:
+        """Remove every listener of this script, of every event (here and at the gateway);
+        returns how many were removed."""
+        listeners = self._context.registrations.listeners
+        ids = list(listeners)
+        for listener_id in ids:
+            spec = listeners.pop(listener_id, None)
+            if spec is not None:
+                self._context.link.notify_unregister("event", spec.describe())
+        return len(ids)
+
     def emit(self, event_name: str, data: Any = None) -> dict[str, Any] | None:
         """Emit an event to every listener of every running script.
 
