@@ -8,9 +8,11 @@ import asyncio
 import json
 import sqlite3
 
+import httpx
 from tornado.websocket import websocket_connect
 
-from conftest import unique, wait_until
+from conftest import GatewayThread, unique, wait_until
+from kernel_gateway.config import Settings
 
 SCRIPT = """
 import asyncio
@@ -223,3 +225,30 @@ def test_a_step_that_raises_is_attributed_to_its_task(scripts, client):
         "the failed execution",
     )
     assert rows[0]["ok"] is False and rows[0]["error_type"] == "OSError"
+
+
+def test_debug_decides_only_what_the_answer_carries(tmp_path):
+    """With --debug the 500 carries the traceback; the log gets the same one record
+    either way (without --debug: the tests above)."""
+    (tmp_path / "dbg.py").write_text(SCRIPT.format(n="dbg"))
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=1,
+            workers=1,
+            auth=False,
+            debug=True,
+        ).validated()
+    ).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=60) as c:
+            assert c.post("/script-engine/start", json={"script_path": "dbg.py"}).status_code == 200
+            body = c.get("/script-api/dbg/boom").json()
+            assert body["code"] == "HANDLER_ERROR"
+            assert 'raise ValueError("bad pallet 7")' in body["traceback"]
+            rec = only_one(c, body["call_id"])
+            assert rec["message"].split("\n", 1)[1] == body["traceback"].rstrip()
+    finally:
+        gw.stop()
