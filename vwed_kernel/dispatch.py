@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,8 @@ from .replies import Send, reply_error, reply_ok
 from .steps import StepRunner
 
 __all__ = ["Calls", "Log"]
+
+log = logging.getLogger("vwed_kernel")
 
 Log = Callable[[str, str, str], None]
 
@@ -197,7 +200,7 @@ class Calls:
                     tag, text = failure_record(data, error)
                     self._log("ERROR", tag, text)
                 except Exception:  # the answer goes out whatever happened to the record
-                    pass
+                    log.exception("the ERROR record of call %s could not be sent", data.get("id"))
             send(reply, buffers)
 
         return reporting
