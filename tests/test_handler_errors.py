@@ -252,3 +252,39 @@ def test_debug_decides_only_what_the_answer_carries(tmp_path):
             assert rec["message"].split("\n", 1)[1] == body["traceback"].rstrip()
     finally:
         gw.stop()
+
+
+def test_a_step_sent_again_after_a_cache_miss_keeps_its_execution_id(tmp_path):
+    """A worker that dropped a file's module (it keeps 64) answers ``cache_miss`` and
+    the step is sent again with the source: its ERROR record still carries the
+    execution id and the task id."""
+    from vwed_kernel.steps import MAX_CACHED
+
+    for i in range(MAX_CACHED + 1):
+        (tmp_path / f"s{i}.py").write_text(STEPS)
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(tmp_path),
+            port=0,
+            data_dir=str(tmp_path / "d"),
+            pool_size=0,
+            workers=1,
+            auth=False,
+        ).validated()
+    ).start()
+    try:
+        wait_until(lambda: gw.gateway.workers.idle == 1, 60, "the worker")
+        with httpx.Client(base_url=gw.url, timeout=60) as c:
+
+            def run(i, task):
+                body = {"script_path": f"s{i}.py", "function_name": "explode", "args": ["X"]}
+                return c.post("/script-engine/execute", json={**body, "task_id": task}).json()
+
+            for i in range(MAX_CACHED + 1):  # s0 is the oldest of the worker's modules
+                assert run(i, f"T-fill-{i}")["code"] == "STEP_FAILED"
+            body = run(0, "T-again")
+            assert body["code"] == "STEP_FAILED"
+            rec = only_one(c, body["execution_id"])
+            assert rec["task_id"] == "T-again" and "s0.py raised OSError" in rec["message"]
+    finally:
+        gw.stop()
