@@ -153,7 +153,8 @@ def test_timers(scripts, client):
         10,
         "the failing tick's log",
     )
-    assert "sensor offline" in errors[0]["message"]
+    assert errors[0]["message"].startswith("timer timer_4 raised ValueError: sensor offline\n")
+    assert 'raise ValueError("sensor offline")' in errors[0]["message"]  # the traceback
     assert call(client, f"{n}_cancel_all") == 4
     before = call(client, f"{n}_ticks")["every"]
     time.sleep(0.3)  # nothing to wait for: checking that no tick happens

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Send", "error_payload", "reply_ok", "reply_error"]
+__all__ = ["Send", "error_payload", "failure_text", "reply_ok", "reply_error"]
 
 Send = Callable[[dict[str, Any], "list[bytes] | None"], None]
 
@@ -36,6 +36,14 @@ def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
     if getattr(exc, "exit_code", None) is not None:
         payload["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
     return payload
+
+
+def failure_text(what: str, exc: BaseException) -> str:
+    """``"<what> raised <Type>: <message>"`` and the traceback from the script's frame:
+    the text of the ERROR record of a failure that has no caller to answer (a timer's
+    tick, a TCP handler)."""
+    payload = error_payload(exc, "handler")
+    return f"{what} raised {payload['type']}: {payload['message']}\n{payload['traceback'].rstrip()}"
 
 
 def reply_ok(send: Send, call_id: str, fields: dict[str, Any], buffers: list[bytes]) -> None:

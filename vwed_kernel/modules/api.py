@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..calling import call_handler_with_request, call_tcp_handler
 from ..errors import NotRegisteredError, RegistrationError
 from ..registrations import RouteSpec, SocketSpec, normalize_method, normalize_route_path
+from ..replies import failure_text
 from ..response import Response
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class ApiModule:
                         writer.write(reply if isinstance(reply, bytes) else str(reply).encode())
                         await writer.drain()
             except Exception as exc:  # a handler error closes this connection only
-                self._context.log("ERROR", "tcp", f"port {port}: {type(exc).__name__}: {exc}")
+                self._context.log("ERROR", "tcp", failure_text(f"TCP handler of port {port}", exc))
             finally:
                 writer.close()
 
