@@ -288,3 +288,19 @@ def test_a_step_sent_again_after_a_cache_miss_keeps_its_execution_id(tmp_path):
             assert rec["task_id"] == "T-again" and "s0.py raised OSError" in rec["message"]
     finally:
         gw.stop()
+
+
+def test_without_a_gateway_a_failing_listener_prints_its_traceback(capsys):
+    from vwed_kernel.vwed import VWED
+
+    vwed = VWED()
+
+    def bad(data):
+        raise LookupError("no dock for " + data)
+
+    vwed.event.listen("arrived", bad)
+    report = vwed.event.emit("arrived", "D4")
+    assert report["delivered"] == 0 and report["failed"][0]["type"] == "LookupError"
+    err = capsys.readouterr().err
+    assert "[ERROR] listener: listener arrived#1 raised LookupError: no dock for D4" in err
+    assert 'raise LookupError("no dock for " + data)' in err

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..calling import call_event_handler, run_to_completion
 from ..errors import RegistrationError
 from ..registrations import ListenerSpec, check_name
+from ..replies import failure_text
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -120,7 +121,7 @@ class EventModule:
                 failed.append(
                     {"listener": spec.id, "type": type(exc).__name__, "message": str(exc)}
                 )
-                self._context.log("ERROR", "event", f"listener {spec.id} failed: {exc!r}")
+                self._context.log("ERROR", "listener", failure_text(f"listener {spec.id}", exc))
         return {
             "event": event_name,
             "listeners": len(specs),
