@@ -125,7 +125,8 @@ class StepService:
             reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             if not reply.ok and reply.error.get("kind") == "cache_miss":
                 data["source"] = self._code(req["path"])
-                reply = await worker.bridge.call(data, timeout=req["timeout"])
+                # the same call id: its output, log records and cancel reach this execution
+                reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             self._loaded[worker].add(tuple(key))
             if not reply.ok:
                 raise self._error(reply.error, run, req)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import PROTOCOL_VERSION, __version__
-from .context import Link
+from .context import Context, Link
 from .dispatch import Calls
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
@@ -59,7 +59,13 @@ class GatewayLink(Link):
         self._service_subshell: str | None = None
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
-        self.calls = Calls(registrations, lambda: self.script_id, vwed_provider)
+        # failures of the script's handlers are logged through the link, as VWED.log is
+        self.calls = Calls(
+            registrations,
+            lambda: self.script_id,
+            vwed_provider,
+            Context(registrations, self).log,
+        )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {

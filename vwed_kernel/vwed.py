@@ -24,11 +24,12 @@ __all__ = ["VWED"]
 class VWED:
     """Everything a script uses to talk to the platform.
 
-    - ``VWED.api``: HTTP routes (``register_route``, ``route``, ``Response``, ``call_local``)
+    - ``VWED.api``: HTTP routes (``register_route``, ``route``, ``Response``, ``call_local``,
+      ``clear_all``)
     - ``VWED.function``: named functions (``register``, ``list_all``, ``call``, ``acall``)
     - ``VWED.log``: ``debug/info/warning/error(tag, message)``
-    - ``VWED.event``: ``listen``, ``emit``, ``aemit``, ``unlisten``
-    - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``
+    - ``VWED.event``: ``listen``, ``emit``, ``aemit``, ``unlisten``, ``clear_all``
+    - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``, ``clear_all``
     - ``VWED.http``: ``get/post/put/delete/request`` (and ``a...`` async forms)
     - ``VWED.mail``: ``send``, ``send_with_attachment``
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
