@@ -267,10 +267,11 @@ class GatewayLink(Link):
     def can_request(self) -> bool:
         if self._comm is None:
             return False
-        return (
-            self._service_subshell is not None
-            or threading.current_thread() is not self._main_thread
-        )
+        thread = threading.current_thread()
+        if self._service_subshell is not None:
+            # the service subshell's thread delivers the answers: it must not wait for one
+            return thread.name != f"subshell-{self._service_subshell}"
+        return thread is not self._main_thread
 
     def _new_request(
         self, service: str, payload: dict[str, Any]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
-from . import COMM_TARGET, __version__
+from . import COMM_TARGET, __version__, importer
 from .bridge import GatewayLink
 from .registrations import Registrations
 from .vwed import VWED
@@ -41,6 +41,8 @@ class VWEDKernel(IPythonKernel):
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
         shell.push({"VWED": self.vwed}, interactive=False)
         self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)
+        # the scripts root's modules, asked of the gateway (docs/vwed.md, "Shared modules")
+        importer.install(self.vwed_link)
         # ipykernel sends buffered stdout/stderr every 0.2 s; gateway calls skip the
         # per-message flush, so flush sooner: a print reaches the logs within a few
         # ms, and a flood still makes at most 1/interval messages per second.
