@@ -102,6 +102,8 @@ class RootModuleFinder(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname in self._missing or getattr(self._asking, "busy", False):
             return None
+        if not all(part.isidentifier() for part in fullname.split(".")):
+            return None  # no file of the root has that name (``importlib.util.find_spec`` probes)
         if path is not None and not _ours(sys.modules.get(fullname.rpartition(".")[0])):
             return None  # a submodule of a package found elsewhere
         if not self._link.can_request():
