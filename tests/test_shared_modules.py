@@ -166,6 +166,41 @@ def test_replicas_import_the_root(mscripts, mclient):
     }
 
 
+NO_READS = """
+import importlib, sys
+
+ACTIVE = []
+OPENED = []
+
+def _hook(event, args):
+    if ACTIVE and event in ("open", "os.listdir", "os.scandir") and args:
+        OPENED.append(str(args[0]))
+
+sys.addaudithook(_hook)
+
+def load(name):
+    ACTIVE.append(1)
+    try:
+        module = importlib.import_module(name)
+    finally:
+        ACTIVE.clear()
+    return {"value": module.VALUE, "opened": [p for p in OPENED if ROOT in p]}
+"""
+
+
+def test_the_kernel_does_not_read_the_root_itself(mscripts, mclient, root):
+    """What a kernel without the gateway's disk needs: the helper's source comes over
+    the comm; the kernel opens no file of the root (seen by an audit hook)."""
+    helper = unique("remote")
+    mscripts.write(f"lib/{helper}.py", "VALUE = 42\n")
+    steps = mscripts.write(
+        f"{unique('noreads')}.py", f"ROOT = {str(root.resolve())!r}\n" + NO_READS
+    )
+    r = step(mclient, steps, "load", [f"lib.{helper}"])
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == {"value": 42, "opened": []}
+
+
 def test_packages_with_init_and_a_traceback_names_the_helper(mscripts, mclient, root):
     pkg = unique("pkg")
     mscripts.write(f"{pkg}/__init__.py", "NAME = 'init'\n")
@@ -234,6 +269,28 @@ def test_nothing_outside_the_root_is_importable(mscripts, mclient, root, tmp_pat
     result = step(mclient, probe, "try_import", ["no_such_helper"]).json()["result"]
     assert result["message"] == "No module named 'no_such_helper'"
     assert result["name"] == "no_such_helper"
+
+    # a script at the root: the root is not on its sys.path, so the same rules hold
+    n = unique("atroot")
+    mscripts.write(f"{n}_helper.py", "VALUE = 1\n")
+    mscripts.start(
+        f"{n}.py",
+        PROBE
+        + f"""
+import {n}_helper
+
+def boot():
+    VWED.api.register_route("/{n}/try", "POST", lambda request: try_import(request["body"]))
+    VWED.api.register_route("/{n}/loader", "GET", loader)
+
+def loader(request):
+    return type({n}_helper.__loader__).__name__
+""",
+    )
+    assert mclient.get(f"/script-api/{n}/loader").json() == "RootModuleLoader"
+    for name in (filelink, f"{link}.x"):
+        result = mclient.post(f"/script-api/{n}/try", json=name).json()
+        assert result["type"] == "ModuleNotFoundError", (name, result)
 
 
 def test_lookup_rules(tmp_path):

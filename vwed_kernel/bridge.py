@@ -173,7 +173,10 @@ class GatewayLink(Link):
         if path:
             ns["__file__"] = path
             folder = os.path.dirname(path)
-            if folder and os.path.isdir(folder) and folder not in sys.path:
+            # Not the scripts root itself (a script at the root): its modules come
+            # through the gateway, confined to it (vwed_kernel/importer.py).
+            at_root = "/" not in str(data.get("path") or "/")
+            if folder and not at_root and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
         self._registrations.clear()
         if data.get("policy") is not None:
