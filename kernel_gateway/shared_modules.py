@@ -18,6 +18,7 @@ changed (docs/protocol.md, "Steps").
 
 from __future__ import annotations
 
+import asyncio
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ class SharedModules:
         name = payload.get("name")
         if not isinstance(name, str) or not name or len(name) > MAX_NAME:
             raise BadRequest("'name' must be a module name", "BAD_REQUEST")
-        answer = self.lookup(name)
+        answer = await asyncio.to_thread(self.lookup, name)  # a slow disk never stalls the loop
         loaded = self._loaded.setdefault(kernel, _Loaded())
         if answer.found and answer.checked is not None:
             loaded.modules[name] = (answer.checked, _signature(answer.checked))

@@ -147,6 +147,11 @@ def test_script_replicas_and_steps_import_the_root_and_see_an_edit(mscripts, mcl
     assert r.json()["result"] == {"pick": "x", "imported": "v2", "now": "v2"}
     assert step(mclient, steps, "first", [["z"]]).json()["result"]["imported"] == "v2"
 
+    edit(utils, UTILS.format(version="v3"))
+    r = mclient.post("/script-engine/restart", json={"script_path": controller})
+    assert r.status_code == 200, r.text
+    assert mclient.get(f"/script-api/{n}/pick").json()["version"] == "v3"
+
 
 def test_replicas_import_the_root(mscripts, mclient):
     mscripts.write("common/utils.py", UTILS.format(version="rep"))
