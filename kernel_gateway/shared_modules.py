@@ -200,8 +200,3 @@ class SharedModules:
         if loaded is not None:
             loaded.modules.clear()
             loaded.missing.difference_update(missing)
-
-    def loaded(self, kernel: ScriptKernel) -> list[str]:
-        """The root modules ``kernel`` loaded (for status and tests)."""
-        loaded = self._loaded.get(kernel)
-        return sorted(loaded.modules) if loaded else []
