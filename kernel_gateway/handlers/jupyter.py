@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from jupyter_client.jsonutil import json_default
+from jupyter_client.session import new_id
 from tornado import websocket
 
 from ..engine import RunningScript, ScriptEngine
@@ -239,7 +240,14 @@ class KernelChannelsHandler(GatewaySocket):
         return None  # the JSON protocol only
 
     async def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
-        self.client = self.km.client()
+        # A Session of its own: the ZeroMQ identity of a client's shell/control/stdin
+        # sockets is its session id, and the kernel's ROUTERs hand an identity over to
+        # its newest connection; sharing the manager's Session (km.client()'s default)
+        # cut the gateway's own channels while a client was attached (its comm
+        # responses and control replies were lost: list_all hung 60 s).
+        session = self.km.session.clone()
+        session.session = new_id()
+        self.client = self.km.client(session=session)
         self.client.start_channels()
         # Like Jupyter Server's "nudge": until iopub delivers, messages the browser
         # sends now would have their output lost (ZeroMQ's slow-joiner). Tornado does
