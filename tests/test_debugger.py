@@ -4,10 +4,13 @@ kernel: a breakpoint in a route handler stops there when the route is called ove
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 import textwrap
 import time
 
 import httpx
+import nbformat
+import pytest
 from jupyter_client import BlockingKernelClient
 
 from conftest import unique
@@ -90,5 +93,152 @@ def boot():
             answer = call.result(30)
         assert answer.status_code == 200 and answer.json() == 21
         _debug(kc, "disconnect", {"restart": False, "terminateDebuggee": False})
+    finally:
+        kc.stop_channels()
+
+
+def _start_debugger(kc: BlockingKernelClient) -> dict:
+    """What JupyterLab does when the debugger is switched on: debugInfo, initialize,
+    attach, configurationDone. Returns debugInfo's body (the hash parameters)."""
+    info = _debug(kc, "debugInfo")["body"]
+    assert _debug(
+        kc,
+        "initialize",
+        {
+            "clientID": "jupyterlab",
+            "adapterID": "python",
+            "pathFormat": "path",
+            "linesStartAt1": True,
+            "columnsStartAt1": True,
+        },
+    )["success"]
+    assert _debug(kc, "attach")["success"]
+    assert _debug(kc, "configurationDone")["success"]
+    return info
+
+
+def _code_id(text: str, info: dict) -> str:
+    """The path JupyterLab's debugger computes for an editor's text (its getCodeId):
+    tmpFilePrefix + murmur2(UTF-8 text, hashSeed) + tmpFileSuffix."""
+    from ipykernel.compiler import murmur2_x86
+
+    return f"{info['tmpFilePrefix']}{murmur2_x86(text, info['hashSeed'])}{info['tmpFileSuffix']}"
+
+
+def _wait_stopped(kc: BlockingKernelClient, timeout: float) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if msg["msg_type"] == "debug_event" and msg["content"].get("event") == "stopped":
+            return msg["content"]
+    return None
+
+
+_HANDLER = """\
+def speed(request):
+    factor = 3
+    return 7 * factor
+
+
+def broken(request):
+    return {}["missing"]
+"""
+
+
+@pytest.mark.parametrize("kind", ["py", "ipynb"])
+def test_a_breakpoint_in_the_script_file_stops_code_that_booted_before_the_debugger(
+    scripts, client, gw, kind
+):
+    """Issue 14, step 3: the author opens the script in JupyterLab, connects it to the
+    script's kernel, clicks a line of the route handler; the handler was defined
+    when the script booted, long before the debugger attached."""
+    n = unique("dbgfile")
+    boot = (
+        "def boot():\n"
+        f'    VWED.api.register_route("/{n}/speed", "GET", speed)\n'
+        f'    VWED.api.register_route("/{n}/broken", "GET", broken)\n'
+    )
+    if kind == "py":
+        # leading empty lines, as an f-string script often has: IPython used to drop
+        # them, so the compiled lines were one off the file's and never stopped
+        text = "\n\n" + _HANDLER + "\n\n" + boot
+        rel, cell, line = f"{n}.py", text, 5  # "return 7 * factor"
+        (scripts.root / rel).write_text(text)
+        name = rel
+    else:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_markdown_cell("# a flow"),
+            nbformat.v4.new_code_cell("LIMIT = 3"),
+            nbformat.v4.new_code_cell("\n" + _HANDLER),
+            nbformat.v4.new_code_cell(boot),
+        ]
+        rel, cell, line = f"{n}.ipynb", "\n" + _HANDLER, 4
+        (scripts.root / rel).write_text(nbformat.writes(nb))
+        name = f"{rel} [code cell 2]"
+    started = scripts.start(rel)
+    speed_url = f"{gw.url}/script-api/{n}/speed"
+    assert httpx.get(speed_url, timeout=30).json() == 21  # the handler ran before attach
+
+    info = client.get(f"/script-engine/kernels/{started['kernel_id']}/connection").json()
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        dbg = _start_debugger(kc)
+        # the path a file editor (or a notebook cell) gets for the file's text
+        path = _debug(kc, "dumpCell", {"code": cell})["body"]["sourcePath"]
+        assert path == _code_id(cell, dbg)
+
+        # the Kernel Sources panel lists the script under its own name; opening it works
+        modules = _debug(kc, "modules")["body"]["modules"]
+        assert {"id": path, "name": name, "path": path} in modules
+        assert _debug(kc, "source", {"source": {"path": path}})["body"]["content"] == cell
+
+        bp = _debug(
+            kc,
+            "setBreakpoints",
+            {"source": {"path": path}, "breakpoints": [{"line": line}], "sourceModified": False},
+        )
+        assert bp["body"]["breakpoints"][0]["verified"]
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            call = pool.submit(lambda: httpx.get(speed_url, timeout=60))
+            stopped = _wait_stopped(kc, 30)
+            assert stopped is not None and stopped["body"]["reason"] == "breakpoint"
+            assert not call.done()  # the HTTP call waits at the breakpoint
+            thread_id = stopped["body"]["threadId"]
+            frames = _debug(kc, "stackTrace", {"threadId": thread_id})["body"]["stackFrames"]
+            top = frames[0]
+            assert (top["name"], top["line"]) == ("speed", line)
+            assert top["source"]["path"] == path and top["source"]["name"] == name
+            scopes = _debug(kc, "scopes", {"frameId": top["id"]})["body"]["scopes"]
+            local = next(s for s in scopes if s["name"] == "Locals")
+            variables = _debug(kc, "variables", {"variablesReference": local["variablesReference"]})
+            values = {v["name"]: v["value"] for v in variables["body"]["variables"]}
+            assert "request" in values and values["factor"] == "3"
+            assert _debug(kc, "continue", {"threadId": thread_id})["success"]
+            answer = call.result(30)
+        assert answer.status_code == 200 and answer.json() == 21
+        _debug(kc, "disconnect", {"restart": False, "terminateDebuggee": False})
+
+        # tracebacks name the script, not the debugger's file name
+        out: list[str] = []
+        reply = kc.execute_interactive(
+            "from vwed_kernel.replies import error_payload\n"
+            "try:\n    broken({})\nexcept KeyError as e:\n"
+            "    print(error_payload(e, 'handler')['traceback'])\n",
+            timeout=30,
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok"
+        tb = "".join(out)
+        real = str(scripts.root / rel) + ("" if kind == "py" else " [code cell 2]")
+        assert f'File "{real}", line {line + 4}, in broken' in tb, tb
+        assert path not in tb
     finally:
         kc.stop_channels()

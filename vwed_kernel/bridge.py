@@ -26,6 +26,7 @@ from typing import Any
 
 from . import PROTOCOL_VERSION, __version__
 from .context import Context, Link
+from .debugsource import ScriptSources
 from .dispatch import Calls
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
@@ -49,8 +50,10 @@ class GatewayLink(Link):
         registrations: Registrations,
         vwed_provider: Callable[[], Any],
         kernel: Callable[[], Any] = lambda: None,
+        sources: ScriptSources | None = None,
     ):
         self._user_ns = user_ns
+        self._sources = sources
         self._registrations = registrations
         self._kernel = kernel
         self._fast: Any = None
@@ -179,6 +182,8 @@ class GatewayLink(Link):
             if folder and not at_root and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
         self._registrations.clear()
+        if self._sources is not None and path:
+            self._sources.begin(_script_name(data, path), path)
         if data.get("policy") is not None:
             try:
                 folder = data.get("folder") or (os.path.dirname(path) if path else None)
@@ -212,6 +217,8 @@ class GatewayLink(Link):
 
     def _op_boot(self, data: dict[str, Any], buffers: list[Any]) -> None:
         call_id = data["id"]
+        if self._sources is not None:
+            self._sources.end()
         boot = self._user_ns().get("boot")
         if not callable(boot):
             self._reply_error(
@@ -331,3 +338,16 @@ class GatewayLink(Link):
             ) from None
         finally:
             self._pending.pop(req_id, None)
+
+
+def _script_name(data: dict[str, Any], path: str) -> str:
+    """The script's path under the scripts root (``prepare``'s ``path``; older
+    gateways send only the script id, ``<path>_<milliseconds>``)."""
+    name = data.get("path")
+    if isinstance(name, str) and name:
+        return name
+    script_id = str(data.get("script_id") or "")
+    head, _, tail = script_id.rpartition("_")
+    if head and tail.isdigit() and head.endswith(os.path.basename(path)):
+        return head
+    return path

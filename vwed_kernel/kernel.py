@@ -10,6 +10,7 @@ from ipykernel.ipkernel import IPythonKernel
 
 from . import COMM_TARGET, __version__, importer
 from .bridge import GatewayLink
+from .debugsource import ScriptSources
 from .registrations import Registrations
 from .vwed import VWED
 
@@ -34,8 +35,15 @@ class VWEDKernel(IPythonKernel):
         assert shell is not None
         # one Registrations: VWED's modules fill it, the comm end looks calls up in it
         registrations = Registrations()
+        # the script's files as the debugger names them (debugsource.py)
+        self.vwed_sources = ScriptSources(shell)
+        self.vwed_sources.install()
         self.vwed_link = GatewayLink(
-            lambda: shell.user_ns, registrations, lambda: self.vwed, lambda: self
+            lambda: shell.user_ns,
+            registrations,
+            lambda: self.vwed,
+            lambda: self,
+            sources=self.vwed_sources,
         )
         self.vwed = VWED(self.vwed_link, registrations=registrations)
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
@@ -49,6 +57,10 @@ class VWEDKernel(IPythonKernel):
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "flush_interval"):
                 stream.flush_interval = OUTPUT_FLUSH_INTERVAL
+
+    async def do_debug_request(self, msg: dict[str, Any]) -> Any:
+        reply = await super().do_debug_request(msg)
+        return self.vwed_sources.on_debug_reply(msg, reply)
 
     @property
     def banner(self) -> str:  # type: ignore[override]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from .debugsource import readable_traceback
+
 __all__ = ["Send", "error_payload", "failure_text", "reply_ok", "reply_error"]
 
 Send = Callable[[dict[str, Any], "list[bytes] | None"], None]
@@ -32,6 +34,7 @@ def _script_frames(tb: TracebackType | None) -> TracebackType | None:
 
 def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, _script_frames(exc.__traceback__)))
+    tb = readable_traceback(tb)  # the script's cells named by its path, not the debugger's
     payload = {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
     if getattr(exc, "exit_code", None) is not None:
         payload["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
