@@ -3,15 +3,19 @@ kernel: a breakpoint in a route handler stops there when the route is called ove
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import json
 import queue
 import textwrap
 import time
+import uuid
 
 import httpx
 import nbformat
 import pytest
 from jupyter_client import BlockingKernelClient
+from tornado.websocket import websocket_connect
 
 from conftest import unique
 
@@ -242,3 +246,109 @@ def test_a_breakpoint_in_the_script_file_stops_code_that_booted_before_the_debug
         assert path not in tb
     finally:
         kc.stop_channels()
+
+
+class _WsDebug:
+    """The Jupyter debug protocol over the gateway's channels WebSocket, as JupyterLab
+    speaks it through Jupyter Server in gateway mode (control channel, iopub events)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.events: list[dict] = []
+
+    async def _read(self, timeout: float) -> dict:
+        raw = await asyncio.wait_for(self.conn.read_message(), timeout)
+        assert raw is not None, "the WebSocket closed"
+        msg = json.loads(raw)
+        if msg["msg_type"] == "debug_event":
+            self.events.append(msg["content"])
+        return msg
+
+    async def request(self, command: str, arguments: dict | None = None) -> dict:
+        msg = _ws_msg(
+            "debug_request",
+            {"type": "request", "seq": 1, "command": command, "arguments": arguments or {}},
+            "control",
+        )
+        await self.conn.write_message(json.dumps(msg))
+        deadline = time.monotonic() + 30
+        while True:
+            reply = await self._read(max(0.1, deadline - time.monotonic()))
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                if reply["msg_type"] == "debug_reply":
+                    return reply["content"]
+
+    async def stopped(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event.get("event") == "stopped":
+                    return event
+            await self._read(max(0.1, deadline - time.monotonic()))
+
+
+def _ws_msg(msg_type: str, content: dict, channel: str) -> dict:
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "username": "lab",
+        "session": uuid.uuid4().hex,
+        "version": "5.3",
+        "date": "",
+    }
+    return {
+        "header": header,
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": channel,
+        "buffers": [],
+    }
+
+
+def test_the_debugger_through_the_gateway_channels_websocket(scripts, gw):
+    """The same loop through ``/api/kernels/{id}/channels`` (JupyterLab's way): the
+    attached client's control channel is its own, the script keeps answering."""
+    n = unique("dbgws")
+    text = (
+        _HANDLER
+        + "\n\ndef boot():\n"
+        + (f'    VWED.api.register_route("/{n}/speed", "GET", speed)\n')
+    )
+    (scripts.root / f"{n}.py").write_text(text)
+    started = scripts.start(f"{n}.py")
+    speed_url = f"{gw.url}/script-api/{n}/speed"
+    url = f"ws://127.0.0.1:{gw.gateway.port}/api/kernels/{started['kernel_id']}/channels"
+
+    async def session() -> tuple[dict, dict]:
+        conn = await asyncio.wait_for(websocket_connect(url), 10)
+        try:
+            dbg = _WsDebug(conn)
+            info = (await dbg.request("debugInfo"))["body"]
+            for command, arguments in (
+                ("initialize", {"clientID": "jupyterlab", "adapterID": "python"}),
+                ("attach", {}),
+                ("configurationDone", {}),
+            ):
+                assert (await dbg.request(command, arguments))["success"], command
+            path = _code_id(text, info)  # what JupyterLab computes for the editor's text
+            assert (await dbg.request("dumpCell", {"code": text}))["body"]["sourcePath"] == path
+            bp = await dbg.request(
+                "setBreakpoints", {"source": {"path": path}, "breakpoints": [{"line": 3}]}
+            )
+            assert bp["body"]["breakpoints"][0]["verified"]
+            call = asyncio.ensure_future(asyncio.to_thread(httpx.get, speed_url, timeout=60))
+            stopped = await dbg.stopped(30)
+            assert not call.done()
+            thread_id = stopped["body"]["threadId"]
+            frames = (await dbg.request("stackTrace", {"threadId": thread_id}))["body"]
+            assert (await dbg.request("continue", {"threadId": thread_id}))["success"]
+            answer = await asyncio.wait_for(call, 30)
+            await dbg.request("disconnect", {"restart": False, "terminateDebuggee": False})
+            return frames["stackFrames"][0], {"status": answer.status_code, "body": answer.json()}
+        finally:
+            conn.close()
+
+    top, answer = asyncio.run(session())
+    assert (top["name"], top["line"], top["source"]["name"]) == ("speed", 3, f"{n}.py")
+    assert answer == {"status": 200, "body": 21}
