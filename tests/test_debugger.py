@@ -352,3 +352,43 @@ def test_the_debugger_through_the_gateway_channels_websocket(scripts, gw):
     top, answer = asyncio.run(session())
     assert (top["name"], top["line"], top["source"]["name"]) == ("speed", 3, f"{n}.py")
     assert answer == {"status": 200, "body": 21}
+
+
+def test_a_breakpoint_in_a_shared_module_set_from_kernel_sources(scripts, client, gw):
+    """A module of the scripts root (``import common.x``) keeps its real path as its
+    code's file name: the Kernel Sources panel lists it, opening it shows its text,
+    and a breakpoint set in that view stops there."""
+    n = unique("dbgmod")
+    helper = "def double(x):\n    y = x * 2\n    return y\n"
+    scripts.write(f"common_{n}/helpers.py", helper)
+    started = scripts.start(
+        f"{n}/main.py",
+        f"from common_{n}.helpers import double\n\n\ndef boot():\n"
+        f'    VWED.api.register_route("/{n}/double", "GET", lambda: double(4))\n',
+    )
+    info = client.get(f"/script-engine/kernels/{started['kernel_id']}/connection").json()
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        _start_debugger(kc)
+        modules = _debug(kc, "modules")["body"]["modules"]
+        module = next(m for m in modules if m["name"] == f"common_{n}.helpers")
+        path = module["path"]
+        assert path.endswith(f"common_{n}/helpers.py")
+        assert _debug(kc, "source", {"source": {"path": path}})["body"]["content"] == helper
+        bp = _debug(kc, "setBreakpoints", {"source": {"path": path}, "breakpoints": [{"line": 3}]})
+        assert bp["body"]["breakpoints"][0]["verified"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            call = pool.submit(lambda: httpx.get(f"{gw.url}/script-api/{n}/double", timeout=60))
+            stopped = _wait_stopped(kc, 30)
+            assert stopped is not None
+            thread_id = stopped["body"]["threadId"]
+            top = _debug(kc, "stackTrace", {"threadId": thread_id})["body"]["stackFrames"][0]
+            assert (top["name"], top["line"], top["source"]["path"]) == ("double", 3, path)
+            assert _debug(kc, "continue", {"threadId": thread_id})["success"]
+            assert call.result(30).json() == 8
+        _debug(kc, "disconnect", {"restart": False, "terminateDebuggee": False})
+    finally:
+        kc.stop_channels()

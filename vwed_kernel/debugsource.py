@@ -18,7 +18,9 @@ What this module adds:
 - the debugger's Kernel Sources panel (the ``modules`` request) lists them under
   that name, and opening one works without a file editor (``source`` is answered
   from memory; the files are also written where the debugger expects them when it
-  starts, so debugpy and JupyterLab find them on disk);
+  starts, so debugpy and JupyterLab find them on disk); modules of the scripts root
+  (``importer.py``: compiled under their real path) are listed by ipykernel itself,
+  and ``source`` answers them from ``linecache`` where the file is not on disk;
 - tracebacks name the script (IPython's ``File <path>, line N`` instead of
   ``Cell In[0]``, and ``readable_traceback`` for the tracebacks a call returns).
 
@@ -36,6 +38,7 @@ under a lock.
 from __future__ import annotations
 
 import contextlib
+import linecache
 import os
 import threading
 from dataclasses import dataclass
@@ -133,8 +136,12 @@ class ScriptSources:
         elif command == "source" and not reply.get("success"):
             path = ((request.get("arguments") or {}).get("source") or {}).get("path", "")
             found = self.get(str(path))
-            if found is not None:
-                reply.update(success=True, body={"content": found.text})
+            # a script's cell, or a module of the scripts root (importer.py keeps its
+            # lines in linecache: the file may not be on this machine's disk)
+            cached: Any = linecache.cache.get(str(path))
+            text = found.text if found is not None else "".join(cached[2]) if cached else None
+            if text is not None:
+                reply.update(success=True, body={"content": text})
                 reply.pop("message", None)
         elif command == "stackTrace" and reply.get("success"):
             for frame in (reply.get("body") or {}).get("stackFrames") or []:
