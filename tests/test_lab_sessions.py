@@ -147,6 +147,13 @@ def test_attach_run_in_the_script_restart_keeps_the_kernel_and_socket(lab_gw, gw
             )
             assert after.strip() != before
             assert len(after.strip()) == 32
+            # a restart from elsewhere (the scripts API, the dashboard) too
+            r = gwc.post("/script-engine/restart", json={"script_path": rel})
+            assert r.status_code == 200, r.text
+            again = wait_until(
+                lambda: _try(channels, "print(BOOT)"), 30, "the WebSocket on the third kernel"
+            )
+            assert again.strip() not in (before, after.strip())
         finally:
             channels.close()
         sessions = lab.sessions()
