@@ -216,3 +216,18 @@ def test_the_extension_is_enabled_by_its_installed_config():
         '["jupyter-config/jupyter_server_config.d/vwed_lab.json"]'
     ) in project
     assert 'lab = ["jupyterlab>=4.0", "jupyter_server>=2.10"]' in project
+
+
+def test_shutting_the_kernel_down_from_jupyter_server_stops_the_script(lab_gw, gwc, lab):
+    rel = f"{unique('down')}.py"
+    try:
+        _start(lab_gw, gwc, rel)
+        session = wait_until(lambda: lab.sessions().get(rel), 2.0, "the script's session")
+        # JupyterLab's "Shut Down Kernel" (after its "Shut down kernel?" dialog)
+        r = lab.http.delete(f"/api/kernels/{session['kernel']['id']}")
+        assert r.status_code == 204, r.text
+        running = {s["script_path"] for s in gwc.get("/script-engine/running").json()["scripts"]}
+        assert rel not in running
+        wait_until(lambda: rel not in lab.sessions(), 3.0, "the session to go")
+    finally:
+        _stop(gwc, rel)
