@@ -34,7 +34,9 @@ def free_port() -> int:
 
 
 class JupyterServer:
-    def __init__(self, gateway_url: str, gateway_token: str, tmp: Path, root: Path) -> None:
+    def __init__(
+        self, gateway_url: str, gateway_token: str, tmp: Path, root: Path, *extra: str
+    ) -> None:
         self.port, self.token = free_port(), uuid.uuid4().hex
         cfg = tmp / "cfg"
         (cfg / "jupyter_server_config.d").mkdir(parents=True, exist_ok=True)
@@ -60,6 +62,7 @@ class JupyterServer:
                 f"--GatewayClient.auth_token={gateway_token}",
                 f"--ServerApp.root_dir={root}",
                 "--allow-root",
+                *extra,
             ],
             env=env,
             stdout=self._out,
