@@ -95,9 +95,11 @@ def listed(engine: ScriptEngine) -> list[Target]:
     restarts = _restarting_paths(engine, running)
     for script in running:
         kernels = {k.replica: k for k in script.kernels}
-        # a stopping script has no kernels yet is listed: whether it comes back (a
-        # restart) is known once it is gone (its exit reason)
-        pending = script.path in restarts or script.status in ("restarting", "stopping")
+        # A replica without a kernel is listed, "restarting", while the script is live:
+        # its kernel is being replaced (a crash, a replica's replacement), or the script
+        # stops, and whether it comes back (a restart) is known once it is gone (its
+        # exit reason). Not while the script first boots, nor once it is down.
+        pending = script.path in restarts or script.status in ("running", "restarting", "stopping")
         for replica in range(max(script.replicas, len(kernels))):
             kernel = kernels.get(replica)
             if kernel is None and not pending:
