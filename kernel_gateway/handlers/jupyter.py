@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from jupyter_client.jsonutil import json_default
 from ..engine import ScriptEngine
 from ..errors import Conflict, NotFound
 from ..logs import LogHub
-from ..scratch import ScratchKernels, iso_utc
+from ..scratch import ScratchKernels
 from .attach_audit import token_role
 from .base import JSONHandler
 from .kernel_channels import KernelChannelsHandler
@@ -63,15 +65,19 @@ class _Jupyter(JSONHandler):
             state = "restarting"
         else:
             state = "busy" if kernel.bridge.in_flight else "idle"
-        started = kernel.started_at if kernel is not None else None
-        if started is None:
-            started = script.started_at if script is not None else 0.0
+        if kernel is not None:
+            started = kernel.started_at
+        else:
+            started = script.started_at if script is not None else time.time()
         return {
             "id": kernel_id or target.id,
             "name": self.scratch.default_name,
             "execution_state": state,
             "connections": 0,
-            "last_activity": iso_utc(started),
+            # always with microseconds: Jupyter Server's gateway client parses this format
+            "last_activity": datetime.fromtimestamp(started, timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            ),
             "vwed": {
                 "script_id": script.script_id if script is not None else None,
                 "script_path": target.path,
