@@ -161,6 +161,9 @@ class Channels:
         return out
 
     def close(self) -> None:
-        self.conn.close()
-        self.loop.run_until_complete(asyncio.sleep(0))
+        self.loop.run_until_complete(self._close())
         self.loop.close()
+
+    async def _close(self) -> None:
+        self.conn.close()  # on its own loop: tornado writes the close frame there
+        await asyncio.sleep(0)
