@@ -19,6 +19,7 @@ from .handlers.jupyter import (
     KernelConnectionHandler,
     KernelHandler,
     KernelsHandler,
+    KernelSpecResourceHandler,
     KernelSpecsHandler,
 )
 from .handlers.lifecycle import (
@@ -73,6 +74,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/api", ApiRootHandler, ("engine", "scratch")),
     (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
     (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),
+    (r"/kernelspecs/([^/]+)/([^/]+)", KernelSpecResourceHandler, ("engine", "scratch")),
     (r"/api/kernels", KernelsHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
