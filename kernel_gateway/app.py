@@ -21,6 +21,7 @@ from . import __version__
 from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .datadir import secure_data_dir, stored_token
+from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .errors import KernelStartError, StoreTimeout
 from .handlers.base import Tokens
@@ -191,7 +192,12 @@ class Gateway:
             debug=settings.debug,
             modules=self.modules,
         )
-        self.scratch = ScratchKernels(self.ksm, self.kernel_name, self.launch)
+        self.scratch = ScratchKernels(
+            self.ksm,
+            self.kernel_name,
+            self.launch,
+            DraftHub(self.services, fast_path=settings.fast_path),
+        )
         GatewayGauges(
             self.metrics.registry,
             self.scripts,

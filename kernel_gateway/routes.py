@@ -52,7 +52,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/running", RunningHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
-    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
+    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router", "scratch")),
     (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
     (r"/script-engine/files", FilesTreeHandler, ("store",)),
     (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store",)),
@@ -84,7 +84,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
         KernelConnectionHandler,
         ("engine", "scratch", "hub"),
     ),
-    (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
+    (r"/script-api/(.*)", ScriptApiHandler, ("router", "scratch")),
     (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
 ]
 
