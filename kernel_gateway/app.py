@@ -21,6 +21,7 @@ from . import __version__
 from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .datadir import secure_data_dir, stored_token
+from .deploy import Deployer
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .errors import KernelStartError, StoreTimeout
@@ -196,7 +197,11 @@ class Gateway:
             self.ksm,
             self.kernel_name,
             self.launch,
-            DraftHub(self.services, fast_path=settings.fast_path),
+            DraftHub(
+                self.services,
+                deployer=Deployer(self.engine, self.store),
+                fast_path=settings.fast_path,
+            ),
         )
         GatewayGauges(
             self.metrics.registry,

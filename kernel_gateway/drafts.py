@@ -16,7 +16,8 @@ The rule (``id8``: the first 8 characters of the kernel id JupyterLab knows):
   listeners), never the events of production scripts; WebSocket routes are not served;
 - a draft never conflicts with nor shadows a production script: production's table
   is untouched, and a production route that matches a path under
-  ``/script-api/drafts/...`` wins (the draft's registration is refused with a WARNING).
+  ``/script-api/drafts/...`` wins (the draft's registration is refused with a WARNING);
+- ``VWED.deploy(path)`` saves it as a script and starts it (``deploy.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from jupyter_client.manager import AsyncKernelManager
 from .background import Background
 from .boot import map_call_error
 from .bridge import Reply
+from .deploy import Deployer
 from .errors import GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .inputs import parse_timeout
 from .kernel_services import KernelServices
@@ -167,7 +169,7 @@ class Draft:
         if op == "request":
             service = data.get("service")
             payload = _payload(buffers)
-            if service == "event.emit" or (
+            if service in ("event.emit", "draft.deploy") or (
                 service == "function.call" and str(payload.get("name", "")).startswith(PREFIX + "/")
             ):
                 self._tasks.spawn(self._serve(kernel, data, service, payload))
@@ -218,7 +220,11 @@ class Draft:
         listeners, then this draft's own)."""
         req_id, noreply = str(data.get("id", "")), bool(data.get("noreply"))
         try:
-            if service == "event.emit":
+            if service == "draft.deploy":
+                if self.hub.deployer is None:
+                    raise ServiceUnavailable("this gateway does not deploy drafts", "NO_DEPLOY")
+                value = json.dumps(await self.hub.deployer.deploy(payload)).encode()
+            elif service == "event.emit":
                 name = str(payload.get("name"))
                 report = await self.hub.services.router.emit(name, payload.get("data"))
                 mine = await self.emit(name, payload.get("data"))
@@ -334,9 +340,15 @@ class DraftHub:
     """The drafts of the gateway, by ``id8``; what they need of the gateway."""
 
     def __init__(
-        self, services: KernelServices, *, fast_path: bool = True, startup_timeout: float = 60.0
+        self,
+        services: KernelServices,
+        *,
+        deployer: Deployer | None = None,
+        fast_path: bool = True,
+        startup_timeout: float = 60.0,
     ) -> None:
         self.services = services
+        self.deployer = deployer
         self.fast_path = fast_path
         self.startup_timeout = startup_timeout
         self.drafts: dict[str, Draft] = {}

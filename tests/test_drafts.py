@@ -306,3 +306,77 @@ def _runs(nb: Notebook, code: str) -> str:
         return nb.run(code).strip()
     except (AssertionError, asyncio.TimeoutError):
         return ""
+
+
+def test_deploy_saves_the_draft_as_a_script_and_starts_it(draft_gw, admin, caller, draft):
+    _, root = draft_gw
+    _, nb = draft
+    n = unique("dep")
+    started: list[str] = []
+    try:
+        # one call: write the code as a script and start it ...
+        out = nb.run(
+            f"""
+            src = '''def boot():
+                VWED.api.register_route("/{n}/v", "GET", lambda: "v1")
+            '''
+            r = VWED.deploy("{n}/app.py", src)
+            print(r["action"], r["script_id"])
+            """
+        )
+        action, sid = out.split()
+        started.append(sid)
+        assert action == "started" and (root / n / "app.py").is_file()
+        assert caller.get(f"/script-api/{n}/v").json() == "v1"
+        # ... and again: the running script is reloaded with the new code
+        out = nb.run(f'print(VWED.deploy("{n}/app.py", src.replace("v1", "v2"))["action"])')
+        assert out.strip() == "reloaded"
+        assert caller.get(f"/script-api/{n}/v").json() == "v2"
+
+        # a saved notebook: exported beside it (skip-tagged cells left out), started;
+        # the deploy line itself is a no-op in the deployed script
+        cells = [
+            {"cell_type": "markdown", "id": "c0", "metadata": {}, "source": "# Dock"},
+            {
+                "cell_type": "code",
+                "id": "c1",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": f'def boot():\n    VWED.api.register_route("/{n}/nb", "GET", lambda: 1)',
+            },
+            {
+                "cell_type": "code",
+                "id": "c2",
+                "metadata": {"tags": ["skip"]},
+                "execution_count": None,
+                "outputs": [],
+                "source": "print(VWED.function.call('no-such-function'))",
+            },
+            {
+                "cell_type": "code",
+                "id": "c3",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": f'VWED.deploy("{n}/dock.ipynb")',
+            },
+        ]
+        notebook = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+        r = admin.put(
+            f"/script-engine/files/{n}/dock.ipynb", json={"content": json.dumps(notebook)}
+        )
+        assert r.status_code == 200, r.text
+        out = nb.run(f'r = VWED.deploy("{n}/dock.ipynb"); print(r["action"], r["script_id"])')
+        action, sid = out.split()
+        started.append(sid)
+        assert action == "started" and r_path(sid) == f"{n}/dock.py"
+        assert caller.get(f"/script-api/{n}/nb").json() == 1
+        assert "no-such-function" not in (root / n / "dock.py").read_text()
+    finally:
+        for sid in started:
+            admin.post("/script-engine/stop", json={"script_id": sid})
+
+
+def r_path(script_id: str) -> str:
+    return script_id.rsplit("_", 1)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .context import Context, DetachedLink, Link
+from .errors import GatewayUnavailableError
 from .modules.api import ApiModule
 from .modules.device import DeviceModule
 from .modules.event import EventModule
@@ -76,6 +77,29 @@ class VWED:
         """How many kernels run this script (``POST /script-engine/start {"replicas": N}``)."""
         return self._context.link.replicas
 
+    def deploy(
+        self, path: str, source: str | None = None, *, replicas: int = 1, timeout: float = 120.0
+    ) -> dict[str, Any] | None:
+        """From a notebook on the gateway's VWED kernel (a draft): save it as a script
+        and start it, or reload it if it runs (docs/vwed.md, "Drafts").
+
+        ``deploy("warehouse/new.ipynb")`` exports the saved notebook to
+        ``warehouse/new.py`` (``skip``-tagged cells left out) and starts that;
+        ``deploy("warehouse/new.py", source)`` writes ``source`` there first;
+        ``deploy("warehouse/new.py")`` starts the file as it is. Outside a draft (the
+        deployed script itself runs this line) it does nothing and returns ``None``.
+        """
+        link = self._context.link
+        if not (link.script_id or "").startswith("drafts/"):
+            if link.attached:
+                self._context.log("WARNING", "deploy", "VWED.deploy runs in drafts only; ignored")
+                return None
+            raise GatewayUnavailableError(
+                "VWED.deploy needs a notebook on the gateway's VWED kernel (a draft)"
+            )
+        payload = {"path": path, "source": source, "replicas": replicas}
+        return dict(link.request("draft.deploy", payload, timeout=timeout))
+
     def registrations(self) -> dict[str, Any]:
         """What this kernel registered: ``{"apis", "functions", "events", "timers"}``."""
         return self._context.registrations.snapshot()
@@ -105,4 +129,5 @@ class VWED:
             "replica",
             "replicas",
             "registrations",
+            "deploy",
         ]
