@@ -22,7 +22,6 @@ The rule (``id8``: the first 8 characters of the kernel id JupyterLab knows):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -35,59 +34,20 @@ from .background import Background
 from .boot import map_call_error
 from .bridge import Reply
 from .deploy import Deployer
-from .errors import GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
 from .inputs import parse_timeout
 from .kernel_services import KernelServices
 from .kernels import KernelEvents, ScriptKernel
 from .registrations import ScriptRegistrations, normalize_path
 from .registry import Registry
+from .scratch import DraftKernel
 
-__all__ = ["DraftHub", "Draft", "DraftKernel", "PREFIX"]
+__all__ = ["DraftHub", "Draft", "PREFIX"]
 
 log = logging.getLogger("kernel_gateway.drafts")
 
 PREFIX = "drafts"
 _RECENT_CALLS = 1024
-
-
-class DraftKernel(ScriptKernel):
-    """The gateway's connection to a scratch kernel: a ``ScriptKernel`` (comm bridge,
-    readers, death watch) over a kernel manager the scratch table owns."""
-
-    @classmethod
-    async def connect(
-        cls, km: AsyncKernelManager, *, fast_path: bool, timeout: float
-    ) -> DraftKernel:
-        kernel = cls(km)
-        try:
-            await asyncio.wait_for(kernel._connect(fast_path), timeout)
-        except BaseException:
-            await kernel.release()
-            raise
-        return kernel
-
-    async def release(self) -> None:
-        """Let go of the kernel without stopping it (its kernel is restarted in place)."""
-        if self._closing:
-            return
-        self._closing = True
-        self.alive = False
-        self.bridge.fail_all(
-            ServiceUnavailable(
-                "the draft's kernel is restarting",
-                "KERNEL_RESTARTING",
-                headers={"Retry-After": "1"},
-            )
-        )
-        self.bridge.close()
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        with contextlib.suppress(Exception):
-            self.client.stop_channels()
-        if self.on_closed is not None:
-            self.on_closed(self)
 
 
 class Draft:
@@ -234,6 +194,10 @@ class Draft:
                 value = json.dumps(report).encode()
             else:
                 draft, fn = self.hub.function(str(payload.get("name")))
+                if draft is self:  # its main thread waits for this answer: it would hang
+                    raise BadRequest(
+                        f"call {fn!r} by its bare name in its own notebook", "BAD_REQUEST"
+                    )
                 router = self.hub.services.router
                 reply = await draft.call_function(
                     fn,
@@ -393,8 +357,7 @@ class DraftHub:
 
 
 def _payload(buffers: list[bytes]) -> dict[str, Any]:
-    try:
+    with contextlib.suppress(ValueError):
         value = json.loads(buffers[0]) if buffers else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        return value if isinstance(value, dict) else {}
+    return {}

@@ -19,14 +19,55 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import BadRequest, NotFound, ServiceUnavailable
+from .kernels import ScriptKernel
 from .launch import LaunchOptions, start_kernel
 
 if TYPE_CHECKING:
     from .drafts import Draft, DraftHub
 
-__all__ = ["ScratchKernels", "ScratchKernel"]
+__all__ = ["ScratchKernels", "ScratchKernel", "DraftKernel"]
 
 log = logging.getLogger("kernel_gateway.jupyter")
+
+
+class DraftKernel(ScriptKernel):
+    """The gateway's connection to a scratch kernel: a ``ScriptKernel`` (comm bridge,
+    readers, death watch) over a kernel manager the scratch table owns."""
+
+    @classmethod
+    async def connect(
+        cls, km: AsyncKernelManager, *, fast_path: bool, timeout: float
+    ) -> DraftKernel:
+        kernel = cls(km)
+        try:
+            await asyncio.wait_for(kernel._connect(fast_path), timeout)
+        except BaseException:
+            await kernel.release()
+            raise
+        return kernel
+
+    async def release(self) -> None:
+        """Let go of the kernel without stopping it (its kernel is restarted in place)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.alive = False
+        self.bridge.fail_all(
+            ServiceUnavailable(
+                "the draft's kernel is restarting",
+                "KERNEL_RESTARTING",
+                headers={"Retry-After": "1"},
+            )
+        )
+        self.bridge.close()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            self.client.stop_channels()
+        if self.on_closed is not None:
+            self.on_closed(self)
 
 
 @dataclass

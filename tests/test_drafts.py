@@ -122,6 +122,14 @@ class Notebook:
                 idle = True
         return out, reply
 
+    def send(self, code: str) -> None:
+        """Send a cell without waiting for its answer."""
+
+        async def write() -> None:
+            await self.conn.write_message(json.dumps(_msg(code)))
+
+        self.loop.run_until_complete(write())
+
     def close(self) -> None:
         self.conn.close()
         self.loop.close()
@@ -299,6 +307,12 @@ def test_events_and_restart(draft_gw, admin, draft):
     wait_until(lambda: _runs(nb, "print(VWED.script_id)") == f"drafts/{id8}", 30, "reconnect")
     nb.run('VWED.api.register_route("/after", "GET", lambda: 2)')
     wait_until(lambda: admin.get(f"/script-api/drafts/{id8}/after").status_code == 200, 10, "route")
+
+    # a kernel that dies takes its routes with it
+    nb.send("import os; os._exit(1)")
+    wait_until(
+        lambda: admin.get(f"/script-api/drafts/{id8}/after").status_code == 404, 10, "removal"
+    )
 
 
 def _runs(nb: Notebook, code: str) -> str:
