@@ -336,15 +336,20 @@ class DraftHub:
             del self.drafts[draft.id8]
         await draft.close()
 
-    def route(self, method: str, path: str) -> tuple[Draft, str] | None:
-        """The draft serving ``method path`` (a path under ``/script-api``) and the
-        draft's own route path; None when it is not a draft's (production first)."""
+    def claims(self, method: str, path: str) -> bool:
+        """Whether ``method path`` (under ``/script-api``) is a draft's to serve: under
+        ``/drafts/`` and not served by production (production first)."""
         if not path.startswith(f"/{PREFIX}/"):
-            return None
+            return False
+        registry = self.services.registry
+        return registry.match(method, path) is None and not registry.methods_for(path)
+
+    def route(self, path: str) -> tuple[Draft, str]:
+        """The draft of ``/drafts/<id8>/<route path>`` and its route path (404 if none)."""
         segs = path.split("/")
         draft = self.drafts.get(segs[2])
-        if draft is None or self.services.registry.match(method, path) is not None:
-            return None
+        if draft is None:
+            raise NotFound(f"no draft {segs[2]!r} serves {path}", "ROUTE_NOT_FOUND")
         return draft, "/" + "/".join(segs[3:])
 
     def function(self, name: str) -> tuple[Draft, str]:

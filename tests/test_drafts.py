@@ -131,7 +131,10 @@ class Notebook:
         self.loop.run_until_complete(write())
 
     def close(self) -> None:
-        self.conn.close()
+        async def close() -> None:
+            self.conn.close()
+
+        self.loop.run_until_complete(close())
         self.loop.close()
 
 
@@ -224,6 +227,7 @@ def test_a_draft_reaches_running_scripts_and_serves_its_routes(draft_gw, admin, 
         assert admin.delete(f"/api/kernels/{kid}").status_code == 204
         r = admin.get(url)
         assert r.status_code == 404 and r.json()["code"] == "ROUTE_NOT_FOUND"
+        assert caller.get(url).status_code == 403  # the caller token learns nothing of drafts
         assert admin.post(fn_url, json={"args": 9}).json()["code"] == "FUNCTION_NOT_FOUND"
     finally:
         admin.post("/script-engine/stop", json={"script_id": started["script_id"]})

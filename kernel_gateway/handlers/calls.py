@@ -72,10 +72,10 @@ class ScriptApiHandler(JSONHandler):
         task_id = req.headers.get("X-VWED-Task-Id") or None
         method = req.method or "GET"
         drafts = self.scratch.drafts
-        found = drafts.route(method, route_path) if drafts is not None else None
-        if found is not None:
-            require_admin(self)
-            reply = await found[0].call_route(method, found[1], request, req.body, task_id)
+        if drafts is not None and drafts.claims(method, route_path):
+            require_admin(self)  # before saying whether such a draft exists
+            draft, draft_path = drafts.route(route_path)
+            reply = await draft.call_route(method, draft_path, request, req.body, task_id)
         else:
             _, reply = await self.router.call_route(
                 method, route_path, request, req.body, task_id=task_id
