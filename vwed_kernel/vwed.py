@@ -36,6 +36,9 @@ class VWED:
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
     - ``VWED.storage`` / ``VWED.task`` / ``VWED.robot``: the platform's locations, tasks, robots
 
+    - ``VWED.deploy(path)``: from a notebook on the gateway's kernel (a draft), save it as a
+      script and start it
+
     Register everything in your script's ``boot()``; the gateway commits the
     registrations when ``boot()`` returns.
     """
