@@ -208,8 +208,7 @@ class KernelActionHandler(_Jupyter):
                 pending.pop(target.path, None)
             self.write_json(self._model(target.id))
             return
-        kernel = self.scratch.get(kernel_id)
-        await kernel.km.restart_kernel(now=True)
+        kernel = await self.scratch.restart(kernel_id)  # a draft is connected again
         self.write_json(self.scratch.model(kernel))
 
 
