@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("kernel_gateway", "vwed_kernel")
+PACKAGES = ("kernel_gateway", "vwed_kernel", "vwed_lab")
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ARCHITECTURE = REPO / "docs" / "architecture.md"
 
-_PATH = re.compile(r"\b(?:kernel_gateway|vwed_kernel)/[A-Za-z0-9_./*-]*")
-_DOTTED = re.compile(r"\b(?:kernel_gateway|vwed_kernel)(?:\.[a-z_][a-z0-9_]*)+")
+_PATH = re.compile(r"\b(?:kernel_gateway|vwed_kernel|vwed_lab)/[A-Za-z0-9_./*-]*")
+_DOTTED = re.compile(r"\b(?:kernel_gateway|vwed_kernel|vwed_lab)(?:\.[a-z_][a-z0-9_]*)+(?![\w/-])")
+_FILE_SUFFIXES = (".json", ".py", ".md", ".toml", ".png")
 _CODE = re.compile(r"`([^`\n]+)`")
 _NAME = re.compile(r"[A-Z][A-Za-z0-9]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?")
 # Capitalised words in backticks that are not classes: HTTP header names.
@@ -53,7 +54,11 @@ def _module_exists(dotted: str) -> bool:
 def test_package_paths_in_docs_exist(doc: Path):
     text = doc.read_text()
     missing = [p for p in {m.rstrip(".,:;)") for m in _PATH.findall(text)} if not _exists(p, REPO)]
-    missing += [m for m in set(_DOTTED.findall(text)) if not _module_exists(m)]
+    missing += [
+        m
+        for m in set(_DOTTED.findall(text))
+        if not m.endswith(_FILE_SUFFIXES) and not _module_exists(m)
+    ]
     assert not missing, f"{doc.name} names what does not exist: {sorted(missing)}"
 
 
