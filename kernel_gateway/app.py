@@ -21,6 +21,8 @@ from . import __version__
 from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .datadir import secure_data_dir, stored_token
+from .deploy import Deployer
+from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .errors import KernelStartError, StoreTimeout
 from .handlers.base import Tokens
@@ -41,6 +43,7 @@ from .routes import ROUTES, make_app
 from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
+from .shared_modules import SharedModules
 from .steps import StepService
 from .store import Database, DatabaseError
 from .store.service import StoreService, busy_threads
@@ -100,6 +103,7 @@ class Gateway:
             enabled=settings.auth,
         )
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
+        self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()
         self.db = StoreService(
             Database(settings.database_url, settings.db_timeout),
@@ -146,6 +150,7 @@ class Gateway:
                 sender=settings.smtp_from,
                 tls=settings.smtp_tls,
             ),
+            modules=self.modules,
         )
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
@@ -186,8 +191,18 @@ class Gateway:
             max_timeout=settings.max_timeout,
             grace=settings.step_grace,
             debug=settings.debug,
+            modules=self.modules,
         )
-        self.scratch = ScratchKernels(self.ksm, self.kernel_name, self.launch)
+        self.scratch = ScratchKernels(
+            self.ksm,
+            self.kernel_name,
+            self.launch,
+            DraftHub(
+                self.services,
+                deployer=Deployer(self.engine, self.store),
+                fast_path=settings.fast_path,
+            ),
+        )
         GatewayGauges(
             self.metrics.registry,
             self.scripts,

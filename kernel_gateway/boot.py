@@ -100,6 +100,7 @@ async def _load_and_boot(
             "op": "prepare",
             "script_id": script_id,
             "file": source.file,
+            "path": source.path,  # relative: a script at the root does not put it on sys.path
             "replica": replica,
             "replicas": replicas,
             "policy": policy,

@@ -8,6 +8,7 @@ its answer, or raises a ``GatewayError`` that the kernel receives as the error."
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,12 +25,15 @@ from .metrics import Metrics
 from .platform import PlatformBackend
 from .registry import Registry
 from .routing import CallRouter
+from .shared_modules import SharedModules
 
 __all__ = ["KernelServices"]
 
 log = logging.getLogger("kernel_gateway.routing")
 
 Service = Callable[[dict[str, Any]], Awaitable[bytes]]
+# a service that must know which kernel asked
+KernelService = Callable[[ScriptKernel, dict[str, Any]], Awaitable[bytes]]
 
 
 class KernelServices:
@@ -43,6 +47,7 @@ class KernelServices:
         *,
         platform: PlatformBackend | None = None,
         mailer: Mailer | None = None,
+        modules: SharedModules | None = None,
     ) -> None:
         self.scripts = scripts
         self.registry = registry
@@ -58,6 +63,9 @@ class KernelServices:
             "function.call": self._function_call,
             "function.list": self._function_list,
         }
+        self.kernel_services: dict[str, KernelService] = {}
+        if modules is not None:
+            self.kernel_services["module.find"] = modules.find
         self._tasks = Background(log)
 
     def on_kernel_event(
@@ -115,6 +123,8 @@ class KernelServices:
         noreply = bool(data.get("noreply"))
         try:
             handler = self.services.get(str(service))
+            if handler is None and str(service) in self.kernel_services:
+                handler = functools.partial(self.kernel_services[str(service)], kernel)
             if handler is None:
                 raise BadRequest(f"unknown service {service!r}", "UNKNOWN_SERVICE")
             payload = json.loads(buffers[0]) if buffers else {}

@@ -19,6 +19,7 @@ from .handlers.jupyter import (
     KernelConnectionHandler,
     KernelHandler,
     KernelsHandler,
+    KernelSpecResourceHandler,
     KernelSpecsHandler,
 )
 from .handlers.lifecycle import (
@@ -51,7 +52,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/running", RunningHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
-    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router",)),
+    (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router", "scratch")),
     (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
     (r"/script-engine/files", FilesTreeHandler, ("store",)),
     (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store",)),
@@ -73,6 +74,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/api", ApiRootHandler, ("engine", "scratch")),
     (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
     (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),
+    (r"/kernelspecs/([^/]+)/([^/]+)", KernelSpecResourceHandler, ("engine", "scratch")),
     (r"/api/kernels", KernelsHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)", KernelHandler, ("engine", "scratch")),
     (r"/api/kernels/([^/]+)/(interrupt|restart)", KernelActionHandler, ("engine", "scratch")),
@@ -82,7 +84,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
         KernelConnectionHandler,
         ("engine", "scratch", "hub"),
     ),
-    (r"/script-api/(.*)", ScriptApiHandler, ("router",)),
+    (r"/script-api/(.*)", ScriptApiHandler, ("router", "scratch")),
     (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
 ]
 

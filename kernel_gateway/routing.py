@@ -138,6 +138,7 @@ class CallRouter:
                     reply, f"{'route' if kind == 'api' else 'function'} {name}", self.debug
                 )
                 error_type = error.code
+                error.details.setdefault("call_id", call_id)  # finds the call's log records
                 raise error
             return reply
         except GatewayError as exc:
@@ -225,8 +226,11 @@ class CallRouter:
                             "code": exc.code,
                             "type": exc.details.get("type"),
                             "message": exc.details.get("message", exc.message),
+                            "call_id": call_id,
                         }
                     )
+                    if exc.code in ("HANDLER_ERROR", "RESULT_NOT_SERIALIZABLE"):
+                        continue  # the kernel logged it: an ERROR record with the call id
                     self.logs.engine(
                         entry.script_id,
                         "WARNING",

@@ -25,6 +25,7 @@ from .inputs import parse_timeout
 from .kernels import ScriptKernel
 from .logs import LogHub
 from .scripts import ScriptStore
+from .shared_modules import SharedModules
 from .store.service import StoreService
 from .workers import WorkerPool
 
@@ -53,6 +54,7 @@ class StepService:
         max_timeout: float = 24 * 3600.0,
         grace: float = 5.0,
         debug: bool = False,
+        modules: SharedModules | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -62,6 +64,7 @@ class StepService:
         self.max_timeout = max_timeout
         self.grace = grace
         self.debug = debug
+        self.modules = modules
         self.running: dict[str, Execution] = {}
         # the step files each worker has imported already (sent as source only once)
         self._loaded: weakref.WeakKeyDictionary[ScriptKernel, set[tuple[Any, ...]]] = (
@@ -119,13 +122,15 @@ class StepService:
         release = True
         error: GatewayError | None = None
         try:
+            self._invalidate(worker, data)
             known = tuple(key) in self._loaded.setdefault(worker, set())
             if not known:
                 data["source"] = self._code(req["path"])
             reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             if not reply.ok and reply.error.get("kind") == "cache_miss":
                 data["source"] = self._code(req["path"])
-                reply = await worker.bridge.call(data, timeout=req["timeout"])
+                # the same call id: its output, log records and cancel reach this execution
+                reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             self._loaded[worker].add(tuple(key))
             if not reply.ok:
                 raise self._error(reply.error, run, req)
@@ -192,6 +197,21 @@ class StepService:
             "execution_id": execution_id,
             "task_id": req["task_id"],
         }
+
+    def _invalidate(self, worker: ScriptKernel, data: dict[str, Any]) -> None:
+        """A worker holding a root module whose file changed (or told a name was
+        missing that now exists) drops, with this step, every root module and every
+        step module it loaded, so the step's imports are fresh (``modules`` field of
+        the step call, docs/protocol.md). All of them: a step module or helper that
+        did ``from common.utils import pick`` holds the old function too."""
+        if self.modules is None:
+            return
+        stale = self.modules.stale(worker)
+        if not stale["modules"] and not stale["missing"]:
+            return
+        data["modules"] = {"drop": True, "missing": stale["missing"]}
+        self.modules.forget(worker, stale["missing"])
+        self._loaded.pop(worker, None)
 
     def _code(self, path: str) -> str:
         return "\n\n".join(self.store.load(path).cells)

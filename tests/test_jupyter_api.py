@@ -90,8 +90,10 @@ def boot():
         specs["default"] == "vwed"
         and specs["kernelspecs"]["vwed"]["spec"]["display_name"] == "Python 3 (VWED)"
     )
-    models = {m["id"]: m for m in client.get("/api/kernels").json()}
+    # listed under the replica's stable id, with the kernel's own id, which is an alias
+    models = {m["vwed"].get("kernel_id"): m for m in client.get("/api/kernels").json()}
     kid = started["kernel_id"]
+    assert client.get(f"/api/kernels/{kid}").json()["id"] == kid
     assert models[kid]["vwed"]["script_id"] == started["script_id"]
     assert models[kid]["vwed"]["script_path"] == f"{n}.py"
 

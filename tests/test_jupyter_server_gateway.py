@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -144,3 +145,88 @@ def boot():
 
         assert asyncio.run(run_code()).strip() == f"['{n}_f']"  # the script's registrations, live
         assert js.post(f"/api/kernels/{started['kernel_id']}/interrupt").status_code == 204
+
+
+async def _ws_execute(conn, code: str, timeout: float = 30) -> str:
+    msg_id = uuid.uuid4().hex
+    await conn.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": "t",
+                    "session": uuid.uuid4().hex,
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
+    out = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+        assert raw is not None, "the WebSocket closed"
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out += msg["content"]["text"]
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return out
+    raise TimeoutError(code)
+
+
+def test_a_replica_keeps_its_kernel_id_and_socket_across_a_crash(scripts, client, gw):
+    """The gateway's own channels WebSocket, under a replica's stable id, follows the
+    script to the kernel that replaces a dead one; the kernel id stays listed."""
+    n = unique("crash")
+    scripts.start(f"{n}.py", "import uuid\nBOOT = uuid.uuid4().hex\n\ndef boot():\n    pass\n")
+    listed = [
+        k
+        for k in client.get("/api/kernels").json()
+        if k.get("vwed", {}).get("script_path") == f"{n}.py"
+    ]
+    assert len(listed) == 1
+    stable, kernel_id = listed[0]["id"], listed[0]["vwed"]["kernel_id"]
+    assert stable != kernel_id
+    assert client.get(f"/api/kernels/{kernel_id}").json()["id"] == kernel_id  # an alias
+
+    async def scenario() -> tuple[str, str]:
+        url = f"ws://127.0.0.1:{gw.gateway.port}/api/kernels/{stable}/channels"
+        conn = await asyncio.wait_for(websocket_connect(url), 20)
+        try:
+            before = (await _ws_execute(conn, "print(BOOT)")).strip()
+            pid = next(
+                s
+                for s in client.get("/script-engine/running").json()["scripts"]
+                if s["script_path"] == f"{n}.py"
+            )["kernels"][0]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    after = (await _ws_execute(conn, "print(BOOT)", timeout=3)).strip()
+                except (TimeoutError, asyncio.TimeoutError):
+                    continue
+                if after and after != before:
+                    return before, after
+            raise AssertionError("the WebSocket did not follow the script to its new kernel")
+        finally:
+            conn.close()
+
+    before, after = asyncio.run(scenario())
+    assert len(before) == len(after) == 32
+    ids = [k["id"] for k in client.get("/api/kernels").json()]
+    assert stable in ids and kernel_id not in ids

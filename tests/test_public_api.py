@@ -22,7 +22,9 @@ def test_vwed_modules_and_documented_methods():
         "task",
         "robot",
     ]
-    assert dir(v) == sorted([*modules, "script_id", "replica", "replicas", "registrations"])
+    assert dir(v) == sorted(
+        [*modules, "script_id", "replica", "replicas", "registrations", "deploy"]
+    )
     for module_name in modules:
         module = getattr(v, module_name)
         assert module.__doc__, module_name

@@ -153,7 +153,8 @@ def test_timers(scripts, client):
         10,
         "the failing tick's log",
     )
-    assert "sensor offline" in errors[0]["message"]
+    assert errors[0]["message"].startswith("timer timer_4 raised ValueError: sensor offline\n")
+    assert 'raise ValueError("sensor offline")' in errors[0]["message"]  # the traceback
     assert call(client, f"{n}_cancel_all") == 4
     before = call(client, f"{n}_ticks")["every"]
     time.sleep(0.3)  # nothing to wait for: checking that no tick happens
@@ -535,3 +536,38 @@ def tcp(data):
     wait_until(port_closed, 10, "the TCP server to close with its script")
     r = httpx.get(f"http://127.0.0.1:{gw.gateway.port}/script-ws/{n}/echo")
     assert r.status_code == 404 and r.json()["code"] == "ROUTE_NOT_FOUND"
+
+
+CLEAR = """
+def boot():
+    VWED.api.register_route("/{n}/a", "GET", lambda: "a")
+    VWED.api.register_route("/{n}/b", "POST", lambda: "b")
+    VWED.event.listen("{n}_ev", lambda data: None)
+    VWED.event.listen("{n}_other", lambda data: None, priority=3)
+    VWED.function.register("{n}_clear", clear)
+    VWED.function.register("{n}_mine", lambda: VWED.registrations())
+
+
+def clear():
+    return {{"routes": VWED.api.clear_all(), "listeners": VWED.event.clear_all()}}
+"""
+
+
+def test_clear_all_removes_routes_and_listeners_here_and_at_the_gateway(scripts, client):
+    n = unique("clr")
+    sid = scripts.start(f"{n}.py", CLEAR.format(n=n))["script_id"]
+    assert client.get(f"/script-api/{n}/a").json() == "a"
+    assert client.post(f"/script-engine/events/{n}_ev", json={}).json()["listeners"] == 1
+    assert call(client, f"{n}_clear") == {"routes": 2, "listeners": 2}
+    # the gateway's routing table: the routes are gone (404) and so are the listeners
+    wait_until(lambda: client.get(f"/script-api/{n}/a").status_code == 404, 10, "the route removed")
+    r = client.post(f"/script-api/{n}/b")
+    assert r.status_code == 404 and r.json()["code"] == "ROUTE_NOT_FOUND"
+    for event in (f"{n}_ev", f"{n}_other"):
+        assert client.post(f"/script-engine/events/{event}", json={}).json()["listeners"] == 0
+    counts = client.get(f"/script-engine/scripts/{sid}").json()["registrations"]
+    assert counts["apis"] == 0 and counts["events"] == 0 and counts["functions"] == 2
+    # the kernel's own registrations
+    mine = call(client, f"{n}_mine")
+    assert mine["apis"] == [] and mine["events"] == [] and len(mine["functions"]) == 2
+    assert call(client, f"{n}_clear") == {"routes": 0, "listeners": 0}  # nothing left

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import PROTOCOL_VERSION, __version__
-from .context import Link
+from .context import Context, Link
+from .debugsource import ScriptSources
 from .dispatch import Calls
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
@@ -49,8 +50,10 @@ class GatewayLink(Link):
         registrations: Registrations,
         vwed_provider: Callable[[], Any],
         kernel: Callable[[], Any] = lambda: None,
+        sources: ScriptSources | None = None,
     ):
         self._user_ns = user_ns
+        self._sources = sources
         self._registrations = registrations
         self._kernel = kernel
         self._fast: Any = None
@@ -59,7 +62,13 @@ class GatewayLink(Link):
         self._service_subshell: str | None = None
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
-        self.calls = Calls(registrations, lambda: self.script_id, vwed_provider)
+        # failures of the script's handlers are logged through the link, as VWED.log is
+        self.calls = Calls(
+            registrations,
+            lambda: self.script_id,
+            vwed_provider,
+            Context(registrations, self).log,
+        )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {
@@ -167,9 +176,14 @@ class GatewayLink(Link):
         if path:
             ns["__file__"] = path
             folder = os.path.dirname(path)
-            if folder and os.path.isdir(folder) and folder not in sys.path:
+            # Not the scripts root itself (a script at the root): its modules come
+            # through the gateway, confined to it (vwed_kernel/importer.py).
+            at_root = "/" not in str(data.get("path") or "/")
+            if folder and not at_root and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
         self._registrations.clear()
+        if self._sources is not None and path:
+            self._sources.begin(_script_name(data, path), path)
         if data.get("policy") is not None:
             try:
                 folder = data.get("folder") or (os.path.dirname(path) if path else None)
@@ -203,6 +217,8 @@ class GatewayLink(Link):
 
     def _op_boot(self, data: dict[str, Any], buffers: list[Any]) -> None:
         call_id = data["id"]
+        if self._sources is not None:
+            self._sources.end()
         boot = self._user_ns().get("boot")
         if not callable(boot):
             self._reply_error(
@@ -261,10 +277,11 @@ class GatewayLink(Link):
     def can_request(self) -> bool:
         if self._comm is None:
             return False
-        return (
-            self._service_subshell is not None
-            or threading.current_thread() is not self._main_thread
-        )
+        thread = threading.current_thread()
+        if self._service_subshell is not None:
+            # the service subshell's thread delivers the answers: it must not wait for one
+            return thread.name != f"subshell-{self._service_subshell}"
+        return thread is not self._main_thread
 
     def _new_request(
         self, service: str, payload: dict[str, Any]
@@ -321,3 +338,16 @@ class GatewayLink(Link):
             ) from None
         finally:
             self._pending.pop(req_id, None)
+
+
+def _script_name(data: dict[str, Any], path: str) -> str:
+    """The script's path under the scripts root (``prepare``'s ``path``; older
+    gateways send only the script id, ``<path>_<milliseconds>``)."""
+    name = data.get("path")
+    if isinstance(name, str) and name:
+        return name
+    script_id = str(data.get("script_id") or "")
+    head, _, tail = script_id.rpartition("_")
+    if head and tail.isdigit() and head.endswith(os.path.basename(path)):
+        return head
+    return path

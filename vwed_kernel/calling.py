@@ -4,7 +4,9 @@ One module, shared by every kind of call (route handlers, functions, task-flow
 steps), so the rules are the same everywhere:
 
 * a ``dict`` becomes keyword arguments, except that a callable with exactly one
-  parameter receives the dict itself;
+  parameter receives the dict itself; a function registered with ``params=[...]``
+  whose dict's keys are all among those names gets them as keyword arguments
+  (:func:`bind_function`; the table of cases is in docs/vwed.md);
 * a ``list`` (or tuple) becomes positional arguments;
 * a ``str`` is parsed as JSON, else as a Python literal (``ast.literal_eval``),
   else passed through as the string, and the parsed value is bound by the rules
@@ -25,12 +27,17 @@ import asyncio
 import inspect
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from .registrations import FunctionSpec
 
 __all__ = [
     "BindError",
     "bind_arguments",
+    "bind_function",
+    "declared_names",
+    "single_key_mistake",
     "parse_string_argument",
     "is_async_callable",
     "run_to_completion",
@@ -80,8 +87,14 @@ def _positional_count(sig: inspect.Signature) -> tuple[int, bool]:
     return named, variadic
 
 
-def bind_arguments(func: Callable[..., Any], args: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def bind_arguments(
+    func: Callable[..., Any], args: Any, params: Sequence[str] | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Turn a call's ``args`` value into ``(positional, keyword)`` for ``func``.
+
+    ``params`` are the names a function was registered with (``params=[...]``): a
+    non-empty dict whose keys are all among them becomes keyword arguments, even
+    for a one-parameter function. Any other dict follows the default rule.
 
     Raises :class:`BindError` with a readable message when the result would not
     fit the signature (checked with ``Signature.bind`` before the call, so the
@@ -96,8 +109,10 @@ def bind_arguments(func: Callable[..., Any], args: Any) -> tuple[tuple[Any, ...]
         positional = ()
     elif isinstance(args, dict):
         named = _positional_count(sig)[0] if sig is not None else 0
+        declared = params is not None and bool(args) and all(k in params for k in args)
         single = (
-            sig is not None
+            not declared
+            and sig is not None
             and named == 1
             and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
         )
@@ -118,9 +133,67 @@ def bind_arguments(func: Callable[..., Any], args: Any) -> tuple[tuple[Any, ...]
     return positional, keywords
 
 
-def _describe(func: Callable[..., Any], sig: inspect.Signature) -> str:
+def single_key_mistake(func: Callable[..., Any], args: Any) -> str | None:
+    """The parameter's name when the default rule gives ``func`` (one parameter) the
+    whole dict although the dict's only key is that very name: ``reserve(goods)``
+    called with ``{"goods": "pallet"}`` gets the dict, probably not what was meant."""
+    if isinstance(args, str):
+        args = parse_string_argument(args)
+    if not isinstance(args, dict) or len(args) != 1:
+        return None
+    sig = _signature(func)
+    if sig is None or any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    names = [
+        p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return names[0] if len(names) == 1 and names[0] in args else None
+
+
+def declared_names(params: Sequence[Any] | None) -> list[str] | None:
+    """The parameter names of a ``params=[...]`` declaration (strings, or dicts with a
+    ``"name"``, as the platform's documents write them); ``None`` when not declared."""
+    if params is None:
+        return None
+    names = []
+    for p in params:
+        name = p.get("name") if isinstance(p, dict) else p
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
+
+
+def bind_function(
+    spec: FunctionSpec, args: Any, log: Callable[[str, str, str], None]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Bind the arguments of a call of a registered function (a ``FunctionSpec``).
+
+    With ``params`` declared at registration, :func:`bind_arguments` uses them;
+    without, the default rule applies and, the first time a call looks like the
+    mistake of :func:`single_key_mistake`, one WARNING goes to the script's log
+    (``log(level, tag, text)``) saying how to declare the parameter instead."""
+    declared = declared_names(spec.params) if spec.declared else None
+    bound = bind_arguments(spec.handler, args, declared)
+    if declared is None and not spec.warned:
+        name = single_key_mistake(spec.handler, args)
+        if name is not None:
+            spec.warned = True
+            log(
+                "WARNING",
+                "function",
+                f"function {spec.name!r}: {_describe(spec.handler, _signature(spec.handler))} "
+                f"was called with {{{name!r}: ...}} and received the whole dict (a function "
+                f"of one parameter gets the dict itself). If {name} should be the value, "
+                f"register it with params=[{name!r}]: "
+                f"VWED.function.register({spec.name!r}, ..., params=[{name!r}]). "
+                "(logged once per function)",
+            )
+    return bound
+
+
+def _describe(func: Callable[..., Any], sig: inspect.Signature | None) -> str:
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
-    return f"{name}{sig}"
+    return f"{name}{sig if sig is not None else '(...)'}"
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:

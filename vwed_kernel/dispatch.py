@@ -4,18 +4,26 @@ A call is run on the thread that received it (the kernel's main thread): a
 synchronous handler inline, a coroutine as an asyncio task on the main loop.
 Each answer goes back through the ``send`` function of the channel the call came
 on (the comm, or the fast channel of ``fastpath.py``).
+
+A call that fails in the script's code (its handler raised, or returned what
+cannot be serialized) also becomes one ERROR record of the script's log, with
+the exception's type, message and traceback (``_reporting``). The record is sent
+while the call's parent header is set, so the gateway attributes it to the call
+id (and task id). Failures that are the caller's (bad arguments, not found) or
+the gateway's (timeouts, cancels) are not logged here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from .calling import (
     BindError,
-    bind_arguments,
+    bind_function,
     call_event_handler,
     call_handler_with_request,
     call_with_arity,
@@ -25,7 +33,14 @@ from .registrations import Registrations
 from .replies import Send, reply_error, reply_ok
 from .steps import StepRunner
 
-__all__ = ["Calls"]
+__all__ = ["Calls", "Log"]
+
+log = logging.getLogger("vwed_kernel")
+
+Log = Callable[[str, str, str], None]
+
+# error kinds that are the script's own failure, logged as ERROR records
+_LOGGED_KINDS = ("handler", "serialization")
 
 # call kind -> (the Registrations attribute holding its handlers, message when missing)
 _TABLES: dict[str, tuple[str, str]] = {
@@ -33,6 +48,38 @@ _TABLES: dict[str, tuple[str, str]] = {
     "event": ("listeners", "listener {name!r} is not registered"),
     "ws": ("websockets", "WebSocket {name} is not registered"),
     "function": ("functions", "function {name!r} is not registered"),
+}
+
+
+def failure_record(data: dict[str, Any], error: dict[str, Any]) -> tuple[str, str]:
+    """The tag and text of the ERROR record of a failed call: what failed, the
+    exception's type and message, then its traceback."""
+    kind, name = str(data.get("kind")), data.get("name", "")
+    if kind == "step":
+        tag = "step"
+        what = (
+            f"step {data.get('file')} (RUN)"
+            if data.get("mode") == "RUN"
+            else f"step {data.get('function')} of {data.get('file')}"
+        )
+    else:
+        tag, label = _LABELS.get(kind, ("call", "call"))
+        what = f"{label} {name}"
+    etype, message = error.get("type", "Exception"), error.get("message", "")
+    if error.get("kind") == "serialization":
+        head = f"{what} returned a result that is not JSON-serializable: {message}"
+    else:
+        head = f"{what} raised {etype}: {message}"
+    traceback = str(error.get("traceback") or "").rstrip()
+    return tag, f"{head}\n{traceback}" if traceback else head
+
+
+# call kind -> (tag of its failure records, how a record names it)
+_LABELS = {
+    "api": ("route", "route"),
+    "event": ("listener", "listener"),
+    "ws": ("websocket", "WebSocket"),
+    "function": ("function", "function"),
 }
 
 
@@ -48,9 +95,11 @@ class Calls:
         registrations: Registrations,
         script_id: Callable[[], str | None],
         vwed: Callable[[], Any],
+        log: Log | None = None,
     ) -> None:
         self._registrations = registrations
         self._script_id = script_id
+        self._log: Log = log or (lambda level, tag, text: None)
         self.tasks: dict[str, asyncio.Future[Any]] = {}
         self.steps = StepRunner(self.run, vwed)
 
@@ -98,6 +147,7 @@ class Calls:
         call_id = data["id"]
         kind = data.get("kind")
         name = data.get("name", "")
+        send = self._reporting(data, send)
         if kind == "step":
             self.steps.run(data, send)
             return
@@ -136,8 +186,24 @@ class Calls:
             return lambda: call_with_arity(
                 spec.handler, args.get("connection_id"), args.get("message")
             )
-        positional, keywords = bind_arguments(spec.handler, data.get("args"))
+        positional, keywords = bind_function(spec, data.get("args"), self._log)
         return lambda: spec.handler(*positional, **keywords)
+
+    def _reporting(self, data: dict[str, Any], send: Send) -> Send:
+        """``send``, logging a failure of the script's code first: one ERROR record
+        per failed call (every call gets exactly one ``result``)."""
+
+        def reporting(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
+            error = reply.get("error") if not reply.get("ok") else None
+            if isinstance(error, dict) and error.get("kind") in _LOGGED_KINDS:
+                try:
+                    tag, text = failure_record(data, error)
+                    self._log("ERROR", tag, text)
+                except Exception:  # the answer goes out whatever happened to the record
+                    log.exception("the ERROR record of call %s could not be sent", data.get("id"))
+            send(reply, buffers)
+
+        return reporting
 
     def cancel(self, target: str) -> None:
         """Cancel an async call (from any thread)."""

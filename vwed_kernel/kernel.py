@@ -8,8 +8,9 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
-from . import COMM_TARGET, __version__
+from . import COMM_TARGET, __version__, importer
 from .bridge import GatewayLink
+from .debugsource import ScriptSources
 from .registrations import Registrations
 from .vwed import VWED
 
@@ -34,19 +35,32 @@ class VWEDKernel(IPythonKernel):
         assert shell is not None
         # one Registrations: VWED's modules fill it, the comm end looks calls up in it
         registrations = Registrations()
+        # the script's files as the debugger names them (debugsource.py)
+        self.vwed_sources = ScriptSources(shell)
+        self.vwed_sources.install()
         self.vwed_link = GatewayLink(
-            lambda: shell.user_ns, registrations, lambda: self.vwed, lambda: self
+            lambda: shell.user_ns,
+            registrations,
+            lambda: self.vwed,
+            lambda: self,
+            sources=self.vwed_sources,
         )
         self.vwed = VWED(self.vwed_link, registrations=registrations)
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
         shell.push({"VWED": self.vwed}, interactive=False)
         self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)
+        # the scripts root's modules, asked of the gateway (docs/vwed.md, "Shared modules")
+        importer.install(self.vwed_link)
         # ipykernel sends buffered stdout/stderr every 0.2 s; gateway calls skip the
         # per-message flush, so flush sooner: a print reaches the logs within a few
         # ms, and a flood still makes at most 1/interval messages per second.
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "flush_interval"):
                 stream.flush_interval = OUTPUT_FLUSH_INTERVAL
+
+    async def do_debug_request(self, msg: dict[str, Any]) -> Any:
+        reply = await super().do_debug_request(msg)
+        return self.vwed_sources.on_debug_reply(msg, reply)
 
     @property
     def banner(self) -> str:  # type: ignore[override]

@@ -91,6 +91,10 @@ class FunctionSpec:
     handler: Callable[..., Any]
     description: str = ""
     params: list[Any] | None = None
+    # params given at registration (they change the binding: calling.bind_function),
+    # not read from the signature; and whether the one-key WARNING was logged
+    declared: bool = False
+    warned: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {

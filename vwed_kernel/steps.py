@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from . import importer
 from .calling import BindError, bind_arguments
 from .replies import Send, error_payload, reply_error
 
@@ -82,6 +83,9 @@ class StepRunner:
     def run(self, data: dict[str, Any], send: Send) -> None:
         call_id = data["id"]
         key = tuple(data.get("key") or ())
+        modules = data.get("modules")
+        if isinstance(modules, dict) and modules.get("drop"):
+            self.drop_modules(modules.get("missing") or [])
         mode = data.get("mode", "SCRIPT")
         _install_tee()
         out, err = io.StringIO(), io.StringIO()
@@ -117,6 +121,14 @@ class StepRunner:
             return _package(value, out, err)
 
         self._run(call_id, "step", step, _wrap_errors(send, out, err))
+
+    def drop_modules(self, missing: list[str]) -> None:
+        """A module of the scripts root changed: drop every root module and every step
+        module loaded so far, so this step imports them fresh (the gateway sends the step
+        source again); forget the ``missing`` names, which now exist."""
+        importer.drop(str(name) for name in missing)
+        self._modules.clear()
+        self._code.clear()
 
     def _finish_error(
         self, call_id: str, exc: BaseException, out: io.StringIO, err: io.StringIO, send: Send

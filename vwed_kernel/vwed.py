@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .context import Context, DetachedLink, Link
+from .errors import GatewayUnavailableError
 from .modules.api import ApiModule
 from .modules.device import DeviceModule
 from .modules.event import EventModule
@@ -24,15 +25,19 @@ __all__ = ["VWED"]
 class VWED:
     """Everything a script uses to talk to the platform.
 
-    - ``VWED.api``: HTTP routes (``register_route``, ``route``, ``Response``, ``call_local``)
+    - ``VWED.api``: HTTP routes (``register_route``, ``route``, ``Response``, ``call_local``,
+      ``clear_all``)
     - ``VWED.function``: named functions (``register``, ``list_all``, ``call``, ``acall``)
     - ``VWED.log``: ``debug/info/warning/error(tag, message)``
-    - ``VWED.event``: ``listen``, ``emit``, ``aemit``, ``unlisten``
-    - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``
+    - ``VWED.event``: ``listen``, ``emit``, ``aemit``, ``unlisten``, ``clear_all``
+    - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``, ``clear_all``
     - ``VWED.http``: ``get/post/put/delete/request`` (and ``a...`` async forms)
     - ``VWED.mail``: ``send``, ``send_with_attachment``
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
     - ``VWED.storage`` / ``VWED.task`` / ``VWED.robot``: the platform's locations, tasks, robots
+
+    - ``VWED.deploy(path)``: from a notebook on the gateway's kernel (a draft), save it as a
+      script and start it
 
     Register everything in your script's ``boot()``; the gateway commits the
     registrations when ``boot()`` returns.
@@ -75,6 +80,29 @@ class VWED:
         """How many kernels run this script (``POST /script-engine/start {"replicas": N}``)."""
         return self._context.link.replicas
 
+    def deploy(
+        self, path: str, source: str | None = None, *, replicas: int = 1, timeout: float = 120.0
+    ) -> dict[str, Any] | None:
+        """From a notebook on the gateway's VWED kernel (a draft): save it as a script
+        and start it, or reload it if it runs (docs/vwed.md, "Drafts").
+
+        ``deploy("warehouse/new.ipynb")`` exports the saved notebook to
+        ``warehouse/new.py`` (``skip``-tagged cells left out) and starts that;
+        ``deploy("warehouse/new.py", source)`` writes ``source`` there first;
+        ``deploy("warehouse/new.py")`` starts the file as it is. Outside a draft (the
+        deployed script itself runs this line) it does nothing and returns ``None``.
+        """
+        link = self._context.link
+        if not (link.script_id or "").startswith("drafts/"):
+            if link.attached:
+                self._context.log("WARNING", "deploy", "VWED.deploy runs in drafts only; ignored")
+                return None
+            raise GatewayUnavailableError(
+                "VWED.deploy needs a notebook on the gateway's VWED kernel (a draft)"
+            )
+        payload = {"path": path, "source": source, "replicas": replicas}
+        return dict(link.request("draft.deploy", payload, timeout=timeout))
+
     def registrations(self) -> dict[str, Any]:
         """What this kernel registered: ``{"apis", "functions", "events", "timers"}``."""
         return self._context.registrations.snapshot()
@@ -104,4 +132,5 @@ class VWED:
             "replica",
             "replicas",
             "registrations",
+            "deploy",
         ]

@@ -23,7 +23,7 @@ LIVE = ("starting", "running", "restarting")
 
 @dataclass(frozen=True)
 class StartOptions:
-    """How a script is asked to run (already checked: ``handlers/options.py``).
+    """How a script is asked to run (already checked: ``handlers/lifecycle.py`` ``start_options``).
 
     ``memory_limit_mb`` and ``policy`` are ``None`` when the start did not give
     them: the gateway's default applies, and a gateway restarted with other

@@ -6,11 +6,14 @@ import json
 import time
 from typing import Any
 
+from ..bridge import Reply
+from ..drafts import PREFIX as DRAFTS
 from ..errors import BadRequest, HandlerError
 from ..inputs import parse_timeout
 from ..registrations import normalize_path
 from ..routing import CallRouter
-from .base import JSONHandler
+from ..scratch import ScratchKernels
+from .base import JSONHandler, check_token
 
 __all__ = ["ScriptApiHandler", "FunctionCallHandler", "FunctionListHandler", "EventHandler"]
 
@@ -33,13 +36,22 @@ HOP_BY_HOP = frozenset(
 )
 
 
+def require_admin(handler: JSONHandler) -> None:
+    """Security: a draft (a notebook's registrations, docs/vwed.md "Drafts") is untested
+    code, so it is served to the admin token only: 403 for the caller token."""
+    handler.role = "admin"
+    check_token(handler, handler.token)
+
+
 class ScriptApiHandler(JSONHandler):
-    """Routes that scripts registered, served at ``/script-api/<path>``."""
+    """Routes that scripts registered, served at ``/script-api/<path>``; a draft's at
+    ``/script-api/drafts/<id8>/<path>`` (admin token only)."""
 
     role = "caller"
 
     SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
     router: CallRouter
+    scratch: ScratchKernels
 
     async def _serve(self, path: str) -> None:
         req = self.request
@@ -58,9 +70,19 @@ class ScriptApiHandler(JSONHandler):
             "client_ip": req.remote_ip,
         }
         task_id = req.headers.get("X-VWED-Task-Id") or None
-        _, reply = await self.router.call_route(
-            req.method or "GET", route_path, request, req.body, task_id=task_id
-        )
+        method = req.method or "GET"
+        drafts = self.scratch.drafts
+        if drafts is not None and drafts.claims(method, route_path):
+            require_admin(self)  # before saying whether such a draft exists
+            draft, draft_path = drafts.route(route_path)
+            reply = await draft.call_route(method, draft_path, request, req.body, task_id)
+        else:
+            _, reply = await self.router.call_route(
+                method, route_path, request, req.body, task_id=task_id
+            )
+        self._answer(reply)
+
+    def _answer(self, reply: Reply) -> None:
         response = reply.data.get("response")
         if response is None:
             self.set_status(200)
@@ -87,8 +109,12 @@ class ScriptApiHandler(JSONHandler):
 
 
 class FunctionCallHandler(JSONHandler):
+    """``POST /script-engine/functions/{name}/call``; a draft's function is named
+    ``drafts/<id8>/<name>`` (``drafts%2F<id8>%2F<name>`` in the URL; admin token only)."""
+
     role = "caller"
     router: CallRouter
+    scratch: ScratchKernels
 
     async def post(self, name: str) -> None:
         body = self.json_body(required=False)
@@ -97,9 +123,16 @@ class FunctionCallHandler(JSONHandler):
         if task_id is not None and not isinstance(task_id, (str, int)):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
         started = time.perf_counter()
-        script_id, reply = await self.router.call_function(
-            name, body.get("args"), timeout, None if task_id is None else str(task_id)
-        )
+        task = None if task_id is None else str(task_id)
+        if name.startswith(DRAFTS + "/") and self.scratch.drafts is not None:
+            require_admin(self)
+            draft, fn = self.scratch.drafts.function(name)
+            script_id = draft.script_id
+            reply = await draft.call_function(fn, body.get("args"), timeout, task)
+        else:
+            script_id, reply = await self.router.call_function(
+                name, body.get("args"), timeout, task
+            )
         took = (time.perf_counter() - started) * 1000
         # The kernel serialized the result once; splice its bytes in, no re-parse.
         self.finish(

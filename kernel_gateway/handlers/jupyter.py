@@ -1,34 +1,40 @@
 """The Jupyter kernels API, as Jupyter Server's gateway client expects it, so
 ``jupyter lab --gateway-url=...`` can attach a notebook (or the debugger) to a
-running script's kernel: ``/api``, ``/api/kernelspecs``, ``/api/kernels[/{id}]``,
-``/api/kernels/{id}/interrupt|restart``, WebSocket ``/api/kernels/{id}/channels``.
+running script's kernel: ``/api``, ``/api/kernelspecs`` (and their resources under
+``/kernelspecs/{name}/{file}``), ``/api/kernels[/{id}]``,
+``/api/kernels/{id}/interrupt|restart``, WebSocket ``/api/kernels/{id}/channels``
+(kernel_channels.py).
 
-Script kernels are listed with ``{"vwed": {"script_id", "script_path", "replica"}}``;
-deleting or restarting one goes through the script lifecycle.
+Script kernels are listed under a stable id per script replica (kernel_ids.py) with
+``{"vwed": {"script_id", "script_path", "replica", "kernel_id"}}``; deleting or
+restarting one goes through the script lifecycle, and a restart keeps the id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import mimetypes
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.jsonutil import json_default
-from tornado import websocket
 
-from ..engine import RunningScript, ScriptEngine
-from ..errors import GatewayError, NotFound
+from ..engine import ScriptEngine
+from ..errors import Conflict, NotFound
 from ..logs import LogHub
-from ..scratch import ScratchKernels, iso_utc
-from ..zmqsend import send_message
-from .attach_audit import AttachAudit, token_role
+from ..scratch import ScratchKernels
+from .attach_audit import token_role
 from .base import JSONHandler
-from .wsbase import GatewaySocket
+from .kernel_channels import KernelChannelsHandler
+from .kernel_ids import Target, listed, resolve, restarting
 
 __all__ = [
     "ApiRootHandler",
     "KernelSpecsHandler",
+    "KernelSpecResourceHandler",
     "KernelsHandler",
     "KernelHandler",
     "KernelActionHandler",
@@ -38,7 +44,8 @@ __all__ = [
 
 log = logging.getLogger("kernel_gateway.jupyter")
 
-CHANNELS = ("shell", "control", "iopub", "stdin")
+# what a kernelspec folder may serve: Jupyter's resource files, nothing else in it
+RESOURCES = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg", "kernel.js", "kernel.css")
 
 
 class _Jupyter(JSONHandler):
@@ -49,38 +56,48 @@ class _Jupyter(JSONHandler):
         self.set_status(status)
         self.finish(json.dumps(payload, default=json_default))
 
-    def _script_kernel(self, kernel_id: str) -> tuple[RunningScript, Any] | None:
-        for script in self.engine.running():
-            for kernel in script.kernels:
-                if kernel.kernel_id == kernel_id:
-                    return script, kernel
-        return None
+    def _target(self, kernel_id: str) -> Target | None:
+        return resolve(self.engine, kernel_id)
+
+    def _script_model(self, target: Target, kernel_id: str | None = None) -> dict[str, Any]:
+        kernel, script = target.kernel, target.script
+        if kernel is None:
+            state = "restarting"
+        else:
+            state = "busy" if kernel.bridge.in_flight else "idle"
+        if kernel is not None:
+            started = kernel.started_at
+        else:
+            started = script.started_at if script is not None else time.time()
+        return {
+            "id": kernel_id or target.id,
+            "name": self.scratch.default_name,
+            "execution_state": state,
+            "connections": 0,
+            # always with microseconds: Jupyter Server's gateway client parses this format
+            "last_activity": datetime.fromtimestamp(started, timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            ),
+            "vwed": {
+                "script_id": script.script_id if script is not None else None,
+                "script_path": target.path,
+                "replica": target.replica,
+                "replicas": script.replicas if script is not None else None,
+                "kernel_id": kernel.kernel_id if kernel is not None else None,
+            },
+        }
 
     def _models(self) -> list[dict[str, Any]]:
-        models = []
-        for script in self.engine.running():
-            for kernel in script.kernels:
-                models.append(
-                    {
-                        "id": kernel.kernel_id,
-                        "name": self.scratch.default_name,
-                        "execution_state": "idle" if not kernel.bridge.in_flight else "busy",
-                        "connections": 0,
-                        "last_activity": iso_utc(kernel.started_at),
-                        "vwed": {
-                            "script_id": script.script_id,
-                            "script_path": script.path,
-                            "replica": kernel.replica,
-                        },
-                    }
-                )
+        models = [self._script_model(t) for t in listed(self.engine)]
         models += [self.scratch.model(k) for k in self.scratch.kernels.values()]
         return models
 
     def _model(self, kernel_id: str) -> dict[str, Any]:
-        for model in self._models():
-            if model["id"] == kernel_id:
-                return model
+        target = self._target(kernel_id)
+        if target is not None:  # under the id asked for (a kernel id is an alias)
+            return self._script_model(target, kernel_id)
+        if kernel_id in self.scratch.kernels:
+            return self.scratch.model(self.scratch.kernels[kernel_id])
         raise NotFound(f"no kernel {kernel_id!r}", "KERNEL_NOT_FOUND")
 
 
@@ -101,13 +118,38 @@ class KernelSpecsHandler(_Jupyter):
             except Exception as exc:  # a broken kernel.json: the others are still listed
                 log.warning("kernelspec %r cannot be read, not listed: %s", spec_name, exc)
                 continue
-            specs[spec_name] = {"name": spec_name, "spec": spec.to_dict(), "resources": {}}
+            folder = Path(spec.resource_dir)
+            resources = {
+                Path(f).stem: f"/kernelspecs/{spec_name}/{f}"
+                for f in RESOURCES
+                if (folder / f).is_file()
+            }
+            specs[spec_name] = {"name": spec_name, "spec": spec.to_dict(), "resources": resources}
         if name is not None:
             if name not in specs:
                 raise NotFound(f"no kernelspec {name!r}", "KERNELSPEC_NOT_FOUND")
             self.write_json(specs[name])
             return
         self.write_json({"default": self.scratch.default_name, "kernelspecs": specs})
+
+
+class KernelSpecResourceHandler(_Jupyter):
+    """``/kernelspecs/{name}/{file}``: a kernelspec's logo (what Jupyter Server's
+    gateway client fetches for JupyterLab's launcher and kernel icon)."""
+
+    def get(self, name: str, filename: str) -> None:
+        try:
+            folder = Path(self.scratch.ksm.get_kernel_spec(name).resource_dir)
+        except Exception:
+            raise NotFound(f"no kernelspec {name!r}", "KERNELSPEC_NOT_FOUND") from None
+        path = folder / filename
+        if filename not in RESOURCES or not path.is_file():
+            raise NotFound(
+                f"kernelspec {name!r} has no resource {filename!r}", "KERNELSPEC_RESOURCE_NOT_FOUND"
+            )
+        self.set_header("Content-Type", mimetypes.guess_type(filename)[0] or "text/plain")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.finish(path.read_bytes())
 
 
 class KernelsHandler(_Jupyter):
@@ -125,10 +167,15 @@ class KernelHandler(_Jupyter):
         self.write_json(self._model(kernel_id))
 
     async def delete(self, kernel_id: str) -> None:
-        found = self._script_kernel(kernel_id)
-        if found is not None:
-            await self.engine.stop(found[0], "stopped through the kernels API")
-            await self.engine.forget_desired(found[0].path)
+        target = self._target(kernel_id)
+        if target is not None:
+            if target.script is None:
+                raise Conflict(
+                    f"script {target.path!r} is restarting; stop it once it runs",
+                    "KERNEL_RESTARTING",
+                )
+            await self.engine.stop(target.script, "stopped through the kernels API")
+            await self.engine.forget_desired(target.path)
         else:
             await self.scratch.shutdown(kernel_id)
         self.set_status(204)
@@ -137,22 +184,31 @@ class KernelHandler(_Jupyter):
 
 class KernelActionHandler(_Jupyter):
     async def post(self, kernel_id: str, action: str) -> None:
-        found = self._script_kernel(kernel_id)
+        target = self._target(kernel_id)
+        if target is not None and target.script is None:
+            raise Conflict(f"script {target.path!r} is restarting", "KERNEL_RESTARTING")
         if action == "interrupt":
-            if found is not None:
-                await found[1].interrupt()
+            if target is not None:
+                if target.kernel is not None:
+                    await target.kernel.interrupt()
             else:
                 await self.scratch.get(kernel_id).km.interrupt_kernel()
             self.set_status(204)
             self.finish()
             return
-        # restart
-        if found is not None:
-            script = await self.engine.restart(found[0])
-            self.write_json(self._model(script.kernels[0].kernel_id))
+        # restart: the script's lifecycle (a stop and a new boot of its file); the
+        # stable id is listed meanwhile and names the new kernel after
+        if target is not None:
+            assert target.script is not None
+            pending = restarting(self.engine)
+            pending[target.path] = target.script.replicas
+            try:
+                await self.engine.restart(target.script)
+            finally:
+                pending.pop(target.path, None)
+            self.write_json(self._model(target.id))
             return
-        kernel = self.scratch.get(kernel_id)
-        await kernel.km.restart_kernel(now=True)
+        kernel = await self.scratch.restart(kernel_id)  # a draft is connected again
         self.write_json(self.scratch.model(kernel))
 
 
@@ -164,16 +220,18 @@ class KernelConnectionHandler(_Jupyter):
     hub: LogHub
 
     def get(self, kernel_id: str) -> None:
-        found = self._script_kernel(kernel_id)
-        km = found[1].km if found is not None else self.scratch.get(kernel_id).km
-        if found is not None:
+        target = self._target(kernel_id)
+        if target is not None and target.kernel is None:
+            raise Conflict(f"script {target.path!r} is restarting", "KERNEL_RESTARTING")
+        km = target.kernel.km if target is not None else self.scratch.get(kernel_id).km
+        if target is not None and target.script is not None:
             # a client holding the key talks ZeroMQ to the kernel directly, past the
             # channels proxy and its audit: the hand-out is what can be recorded
             self.hub.engine(
-                found[0].script_id,
+                target.script.script_id,
                 "WARNING",
                 f"connection info (with the key) of kernel {kernel_id} of script "
-                f"{found[0].path} handed out (token role: {token_role(self, self.token)}; "
+                f"{target.path} handed out (token role: {token_role(self, self.token)}; "
                 f"to {self.request.remote_ip or 'unknown address'}); what a client runs "
                 "over it directly is not recorded",
             )
@@ -182,126 +240,3 @@ class KernelConnectionHandler(_Jupyter):
             info["key"].decode() if isinstance(info.get("key"), bytes) else info.get("key")
         )
         self.write_json(info)
-
-
-class KernelChannelsHandler(GatewaySocket):
-    """Proxies the Jupyter messages of one kernel between a WebSocket (the JSON wire
-    protocol, one message a frame with its ``channel``) and the kernel's ZeroMQ
-    channels, through a client of its own."""
-
-    def initialize(
-        self,
-        engine: ScriptEngine,
-        scratch: ScratchKernels,  # type: ignore[override]
-        hub: LogHub,
-        token: Any = "",
-        allow_origins: tuple[str, ...] = (),
-        allow_hosts: tuple[str, ...] | None = (),
-    ) -> None:
-        self.allow_hosts = allow_hosts
-        self.engine = engine
-        self.scratch = scratch
-        self.hub = hub
-        self.token = token
-        self.allow_origins = allow_origins
-        self.client: Any = None
-        self.readers: list[asyncio.Task[None]] = []
-        self.audit: AttachAudit | None = None
-
-    def _manager(self, kernel_id: str) -> Any:
-        for script in self.engine.running():
-            for kernel in script.kernels:
-                if kernel.kernel_id == kernel_id:
-                    # a script's kernel: production state, so the session is recorded
-                    self.audit = AttachAudit(
-                        self.hub,
-                        script.script_id,
-                        script.path,
-                        kernel_id,
-                        kernel.replica,
-                        token_role(self, self.token),
-                        self.request.remote_ip or "",
-                    )
-                    return kernel.km
-        return self.scratch.get(kernel_id).km
-
-    async def get(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
-        try:
-            self.admit()
-            self.km = self._manager(kernel_id)
-            self.require_upgrade()
-        except GatewayError as exc:
-            self.refuse(exc)
-            return
-        await super().get(kernel_id, *args, **kwargs)
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return None  # the JSON protocol only
-
-    async def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
-        self.client = self.km.client()
-        self.client.start_channels()
-        # Like Jupyter Server's "nudge": until iopub delivers, messages the browser
-        # sends now would have their output lost (ZeroMQ's slow-joiner). Tornado does
-        # not call on_message before open() returns.
-        try:
-            await self.client.wait_for_ready(timeout=30)
-        except Exception as exc:
-            log.warning(
-                "kernel %s did not answer kernel_info within 30 s on a new WebSocket: %s "
-                "(its first outputs may be lost)",
-                kernel_id,
-                exc,
-            )
-        self.readers = [asyncio.ensure_future(self._pump(name)) for name in CHANNELS]
-        if self.audit is not None:
-            self.audit.attached()
-
-    async def _pump(self, name: str) -> None:
-        channel = getattr(self.client, f"{name}_channel")
-        kid = self.path_args[0] if self.path_args else "?"
-        while True:
-            try:
-                msg = await channel.get_msg()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # this channel is no longer proxied: say so rather than go quiet
-                if channel.is_alive():
-                    log.exception("kernel %s: %s channel unreadable, no longer proxied", kid, name)
-                else:  # its client stopped: expected as a connection ends
-                    log.debug(
-                        "kernel %s: %s channel closed, no longer proxied", kid, name, exc_info=True
-                    )
-                return
-            msg["channel"] = name
-            msg.pop("buffers", None)
-            try:
-                await self.write_message(json.dumps(msg, default=json_default))
-            except websocket.WebSocketClosedError:
-                log.debug(
-                    "kernel %s: the WebSocket closed, %s channel no longer proxied", kid, name
-                )
-                return
-
-    def on_message(self, message: str | bytes) -> None:
-        try:
-            msg = json.loads(message)
-            name = msg.pop("channel", "shell")
-        except (ValueError, AttributeError, RecursionError):  # not a message: ignored
-            return
-        if name not in CHANNELS or self.client is None:
-            return
-        if self.audit is not None and name == "shell":
-            self.audit.request(msg)
-        channel = getattr(self.client, f"{name}_channel")
-        send_message(self.client.session, channel.socket, msg)
-
-    def on_close(self) -> None:
-        if self.audit is not None:
-            self.audit.detached()
-            self.audit = None
-        for task in self.readers:
-            task.cancel()
-        if self.client is not None:
-            self.client.stop_channels()

@@ -37,10 +37,22 @@ def jupyter_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/kernelspecs/{name}/{file}": {
+            "get": {
+                "summary": "A kernelspec's resource file (logo-32x32.png, logo-64x64.png), "
+                "for JupyterLab's kernel icon",
+                "parameters": path_param("name") + path_param("file"),
+                "responses": {
+                    "200": {"description": "the file (image/png)"},
+                    "404": err("KERNELSPEC_RESOURCE_NOT_FOUND"),
+                },
+            }
+        },
         "/api/kernels": {
             "get": {
-                "summary": "Running kernels: every script kernel (with vwed.script_id/script_path) and "
-                "scratch kernels",
+                "summary": "Running kernels: every script replica under a stable id that survives its "
+                "restarts (with vwed.script_id/script_path/replica/kernel_id) and scratch "
+                "kernels",
                 "responses": {"200": {"description": "a list of kernel models"}},
             },
             "post": {

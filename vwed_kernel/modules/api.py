@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..calling import call_handler_with_request, call_tcp_handler
 from ..errors import NotRegisteredError, RegistrationError
 from ..registrations import RouteSpec, SocketSpec, normalize_method, normalize_route_path
+from ..replies import failure_text
 from ..response import Response
 
 if TYPE_CHECKING:
@@ -79,6 +80,19 @@ class ApiModule:
             self._context.link.notify_unregister("api", spec.describe())
         return spec is not None
 
+    def clear_all(self) -> int:
+        """Remove every HTTP route of this script (here and at the gateway); returns how
+        many were removed. WebSocket routes and TCP servers stay (they end with the
+        script). ``VWED.timer.clear_all()`` and ``VWED.event.clear_all()`` do the same
+        for timers and listeners."""
+        routes = self._context.registrations.routes
+        keys = list(routes)
+        for key in keys:
+            spec = routes.pop(key, None)
+            if spec is not None:
+                self._context.link.notify_unregister("api", spec.describe())
+        return len(keys)
+
     def register_websocket(self, path: str, handler: Callable[..., Any]) -> None:
         """Serve a WebSocket at ``/script-ws/<path>``: every text message a client sends
         calls ``handler(message)`` (or ``handler(connection_id, message)``); a return
@@ -113,7 +127,7 @@ class ApiModule:
                         writer.write(reply if isinstance(reply, bytes) else str(reply).encode())
                         await writer.drain()
             except Exception as exc:  # a handler error closes this connection only
-                self._context.log("ERROR", "tcp", f"port {port}: {type(exc).__name__}: {exc}")
+                self._context.log("ERROR", "tcp", failure_text(f"TCP handler of port {port}", exc))
             finally:
                 writer.close()
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..calling import call_event_handler, run_to_completion
 from ..errors import RegistrationError
 from ..registrations import ListenerSpec, check_name
+from ..replies import failure_text
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -71,6 +72,17 @@ class EventModule:
             self._context.link.notify_unregister("event", spec.describe())
         return len(gone)
 
+    def clear_all(self) -> int:
+        """Remove every listener of this script, of every event (here and at the gateway);
+        returns how many were removed."""
+        listeners = self._context.registrations.listeners
+        ids = list(listeners)
+        for listener_id in ids:
+            spec = listeners.pop(listener_id, None)
+            if spec is not None:
+                self._context.link.notify_unregister("event", spec.describe())
+        return len(ids)
+
     def emit(self, event_name: str, data: Any = None) -> dict[str, Any] | None:
         """Emit an event to every listener of every running script.
 
@@ -109,7 +121,7 @@ class EventModule:
                 failed.append(
                     {"listener": spec.id, "type": type(exc).__name__, "message": str(exc)}
                 )
-                self._context.log("ERROR", "event", f"listener {spec.id} failed: {exc!r}")
+                self._context.log("ERROR", "listener", failure_text(f"listener {spec.id}", exc))
         return {
             "event": event_name,
             "listeners": len(specs),

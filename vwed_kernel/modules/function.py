@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..calling import bind_arguments, run_to_completion
+from ..calling import bind_function, declared_names, run_to_completion
 from ..errors import GatewayUnavailableError, RegistrationError
 from ..registrations import FunctionSpec, check_name
 from ..remote import from_environment
@@ -22,8 +22,10 @@ class FunctionModule:
     """Register functions by name, list them, and call them (here or in another script).
 
     ``args`` follow one rule everywhere: a dict becomes keyword arguments (a
-    function with exactly one parameter gets the dict itself), a list becomes
-    positional arguments, a string is parsed as JSON or a Python literal.
+    function with exactly one parameter gets the dict itself, unless it was
+    registered with ``params=[...]`` and the dict's keys are among those names),
+    a list becomes positional arguments, a string is parsed as JSON or a Python
+    literal. The table of cases is in docs/vwed.md.
     """
 
     def __init__(self, context: Context) -> None:
@@ -40,19 +42,33 @@ class FunctionModule:
 
         ``VWED.function.register("allocate_storage", allocate, "pick a free location",
         params=["goods_type", "quantity"])``
+
+        ``params`` declares the parameters: a caller's dict whose keys are all among
+        them is passed as keyword arguments, so ``register("reserve", reserve,
+        params=["goods"])`` makes ``{"goods": "box"}`` call ``reserve(goods="box")``
+        (without ``params``, a function of one parameter receives the whole dict).
         """
         check_name("function", name)
         if handler is None:
             return lambda h: self.register(name, h, description, params) or h
         if not callable(handler):
             raise RegistrationError(f"handler of function {name!r} is not callable")
+        declared = params is not None
         if params is None:
             params = _param_names(handler)
+        elif isinstance(params, (str, bytes)) or not isinstance(params, (list, tuple)):
+            raise RegistrationError(
+                f"params of function {name!r} must be a list of parameter names, "
+                f"e.g. params=[{params!r}]"
+            )
+        else:
+            _check_declared(name, handler, params)
         spec = FunctionSpec(
             name,
             handler,
             description or (handler.__doc__ or "").strip().split("\n")[0],
             list(params),
+            declared=declared,
         )
         self._context.registrations.functions[name] = spec
         self._context.link.notify_register("function", spec.describe())
@@ -83,7 +99,7 @@ class FunctionModule:
         """
         spec = self._context.registrations.functions.get(name)
         if spec is not None:
-            a, kw = bind_arguments(spec.handler, args)
+            a, kw = bind_function(spec, args, self._context.log)
             return run_to_completion(spec.handler(*a, **kw))
         link = self._context.link
         if not link.attached:
@@ -100,7 +116,7 @@ class FunctionModule:
         """``await`` form of :meth:`call`, for ``async`` handlers."""
         spec = self._context.registrations.functions.get(name)
         if spec is not None:
-            a, kw = bind_arguments(spec.handler, args)
+            a, kw = bind_function(spec, args, self._context.log)
             value = spec.handler(*a, **kw)
             return await value if inspect.isawaitable(value) else value
         link = self._context.link
@@ -122,3 +138,26 @@ def _param_names(handler: Callable[..., Any]) -> list[str]:
     return [
         p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+
+
+def _check_declared(name: str, handler: Callable[..., Any], params: Any) -> None:
+    """Every declared name must be a parameter of ``handler`` (or it takes ``**kwargs``):
+    a dict of those names is passed as keyword arguments."""
+    try:
+        sig = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    accepted = {
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    unknown = [n for n in declared_names(params) or [] if n not in accepted]
+    if unknown:
+        raise RegistrationError(
+            f"params of function {name!r} name {', '.join(map(repr, unknown))}, which "
+            f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} "
+            f"of its handler {getattr(handler, '__name__', handler)}{sig}"
+        )

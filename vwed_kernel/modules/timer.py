@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RegistrationError
 from ..registrations import TimerSpec
+from ..replies import failure_text
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -130,9 +131,7 @@ class TimerModule:
                 raise
             except Exception as exc:
                 spec.failures += 1
-                self._context.log(
-                    "ERROR", "timer", f"{spec.id} tick failed: {type(exc).__name__}: {exc}"
-                )
+                self._context.log("ERROR", "timer", failure_text(f"timer {spec.id}", exc))
             spec.runs += 1
             spec.last_run = time.time()
             if spec.kind == "delay":

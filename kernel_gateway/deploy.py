@@ -1,0 +1,66 @@
+"""``VWED.deploy(path)`` from a draft (a notebook on the gateway's VWED kernel): save
+the code as a script under the scripts root and start it, or reload it when it runs
+already (zero downtime; the old version keeps serving if the new boot fails).
+
+- ``deploy("warehouse/new.py", source)``: writes ``source`` there, then starts it;
+- ``deploy("warehouse/new.ipynb")``: exports the saved notebook beside it
+  (``warehouse/new.py``: code cells in order, ``skip``-tagged cells left out, the
+  files API's ``export``), then starts that;
+- ``deploy("warehouse/new.py")``: starts the file as it is.
+
+Only a draft's kernel can ask (``draft.deploy``, served by ``drafts.py``): it was
+started with the admin token, which may write files and start scripts anyway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine import MAX_REPLICAS, ScriptEngine, StartOptions
+from .errors import BadRequest
+from .scripts import ScriptStore
+
+__all__ = ["Deployer"]
+
+
+class Deployer:
+    def __init__(self, engine: ScriptEngine, store: ScriptStore) -> None:
+        self.engine = engine
+        self.store = store
+
+    async def deploy(self, payload: dict[str, Any]) -> dict[str, Any]:
+        path, source = payload.get("path"), payload.get("source")
+        if not isinstance(path, str) or not path:
+            raise BadRequest("'path' (a file under the scripts root) is required", "MISSING_FIELD")
+        if path.endswith(".ipynb"):
+            if source is not None:
+                raise BadRequest(
+                    "a notebook is deployed from its saved file: pass no source", "BAD_REQUEST"
+                )
+            saved = self.store.export(path, overwrite=True)
+        elif source is not None:
+            saved = self.store.write(path, source)
+        else:
+            saved = {"path": self.store.relative(self.store.resolve(path))}
+        replicas = payload.get("replicas", 1)
+        if (
+            isinstance(replicas, bool)
+            or not isinstance(replicas, int)
+            or not 1 <= replicas <= MAX_REPLICAS
+        ):
+            raise BadRequest(
+                f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST"
+            )
+        rel = str(saved["path"])
+        current = self.engine.scripts.at(rel)
+        if current is not None and current.status == "running":
+            script = await self.engine.reload(current)
+            action = "reloaded"
+        else:
+            script = await self.engine.start(rel, StartOptions(replicas=replicas))
+            action = "started"
+        return {
+            "action": action,
+            "script_id": script.script_id,
+            "script_path": script.path,
+            "registrations": script.registrations.counts(),
+        }
