@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,7 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "vwed_lab.json"
 LAST = Path(tempfile.gettempdir()) / "vwed-lab-browser"
 VIEWPORT = {"width": 1280, "height": 760}
 
@@ -144,6 +147,12 @@ def _launch_lab(
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "jworkspaces"),
     }
     _quiet_lab_settings(tmp / "jsettings")
+    if has_vwed_lab() and EXTENSION_CONFIG.is_file():
+        # an editable install does not install the extension's config file: as an installed
+        # distribution has it (tests/labserver.py does the same)
+        enabled = tmp / "jcfg" / "jupyter_server_config.d"
+        enabled.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EXTENSION_CONFIG, enabled / "vwed_lab.json")
     cmd = [
         sys.executable,
         "-m",
