@@ -257,6 +257,28 @@ def test_shutdown_from_the_running_panel_asks_first(
     item.wait_for(state="detached", timeout=10_000)  # gone from the Running panel
 
 
+@needs_labextension
+def test_shutdown_from_an_attached_console_asks_first(
+    lab: Lab, lab_page: Any, started_ids: list[str]
+) -> None:
+    page = lab_page
+    wait_labextension(page)
+    path, _, started = start_controller(lab, started_ids)
+    kid = session_kernel_id(lab, path)
+    attach_console(page, path, kid)
+
+    menu(page, "Kernel", "Shut Down")  # the first item: not "Shut Down All Kernels…"
+    text = accept_dialog(page, "Cancel")
+    assert f"Stop the production script {path}?" in text
+    assert path in lab.gateway.running()
+    wait_kernel(page, kid)  # the console stays connected to the script
+    assert run_in_console(page, "print(len(RUN))").strip() == "32"
+
+    menu(page, "Kernel", "Shut Down")  # the first item: not "Shut Down All Kernels…"
+    accept_dialog(page, "Stop script")
+    wait_until(lambda: path not in lab.gateway.running(), 30, "the script stopped")
+
+
 def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(
     lab: Lab, lab_page: Any, started_ids: list[str]
 ) -> None:

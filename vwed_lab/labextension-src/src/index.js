@@ -7,10 +7,11 @@
 //    (not while the page is hidden).
 // 2. The Running panel shuts a kernel down through the service manager's kernel manager
 //    (RunningKernel.shutdown -> kernels.shutdown(id); "Shut Down All" -> kernels.shutdownAll()),
-//    a session through the session manager. These four methods are wrapped on the app's
-//    managers: when the kernel is a script's (the gateway lists it with `vwed` metadata, or
-//    its only sessions are vwed_lab's: a console named by its path on a `vwed` kernel), a
-//    dialog asks first that this stops a production script; Cancel leaves it running.
+//    a session through the session manager; a console or notebook through its session
+//    connection (made by sessions.connectTo). These are wrapped on the app's managers: when
+//    the kernel is a script's (the gateway lists it with `vwed` metadata, or its session is
+//    vwed_lab's: a console named by its path on a `vwed` kernel), a dialog asks first that
+//    this stops a production script; Cancel leaves it running.
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
@@ -107,6 +108,24 @@ function guardShutdown(kernels, sessions) {
       return;
     }
     return sessionShutdown(id);
+  };
+
+  // a console or notebook attached to a script (Kernel > Shut Down Kernel, or closing it with
+  // "shut down the kernel"): SessionContext.shutdown() -> its SessionConnection's shutdown().
+  // Cancel rejects, as a failed shutdown does: SessionContext keeps the session connected.
+  const connectTo = sessions.connectTo.bind(sessions);
+  sessions.connectTo = options => {
+    const connection = connectTo(options);
+    const shutdown = connection.shutdown.bind(connection);
+    connection.shutdown = async () => {
+      const kernelId = connection.kernel ? connection.kernel.id : null;
+      const script = kernelId === null ? null : scriptOf(kernelId, kernels, sessions);
+      if (script !== null && !(await confirmStop([script]))) {
+        throw new Error(`Cancelled: the production script ${script} keeps running`);
+      }
+      return shutdown();
+    };
+    return connection;
   };
 
   // "Shut Down All": the other kernels go; the scripts only if the author says so
