@@ -1,6 +1,10 @@
 """Issue 14's scenario, steps 2 and 3, in a real browser: JupyterLab lists a running script
-by its path, one click attaches, a restart keeps the console connected, and a breakpoint set
-by clicking a line number of the script file stops a route call.
+by its path (within 2 s of its start, without Refresh), one click attaches, a restart keeps the
+console connected, shutting a script's kernel down asks first, and a breakpoint set by clicking
+a line number of the script file stops a route call.
+
+The listing without Refresh and the shutdown questions need the JupyterLab plugin @vwed/lab
+(``vwed_lab/labextension``, given to JupyterLab by tests/browser.py) and skip without it.
 
 They need the ``vwed_lab`` Jupyter Server extension (it keeps a Jupyter session per script
 kernel, named and pathed by the script's path, with one stable kernel id per replica) and skip
@@ -277,6 +281,26 @@ def test_shutdown_from_an_attached_console_asks_first(
     menu(page, "Kernel", "Shut Down")  # the first item: not "Shut Down All Kernels…"
     accept_dialog(page, "Stop script")
     wait_until(lambda: path not in lab.gateway.running(), 30, "the script stopped")
+
+
+@needs_labextension
+def test_shut_down_all_kernels_asks_before_stopping_the_scripts(
+    lab: Lab, lab_page: Any, started_ids: list[str]
+) -> None:
+    page = lab_page
+    wait_labextension(page)
+    path, _, started = start_controller(lab, started_ids)
+    kid = session_kernel_id(lab, path)
+    open_running_panel(page)
+    running_kernel_item(page, kid).wait_for()
+
+    menu(page, "Kernel", "Shut Down All Kernels")
+    accept_dialog(page, "Shut Down All")  # JupyterLab's own question
+    text = accept_dialog(page, "Cancel")  # then the plugin's, for the scripts
+    assert f"Stop the production script {path}?" in text
+    assert path in lab.gateway.running()
+    with lab.api() as js:
+        assert any(k["id"] == kid for k in js.get("/api/kernels").json())
 
 
 def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(
