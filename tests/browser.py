@@ -42,6 +42,8 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
 EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "vwed_lab.json"
+# the prebuilt JupyterLab plugin @vwed/lab: <this>/@vwed/lab/package.json
+LABEXTENSIONS = ROOT / "vwed_lab" / "labextension"
 LAST = Path(tempfile.gettempdir()) / "vwed-lab-browser"
 VIEWPORT = {"width": 1280, "height": 760}
 
@@ -60,6 +62,12 @@ def missing() -> str | None:
 def has_vwed_lab() -> bool:
     """The Jupyter Server extension that lists script kernels (issue 14) is installed."""
     return importlib.util.find_spec("vwed_lab") is not None
+
+
+def has_vwed_labextension() -> bool:
+    """The prebuilt JupyterLab plugin @vwed/lab (refreshes the Running panel every second, asks
+    before a script's kernel is shut down) is in the tree."""
+    return (LABEXTENSIONS / "@vwed" / "lab" / "package.json").is_file()
 
 
 needs_browser = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -153,6 +161,10 @@ def _launch_lab(
         enabled = tmp / "jcfg" / "jupyter_server_config.d"
         enabled.mkdir(parents=True, exist_ok=True)
         shutil.copy(EXTENSION_CONFIG, enabled / "vwed_lab.json")
+    extra = []
+    if has_vwed_lab() and has_vwed_labextension():
+        # nor its JupyterLab plugin (share/jupyter/labextensions/@vwed/lab): from the tree
+        extra.append(f"--LabApp.extra_labextensions_path={LABEXTENSIONS}")
     cmd = [
         sys.executable,
         "-m",
@@ -170,6 +182,7 @@ def _launch_lab(
         "--LabApp.news_url=None",  # no news poll (closed network), no toast on the screenshots
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--allow-root",
+        *extra,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -1,6 +1,10 @@
 """Issue 14's scenario, steps 2 and 3, in a real browser: JupyterLab lists a running script
-by its path, one click attaches, a restart keeps the console connected, and a breakpoint set
-by clicking a line number of the script file stops a route call.
+by its path (within 2 s of its start, without Refresh), one click attaches, a restart keeps the
+console connected, shutting a script's kernel down asks first, and a breakpoint set by clicking
+a line number of the script file stops a route call.
+
+The listing without Refresh and the shutdown questions need the JupyterLab plugin @vwed/lab
+(``vwed_lab/labextension``, given to JupyterLab by tests/browser.py) and skip without it.
 
 They need the ``vwed_lab`` Jupyter Server extension (it keeps a Jupyter session per script
 kernel, named and pathed by the script's path, with one stable kernel id per replica) and skip
@@ -22,7 +26,7 @@ from typing import Any
 import browser
 import httpx
 import pytest
-from browser import Lab, has_vwed_lab, needs_browser, screenshot
+from browser import Lab, has_vwed_lab, has_vwed_labextension, needs_browser, screenshot
 from browser_ui import (
     CURRENT_KERNEL,
     accept_dialog,
@@ -44,6 +48,10 @@ pytestmark = [
     pytest.mark.skipif(not (has_vwed_lab() or SIMULATE), reason="needs vwed_lab"),
     pytest.mark.timeout(300),
 ]
+needs_labextension = pytest.mark.skipif(
+    not (has_vwed_lab() and has_vwed_labextension()),
+    reason="needs vwed_lab and its JupyterLab plugin (vwed_lab/labextension/@vwed/lab)",
+)
 chromium, lab, lab_page = browser.chromium, browser.lab, browser.lab_page  # the fixtures
 
 CONTROLLER = """\
@@ -194,24 +202,105 @@ def test_restart_from_jupyterlab_restarts_the_script_and_keeps_the_console(
     assert page.locator(".jp-Dialog").count() == 0  # no "kernel dead/disconnected" dialog
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JupyterLab's Running panel shuts a kernel down without asking; asking first "
-    "needs a front-end extension (not built)",
-)
+def wait_labextension(page: Any) -> None:
+    """The @vwed/lab JupyterLab plugin is active (it asked vwed-lab/status and, before a VWED
+    gateway, refreshes the running list every second and guards a script's shutdown)."""
+    page.wait_for_function(
+        "() => !!window.jupyterapp && window.jupyterapp.isPluginActivated('@vwed/lab:plugin')",
+        timeout=30_000,
+    )
+
+
+@needs_labextension
+def test_running_panel_shows_a_new_script_within_2s_without_refresh(
+    lab: Lab, lab_page: Any, started_ids: list[str]
+) -> None:
+    page = lab_page
+    open_running_panel(page)
+    wait_labextension(page)
+    route = "warehouse"
+    path = lab.write("warehouse/controller.py", CONTROLLER.replace("{route}", route))
+    started = lab.start(path)  # answers once the script runs
+    t0 = time.monotonic()
+    started_ids.append(started["script_id"])
+    # no click on Refresh: the plugin refreshes JupyterLab's kernels and sessions every second
+    item = running_session_item(page, path)
+    item.wait_for(timeout=10_000)
+    elapsed = time.monotonic() - t0
+    print(f"the script in the Running panel {elapsed:.2f} s after its start")
+    assert elapsed < 2, f"the script showed in the Running panel {elapsed:.2f} s after its start"
+
+
+@needs_labextension
 def test_shutdown_from_the_running_panel_asks_first(
     lab: Lab, lab_page: Any, started_ids: list[str]
 ) -> None:
     page = lab_page
+    wait_labextension(page)
     path, _, started = start_controller(lab, started_ids)
-    open_running_panel(page).locator('jp-button[title="Refresh List"]').click()
-    item = running_kernel_item(page, session_kernel_id(lab, path))
-    item.locator(".jp-RunningSessions-itemLabel").first.hover()  # the button shows on hover
-    item.locator('jp-button[title="Shut Down"]').first.click()
-    # TODO(lead): the dialog's wording depends on vwed_lab (wt-i14lab)
+    kid = session_kernel_id(lab, path)
+    open_running_panel(page)
+    item = running_kernel_item(page, kid)
+    item.wait_for()  # no Refresh: the plugin's poll shows it
+
+    def shut_down() -> None:
+        item.locator(".jp-RunningSessions-itemLabel").first.hover()  # the button shows on hover
+        item.locator('jp-button[title^="Shut Down"]').first.click()
+
+    shut_down()
     text = accept_dialog(page, "Cancel")
-    assert "script" in text.lower()
+    assert f"Stop the production script {path}?" in text
     assert path in lab.gateway.running()  # still running
+    with lab.api() as js:  # and still listed: nothing was deleted
+        assert any(k["id"] == kid for k in js.get("/api/kernels").json())
+    item.wait_for()
+
+    shut_down()
+    accept_dialog(page, "Stop script")
+    wait_until(lambda: path not in lab.gateway.running(), 30, "the script stopped")
+    item.wait_for(state="detached", timeout=10_000)  # gone from the Running panel
+
+
+@needs_labextension
+def test_shutdown_from_an_attached_console_asks_first(
+    lab: Lab, lab_page: Any, started_ids: list[str]
+) -> None:
+    page = lab_page
+    wait_labextension(page)
+    path, _, started = start_controller(lab, started_ids)
+    kid = session_kernel_id(lab, path)
+    attach_console(page, path, kid)
+
+    menu(page, "Kernel", "Shut Down")  # the first item: not "Shut Down All Kernels…"
+    text = accept_dialog(page, "Cancel")
+    assert f"Stop the production script {path}?" in text
+    assert path in lab.gateway.running()
+    wait_kernel(page, kid)  # the console stays connected to the script
+    assert run_in_console(page, "print(len(RUN))").strip() == "32"
+
+    menu(page, "Kernel", "Shut Down")  # the first item: not "Shut Down All Kernels…"
+    accept_dialog(page, "Stop script")
+    wait_until(lambda: path not in lab.gateway.running(), 30, "the script stopped")
+
+
+@needs_labextension
+def test_shut_down_all_kernels_asks_before_stopping_the_scripts(
+    lab: Lab, lab_page: Any, started_ids: list[str]
+) -> None:
+    page = lab_page
+    wait_labextension(page)
+    path, _, started = start_controller(lab, started_ids)
+    kid = session_kernel_id(lab, path)
+    open_running_panel(page)
+    running_kernel_item(page, kid).wait_for()
+
+    menu(page, "Kernel", "Shut Down All Kernels")
+    accept_dialog(page, "Shut Down All")  # JupyterLab's own question
+    text = accept_dialog(page, "Cancel")  # then the plugin's, for the scripts
+    assert f"Stop the production script {path}?" in text
+    assert path in lab.gateway.running()
+    with lab.api() as js:
+        assert any(k["id"] == kid for k in js.get("/api/kernels").json())
 
 
 def test_breakpoint_clicked_in_the_script_file_stops_a_route_call(

@@ -51,6 +51,9 @@ class ScriptSessions:
         self.vwed: str | None = None  # the gateway's version, once recognised
         self.task: asyncio.Task[None] | None = None
         self._last_error = ""
+        # +1 whenever a script's session comes or goes: the @vwed/lab JupyterLab plugin asks
+        # it often (vwed_lab/status.py) and refreshes JupyterLab's running list when it moved
+        self.generation = 0
 
     # -- life ---------------------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +115,7 @@ class ScriptSessions:
                 self.log.debug("vwed_lab: no session for %s yet: %s", name, exc)
                 continue
             self.sessions[kernel_id] = (model["id"], name)
+            self.generation += 1
             self.log.info("vwed_lab: script %s listed (kernel %s)", name, kernel_id)
         for kernel_id in [k for k in self.sessions if k not in want]:
             self._drop(kernel_id)
@@ -126,6 +130,7 @@ class ScriptSessions:
         """The script stopped: its sessions go, and its kernel from Jupyter Server's
         list (as Jupyter Server does for a kernel its gateway culled)."""
         session_id, name = self.sessions.pop(kernel_id)
+        self.generation += 1
         self.sm.cursor.execute("DELETE FROM session WHERE kernel_id=?", (kernel_id,))
         self.km.remove_kernel(kernel_id)
         self.log.info("vwed_lab: script %s stopped; its session %s closed", name, session_id)
