@@ -560,7 +560,14 @@ def test_clear_all_removes_routes_and_listeners_here_and_at_the_gateway(scripts,
     assert client.post(f"/script-engine/events/{n}_ev", json={}).json()["listeners"] == 1
     assert call(client, f"{n}_clear") == {"routes": 2, "listeners": 2}
     # the gateway's routing table: the routes are gone (404) and so are the listeners
+    # (each route's unregister reaches the gateway on its own; meanwhile the kernel itself
+    # answers a call to a route it no longer has with 404 NOT_REGISTERED)
     wait_until(lambda: client.get(f"/script-api/{n}/a").status_code == 404, 10, "the route removed")
+    wait_until(
+        lambda: client.post(f"/script-api/{n}/b").json().get("code") == "ROUTE_NOT_FOUND",
+        10,
+        "the second route removed at the gateway",
+    )
     r = client.post(f"/script-api/{n}/b")
     assert r.status_code == 404 and r.json()["code"] == "ROUTE_NOT_FOUND"
     for event in (f"{n}_ev", f"{n}_other"):
