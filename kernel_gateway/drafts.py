@@ -34,7 +34,7 @@ from .background import Background
 from .boot import map_call_error
 from .bridge import Reply
 from .deploy import Deployer
-from .errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .errors import BadRequest, GatewayError, NotFound, ServiceUnavailable
 from .inputs import parse_timeout
 from .kernel_services import KernelServices
 from .kernels import KernelEvents, ScriptKernel
@@ -227,20 +227,12 @@ class Draft:
         task_id: str | None = None,
     ) -> Reply:
         """Call the draft's route ``method path`` (the path the draft registered)."""
-        found = self.registry.match(method, path)
-        public = self.public_path(path)
-        if found is None:
-            allowed = self.registry.methods_for(path)
-            if allowed:
-                raise MethodNotAllowed(
-                    f"{method} is not registered for /script-api{public}",
-                    details={"allowed": allowed},
-                    headers={"Allow": ", ".join(allowed)},
-                )
-            raise NotFound(
-                f"draft {self.script_id} registered no {method} {path}", "ROUTE_NOT_FOUND"
-            )
-        entry, params = found
+        entry, params = self.registry.route(
+            method,
+            path,
+            shown=self.public_path(path),
+            missing=f"draft {self.script_id} registered no {method} {path}",
+        )
         request["path_params"] = params
         request["route"] = entry.path
         request["path"] = path

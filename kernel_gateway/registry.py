@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import Conflict
+from .errors import Conflict, MethodNotAllowed, NotFound
 from .registrations import (
     METHODS,
     FunctionEntry,
@@ -218,6 +218,28 @@ class Registry:
         return None
 
     # -- lookups -------------------------------------------------------------------
+    def route(
+        self, method: str, path: str, *, shown: str | None = None, missing: str | None = None
+    ) -> tuple[RouteEntry, dict[str, str]]:
+        """The route for ``method path`` with its path parameters; 405 (with ``Allow``)
+        when the path is registered for other methods only, else 404 ``ROUTE_NOT_FOUND``.
+        ``shown`` is the path as the caller wrote it after ``/script-api``; ``missing``
+        the 404's message."""
+        found = self.match(method, path)
+        if found is not None:
+            return found
+        shown = path if shown is None else shown
+        allowed = self.methods_for(path)
+        if allowed:
+            raise MethodNotAllowed(
+                f"{method} is not registered for /script-api{shown}",
+                details={"allowed": allowed},
+                headers={"Allow": ", ".join(allowed)},
+            )
+        raise NotFound(
+            missing or f"no script registered {method} /script-api{shown}", "ROUTE_NOT_FOUND"
+        )
+
     def match(self, method: str, path: str) -> tuple[RouteEntry, dict[str, str]] | None:
         """The route for ``method path``, with its path parameters."""
         entry = self._static.get(f"{method} {path}")

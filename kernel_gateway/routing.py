@@ -11,7 +11,7 @@ from typing import Any
 from .boot import map_call_error
 from .bridge import Reply
 from .engine import ScriptTable
-from .errors import GatewayError, MethodNotAllowed, NotFound, ServiceUnavailable
+from .errors import GatewayError, NotFound, ServiceUnavailable
 from .logs import LogHub
 from .metrics import Metrics
 from .registry import Registry
@@ -63,17 +63,7 @@ class CallRouter:
         timeout: float | None = None,
         task_id: str | None = None,
     ) -> tuple[str, Reply]:
-        found = self.registry.match(method, path)
-        if found is None:
-            allowed = self.registry.methods_for(path)
-            if allowed:
-                raise MethodNotAllowed(
-                    f"{method} is not registered for /script-api{path}",
-                    details={"allowed": allowed},
-                    headers={"Allow": ", ".join(allowed)},
-                )
-            raise NotFound(f"no script registered {method} /script-api{path}", "ROUTE_NOT_FOUND")
-        entry, params = found
+        entry, params = self.registry.route(method, path)
         request["path_params"] = params
         request["route"] = entry.path
         reply = await self._call(
