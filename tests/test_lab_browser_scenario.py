@@ -248,6 +248,8 @@ def test_shutdown_from_the_running_panel_asks_first(
         item.locator('jp-button[title^="Shut Down"]').first.click()
 
     shut_down()
+    page.locator(".jp-Dialog").wait_for()
+    screenshot(page, "lab-shutdown-asks")
     text = accept_dialog(page, "Cancel")
     assert f"Stop the production script {path}?" in text
     assert path in lab.gateway.running()  # still running
