@@ -11,6 +11,7 @@ from tornado import web
 from .config import Settings
 from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
+from .handlers.console import ConsoleFileHandler, ConsoleIndexHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.jupyter import (
     ApiRootHandler,
@@ -86,6 +87,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     ),
     (r"/script-api/(.*)", ScriptApiHandler, ("router", "scratch")),
     (r"/script-ws/(.*)", ScriptWebSocketHandler, ("router",)),
+    # the operator's console: static files, no token (they hold no data)
+    (r"/", ConsoleIndexHandler, ()),
+    (r"/console/(.+)", ConsoleFileHandler, ()),
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import __version__
 from .calls import function_and_event_paths, script_route_paths, script_websocket_paths
+from .console import console_paths
 from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
@@ -39,6 +40,7 @@ def build_openapi() -> dict[str, Any]:
         **script_route_paths(),
         **jupyter_paths(),
         **script_websocket_paths(),
+        **console_paths(),
     }
     common_responses(paths)
     return {

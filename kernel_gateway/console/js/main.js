@@ -1,0 +1,52 @@
+// The console's entry point: sign in, then the panes; tabs switch the panes.
+import { setupCalls } from "./calls.js";
+import { setupCharts } from "./charts.js";
+import { checkBeforeStart, setupEditor } from "./editor.js";
+import { setupLogs } from "./logs.js";
+import { setupScripts } from "./scripts.js";
+import { setupSignin } from "./signin.js";
+import { emit, on, state } from "./state.js";
+import { setupSteps } from "./steps.js";
+import { $ } from "./ui.js";
+
+const TABS = ["scripts", "editor", "logs", "calls", "steps", "charts"];
+
+function showTab(name) {
+  for (const tab of TABS) {
+    const selected = tab === name;
+    $(`tab-${tab}`).setAttribute("aria-selected", String(selected));
+    $(`tab-${tab}`).tabIndex = selected ? 0 : -1;
+    $(`pane-${tab}`).hidden = !selected;
+  }
+  emit("tab", name);
+}
+
+function setupTabs() {
+  for (const tab of TABS) $(`tab-${tab}`).addEventListener("click", () => showTab(tab));
+  $("tab-scripts").parentElement.addEventListener("keydown", (e) => {
+    const i = TABS.findIndex((t) => $(`tab-${t}`).getAttribute("aria-selected") === "true");
+    const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+    if (!step) return;
+    const next = TABS[(i + step + TABS.length) % TABS.length];
+    showTab(next);
+    $(`tab-${next}`).focus();
+  });
+  on("show-tab", showTab);
+}
+
+function signedIn(me) {
+  state.whoami = me;
+  $("whoami").textContent = `${me.role}${me.version ? ` · gateway ${me.version}` : ""}`;
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  setupTabs();
+  setupEditor();
+  setupScripts(checkBeforeStart);
+  setupLogs();
+  setupCalls();
+  setupSteps();
+  setupCharts();
+  showTab("scripts");
+}
+
+setupSignin(signedIn);
