@@ -96,6 +96,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     (root / "cli").mkdir()
     (root / "cli" / "hello.py").write_text(textwrap.dedent(SCRIPT))
     (root / "cli" / "other.py").write_text(textwrap.dedent(OTHER))
+    (root / "cli" / "copy.py").write_text(textwrap.dedent(SCRIPT))  # the same names
     (root / "cli" / "broken.py").write_text("def boot():\n    x = (\n")
     data = tmp_path_factory.mktemp("cli-data")
     settings = Settings(
@@ -253,6 +254,10 @@ def test_exit_codes(gw_cli: Gateway, tmp_path: Path) -> None:
     wrong_ws = gw_cli.vwed("logs", "-f", env=gw_cli.env(VWED_TOKEN="not-the-token"))
     assert wrong_ws.returncode == 1 and "UNAUTHORIZED (401)" in wrong_ws.stderr
 
+    caller = (gw_cli.data / "caller_token").read_text().strip()
+    refused = gw_cli.vwed("ls", env=gw_cli.env(VWED_TOKEN=caller))
+    assert refused.returncode == 1 and "FORBIDDEN (403)" in refused.stderr, refused.stderr
+
     away = gw_cli.vwed("ls", env=gw_cli.env(VWED_URL=f"http://127.0.0.1:{_free_port()}"))
     assert away.returncode == 3 and "cannot reach the gateway" in away.stderr, away.stderr
     away_ws = gw_cli.vwed("logs", "-f", env=gw_cli.env(VWED_URL=f"http://127.0.0.1:{_free_port()}"))
@@ -293,14 +298,29 @@ def test_exit_codes(gw_cli: Gateway, tmp_path: Path) -> None:
 def test_check_prints_findings_and_fails_on_an_error(gw_cli: Gateway) -> None:
     broken = gw_cli.vwed("check", "cli/broken.py")
     assert broken.returncode == 1, broken.stderr
-    first = broken.stdout.splitlines()[0]
-    assert first.startswith("cli/broken.py:") and ": error SYNTAX_ERROR " in first, first
-    line, column = first.split(":")[1:3]
+    found = [line for line in broken.stdout.splitlines() if ": error SYNTAX_ERROR " in line]
+    assert found and found[0].startswith("cli/broken.py:"), broken.stdout
+    line, column = found[0].split(":")[1:3]
     assert int(line) >= 1 and int(column) >= 1
+    assert broken.stdout.splitlines()[-1].startswith("1 error"), broken.stdout
 
     clean = gw_cli.vwed("check", "cli/hello.py")
     assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip() == "no findings"
     assert json.loads(gw_cli.vwed("check", "cli/hello.py", "--json").stdout)["ok"] is True
+
+    # running, its own names are its own; a copy registering them conflicts
+    assert gw_cli.vwed("start", "cli/hello.py").returncode == 0
+    assert gw_cli.vwed("check", "cli/hello.py").returncode == 0
+    copy = gw_cli.vwed("check", "cli/copy.py")
+    assert copy.returncode == 1, copy.stdout
+    assert ": error FUNCTION_TAKEN " in copy.stdout and ": error ROUTE_TAKEN " in copy.stdout
+
+    # a start is refused before a kernel is taken, the finding printed under the error
+    refused = gw_cli.vwed("start", "cli/broken.py")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("vwed: error SYNTAX_ERROR (422): "), refused.stderr
+    assert "\ncli/broken.py:" in refused.stderr and ": error SYNTAX_ERROR " in refused.stderr
 
 
 @pytest.mark.timeout(60)
@@ -313,3 +333,6 @@ def test_whoami(gw_cli: Gateway) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"admin at {gw_cli.thread.url} (gateway ")
     assert json.loads(gw_cli.vwed("whoami", "--json").stdout)["role"] == "admin"
+    caller = (gw_cli.data / "caller_token").read_text().strip()
+    as_caller = gw_cli.vwed("whoami", env=gw_cli.env(VWED_TOKEN=caller))
+    assert as_caller.returncode == 0 and as_caller.stdout.startswith("caller at ")

@@ -302,10 +302,11 @@ def _fail(text: str, code: int) -> int:
     return code
 
 
-def _api_error(exc: ApiError) -> int:
+def _api_error(exc: ApiError, path: str | None) -> int:
+    """The error on stderr; the findings of a start refused for its code under it."""
     print(f"vwed: error {exc}", file=sys.stderr)
     findings = exc.body.get("findings") or (exc.body.get("details") or {}).get("findings") or []
-    path = exc.body.get("script_path") or ""
+    path = str(exc.body.get("script_path") or path or "")
     for finding in findings if isinstance(findings, list) else []:
         print(finding_line(str(path), finding), file=sys.stderr)
     sys.stderr.flush()
@@ -320,7 +321,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return _fail(f"error: {exc}", USAGE)
     except ApiError as exc:
-        return _api_error(exc)
+        return _api_error(exc, getattr(ns, "path", None))
     except (Unreachable, NoToken) as exc:
         return _fail(str(exc), UNREACHABLE)
 
