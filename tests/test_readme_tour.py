@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -98,18 +100,29 @@ def test_the_readme_tour_runs_as_written(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # bash and vwed, ended together below
         )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in tail.stdout or ()], daemon=True
+        ).start()
+        seen: list[str] = []
+
+        def ready() -> bool:
+            while not lines.empty():
+                seen.append(lines.get_nowait())
+            if tail.poll() is not None:
+                raise AssertionError(
+                    f"vwed logs -f ended: {tail.stderr.read() if tail.stderr else ''}"
+                )
+            return any("controller ready" in line for line in seen)
+
         try:
-            line = ""
-            deadline = time.monotonic() + 30
-            while "controller ready" not in line and time.monotonic() < deadline:
-                line = tail.stdout.readline() if tail.stdout else ""
-                if not line and tail.poll() is not None:
-                    break
-            assert "controller ready" in line, tail.stderr.read() if tail.poll() is not None else ""
+            wait_until(ready, 30, "vwed logs -f to print the controller's line")
+            line = next(line for line in seen if "controller ready" in line)
             assert "warehouse/controller.py  warehouse: controller ready" in line, line
         finally:
-            tail.kill()
+            os.killpg(tail.pid, signal.SIGTERM)
             tail.wait(10)
     finally:
         gateway.terminate()
