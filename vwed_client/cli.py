@@ -182,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     p.add_argument("--level", type=_level, help="this level and above (DEBUG ... ERROR)")
     p.add_argument("--tag", help="records with this tag only")
-    p.add_argument("-n", "--lines", type=_tail, default=20, help="records from history (20)")
+    p.add_argument(
+        "-n",
+        "--lines",
+        type=_tail,
+        default=20,
+        help="print the last N records first (default 20, at most 1000)",
+    )
     p = command("call", "call a function a running script registered")
     p.add_argument("function", metavar="FUNCTION")
     p.add_argument(
