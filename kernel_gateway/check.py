@@ -108,6 +108,14 @@ class Analysis:
         return any(f.code == code for f in self.findings)
 
 
+class _Checker(checker.Checker):  # type: ignore[misc]
+    """pyflakes, with IPython's top-level ``await`` (autoawait) legal: pyflakes would
+    report it and skip the names in it (an import used only there looked unused)."""
+
+    def AWAIT(self, node: ast.Await) -> None:  # noqa: N802 (pyflakes' handler names)
+        self.handleChildren(node)
+
+
 # -- cells ---------------------------------------------------------------------------
 def notebook_cells(text: str, *, include_skipped: bool = True) -> list[Cell]:
     """The code cells of a notebook's text (400 ``NOTEBOOK_INVALID`` if it is not one)."""
@@ -140,12 +148,22 @@ def _transform(source: str) -> str:
         return source
 
 
+def _parse(code: str) -> ast.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning (e.g. "\d") is not ours to print
+        return ast.parse(code, filename="<script>")
+
+
 def _compile(cell: Cell) -> tuple[ast.Module | None, Finding | None]:
-    code = _transform(cell.source)
+    # IPython's syntax (%magic, !cmd, x?, prompts, an indented cell) is never valid
+    # Python: plain Python is parsed as it is (the transformer takes seconds on a
+    # large file); only what does not parse goes through the transformer.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning (e.g. "\d") is not ours to print
-            return ast.parse(code, filename="<script>"), None
+        return _parse(cell.source), None
+    except SyntaxError:
+        pass
+    try:
+        return _parse(_transform(cell.source)), None
     except SyntaxError as exc:
         line = exc.lineno or 1
         column = exc.offset or 1
@@ -231,7 +249,7 @@ def _pyflakes(trees: list[tuple[Cell, ast.Module]]) -> list[Finding]:
         body.extend(tree.body)
         offset += max(_last_line(tree), cell.source.count("\n") + 1) + 1
     module = ast.Module(body=body, type_ignores=[])
-    flakes = checker.Checker(module, filename="<script>", builtins=set(KNOWN_NAMES))
+    flakes = _Checker(module, filename="<script>", builtins=set(KNOWN_NAMES))
     found = []
     for msg in flakes.messages:
         line = int(getattr(msg, "lineno", 1) or 1)

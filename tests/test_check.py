@@ -87,6 +87,9 @@ def test_ipython_magics_are_not_errors(client):
     )
     out = check(client, content=code)
     assert out["ok"] is True and out["findings"] == []
+    # IPython's top-level await (autoawait) is legal, and uses what it names
+    out = check(client, content="import asyncio\nawait asyncio.sleep(0)\ndef boot():\n    pass\n")
+    assert out["findings"] == []
     # a line after a magic keeps its number
     out = check(client, content="%time y = 1\ndef boot():\n    return nope\n")
     assert [(f["code"], f["line"]) for f in out["findings"]] == [("UNDEFINED_NAME", 3)]
