@@ -7,7 +7,8 @@ transformer: ``%magic`` and ``!cmd`` lines are legal. So every cell is transform
 with ``TransformerManager`` (lines keep their numbers), compiled on its own (a
 syntax error is that cell's), and the cells that compile are checked together by
 pyflakes as one module (a name defined in cell 1 is known in cell 2). ``VWED`` and
-the names IPython puts in builtins are known names.
+the names IPython puts in builtins are known names. The literal registrations
+(``claims.py``) are compared with the running scripts' by :func:`taken`.
 
 Pure functions of the text: safe to run off the event loop.
 """
@@ -24,8 +25,8 @@ import nbformat
 from IPython.core.inputtransformer2 import TransformerManager, leading_empty_lines
 from pyflakes import checker, messages
 
+from .claims import Registration, literal_registrations, owned_elsewhere
 from .errors import BadRequest, ScriptError
-from .registrations import parse_registrations
 from .registry import Registry
 from .scripts import SKIP_TAG, ScriptSource
 
@@ -81,22 +82,6 @@ class Finding:
             out["cell"] = self.cell
         out.update(severity=self.severity, code=self.code, message=self.message)
         return out
-
-
-@dataclass(frozen=True)
-class Registration:
-    """A literal registration found in the code: ``kind`` is ``api`` (``name`` is
-    ``"METHOD /path"``), ``function`` or ``websocket``; ``item`` is what the kernel
-    would send for it (``registrations.parse_registrations``' shape)."""
-
-    kind: str
-    name: str
-    item: dict[str, Any]
-    line: int
-    column: int
-    end_line: int | None
-    end_column: int | None
-    cell: int | None
 
 
 @dataclass
@@ -212,7 +197,7 @@ def analyse(cells: list[Cell]) -> Analysis:
         elif tree is not None:
             trees.append((cell, tree))
     for cell, tree in trees:
-        result.registrations += _registrations(tree, cell.index)
+        result.registrations += literal_registrations(tree, cell.index)
     if not any(_defines_boot(tree) for _, tree in trees) and not result.has("SYNTAX_ERROR"):
         result.findings.append(
             Finding(
@@ -287,87 +272,6 @@ def _defines_boot(tree: ast.Module) -> bool:
     return False
 
 
-# -- registrations -------------------------------------------------------------------
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return ""
-
-
-def _arg(call: ast.Call, pos: int, name: str) -> ast.AST | None:
-    for kw in call.keywords:
-        if kw.arg == name:
-            return kw.value
-    if pos < len(call.args) and not any(isinstance(a, ast.Starred) for a in call.args[: pos + 1]):
-        return call.args[pos]
-    return None
-
-
-def _text(node: ast.AST | None, default: str | None = None) -> str | None:
-    """A literal string argument; ``default`` when absent; ``None`` when not literal."""
-    if node is None:
-        return default
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
-
-
-def _methods(node: ast.AST | None) -> list[str] | None:
-    if node is None:
-        return ["GET"]
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        found = [_text(e) for e in node.elts]
-        return None if any(m is None for m in found) else [m for m in found if m]
-    one = _text(node)
-    return None if one is None else [one]
-
-
-def _registrations(tree: ast.Module, cell: int | None) -> list[Registration]:
-    found = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        target = _dotted(node.func)
-        items: list[tuple[str, str, dict[str, Any]]] = []
-        if target == "VWED.api.register_route":
-            path, method = _text(_arg(node, 0, "path")), _text(_arg(node, 1, "method"), "GET")
-            if path is not None and method is not None:
-                items.append(("api", "", {"path": path, "method": method.strip().upper()}))
-        elif target == "VWED.api.route":
-            path, methods = _text(_arg(node, 0, "path")), _methods(_arg(node, 1, "methods"))
-            if path is not None and methods is not None:
-                items += [("api", "", {"path": path, "method": m.strip().upper()}) for m in methods]
-        elif target == "VWED.function.register":
-            name = _text(_arg(node, 0, "name"))
-            if name:
-                items.append(("function", name, {"name": name}))
-        elif target == "VWED.api.register_websocket":
-            path = _text(_arg(node, 0, "path"))
-            if path is not None:
-                items.append(("websocket", path, {"path": path}))
-        for kind, name, item in items:
-            if kind == "api":
-                name = f"{item['method']} {item['path']}"
-            found.append(
-                Registration(
-                    kind,
-                    name,
-                    item,
-                    node.lineno,
-                    node.col_offset + 1,
-                    node.end_lineno,
-                    None if node.end_col_offset is None else node.end_col_offset + 1,
-                    cell,
-                )
-            )
-    return found
-
-
 # -- against the running scripts -----------------------------------------------------
 def taken(
     registrations: list[Registration],
@@ -376,30 +280,20 @@ def taken(
     own_path: str | None,
 ) -> list[Finding]:
     """``ROUTE_TAKEN`` / ``FUNCTION_TAKEN``: a literal registration that another running
-    script (another path than ``own_path``) owns now. ``path_of`` maps a script id to
-    its path. On the event loop: it reads the live routing table."""
+    script (another path than ``own_path``) owns now (``claims.py``)."""
     found = []
-    for reg in registrations:
-        key = "apis" if reg.kind == "api" else reg.kind + "s"
-        try:
-            regs = parse_registrations("", {key: [reg.item]})
-        except BadRequest:  # not a valid method or name: the kernel will say so at boot
-            continue
-        for clash in registry.conflicts("", regs):
-            owner = path_of(clash["owner"]) or clash["owner"]
-            if owner == own_path:
-                continue
-            what = {"api": "route", "function": "function", "websocket": "WebSocket"}[reg.kind]
-            found.append(
-                Finding(
-                    reg.line,
-                    reg.column,
-                    "error",
-                    "FUNCTION_TAKEN" if reg.kind == "function" else "ROUTE_TAKEN",
-                    f"{what} {reg.name!r} is already registered by the running script {owner}",
-                    reg.end_line,
-                    reg.end_column,
-                    reg.cell,
-                )
+    for reg, owner in owned_elsewhere(registrations, registry, path_of, own_path):
+        what = {"api": "route", "function": "function", "websocket": "WebSocket"}[reg.kind]
+        found.append(
+            Finding(
+                reg.line,
+                reg.column,
+                "error",
+                "FUNCTION_TAKEN" if reg.kind == "function" else "ROUTE_TAKEN",
+                f"{what} {reg.name!r} is already registered by the running script {owner}",
+                reg.end_line,
+                reg.end_column,
+                reg.cell,
             )
+        )
     return found
