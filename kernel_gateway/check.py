@@ -1,16 +1,15 @@
 """The code check of a script: syntax errors, pyflakes' findings, a missing ``boot``,
-and the literal routes and functions it registers (for ``taken.py`` to compare with
-the running scripts).
+and the routes and functions it registers with literal arguments (``claims.py``),
+compared with the running scripts' by :func:`taken`.
 
 A script runs in IPython, one cell at a time, each through IPython's input
-transformer: ``%magic`` and ``!cmd`` lines are legal. So every cell is transformed
-with ``TransformerManager`` (lines keep their numbers), compiled on its own (a
-syntax error is that cell's), and the cells that compile are checked together by
-pyflakes as one module (a name defined in cell 1 is known in cell 2). ``VWED`` and
-the names IPython puts in builtins are known names. The literal registrations
-(``claims.py``) are compared with the running scripts' by :func:`taken`.
+transformer: ``%magic`` and ``!cmd`` lines are legal. So every cell is compiled on
+its own (a syntax error is that cell's): as it is if it parses as Python, else
+after ``TransformerManager`` (lines keep their numbers); the cells that compile are
+checked together by pyflakes as one module (a name defined in cell 1 is known in
+cell 2). ``VWED`` and the names IPython puts in builtins are known names.
 
-Pure functions of the text: safe to run off the event loop.
+All but :func:`taken` are pure functions of the text: safe to run off the event loop.
 """
 
 from __future__ import annotations
