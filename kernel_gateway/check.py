@@ -15,6 +15,7 @@ All but :func:`taken` are pure functions of the text: safe to run off the event 
 from __future__ import annotations
 
 import ast
+import asyncio
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "Registration",
     "Analysis",
     "analyse",
+    "compiles",
     "notebook_cells",
     "require_compiles",
     "syntax_findings",
@@ -166,6 +168,11 @@ def _compile(cell: Cell) -> tuple[ast.Module | None, Finding | None]:
 def syntax_findings(cells: list[Cell]) -> list[Finding]:
     """Only the syntax errors (what blocks a start)."""
     return [f for f in (_compile(c)[1] for c in cells) if f is not None]
+
+
+async def compiles(source: ScriptSource) -> None:
+    """:func:`require_compiles` off the event loop (a large file takes a while)."""
+    await asyncio.get_running_loop().run_in_executor(None, require_compiles, source)
 
 
 def require_compiles(source: ScriptSource) -> None:

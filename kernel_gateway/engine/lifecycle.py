@@ -19,7 +19,7 @@ from typing import Any
 
 from ..background import Background
 from ..boot import boot_kernel
-from ..check import require_compiles
+from ..check import compiles
 from ..errors import Conflict, NotFound, ScriptError, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
 from ..logs import LogHub
@@ -130,7 +130,7 @@ class ScriptEngine:
                     "TOO_MANY_KERNELS",
                 )
         source = self.files.load(script_path)
-        require_compiles(source)  # 422 SYNTAX_ERROR before any kernel is taken
+        await compiles(source)  # 422 SYNTAX_ERROR before any kernel is taken
         async with self._lock(source.path):
             current = self.scripts.at(source.path)
             if current is not None:
@@ -288,7 +288,7 @@ class ScriptEngine:
         await self.runs.forget(script_path)
 
     async def restart(self, script: RunningScript) -> RunningScript:
-        require_compiles(self.files.load(script.path))  # a syntax error stops nothing
+        await compiles(self.files.load(script.path))  # a syntax error stops nothing
         await self.stop(script, "restarted")
         return await self.start(script.path, script.options)
 
@@ -302,7 +302,7 @@ class ScriptEngine:
             old_source = script.source
             try:
                 script.source = self.files.load(script.path)
-                require_compiles(script.source)  # 422 before any kernel is taken
+                await compiles(script.source)  # 422 before any kernel is taken
                 kernels, regs = await self._boot_all(script)
             except BaseException as exc:
                 script.source = old_source
