@@ -11,6 +11,7 @@ from tornado import web
 from .config import Settings
 from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
+from .handlers.check import CheckHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.jupyter import (
     ApiRootHandler,
@@ -50,6 +51,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/restart", RestartHandler, ("engine",)),
     (r"/script-engine/reload", ReloadHandler, ("engine",)),
     (r"/script-engine/running", RunningHandler, ("engine",)),
+    (r"/script-engine/check", CheckHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router", "scratch")),

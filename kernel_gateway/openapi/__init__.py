@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
 
-One module per area of the API (lifecycle, calls, files, steps, platform_backend, logs,
+One module per area of the API (lifecycle, check, calls, files, steps, platform_backend, logs,
 ops, jupyter), their building blocks in `schema`. A test checks that every route of the
 application appears here, and that docs/openapi.json is this document
 (regenerate: python -m kernel_gateway.openapi > docs/openapi.json).
@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import __version__
 from .calls import function_and_event_paths, script_route_paths, script_websocket_paths
+from .check import check_paths
 from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
@@ -30,6 +31,7 @@ def build_openapi() -> dict[str, Any]:
     # from the other calls), so the file stays the same byte for byte.
     paths: dict[str, Any] = {
         **lifecycle_paths(),
+        **check_paths(),
         **function_and_event_paths(),
         **files_paths(),
         **steps_paths(),
