@@ -109,8 +109,8 @@ class _ScriptStats:
 
 class CallStats:
     """The sampled series of one gateway (``app.Gateway.stats``): ``meter(path)`` for
-    the call path (``ScriptTable`` gives each script it adds its meter), ``start``/``close`` for the sampler task, ``series`` and ``rates``
-    for the endpoints."""
+    the call path (``ScriptTable.add`` gives each script its path's meter),
+    ``start``/``close`` for the sampler task, ``series`` and ``rates`` for the endpoints."""
 
     def __init__(self, scripts: ScriptTable, interval: float = 10.0) -> None:
         if not interval > 0:
@@ -127,7 +127,7 @@ class CallStats:
 
     # -- the call path -----------------------------------------------------------------
     def meter(self, script_path: str) -> ScriptMeter:
-        """The meter of a script's calls (made on its first call)."""
+        """The meter of a script path's calls (made as it first starts)."""
         entry = self._scripts.get(script_path)
         if entry is None:
             entry = self._scripts[script_path] = _ScriptStats(self.maxlen, self._marks, time.time())

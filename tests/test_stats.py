@@ -215,3 +215,31 @@ def test_the_two_settings_from_flags(tmp_path):
     assert settings.jupyter_url == "https://lab.factory.local/jupyter/"
     assert settings.stats_interval == 2.5
     assert Settings().stats_interval == 10.0 and Settings().jupyter_url == ""
+
+
+def test_meter_bounds_and_series_lifetime():
+    """The call path keeps at most MAX_DURATIONS durations an interval; quantiles come
+    from them; a path that is not running keeps its series for the hour, then goes."""
+    import time
+
+    from kernel_gateway.engine import ScriptTable
+    from kernel_gateway.stats import KEEP_SECONDS, MAX_DURATIONS, CallStats
+
+    stats = CallStats(ScriptTable(), 10.0)
+    meter = stats.meter("a.py")
+    assert stats.meter("a.py") is meter
+    for i in range(3 * MAX_DURATIONS):
+        meter.record(i % 10 != 0, 0.001 * (1 + i % 100))
+    assert len(meter.durations) == MAX_DURATIONS
+    calls_per_s, error_rate = meter.rates()
+    assert calls_per_s > 0 and error_rate == pytest.approx(0.1, abs=0.001)
+    now = time.time() + 10
+    stats.sample(now)
+    series = stats.series("a.py")["scripts"]["a.py"]
+    assert series["t"] == [now] and series["errors"] == [len(range(0, 3 * MAX_DURATIONS, 10))]
+    assert 1.0 <= series["p50_ms"][0] <= series["p99_ms"][0] <= 100.0
+    assert meter.calls == 0 and meter.durations == []
+    stats.sample(now + 10)  # not running, no calls: no point, the history stays
+    assert stats.series("a.py")["scripts"]["a.py"]["t"] == [now]
+    stats.sample(now + KEEP_SECONDS + 1)
+    assert stats.series()["scripts"] == {}
