@@ -10,6 +10,7 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import text
+from test_logs_databases import db_url  # noqa: F401 - the fixture (sqlite, postgresql, mariadb)
 
 from conftest import GatewayThread, unique, wait_until
 from kernel_gateway.config import Settings
@@ -196,16 +197,17 @@ def test_the_caller_token_is_refused(calls_gw):
     assert r.status_code == 401 and r.json()["code"] == "UNAUTHORIZED", r.text
 
 
-def test_migration_0007_keeps_the_calls_stored_before(tmp_path):
-    """A database at 0006 with calls in it: the gateway's migration adds the columns
-    (null for the old rows); a call spilled by an older gateway (without them) stores."""
+def test_migration_0007_keeps_the_calls_stored_before(db_url):  # noqa: F811
+    """A database at 0006 with calls in it (SQLite, and PostgreSQL and MariaDB when
+    reachable): the gateway's migration adds the columns (null for the old rows); a
+    call spilled by an older gateway (without them) is stored."""
     from alembic import command
     from alembic.config import Config
 
     from kernel_gateway.store import CallQuery, Database
     from kernel_gateway.store.db import MIGRATIONS
 
-    db = Database(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    db = Database(db_url)
     try:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -216,9 +218,10 @@ def test_migration_0007_keeps_the_calls_stored_before(tmp_path):
             conn.execute(
                 text(
                     "INSERT INTO vwed_calls (ts, script_id, kind, name, duration_ms, ok, "
-                    "error_type, call_id) VALUES (1.5, 'old.py_1', 'api', 'GET /old', 2.0, 1, "
-                    "NULL, 'c-old')"
-                )
+                    "error_type, call_id) VALUES (1.5, 'old.py_1', 'api', 'GET /old', 2.0, "
+                    ":ok, NULL, 'c-old')"
+                ),
+                {"ok": True},
             )
         db.migrate()
         old_style = {
