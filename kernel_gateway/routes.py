@@ -32,6 +32,7 @@ from .handlers.lifecycle import (
     StopHandler,
 )
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
+from .handlers.observe import CallsHandler, StatsHandler, WhoamiHandler
 from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
 from .handlers.sockets import ScriptWebSocketHandler
@@ -73,6 +74,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
     (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
+    (r"/script-engine/calls", CallsHandler, ("hub",)),
+    (r"/script-engine/stats", StatsHandler, ("stats",)),
+    (r"/script-engine/whoami", WhoamiHandler, ("about",)),
     (r"/api", ApiRootHandler, ("engine", "scratch")),
     (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
     (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
 
 One module per area of the API (lifecycle, check, calls, files, steps, platform_backend, logs,
-ops, jupyter), their building blocks in `schema`. A test checks that every route of the
+observe, ops, jupyter), their building blocks in `schema`. A test checks that every route of the
 application appears here, and that docs/openapi.json is this document
 (regenerate: python -m kernel_gateway.openapi > docs/openapi.json).
 """
@@ -17,6 +17,7 @@ from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
 from .logs import logs_paths
+from .observe import observe_paths
 from .ops import ops_paths
 from .platform_backend import platform_paths
 from .schema import common_responses, components
@@ -37,6 +38,7 @@ def build_openapi() -> dict[str, Any]:
         **steps_paths(),
         **platform_paths(),
         **logs_paths(),
+        **observe_paths(),
         **ops_paths(),
         **script_route_paths(),
         **jupyter_paths(),
