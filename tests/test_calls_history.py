@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import text
 from test_logs_databases import db_url  # noqa: F401 - the fixture (sqlite, postgresql, mariadb)
 
-from conftest import GatewayThread, unique, wait_until
-from kernel_gateway.config import Settings
+from conftest import token_gateway, unique, wait_until
 
 ADMIN = "calls-admin-" + uuid.uuid4().hex
 CALLER = "calls-caller-" + uuid.uuid4().hex
@@ -33,22 +32,7 @@ def boot():
 
 @pytest.fixture(scope="module")
 def calls_gw(tmp_path_factory):
-    base = tmp_path_factory.mktemp("calls")
-    (base / "scripts").mkdir()
-    gw = GatewayThread(
-        Settings(
-            scripts_dir=str(base / "scripts"),
-            port=0,
-            data_dir=str(base / "data"),
-            pool_size=1,
-            workers=1,
-            call_timeout=10.0,
-            token=ADMIN,
-            caller_token=CALLER,
-        ).validated()
-    ).start()
-    yield gw, base / "scripts"
-    gw.stop()
+    yield from token_gateway(tmp_path_factory, "calls", ADMIN, CALLER)
 
 
 @pytest.fixture

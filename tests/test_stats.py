@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from conftest import GatewayThread, unique, wait_until
+from conftest import token_gateway, unique, wait_until
 from kernel_gateway import __version__
 from kernel_gateway.config import ConfigError, Settings, parse_settings
 
@@ -32,24 +32,9 @@ def boot():
 
 @pytest.fixture(scope="module")
 def stats_gw(tmp_path_factory):
-    base = tmp_path_factory.mktemp("stats")
-    (base / "scripts").mkdir()
-    gw = GatewayThread(
-        Settings(
-            scripts_dir=str(base / "scripts"),
-            port=0,
-            data_dir=str(base / "data"),
-            pool_size=1,
-            workers=1,
-            call_timeout=10.0,
-            token=ADMIN,
-            caller_token=CALLER,
-            stats_interval=0.2,
-            jupyter_url=LAB,
-        ).validated()
-    ).start()
-    yield gw, base / "scripts"
-    gw.stop()
+    yield from token_gateway(
+        tmp_path_factory, "stats", ADMIN, CALLER, stats_interval=0.2, jupyter_url=LAB
+    )
 
 
 @pytest.fixture
