@@ -13,7 +13,7 @@ from ..logs import LogHub
 from ..stats import CallStats
 from ..store.callquery import CallQuery
 from .base import JSONHandler, Tokens
-from .logs import MAX_LIMIT, _int, _time
+from .params import int_param, query_args, window_and_page
 
 __all__ = ["CallsHandler", "StatsHandler", "WhoamiHandler", "parse_calls_query"]
 
@@ -28,18 +28,9 @@ _TEXT = {  # the text filters and their longest value (the column's width)
 }
 
 
-def _args(handler: web.RequestHandler, known: set[str]) -> dict[str, str]:
-    """The query's parameters (the last of repeated ones); 400 on an unknown one."""
-    args = {k: handler.get_query_argument(k) for k in handler.request.query_arguments}
-    for name in args:
-        if name not in known:
-            raise BadParameter(name, "unknown parameter")
-    return args
-
-
 def parse_calls_query(handler: web.RequestHandler) -> CallQuery:
     """The filters of ``GET /script-engine/calls`` (400 ``BAD_PARAMETER`` on a bad one)."""
-    args = _args(handler, {*_TEXT, "kind", "ok", "since", "until", "limit", "cursor"})
+    args = query_args(handler, {*_TEXT, "kind", "ok", "since", "until", "limit", "cursor"})
     query = CallQuery()
     for name, longest in _TEXT.items():
         if args.get(name):
@@ -54,16 +45,7 @@ def parse_calls_query(handler: web.RequestHandler) -> CallQuery:
         if args["ok"] not in ("true", "false"):
             raise BadParameter("ok", "must be 'true' or 'false'")
         query.ok = args["ok"] == "true"
-    if "since" in args:
-        query.since = _time("since", args["since"])
-    if "until" in args:
-        query.until = _time("until", args["until"])
-    if query.since is not None and query.until is not None and query.since >= query.until:
-        raise BadParameter("until", "must be after 'since'")
-    if "limit" in args:
-        query.limit = _int("limit", args["limit"], 1, MAX_LIMIT)
-    if "cursor" in args:
-        query.cursor = _int("cursor", args["cursor"], 0, 2**62)
+    window_and_page(args, query)
     return query
 
 
@@ -87,8 +69,8 @@ class StatsHandler(JSONHandler):
     stats: CallStats
 
     def get(self) -> None:
-        args = _args(self, {"script_path", "minutes"})
-        minutes = _int("minutes", args["minutes"], 1, 60) if "minutes" in args else 60
+        args = query_args(self, {"script_path", "minutes"})
+        minutes = int_param("minutes", args["minutes"], 1, 60) if "minutes" in args else 60
         self.send_json(self.stats.series(args.get("script_path") or None, minutes))
 
 
