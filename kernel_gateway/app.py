@@ -44,6 +44,7 @@ from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
 from .shared_modules import SharedModules
+from .stats import CallStats
 from .steps import StepService
 from .store import Database, DatabaseError
 from .store.service import StoreService, busy_threads
@@ -123,6 +124,9 @@ class Gateway:
         # Calls go in through the router and come out of kernels to their services;
         # both read the table of running scripts the engine writes.
         self.scripts = ScriptTable()
+        # per-script series for the console (sampled; the table gives each script its meter)
+        self.stats = CallStats(self.scripts, settings.stats_interval)
+        self.scripts.meters = self.stats.meter
         self.metrics = Metrics()
         self.router = CallRouter(
             self.scripts,
@@ -258,6 +262,8 @@ class Gateway:
             "scratch": self.scratch,
             "metrics": self.metrics,
             "document": build_openapi(),
+            "stats": self.stats,
+            "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)
         self._server = httpserver.HTTPServer(
@@ -271,6 +277,7 @@ class Gateway:
         self.pool.start()
         self.workers.start()
         self.engine.start_monitor()
+        self.stats.start()
         if self.settings.watch:
             self.engine.watch()
         if self.settings.restore:
@@ -314,6 +321,7 @@ class Gateway:
                 left,
                 self.settings.drain_timeout,
             )
+        await self.stats.close()
         await self.engine.close()
         await self.services.close()
         await self.pool.close()

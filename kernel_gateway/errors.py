@@ -14,10 +14,12 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── NotFound                          404 NOT_FOUND (SCRIPT_NOT_FOUND, NOT_RUNNING,
     │                                          ROUTE_NOT_FOUND, FUNCTION_NOT_FOUND, ...)
     ├── MethodNotAllowed                  405 METHOD_NOT_ALLOWED
-    ├── Conflict                          409 ALREADY_RUNNING, REGISTRATION_CONFLICT, EXISTS
+    ├── Conflict                          409 ALREADY_RUNNING, REGISTRATION_CONFLICT, EXISTS,
+    │                                         FILE_CHANGED (If-Match: the file changed since)
     ├── PayloadTooLarge                   413 FILE_TOO_LARGE
     ├── UnsupportedMediaType              415 UNSUPPORTED_MEDIA_TYPE
-    ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS
+    ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS,
+    │                                         SYNTAX_ERROR (a start/restart/reload: details.findings)
     ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
     ├── KernelDied                        502 KERNEL_DIED
     ├── MailFailed                        502 MAIL_FAILED (the SMTP server refused or is away)

@@ -11,6 +11,7 @@ from tornado import web
 from .config import Settings
 from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
+from .handlers.check import CheckHandler
 from .handlers.console import ConsoleFileHandler, ConsoleIndexHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.jupyter import (
@@ -32,6 +33,7 @@ from .handlers.lifecycle import (
     StopHandler,
 )
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
+from .handlers.observe import CallsHandler, StatsHandler, WhoamiHandler
 from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
 from .handlers.sockets import ScriptWebSocketHandler
@@ -51,6 +53,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/restart", RestartHandler, ("engine",)),
     (r"/script-engine/reload", ReloadHandler, ("engine",)),
     (r"/script-engine/running", RunningHandler, ("engine",)),
+    (r"/script-engine/check", CheckHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router", "scratch")),
@@ -72,6 +75,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/logs", LogHistoryHandler, ("hub",)),
     (r"/script-engine/logs/export", LogExportHandler, ("hub",)),
     (r"/script-engine/logs/ws", LogStreamHandler, ("hub",)),
+    (r"/script-engine/calls", CallsHandler, ("hub",)),
+    (r"/script-engine/stats", StatsHandler, ("stats",)),
+    (r"/script-engine/whoami", WhoamiHandler, ("about",)),
     (r"/api", ApiRootHandler, ("engine", "scratch")),
     (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
     (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),

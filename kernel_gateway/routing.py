@@ -118,7 +118,7 @@ class CallRouter:
         call_id = kernel.bridge.new_call_id()
         self.logs.note_call(call_id, task_id)
         started = time.perf_counter()
-        error_type: str | None = None
+        error: GatewayError | None = None
         try:
             reply = await kernel.bridge.call(
                 data, buffers, timeout=timeout or self.call_timeout, call_id=call_id
@@ -127,26 +127,32 @@ class CallRouter:
                 error = map_call_error(
                     reply, f"{'route' if kind == 'api' else 'function'} {name}", self.debug
                 )
-                error_type = error.code
                 error.details.setdefault("call_id", call_id)  # finds the call's log records
                 raise error
             return reply
         except GatewayError as exc:
-            error_type = error_type or exc.code
+            error = exc
             raise
         finally:
-            self.metrics.call(script_id, kind, error_type or "ok", time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            error_type = None if error is None else error.code
+            self.metrics.call(script_id, kind, error_type or "ok", seconds)
+            if script.meter is not None:
+                script.meter.record(error is None, seconds)
             if self.history is not None:
                 self.history.add_call(
                     {
                         "ts": time.time(),
                         "script_id": script_id,
+                        "script_path": script.path,
                         "kind": kind,
                         "name": name[:512],
-                        "ok": error_type is None,
-                        "duration_ms": (time.perf_counter() - started) * 1000,
+                        "ok": error is None,
+                        "duration_ms": seconds * 1000,
                         "error_type": error_type,
+                        "error_message": None if error is None else error.message[:500],
                         "call_id": call_id,
+                        "task_id": task_id[:128] if task_id else None,
                     }
                 )
 

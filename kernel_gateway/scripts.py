@@ -5,13 +5,17 @@ NUL byte, a backslash, a ``..`` or ``.`` segment, a percent-encoded character
 (encoded traversal reaching us after one decoding), or when, after resolving
 symlinks, it leaves the root. Only ``.py`` and ``.ipynb`` files are read or
 written, up to ``max_file_size`` bytes.
+
+Every file read or written has an ``etag`` (:func:`etag_of` its bytes); a write given
+``if_match`` refuses (409 ``FILE_CHANGED``) when the file changed or went since.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ import nbformat
 
 from .errors import BadRequest, Conflict, NotFound, PathInvalid, PayloadTooLarge
 
-__all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES"]
+__all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES", "etag_of"]
 
 SCRIPT_SUFFIXES = (".py", ".ipynb")
 # Longest name and path the file system takes: longer ones are a 400, not an OSError.
@@ -39,6 +43,13 @@ class ScriptSource:
     cells: list[str]
     mtime: float
     size: int
+    # of a notebook: each cell's place in the notebook's ``cells`` (for findings)
+    indexes: list[int] = field(default_factory=list)
+
+
+def etag_of(data: bytes) -> str:
+    """The strong etag of a file's bytes (unquoted): sha256 hex, first 16 characters."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 class ScriptStore:
@@ -147,12 +158,14 @@ class ScriptStore:
             raise PayloadTooLarge(
                 f"file {rel!r} is larger than {self.max_file_size} bytes", "FILE_TOO_LARGE"
             )
+        data = path.read_bytes()
         return {
             "path": self.relative(path),
             "type": "file",
-            "content": path.read_text("utf-8"),
-            "size": st.st_size,
+            "content": data.decode("utf-8"),
+            "size": len(data),
             "mtime": st.st_mtime,
+            "etag": etag_of(data),
         }
 
     def stat(self, rel: str) -> ScriptSource:
@@ -191,20 +204,25 @@ class ScriptStore:
                 raise BadRequest(
                     f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID"
                 ) from exc
-            cells = [
-                c.source
-                for c in nb.cells
+            indexes = [
+                i
+                for i, c in enumerate(nb.cells)
                 if c.cell_type == "code"
                 and c.source.strip()
                 and SKIP_TAG not in (c.get("metadata", {}).get("tags") or [])
             ]
+            cells = [nb.cells[i].source for i in indexes]
         else:
-            cells = [text]
-        return ScriptSource(self.relative(path), str(path), cells, st.st_mtime, st.st_size)
+            cells, indexes = [text], []
+        return ScriptSource(self.relative(path), str(path), cells, st.st_mtime, st.st_size, indexes)
 
     # -- writing ---------------------------------------------------------------------
-    def write(self, rel: str, content: Any) -> dict[str, Any]:
-        """Create or overwrite a file (atomically: write a temp file, then rename)."""
+    def write(self, rel: str, content: Any, if_match: str | None = None) -> dict[str, Any]:
+        """Create or overwrite a file (atomically: write a temp file, then rename).
+
+        ``if_match``: the etag the writer read; 409 ``FILE_CHANGED`` (``details.etag``:
+        the current one, ``null`` if the file is gone) unless the file still has it
+        (``*``: unless it exists)."""
         if not isinstance(content, str):
             raise BadRequest("'content' must be a string", "MISSING_FIELD")
         path = self.resolve(rel)
@@ -223,12 +241,34 @@ class ScriptStore:
                 ) from exc
         if path.is_dir():
             raise Conflict(f"{rel!r} is a directory", "IS_A_DIRECTORY")
+        if if_match is not None:
+            self._check_etag(rel, path, if_match)
         created = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        return {"path": self.relative(path), "size": len(data), "created": created}
+        return {
+            "path": self.relative(path),
+            "size": len(data),
+            "created": created,
+            "etag": etag_of(data),
+        }
+
+    @staticmethod
+    def _check_etag(rel: str, path: Path, if_match: str) -> None:
+        try:
+            current: str | None = etag_of(path.read_bytes())
+        except FileNotFoundError:
+            current = None
+        if current is None or (if_match != "*" and if_match != current):
+            gone = " was deleted" if current is None else " changed"
+            raise Conflict(
+                f"file {rel!r}{gone} since it was read (etag {if_match}); "
+                "read it again before writing",
+                "FILE_CHANGED",
+                details={"etag": current},
+            )
 
     def create(self, rel: str, kind: str = "file", template: bool = True) -> dict[str, Any]:
         """Create a directory, or a new file (from the template unless told otherwise)."""

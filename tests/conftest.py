@@ -72,6 +72,30 @@ class GatewayThread:
         return f"http://127.0.0.1:{self.gateway.port}"
 
 
+def token_gateway(
+    tmp_path_factory: pytest.TempPathFactory, name: str, admin: str, caller: str, **settings: Any
+) -> Iterator[tuple[GatewayThread, Path]]:
+    """A module's own gateway with an admin and a caller token, one pooled kernel and one
+    worker (``settings`` override or add): yields it with its empty scripts root."""
+    base = tmp_path_factory.mktemp(name)
+    (base / "scripts").mkdir()
+    options: dict[str, Any] = {"pool_size": 1, "workers": 1, "call_timeout": 10.0, **settings}
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(base / "scripts"),
+            port=0,
+            data_dir=str(base / "data"),
+            token=admin,
+            caller_token=caller,
+            **options,
+        ).validated()
+    ).start()
+    try:
+        yield gw, base / "scripts"
+    finally:
+        gw.stop()
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``predicate`` until it is truthy, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

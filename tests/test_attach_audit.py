@@ -14,8 +14,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import GatewayThread, unique, wait_until
-from kernel_gateway.config import Settings
+from conftest import token_gateway, unique, wait_until
 
 ADMIN = "audit-admin-" + uuid.uuid4().hex
 CALLER = "audit-caller-" + uuid.uuid4().hex
@@ -23,22 +22,7 @@ CALLER = "audit-caller-" + uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def audit_gw(tmp_path_factory):
-    base = tmp_path_factory.mktemp("audit")
-    (base / "scripts").mkdir()
-    gw = GatewayThread(
-        Settings(
-            scripts_dir=str(base / "scripts"),
-            port=0,
-            data_dir=str(base / "data"),
-            pool_size=1,
-            workers=1,
-            call_timeout=5.0,
-            token=ADMIN,
-            caller_token=CALLER,
-        ).validated()
-    ).start()
-    yield gw, base / "scripts"
-    gw.stop()
+    yield from token_gateway(tmp_path_factory, "audit", ADMIN, CALLER, call_timeout=5.0)
 
 
 def _execute_request(code: str) -> dict:

@@ -10,6 +10,7 @@ With VWED_DOCS_SCREENSHOTS=1 the screenshots of each pane go to docs/img/console
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -48,8 +49,11 @@ def test_the_page_and_its_files_are_served_without_a_token(client: httpx.Client)
     assert js.status_code == 200
     assert "javascript" in js.headers["content-type"]
     assert "Authorization" in js.text
-    for name in ("vendor/codemirror.js", "vendor/uPlot.esm.js", "style.css"):
-        assert client.get(f"/console/{name}").status_code == 200, name
+    # every file the page names (stylesheets, modules, preloads) is served
+    named = re.findall(r'(?:href|src)="(/console/[^"]+)"', page.text)
+    assert "/console/vendor/codemirror.js" in named and "/console/js/main.js" in named
+    for url in named:
+        assert client.get(url).status_code == 200, url
 
 
 @pytest.mark.parametrize(
@@ -101,6 +105,8 @@ class Console:
             self.caller,
             "--stats-interval",
             "1",
+            "--jupyter-url",
+            "http://127.0.0.1:8888",
         )
         self.gateway.client.headers["Authorization"] = f"token {self.token}"
 
@@ -148,11 +154,7 @@ def sign_in(page: Any, url: str, token: str) -> None:
 
 
 def editor_text(page: Any) -> str:
-    return str(
-        page.evaluate(
-            "() => document.querySelector('.cm-content').cmView.view.state.doc.toString()"
-        )
-    )
+    return str(page.evaluate("() => window.vwedConsole.editorText()"))
 
 
 @needs_browser
@@ -160,6 +162,7 @@ def test_a_caller_token_is_refused_with_a_clear_message(console: Console, page: 
     sign_in(page, console.url, console.caller)
     alert = page.locator("#signin-error")
     wait_until(lambda: "caller token" in (alert.text_content() or ""), 20, "the refusal")
+    screenshot(page, "console-signin")
     assert page.get_by_role("button", name="Sign out").is_hidden()
     sign_in(page, console.url, "not-a-token")
     wait_until(lambda: "not valid" in (alert.text_content() or ""), 20, "the refusal")
@@ -267,3 +270,175 @@ def test_the_operator_scenario(console: Console, page: Any) -> None:
     page.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_label("status stopped").wait_for()
     wait_until(lambda: "warehouse/controller.py" not in console.gateway.running(), 30, "stopped")
+
+
+BOOM = """\
+def boot():
+    VWED.api.register_route("/boom", "GET", boom)
+
+
+def boom(request):
+    print("\\x1b[31mred text\\x1b[0m")
+    return 1 / 0
+"""
+
+
+def count(locator: Any, text: str) -> int:
+    return int((locator.text_content() or "").count(text))
+
+
+@needs_browser
+def test_conflicts_refusals_tracebacks_pause_export_and_files(console: Console, page: Any) -> None:
+    (console.root / "demo").mkdir(exist_ok=True)
+    (console.root / "demo" / "boom.py").write_text(BOOM)
+    (console.root / "demo" / "broken.py").write_text("def boot(:\n    pass\n")
+    caller = {"Authorization": f"token {console.caller}"}
+    sign_in(page, console.url, console.token)
+    page.get_by_role("treeitem", name="demo/broken.py").get_by_role("button").click()
+
+    # a start refused with 422 SYNTAX_ERROR: the finding is shown
+    page.get_by_role("button", name="Start", exact=True).click()
+    findings = page.get_by_role("list", name="Findings")
+    wait_until(lambda: "SYNTAX_ERROR" in (findings.text_content() or ""), 20, "the finding")
+    wait_until(lambda: "SYNTAX_ERROR" in (page.locator("#notice").text_content() or ""), 20, "422")
+    assert "demo/broken.py" not in console.gateway.running()
+
+    # save with If-Match: the file changed on disk since it was opened -> a clear choice
+    page.get_by_role("treeitem", name="demo/boom.py").get_by_role("button").click()
+    wait_until(lambda: "def boom" in editor_text(page), 20, "boom.py in the editor")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("# mine\n")
+    (console.root / "demo" / "boom.py").write_text(BOOM + "# theirs\n")
+    page.get_by_role("button", name="Save").click()
+    conflict = page.locator("#ed-conflict")
+    conflict.wait_for()
+    assert "changed on disk" in (conflict.text_content() or "")
+    assert (console.root / "demo" / "boom.py").read_text().endswith("# theirs\n")
+    page.get_by_role("button", name="Overwrite").click()
+    conflict.wait_for(state="hidden")
+    wait_until(
+        lambda: (console.root / "demo" / "boom.py").read_text() == editor_text(page), 20, "saved"
+    )
+    assert "# mine" in (console.root / "demo" / "boom.py").read_text()
+
+    # live logs: ANSI colours, a traceback's file:line opens the editor there
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_label("status running").wait_for()
+    page.get_by_role("tab", name="Logs").click()
+    log_view = page.get_by_role("log", name="Log records")
+    r = httpx.get(f"{console.url}/script-api/boom", headers=caller, timeout=30)
+    assert r.status_code >= 400 and r.json()["code"] == "HANDLER_ERROR", r.text
+    wait_until(lambda: count(log_view, "ZeroDivisionError: division") >= 1, 30, "the traceback")
+    red = log_view.locator("span", has_text="red text").last
+    assert red.evaluate("e => getComputedStyle(e).color") == "rgb(255, 107, 107)"
+
+    # Pause buffers, Resume shows what came in meanwhile
+    page.get_by_role("button", name="Pause").click()
+    before = count(log_view, "ZeroDivisionError: division")
+    r = httpx.get(f"{console.url}/script-api/boom", headers=caller, timeout=30)
+    call_id = r.json()["call_id"]
+
+    def stored() -> bool:
+        got = console.gateway.client.get("/script-engine/logs", params={"call_id": call_id})
+        return got.status_code == 200 and got.json()["count"] >= 2
+
+    wait_until(stored, 30, "the second call's records")
+    wait_until(lambda: "new" in (page.locator("#log-state").text_content() or ""), 20, "buffered")
+    assert count(log_view, "ZeroDivisionError: division") == before
+    page.get_by_role("button", name="Resume").click()
+    wait_until(
+        lambda: count(log_view, "ZeroDivisionError: division") > before, 20, "the buffered lines"
+    )
+
+    # Export: fetched with the token header, saved as a file
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export").click()
+    exported = Path(info.value.path()).read_text()
+    assert "ZeroDivisionError" in exported
+
+    log_view.get_by_role("link", name="demo/boom.py", exact=False).last.click()
+    page.get_by_role("tab", name="Editor", selected=True).wait_for()
+    wait_until(
+        lambda: "return 1 / 0" in (page.locator(".cm-activeLine").text_content() or ""),
+        20,
+        "the editor at the traceback's line",
+    )
+
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_label("status stopped").wait_for()
+
+    # New script (from the template), Rename, Delete (asked first)
+    page.once("dialog", lambda d: d.accept("demo/fresh.py"))
+    page.get_by_role("button", name="New script").click()
+    wait_until(lambda: (console.root / "demo" / "fresh.py").is_file(), 20, "the new file")
+    page.get_by_role("treeitem", name="demo/fresh.py").wait_for()
+    wait_until(lambda: "def boot" in editor_text(page), 20, "the template in the editor")
+    page.once("dialog", lambda d: d.accept("demo/renamed.py"))
+    page.get_by_role("button", name="Rename").click()
+    wait_until(lambda: (console.root / "demo" / "renamed.py").is_file(), 20, "the renamed file")
+    assert not (console.root / "demo" / "fresh.py").exists()
+    questions: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", answer)
+    page.get_by_role("button", name="Delete").click()
+    wait_until(lambda: not (console.root / "demo" / "renamed.py").exists(), 20, "deleted")
+    assert questions and "Delete demo/renamed.py" in questions[0]
+    page.get_by_role("treeitem", name="demo/renamed.py").wait_for(state="detached")
+
+
+@needs_browser
+def test_one_scripts_logs_and_older_records_paged_in_when_scrolling_up(
+    console: Console, page: Any
+) -> None:
+    (console.root / "chatty").mkdir(exist_ok=True)
+    (console.root / "chatty" / "talk.py").write_text(
+        "def boot():\n"
+        "    for i in range(450):\n"
+        "        VWED.log.info('talk', f'line {i:03d}')\n"
+        "    VWED.log.info('talk', 'all said')\n"
+    )
+    r = console.gateway.client.post("/script-engine/start", json={"script_path": "chatty/talk.py"})
+    assert r.status_code == 200, r.text
+    try:
+
+        def stored() -> bool:
+            got = console.gateway.client.get(
+                "/script-engine/logs", params={"tag": "talk", "q": "all said"}
+            )
+            return got.status_code == 200 and got.json()["count"] == 1
+
+        wait_until(stored, 30, "the records in the database")
+        sign_in(page, console.url, console.token)
+        page.get_by_role("treeitem", name="chatty/talk.py").get_by_role("button").click()
+        page.get_by_role("tab", name="Logs").click()
+        page.get_by_role("combobox", name="Logs of script").select_option("chatty/talk.py")
+        log_view = page.get_by_role("log", name="Log records")
+        wait_until(lambda: "all said" in (log_view.text_content() or ""), 20, "the tail")
+        assert "line 000" not in (log_view.text_content() or "")  # only the last 200 replayed
+        # JupyterLab is one click away when the gateway knows where it is
+        link = page.get_by_role("link", name="Open in JupyterLab")
+        assert link.get_attribute("href") == "http://127.0.0.1:8888/lab/tree/chatty/talk.py"
+        for _ in range(10):
+            if "line 000" in (log_view.text_content() or ""):
+                break
+            log_view.evaluate("e => { e.scrollTop = 0; e.dispatchEvent(new Event('scroll')); }")
+            wait_until(
+                lambda: (
+                    log_view.evaluate("e => e.scrollTop") > 0
+                    or "line 000" in (log_view.text_content() or "")
+                ),
+                10,
+                "an older page",
+            )
+        text = log_view.text_content() or ""
+        assert "line 000" in text and "all said" in text
+        assert text.count("line 123") == 1  # no record twice
+        # the other scripts' records are not in this script's view
+        assert "controller ready" not in text
+    finally:
+        console.gateway.client.post("/script-engine/stop", json={"script_path": "chatty/talk.py"})

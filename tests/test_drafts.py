@@ -20,8 +20,7 @@ import httpx
 import pytest
 from tornado.websocket import websocket_connect
 
-from conftest import GatewayThread, unique, wait_until
-from kernel_gateway.config import Settings
+from conftest import GatewayThread, token_gateway, unique, wait_until
 
 ADMIN = "drafts-admin-" + uuid.uuid4().hex
 CALLER = "drafts-caller-" + uuid.uuid4().hex
@@ -29,22 +28,7 @@ CALLER = "drafts-caller-" + uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def draft_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThread, Path]]:
-    base = tmp_path_factory.mktemp("drafts")
-    (base / "scripts").mkdir()
-    gw = GatewayThread(
-        Settings(
-            scripts_dir=str(base / "scripts"),
-            port=0,
-            data_dir=str(base / "data"),
-            pool_size=1,
-            workers=1,
-            call_timeout=10.0,
-            token=ADMIN,
-            caller_token=CALLER,
-        ).validated()
-    ).start()
-    yield gw, base / "scripts"
-    gw.stop()
+    yield from token_gateway(tmp_path_factory, "drafts", ADMIN, CALLER)
 
 
 @pytest.fixture

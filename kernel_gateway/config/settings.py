@@ -143,6 +143,16 @@ class Settings:
         True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"
     )
     debug: bool = setting(False, "include tracebacks in error answers")
+    jupyter_url: str = setting(
+        "",
+        "base URL of the JupyterLab that attaches to this gateway (http or https); the "
+        "console links running scripts there (GET /script-engine/whoami tells it)",
+    )
+    stats_interval: float = setting(
+        10.0,
+        "seconds between two samples of the series of GET /script-engine/stats "
+        "(calls per second, latency, CPU and RSS; one hour is kept in memory)",
+    )
 
     def validated(self) -> Settings:
         problems = []
@@ -183,6 +193,12 @@ class Settings:
                 resolve_kernel_user(self.kernel_user)
             except KernelUserError as exc:
                 problems.append(str(exc))
+        if self.jupyter_url:
+            problems.extend(_check_url("jupyter_url", self.jupyter_url))
+        if not 0 < self.stats_interval <= 3600:  # also refuses NaN
+            problems.append(
+                f"stats_interval must be > 0 and at most 3600 seconds ({self.stats_interval!r})"
+            )
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -232,6 +248,20 @@ class Settings:
         if self.db_url:
             return self.db_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'vwed.sqlite3'}"
+
+
+def _check_url(name: str, value: str) -> list[str]:
+    """Problems of an http(s) URL setting (none when it is one)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - read to check it
+    except ValueError as exc:
+        return [f"{name} {value!r} is not a URL: {exc}"]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"{name} must be an http:// or https:// URL with a host ({value!r})"]
+    return []
 
 
 def _is_loopback(ip: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..background import Background
 from ..boot import boot_kernel
+from ..check import compiles
 from ..errors import Conflict, NotFound, ScriptError, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
 from ..logs import LogHub
@@ -129,6 +130,7 @@ class ScriptEngine:
                     "TOO_MANY_KERNELS",
                 )
         source = self.files.load(script_path)
+        await compiles(source)  # 422 SYNTAX_ERROR before any kernel is taken
         async with self._lock(source.path):
             current = self.scripts.at(source.path)
             if current is not None:
@@ -286,6 +288,7 @@ class ScriptEngine:
         await self.runs.forget(script_path)
 
     async def restart(self, script: RunningScript) -> RunningScript:
+        await compiles(self.files.load(script.path))  # a syntax error stops nothing
         await self.stop(script, "restarted")
         return await self.start(script.path, script.options)
 
@@ -296,8 +299,10 @@ class ScriptEngine:
         async with self._lock(script.path):
             if not self.scripts.holds(script) or script.status != "running":
                 raise NotFound(f"script {script.script_id!r} is not running", "NOT_RUNNING")
-            old_source, script.source = script.source, self.files.load(script.path)
+            old_source = script.source
             try:
+                script.source = self.files.load(script.path)
+                await compiles(script.source)  # 422 before any kernel is taken
                 kernels, regs = await self._boot_all(script)
             except BaseException as exc:
                 script.source = old_source

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..errors import NotFound, ServiceUnavailable
 from ..kernels import ScriptKernel
 from ..registrations import ScriptRegistrations
 from ..scripts import ScriptSource
+from ..stats import ScriptMeter
 
 __all__ = ["RunningScript", "ScriptTable", "StartOptions", "MAX_REPLICAS", "RESTART_POLICIES"]
 
@@ -56,6 +58,7 @@ class RunningScript:
     restarts: int = 0
     last_error: str | None = None
     crashes: list[float] = field(default_factory=list)
+    meter: ScriptMeter | None = None  # its calls (stats.py), given by ScriptTable.add
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _turn: itertools.count = field(default_factory=itertools.count)
 
@@ -92,6 +95,7 @@ class RunningScript:
 
     def summary(self) -> dict[str, Any]:
         first = min(self.kernels, key=lambda k: k.replica, default=None)
+        calls_per_s, error_rate = self.meter.rates() if self.meter else (0.0, 0.0)
         return {
             "script_id": self.script_id,
             "script_path": self.path,
@@ -108,6 +112,8 @@ class RunningScript:
             "memory_limit_mb": self.memory_limit_mb or None,
             "policy": self.policy,
             "last_error": self.last_error,
+            "calls_per_s": calls_per_s,  # over the last minute (of the script's path)
+            "error_rate": error_rate,  # the share of those calls that failed
             "kernels": [
                 {
                     "replica": k.replica,
@@ -124,11 +130,14 @@ class RunningScript:
 
 
 class ScriptTable:
-    """Running scripts by id and by path: written by the engine, read by the router."""
+    """Running scripts by id and by path: written by the engine, read by the router.
+    ``meters`` (``stats.CallStats.meter``) gives each script added the meter of its
+    path's calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, meters: Callable[[str], ScriptMeter] | None = None) -> None:
         self._scripts: dict[str, RunningScript] = {}
         self._by_path: dict[str, str] = {}
+        self.meters = meters
 
     def running(self) -> list[RunningScript]:
         return sorted(self._scripts.values(), key=lambda s: s.started_at)
@@ -185,6 +194,8 @@ class ScriptTable:
         return script_id
 
     def add(self, script: RunningScript) -> None:
+        if self.meters is not None and script.meter is None:
+            script.meter = self.meters(script.path)
         self._scripts[script.script_id] = script
         self._by_path[script.path] = script.script_id
 

@@ -6,7 +6,17 @@ from ..errors import BadRequest, Conflict
 from ..scripts import ScriptStore
 from .base import JSONHandler
 
-__all__ = ["FilesHandler", "FilesTreeHandler", "FilesExportHandler"]
+__all__ = ["FilesHandler", "FilesTreeHandler", "FilesExportHandler", "if_match"]
+
+
+def if_match(header: str | None) -> str | None:
+    """The etag of an ``If-Match`` header, unquoted (``*`` kept); ``None`` if absent."""
+    if header is None or not header.strip():
+        return None
+    value = header.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
 
 
 class FilesExportHandler(JSONHandler):
@@ -35,11 +45,17 @@ class FilesHandler(JSONHandler):
     store: ScriptStore
 
     def get(self, path: str) -> None:
-        self.send_json(self.store.read(path))
+        found = self.store.read(path)
+        if "etag" in found:
+            self.set_header("ETag", f'"{found["etag"]}"')
+        self.send_json(found)
 
     def put(self, path: str) -> None:
         body = self.json_body()
-        self.send_json(self.store.write(path, body.get("content")))
+        expected = if_match(self.request.headers.get("If-Match"))
+        written = self.store.write(path, body.get("content"), expected)
+        self.set_header("ETag", f'"{written["etag"]}"')
+        self.send_json(written)
 
     def post(self, path: str) -> None:
         body = self.json_body(required=False)

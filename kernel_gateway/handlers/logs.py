@@ -18,12 +18,12 @@ from ..logs import LogFilter, LogHub, Subscriber, level_number
 from ..store.logquery import LogQuery
 from ..store.service import StoreService
 from .base import JSONHandler
+from .params import MAX_LIMIT, int_param, query_args, window_and_page
 from .wsbase import GatewaySocket
 
 __all__ = ["LogHistoryHandler", "LogExportHandler", "LogStreamHandler", "RunsHandler"]
 
 log = logging.getLogger("kernel_gateway.logs")
-MAX_LIMIT = 1000
 CSV_COLUMNS = (
     "id",
     "ts",
@@ -39,32 +39,7 @@ CSV_COLUMNS = (
 )
 
 
-def _time(name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(name, "give an ISO 8601 time or seconds since the epoch") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.astimezone()  # local time, as a person would type it
-    return stamp.timestamp()
-
-
-def _int(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(name, "must be an integer") from None
-    if not low <= value <= high:
-        raise BadParameter(name, f"must be between {low} and {high}")
-    return value
-
-
 def parse_query(handler: web.RequestHandler, *, default_limit: int = 100) -> LogQuery:
-    args = {k: handler.get_query_argument(k) for k in handler.request.query_arguments}
     known = {
         "script_id",
         "script_path",
@@ -83,34 +58,23 @@ def parse_query(handler: web.RequestHandler, *, default_limit: int = 100) -> Log
         "format",
         "token",
     }
-    for name in args:
-        if name not in known:
-            raise BadParameter(name, "unknown parameter")
+    args = query_args(handler, known)
     query = LogQuery(limit=default_limit)
     for name in ("script_id", "script_path", "tag", "source", "call_id", "task_id"):
         if args.get(name):
             setattr(query, name, args[name])
     if "run_id" in args:
-        query.run_id = _int("run_id", args["run_id"], 0, 2**31)
+        query.run_id = int_param("run_id", args["run_id"], 0, 2**31)
     if "level" in args:
         try:
             query.min_level = level_number(args["level"])
         except ValueError as exc:
             raise BadParameter("level", str(exc)) from None
-    if "since" in args:
-        query.since = _time("since", args["since"])
-    if "until" in args:
-        query.until = _time("until", args["until"])
-    if query.since is not None and query.until is not None and query.since >= query.until:
-        raise BadParameter("until", "must be after 'since'")
+    window_and_page(args, query)
     if "q" in args:
         if len(args["q"]) > 200:
             raise BadParameter("q", "at most 200 characters")
         query.q = args["q"]
-    if "limit" in args:
-        query.limit = _int("limit", args["limit"], 1, MAX_LIMIT)
-    if "cursor" in args:
-        query.cursor = _int("cursor", args["cursor"], 0, 2**62)
     order = args.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadParameter("order", "must be 'asc' (oldest first) or 'desc' (newest first)")
@@ -147,7 +111,7 @@ class RunsHandler(_LogsBase):
 
     async def get(self) -> None:
         path = self.get_query_argument("script_path", None)
-        limit = _int("limit", self.get_query_argument("limit", "100"), 1, MAX_LIMIT)
+        limit = int_param("limit", self.get_query_argument("limit", "100"), 1, MAX_LIMIT)
         runs = await self._db().runs(path, limit)
         self.send_json({"count": len(runs), "runs": runs})
 
@@ -272,7 +236,7 @@ class LogStreamHandler(GatewaySocket):
             min_level = level_number(level) if level else 0
         except ValueError as exc:
             raise BadParameter("level", str(exc)) from None
-        tail = _int("tail", self.get_query_argument("tail", "0"), 0, MAX_LIMIT)
+        tail = int_param("tail", self.get_query_argument("tail", "0"), 0, MAX_LIMIT)
         return LogFilter(
             self.get_query_argument("script_id", None),
             min_level,

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
 
-One module per area of the API (lifecycle, calls, files, steps, platform_backend, logs,
-ops, jupyter), their building blocks in `schema`. A test checks that every route of the
+One module per area of the API (lifecycle, check, calls, files, steps, platform_backend, logs,
+observe, ops, jupyter), their building blocks in `schema`. A test checks that every route of the
 application appears here, and that docs/openapi.json is this document
 (regenerate: python -m kernel_gateway.openapi > docs/openapi.json).
 """
@@ -12,11 +12,13 @@ from typing import Any
 
 from .. import __version__
 from .calls import function_and_event_paths, script_route_paths, script_websocket_paths
+from .check import check_paths
 from .console import console_paths
 from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
 from .logs import logs_paths
+from .observe import observe_paths
 from .ops import ops_paths
 from .platform_backend import platform_paths
 from .schema import common_responses, components
@@ -31,11 +33,13 @@ def build_openapi() -> dict[str, Any]:
     # from the other calls), so the file stays the same byte for byte.
     paths: dict[str, Any] = {
         **lifecycle_paths(),
+        **check_paths(),
         **function_and_event_paths(),
         **files_paths(),
         **steps_paths(),
         **platform_paths(),
         **logs_paths(),
+        **observe_paths(),
         **ops_paths(),
         **script_route_paths(),
         **jupyter_paths(),

@@ -8,6 +8,8 @@ from .schema import OBJ, PATH_PARAM, STR, body, err, ok
 
 __all__ = ["files_paths"]
 
+ETAG = {**STR, "description": "sha256 of the file's bytes, first 16 hex characters"}
+
 
 def files_paths() -> dict[str, Any]:
     """/script-engine/files, files/{path}/export and files/{path}."""
@@ -33,19 +35,29 @@ def files_paths() -> dict[str, Any]:
         "/script-engine/files/{path}": {
             "parameters": PATH_PARAM,
             "get": {
-                "summary": "Read a file (or list a directory)",
+                "summary": "Read a file (or list a directory); a file's etag also in ETag",
                 "responses": {
-                    "200": ok("content", {"content": STR}),
+                    "200": ok("content", {"content": STR, "etag": ETAG}),
                     "400": err("PATH_INVALID", "FILE_TYPE_NOT_ALLOWED"),
                     "404": err("FILE_NOT_FOUND"),
                 },
             },
             "put": {
-                "summary": "Write a file (create or overwrite)",
+                "summary": "Write a file (create or overwrite); with If-Match, only if "
+                "the file still has that etag",
+                "parameters": [
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "schema": STR,
+                        "description": 'the etag the file was read with, quoted ("<etag>")',
+                    }
+                ],
                 "requestBody": body({"content": STR}, ["content"]),
                 "responses": {
-                    "200": ok("written"),
+                    "200": ok("written", {"etag": ETAG}),
                     "400": err("PATH_INVALID", "NOTEBOOK_INVALID"),
+                    "409": err("FILE_CHANGED (details: etag, the current one or null)"),
                     "413": err("FILE_TOO_LARGE"),
                 },
             },
@@ -58,7 +70,7 @@ def files_paths() -> dict[str, Any]:
                         "content": STR,
                     }
                 ),
-                "responses": {"201": ok("created"), "409": err("EXISTS")},
+                "responses": {"201": ok("created", {"etag": ETAG}), "409": err("EXISTS")},
             },
             "patch": {
                 "summary": "Rename or move",

@@ -118,6 +118,14 @@ def components() -> dict[str, Any]:
                     "started_at": {"type": "number"},
                     "kernel_id": STR,
                     "pid": {"type": ["integer", "null"]},
+                    "calls_per_s": {
+                        "type": "number",
+                        "description": "calls per second over the last minute",
+                    },
+                    "error_rate": {
+                        "type": "number",
+                        "description": "the share of the last minute's calls that failed (0-1)",
+                    },
                     "registrations": OBJ,
                 },
             },

@@ -10,6 +10,7 @@ its threads, ``threads.DbThreads``): one writer thread, so writes are serialized
     Database
     ├── records.RecordTables     log records, calls, executions: batches, log ids, retention
     ├── logquery.LogQueries      the log history query
+    ├── callquery.CallQueries    the calls history query
     ├── runs.RunTables           script runs and the scripts to restore
     ├── tasks.TaskTables         task variables and the executions of steps
     └── platform.PlatformTables  the embedded platform: locations, tasks, robots
@@ -26,6 +27,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .callquery import CallQueries
 from .logquery import LogQueries, LogQuery
 from .platform import PlatformTables
 from .records import RecordTables
@@ -83,7 +85,7 @@ def timeout_connect_args(url: str, timeout: float) -> dict[str, Any]:
     return {}
 
 
-class Database(RecordTables, LogQueries, RunTables, TaskTables, PlatformTables):
+class Database(RecordTables, LogQueries, CallQueries, RunTables, TaskTables, PlatformTables):
     """One SQLAlchemy engine and every query the gateway runs (blocking: call them
     from a worker thread)."""
 

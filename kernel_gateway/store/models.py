@@ -97,6 +97,10 @@ class CallRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # since migration 0007 (older rows have them null)
+    script_path: Mapped[str | None] = mapped_column(String(480), nullable=True, index=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
 
 
 class TaskVariablesRow(Base):

@@ -55,7 +55,7 @@ class RecordTables:
             if logs:
                 conn.execute(insert(LogRow), logs)
             if calls:
-                conn.execute(insert(CallRow), calls)
+                conn.execute(insert(CallRow), [_call_row(r) for r in calls])
             if executions:
                 conn.execute(insert(ExecutionRow), executions)
 
@@ -115,3 +115,14 @@ class RecordTables:
                         or 0
                     )
         return removed
+
+
+_CALL_COLUMNS_0007 = ("script_path", "error_message", "task_id")
+
+
+def _call_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A call row with every column: a spill file of an older gateway has calls
+    without the columns of migration 0007 (one batch must name the same columns)."""
+    if all(k in row for k in _CALL_COLUMNS_0007):
+        return row
+    return {**dict.fromkeys(_CALL_COLUMNS_0007), **row}

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import GatewayError
+from .callquery import CallQuery
 from .db import Database
 from .logquery import LogQuery
 from .merge import VariableMerges
@@ -318,6 +319,11 @@ class StoreService:
     # -- logs --------------------------------------------------------------------------
     async def query_logs(self, query: LogQuery) -> Rows:
         return await self.read(self.db.query_logs, query)
+
+    # -- calls -------------------------------------------------------------------------
+    async def calls(self, query: CallQuery) -> Rows:
+        """Calls served by scripts, newest first (``GET /script-engine/calls``)."""
+        return await self.read(self.db.query_calls, query)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Whether the database answers (for readiness)."""

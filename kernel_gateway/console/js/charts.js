@@ -12,7 +12,7 @@ let timer = null;
 const COLOURS = ["#1f6feb", "#c62828", "#2e7d32", "#b26a00"];
 
 function chart(key, title, t, series) {
-  const width = Math.max(420, ($("charts").clientWidth || 900) / 2 - 20);
+  const width = 466; // the grid's column (style.css) less the figure's padding
   const data = [t, ...series.map((s) => s.values)];
   const existing = plots.get(key);
   if (existing && existing.plot.series.length === series.length + 1) {

@@ -13,6 +13,7 @@ import {
   setDiagnostics,
 } from "../vendor/codemirror.js";
 import { ApiError, api, filePath } from "./api.js";
+import { messageNodes } from "./logs.js";
 import { emit, on } from "./state.js";
 import { $, el, notify, showError } from "./ui.js";
 
@@ -20,6 +21,7 @@ const CHECK_DELAY_MS = 700;
 let view = null;
 let current = null; // {path, etag, saved}
 let checkMissing = false;
+let problem = null; // {path, node}: why the last start of a file failed, shown with its findings
 const language = new Compartment();
 
 const bare = (etag) => (etag ? String(etag).replace(/^W\//, "").replace(/"/g, "") : null);
@@ -47,6 +49,7 @@ function renderFindings(findings, note) {
         text: `${f.severity} line ${f.line}:${f.column}${f.cell !== undefined ? ` (cell ${f.cell})` : ""} ${f.code}: ${f.message}`,
       })),
   );
+  if (problem && current && problem.path === current.path) items.unshift(problem.node);
   if (!items.length) items.push(el("li", { class: "muted", text: note || "No findings." }));
   $("ed-findings").replaceChildren(...items);
 }
@@ -110,6 +113,8 @@ function extensions(path) {
 
 function makeView() {
   view = new EditorView({ parent: $("ed-host"), state: EditorState.create({ doc: "", extensions: extensions("") }) });
+  // for tests and the browser's devtools: the text in the editor (read-only)
+  window.vwedConsole = Object.freeze({ editorText: () => view.state.doc.toString() });
 }
 
 // A new editor state per file: its own undo history, whose bottom is the file as opened.
@@ -174,15 +179,20 @@ async function save(overwrite) {
   }
 }
 
-// Before start: the check of the saved file; false (and the findings shown) on an error.
+// Before start: the check of the saved file, its findings shown. A syntax error is left
+// to the gateway (it refuses the start with 422 SYNTAX_ERROR and the findings); other
+// errors (an undefined name, a route another script owns) ask whether to start anyway.
 export async function checkBeforeStart(path) {
+  problem = null;
   try {
     const result = await check({ script_path: path });
-    if (!result) return true;
-    if (current && current.path === path) showFindings(result.findings);
-    else renderFindings(result.findings);
-    if (!result.ok) emit("show-tab", "editor");
-    return result.ok;
+    if (!result || result.ok) return true;
+    await open(path);
+    showFindings(result.findings);
+    emit("show-tab", "editor");
+    const errors = result.findings.filter((f) => f.severity === "error");
+    if (errors.every((f) => f.code === "SYNTAX_ERROR")) return true;
+    return confirm(`The code check found ${errors.length} error(s) in ${path}: ${errors[0].message}. Start anyway?`);
   } catch (err) {
     showError(err);
     return true; // the gateway checks again before it starts
@@ -205,11 +215,21 @@ export function setupEditor() {
     emit("show-tab", "editor");
     open(path, line);
   });
-  on("start-refused", (err) => {
+  on("start-refused", async ({ err, path }) => {
     const findings = field(err, "findings");
+    if (path && (Array.isArray(findings) || err.body.traceback)) await open(path);
     if (Array.isArray(findings)) {
       emit("show-tab", "editor");
       showFindings(findings);
+    } else if (err.body.traceback) {
+      // boot() raised: its traceback, each place a link into the editor
+      emit("show-tab", "editor");
+      problem = {
+        path,
+        node: el("li", { class: "sev-error" }, el("strong", { text: `${err.message} (${err.code})` }),
+          el("pre", { class: "traceback" }, ...messageNodes(err.body.traceback))),
+      };
+      renderFindings([]);
     }
   });
   on("renamed", ({ old, path }) => {

@@ -29,28 +29,38 @@ function scriptPath(raw) {
   return best;
 }
 
-function messageNodes(message) {
+// The message as spans (ANSI styles) with its file:line places as links that open the
+// editor there. Places are found in the text without escapes, so a colour change inside
+// one does not hide it.
+export function messageNodes(message) {
+  const segments = parseAnsi(message);
+  const plain = segments.map((seg) => seg.text).join("");
+  const links = [];
+  for (const m of plain.matchAll(LOCATION)) {
+    const path = scriptPath(m[1] || m[3]);
+    if (path) links.push({ from: m.index, to: m.index + m[0].length, path, line: Number(m[2] || m[4]) });
+  }
   const nodes = [];
-  for (const seg of parseAnsi(message)) {
-    let last = 0;
-    for (const m of seg.text.matchAll(LOCATION)) {
-      const path = scriptPath(m[1] || m[3]);
-      if (!path) continue;
-      const line = Number(m[2] || m[4]);
-      if (m.index > last) nodes.push(segmentSpan({ ...seg, text: seg.text.slice(last, m.index) }));
-      const link = el("a", {
-        href: "#",
-        title: `open ${path} at line ${line}`,
-        onclick: (e) => {
-          e.preventDefault();
-          emit("open", { path, line });
-        },
-        text: m[0],
-      });
-      nodes.push(segmentSpan(seg, link));
-      last = m.index + m[0].length;
+  let anchor = null;
+  let offset = 0;
+  for (const seg of segments) {
+    let at = 0;
+    while (at < seg.text.length) {
+      const pos = offset + at;
+      const link = links.find((l) => l.from <= pos && pos < l.to);
+      const next = link ? link.to : Math.min(seg.text.length + offset, ...links.filter((l) => l.from > pos).map((l) => l.from));
+      const piece = segmentSpan({ ...seg, text: seg.text.slice(at, next - offset) });
+      if (link) {
+        if (!anchor || anchor.link !== link) {
+          const { path, line } = link;
+          anchor = { link, node: el("a", { href: "#", title: `open ${path} at line ${line}`, onclick: (e) => { e.preventDefault(); emit("open", { path, line }); } }) };
+          nodes.push(anchor.node);
+        }
+        anchor.node.append(piece);
+      } else nodes.push(piece);
+      at = next - offset;
     }
-    if (last < seg.text.length) nodes.push(segmentSpan({ ...seg, text: seg.text.slice(last) }));
+    offset += seg.text.length;
   }
   return nodes;
 }

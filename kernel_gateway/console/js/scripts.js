@@ -110,14 +110,14 @@ export async function pollRunning() {
 }
 
 // Actions: each asks the gateway and refreshes; errors are shown with their code.
-async function act(label, fn) {
+async function act(label, fn, path) {
   try {
     notify(`${label}…`);
     await fn();
     notify(`${label}: done`);
   } catch (err) {
     showError(err);
-    if (err.code === "SYNTAX_ERROR" || err.code === "BOOT_FAILED") emit("start-refused", err);
+    if (err.code === "SYNTAX_ERROR" || err.code === "BOOT_FAILED") emit("start-refused", { err, path });
   } finally {
     await pollRunning();
   }
@@ -128,16 +128,16 @@ const ref = () => ({ script_path: state.selected });
 function setupActions(checkBeforeStart) {
   $("act-start").addEventListener("click", () =>
     act(`Start ${state.selected}`, async () => {
-      if (!(await checkBeforeStart(state.selected))) throw Object.assign(new Error("the code check found errors: not started"), { code: "CHECK_FAILED" });
+      if (!(await checkBeforeStart(state.selected))) throw new Error("not started: the code check found errors");
       await api("/script-engine/start", {
         method: "POST",
         body: { ...ref(), replicas: Number($("sel-replicas").value) || 1, restart: $("sel-restart").value },
       });
-    }),
+    }, state.selected),
   );
   $("act-stop").addEventListener("click", () => act(`Stop ${state.selected}`, () => api("/script-engine/stop", { method: "POST", body: ref() })));
-  $("act-restart").addEventListener("click", () => act(`Restart ${state.selected}`, () => api("/script-engine/restart", { method: "POST", body: ref() })));
-  $("act-reload").addEventListener("click", () => act(`Reload ${state.selected}`, () => api("/script-engine/reload", { method: "POST", body: ref() })));
+  $("act-restart").addEventListener("click", () => act(`Restart ${state.selected}`, () => api("/script-engine/restart", { method: "POST", body: ref() }), state.selected));
+  $("act-reload").addEventListener("click", () => act(`Reload ${state.selected}`, () => api("/script-engine/reload", { method: "POST", body: ref() }), state.selected));
   $("new-script").addEventListener("click", async () => {
     const path = prompt("Path of the new script (under the scripts root), e.g. area/name.py");
     if (!path) return;

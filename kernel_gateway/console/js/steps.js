@@ -8,13 +8,14 @@ async function variables(taskId) {
   $("vars-title").textContent = `Variables of task ${taskId}`;
   try {
     const v = await api(`/script-engine/tasks/${encodeURIComponent(taskId)}/variables`);
+    $("vars-view").className = "";
     $("vars-view").textContent = JSON.stringify(v.variables, null, 2);
   } catch (err) {
     $("vars-view").textContent = `${err.message} (${err.code})`;
   }
 }
 
-async function load() {
+async function load(quiet = false) {
   const task = $("steps-task").value.trim();
   try {
     const page = await api(`/script-engine/executions${query({ task_id: task })}`);
@@ -30,7 +31,7 @@ async function load() {
         el("td", {}, el("span", { class: `badge ${running.has(x.id) ? "starting" : x.ok ? "running" : "failed"}`, text: running.has(x.id) ? "running" : x.ok ? "ok" : "failed" })),
         el("td", { class: "err", text: x.ok ? "" : `${x.error_type || ""}${x.error_message ? `: ${x.error_message}` : ""}` }),
       )));
-    if (task) variables(task);
+    if (task && !quiet) variables(task);
   } catch (err) {
     showError(err);
   }
@@ -41,5 +42,10 @@ export function setupSteps() {
     e.preventDefault();
     load();
   });
-  on("tab", (name) => name === "steps" && load());
+  let active = false;
+  on("tab", (name) => {
+    active = name === "steps";
+    if (active) load();
+  });
+  setInterval(() => active && !document.hidden && load(true), 2000); // new executions show up
 }
