@@ -49,6 +49,14 @@ def test_the_page_and_its_files_are_served_without_a_token(client: httpx.Client)
     assert js.status_code == 200
     assert "javascript" in js.headers["content-type"]
     assert "Authorization" in js.text
+    # the gateway's guards hold here too: a foreign Host (DNS rebinding), no writes
+    foreign = client.get("/", headers={"Host": "evil.example"})
+    assert foreign.status_code == 403 and foreign.json()["code"] == "HOST_NOT_ALLOWED"
+    for method in ("POST", "PUT", "DELETE"):
+        refused = client.request(method, "/console/js/api.js")
+        assert refused.status_code == 405 and refused.json()["success"] is False, method
+    assert client.head("/").status_code == 200
+
     # every file the page names (stylesheets, modules, preloads) is served
     named = re.findall(r'(?:href|src)="(/console/[^"]+)"', page.text)
     assert "/console/vendor/codemirror.js" in named and "/console/js/main.js" in named
