@@ -68,7 +68,8 @@ function renderSelected() {
   status.textContent = path ? (run ? run.status : "stopped") : "";
   status.className = `badge ${run ? run.status : ""}`;
   status.setAttribute("aria-label", `status ${status.textContent}`);
-  for (const id of ["act-start", "act-rename", "act-delete"]) $(id).disabled = !path;
+  $("act-start").disabled = !path || Boolean(run);
+  for (const id of ["act-rename", "act-delete"]) $(id).disabled = !path;
   for (const id of ["act-stop", "act-restart", "act-reload"]) $(id).disabled = !run;
   const link = $("jupyter-link");
   const base = state.whoami && state.whoami.jupyter_url;
