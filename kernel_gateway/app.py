@@ -24,6 +24,7 @@ from .datadir import secure_data_dir, stored_token
 from .deploy import Deployer
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
+from .envworkers import EnvWorkerPools
 from .errors import KernelStartError, StoreTimeout
 from .handlers.base import Tokens
 from .kernel_services import KernelServices
@@ -186,6 +187,14 @@ class Gateway:
             settings.step_queue,
             events,
         )
+        # steps of files that declare packages: workers per environment (envworkers.py)
+        self.env_workers = EnvWorkerPools(
+            self._start_worker,
+            settings.deps_workers,
+            settings.step_queue,
+            events,
+            idle=settings.deps_worker_idle,
+        )
         self.steps = StepService(
             self.store,
             self.workers,
@@ -196,6 +205,7 @@ class Gateway:
             grace=settings.step_grace,
             debug=settings.debug,
             modules=self.modules,
+            env_pools=self.env_workers,
         )
         self.scratch = ScratchKernels(
             self.ksm,
@@ -234,19 +244,23 @@ class Gateway:
             extra_env=extra_env,
         )
 
-    async def _start_worker(self) -> ScriptKernel:
+    async def _start_worker(self, site: list[str] | None = None) -> ScriptKernel:
         """A worker kernel for steps, under the policy of the scripts it runs (``--policy``;
-        relative ``write`` entries are under the scripts root), installed before any step."""
+        relative ``write`` entries are under the scripts root), installed before any step;
+        ``site``: the environment's site dir, added after the kernel's own paths (``prepare``)."""
         worker = await self._start_kernel()
         policy = self.settings.default_policy
-        if policy is None:
+        if policy is None and not site:
             return worker
-        reply = await worker.bridge.call(
-            {"op": "prepare", "policy": policy, "folder": str(self.store.root)}, timeout=30
-        )
+        prepare: dict[str, object] = {"op": "prepare", "folder": str(self.store.root)}
+        if policy is not None:
+            prepare["policy"] = policy
+        if site:
+            prepare["site"] = site
+        reply = await worker.bridge.call(prepare, timeout=30)
         if not reply.ok:
             await worker.shutdown(now=True)
-            raise KernelStartError(f"a worker refused the --policy: {reply.error.get('message')}")
+            raise KernelStartError(f"a worker could not be prepared: {reply.error.get('message')}")
         return worker
 
     async def start(self) -> int:
@@ -326,6 +340,7 @@ class Gateway:
         await self.services.close()
         await self.pool.close()
         await self.workers.close()
+        await self.env_workers.close()
         await self.scratch.close()
         if self._server is not None:
             await self._server.close_all_connections()

@@ -7,8 +7,11 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .deps import Declaration, Environments, read_declaration
+from .envworkers import EnvWorkerPools
 from .errors import (
     BadRequest,
     CallTimeout,
@@ -29,9 +32,10 @@ from .shared_modules import SharedModules
 from .store.service import StoreService
 from .workers import WorkerPool
 
-__all__ = ["StepService", "MODES"]
+__all__ = ["StepService", "MODES", "NOT_READY"]
 
 MODES = ("SCRIPT", "SET_TASK_VARIABLES", "RUN")
+NOT_READY = "DEPENDENCIES_NOT_READY"
 
 
 @dataclass
@@ -55,6 +59,8 @@ class StepService:
         grace: float = 5.0,
         debug: bool = False,
         modules: SharedModules | None = None,
+        environments: Environments | None = None,
+        env_pools: EnvWorkerPools | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -65,6 +71,10 @@ class StepService:
         self.grace = grace
         self.debug = debug
         self.modules = modules
+        self.environments = environments
+        self.env_pools = env_pools
+        # the declaration of each step file, by the file's and its requirements.txt's version
+        self._declarations: dict[tuple[Any, ...], Declaration | None] = {}
         self.running: dict[str, Execution] = {}
         # the step files each worker has imported already (sent as source only once)
         self._loaded: weakref.WeakKeyDictionary[ScriptKernel, set[tuple[Any, ...]]] = (
@@ -100,11 +110,20 @@ class StepService:
         }
 
     # -- running ------------------------------------------------------------------------
-    async def execute(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def execute(self, body: dict[str, Any], *, admin: bool = True) -> dict[str, Any]:
+        """Run one step. ``admin``: the caller may install the file's packages (the admin
+        token); a caller token gets 409 ``DEPENDENCIES_NOT_READY`` for an environment
+        that is not installed yet (installing runs the packages' build code)."""
         req = self.parse(body)
         source = self.store.stat(req["path"])
         key = [source.file, source.mtime, source.size]
-        worker = await self.pool.acquire()
+        lock = await self._environment(source.path, admin)
+        pool = self.pool
+        if lock is None:
+            worker = await self.pool.acquire()
+        else:
+            assert self.env_pools is not None
+            pool, worker = await self.env_pools.acquire(*lock)
         execution_id = worker.bridge.new_call_id()
         run = Execution(execution_id, worker)
         self.running[execution_id] = run
@@ -151,7 +170,9 @@ class StepService:
             raise
         finally:
             self.running.pop(execution_id, None)
-            if release:
+            if lock is not None and self.env_pools is not None:
+                self.env_pools.done(pool, worker, keep=release)
+            elif release:
                 self.pool.release(worker)
             else:
                 self.pool.discard(worker)
@@ -196,7 +217,52 @@ class StepService:
             "duration_ms": round(took, 3),
             "execution_id": execution_id,
             "task_id": req["task_id"],
+            "environment": None if lock is None else lock[0],
         }
+
+    # -- environments ---------------------------------------------------------------------
+    async def _environment(self, path: str, admin: bool) -> tuple[str, str] | None:
+        """The (lock, site dir) the step of ``path`` runs with; None: no declaration (the
+        plain workers). Not installed yet: installed first for an admin, else refused."""
+        if self.environments is None or self.env_pools is None:
+            return None
+        decl = self._declaration(path)
+        if decl is None:
+            return None
+        env = self.environments.find(decl)
+        if env is None:
+            if not admin:
+                raise Conflict(
+                    f"the packages of {path!r} are not installed yet, and installing runs "
+                    "code: an admin must start or prefetch the script first "
+                    "(POST /script-engine/environments/prefetch, or `vwed deps prefetch`)",
+                    NOT_READY,
+                    details={"script_path": path, "requirements": list(decl.requirements)},
+                )
+
+            def progress(line: str) -> None:
+                self.logs.engine(path, "INFO", f"step dependencies: {line}")
+
+            env = await self.environments.ensure(decl, progress)
+        self.environments.touch(env.lock.hash, path)
+        return env.lock.hash, env.site
+
+    def _declaration(self, path: str) -> Declaration | None:
+        """``read_declaration`` of the step file, cached while neither the file nor a
+        ``requirements.txt`` beside it changed."""
+        source = self.store.stat(path)
+        beside = Path(source.file).with_name("requirements.txt")
+        try:
+            st = beside.stat()
+            req_version: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except OSError:
+            req_version = None
+        key = (source.file, source.mtime, source.size, req_version)
+        if key not in self._declarations:
+            if len(self._declarations) > 1024:
+                self._declarations.clear()
+            self._declarations[key] = read_declaration(self.store.load(path), self.store.root)
+        return self._declarations[key]
 
     def _invalidate(self, worker: ScriptKernel, data: dict[str, Any]) -> None:
         """A worker holding a root module whose file changed (or told a name was

@@ -58,6 +58,12 @@ class Settings:
     step_grace: float = setting(
         5.0, "seconds an interrupted worker has to come back before it is replaced"
     )
+    deps_workers: int = setting(
+        1, "worker kernels per script environment, for steps of files that declare packages"
+    )
+    deps_worker_idle: float = setting(
+        300.0, "seconds without a step after which an environment's workers are retired"
+    )
     restart_limit: int = setting(
         5, "crashes within --restart-window after which a script stays down ('crashed')"
     )
@@ -164,6 +170,8 @@ class Settings:
             problems.append("pool_size must be >= 0")
         if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
             problems.append("workers and step_queue must be >= 0, step_grace > 0")
+        if self.deps_workers < 1 or not 0 < self.deps_worker_idle < float("inf"):
+            problems.append("deps_workers must be >= 1 and deps_worker_idle > 0 seconds")
         if not 0 < self.max_timeout < float("inf"):
             problems.append("max_timeout must be a finite number of seconds > 0")
         for name in ("call_timeout", "boot_timeout", "db_timeout"):
