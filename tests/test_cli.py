@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from wheels import build_test_wheels
 
 from conftest import GatewayThread, wait_until
 from kernel_gateway.config import Settings
@@ -33,6 +34,17 @@ def boot():
 def greet(who, punctuation="!"):
     VWED.log.info("cli", f"greeted {who}")
     return {"hello": who}
+"""
+
+DEPS = """\
+# /// script
+# dependencies = [{requirement!r}]
+# ///
+import vwedtiny
+
+
+def boot():
+    pass
 """
 
 OTHER = """
@@ -98,6 +110,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     (root / "cli" / "other.py").write_text(textwrap.dedent(OTHER))
     (root / "cli" / "copy.py").write_text(textwrap.dedent(SCRIPT))  # the same names
     (root / "cli" / "broken.py").write_text("def boot():\n    x = (\n")
+    (root / "cli" / "deps_ok.py").write_text(DEPS.format(requirement="vwedtiny==2.0"))
+    (root / "cli" / "deps_missing.py").write_text(DEPS.format(requirement="vwednothere==1.0"))
+    wheels = build_test_wheels(tmp_path_factory.mktemp("cli-wheels"))
     data = tmp_path_factory.mktemp("cli-data")
     settings = Settings(
         scripts_dir=str(root),
@@ -107,6 +122,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         workers=1,
         call_timeout=10.0,
         boot_timeout=30.0,
+        **({"deps_find_links": str(wheels)} if _has_setting("deps_find_links") else {}),
     )
     thread = GatewayThread(settings.validated()).start()
     try:
@@ -119,6 +135,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 def gw_cli(gateway: Gateway) -> Iterator[Gateway]:
     yield gateway
     gateway.stop_all()
+
+
+def _has_setting(name: str) -> bool:
+    return name in Settings.__dataclass_fields__
 
 
 def _has_route(path: str) -> bool:
@@ -336,3 +356,61 @@ def test_whoami(gw_cli: Gateway) -> None:
     caller = (gw_cli.data / "caller_token").read_text().strip()
     as_caller = gw_cli.vwed("whoami", env=gw_cli.env(VWED_TOKEN=caller))
     assert as_caller.returncode == 0 and as_caller.stdout.startswith("caller at ")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(
+    not _has_route(r"/script-engine/environments/prefetch"),
+    reason="the environments endpoints are built by another engineer for issue 16",
+)
+def test_deps_prefetch_ls_show(gw_cli: Gateway) -> None:
+    before = gw_cli.vwed("deps", "show", "cli/deps_ok.py")
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.splitlines()[:2] == [
+        "cli/deps_ok.py: 1 requirement(s) from pep723",
+        "  vwedtiny==2.0",
+    ], before.stdout
+    assert "not installed" in before.stdout
+
+    # one path failing: the others are prepared and printed all the same, exit 1
+    mixed = gw_cli.vwed(
+        "deps", "prefetch", "./cli/deps_ok.py", "cli/deps_missing.py", "cli/hello.py"
+    )
+    assert mixed.returncode == 1, mixed.stdout + mixed.stderr
+    lines = mixed.stdout.splitlines()
+    assert len(lines) == 2, mixed.stdout
+    assert lines[0].startswith("cli/deps_ok.py: environment ")
+    assert lines[0].endswith(": vwedtiny 2.0"), lines[0]
+    assert lines[1] == "cli/hello.py: declares no packages (it runs with the engine's own)"
+    assert mixed.stderr.startswith("vwed: cli/deps_missing.py: error DEPENDENCY_FAILED: ")
+    assert "vwednothere" in mixed.stderr
+
+    again = gw_cli.vwed("deps", "prefetch", "cli/deps_ok.py")
+    assert again.returncode == 0 and again.stdout.strip() == lines[0], again.stdout
+    as_json = json.loads(gw_cli.vwed("deps", "prefetch", "cli/deps_ok.py", "--json").stdout)
+    assert as_json["results"][0]["environment"]["packages"] == [["vwedtiny", "2.0"]]
+
+    listed = gw_cli.vwed("deps", "ls")
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["LOCK", "STATUS", "PACKAGES", "SIZE", "SCRIPTS", "LAST", "USED"]
+    lock = lines[0].split()[2].rstrip(":")
+    row = next(r for r in rows if r.startswith(lock))
+    assert " ready " in row and "vwedtiny 2.0" in row
+    envs = json.loads(gw_cli.vwed("deps", "ls", "--json").stdout)["environments"]
+    assert any(e["lock"].startswith(lock) for e in envs)
+
+    after = gw_cli.vwed("deps", "show", "cli/deps_ok.py")
+    assert after.returncode == 0
+    assert f"installed: environment {lock}: vwedtiny 2.0" in after.stdout, after.stdout
+    plain = gw_cli.vwed("deps", "show", "cli/hello.py")
+    assert (
+        plain.stdout.strip() == "cli/hello.py: declares no packages (it runs with the engine's own)"
+    )
+    missing = gw_cli.vwed("deps", "show", "cli/nothere.py")
+    assert missing.returncode == 1 and "SCRIPT_NOT_FOUND" in missing.stderr
+
+    # installing runs code: the caller token may not
+    caller = (gw_cli.data / "caller_token").read_text().strip()
+    refused = gw_cli.vwed("deps", "prefetch", "cli/deps_ok.py", env=gw_cli.env(VWED_TOKEN=caller))
+    assert refused.returncode == 1 and "FORBIDDEN" in refused.stderr, refused.stderr

@@ -19,9 +19,11 @@ from typing import Any
 from .client import DEFAULT_URL, ApiError, Client, NoToken, Unreachable, UsageError, connect
 from .follow import follow, history
 from .output import (
+    environments_table,
     finding_line,
     findings_summary,
     log_line,
+    packages_text,
     running_table,
     started_line,
     to_json,
@@ -201,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check", "check a script's code on the gateway (syntax, names, boot, conflicts)")
     p.add_argument("path", metavar="PATH")
     command("whoami", "the token's role, the gateway's version and JupyterLab's URL")
+    p = command("deps", "the scripts' packages: prefetch, list environments, show a script's")
+    deps = p.add_subparsers(dest="deps_command", metavar="DEPS_COMMAND", required=True)
+
+    def deps_command(name: str, help: str) -> argparse.ArgumentParser:
+        q = deps.add_parser(name, help=help, description=help)
+        _common(q, suppress=True)
+        return q
+
+    q = deps_command(
+        "prefetch", "resolve and install the packages of scripts now, ahead of their start"
+    )
+    q.add_argument("paths", metavar="PATH", nargs="+", help="scripts under the scripts root")
+    deps_command("ls", "list the installed environments (lock, packages, size, scripts)")
+    q = deps_command("show", "a script's declared packages and whether they are installed")
+    q.add_argument("path", metavar="PATH")
     return parser
 
 
@@ -290,6 +307,82 @@ def cmd_whoami(client: Client, ns: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_deps(client: Client, ns: argparse.Namespace) -> int:
+    return DEPS_COMMANDS[ns.deps_command](client, ns)
+
+
+def cmd_deps_prefetch(client: Client, ns: argparse.Namespace) -> int:
+    """Every path's packages, or its error (the gateway prepares each path on its own and
+    answers 422 with every path's result if one failed): exit 1 if any failed."""
+    try:
+        answer = client.prefetch([normal_path(p) for p in ns.paths])
+    except ApiError as exc:
+        results = (exc.body.get("details") or {}).get("results")
+        if not isinstance(results, list):
+            raise  # the request itself was refused (a bad path, the token): one error
+        answer = {"results": results}
+    results = [r for r in answer.get("results") or [] if isinstance(r, dict)]
+    failed = [r for r in results if not r.get("ok")]
+    if ns.json:
+        _print(to_json(answer))
+        return FAILED if failed else OK
+    for result in results:
+        path = result.get("script_path")
+        if result.get("ok"):
+            _print(f"{path}: {prefetched_line(result)}")
+        else:
+            code, message = result.get("code"), result.get("error")
+            print(f"vwed: {path}: error {code}: {message}", file=sys.stderr, flush=True)
+    return FAILED if failed else OK
+
+
+def prefetched_line(result: dict[str, Any]) -> str:
+    """``environment 1a2b3c4d5e6f: vwedtiny 2.0, vweddep 1.0`` (or: no packages)."""
+    env = result.get("environment")
+    if not result.get("declaration") or not env:
+        return "declares no packages (it runs with the engine's own)"
+    return f"environment {str(env.get('lock') or '')[:12]}: {packages_text(env.get('packages'))}"
+
+
+def cmd_deps_ls(client: Client, ns: argparse.Namespace) -> int:
+    answer = client.environments()
+    envs = answer.get("environments") or []
+    _print(to_json(answer) if ns.json else environments_table(envs))
+    return OK
+
+
+def cmd_deps_show(client: Client, ns: argparse.Namespace) -> int:
+    path = normal_path(ns.path)
+    answer = client.dependencies(path)
+    if ns.json:
+        _print(to_json(answer))
+        return OK
+    decl = answer.get("declaration")
+    if not decl:
+        _print(f"{path}: declares no packages (it runs with the engine's own)")
+        return OK
+    where = decl.get("origin") or "?"
+    if decl.get("file"):
+        where += f" {decl['file']}"
+    _print(f"{path}: {len(decl.get('requirements') or [])} requirement(s) from {where}")
+    for requirement in decl.get("requirements") or []:
+        _print(f"  {requirement}")
+    env = answer.get("environment") or {}
+    if answer.get("ready"):
+        lock = str(env.get("lock") or "")[:12]
+        _print(f"installed: environment {lock}: {packages_text(env.get('packages'))}")
+    else:
+        _print("not installed: an admin's start or `vwed deps prefetch` installs it")
+    return OK
+
+
+DEPS_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "prefetch": cmd_deps_prefetch,
+    "ls": cmd_deps_ls,
+    "show": cmd_deps_show,
+}
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "ls": cmd_ls,
     "start": cmd_start,
@@ -300,6 +393,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "call": cmd_call,
     "check": cmd_check,
     "whoami": cmd_whoami,
+    "deps": cmd_deps,
 }
 
 

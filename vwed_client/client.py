@@ -172,6 +172,17 @@ class Client:
     def check(self, path: str) -> dict[str, Any]:
         return dict(self.request("POST", "/script-engine/check", json={"script_path": path}))
 
+    def prefetch(self, paths: list[str]) -> dict[str, Any]:
+        body = {"script_paths": paths}
+        return dict(self.request("POST", "/script-engine/environments/prefetch", json=body))
+
+    def environments(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/script-engine/environments"))
+
+    def dependencies(self, path: str) -> dict[str, Any]:
+        params = {"script_path": path}
+        return dict(self.request("GET", "/script-engine/dependencies", params=params))
+
     def ws_url(self, path: str, params: dict[str, Any]) -> str:
         """The WebSocket URL of ``path`` with ``params`` and the token (a secret: never
         print it)."""

@@ -165,3 +165,43 @@ def findings_summary(findings: list[dict[str, Any]]) -> str:
     if not findings:
         return "no findings"
     return f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+
+
+# -- script environments (vwed deps) ----------------------------------------------------
+def size_text(size: Any) -> str:
+    """``12.3 MB``, ``512 kB``, ``-``."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "kB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return "-"
+
+
+def packages_text(packages: Any) -> str:
+    """``vwedtiny 2.0, vweddep 1.0`` from ``[[name, version], ...]`` (or ``none``)."""
+    items = [f"{p[0]} {p[1]}" for p in packages or [] if isinstance(p, (list, tuple))]
+    return ", ".join(items) if items else "none"
+
+
+def environments_table(envs: list[dict[str, Any]], now: float | None = None) -> str:
+    """``vwed deps ls``: one environment a row."""
+    if not envs:
+        return "no environments"
+    now = time.time() if now is None else now
+    rows = []
+    for env in envs:
+        last = env.get("last_used")
+        rows.append(
+            [
+                str(env.get("lock") or "")[:12],
+                str(env.get("status") or "-"),
+                packages_text(env.get("packages")),
+                size_text(env.get("size_bytes")),
+                ", ".join(env.get("scripts") or []) or "-",
+                f"{duration(now - float(last))} ago" if last else "-",
+            ]
+        )
+    return table(["LOCK", "STATUS", "PACKAGES", "SIZE", "SCRIPTS", "LAST USED"], rows)
