@@ -21,6 +21,7 @@ import browser
 import httpx
 import pytest
 from browser import VIEWPORT, missing, needs_browser, screenshot
+from wheels import build_test_wheels
 
 from conftest import GatewayProcess, wait_until
 from kernel_gateway.handlers.console import CONSOLE_DIR
@@ -103,6 +104,7 @@ class Console:
         shutil.copytree(ROOT / "examples", self.root)
         self.token = uuid.uuid4().hex
         self.caller = uuid.uuid4().hex
+        wheels = build_test_wheels(tmp / "wheels")  # the packages a script may declare
         self.gateway = GatewayProcess(
             self.root,
             tmp / "data",
@@ -115,6 +117,8 @@ class Console:
             "1",
             "--jupyter-url",
             "http://127.0.0.1:8888",
+            "--deps-find-links",
+            str(wheels),
         )
         self.gateway.client.headers["Authorization"] = f"token {self.token}"
 
@@ -450,3 +454,59 @@ def test_one_scripts_logs_and_older_records_paged_in_when_scrolling_up(
         assert "controller ready" not in text
     finally:
         console.gateway.client.post("/script-engine/stop", json={"script_path": "chatty/talk.py"})
+
+
+WITH_PACKAGES = """\
+# /// script
+# dependencies = ["vwedtiny==2.0"]
+# ///
+import vwedtiny
+
+
+def boot():
+    VWED.log.info("pkg", f"tiny {vwedtiny.VERSION} ready")
+"""
+
+
+@needs_browser
+def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
+    console: Console, page: Any
+) -> None:
+    (console.root / "demo").mkdir(exist_ok=True)
+    (console.root / "demo" / "packaged.py").write_text(WITH_PACKAGES)
+    sign_in(page, console.url, console.token)
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_role("button", name="Refresh files").click()
+    page.get_by_role("treeitem", name="demo/packaged.py").get_by_role("button").click()
+    packages = page.get_by_role("region", name="Packages of the selected script")
+    wait_until(lambda: "not installed" in (packages.text_content() or ""), 20, "the packages")
+    listed = page.get_by_role("list", name="Declared packages")
+    assert listed.text_content() == "vwedtiny==2.0"
+
+    # Start asks first, listing what it will install; declined: nothing starts
+    asked: list[str] = []
+
+    def decline(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", decline)
+    page.get_by_role("tab", name="Scripts").click()
+    page.get_by_role("button", name="Start", exact=True).click()
+    wait_until(lambda: asked, 20, "the question")
+    assert asked[0].startswith("Install 1 package and start demo/packaged.py?"), asked
+    assert "vwedtiny==2.0" in asked[0]
+    wait_until(
+        lambda: "not started" in (page.locator("#notice").text_content() or ""), 20, "declined"
+    )
+    assert "demo/packaged.py" not in console.gateway.running()
+
+    # accepted: installed, then started; the packages turn installed
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_label("status running").wait_for()
+    wait_until(lambda: "vwedtiny 2.0" in (packages.text_content() or ""), 30, "installed")
+    assert page.locator("#sel-packages-state").text_content() == "installed"
+    screenshot(page, "console-packages")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_label("status stopped").wait_for()

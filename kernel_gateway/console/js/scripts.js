@@ -1,5 +1,6 @@
 // The scripts tree, the running scripts (polled every 2 s) and the lifecycle buttons.
 import { api, filePath } from "./api.js";
+import { confirmInstall, setupPackages } from "./packages.js";
 import { emit, on, state } from "./state.js";
 import { $, duration, el, notify, num, showError } from "./ui.js";
 
@@ -130,6 +131,7 @@ function setupActions(checkBeforeStart) {
   $("act-start").addEventListener("click", () =>
     act(`Start ${state.selected}`, async () => {
       if (!(await checkBeforeStart(state.selected))) throw new Error("not started: the code check found errors");
+      if (!(await confirmInstall(state.selected))) throw new Error("not started: its packages were not installed");
       await api("/script-engine/start", {
         method: "POST",
         body: { ...ref(), replicas: Number($("sel-replicas").value) || 1, restart: $("sel-restart").value },
@@ -173,6 +175,7 @@ function setupActions(checkBeforeStart) {
 
 export function setupScripts(checkBeforeStart) {
   setupActions(checkBeforeStart);
+  setupPackages();
   renderSelected();
   on("goto", ({ path }) => {
     if (path && path !== state.selected) select(path);
