@@ -37,6 +37,11 @@ def steps_paths() -> dict[str, Any]:
                             "stderr": STR,
                             "duration_ms": {"type": "number"},
                             "execution_id": STR,
+                            "environment": {
+                                "type": ["string", "null"],
+                                "description": "the lock of the environment the step ran in "
+                                "(the file declares packages), else null (the plain workers)",
+                            },
                         },
                     ),
                     "400": err(
@@ -47,8 +52,13 @@ def steps_paths() -> dict[str, Any]:
                         "PATH_INVALID",
                     ),
                     "404": err("SCRIPT_NOT_FOUND", "FUNCTION_NOT_FOUND"),
-                    "409": err("CANCELLED"),
-                    "422": err("STEP_FAILED"),
+                    "409": err("CANCELLED", "DEPENDENCIES_NOT_READY"),
+                    "422": err(
+                        "STEP_FAILED",
+                        "DEPENDENCY_INVALID",
+                        "DEPENDENCY_CONFLICT",
+                        "DEPENDENCY_FAILED",
+                    ),
                     "500": err("RESULT_NOT_SERIALIZABLE"),
                     "502": err("KERNEL_DIED"),
                     "503": err("BUSY", "STORE_FAILED", "STORE_TIMEOUT"),
