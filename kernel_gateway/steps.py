@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .deps import Declaration, Environments, read_declaration
+from .deps import Declaration, Environment, Environments, read_declaration
 from .envworkers import EnvWorkerPools
 from .errors import (
     BadRequest,
@@ -36,6 +36,8 @@ __all__ = ["StepService", "MODES", "NOT_READY"]
 
 MODES = ("SCRIPT", "SET_TASK_VARIABLES", "RUN")
 NOT_READY = "DEPENDENCIES_NOT_READY"
+READY_TTL = 5.0  # seconds a step trusts that an environment it found is still ready
+TOUCH_EVERY = 60.0  # seconds between two marks of an environment's use by one file
 
 
 @dataclass
@@ -75,6 +77,10 @@ class StepService:
         self.env_pools = env_pools
         # the declaration of each step file, by the file's and its requirements.txt's version
         self._declarations: dict[tuple[Any, ...], Declaration | None] = {}
+        # environments found ready (by declaration key, with when), and when each (lock, file)
+        # was last marked used: a step does not read and write the deps dir every time
+        self._ready: dict[str, tuple[float, Environment]] = {}
+        self._touched: dict[tuple[str, str], float] = {}
         self.running: dict[str, Execution] = {}
         # the step files each worker has imported already (sent as source only once)
         self._loaded: weakref.WeakKeyDictionary[ScriptKernel, set[tuple[Any, ...]]] = (
@@ -229,7 +235,11 @@ class StepService:
         decl = self._declaration(path)
         if decl is None:
             return None
-        env = self.environments.find(decl)
+        now = time.monotonic()
+        known = self._ready.get(decl.key)
+        env = known[1] if known is not None and now - known[0] < READY_TTL else None
+        if env is None:
+            env = self.environments.find(decl)  # a few small file reads
         if env is None:
             if not admin:
                 raise Conflict(
@@ -244,7 +254,17 @@ class StepService:
                 self.logs.engine(path, "INFO", f"step dependencies: {line}")
 
             env = await self.environments.ensure(decl, progress)
-        self.environments.touch(env.lock.hash, path)
+        if known is None or known[1] is not env:
+            if len(self._ready) > 1024:
+                self._ready.clear()
+            self._ready[decl.key] = (now, env)
+        # the environment's last use, for its GC: written at most once a minute per file
+        touched = self._touched.get((env.lock.hash, path))
+        if touched is None or now - touched >= TOUCH_EVERY:
+            if len(self._touched) > 4096:
+                self._touched.clear()
+            self._touched[(env.lock.hash, path)] = now
+            self.environments.touch(env.lock.hash, path)
         return env.lock.hash, env.site
 
     def _declaration(self, path: str) -> Declaration | None:
