@@ -49,7 +49,7 @@ _LIST = (
 def engine_pins(python: str) -> dict[str, str]:
     """Every distribution of ``python``'s environment: canonical name -> installed version."""
     if Path(python).resolve() == Path(sys.executable).resolve() or python == sys.executable:
-        found = [(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()]
+        found = [_name_version(d) for d in importlib.metadata.distributions()]
     else:
         out = subprocess.run(  # the engine's own interpreter, a fixed program: no outside input
             [python, "-c", _LIST], capture_output=True, text=True, timeout=60, check=True
@@ -60,6 +60,19 @@ def engine_pins(python: str) -> dict[str, str]:
         if name:
             pins.setdefault(canonicalize_name(name), version)
     return dict(sorted(pins.items()))
+
+
+def _name_version(dist: importlib.metadata.Distribution) -> tuple[str, str]:
+    """A distribution's name and version, from its ``.dist-info`` folder's name when it has
+    one (the wheel spec writes both, normalised, there): reading every METADATA file costs
+    about 100 ms for the engine's 130 distributions, the folder names next to nothing."""
+    folder = getattr(dist, "_path", None)
+    name = getattr(folder, "name", "")
+    stem = name[: -len(".dist-info")] if name.endswith(".dist-info") else ""
+    if stem.count("-") == 1:
+        dist_name, version = stem.split("-")
+        return dist_name, version
+    return dist.metadata["Name"], dist.version
 
 
 def pins_text(pins: dict[str, str]) -> str:
