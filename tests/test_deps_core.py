@@ -94,6 +94,23 @@ def test_pep723_block_normalised(tmp_path: Path) -> None:
     }
     same = Declaration(("vwed-dep", "vwedtiny>=2"), "requirements.txt", "x/requirements.txt")
     assert same.key == found.key and len(found.key) == 64
+    assert Declaration(("vwedtiny>=2",), "pep723").key != found.key
+    # requires-python that admits the running Python is fine
+    write(
+        tmp_path, "b.py", '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
+    )
+    empty = load(tmp_path, "b.py")
+    assert empty is not None and empty.requirements == ()
+
+
+def test_relative_find_links_and_empty_declaration(
+    tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(wheels.parent)
+    envs = Environments(DepsSettings(dir=Path("deps-rel"), find_links=(wheels.name,)))
+    assert run(envs.ensure(decl("vwedtiny==1.0"))).lock.packages == (("vwedtiny", "1.0"),)
+    runs = envs.uv.runs
+    assert run(envs.ensure(decl())).lock.packages == () and envs.uv.runs == runs
 
 
 def test_no_declaration(tmp_path: Path) -> None:
@@ -207,6 +224,7 @@ def test_ensure_installs_and_the_second_runs_no_uv(envs: Environments, tmp_path:
     assert lines[2].startswith("installed 1 package in ") and lines[2].endswith(" s")
     assert lines[3] == f"environment {env.lock.hash[:12]} ready"
     assert envs.uv.runs == 3  # resolve, lock, install
+    assert any((envs.settings.dir / "cache").iterdir())  # uv's cache is ours, not ~/.cache
     # nothing the engine has is in the environment
     assert not any(p.name.startswith("tornado") for p in Path(env.site).iterdir())
 

@@ -83,6 +83,8 @@ async def resolve(
     uv: Uv, python: str, decl: Declaration, work: Path, pins: dict[str, str], deadline: float
 ) -> list[tuple[str, str]]:
     """The packages ``decl`` adds to the engine's environment, as (name, version)."""
+    if not decl.requirements:
+        return []
     work.mkdir(parents=True, exist_ok=True)
     req = work / "requirements.in"
     req.write_text("".join(f"{r}\n" for r in decl.requirements))
