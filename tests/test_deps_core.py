@@ -397,3 +397,15 @@ def test_touch_listing_and_gc(envs: Environments) -> None:
     assert [e["lock"] for e in envs.listing()] == [kept.lock.hash]
     # the lock is kept for a restore; the environment comes back on demand
     assert run(envs.ensure_lock(used.lock.hash)).path == used.path
+
+
+def test_gc_removes_broken_environments_and_old_leftovers(envs: Environments) -> None:
+    env = run(envs.ensure(decl("vwedtiny==1.0")))
+    (env.path / "READY").unlink()
+    old = envs.layout.envs / f"{'a' * 64}.tmp-999999"
+    fresh = envs.layout.envs / f"{'b' * 64}.tmp-999998"
+    for leftover in (old, fresh):
+        (leftover / "site").mkdir(parents=True)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert run(envs.gc()) == [env.lock.hash]
+    assert envs.listing() == [] and not old.exists() and fresh.exists()
