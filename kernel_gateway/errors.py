@@ -20,6 +20,13 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── UnsupportedMediaType              415 UNSUPPORTED_MEDIA_TYPE
     ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS,
     │                                         SYNTAX_ERROR (a start/restart/reload: details.findings)
+    ├── DependencyError                   422 a script's declared packages (kernel_gateway/deps/)
+    │   ├── DependencyInvalid             422 DEPENDENCY_INVALID (the declaration: TOML, a line)
+    │   ├── DependencyConflict            422 DEPENDENCY_CONFLICT (needs another version of an
+    │   │                                     engine package: details.package, engine_requires,
+    │   │                                     script_requires, resolver_message)
+    │   └── DependencyFailed              422 DEPENDENCY_FAILED (no such package, a build failed,
+    │                                         the timeout: details.resolver_message)
     ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
     ├── KernelDied                        502 KERNEL_DIED
     ├── MailFailed                        502 MAIL_FAILED (the SMTP server refused or is away)
@@ -47,6 +54,10 @@ __all__ = [
     "PayloadTooLarge",
     "UnsupportedMediaType",
     "ScriptError",
+    "DependencyError",
+    "DependencyInvalid",
+    "DependencyConflict",
+    "DependencyFailed",
     "HandlerError",
     "KernelDied",
     "MailFailed",
@@ -143,6 +154,33 @@ class UnsupportedMediaType(GatewayError):
 class ScriptError(GatewayError):
     status = 422
     code = "BOOT_FAILED"
+
+
+class DependencyError(GatewayError):
+    """A script's declared packages cannot be provided (``kernel_gateway/deps/``)."""
+
+    status = 422
+    code = "DEPENDENCY_FAILED"
+
+
+class DependencyInvalid(DependencyError):
+    """The declaration itself is wrong: its TOML, a requirement line, ``requires-python``."""
+
+    code = "DEPENDENCY_INVALID"
+
+
+class DependencyConflict(DependencyError):
+    """The declaration needs another version of a package of the engine's environment;
+    ``details``: ``package``, ``engine_requires``, ``script_requires``, ``resolver_message``."""
+
+    code = "DEPENDENCY_CONFLICT"
+
+
+class DependencyFailed(DependencyError):
+    """Resolution or installation failed (no such package, a build failed, the timeout);
+    ``details.resolver_message`` is uv's own message."""
+
+    code = "DEPENDENCY_FAILED"
 
 
 class HandlerError(GatewayError):
