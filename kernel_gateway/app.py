@@ -22,6 +22,7 @@ from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .datadir import secure_data_dir, stored_token
 from .deploy import Deployer
+from .deps import DepsSettings, Environments
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .envworkers import EnvWorkerPools
@@ -67,6 +68,7 @@ def _kernel_user(settings: Settings, argv0: str) -> KernelUser | None:
     for path, bits, what in (
         (settings.scripts_dir, 5, "read the scripts root"),
         (argv0, 1, "run the kernel's interpreter"),
+        (str(settings.deps_path), 5, "read the scripts' package environments (--deps-dir)"),
     ):
         blocked = unreachable(path, user, bits)
         if blocked is not None:
@@ -75,6 +77,21 @@ def _kernel_user(settings: Settings, argv0: str) -> KernelUser | None:
                 "to it (give it read and search permission, or use another location)"
             )
     return user
+
+
+def _deps_settings(settings: Settings) -> DepsSettings:
+    """The scripts' environments: their folder made readable by kernels (0755; the
+    data directory around it stays closed to listing), and where packages come from."""
+    folder = settings.deps_path
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)
+    return DepsSettings(
+        dir=folder,
+        index_url=settings.deps_index_url or None,
+        find_links=settings.deps_find_links_dirs,
+        timeout=settings.deps_timeout,
+        gc_days=settings.deps_gc_days,
+    )
 
 
 class Gateway:
@@ -88,7 +105,10 @@ class Gateway:
         secure_data_dir(
             data_dir,
             None if settings.db_url else Path(settings.database_url[len("sqlite:///") :]),
+            # a kernel user must reach <data-dir>/environments: search (not list) permission
+            traversable=bool(settings.kernel_user),
         )
+        self.environments = Environments(_deps_settings(settings))
         write_gateway_kernelspec(data_dir)
         self.ksm = make_kernelspec_manager(data_dir)
         self.kernel_name = settings.kernel_name or KERNEL_NAME
@@ -180,6 +200,7 @@ class Gateway:
             max_kernels=settings.max_kernels,
             memory_limit_mb=settings.memory_limit_mb,
             default_policy=settings.default_policy,
+            environments=self.environments,
         )
         self.workers = WorkerPool(
             self._start_worker,
@@ -296,6 +317,7 @@ class Gateway:
             self.engine.watch()
         if self.settings.restore:
             self.engine.restore()
+        self.engine.collect_environments()
         log.info(
             "VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
             __version__,

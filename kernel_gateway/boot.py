@@ -65,8 +65,10 @@ async def boot_kernel(
     timeout: float,
     debug: bool,
     policy: dict[str, Any] | None = None,
+    site: list[str] | None = None,
 ) -> ScriptRegistrations:
     """Run the script in ``kernel`` and call ``boot()``; its registrations on success.
+    ``site``: folders of the script's packages, added after the kernel's own paths.
 
     Raises ``ScriptError`` (BOOT_MISSING / BOOT_FAILED), ``CallTimeout``
     (BOOT_TIMEOUT) or ``KernelDied``.
@@ -74,7 +76,7 @@ async def boot_kernel(
     try:
         return await asyncio.wait_for(
             _load_and_boot(
-                kernel, script_id, source, replica, replicas, timeout + 1, debug, policy
+                kernel, script_id, source, replica, replicas, timeout + 1, debug, policy, site
             ),
             timeout,
         )
@@ -93,6 +95,7 @@ async def _load_and_boot(
     step: float,
     debug: bool,
     policy: dict[str, Any] | None,
+    site: list[str] | None = None,
 ) -> ScriptRegistrations:
     # The outer deadline bounds everything; ``step`` only keeps each wait bounded on its own.
     reply = await kernel.bridge.call(
@@ -104,6 +107,7 @@ async def _load_and_boot(
             "replica": replica,
             "replicas": replicas,
             "policy": policy,
+            "site": site or [],
         },
         timeout=step,
     )

@@ -24,13 +24,16 @@ def stored_token(path: Path) -> str:
     return token
 
 
-def secure_data_dir(data_dir: Path, sqlite_file: Path | None) -> None:
+def secure_data_dir(data_dir: Path, sqlite_file: Path | None, traversable: bool = False) -> None:
     """The data directory 0700 and its files 0600 (tokens, SQLite database): they
     hold secrets, and a kernel (or any other user) has no business reading them.
+    ``traversable`` (kernels run as another user, ``--kernel-user``): 0711, so that
+    user may reach the scripts' environments inside (``environments/``, 0755) without
+    being able to list the folder; its files stay 0600.
     The SQLite file is made 0600 before SQLite opens it, because SQLite gives its
     journal and WAL files the mode of the database file."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
+    os.chmod(data_dir, 0o711 if traversable else 0o700)
     if sqlite_file is not None and sqlite_file.parent == data_dir.resolve():
         os.close(os.open(sqlite_file, os.O_WRONLY | os.O_CREAT, 0o600))
     for entry in data_dir.iterdir():

@@ -13,6 +13,7 @@ from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
 from .handlers.check import CheckHandler
 from .handlers.console import ConsoleFileHandler, ConsoleIndexHandler
+from .handlers.environments import DependenciesHandler, EnvironmentsHandler, PrefetchHandler
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.jupyter import (
     ApiRootHandler,
@@ -55,6 +56,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/running", RunningHandler, ("engine",)),
     (r"/script-engine/check", CheckHandler, ("engine",)),
     (r"/script-engine/scripts/(.+)", ScriptHandler, ("engine",)),
+    (r"/script-engine/environments", EnvironmentsHandler, ("engine",)),
+    (r"/script-engine/environments/prefetch", PrefetchHandler, ("engine",)),
+    (r"/script-engine/dependencies", DependenciesHandler, ("engine",)),
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router", "scratch")),
     (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),

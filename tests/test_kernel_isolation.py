@@ -204,8 +204,11 @@ def test_kernel_user_cannot_read_the_data_dir(open_root):
             r = c.post("/script-engine/start", json={"script_path": "nosy.py"})
             assert r.status_code == 200, r.text
             assert _call(c, "whoami") == user.pw_uid
-            assert _call(c, "read", str(data / "token")) == "refused: PermissionError"
+            # the data directory is 0711 with --kernel-user (the kernel user reaches the
+            # scripts' environments inside it), its files stay 0600
+            assert _call(c, "read", str(data / "caller_token")) == "refused: PermissionError"
             assert _call(c, "read", str(data / "vwed.sqlite3")) == "refused: PermissionError"
+            assert _call(c, "read", str(data / "environments")) == "refused: IsADirectoryError"
             assert _call(c, "read", str(root / "scripts" / "nosy.py")).startswith("read")
     finally:
         gw.stop()

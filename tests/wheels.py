@@ -15,7 +15,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["build_wheel", "build_sdist", "build_failing_sdist", "build_test_wheels"]
+__all__ = [
+    "build_wheel",
+    "build_sdist",
+    "build_failing_sdist",
+    "build_slow_sdist",
+    "build_test_wheels",
+]
 
 
 def _metadata(name: str, version: str, requires: list[str]) -> str:
@@ -93,6 +99,37 @@ def build_failing_sdist(folder: Path, name: str = "vwedbroken", version: str = "
     )
     return build_sdist(
         folder, name, version, {"pyproject.toml": pyproject, "vwed_failing_backend.py": backend}
+    )
+
+
+def build_slow_sdist(folder: Path, name: str = "vwedslow", version: str = "1.0") -> Path:
+    """An sdist whose build backend writes its pid to ``$VWED_TEST_PIDFILE`` and then sleeps
+    for ten minutes (what a timeout must kill)."""
+    pyproject = (
+        "[build-system]\n"
+        "requires = []\n"
+        'build-backend = "vwed_slow_backend"\n'
+        'backend-path = ["."]\n'
+        "\n[project]\n"
+        f'name = "{name}"\nversion = "{version}"\n'
+    )
+    backend = (
+        "import os, time\n\n"
+        "def _stall():\n"
+        "    path = os.environ.get('VWED_TEST_PIDFILE')\n"
+        "    if path:\n"
+        "        with open(path, 'w') as f:\n"
+        "            f.write(str(os.getpid()))\n"
+        "    time.sleep(600)\n\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n"
+        "    return []\n\n"
+        "def prepare_metadata_for_build_wheel(directory, config_settings=None):\n"
+        "    _stall()\n\n"
+        "def build_wheel(directory, config_settings=None, metadata_directory=None):\n"
+        "    _stall()\n"
+    )
+    return build_sdist(
+        folder, name, version, {"pyproject.toml": pyproject, "vwed_slow_backend.py": backend}
     )
 
 

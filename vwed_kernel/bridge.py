@@ -181,6 +181,7 @@ class GatewayLink(Link):
             at_root = "/" not in str(data.get("path") or "/")
             if folder and not at_root and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
+        _add_site_dirs(data.get("site") or [])
         self._registrations.clear()
         if self._sources is not None and path:
             self._sources.begin(_script_name(data, path), path)
@@ -351,3 +352,19 @@ def _script_name(data: dict[str, Any], path: str) -> str:
     if head and tail.isdigit() and head.endswith(os.path.basename(path)):
         return head
     return path
+
+
+def _add_site_dirs(folders: list[Any]) -> None:
+    """The script's own packages (issue 16): each folder added with ``site.addsitedir``,
+    which appends it (and its ``.pth`` entries) AFTER the kernel's own paths, so the
+    engine's packages (ipykernel, pyzmq, tornado, the VWED runtime) win any name clash."""
+    import importlib
+    import site
+
+    added = False
+    for folder in folders:
+        if isinstance(folder, str) and folder and folder not in sys.path and os.path.isdir(folder):
+            site.addsitedir(folder)
+            added = True
+    if added:
+        importlib.invalidate_caches()

@@ -29,6 +29,7 @@ class Option:
     type: type
     default: Any
     help: str
+    repeatable: bool = False  # the flag may be given several times (values joined by ",")
 
     @property
     def flag(self) -> str:
@@ -50,7 +51,9 @@ def _options() -> tuple[Option, ...]:
             raise TypeError(
                 f"Settings.{f.name}: declare it as `name: str|int|float|bool = setting(default, help)`"
             )
-        out.append(Option(f.name, kind, f.default, f.metadata["help"]))
+        out.append(
+            Option(f.name, kind, f.default, f.metadata["help"], bool(f.metadata.get("repeatable")))
+        )
     return tuple(out)
 
 

@@ -29,9 +29,10 @@ class ConfigError(ValueError):
     """A setting has a value the gateway cannot run with."""
 
 
-def setting(default: T, help: str) -> T:
-    """One option of :class:`Settings`: its default and its help text."""
-    return field(default=default, metadata={"help": help})
+def setting(default: T, help: str, repeatable: bool = False) -> T:
+    """One option of :class:`Settings`: its default and its help text (``repeatable``:
+    a string option whose flag may be given several times, joined by commas)."""
+    return field(default=default, metadata={"help": help, "repeatable": repeatable})
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,26 @@ class Settings:
     fast_path: bool = setting(
         True, "send calls over each kernel's fast ZeroMQ channel (off: comm messages)"
     )
+    deps_dir: str = setting(
+        "",
+        "folder of the scripts' package environments and their locks "
+        "(default: <data-dir>/environments; docs/dependencies.md)",
+    )
+    deps_index_url: str = setting(
+        "", "package index the scripts' dependencies are resolved from (default: uv's, PyPI)"
+    )
+    deps_find_links: str = setting(
+        "",
+        "folders of wheels the scripts' dependencies may come from (repeat the flag, or "
+        "comma-separated); each must exist",
+        repeatable=True,
+    )
+    deps_timeout: float = setting(
+        300.0, "seconds the resolution and installation of a script's dependencies may take"
+    )
+    deps_gc_days: float = setting(
+        30.0, "days after which an environment no script used is removed (checked daily)"
+    )
     debug: bool = setting(False, "include tracebacks in error answers")
     jupyter_url: str = setting(
         "",
@@ -207,6 +228,7 @@ class Settings:
             problems.append(
                 f"stats_interval must be > 0 and at most 3600 seconds ({self.stats_interval!r})"
             )
+        problems.extend(self._deps_problems())
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -218,6 +240,32 @@ class Settings:
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+    def _deps_problems(self) -> list[str]:
+        problems = []
+        if not 0 < self.deps_timeout <= self.max_timeout:  # also refuses NaN
+            problems.append(
+                f"deps_timeout must be > 0 and at most max_timeout ({self.deps_timeout!r})"
+            )
+        if not 0 < self.deps_gc_days < float("inf"):
+            problems.append(f"deps_gc_days must be a number of days > 0 ({self.deps_gc_days!r})")
+        for folder in self.deps_find_links_dirs:
+            if not Path(folder).is_dir():
+                problems.append(f"deps_find_links {folder!r} is not a directory")
+        if self.deps_index_url:
+            problems.extend(_check_url("deps_index_url", self.deps_index_url))
+        return problems
+
+    @property
+    def deps_find_links_dirs(self) -> tuple[str, ...]:
+        """The ``--deps-find-links`` folders, absolute."""
+        parts = (p.strip() for p in self.deps_find_links.split(","))
+        return tuple(str(Path(p).resolve()) for p in parts if p)
+
+    @property
+    def deps_path(self) -> Path:
+        """Where the scripts' environments live: ``--deps-dir`` or ``<data-dir>/environments``."""
+        return Path(self.deps_dir or Path(self.data_dir) / "environments").resolve()
 
     @property
     def default_policy(self) -> dict[str, Any] | None:

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         if opt.type is bool:
             action: Any = argparse.BooleanOptionalAction
             parser.add_argument(opt.flag, dest=opt.name, action=action, help=help_text)
+        elif opt.repeatable:
+            parser.add_argument(opt.flag, dest=opt.name, action="append", help=help_text)
         else:
             parser.add_argument(opt.flag, dest=opt.name, type=opt.type, help=help_text)
     return parser
@@ -111,5 +113,11 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
     if config:
         values.update(read_config_file(config))
     values.update(from_env)
-    values.update({name: value for name, value in given.items() if value is not None})
+    values.update(
+        {
+            name: ",".join(value) if isinstance(value, list) else value
+            for name, value in given.items()
+            if value is not None
+        }
+    )
     return Settings(**values).validated()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -40,6 +41,9 @@ LEFTOVER_AGE = 3600.0  # a .tmp-/.trash- folder this old is from a process that 
 
 class Environments:
     def __init__(self, settings: DepsSettings, python: str = sys.executable) -> None:
+        # uv runs in settings.dir: local find-links folders are made absolute first
+        links = tuple(f if "://" in f else str(Path(f).resolve()) for f in settings.find_links)
+        settings = dataclasses.replace(settings, dir=Path(settings.dir).resolve(), find_links=links)
         self.settings = settings
         self.python = python
         self.layout = Layout(settings.dir)

@@ -49,7 +49,7 @@ _LIST = (
 def engine_pins(python: str) -> dict[str, str]:
     """Every distribution of ``python``'s environment: canonical name -> installed version."""
     if Path(python).resolve() == Path(sys.executable).resolve() or python == sys.executable:
-        found = [(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()]
+        found = [_name_version(d) for d in importlib.metadata.distributions()]
     else:
         out = subprocess.run(  # the engine's own interpreter, a fixed program: no outside input
             [python, "-c", _LIST], capture_output=True, text=True, timeout=60, check=True
@@ -62,6 +62,19 @@ def engine_pins(python: str) -> dict[str, str]:
     return dict(sorted(pins.items()))
 
 
+def _name_version(dist: importlib.metadata.Distribution) -> tuple[str, str]:
+    """A distribution's name and version, from its ``.dist-info`` folder's name when it has
+    one (the wheel spec writes both, normalised, there): reading every METADATA file costs
+    about 100 ms for the engine's 130 distributions, the folder names next to nothing."""
+    folder = getattr(dist, "_path", None)
+    name = getattr(folder, "name", "")
+    stem = name[: -len(".dist-info")] if name.endswith(".dist-info") else ""
+    if stem.count("-") == 1:
+        dist_name, version = stem.split("-")
+        return dist_name, version
+    return dist.metadata["Name"], dist.version
+
+
 def pins_text(pins: dict[str, str]) -> str:
     return "".join(f"{name}=={version}\n" for name, version in pins.items())
 
@@ -70,6 +83,8 @@ async def resolve(
     uv: Uv, python: str, decl: Declaration, work: Path, pins: dict[str, str], deadline: float
 ) -> list[tuple[str, str]]:
     """The packages ``decl`` adds to the engine's environment, as (name, version)."""
+    if not decl.requirements:
+        return []
     work.mkdir(parents=True, exist_ok=True)
     req = work / "requirements.in"
     req.write_text("".join(f"{r}\n" for r in decl.requirements))

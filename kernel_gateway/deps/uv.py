@@ -63,6 +63,7 @@ class Uv:
         self.settings = settings
         self.binary = binary or uv_binary()
         self.runs = 0  # every uv process started (the tests count them)
+        self.history: list[list[str]] = []  # the arguments of each run, in order
 
     def env(self) -> dict[str, str]:
         env = {
@@ -95,6 +96,7 @@ class Uv:
         """Run ``uv *args``; past ``deadline`` (``time.monotonic()``) kill it and fail."""
         self.settings.dir.mkdir(parents=True, exist_ok=True)
         self.runs += 1
+        self.history.append(list(args))
         proc = await asyncio.create_subprocess_exec(
             self.binary,
             *args,

@@ -10,25 +10,24 @@ the ``Supervisor``'s; run records and restore are ``RunHistory``'s."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..background import Background
-from ..boot import boot_kernel
 from ..check import compiles
-from ..errors import Conflict, NotFound, ScriptError, ServiceUnavailable
+from ..deps import Environment, Environments
+from ..errors import Conflict, NotFound, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
 from ..logs import LogHub
 from ..pool import KernelPool
-from ..registrations import ScriptRegistrations
 from ..registry import Registry
 from ..scripts import ScriptStore
 from ..store.service import StoreService
+from .booting import Booting
 from .model import RunningScript, ScriptTable, StartOptions
+from .packages import GC_INTERVAL, ScriptPackages
 from .persistence import RunHistory
 from .supervisor import Supervisor
 from .watch import watch_files
@@ -38,7 +37,7 @@ __all__ = ["ScriptEngine"]
 log = logging.getLogger("kernel_gateway.engine")
 
 
-class ScriptEngine:
+class ScriptEngine(Booting):
     """Starts, stops, restarts and reloads scripts; owns their kernels."""
 
     def __init__(
@@ -60,6 +59,7 @@ class ScriptEngine:
         max_kernels: int = 0,
         memory_limit_mb: int = 0,
         default_policy: dict[str, Any] | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self.scripts = scripts
         self.files = files
@@ -73,6 +73,7 @@ class ScriptEngine:
         self.memory_limit_mb = memory_limit_mb
         self.default_policy = default_policy
         self.runs = RunHistory(db, logs)
+        self.packages = ScriptPackages(environments, files.root, logs)
         self.supervisor = Supervisor(
             scripts,
             registry,
@@ -119,8 +120,12 @@ class ScriptEngine:
         return self._locks.setdefault(path, asyncio.Lock())
 
     # -- start -----------------------------------------------------------------------
-    async def start(self, script_path: str, options: StartOptions | None = None) -> RunningScript:
-        """Start a script (its options checked by the handler); 409 if it runs already."""
+    async def start(
+        self, script_path: str, options: StartOptions | None = None, *, lock: str | None = None
+    ) -> RunningScript:
+        """Start a script (its options checked by the handler); 409 if it runs already.
+        Its packages are installed first, if missing (status ``installing``); ``lock``:
+        the one recorded with it (a restore), installed again rather than resolved."""
         options = options or StartOptions()
         if self.max_kernels:
             used = self.scripts.kernels_in_use()
@@ -131,6 +136,7 @@ class ScriptEngine:
                 )
         source = self.files.load(script_path)
         await compiles(source)  # 422 SYNTAX_ERROR before any kernel is taken
+        decl = self.packages.declaration(source)  # 422 DEPENDENCY_INVALID, likewise
         async with self._lock(source.path):
             current = self.scripts.at(source.path)
             if current is not None:
@@ -152,7 +158,23 @@ class ScriptEngine:
                 memory_limit_mb=self.memory_limit_mb if memory is None else memory,
                 policy=(self.default_policy if options.policy is None else options.policy) or None,
             )
+            ready = None if lock else self.packages.ready(decl)
+            if ready is None and (decl is not None or lock is not None):
+                script.status = "installing"
             self.scripts.add(script)
+            try:
+                script.environment = ready or await self._install(script, lock)
+            except BaseException as exc:
+                self._forget(script)
+                self.logs.engine(
+                    script.script_id,
+                    "ERROR",
+                    f"start of {source.path} failed while installing its packages: "
+                    f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}",
+                )
+                raise
+            self.packages.touch(script.environment, source.path)
+            script.status = "starting"
             await self.runs.started(script)
             replicas = options.replicas
             self.logs.engine(
@@ -185,63 +207,6 @@ class ScriptEngine:
             return script
 
     # -- booting ---------------------------------------------------------------------
-    async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
-        kernel = await self.pool.acquire(_start_env(script))
-        kernel.wire(
-            self.events,
-            script_id=script.script_id,
-            replica=index,
-            on_death=self.supervisor.on_kernel_death,
-        )
-        try:
-            kernel.registrations = await boot_kernel(
-                kernel,
-                script.script_id,
-                script.source,
-                replica=index,
-                replicas=script.replicas,
-                timeout=self.boot_timeout,
-                debug=self.debug,
-                policy=script.policy,
-            )
-        except BaseException:
-            self._discard([kernel])
-            raise
-        return kernel
-
-    async def _boot_all(
-        self, script: RunningScript, wanted: Callable[[], bool] | None = None
-    ) -> tuple[list[ScriptKernel], ScriptRegistrations]:
-        """Boot the script's replicas from ``script.source`` and commit their
-        registrations (an atomic swap: a conflict changes nothing): all or nothing.
-        On any failure, or if ``wanted()`` turned false meanwhile, the new kernels are
-        shut down and the error raised."""
-        results = await asyncio.gather(
-            *(self._boot_replica(script, i) for i in range(script.replicas)),
-            return_exceptions=True,
-        )
-        good = [k for k in results if isinstance(k, ScriptKernel)]
-        try:
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            if wanted is not None and not wanted():
-                raise ServiceUnavailable(
-                    f"script {script.script_id} was stopped while it booted", "SCRIPT_STOPPING"
-                )
-            regs = _same_registrations(script, [k.registrations for k in good])
-            self.registry.commit(script.script_id, regs)
-        except BaseException:
-            self._discard(good)
-            raise
-        return sorted(good, key=lambda k: k.replica), regs
-
-    def _discard(self, kernels: list[ScriptKernel]) -> None:
-        """Shut down kernels that never served (their death is nobody's business)."""
-        for kernel in kernels:
-            kernel.on_death = None
-            self._ending.spawn(kernel.shutdown(now=True))
-
     async def _reboot(self, script: RunningScript) -> None:
         """All replicas again, after a crash (the supervisor's restart)."""
         script.kernels, script.registrations = await self._boot_all(
@@ -268,6 +233,19 @@ class ScriptEngine:
 
     # -- stop, restart, reload -------------------------------------------------------
     async def stop(self, script: RunningScript, reason: str = "stopped") -> RunningScript:
+        if script.status == "installing":
+            # its start holds the lock while it installs: cancel the install, let the
+            # start clean up (it ends with SCRIPT_STOPPING), then it is stopped
+            script.exit_reason = reason
+            script.status = "stopping"
+            if script.installing is not None:
+                script.installing.cancel()
+            async with self._lock(script.path):
+                pass
+            self.logs.engine(
+                script.script_id, "INFO", f"stopped {script.path} while installing ({reason})"
+            )
+            return script
         async with self._lock(script.path):
             if not self.scripts.holds(script):
                 raise NotFound(f"script {script.script_id!r} is not running", "NOT_RUNNING")
@@ -288,7 +266,11 @@ class ScriptEngine:
         await self.runs.forget(script_path)
 
     async def restart(self, script: RunningScript) -> RunningScript:
-        await compiles(self.files.load(script.path))  # a syntax error stops nothing
+        source = self.files.load(script.path)
+        await compiles(source)  # a syntax error stops nothing
+        # nor does a package that cannot be installed: it is installed while the
+        # running version still serves, and the new start finds it ready
+        await self.packages.for_source(source, script.script_id)
         await self.stop(script, "restarted")
         return await self.start(script.path, script.options)
 
@@ -299,13 +281,16 @@ class ScriptEngine:
         async with self._lock(script.path):
             if not self.scripts.holds(script) or script.status != "running":
                 raise NotFound(f"script {script.script_id!r} is not running", "NOT_RUNNING")
-            old_source = script.source
+            old_source, old_env = script.source, script.environment
             try:
                 script.source = self.files.load(script.path)
                 await compiles(script.source)  # 422 before any kernel is taken
+                # a changed declaration is installed while the old version serves
+                env = await self.packages.for_source(script.source, script.script_id)
+                script.environment = env
                 kernels, regs = await self._boot_all(script)
             except BaseException as exc:
-                script.source = old_source
+                script.source, script.environment = old_source, old_env
                 self.logs.engine(
                     script.script_id,
                     "ERROR",
@@ -315,6 +300,9 @@ class ScriptEngine:
                 raise
             old, script.kernels = script.kernels, kernels
             script.registrations = regs
+            self.packages.touch(env, script.path)
+            if _lock(env) != _lock(old_env):
+                await self.runs.relocked(script)
         self.logs.engine(script.script_id, "INFO", f"reloaded {script.path} from its file")
         self._tasks.spawn(self._retire(old))
         return script
@@ -337,6 +325,22 @@ class ScriptEngine:
     def restore(self) -> None:
         """Start again, in the background, the scripts desired when the gateway stopped."""
         self.runs.restore_in_background(self.start)
+
+    def collect_environments(self, interval: float = GC_INTERVAL) -> None:
+        """Remove unused script environments now and every ``interval`` seconds
+        (never one a running script uses)."""
+        self._tasks.spawn(self.packages.gc_forever(self._environments_in_use, interval))
+
+    def _environments_in_use(self) -> list[tuple[Environment, str]]:
+        return [(s.environment, s.path) for s in self.scripts.running() if s.environment]
+
+    def environment_users(self) -> dict[str, list[str]]:
+        """Lock hash -> the running scripts (ids) whose kernels use that environment."""
+        users: dict[str, list[str]] = {}
+        for s in self.scripts.running():
+            if s.environment is not None:
+                users.setdefault(s.environment.lock.hash, []).append(s.script_id)
+        return users
 
     def watch(self, interval: float = 1.0) -> None:
         """Reload a running script when its file changes (``--watch``)."""
@@ -373,27 +377,5 @@ async def _finish(kernels: list[ScriptKernel]) -> None:
     await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
 
 
-def _start_env(script: RunningScript) -> dict[str, str] | None:
-    """What a kernel of ``script`` must be started with: a ``write`` policy goes in
-    its environment too, so the kernel can apply it (Landlock) before it starts a
-    thread (vwed_kernel/landlock.py); such a kernel does not come from the pool."""
-    write = (script.policy or {}).get("write")
-    if write is None:
-        return None
-    folder = os.path.dirname(script.source.file)
-    return {"VWED_KERNEL_POLICY": json.dumps({"write": write, "folder": folder})}
-
-
-def _same_registrations(
-    script: RunningScript, sets: list[ScriptRegistrations]
-) -> ScriptRegistrations:
-    first = sets[0]
-    for other in sets[1:]:
-        if set(other.routes) != set(first.routes) or set(other.functions) != set(first.functions):
-            raise ScriptError(
-                f"the replicas of {script.path!r} registered different routes or "
-                "functions; boot() must register the same in every replica",
-                "BOOT_FAILED",
-                details={"phase": "boot"},
-            )
-    return first
+def _lock(env: Environment | None) -> str | None:
+    return env.lock.hash if env is not None else None

@@ -10,17 +10,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..deps import Environment
 from ..errors import NotFound, ServiceUnavailable
 from ..kernels import ScriptKernel
 from ..registrations import ScriptRegistrations
 from ..scripts import ScriptSource
 from ..stats import ScriptMeter
 
-__all__ = ["RunningScript", "ScriptTable", "StartOptions", "MAX_REPLICAS", "RESTART_POLICIES"]
+__all__ = [
+    "RunningScript",
+    "ScriptTable",
+    "StartOptions",
+    "MAX_REPLICAS",
+    "RESTART_POLICIES",
+    "environment_json",
+]
 
 MAX_REPLICAS = 16
 RESTART_POLICIES = ("never", "on-failure", "always")
-LIVE = ("starting", "running", "restarting")
+LIVE = ("installing", "starting", "running", "restarting")
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ class RunningScript:
     memory_limit_mb: int = 0  # in force: the start's, or the gateway's default
     policy: dict[str, Any] | None = None  # in force; enforced in the kernel
     kernels: list[ScriptKernel] = field(default_factory=list)
-    status: str = "starting"  # starting | running | restarting | stopping | died | crashed
+    # installing (its packages) | starting | running | restarting | stopping | died | crashed
+    status: str = "starting"
     registrations: ScriptRegistrations = field(default_factory=ScriptRegistrations)
     exit_reason: str | None = None
     run_id: int | None = None
@@ -60,6 +69,8 @@ class RunningScript:
     crashes: list[float] = field(default_factory=list)
     meter: ScriptMeter | None = None  # its calls (stats.py), given by ScriptTable.add
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    environment: Environment | None = None  # its packages (issue 16): every boot uses it
+    installing: asyncio.Task[Any] | None = None  # the install a stop cancels
     _turn: itertools.count = field(default_factory=itertools.count)
 
     @property
@@ -126,7 +137,15 @@ class RunningScript:
             ],
             "registrations": self.registrations.counts(),
             "exit_reason": self.exit_reason,
+            "environment": environment_json(self.environment),
         }
+
+
+def environment_json(env: Environment | None) -> dict[str, Any] | None:
+    """``{"lock", "packages"}`` of a script's environment (None: the engine's packages only)."""
+    if env is None:
+        return None
+    return {"lock": env.lock.hash, "packages": [list(p) for p in env.lock.packages]}
 
 
 class ScriptTable:

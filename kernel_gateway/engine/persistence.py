@@ -20,7 +20,12 @@ __all__ = ["RunHistory"]
 
 log = logging.getLogger("kernel_gateway.engine")
 
-Starter = Callable[[str, StartOptions], Awaitable[RunningScript]]
+# start(script_path, options, lock=<the lock hash recorded with the desired script>)
+Starter = Callable[..., Awaitable[RunningScript]]
+
+
+def _lock_of(script: RunningScript) -> str | None:
+    return script.environment.lock.hash if script.environment is not None else None
 
 
 class RunHistory:
@@ -43,6 +48,7 @@ class RunHistory:
                 script.path,
                 script.replicas,
                 script.started_at,
+                _lock_of(script),
             )
         except Exception as exc:
             log.warning("could not record the run of %s: %s", script.script_id, exc)
@@ -82,11 +88,23 @@ class RunHistory:
                 script.restart,
                 time.time(),
                 script.options.requested(),
+                _lock_of(script),
             )
         except StoreTimeout as exc:  # the database is slow or away: no traceback
             log.warning("could not store %s as a script to restore: %s", script.path, exc)
         except Exception:
             log.exception("could not store %s as a script to restore", script.path)
+
+    async def relocked(self, script: RunningScript) -> None:
+        """A reload changed the script's environment: its run and its desired row say so."""
+        if self.db is None:
+            return
+        if script.run_id is not None:
+            try:
+                await self.db.run_lock(script.run_id, _lock_of(script))
+            except Exception as exc:
+                log.warning("could not store the new lock of run %s: %s", script.run_id, exc)
+        await self.remember(script)
 
     async def forget(self, script_path: str) -> None:
         """An operator stopped the script: do not start it again with the gateway."""
@@ -126,6 +144,7 @@ class RunHistory:
                         memory_limit_mb=options.get("memory_limit_mb"),
                         policy=options.get("policy"),
                     ),
+                    lock=row.get("lock_hash"),
                 )
                 self.logs.engine(
                     script.script_id,

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
 
 One module per area of the API (lifecycle, check, calls, files, steps, platform_backend, logs,
-observe, ops, jupyter), their building blocks in `schema`. A test checks that every route of the
+observe, ops, jupyter, environments), their building blocks in `schema`. A test checks that every route of the
 application appears here, and that docs/openapi.json is this document
 (regenerate: python -m kernel_gateway.openapi > docs/openapi.json).
 """
@@ -14,6 +14,7 @@ from .. import __version__
 from .calls import function_and_event_paths, script_route_paths, script_websocket_paths
 from .check import check_paths
 from .console import console_paths
+from .environments import environments_paths
 from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
@@ -45,6 +46,7 @@ def build_openapi() -> dict[str, Any]:
         **jupyter_paths(),
         **script_websocket_paths(),
         **console_paths(),
+        **environments_paths(),
     }
     common_responses(paths)
     return {

@@ -8,6 +8,8 @@ from .schema import REGS, STR, TARGET, body, err, ok, path_param
 
 __all__ = ["lifecycle_paths"]
 
+_DEPS = ("DEPENDENCY_INVALID", "DEPENDENCY_CONFLICT", "DEPENDENCY_FAILED")
+
 
 def lifecycle_paths() -> dict[str, Any]:
     """/script-engine/start, stop, restart, reload, running and scripts/{script_id}."""
@@ -46,8 +48,13 @@ def lifecycle_paths() -> dict[str, Any]:
                     "400": err("INVALID_JSON", "MISSING_FIELD", "PATH_INVALID", "BAD_POLICY"),
                     "404": err("SCRIPT_NOT_FOUND"),
                     "409": err("ALREADY_RUNNING", "REGISTRATION_CONFLICT"),
-                    "422": err("SYNTAX_ERROR", "BOOT_MISSING", "BOOT_FAILED"),
-                    "503": err("KERNEL_START_FAILED"),
+                    "422": err(
+                        "SYNTAX_ERROR",
+                        "BOOT_MISSING",
+                        "BOOT_FAILED",
+                        *_DEPS,
+                    ),
+                    "503": err("KERNEL_START_FAILED", "SCRIPT_STOPPING"),
                     "504": err("BOOT_TIMEOUT"),
                 },
             }
@@ -73,7 +80,7 @@ def lifecycle_paths() -> dict[str, Any]:
                         {"previous_script_id": STR, "script_id": STR, "registrations": REGS},
                     ),
                     "404": err("NOT_RUNNING"),
-                    "422": err("SYNTAX_ERROR", "BOOT_FAILED", "BOOT_MISSING"),
+                    "422": err("SYNTAX_ERROR", "BOOT_FAILED", "BOOT_MISSING", *_DEPS),
                 },
             }
         },
@@ -86,7 +93,7 @@ def lifecycle_paths() -> dict[str, Any]:
                     "200": ok("reloaded", {"script_id": STR, "registrations": REGS}),
                     "404": err("NOT_RUNNING"),
                     "409": err("REGISTRATION_CONFLICT"),
-                    "422": err("SYNTAX_ERROR", "BOOT_FAILED", "BOOT_MISSING"),
+                    "422": err("SYNTAX_ERROR", "BOOT_FAILED", "BOOT_MISSING", *_DEPS),
                 },
             }
         },

@@ -127,6 +127,15 @@ def components() -> dict[str, Any]:
                         "description": "the share of the last minute's calls that failed (0-1)",
                     },
                     "registrations": OBJ,
+                    "environment": {
+                        "type": ["object", "null"],
+                        "description": "the script's packages (issue 16): its lock and the "
+                        "[name, version] pairs it adds; null: the engine's packages only",
+                        "properties": {
+                            "lock": STR,
+                            "packages": {"type": "array", "items": {"type": "array"}},
+                        },
+                    },
                 },
             },
         },

@@ -55,6 +55,7 @@ class RunRow(Base):
     stopped_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     status: Mapped[str] = mapped_column(String(32))
     exit_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lock_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # its environment
 
 
 class LogRow(Base):
@@ -180,6 +181,7 @@ class DesiredScriptRow(Base):
     restart: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[float] = mapped_column(Double)
     options: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: memory limit, policy
+    lock_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # its environment
 
 
 class CounterRow(Base):

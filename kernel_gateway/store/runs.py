@@ -31,7 +31,12 @@ class RunTables:
         return int(result.rowcount or 0)
 
     def run_started(
-        self, script_id: str, script_path: str, replicas: int, started_at: float
+        self,
+        script_id: str,
+        script_path: str,
+        replicas: int,
+        started_at: float,
+        lock_hash: str | None = None,
     ) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -41,6 +46,7 @@ class RunTables:
                     replicas=replicas,
                     started_at=started_at,
                     status="starting",
+                    lock_hash=lock_hash,
                 )
             )
             key = result.inserted_primary_key
@@ -57,6 +63,11 @@ class RunTables:
                 .values(status=status, exit_reason=reason, stopped_at=stopped_at)
             )
 
+    def run_lock(self, run_id: int, lock_hash: str | None) -> None:
+        """The run now uses another environment (a reload with a changed declaration)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(RunRow).where(RunRow.id == run_id).values(lock_hash=lock_hash))
+
     def runs(self, script_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         stmt = select(RunRow.__table__).order_by(RunRow.id.desc()).limit(limit)
         if script_path:
@@ -71,8 +82,9 @@ class RunTables:
         restart: str,
         now: float,
         options: dict[str, Any] | None = None,
+        lock_hash: str | None = None,
     ) -> None:
-        """Remember that a script should run (replacing its options)."""
+        """Remember that a script should run (replacing its options and lock)."""
         with self.engine.begin() as conn:
             conn.execute(
                 delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path)
@@ -84,6 +96,7 @@ class RunTables:
                     restart=restart,
                     started_at=now,
                     options=json.dumps(options) if options else None,
+                    lock_hash=lock_hash,
                 )
             )
 

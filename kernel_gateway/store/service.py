@@ -227,10 +227,20 @@ class StoreService:
 
     # -- runs and the scripts to restore -----------------------------------------------
     async def run_started(
-        self, script_id: str, script_path: str, replicas: int, started_at: float
+        self,
+        script_id: str,
+        script_path: str,
+        replicas: int,
+        started_at: float,
+        lock_hash: str | None = None,
     ) -> int:
-        """Record a start; returns the run's id."""
-        return await self.write(self.db.run_started, script_id, script_path, replicas, started_at)
+        """Record a start (with the lock of its environment, if any); returns the run's id."""
+        return await self.write(
+            self.db.run_started, script_id, script_path, replicas, started_at, lock_hash
+        )
+
+    async def run_lock(self, run_id: int, lock_hash: str | None) -> None:
+        await self.write(self.db.run_lock, run_id, lock_hash)
 
     async def run_ended(
         self, run_id: int, status: str, reason: str | None, stopped_at: float | None
@@ -248,9 +258,11 @@ class StoreService:
         restart: str,
         now: float,
         options: dict[str, Any] | None = None,
+        lock_hash: str | None = None,
     ) -> None:
-        """Remember that a script should run (a restarted gateway starts it again)."""
-        await self.write(self.db.desire, script_path, replicas, restart, now, options)
+        """Remember that a script should run (a restarted gateway starts it again, with
+        the environment of ``lock_hash``)."""
+        await self.write(self.db.desire, script_path, replicas, restart, now, options, lock_hash)
 
     async def undesire(self, script_path: str) -> None:
         await self.write(self.db.undesire, script_path)

@@ -1,0 +1,144 @@
+"""Booting a script's kernels (the engine's part that takes kernels): one replica
+from the pool, all replicas all-or-nothing with their registrations committed
+atomically, the script's packages installed before any of it, and the shutdown of
+kernels that never served. ``ScriptEngine`` (``lifecycle.py``) is built on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+
+from ..background import Background
+from ..boot import boot_kernel
+from ..deps import Environment
+from ..errors import ScriptError, ServiceUnavailable
+from ..kernels import KernelEvents, ScriptKernel
+from ..pool import KernelPool
+from ..registrations import ScriptRegistrations
+from ..registry import Registry
+from .model import RunningScript
+from .packages import ScriptPackages
+from .supervisor import Supervisor
+
+__all__ = ["Booting"]
+
+
+class Booting:
+    """Kernels for scripts: the attributes below are the engine's."""
+
+    pool: KernelPool
+    events: KernelEvents
+    registry: Registry
+    supervisor: Supervisor
+    packages: ScriptPackages
+    boot_timeout: float
+    debug: bool
+    _ending: Background
+
+    async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
+        kernel = await self.pool.acquire(_start_env(script))
+        kernel.wire(
+            self.events,
+            script_id=script.script_id,
+            replica=index,
+            on_death=self.supervisor.on_kernel_death,
+        )
+        try:
+            kernel.registrations = await boot_kernel(
+                kernel,
+                script.script_id,
+                script.source,
+                replica=index,
+                replicas=script.replicas,
+                timeout=self.boot_timeout,
+                debug=self.debug,
+                policy=script.policy,
+                site=[script.environment.site] if script.environment else None,
+            )
+        except BaseException:
+            self._discard([kernel])
+            raise
+        return kernel
+
+    async def _install(self, script: RunningScript, lock: str | None) -> Environment | None:
+        """The script's environment, installed if needed; a stop meanwhile cancels it
+        (the start then fails with 503 SCRIPT_STOPPING)."""
+        task = asyncio.ensure_future(
+            self.packages.for_source(script.source, script.script_id, lock)
+        )
+        script.installing = task
+        try:
+            env = await task
+        except asyncio.CancelledError:
+            if script.exit_reason is None:  # not a stop: the start itself was cancelled
+                raise
+            env = None
+        finally:
+            script.installing = None
+        if script.exit_reason is not None:
+            raise ServiceUnavailable(
+                f"script {script.path!r} was stopped while its packages were installed",
+                "SCRIPT_STOPPING",
+            )
+        return env
+
+    async def _boot_all(
+        self, script: RunningScript, wanted: Callable[[], bool] | None = None
+    ) -> tuple[list[ScriptKernel], ScriptRegistrations]:
+        """Boot the script's replicas from ``script.source`` and commit their
+        registrations (an atomic swap: a conflict changes nothing): all or nothing.
+        On any failure, or if ``wanted()`` turned false meanwhile, the new kernels are
+        shut down and the error raised."""
+        results = await asyncio.gather(
+            *(self._boot_replica(script, i) for i in range(script.replicas)),
+            return_exceptions=True,
+        )
+        good = [k for k in results if isinstance(k, ScriptKernel)]
+        try:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            if wanted is not None and not wanted():
+                raise ServiceUnavailable(
+                    f"script {script.script_id} was stopped while it booted", "SCRIPT_STOPPING"
+                )
+            regs = _same_registrations(script, [k.registrations for k in good])
+            self.registry.commit(script.script_id, regs)
+        except BaseException:
+            self._discard(good)
+            raise
+        return sorted(good, key=lambda k: k.replica), regs
+
+    def _discard(self, kernels: list[ScriptKernel]) -> None:
+        """Shut down kernels that never served (their death is nobody's business)."""
+        for kernel in kernels:
+            kernel.on_death = None
+            self._ending.spawn(kernel.shutdown(now=True))
+
+
+def _start_env(script: RunningScript) -> dict[str, str] | None:
+    """What a kernel of ``script`` must be started with: a ``write`` policy goes in
+    its environment too, so the kernel can apply it (Landlock) before it starts a
+    thread (vwed_kernel/landlock.py); such a kernel does not come from the pool."""
+    write = (script.policy or {}).get("write")
+    if write is None:
+        return None
+    folder = os.path.dirname(script.source.file)
+    return {"VWED_KERNEL_POLICY": json.dumps({"write": write, "folder": folder})}
+
+
+def _same_registrations(
+    script: RunningScript, sets: list[ScriptRegistrations]
+) -> ScriptRegistrations:
+    first = sets[0]
+    for other in sets[1:]:
+        if set(other.routes) != set(first.routes) or set(other.functions) != set(first.functions):
+            raise ScriptError(
+                f"the replicas of {script.path!r} registered different routes or "
+                "functions; boot() must register the same in every replica",
+                "BOOT_FAILED",
+                details={"phase": "boot"},
+            )
+    return first
