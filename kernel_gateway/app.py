@@ -227,6 +227,7 @@ class Gateway:
             debug=settings.debug,
             modules=self.modules,
             env_pools=self.env_workers,
+            environments=self.environments,
         )
         self.scratch = ScratchKernels(
             self.ksm,

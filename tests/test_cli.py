@@ -122,7 +122,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         workers=1,
         call_timeout=10.0,
         boot_timeout=30.0,
-        **({"deps_find_links": str(wheels)} if _has_setting("deps_find_links") else {}),
+        deps_find_links=str(wheels),
     )
     thread = GatewayThread(settings.validated()).start()
     try:
@@ -135,10 +135,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 def gw_cli(gateway: Gateway) -> Iterator[Gateway]:
     yield gateway
     gateway.stop_all()
-
-
-def _has_setting(name: str) -> bool:
-    return name in Settings.__dataclass_fields__
 
 
 def _has_route(path: str) -> bool:

@@ -317,7 +317,7 @@ def cmd_deps_prefetch(client: Client, ns: argparse.Namespace) -> int:
     try:
         answer = client.prefetch([normal_path(p) for p in ns.paths])
     except ApiError as exc:
-        results = (exc.body.get("details") or {}).get("results")
+        results = exc.body.get("results")  # an error's details are in its body
         if not isinstance(results, list):
             raise  # the request itself was refused (a bad path, the token): one error
         answer = {"results": results}
