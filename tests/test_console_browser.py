@@ -484,26 +484,23 @@ def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
     assert listed.text_content() == "vwedtiny==2.0"
 
     # Start asks first, listing what it will install; declined: nothing starts
-    asked: list[str] = []
-
-    def decline(dialog: Any) -> None:
-        asked.append(dialog.message)
-        dialog.dismiss()
-
-    page.once("dialog", decline)
+    page.on("dialog", lambda dialog: None)  # answered below (a listener: no auto-dismiss)
     page.get_by_role("tab", name="Scripts").click()
-    page.get_by_role("button", name="Start", exact=True).click()
-    wait_until(lambda: asked, 20, "the question")
-    assert asked[0].startswith("Install 1 package and start demo/packaged.py?"), asked
-    assert "vwedtiny==2.0" in asked[0]
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Start", exact=True).click()
+    question = asked.value.message
+    asked.value.dismiss()
+    assert question.startswith("Install 1 package and start demo/packaged.py?"), question
+    assert "vwedtiny==2.0" in question
     wait_until(
         lambda: "not started" in (page.locator("#notice").text_content() or ""), 20, "declined"
     )
     assert "demo/packaged.py" not in console.gateway.running()
 
     # accepted: installed, then started; the packages turn installed
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Start", exact=True).click()
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Start", exact=True).click()
+    asked.value.accept()
     page.get_by_label("status running").wait_for()
     wait_until(lambda: "vwedtiny 2.0" in (packages.text_content() or ""), 30, "installed")
     assert page.locator("#sel-packages-state").text_content() == "installed"

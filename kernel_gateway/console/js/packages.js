@@ -29,7 +29,7 @@ function render(path, answer, err) {
   const decl = answer.declaration;
   const origin = decl.file ? `${decl.origin} ${decl.file}` : decl.origin;
   const ok = installed(answer);
-  box.replaceChildren(
+  const parts = [
     el("span", { text: `Packages (${origin}):` }),
     el("ul", { class: "pkg-list", "aria-label": "Declared packages" }, ...reqs.map((r) => el("li", { text: r }))),
     el("span", {
@@ -43,7 +43,8 @@ function render(path, answer, err) {
           text: `environment ${String(answer.environment.lock).slice(0, 12)}: ${(answer.environment.packages || []).map((p) => `${p[0]} ${p[1]}`).join(", ")}`,
         })
       : null,
-  );
+  ];
+  box.replaceChildren(...parts.filter(Boolean));
 }
 
 export async function showPackages(path = state.selected) {
