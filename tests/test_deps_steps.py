@@ -82,6 +82,9 @@ def test_a_step_imports_its_package_in_a_reused_worker_of_its_environment(deps_g
         assert first.json()["result"]["version"] == "2.0"
         lock = first.json()["environment"]
         assert lock and len(lock) == 64
+        # installed with its bytecode: a kernel that may not write .pyc (a --kernel-user, or
+        # PYTHONDONTWRITEBYTECODE) does not compile the package again at every start
+        assert list((gw.settings.deps_path / "envs" / lock).rglob("vwedtiny/__pycache__/*.pyc"))
         # the next step of that environment: the same warm worker, no install
         second = _step(admin, path, "version")
         assert second.status_code == 200, second.text

@@ -200,7 +200,8 @@ class Environments:
             say(f"installed {n} package{'s' if n != 1 else ''} in {took:.1f} s")
 
     async def _uv_install(self, lock: Lock, site: Path, deadline: float) -> None:
-        args = ["pip", "install", "--target", str(site), "--no-deps", "--python", self.python]
+        args = ["pip", "install", "--target", str(site), "--no-deps", "--compile-bytecode"]
+        args += ["--python", self.python]
         if all("--hash=" in entry for entry in _entries(lock.text)):
             args.append("--require-hashes")
         args += [*self.uv.index_args(), "-r", str(self.layout.lock_file(lock.hash))]
