@@ -123,7 +123,8 @@ def _stop(c: httpx.Client, script_id: str) -> None:
 
 
 def test_a_script_imports_its_package_and_the_engines_tornado_wins(deps_gw, admin):
-    _, root = deps_gw
+    gw, root = deps_gw
+    assert gw.gateway is not None
     name = unique("tiny")
     rel = _write(root, f"{name}/app.py", script(["vwedtiny==1.0"], name))
     r = admin.post("/script-engine/start", json={"script_path": rel})
@@ -142,9 +143,12 @@ def test_a_script_imports_its_package_and_the_engines_tornado_wins(deps_gw, admi
         # the second script with the same declaration shares it and installs nothing
         other = unique("tiny")
         rel2 = _write(root, f"{other}/app.py", script(["vwedtiny==1.0"], other))
+        uv = gw.gateway.environments.uv
+        runs_of_uv = uv.runs
         r = admin.post("/script-engine/start", json={"script_path": rel2})
         assert r.status_code == 200, r.text
         sid2 = r.json()["script_id"]
+        assert uv.runs == runs_of_uv  # no uv process at all
         try:
             assert admin.get(f"/script-api/{other}").json()["version"] == "1.0"
             env2 = admin.get(f"/script-engine/scripts/{sid2}").json()["environment"]
@@ -298,6 +302,12 @@ def test_installing_is_shown_and_a_stop_cancels_it(deps_gw, admin):
     )
     wait_until(lambda: not _uv_processes(), 30, "no uv process left")
 
+    def stopped_run() -> bool:  # a run's end is stored in the background
+        runs = admin.get("/script-engine/runs", params={"script_path": rel}).json()["runs"]
+        return runs[0]["status"] == "stopped"
+
+    wait_until(stopped_run, 10, "the run recorded as stopped")
+
 
 def _pool_ids(gw: GatewayThread) -> list[str]:
     assert gw.gateway is not None
@@ -330,6 +340,12 @@ def test_a_missing_package_fails_with_the_resolvers_message(deps_gw, admin):
     body = r.json()
     assert body["code"] == "DEPENDENCY_FAILED", body
     assert "vwed-no-such-package-xyz" in body["resolver_message"], body
+
+    def failed_run() -> bool:  # a run's end is stored in the background
+        runs = admin.get("/script-engine/runs", params={"script_path": rel}).json()["runs"]
+        return runs[0]["status"] == "failed" and runs[0]["exit_reason"] == "DEPENDENCY_FAILED"
+
+    wait_until(failed_run, 10, "the failed run recorded")
     assert all(
         s["script_path"] != rel for s in admin.get("/script-engine/running").json()["scripts"]
     )
