@@ -220,9 +220,12 @@ def test_the_gc_never_removes_an_environment_in_use(deps_gw, admin):
     engine = gw.gateway.engine
     name = unique("gc")
     rel = _write(root, f"{name}.py", script(["vweddep"], name))
-    r = admin.post("/script-engine/start", json={"script_path": rel})
+    r = admin.post("/script-engine/start", json={"script_path": rel, "replicas": 2})
     assert r.status_code == 200, r.text
     sid = r.json()["script_id"]
+    assert len(r.json()["kernels"]) == 2  # both replicas use the one environment
+    for _ in range(4):
+        assert admin.get(f"/script-api/{name}").json()["version"] == "2.0"
     lock = _env(admin, sid)["lock"]
     later = time.time() + 1000 * 86400  # every environment is stale by then
     try:
