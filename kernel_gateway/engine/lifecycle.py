@@ -324,7 +324,13 @@ class ScriptEngine(Booting):
     def collect_environments(self, interval: float = GC_INTERVAL) -> None:
         """Remove unused script environments now and every ``interval`` seconds
         (never one a running script uses)."""
-        self._tasks.spawn(self.packages.gc_forever(self._environments_in_use, interval))
+        self._tasks.spawn(self._collect(interval))
+
+    async def _collect(self, interval: float) -> None:
+        # after the restore: its scripts' environments are in use by then (a restored
+        # script must not find its environment removed under it)
+        await self.runs.restored()
+        await self.packages.gc_forever(self._environments_in_use, interval)
 
     def _environments_in_use(self) -> list[tuple[Environment, str]]:
         return [(s.environment, s.path) for s in self.scripts.running() if s.environment]

@@ -165,6 +165,11 @@ class RunHistory:
             self.logs.engine(None, "INFO", f"restoring {len(desired)} script(s)")
         await asyncio.gather(*(one(row) for row in desired))
 
+    async def restored(self) -> None:
+        """Wait for the restore, if one runs (its failures are its own)."""
+        if self._restore is not None:
+            await asyncio.gather(asyncio.shield(self._restore), return_exceptions=True)
+
     async def stop_restore(self) -> None:
         """Cancel a restore still running (the gateway is stopping)."""
         if self._restore is not None and not self._restore.done():
