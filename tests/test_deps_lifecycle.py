@@ -46,13 +46,23 @@ def script(requirements: list[str], name: str) -> str:
         # /// script
         # dependencies = [{deps}]
         # ///
+        import os
+        import sys
+
         import tornado
         import vwedtiny
+
+        def after():
+            # whether the script's packages come after the kernel's own on sys.path
+            engine = os.path.dirname(os.path.dirname(tornado.__file__))
+            mine = os.path.dirname(os.path.dirname(vwedtiny.__file__))
+            return sys.path.index(mine) > sys.path.index(engine)
 
         def boot():
             VWED.api.register_route(
                 "/{name}", "GET",
-                lambda: {{"version": vwedtiny.VERSION, "tornado": tornado.version}},
+                lambda: {{"version": vwedtiny.VERSION, "tornado": tornado.version,
+                          "after": after()}},
             )
         """
     )
@@ -132,7 +142,7 @@ def test_a_script_imports_its_package_and_the_engines_tornado_wins(deps_gw, admi
     sid = r.json()["script_id"]
     try:
         answer = admin.get(f"/script-api/{name}").json()
-        assert answer == {"version": "1.0", "tornado": tornado.version}
+        assert answer == {"version": "1.0", "tornado": tornado.version, "after": True}
         shown = admin.get(f"/script-engine/scripts/{sid}").json()["environment"]
         assert ["vwedtiny", "1.0"] in shown["packages"] and len(shown["lock"]) == 64
         running = {s["script_id"]: s for s in admin.get("/script-engine/running").json()["scripts"]}
