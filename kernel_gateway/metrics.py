@@ -55,7 +55,15 @@ class GatewayGauges:
         alive.add_metric(["scratch"], len(self.scratch.kernels))
         yield alive
         status = GaugeMetricFamily("vwed_scripts", "Scripts by status", labels=["status"])
-        for name in ("starting", "running", "restarting", "stopping", "died", "crashed"):
+        for name in (
+            "installing",
+            "starting",
+            "running",
+            "restarting",
+            "stopping",
+            "died",
+            "crashed",
+        ):
             status.add_metric([name], sum(s.status == name for s in scripts))
         yield status
         restarts = CounterMetricFamily(

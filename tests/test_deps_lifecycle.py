@@ -46,13 +46,23 @@ def script(requirements: list[str], name: str) -> str:
         # /// script
         # dependencies = [{deps}]
         # ///
+        import os
+        import sys
+
         import tornado
         import vwedtiny
+
+        def after():
+            # whether the script's packages come after the kernel's own on sys.path
+            engine = os.path.dirname(os.path.dirname(tornado.__file__))
+            mine = os.path.dirname(os.path.dirname(vwedtiny.__file__))
+            return sys.path.index(mine) > sys.path.index(engine)
 
         def boot():
             VWED.api.register_route(
                 "/{name}", "GET",
-                lambda: {{"version": vwedtiny.VERSION, "tornado": tornado.version}},
+                lambda: {{"version": vwedtiny.VERSION, "tornado": tornado.version,
+                          "after": after()}},
             )
         """
     )
@@ -123,7 +133,8 @@ def _stop(c: httpx.Client, script_id: str) -> None:
 
 
 def test_a_script_imports_its_package_and_the_engines_tornado_wins(deps_gw, admin):
-    _, root = deps_gw
+    gw, root = deps_gw
+    assert gw.gateway is not None
     name = unique("tiny")
     rel = _write(root, f"{name}/app.py", script(["vwedtiny==1.0"], name))
     r = admin.post("/script-engine/start", json={"script_path": rel})
@@ -131,7 +142,7 @@ def test_a_script_imports_its_package_and_the_engines_tornado_wins(deps_gw, admi
     sid = r.json()["script_id"]
     try:
         answer = admin.get(f"/script-api/{name}").json()
-        assert answer == {"version": "1.0", "tornado": tornado.version}
+        assert answer == {"version": "1.0", "tornado": tornado.version, "after": True}
         shown = admin.get(f"/script-engine/scripts/{sid}").json()["environment"]
         assert ["vwedtiny", "1.0"] in shown["packages"] and len(shown["lock"]) == 64
         running = {s["script_id"]: s for s in admin.get("/script-engine/running").json()["scripts"]}
@@ -142,9 +153,12 @@ def test_a_script_imports_its_package_and_the_engines_tornado_wins(deps_gw, admi
         # the second script with the same declaration shares it and installs nothing
         other = unique("tiny")
         rel2 = _write(root, f"{other}/app.py", script(["vwedtiny==1.0"], other))
+        uv = gw.gateway.environments.uv
+        runs_of_uv = uv.runs
         r = admin.post("/script-engine/start", json={"script_path": rel2})
         assert r.status_code == 200, r.text
         sid2 = r.json()["script_id"]
+        assert uv.runs == runs_of_uv  # no uv process at all
         try:
             assert admin.get(f"/script-api/{other}").json()["version"] == "1.0"
             env2 = admin.get(f"/script-engine/scripts/{sid2}").json()["environment"]
@@ -216,9 +230,12 @@ def test_the_gc_never_removes_an_environment_in_use(deps_gw, admin):
     engine = gw.gateway.engine
     name = unique("gc")
     rel = _write(root, f"{name}.py", script(["vweddep"], name))
-    r = admin.post("/script-engine/start", json={"script_path": rel})
+    r = admin.post("/script-engine/start", json={"script_path": rel, "replicas": 2})
     assert r.status_code == 200, r.text
     sid = r.json()["script_id"]
+    assert len(r.json()["kernels"]) == 2  # both replicas use the one environment
+    for _ in range(4):
+        assert admin.get(f"/script-api/{name}").json()["version"] == "2.0"
     lock = _env(admin, sid)["lock"]
     later = time.time() + 1000 * 86400  # every environment is stale by then
     try:
@@ -298,6 +315,12 @@ def test_installing_is_shown_and_a_stop_cancels_it(deps_gw, admin):
     )
     wait_until(lambda: not _uv_processes(), 30, "no uv process left")
 
+    def stopped_run() -> bool:  # a run's end is stored in the background
+        runs = admin.get("/script-engine/runs", params={"script_path": rel}).json()["runs"]
+        return runs[0]["status"] == "stopped"
+
+    wait_until(stopped_run, 10, "the run recorded as stopped")
+
 
 def _pool_ids(gw: GatewayThread) -> list[str]:
     assert gw.gateway is not None
@@ -330,6 +353,12 @@ def test_a_missing_package_fails_with_the_resolvers_message(deps_gw, admin):
     body = r.json()
     assert body["code"] == "DEPENDENCY_FAILED", body
     assert "vwed-no-such-package-xyz" in body["resolver_message"], body
+
+    def failed_run() -> bool:  # a run's end is stored in the background
+        runs = admin.get("/script-engine/runs", params={"script_path": rel}).json()["runs"]
+        return runs[0]["status"] == "failed" and runs[0]["exit_reason"] == "DEPENDENCY_FAILED"
+
+    wait_until(failed_run, 10, "the failed run recorded")
     assert all(
         s["script_path"] != rel for s in admin.get("/script-engine/running").json()["scripts"]
     )

@@ -65,6 +65,11 @@ class Booting:
     async def _install(self, script: RunningScript, lock: str | None) -> Environment | None:
         """The script's environment, installed if needed; a stop meanwhile cancels it
         (the start then fails with 503 SCRIPT_STOPPING)."""
+        if script.exit_reason is not None:  # stopped before its install began
+            raise ServiceUnavailable(
+                f"script {script.path!r} was stopped before its packages were installed",
+                "SCRIPT_STOPPING",
+            )
         task = asyncio.ensure_future(
             self.packages.for_source(script.source, script.script_id, lock)
         )

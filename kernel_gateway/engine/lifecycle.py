@@ -158,24 +158,11 @@ class ScriptEngine(Booting):
                 memory_limit_mb=self.memory_limit_mb if memory is None else memory,
                 policy=(self.default_policy if options.policy is None else options.policy) or None,
             )
-            ready = None if lock else self.packages.ready(decl)
-            if ready is None and (decl is not None or lock is not None):
+            script.environment = None if lock else self.packages.ready(decl)
+            if script.environment is None and (decl is not None or lock is not None):
                 script.status = "installing"
             self.scripts.add(script)
-            try:
-                script.environment = ready or await self._install(script, lock)
-            except BaseException as exc:
-                self._forget(script)
-                self.logs.engine(
-                    script.script_id,
-                    "ERROR",
-                    f"start of {source.path} failed while installing its packages: "
-                    f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}",
-                )
-                raise
-            self.packages.touch(script.environment, source.path)
-            script.status = "starting"
-            await self.runs.started(script)
+            await self.runs.started(script)  # its install's records carry the run id
             replicas = options.replicas
             self.logs.engine(
                 script.script_id,
@@ -183,6 +170,11 @@ class ScriptEngine(Booting):
                 f"starting {source.path}" + (f" ({replicas} replicas)" if replicas > 1 else ""),
             )
             try:
+                if script.status == "installing":
+                    script.environment = await self._install(script, lock)
+                    script.status = "starting"
+                    await self.runs.locked(script)
+                self.packages.touch(script.environment, source.path)
                 script.kernels, script.registrations = await self._boot_all(script)
             except BaseException as exc:
                 self._forget(script)
@@ -192,7 +184,10 @@ class ScriptEngine(Booting):
                     "ERROR",
                     f"start of {source.path} failed: {reason}: {getattr(exc, 'message', exc)}",
                 )
-                self.runs.ended(script, "failed", str(reason))
+                if script.exit_reason is not None:  # stopped while it installed
+                    self.runs.ended(script, "stopped", script.exit_reason)
+                else:
+                    self.runs.ended(script, "failed", str(reason))
                 raise
             script.status = "running"
             script.ready.set()
@@ -329,7 +324,13 @@ class ScriptEngine(Booting):
     def collect_environments(self, interval: float = GC_INTERVAL) -> None:
         """Remove unused script environments now and every ``interval`` seconds
         (never one a running script uses)."""
-        self._tasks.spawn(self.packages.gc_forever(self._environments_in_use, interval))
+        self._tasks.spawn(self._collect(interval))
+
+    async def _collect(self, interval: float) -> None:
+        # after the restore: its scripts' environments are in use by then (a restored
+        # script must not find its environment removed under it)
+        await self.runs.restored()
+        await self.packages.gc_forever(self._environments_in_use, interval)
 
     def _environments_in_use(self) -> list[tuple[Environment, str]]:
         return [(s.environment, s.path) for s in self.scripts.running() if s.environment]

@@ -95,15 +95,18 @@ class RunHistory:
         except Exception:
             log.exception("could not store %s as a script to restore", script.path)
 
+    async def locked(self, script: RunningScript) -> None:
+        """The run's environment is known now (installed after the run was recorded)."""
+        if self.db is None or script.run_id is None:
+            return
+        try:
+            await self.db.run_lock(script.run_id, _lock_of(script))
+        except Exception as exc:  # the run goes on; its record lacks the lock
+            log.warning("could not store the lock of run %s: %s", script.run_id, exc)
+
     async def relocked(self, script: RunningScript) -> None:
         """A reload changed the script's environment: its run and its desired row say so."""
-        if self.db is None:
-            return
-        if script.run_id is not None:
-            try:
-                await self.db.run_lock(script.run_id, _lock_of(script))
-            except Exception as exc:
-                log.warning("could not store the new lock of run %s: %s", script.run_id, exc)
+        await self.locked(script)
         await self.remember(script)
 
     async def forget(self, script_path: str) -> None:
@@ -161,6 +164,11 @@ class RunHistory:
         if desired:
             self.logs.engine(None, "INFO", f"restoring {len(desired)} script(s)")
         await asyncio.gather(*(one(row) for row in desired))
+
+    async def restored(self) -> None:
+        """Wait for the restore, if one runs (its failures are its own)."""
+        if self._restore is not None:
+            await asyncio.gather(asyncio.shield(self._restore), return_exceptions=True)
 
     async def stop_restore(self) -> None:
         """Cancel a restore still running (the gateway is stopping)."""
