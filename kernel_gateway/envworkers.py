@@ -151,6 +151,10 @@ class EnvWorkerPools:
     def workers(self) -> int:
         return sum(e.pool.workers for e in self._pools.values())
 
+    def counts(self) -> dict[str, int]:
+        """How many environments have warm workers, and how many workers (for health)."""
+        return {"environments": len(self._pools), "workers": self.workers}
+
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         return {

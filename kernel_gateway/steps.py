@@ -251,7 +251,7 @@ class StepService:
                 )
 
             def progress(line: str) -> None:
-                self.logs.engine(path, "INFO", f"step dependencies: {line}")
+                self.logs.emit(path, "INFO", "engine", "deps", f"for a step: {line}")
 
             env = await self.environments.ensure(decl, progress)
         if known is None or known[1] is not env:

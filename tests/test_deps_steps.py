@@ -99,6 +99,8 @@ def test_a_step_imports_its_package_in_a_reused_worker_of_its_environment(deps_g
     assert gw.gateway is not None
     status = gw.gateway.env_workers.status()["environments"]
     assert lock in [e["lock"] for e in status]
+    health = httpx.get(f"{gw.url}/script-engine/health", timeout=30).json()
+    assert health["environment_workers"]["workers"] >= 1
 
 
 def test_a_file_without_a_declaration_keeps_the_plain_workers(deps_gw):

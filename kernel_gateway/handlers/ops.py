@@ -49,6 +49,9 @@ class HealthHandler(JSONHandler):
                 "scripts_died": sum(s.status == "died" for s in running),
                 "pool": {"ready": self.pool.available, "target": self.pool.size},
                 "workers": self.steps.pool.status(),
+                "environment_workers": self.steps.env_pools.counts()
+                if self.steps.env_pools is not None
+                else None,
             }
         )
 
