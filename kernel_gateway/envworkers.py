@@ -60,9 +60,7 @@ class EnvWorkerPools:
     def pool(self, lock: str, site: str) -> WorkerPool:
         """The warm pool of the environment ``lock`` (started now if it has none)."""
         entry = self._pools.get(lock)
-        if entry is None or entry.site != site:
-            if entry is not None:  # rebuilt at another place: its workers are stale
-                self._retire(entry)
+        if entry is None:  # (a lock's site dir is always the same folder: envs/<lock>/site)
 
             def start() -> Awaitable[ScriptKernel]:
                 return self._start([site])

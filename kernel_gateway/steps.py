@@ -4,6 +4,7 @@ variables (modes ``SCRIPT``, ``SET_TASK_VARIABLES``, ``RUN``)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .errors import (
     GatewayError,
     HandlerError,
     KernelDied,
+    KernelStartError,
     NotFound,
     ScriptError,
     ServiceUnavailable,
@@ -128,8 +130,7 @@ class StepService:
         if lock is None:
             worker = await self.pool.acquire()
         else:
-            assert self.env_pools is not None
-            pool, worker = await self.env_pools.acquire(*lock)
+            pool, worker = await self._env_worker(lock, req["timeout"])
         execution_id = worker.bridge.new_call_id()
         run = Execution(execution_id, worker)
         self.running[execution_id] = run
@@ -266,6 +267,20 @@ class StepService:
             self._touched[(env.lock.hash, path)] = now
             self.environments.touch(env.lock.hash, path)
         return env.lock.hash, env.site
+
+    async def _env_worker(
+        self, lock: tuple[str, str], timeout: float
+    ) -> tuple[WorkerPool, ScriptKernel]:
+        """A worker of the environment, within the step's timeout: a pool whose kernels
+        cannot start (its site dir gone, the policy refused) must not hold the step forever."""
+        assert self.env_pools is not None
+        try:
+            return await asyncio.wait_for(self.env_pools.acquire(*lock), timeout)
+        except asyncio.TimeoutError:
+            raise KernelStartError(
+                f"no worker of environment {lock[0][:12]} was free or started within {timeout:g} s",
+                details={"environment": lock[0]},
+            ) from None
 
     def _declaration(self, path: str) -> Declaration | None:
         """``read_declaration`` of the step file, cached while neither the file nor a

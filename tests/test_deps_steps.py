@@ -160,3 +160,23 @@ def test_an_idle_environment_pool_is_retired_and_comes_back(deps_gw):
         assert back.status_code == 200, back.text
         assert back.json()["result"]["version"] == "2.0"  # vweddep needs vwedtiny>=2
         assert back.json()["result"]["pid"] != first.json()["result"]["pid"]
+
+
+def test_a_step_waits_for_its_environment_worker_no_longer_than_its_timeout(deps_gw):
+    gw, root = deps_gw
+    path = _write(root, STEP.format(requirement="vwedtiny==2.0"))
+    with _client(gw, ADMIN) as admin:
+        assert _step(admin, path, "version").status_code == 200  # installed (or was)
+        assert gw.gateway is not None
+        pools = gw.gateway.env_workers
+        # retired when idle; the next step's worker has to start, and a kernel takes longer
+        # than 0.2 s to start: the step gets a clear 503, not a wait without end
+        wait_until(lambda: pools.workers == 0, 20, "the environment's workers retired")
+        body = {"script_path": path, "function_name": "version", "timeout": 0.2}
+        quick = admin.post("/script-engine/execute", json=body)
+        assert quick.status_code == 503, quick.text
+        assert quick.json()["code"] == "KERNEL_START_FAILED"
+        assert "within 0.2 s" in quick.json()["error"]
+        # the worker goes on starting: the next step gets it
+        again = _step(admin, path, "version")
+        assert again.status_code == 200, again.text

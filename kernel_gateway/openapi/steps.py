@@ -61,7 +61,7 @@ def steps_paths() -> dict[str, Any]:
                     ),
                     "500": err("RESULT_NOT_SERIALIZABLE"),
                     "502": err("KERNEL_DIED"),
-                    "503": err("BUSY", "STORE_FAILED", "STORE_TIMEOUT"),
+                    "503": err("BUSY", "STORE_FAILED", "STORE_TIMEOUT", "KERNEL_START_FAILED"),
                     "504": err("CALL_TIMEOUT"),
                 },
             }
