@@ -21,7 +21,7 @@ import browser
 import httpx
 import pytest
 from browser import VIEWPORT, missing, needs_browser, screenshot
-from wheels import build_test_wheels
+from wheels import build_sdist, build_test_wheels
 
 from conftest import GatewayProcess, wait_until
 from kernel_gateway.handlers.console import CONSOLE_DIR
@@ -105,6 +105,7 @@ class Console:
         self.token = uuid.uuid4().hex
         self.caller = uuid.uuid4().hex
         wheels = build_test_wheels(tmp / "wheels")  # the packages a script may declare
+        build_sdist(wheels, "vwedslow", "1.0", SLOW_SDIST)  # builds for seconds, then fails
         self.gateway = GatewayProcess(
             self.root,
             tmp / "data",
@@ -456,6 +457,36 @@ def test_one_scripts_logs_and_older_records_paged_in_when_scrolling_up(
         console.gateway.client.post("/script-engine/stop", json={"script_path": "chatty/talk.py"})
 
 
+# an sdist whose in-tree build backend takes 5 s and then fails: the script stays
+# "installing" long enough to be seen, then its start is refused
+SLOW_BACKEND = """\
+import time
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def _refuse():
+    time.sleep(5)
+    raise RuntimeError("vwedslow takes its time and then refuses to build (a test package)")
+
+
+def prepare_metadata_for_build_wheel(directory, config_settings=None):
+    _refuse()
+
+
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    _refuse()
+"""
+SLOW_SDIST = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n'
+        '\n[project]\nname = "vwedslow"\nversion = "1.0"\n'
+    ),
+    "slow_backend.py": SLOW_BACKEND,
+}
+
 WITH_PACKAGES = """\
 # /// script
 # dependencies = ["vwedtiny==2.0"]
@@ -507,3 +538,21 @@ def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
     screenshot(page, "console-packages")
     page.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_label("status stopped").wait_for()
+
+    # while the gateway installs, the script is "installing" in the table; a build that
+    # fails ends the start with DEPENDENCY_FAILED
+    (console.root / "demo" / "slow.py").write_text(
+        WITH_PACKAGES.replace("vwedtiny==2.0", "vwedslow==1.0")
+    )
+    page.get_by_role("button", name="Refresh files").click()
+    page.get_by_role("treeitem", name="demo/slow.py").get_by_role("button").click()
+    wait_until(lambda: "vwedslow==1.0" in (packages.text_content() or ""), 20, "its packages")
+    page.get_by_role("tab", name="Scripts").click()  # opening a file showed the Editor
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Start", exact=True).click()
+    asked.value.accept()
+    row = page.get_by_role("table", name="Running scripts").locator('tr[data-path="demo/slow.py"]')
+    wait_until(lambda: "installing" in (row.text_content() or ""), 20, "the installing row")
+    notice = page.locator("#notice")
+    wait_until(lambda: "DEPENDENCY_FAILED" in (notice.text_content() or ""), 60, "the refusal")
+    wait_until(lambda: row.count() == 0, 20, "no row left")
