@@ -9,14 +9,18 @@ already (zero downtime; the old version keeps serving if the new boot fails).
 - ``deploy("warehouse/new.py")``: starts the file as it is.
 
 Only a draft's kernel can ask (``draft.deploy``, served by ``drafts.py``): it was
-started with the admin token, which may write files and start scripts anyway."""
+started with the admin token, which may write files and start scripts anyway.
+
+A script that declares packages (issue 16) whose environment is not installed yet is
+not started: the answer (409 ``DEPENDENCIES_NOT_READY``) lists the packages, because
+installing them runs their code; ``deploy(..., install=True)`` installs them and starts."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .engine import MAX_REPLICAS, ScriptEngine, StartOptions
-from .errors import BadRequest
+from .errors import BadRequest, Conflict
 from .scripts import ScriptStore
 
 __all__ = ["Deployer"]
@@ -51,6 +55,8 @@ class Deployer:
                 f"'replicas' must be an integer from 1 to {MAX_REPLICAS}", "BAD_REQUEST"
             )
         rel = str(saved["path"])
+        if payload.get("install") is not True:
+            self._installed_or_refuse(rel)
         current = self.engine.scripts.at(rel)
         if current is not None and current.status == "running":
             script = await self.engine.reload(current)
@@ -64,3 +70,18 @@ class Deployer:
             "script_path": script.path,
             "registrations": script.registrations.counts(),
         }
+
+    def _installed_or_refuse(self, rel: str) -> None:
+        """409 ``DEPENDENCIES_NOT_READY`` naming the packages when ``rel`` declares packages
+        whose environment is not installed (the author says ``install=True`` to go on)."""
+        packages = self.engine.packages
+        decl = packages.declaration(self.store.load(rel))
+        if decl is None or not decl.requirements or packages.ready(decl) is not None:
+            return
+        wanted = ", ".join(decl.requirements)
+        raise Conflict(
+            f"{rel} declares packages that are not installed yet: {wanted}. Installing them "
+            "runs their code; deploy again with install=True to install them and start it",
+            "DEPENDENCIES_NOT_READY",
+            details={"script_path": rel, "requirements": list(decl.requirements)},
+        )

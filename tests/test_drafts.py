@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from tornado.websocket import websocket_connect
+from wheels import build_test_wheels
 
 from conftest import GatewayThread, token_gateway, unique, wait_until
 
@@ -28,7 +29,8 @@ CALLER = "drafts-caller-" + uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def draft_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThread, Path]]:
-    yield from token_gateway(tmp_path_factory, "drafts", ADMIN, CALLER)
+    wheels = build_test_wheels(tmp_path_factory.mktemp("draft-wheels"))
+    yield from token_gateway(tmp_path_factory, "drafts", ADMIN, CALLER, deps_find_links=str(wheels))
 
 
 @pytest.fixture
@@ -375,6 +377,51 @@ def test_deploy_saves_the_draft_as_a_script_and_starts_it(draft_gw, admin, calle
         assert action == "started" and r_path(sid) == f"{n}/dock.py"
         assert caller.get(f"/script-api/{n}/nb").json() == 1
         assert "no-such-function" not in (root / n / "dock.py").read_text()
+    finally:
+        for sid in started:
+            admin.post("/script-engine/stop", json={"script_id": sid})
+
+
+def test_deploy_lists_the_packages_before_installing_them(draft_gw, admin, caller, draft):
+    """Installing packages runs their code: a deploy of a script whose packages are not
+    installed names them and starts nothing, until the author says install=True."""
+    _, nb = draft
+    n = unique("pkgs")
+    src = (
+        "# /// script\n"
+        '# dependencies = ["vwedtiny==1.0"]\n'
+        "# ///\n"
+        "import vwedtiny\n"
+        "def boot():\n"
+        f'    VWED.api.register_route("/{n}/v", "GET", lambda: vwedtiny.VERSION)\n'
+    )
+    started: list[str] = []
+    try:
+        out = nb.run(
+            f"""
+            src = {src!r}
+            try:
+                VWED.deploy("{n}/app.py", src)
+            except Exception as exc:
+                print(exc.code, "|", exc)
+            """
+        )
+        code, _, message = out.partition("|")
+        assert code.strip() == "DEPENDENCIES_NOT_READY", out
+        assert "vwedtiny==1.0" in message and "install=True" in message
+        running = admin.get("/script-engine/running").json()["scripts"]
+        assert not [s for s in running if s["script_path"] == f"{n}/app.py"]
+
+        out = nb.run(
+            f'r = VWED.deploy("{n}/app.py", src, install=True); print(r["action"], r["script_id"])'
+        )
+        action, sid = out.split()
+        started.append(sid)
+        assert action == "started"
+        assert caller.get(f"/script-api/{n}/v").json() == "1.0"
+        # installed now: a redeploy needs no consent
+        out = nb.run(f'print(VWED.deploy("{n}/app.py", src)["action"])')
+        assert out.strip() == "reloaded"
     finally:
         for sid in started:
             admin.post("/script-engine/stop", json={"script_id": sid})

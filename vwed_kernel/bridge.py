@@ -361,10 +361,13 @@ def _add_site_dirs(folders: list[Any]) -> None:
     import importlib
     import site
 
-    added = False
+    own = list(sys.path)
     for folder in folders:
         if isinstance(folder, str) and folder and folder not in sys.path and os.path.isdir(folder):
             site.addsitedir(folder)
-            added = True
-    if added:
+    if sys.path != own:
+        # A package's .pth file may insert its folder at the front (``import sys;
+        # sys.path.insert(0, ...)``): whatever was added goes behind the kernel's own paths.
+        added = [entry for entry in sys.path if entry not in own]
+        sys.path[:] = own + added
         importlib.invalidate_caches()

@@ -81,7 +81,13 @@ class VWED:
         return self._context.link.replicas
 
     def deploy(
-        self, path: str, source: str | None = None, *, replicas: int = 1, timeout: float = 120.0
+        self,
+        path: str,
+        source: str | None = None,
+        *,
+        replicas: int = 1,
+        install: bool = False,
+        timeout: float = 120.0,
     ) -> dict[str, Any] | None:
         """From a notebook on the gateway's VWED kernel (a draft): save it as a script
         and start it, or reload it if it runs (docs/vwed.md, "Drafts").
@@ -89,7 +95,10 @@ class VWED:
         ``deploy("warehouse/new.ipynb")`` exports the saved notebook to
         ``warehouse/new.py`` (``skip``-tagged cells left out) and starts that;
         ``deploy("warehouse/new.py", source)`` writes ``source`` there first;
-        ``deploy("warehouse/new.py")`` starts the file as it is. Outside a draft (the
+        ``deploy("warehouse/new.py")`` starts the file as it is. A script that declares
+        packages not installed yet is refused (``RemoteCallError``, code
+        ``DEPENDENCIES_NOT_READY``) with the list: ``install=True`` installs them (their
+        code runs) and starts it. Outside a draft (the
         deployed script itself runs this line) it does nothing and returns ``None``.
         """
         link = self._context.link
@@ -100,7 +109,7 @@ class VWED:
             raise GatewayUnavailableError(
                 "VWED.deploy needs a notebook on the gateway's VWED kernel (a draft)"
             )
-        payload = {"path": path, "source": source, "replicas": replicas}
+        payload = {"path": path, "source": source, "replicas": replicas, "install": install}
         return dict(link.request("draft.deploy", payload, timeout=timeout))
 
     def registrations(self) -> dict[str, Any]:
