@@ -16,6 +16,7 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── MethodNotAllowed                  405 METHOD_NOT_ALLOWED
     ├── Conflict                          409 ALREADY_RUNNING, REGISTRATION_CONFLICT, EXISTS,
     │                                         FILE_CHANGED (If-Match: the file changed since)
+    │                                         DEPENDENCIES_NOT_READY (packages not installed yet)
     ├── PayloadTooLarge                   413 FILE_TOO_LARGE
     ├── UnsupportedMediaType              415 UNSUPPORTED_MEDIA_TYPE
     ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS,
