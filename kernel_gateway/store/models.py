@@ -22,6 +22,7 @@ __all__ = [
     "Base",
     "RunRow",
     "LogRow",
+    "SecretRow",
     "CallRow",
     "TaskVariablesRow",
     "ExecutionRow",
@@ -56,6 +57,7 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(32))
     exit_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     lock_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # its environment
+    revision: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the Git commit it ran
 
 
 class LogRow(Base):
@@ -182,6 +184,21 @@ class DesiredScriptRow(Base):
     started_at: Mapped[float] = mapped_column(Double)
     options: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: memory limit, policy
     lock_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # its environment
+    revision: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the Git commit it ran
+
+
+class SecretRow(Base):
+    """A secret a script may read by name (``VWED.secrets.get``): its value encrypted by the
+    gateway (``ciphertext``, never a plaintext value), its scope (JSON: a list of script
+    paths or folders; null: every script), who set it and when."""
+
+    __tablename__ = "vwed_secrets"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str | None] = mapped_column(Text, nullable=True)
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[float] = mapped_column(Double)
 
 
 class CounterRow(Base):
