@@ -4,12 +4,13 @@ thread), real kernels, a real HTTP client."""
 from __future__ import annotations
 
 import asyncio
-import socket
+import re
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -178,14 +179,18 @@ def unique(prefix: str) -> str:
 __all__ = ["GatewayThread", "wait_until", "Scripts", "unique", "replace"]
 
 
+_LISTENING = re.compile(r"VWED gateway \S+ on http://[^:\s]+:(\d+) ")
+
+
 class GatewayProcess:
     """``python -m kernel_gateway`` on a free loopback port; its output in a file."""
 
     def __init__(self, root: Path, data: Path, *extra: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.out = data.parent / f"gateway-{self.port}.log"
+        # The gateway binds port 0 itself and says which port in its first INFO line: a
+        # port picked here and bound later could be taken in between (a kernel's ZMQ
+        # sockets also take free ports), which made "Address already in use" flakes.
+        self.port = 0
+        self.out = data.parent / f"gateway-{uuid.uuid4().hex[:8]}.log"
         data.mkdir(exist_ok=True)
         self._out = open(self.out, "w")  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
@@ -198,7 +203,7 @@ class GatewayProcess:
                 "--data-dir",
                 str(data),
                 "--port",
-                str(self.port),
+                "0",
                 "--pool-size",
                 "1",
                 "--workers",
@@ -209,12 +214,19 @@ class GatewayProcess:
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.url, timeout=60)
+        self.url = ""
+        self.client = httpx.Client(timeout=60)
 
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"gateway exited: {self.out.read_text()[-2000:]}")
+            if not self.port:
+                found = _LISTENING.search(self.out.read_text())
+                if found is None:
+                    return False
+                self.port = int(found.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.client.base_url = httpx.URL(self.url)
             try:
                 return self.client.get("/script-engine/health").status_code == 200
             except httpx.HTTPError:
