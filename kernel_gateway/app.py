@@ -45,6 +45,8 @@ from .routes import ROUTES, make_app
 from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
+from .secrets import SecretsKey, SecretsKeyError
+from .secrets.vault import Secrets
 from .shared_modules import SharedModules
 from .stats import CallStats
 from .steps import StepService
@@ -145,6 +147,12 @@ class Gateway:
         # Calls go in through the router and come out of kernels to their services;
         # both read the table of running scripts the engine writes.
         self.scripts = ScriptTable()
+        try:
+            key = SecretsKey.load(settings.secrets_key_path)
+        except SecretsKeyError as exc:
+            raise ConfigError(str(exc)) from None
+        # secrets for scripts (VWED.secrets): encrypted in the database, read by kernels
+        self.secrets = Secrets(self.db, key, self.logs, self.scripts)
         # per-script series for the console (sampled; the table gives each script its meter)
         self.stats = CallStats(self.scripts, settings.stats_interval)
         self.scripts.meters = self.stats.meter
@@ -176,6 +184,7 @@ class Gateway:
                 tls=settings.smtp_tls,
             ),
             modules=self.modules,
+            secrets=self.secrets.kernel_get,
         )
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
@@ -229,6 +238,7 @@ class Gateway:
             env_pools=self.env_workers,
             environments=self.environments,
         )
+        self.secrets.step_path = self.steps.path_of  # a step worker reads its file's secrets
         self.scratch = ScratchKernels(
             self.ksm,
             self.kernel_name,
@@ -287,6 +297,7 @@ class Gateway:
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
+        await self.secrets.check()  # secrets this key cannot decrypt: said, not fatal
         services = {
             "engine": self.engine,
             "router": self.router,
@@ -299,6 +310,7 @@ class Gateway:
             "metrics": self.metrics,
             "document": build_openapi(),
             "stats": self.stats,
+            "secrets": self.secrets,
             "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)
