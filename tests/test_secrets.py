@@ -393,3 +393,46 @@ def test_value_absent_from_postgresql_row(tmp_path):
         with admin_engine.connect() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin_engine.dispose()
+
+
+def test_cli_secrets_set_ls_rm(sec):
+    import os
+    import subprocess
+    import sys
+
+    gw, root = sec
+    env = {**os.environ, "VWED_URL": gw.url, "VWED_TOKEN": ADMIN, "VWED_AUTHOR": "cli-user"}
+    name, value = unique("cli"), "cv-" + uuid.uuid4().hex
+
+    def vwed(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vwed_client", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    done = vwed("secrets", "set", name, "--scripts", f"a/,{name}.py", stdin=value + "\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{name}: set (for a/, {name}.py)"
+    listed = vwed("secrets", "ls")
+    assert listed.returncode == 0 and value not in listed.stdout
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(name))
+    assert f"a/, {name}.py" in line and "cli-user (admin)" in line
+    # the value is what stdin gave, without its final newline
+    (root / f"{name}.py").write_text(STEP)
+    with httpx.Client(
+        base_url=gw.url, headers={"Authorization": f"token {ADMIN}"}, timeout=60
+    ) as c:
+        r = c.post(
+            "/script-engine/execute",
+            json={"script_path": f"{name}.py", "function_name": "read", "args": [name]},
+        )
+        assert r.status_code == 200 and r.json()["result"] == len(value), r.text
+    empty = vwed("secrets", "set", name, stdin="")
+    assert empty.returncode == 2 and "empty" in empty.stderr
+    assert vwed("secrets", "rm", name).stdout.strip() == f"{name}: deleted"
+    gone = vwed("secrets", "rm", name)
+    assert gone.returncode == 1 and "SECRET_NOT_FOUND" in gone.stderr
