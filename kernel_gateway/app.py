@@ -26,7 +26,7 @@ from .deps import DepsSettings, Environments
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .envworkers import EnvWorkerPools
-from .errors import KernelStartError, StoreTimeout
+from .errors import GatewayError, KernelStartError, StoreTimeout
 from .handlers.base import Tokens
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
@@ -297,7 +297,10 @@ class Gateway:
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
-        await self.secrets.check()  # secrets this key cannot decrypt: said, not fatal
+        try:
+            await self.secrets.check()  # secrets this key cannot decrypt: said, not fatal
+        except GatewayError as exc:  # the database slow right now: the reads will say it
+            log.warning("the stored secrets could not be checked at start: %s", exc.message)
         services = {
             "engine": self.engine,
             "router": self.router,

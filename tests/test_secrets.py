@@ -436,3 +436,35 @@ def test_cli_secrets_set_ls_rm(sec):
     assert vwed("secrets", "rm", name).stdout.strip() == f"{name}: deleted"
     gone = vwed("secrets", "rm", name)
     assert gone.returncode == 1 and "SECRET_NOT_FOUND" in gone.stderr
+
+
+def test_a_draft_gets_only_secrets_of_every_script(sec, admin):
+    from test_drafts import Notebook
+    from tornado.websocket import websocket_connect
+
+    class AdminNotebook(Notebook):
+        async def _connect(self) -> Any:
+            return await asyncio.wait_for(websocket_connect(f"{self.url}?token={ADMIN}"), 15)
+
+    n = unique("draftsec")
+    assert put(admin, f"{n}_all", "for-all").status_code == 201
+    assert put(admin, f"{n}_scoped", "for-some", ["drafts/", f"{n}/"]).status_code == 201
+    r = admin.post("/api/kernels", json={"name": "vwed"})
+    assert r.status_code == 201, r.text
+    kid = r.json()["id"]
+    nb = AdminNotebook(sec[0], kid)
+    try:
+        assert nb.run(f"print(len(VWED.secrets.get('{n}_all')))").strip() == str(len("for-all"))
+        out = nb.run(
+            f"""
+            from vwed_kernel.errors import SecretNotAllowed
+            try:
+                VWED.secrets.get('{n}_scoped')
+            except SecretNotAllowed as exc:
+                print('refused:', exc)
+            """
+        )
+        assert out.startswith("refused:") and "draft" in out, out
+    finally:
+        nb.close()
+        admin.delete(f"/api/kernels/{kid}")

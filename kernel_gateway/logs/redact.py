@@ -12,6 +12,7 @@ from typing import Any
 __all__ = ["Redactor", "MASK"]
 
 MASK = "***"
+MAX_SCRIPTS = 4096  # script ids (one per run) whose values are kept; the oldest go first
 
 
 def _forms(value: str) -> set[str]:
@@ -32,6 +33,8 @@ class Redactor:
         if kernel_id:
             self._by_kernel.setdefault(kernel_id, set()).update(forms)
         if script_id:
+            if script_id not in self._by_script and len(self._by_script) >= MAX_SCRIPTS:
+                del self._by_script[next(iter(self._by_script))]  # a long-gone run's
             self._by_script.setdefault(script_id, set()).update(forms)
 
     def kernel_gone(self, kernel_id: str) -> None:
