@@ -468,3 +468,21 @@ def test_a_draft_gets_only_secrets_of_every_script(sec, admin):
     finally:
         nb.close()
         admin.delete(f"/api/kernels/{kid}")
+
+
+def test_a_boot_that_fails_with_the_value_does_not_leak_it(sec, admin):
+    gw, root = sec
+    n = unique("bootleak")
+    value = "bv-" + uuid.uuid4().hex
+    assert put(admin, n, value).status_code == 201
+    (root / f"{n}.py").write_text(
+        f"def boot():\n    raise RuntimeError('cannot log in with ' + VWED.secrets.get('{n}'))\n"
+    )
+    r = admin.post("/script-engine/start", json={"script_path": f"{n}.py"})
+    assert r.status_code == 422 and r.json()["code"] == "BOOT_FAILED", r.text
+    assert value not in r.text and "cannot log in with ***" in r.text
+    stored = wait_until(
+        lambda: logs(admin, script_path=f"{n}.py", q="cannot log in"), 10, "the boot's traceback"
+    )
+    assert all(value not in rec["message"] for rec in logs(admin, script_path=f"{n}.py"))
+    assert any("***" in rec["message"] for rec in stored)
