@@ -13,23 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import ScriptTable
-from ..errors import Forbidden, GatewayError, NotFound
+from ..errors import Forbidden, GatewayError, NotFound, SecretUnreadable
 from ..kernels import ScriptKernel
 from ..logs import LogHub
 from ..store.service import StoreService
 from .crypto import SecretsKey, Undecryptable
 from .scope import allows, check_name, check_scope, check_value
 
-__all__ = ["Secrets", "SecretUnreadable"]
+__all__ = ["Secrets"]
 
 log = logging.getLogger("kernel_gateway.secrets")
-
-
-class SecretUnreadable(GatewayError):
-    """A stored secret does not decrypt with the gateway's key."""
-
-    status = 500
-    code = "SECRET_UNREADABLE"
 
 
 class Secrets:
