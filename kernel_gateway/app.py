@@ -126,6 +126,10 @@ class Gateway:
             else "",
             enabled=settings.auth,
         )
+        try:  # before anything is opened: a bad key is a configuration error
+            key = SecretsKey.load(settings.secrets_key_path)
+        except SecretsKeyError as exc:
+            raise ConfigError(str(exc)) from None
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
         self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()
@@ -147,10 +151,6 @@ class Gateway:
         # Calls go in through the router and come out of kernels to their services;
         # both read the table of running scripts the engine writes.
         self.scripts = ScriptTable()
-        try:
-            key = SecretsKey.load(settings.secrets_key_path)
-        except SecretsKeyError as exc:
-            raise ConfigError(str(exc)) from None
         # secrets for scripts (VWED.secrets): encrypted in the database, read by kernels
         self.secrets = Secrets(self.db, key, self.logs, self.scripts)
         # per-script series for the console (sampled; the table gives each script its meter)

@@ -486,3 +486,32 @@ def test_a_boot_that_fails_with_the_value_does_not_leak_it(sec, admin):
     )
     assert all(value not in rec["message"] for rec in logs(admin, script_path=f"{n}.py"))
     assert any("***" in rec["message"] for rec in stored)
+
+
+def test_the_key_from_the_environment_and_a_bad_key(tmp_path, monkeypatch):
+    from kernel_gateway.config import ConfigError
+    from kernel_gateway.secrets.crypto import new_key_text
+
+    (tmp_path / "scripts").mkdir()
+    settings = Settings(
+        scripts_dir=str(tmp_path / "scripts"),
+        port=0,
+        data_dir=str(tmp_path / "data"),
+        pool_size=0,
+        workers=1,
+        auth=False,
+    ).validated()
+    monkeypatch.setenv("VWED_SECRETS_KEY", new_key_text())
+    gw = GatewayThread(settings).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as c:
+            assert put(c, "k", "v").status_code == 201
+            assert c.get("/script-engine/secrets").json()["secrets"][0]["readable"] is True
+    finally:
+        gw.stop()
+    assert not (tmp_path / "data" / "secrets.key").exists()  # the variable wins
+    bad = "not-a-key-" + uuid.uuid4().hex
+    monkeypatch.setenv("VWED_SECRETS_KEY", bad)
+    with pytest.raises(ConfigError) as refused:
+        GatewayThread(settings).start()
+    assert "VWED_SECRETS_KEY" in str(refused.value) and bad not in str(refused.value)
