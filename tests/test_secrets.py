@@ -515,3 +515,11 @@ def test_the_key_from_the_environment_and_a_bad_key(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as refused:
         GatewayThread(settings).start()
     assert "VWED_SECRETS_KEY" in str(refused.value) and bad not in str(refused.value)
+
+
+def test_without_a_gateway_the_module_says_so():
+    from vwed_kernel.errors import GatewayUnavailableError
+    from vwed_kernel.vwed import VWED
+
+    with pytest.raises(GatewayUnavailableError, match="no gateway is attached"):
+        VWED().secrets.get("plc_password")
