@@ -26,7 +26,7 @@ from .deps import DepsSettings, Environments
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .envworkers import EnvWorkerPools
-from .errors import KernelStartError, StoreTimeout
+from .errors import GatewayError, KernelStartError, StoreTimeout
 from .handlers.base import Tokens
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
@@ -45,6 +45,8 @@ from .routes import ROUTES, make_app
 from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
+from .secrets import SecretsKey, SecretsKeyError
+from .secrets.vault import Secrets
 from .shared_modules import SharedModules
 from .stats import CallStats
 from .steps import StepService
@@ -124,6 +126,10 @@ class Gateway:
             else "",
             enabled=settings.auth,
         )
+        try:  # before anything is opened: a bad key is a configuration error
+            key = SecretsKey.load(settings.secrets_key_path)
+        except SecretsKeyError as exc:
+            raise ConfigError(str(exc)) from None
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
         self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()
@@ -145,6 +151,8 @@ class Gateway:
         # Calls go in through the router and come out of kernels to their services;
         # both read the table of running scripts the engine writes.
         self.scripts = ScriptTable()
+        # secrets for scripts (VWED.secrets): encrypted in the database, read by kernels
+        self.secrets = Secrets(self.db, key, self.logs, self.scripts)
         # per-script series for the console (sampled; the table gives each script its meter)
         self.stats = CallStats(self.scripts, settings.stats_interval)
         self.scripts.meters = self.stats.meter
@@ -176,6 +184,7 @@ class Gateway:
                 tls=settings.smtp_tls,
             ),
             modules=self.modules,
+            secrets=self.secrets.kernel_get,
         )
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
@@ -229,6 +238,7 @@ class Gateway:
             env_pools=self.env_workers,
             environments=self.environments,
         )
+        self.secrets.step_path = self.steps.path_of  # a step worker reads its file's secrets
         self.scratch = ScratchKernels(
             self.ksm,
             self.kernel_name,
@@ -287,6 +297,10 @@ class Gateway:
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
+        try:
+            await self.secrets.check()  # secrets this key cannot decrypt: said, not fatal
+        except GatewayError as exc:  # the database slow right now: the reads will say it
+            log.warning("the stored secrets could not be checked at start: %s", exc.message)
         services = {
             "engine": self.engine,
             "router": self.router,
@@ -299,6 +313,7 @@ class Gateway:
             "metrics": self.metrics,
             "document": build_openapi(),
             "stats": self.stats,
+            "secrets": self.secrets,
             "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)

@@ -11,13 +11,14 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── Unauthorized                      401 UNAUTHORIZED
     ├── Forbidden                         403 FORBIDDEN (the caller token on an admin endpoint),
     │                                         ORIGIN_NOT_ALLOWED, HOST_NOT_ALLOWED
+    │                                         SECRET_NOT_ALLOWED (to a kernel: outside its scope)
     ├── NotFound                          404 NOT_FOUND (SCRIPT_NOT_FOUND, NOT_RUNNING,
     │                                          ROUTE_NOT_FOUND, FUNCTION_NOT_FOUND, ...)
     ├── MethodNotAllowed                  405 METHOD_NOT_ALLOWED
     ├── Conflict                          409 ALREADY_RUNNING, REGISTRATION_CONFLICT, EXISTS,
     │                                         FILE_CHANGED (If-Match: the file changed since)
     │                                         DEPENDENCIES_NOT_READY (packages not installed yet)
-    ├── PayloadTooLarge                   413 FILE_TOO_LARGE
+    ├── PayloadTooLarge                   413 FILE_TOO_LARGE, SECRET_TOO_LARGE
     ├── UnsupportedMediaType              415 UNSUPPORTED_MEDIA_TYPE
     ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS,
     │                                         SYNTAX_ERROR (a start/restart/reload: details.findings)
@@ -29,6 +30,7 @@ code and a machine code; the message is what the client sees, ``log_message``
     │   └── DependencyFailed              422 DEPENDENCY_FAILED (no such package, a build failed,
     │                                         the timeout: details.resolver_message)
     ├── HandlerError                      500 HANDLER_ERROR, RESULT_NOT_SERIALIZABLE
+    ├── SecretUnreadable                  500 SECRET_UNREADABLE (the key does not decrypt it)
     ├── KernelDied                        502 KERNEL_DIED
     ├── MailFailed                        502 MAIL_FAILED (the SMTP server refused or is away)
     ├── PlatformError                     502 PLATFORM_ERROR (the VWED server refused or is away)
@@ -60,6 +62,7 @@ __all__ = [
     "DependencyConflict",
     "DependencyFailed",
     "HandlerError",
+    "SecretUnreadable",
     "KernelDied",
     "MailFailed",
     "PlatformError",
@@ -187,6 +190,13 @@ class DependencyFailed(DependencyError):
 class HandlerError(GatewayError):
     status = 500
     code = "HANDLER_ERROR"
+
+
+class SecretUnreadable(GatewayError):
+    """A stored secret does not decrypt with the gateway's key (``kernel_gateway/secrets/``)."""
+
+    status = 500
+    code = "SECRET_UNREADABLE"
 
 
 class KernelDied(GatewayError):

@@ -48,6 +48,7 @@ class KernelServices:
         platform: PlatformBackend | None = None,
         mailer: Mailer | None = None,
         modules: SharedModules | None = None,
+        secrets: KernelService | None = None,
     ) -> None:
         self.scripts = scripts
         self.registry = registry
@@ -66,6 +67,8 @@ class KernelServices:
         self.kernel_services: dict[str, KernelService] = {}
         if modules is not None:
             self.kernel_services["module.find"] = modules.find
+        if secrets is not None:
+            self.kernel_services["secret.get"] = secrets  # Secrets.kernel_get
         self._tasks = Background(log)
 
     def on_kernel_event(
@@ -78,7 +81,7 @@ class KernelServices:
         """An op a kernel sent unasked (``bridge.EventHandler``)."""
         op = data.get("op")
         if op == "log":
-            self.logs.structured(kernel.script_id, data, parent)
+            self.logs.structured(kernel.script_id, data, parent, kernel.kernel_id)
             if data.get("refusal"):
                 self.metrics.policy_refusal(kernel.script_id or "")
         elif op in ("register", "unregister"):

@@ -37,6 +37,7 @@ from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler
 from .handlers.observe import CallsHandler, StatsHandler, WhoamiHandler
 from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
+from .handlers.secrets import SecretHandler, SecretsHandler
 from .handlers.sockets import ScriptWebSocketHandler
 from .handlers.steps import (
     CancelExecutionHandler,
@@ -82,6 +83,8 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/calls", CallsHandler, ("hub",)),
     (r"/script-engine/stats", StatsHandler, ("stats",)),
     (r"/script-engine/whoami", WhoamiHandler, ("about",)),
+    (r"/script-engine/secrets", SecretsHandler, ("secrets",)),
+    (r"/script-engine/secrets/([^/]+)", SecretHandler, ("secrets",)),
     (r"/api", ApiRootHandler, ("engine", "scratch")),
     (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
     (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),

@@ -128,6 +128,8 @@ class CallRouter:
                     reply, f"{'route' if kind == 'api' else 'function'} {name}", self.debug
                 )
                 error.details.setdefault("call_id", call_id)  # finds the call's log records
+                # secret values the kernel was given, out of the answer and the history
+                self.logs.redactor.redact_error(error, kernel.kernel_id, script_id)
                 raise error
             return reply
         except GatewayError as exc:

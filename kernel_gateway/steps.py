@@ -46,6 +46,7 @@ TOUCH_EVERY = 60.0  # seconds between two marks of an environment's use by one f
 class Execution:
     id: str
     worker: ScriptKernel
+    path: str = ""  # the step's file (its secrets' scope)
     started: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
 
@@ -132,7 +133,7 @@ class StepService:
         else:
             pool, worker = await self._env_worker(lock, req["timeout"])
         execution_id = worker.bridge.new_call_id()
-        run = Execution(execution_id, worker)
+        run = Execution(execution_id, worker, source.path)
         self.running[execution_id] = run
         self.logs.note_call(execution_id, req["task_id"], script_id=source.path)
         data = {
@@ -161,6 +162,11 @@ class StepService:
             if not reply.ok:
                 raise self._error(reply.error, run, req)
             value = reply.value()
+            if self.logs.redactor:  # the secrets the step read, out of its printed output
+                for stream in ("stdout", "stderr"):
+                    value[stream] = self.logs.redactor.redact(
+                        value[stream], worker.kernel_id, source.path
+                    )
         except CallTimeout as exc:
             # interrupted already; a worker that does not come back in time is replaced
             release = await worker.barrier(self.grace)
@@ -172,6 +178,7 @@ class StepService:
             raise
         except GatewayError as exc:
             error = exc
+            self.logs.redactor.redact_error(exc, worker.kernel_id, source.path)
             if exc.code == "CANCELLED":
                 release = await worker.barrier(self.grace)
             raise
@@ -384,6 +391,13 @@ class StepService:
             "error_message": None if error is None else error.message[:2000],
         }
         self.db.add_execution(row)  # stored with the next batch (within 0.2 s)
+
+    def path_of(self, worker: ScriptKernel) -> str | None:
+        """The file of the step ``worker`` runs now (None: it runs none)."""
+        for run in self.running.values():
+            if run.worker is worker:
+                return run.path
+        return None
 
     async def cancel(self, execution_id: str) -> None:
         run = self.running.get(execution_id)

@@ -556,3 +556,37 @@ def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
     notice = page.locator("#notice")
     wait_until(lambda: "DEPENDENCY_FAILED" in (notice.text_content() or ""), 60, "the refusal")
     wait_until(lambda: row.count() == 0, 20, "no row left")
+
+
+@needs_browser
+def test_the_secrets_view_lists_names_and_scopes_never_values(console: Console, page: Any) -> None:
+    value = "plc-" + uuid.uuid4().hex
+    r = console.gateway.client.put(
+        "/script-engine/secrets/plc_password",
+        json={"value": value, "scripts": ["warehouse/"]},
+        headers={"X-VWED-Author": "ana"},
+    )
+    assert r.status_code in (200, 201), r.text
+    sign_in(page, console.url, console.token)
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_role("tab", name="Secrets").click()
+    rows = page.get_by_role("table", name="Secrets")
+    wait_until(lambda: "plc_password" in (rows.text_content() or ""), 20, "the secret listed")
+    assert "warehouse/" in (rows.text_content() or "") and "ana (admin)" in (
+        rows.text_content() or ""
+    )
+    # set one from the form: listed, its value gone from the page
+    other = "key-" + uuid.uuid4().hex
+    page.get_by_label("Secret name").fill("erp_api_key")
+    page.get_by_label("Secret value").fill(other)
+    page.get_by_role("button", name="Set", exact=True).click()
+    wait_until(lambda: "erp_api_key" in (rows.text_content() or ""), 20, "the new secret")
+    assert page.get_by_label("Secret value").input_value() == ""
+    html = page.content()
+    assert value not in html and other not in html
+    screenshot(page, "console-secrets")
+    # delete asks first
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete secret erp_api_key").click()
+    wait_until(lambda: "erp_api_key" not in (rows.text_content() or ""), 20, "deleted")
+    assert "erp_api_key" not in console.gateway.client.get("/script-engine/secrets").text

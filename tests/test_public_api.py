@@ -17,6 +17,7 @@ def test_vwed_modules_and_documented_methods():
         "timer",
         "http",
         "mail",
+        "secrets",
         "device",
         "storage",
         "task",

@@ -28,6 +28,7 @@ from .output import (
     started_line,
     to_json,
 )
+from .secrets import add_secrets_parser, cmd_secrets
 
 __all__ = ["main", "build_parser", "script_ref"]
 
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     deps_command("ls", "list the installed environments (lock, packages, size, scripts)")
     q = deps_command("show", "a script's declared packages and whether they are installed")
     q.add_argument("path", metavar="PATH")
+    add_secrets_parser(command, _common)
     return parser
 
 
@@ -394,6 +396,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "check": cmd_check,
     "whoami": cmd_whoami,
     "deps": cmd_deps,
+    "secrets": cmd_secrets,
 }
 
 

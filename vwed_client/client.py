@@ -120,10 +120,16 @@ class Client:
         self._http.close()
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TimeoutException:
             raise Unreachable(
                 f"the gateway at {self.url} did not answer within {self.timeout:g} s"
@@ -183,6 +189,28 @@ class Client:
         params = {"script_path": path}
         return dict(self.request("GET", "/script-engine/dependencies", params=params))
 
+    def secrets(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/script-engine/secrets"))
+
+    def set_secret(
+        self, name: str, value: str, scripts: list[str] | None, author: str = ""
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"value": value}
+        if scripts is not None:
+            body["scripts"] = scripts
+        return dict(
+            self.request(
+                "PUT",
+                f"/script-engine/secrets/{quote(name, safe='')}",
+                json=body,
+                headers=_author_header(author),
+            )
+        )
+
+    def delete_secret(self, name: str, author: str = "") -> dict[str, Any]:
+        path = f"/script-engine/secrets/{quote(name, safe='')}"
+        return dict(self.request("DELETE", path, headers=_author_header(author)))
+
     def ws_url(self, path: str, params: dict[str, Any]) -> str:
         """The WebSocket URL of ``path`` with ``params`` and the token (a secret: never
         print it)."""
@@ -192,6 +220,12 @@ class Client:
         return f"{base}{path}?" + "&".join(
             f"{k}={quote(str(v), safe='')}" for k, v in query.items()
         )
+
+
+def _author_header(author: str) -> dict[str, str]:
+    """``X-VWED-Author`` (ASCII printable only: a header is not the place for the rest)."""
+    name = "".join(c for c in author if " " <= c <= "~").strip()
+    return {"X-VWED-Author": name} if name else {}
 
 
 def connect(url: str | None, data_dir: str | None, timeout: float = 300.0) -> Client:

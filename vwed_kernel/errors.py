@@ -7,6 +7,8 @@
     ├── NotRegisteredError         no such route or function (locally or in the gateway)
     ├── GatewayUnavailableError    the call needs a gateway and none is attached
     └── RemoteCallError            a call through the gateway failed (carries type, code)
+        ├── SecretNotFound         ``VWED.secrets.get``: no secret of that name
+        └── SecretNotAllowed       ``VWED.secrets.get``: the secret's scope leaves this script out
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ __all__ = [
     "NotRegisteredError",
     "GatewayUnavailableError",
     "RemoteCallError",
+    "SecretNotFound",
+    "SecretNotAllowed",
 ]
 
 
@@ -47,3 +51,11 @@ class RemoteCallError(VWEDError):
         super().__init__(message)
         self.code = code
         self.remote_type = remote_type
+
+
+class SecretNotFound(RemoteCallError, LookupError):
+    """No secret of that name is set (``PUT /script-engine/secrets/{name}`` sets one)."""
+
+
+class SecretNotAllowed(RemoteCallError, PermissionError):
+    """The secret exists, but its scope does not include this script."""

@@ -14,6 +14,7 @@ from .modules.http import HttpModule
 from .modules.log import LogModule
 from .modules.mail import MailModule
 from .modules.robot import RobotModule
+from .modules.secrets import SecretsModule
 from .modules.storage import StorageModule
 from .modules.task import TaskModule
 from .modules.timer import TimerModule
@@ -33,6 +34,7 @@ class VWED:
     - ``VWED.timer``: ``schedule``, ``delay``, ``cron``, ``cancel``, ``list``, ``clear_all``
     - ``VWED.http``: ``get/post/put/delete/request`` (and ``a...`` async forms)
     - ``VWED.mail``: ``send``, ``send_with_attachment``
+    - ``VWED.secrets``: ``get``, ``aget`` (secrets the admin set, by name, within their scope)
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
     - ``VWED.storage`` / ``VWED.task`` / ``VWED.robot``: the platform's locations, tasks, robots
 
@@ -59,6 +61,7 @@ class VWED:
         self.timer = TimerModule(context)
         self.http = HttpModule()
         self.mail = MailModule(context)
+        self.secrets = SecretsModule(context)
         self.device = DeviceModule()
         self.storage = StorageModule(context)
         self.task = TaskModule(context)
@@ -133,6 +136,7 @@ class VWED:
             "timer",
             "http",
             "mail",
+            "secrets",
             "device",
             "storage",
             "task",

@@ -117,6 +117,11 @@ class Settings:
         "comma-separated Host names accepted while the gateway listens on loopback (default: "
         "loopback names and addresses only, against DNS rebinding; '*' for any)",
     )
+    secrets_key_file: str = setting(
+        "",
+        "file of the key that encrypts secrets at rest (default: <data-dir>/secrets.key, "
+        "made 0600 at first start); VWED_SECRETS_KEY, if set, is the key itself",
+    )
     caller_token: str = setting(
         "",
         "caller token for task flows: /script-api, function calls, "
@@ -261,6 +266,11 @@ class Settings:
         """The ``--deps-find-links`` folders, absolute."""
         parts = (p.strip() for p in self.deps_find_links.split(","))
         return tuple(str(Path(p).resolve()) for p in parts if p)
+
+    @property
+    def secrets_key_path(self) -> Path:
+        """``--secrets-key-file`` or ``<data-dir>/secrets.key``."""
+        return Path(self.secrets_key_file or Path(self.data_dir) / "secrets.key").resolve()
 
     @property
     def deps_path(self) -> Path:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from ..background import Background
 from ..boot import boot_kernel
 from ..deps import Environment
-from ..errors import ScriptError, ServiceUnavailable
+from ..errors import GatewayError, ScriptError, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
+from ..logs import LogHub
 from ..pool import KernelPool
 from ..registrations import ScriptRegistrations
 from ..registry import Registry
@@ -35,6 +36,7 @@ class Booting:
     packages: ScriptPackages
     boot_timeout: float
     debug: bool
+    logs: LogHub
     _ending: Background
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
@@ -57,7 +59,9 @@ class Booting:
                 policy=script.policy,
                 site=[script.environment.site] if script.environment else None,
             )
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, GatewayError):  # a secret read in boot(), out of the traceback
+                self.logs.redactor.redact_error(exc, kernel.kernel_id, script.script_id)
             self._discard([kernel])
             raise
         return kernel

@@ -13,6 +13,7 @@ from ..store.logquery import LogQuery
 from ..store.service import StoreService
 from .ids import IdBlocks
 from .records import LEVELS, StreamJoiner, make_record, split_message, strip_ansi
+from .redact import Redactor
 from .subscribers import LogFilter, Subscriber
 
 __all__ = ["LogHub"]
@@ -45,6 +46,8 @@ class LogHub:
         self._kernel_scripts: dict[str, str | None] = {}
         self._call_tasks: OrderedDict[str, str | None] = OrderedDict()
         self._call_scripts: dict[str, str] = {}
+        # secret values kernels were given, written *** in their records (secrets/vault.py)
+        self.redactor = Redactor()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -99,10 +102,15 @@ class LogHub:
         message: str,
         call_id: str | None = None,
         task_id: str | None = None,
+        kernel_id: str | None = None,
     ) -> None:
+        """A record (split if long); ``kernel_id``: the kernel whose output it is, so the
+        secret values that kernel was given are redacted."""
         if call_id is not None:
             task_id = task_id or self._call_tasks.get(call_id)
             script_id = self._call_scripts.get(call_id, script_id)
+        if self.redactor:
+            message = self.redactor.redact(message, kernel_id, script_id)
         run_id = self._runs.get(script_id or "")
         for piece in split_message(message):
             record = make_record(
@@ -123,7 +131,13 @@ class LogHub:
         """A lifecycle record: started, booted, stopped, died, restarted, dropped lines."""
         self.emit(script_id, level, "engine", "engine", message)
 
-    def structured(self, script_id: str | None, data: dict[str, Any], call_id: str | None) -> None:
+    def structured(
+        self,
+        script_id: str | None,
+        data: dict[str, Any],
+        call_id: str | None,
+        kernel_id: str | None = None,
+    ) -> None:
         """A ``VWED.log`` line: level and tag as the script gave them."""
         level = str(data.get("level", "INFO")).upper()
         if call_id not in self._call_tasks:
@@ -135,6 +149,7 @@ class LogHub:
             str(data.get("tag", ""))[:128],
             str(data.get("message", "")),
             call_id,
+            kernel_id=kernel_id,
         )
 
     def on_iopub(self, kernel: Any, msg: dict[str, Any]) -> None:
@@ -149,7 +164,7 @@ class LogHub:
             self._kernel_scripts[kernel.kernel_id] = kernel.script_id
             joiner = self._joiners.setdefault(kernel.kernel_id, StreamJoiner())
             for who, text in joiner.feed(name, call_id, str(content.get("text", ""))):
-                self._stream_record(kernel.script_id, name, who, text)
+                self._stream_record(kernel.script_id, name, who, text, kernel.kernel_id)
         else:
             tb = strip_ansi("\n".join(content.get("traceback") or []))
             self.emit(
@@ -159,30 +174,40 @@ class LogHub:
                 "",
                 tb or f"{content.get('ename')}: {content.get('evalue')}",
                 call_id,
+                kernel_id=kernel.kernel_id,
             )
 
     def _stream_record(
-        self, script_id: str | None, stream: str, call_id: str | None, text: str
+        self,
+        script_id: str | None,
+        stream: str,
+        call_id: str | None,
+        text: str,
+        kernel_id: str | None = None,
     ) -> None:
-        self.emit(script_id, "WARNING" if stream == "stderr" else "INFO", stream, "", text, call_id)
+        level = "WARNING" if stream == "stderr" else "INFO"
+        self.emit(script_id, level, stream, "", text, call_id, kernel_id=kernel_id)
 
     def kernel_gone(self, kernel: Any) -> None:
         """Emit what is left of a kernel's partial lines."""
         self._drain(kernel.kernel_id)
+        self.redactor.kernel_gone(kernel.kernel_id)
 
     def _drain(self, kernel_id: str) -> None:
         joiner = self._joiners.pop(kernel_id, None)
         script_id = self._kernel_scripts.pop(kernel_id, None)
         if joiner is not None:
             for stream, call_id, text in joiner.drain():
-                self._stream_record(script_id, stream, call_id, text)
+                self._stream_record(script_id, stream, call_id, text, kernel_id)
 
     async def _partial_lines(self) -> None:
         while True:
             await asyncio.sleep(0.25)
             for kernel_id, joiner in list(self._joiners.items()):
                 for stream, call_id, text in joiner.expired():
-                    self._stream_record(self._kernel_scripts.get(kernel_id), stream, call_id, text)
+                    self._stream_record(
+                        self._kernel_scripts.get(kernel_id), stream, call_id, text, kernel_id
+                    )
 
     def _dropped(self, count: int, first: float, last: float) -> None:
         def iso(ts: float) -> str:

@@ -23,6 +23,7 @@ from .observe import observe_paths
 from .ops import ops_paths
 from .platform_backend import platform_paths
 from .schema import common_responses, components
+from .secrets import secrets_paths
 from .steps import steps_paths
 
 __all__ = ["build_openapi"]
@@ -47,6 +48,7 @@ def build_openapi() -> dict[str, Any]:
         **script_websocket_paths(),
         **console_paths(),
         **environments_paths(),
+        **secrets_paths(),
     }
     common_responses(paths)
     return {

@@ -13,6 +13,7 @@ its threads, ``threads.DbThreads``): one writer thread, so writes are serialized
     ├── callquery.CallQueries    the calls history query
     ├── runs.RunTables           script runs and the scripts to restore
     ├── tasks.TaskTables         task variables and the executions of steps
+    ├── secrets.SecretTables     secrets (encrypted values, scopes)
     └── platform.PlatformTables  the embedded platform: locations, tasks, robots
 """
 
@@ -32,6 +33,7 @@ from .logquery import LogQueries, LogQuery
 from .platform import PlatformTables
 from .records import RecordTables
 from .runs import RunTables
+from .secrets import SecretTables
 from .tasks import TaskTables
 
 __all__ = ["Database", "DatabaseError", "LogQuery", "timeout_connect_args"]
@@ -85,7 +87,9 @@ def timeout_connect_args(url: str, timeout: float) -> dict[str, Any]:
     return {}
 
 
-class Database(RecordTables, LogQueries, CallQueries, RunTables, TaskTables, PlatformTables):
+class Database(
+    RecordTables, LogQueries, CallQueries, RunTables, TaskTables, PlatformTables, SecretTables
+):
     """One SQLAlchemy engine and every query the gateway runs (blocking: call them
     from a worker thread)."""
 

@@ -328,6 +328,22 @@ class StoreService:
     ) -> dict[str, Any]:
         return await self.write(self.db.register_robot, robot_id, status, data)
 
+    # -- secrets (values encrypted by the caller: kernel_gateway/secrets/) -------------
+    async def put_secret(
+        self, name: str, ciphertext: str, scope: list[str] | None, set_by: str, set_at: float
+    ) -> bool:
+        """Set a secret (replacing it); True when it is new."""
+        return await self.write(self.db.put_secret, name, ciphertext, scope, set_by, set_at)
+
+    async def secret(self, name: str) -> dict[str, Any] | None:
+        return await self.read(self.db.secret, name)
+
+    async def secrets(self) -> Rows:
+        return await self.read(self.db.secrets)
+
+    async def delete_secret(self, name: str) -> bool:
+        return await self.write(self.db.delete_secret, name)
+
     # -- logs --------------------------------------------------------------------------
     async def query_logs(self, query: LogQuery) -> Rows:
         return await self.read(self.db.query_logs, query)

@@ -4,6 +4,7 @@ import { setupCharts } from "./charts.js";
 import { checkBeforeStart, setupEditor } from "./editor.js";
 import { setupLogs } from "./logs.js";
 import { setupScripts } from "./scripts.js";
+import { setupSecrets } from "./secrets.js";
 import { setupSignin } from "./signin.js";
 import { emit, on, state } from "./state.js";
 import { setupSteps } from "./steps.js";
@@ -42,6 +43,7 @@ function signedIn(me) {
   setupTabs();
   setupEditor();
   setupScripts(checkBeforeStart);
+  setupSecrets();
   setupLogs();
   setupCalls();
   setupSteps();
