@@ -41,6 +41,7 @@ from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
 from .registry import Registry
+from .repo import GitFailed, ScriptRepo
 from .routes import ROUTES, make_app
 from .routing import CallRouter
 from .scratch import ScratchKernels
@@ -94,6 +95,18 @@ def _deps_settings(settings: Settings) -> DepsSettings:
     )
 
 
+def _inside(root: Path, *folders: Path) -> tuple[str, ...]:
+    """The ``folders`` (the data directory, the environments) that are inside the scripts
+    root, relative to it: never versioned."""
+    found = []
+    for folder in folders:
+        try:
+            found.append(folder.resolve().relative_to(root).as_posix())
+        except ValueError:
+            continue
+    return tuple(f for f in found if f != ".")
+
+
 class Gateway:
     """A running gateway: kernel pool, engine, HTTP server."""
 
@@ -125,6 +138,13 @@ class Gateway:
             enabled=settings.auth,
         )
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
+        # the scripts root as a Git repository: every write a commit (docs/versions.md)
+        self.repo = ScriptRepo(
+            self.store.root,
+            settings.scripts_remote or None,
+            home=data_dir.resolve(),
+            exclude=_inside(self.store.root, data_dir, settings.deps_path),
+        )
         self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()
         self.db = StoreService(
@@ -287,10 +307,18 @@ class Gateway:
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
+        try:  # before a script is restored: it runs a revision of the repository
+            await self.repo.open()
+        except (OSError, GitFailed) as exc:
+            raise ConfigError(
+                f"the scripts root {self.store.root} cannot be used as a git repository "
+                f"(the git program is needed): {exc}"
+            ) from None
         services = {
             "engine": self.engine,
             "router": self.router,
             "store": self.store,
+            "repo": self.repo,
             "pool": self.pool,
             "hub": self.logs,
             "steps": self.steps,
@@ -360,6 +388,7 @@ class Gateway:
             )
         await self.stats.close()
         await self.engine.close()
+        await self.repo.close()  # a push under way ends
         await self.services.close()
         await self.pool.close()
         await self.workers.close()
