@@ -31,7 +31,14 @@ from ..errors import BadParameter, NotFound
 from .git import AUTHOR_EMAIL, Git, GitFailed, redact
 from .remote import Remote
 
-__all__ = ["ScriptRepo", "DISK", "check_revision", "clean_author", "clean_message"]
+__all__ = [
+    "ScriptRepo",
+    "CommitFailed",
+    "DISK",
+    "check_revision",
+    "clean_author",
+    "clean_message",
+]
 
 log = logging.getLogger("kernel_gateway.repo")
 
@@ -41,6 +48,17 @@ _REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
 _EXCLUDE_MARK = "# written by the VWED gateway: never versioned"
 _EXCLUDES = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".*.tmp-*", "/.vwed/")
 MAX_MESSAGE = 4000
+
+
+class CommitFailed(Exception):
+    """The write was done but git refused its commit (e.g. another git process holds
+    the index): the file is on disk, uncommitted, and is committed at the next start or
+    a ``latest``. ``result``: the write's own answer."""
+
+    def __init__(self, result: Any, error: str) -> None:
+        super().__init__(error)
+        self.result = result
+        self.error = error
 
 
 def check_revision(revision: Any, name: str = "revision") -> str:
@@ -154,7 +172,11 @@ class ScriptRepo:
         (its result, the new revision or ``None`` when the content did not change)."""
         async with self.lock:
             result = action()
-            revision = await self._commit(paths(result), author, message)
+            try:
+                revision = await self._commit(paths(result), author, message)
+            except GitFailed as exc:
+                log.error("written but not committed (committed later as changed on disk): %s", exc)
+                raise CommitFailed(result, str(exc)) from None
         return result, revision
 
     async def commit(self, paths: list[str], author: str, message: str | None) -> str | None:
