@@ -107,9 +107,13 @@ class ScriptRepo:
         self._write_excludes()
         branch = await self.git.run("symbolic-ref", "--quiet", "--short", "HEAD", ok=(0, 1))
         self.branch = branch.text.strip() or "HEAD"
+        revision = None
         async with self.lock:
-            await self.git.run("add", "-A", "--", ".")
-            revision = await self._commit_staged(DISK, "changed on disk")
+            try:
+                await self.git.run("add", "-A", "--", ".")
+                revision = await self._commit_staged(DISK, "changed on disk")
+            except GitFailed as exc:  # e.g. a merge left half done by hand: serve anyway
+                log.error("the files changed on disk could not be committed: %s", exc)
         head = await self.head()
         log.info(
             "scripts repository %s (branch %s) at %s%s",
