@@ -295,3 +295,17 @@ def test_concurrent_saves_are_one_commit_each(vgw):
     for rel, answer in zip(names, answers, strict=True):
         shown = git(root, "show", "--name-only", "--format=%s", answer["revision"]).split()
         assert shown == ["save", rel, rel], shown  # its own message, its own file only
+
+
+def test_data_folders_inside_the_root_are_never_versioned(tmp_path):
+    root = tmp_path / "scripts"
+    (root / "state" / "environments").mkdir(parents=True)
+    (root / "state" / "vwed.sqlite3").write_text("data")
+    (root / "state" / "environments" / "mod.py").write_text("x = 1\n")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (root / "a.py").write_text("a = 1\n")
+    repo = ScriptRepo(root, exclude=(root / "state", tmp_path / "elsewhere"))
+    asyncio.run(repo.open())
+    assert git(root, "ls-files").split() == ["a.py"]
+    assert asyncio.run(repo.uncommitted()) == set()

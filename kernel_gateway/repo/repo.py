@@ -87,11 +87,11 @@ class ScriptRepo:
         remote: str | None = None,
         *,
         home: Path | None = None,
-        exclude: tuple[str, ...] = (),
+        exclude: tuple[Path, ...] = (),
     ) -> None:
         self.root = Path(root).resolve()
         self.home = home  # where our own repository goes if the root is inside another
-        self.exclude = exclude  # more paths (relative to the root) never versioned
+        self.exclude = exclude  # folders never versioned when they are inside the root
         self.lock = asyncio.Lock()
         self.git = Git(self.root / ".git", self.root)
         self.remote = Remote(self, remote) if remote else None
@@ -160,12 +160,14 @@ class ScriptRepo:
         old = path.read_text("utf-8") if path.exists() else ""
         if _EXCLUDE_MARK in old:
             old = old[: old.index(_EXCLUDE_MARK)].rstrip("\n") + ("\n" if old.strip() else "")
-        lines = [*_EXCLUDES, *("/" + p.strip("/") + "/" for p in self.exclude)]
-        if self.git.git_dir != self.root / ".git":
-            try:  # our own repository under the data dir: never inside its own tree
-                lines.append("/" + self.git.git_dir.relative_to(self.root).as_posix() + "/")
+        lines = list(_EXCLUDES)
+        for folder in (*self.exclude, self.git.git_dir):
+            try:  # the data dir, the environments, our own repository if it is there
+                inside = Path(folder).resolve().relative_to(self.root).as_posix()
             except ValueError:
-                pass
+                continue
+            if inside != ".":
+                lines.append(f"/{inside}/")
         path.write_text(old + _EXCLUDE_MARK + "\n" + "\n".join(lines) + "\n", "utf-8")
 
     # -- writing ----------------------------------------------------------------------
