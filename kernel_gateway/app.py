@@ -41,6 +41,7 @@ from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
 from .registry import Registry
+from .repo import GitFailed, ScriptRepo
 from .routes import ROUTES, make_app
 from .routing import CallRouter
 from .scratch import ScratchKernels
@@ -131,6 +132,13 @@ class Gateway:
         except SecretsKeyError as exc:
             raise ConfigError(str(exc)) from None
         self.store = ScriptStore(settings.scripts_dir, settings.max_file_size)
+        # the scripts root as a Git repository: every write a commit (docs/versions.md)
+        self.repo = ScriptRepo(
+            self.store.root,
+            settings.scripts_remote or None,
+            home=data_dir.resolve(),
+            exclude=(data_dir, settings.deps_path),  # never versioned, when inside the root
+        )
         self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()
         self.db = StoreService(
@@ -245,7 +253,7 @@ class Gateway:
             self.launch,
             DraftHub(
                 self.services,
-                deployer=Deployer(self.engine, self.store),
+                deployer=Deployer(self.engine, self.store, self.repo),
                 fast_path=settings.fast_path,
             ),
         )
@@ -301,10 +309,18 @@ class Gateway:
             await self.secrets.check()  # secrets this key cannot decrypt: said, not fatal
         except GatewayError as exc:  # the database slow right now: the reads will say it
             log.warning("the stored secrets could not be checked at start: %s", exc.message)
+        try:  # before a script is restored: it runs a revision of the repository
+            await self.repo.open()
+        except (OSError, GitFailed) as exc:
+            raise ConfigError(
+                f"the scripts root {self.store.root} cannot be used as a git repository "
+                f"(the git program is needed): {exc}"
+            ) from None
         services = {
             "engine": self.engine,
             "router": self.router,
             "store": self.store,
+            "repo": self.repo,
             "pool": self.pool,
             "hub": self.logs,
             "steps": self.steps,
@@ -375,6 +391,7 @@ class Gateway:
             )
         await self.stats.close()
         await self.engine.close()
+        await self.repo.close()  # a push under way ends
         await self.services.close()
         await self.pool.close()
         await self.workers.close()

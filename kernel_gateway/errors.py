@@ -34,6 +34,7 @@ code and a machine code; the message is what the client sees, ``log_message``
     ├── KernelDied                        502 KERNEL_DIED
     ├── MailFailed                        502 MAIL_FAILED (the SMTP server refused or is away)
     ├── PlatformError                     502 PLATFORM_ERROR (the VWED server refused or is away)
+    ├── RemoteFailed                      502 REMOTE_FAILED (--scripts-remote cannot be read)
     ├── ServiceUnavailable                503 SCRIPT_STOPPING, KERNEL_UNAVAILABLE
     │   └── StoreTimeout                  503 STORE_TIMEOUT (the database did not answer in time)
     └── CallTimeout                       504 CALL_TIMEOUT
@@ -66,6 +67,7 @@ __all__ = [
     "KernelDied",
     "MailFailed",
     "PlatformError",
+    "RemoteFailed",
     "ServiceUnavailable",
     "StoreTimeout",
     "CallTimeout",
@@ -217,6 +219,13 @@ class PlatformError(GatewayError):
 
     status = 502
     code = "PLATFORM_ERROR"
+
+
+class RemoteFailed(GatewayError):
+    """The scripts repository's remote (``--scripts-remote``) could not be fetched."""
+
+    status = 502
+    code = "REMOTE_FAILED"
 
 
 class ServiceUnavailable(GatewayError):

@@ -1,7 +1,7 @@
 """The script file store: every path from outside is confined to the scripts root.
 
 Security: a path is refused (``PATH_INVALID``) when it is absolute, contains a
-NUL byte, a backslash, a ``..`` or ``.`` segment, a percent-encoded character
+NUL byte, a backslash, a ``..``, ``.`` or ``.git`` segment, a percent-encoded character
 (encoded traversal reaching us after one decoding), or when, after resolving
 symlinks, it leaves the root. Only ``.py`` and ``.ipynb`` files are read or
 written, up to ``max_file_size`` bytes.
@@ -21,9 +21,10 @@ from typing import Any
 
 import nbformat
 
+from .convert import SKIP_TAG, VWED_KERNELSPEC, notebook_to_script, script_to_notebook
 from .errors import BadRequest, Conflict, NotFound, PathInvalid, PayloadTooLarge
 
-__all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES", "etag_of"]
+__all__ = ["ScriptStore", "ScriptSource", "SCRIPT_SUFFIXES", "SKIP_TAG", "etag_of"]
 
 SCRIPT_SUFFIXES = (".py", ".ipynb")
 # Longest name and path the file system takes: longer ones are a 400, not an OSError.
@@ -31,7 +32,6 @@ NAME_MAX = 255
 PATH_MAX = 4096
 TEMPLATE = Path(__file__).with_name("templates") / "new_script.py"
 _SKIP = frozenset({"__pycache__", ".ipynb_checkpoints"})
-SKIP_TAG = "skip"  # notebook cells with this tag are not run by the gateway (test cells)
 
 
 @dataclass
@@ -45,6 +45,27 @@ class ScriptSource:
     size: int
     # of a notebook: each cell's place in the notebook's ``cells`` (for findings)
     indexes: list[int] = field(default_factory=list)
+    # the repository's revision this code is (None: read from disk, not a commit)
+    revision: str | None = None
+
+
+def _cells(rel: str, suffix: str, text: str) -> tuple[list[str], list[int]]:
+    """A script's cells: the whole text of a ``.py``; a notebook's code cells that are
+    not empty and not tagged ``skip``, with their places in the notebook."""
+    if suffix != ".ipynb":
+        return [text], []
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as exc:
+        raise BadRequest(f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID") from exc
+    indexes = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        and c.source.strip()
+        and SKIP_TAG not in (c.get("metadata", {}).get("tags") or [])
+    ]
+    return [nb.cells[i].source for i in indexes], indexes
 
 
 def etag_of(data: bytes) -> str:
@@ -69,6 +90,8 @@ class ScriptStore:
         parts = [p for p in rel.split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise PathInvalid(f"path {rel!r} must not contain '.' or '..' segments")
+        if ".git" in parts:  # the scripts repository's own files (docs/versions.md)
+            raise PathInvalid(f"path {rel!r} is inside the repository's .git folder")
         if not parts and not allow_root:
             raise PathInvalid("path must not be empty")
         if any(len(p.encode("utf-8", "surrogatepass")) > NAME_MAX for p in parts):
@@ -101,6 +124,25 @@ class ScriptStore:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def script_rel(self, rel: str) -> str:
+        """``rel`` as the scripts repository knows it (symlinks resolved), for a script
+        file (``.py``, ``.ipynb``; another name is a 400), whether it exists or not."""
+        path = self.resolve(rel)
+        self._check_suffix(path)
+        return self.relative(path)
+
+    def versioned(self, rel: str) -> list[str]:
+        """The paths, as the scripts repository knows them, that a write to ``rel``
+        touches: the name itself (its folder's symlinks resolved) and, when it is a
+        symlink, the file it points to."""
+        real = self.resolve(rel)
+        lexical = self.root.joinpath(*[p for p in rel.split("/") if p])
+        link = Path(os.path.realpath(lexical.parent)) / lexical.name
+        paths = [self.relative(link)] if self.root in link.parents else []
+        if real != link and real != self.root:
+            paths.append(self.relative(real))
+        return paths
 
     @staticmethod
     def _check_suffix(path: Path) -> None:
@@ -197,24 +239,24 @@ class ScriptStore:
                 f"script {rel!r} is larger than {self.max_file_size} bytes", "FILE_TOO_LARGE"
             )
         text = path.read_text("utf-8")
-        if path.suffix == ".ipynb":
-            try:
-                nb = nbformat.reads(text, as_version=4)
-            except Exception as exc:
-                raise BadRequest(
-                    f"notebook {rel!r} cannot be read: {exc}", "NOTEBOOK_INVALID"
-                ) from exc
-            indexes = [
-                i
-                for i, c in enumerate(nb.cells)
-                if c.cell_type == "code"
-                and c.source.strip()
-                and SKIP_TAG not in (c.get("metadata", {}).get("tags") or [])
-            ]
-            cells = [nb.cells[i].source for i in indexes]
-        else:
-            cells, indexes = [text], []
+        cells, indexes = _cells(rel, path.suffix, text)
         return ScriptSource(self.relative(path), str(path), cells, st.st_mtime, st.st_size, indexes)
+
+    def source_from_text(self, rel: str, text: str, revision: str | None) -> ScriptSource:
+        """The code of ``rel`` as ``text`` (its content at ``revision``), parsed like
+        :meth:`load`. ``mtime``/``size`` are the file's on disk when it is there (what
+        tells whether the file changed since), else 0 and the text's size."""
+        path = self.resolve(rel)
+        self._check_suffix(path)
+        cells, indexes = _cells(rel, path.suffix, text)
+        try:
+            st = path.stat()
+            mtime, size = st.st_mtime, st.st_size
+        except OSError:
+            mtime, size = 0.0, len(text.encode("utf-8"))
+        return ScriptSource(
+            self.relative(path), str(path), cells, mtime, size, indexes, revision=revision
+        )
 
     # -- writing ---------------------------------------------------------------------
     def write(self, rel: str, content: Any, if_match: str | None = None) -> dict[str, Any]:
@@ -285,22 +327,13 @@ class ScriptStore:
         if path.suffix == ".ipynb":
             nb = nbformat.v4.new_notebook()
             nb.cells = [nbformat.v4.new_code_cell(text)] if text else []
-            nb.metadata["kernelspec"] = {
-                "name": "vwed",
-                "display_name": "Python 3 (VWED)",
-                "language": "python",
-            }
+            nb.metadata["kernelspec"] = dict(VWED_KERNELSPEC)
             text = nbformat.writes(nb)
         return self.write(rel, text)
 
     def export(self, rel: str, overwrite: bool = False) -> dict[str, Any]:
-        """A notebook as a ``.py`` script, or a ``.py`` script as a notebook, beside it.
-
-        ``.ipynb`` -> ``.py``: code cells in order, separated by ``# %%`` markers,
-        markdown cells as comments, ``skip``-tagged cells left out. ``.py`` -> ``.ipynb``:
-        one code cell per ``# %%`` section (the whole file if it has none), with the
-        ``vwed`` kernelspec.
-        """
+        """A notebook as a ``.py`` script, or a ``.py`` script as a notebook, beside it
+        (``convert.py``)."""
         src = self.resolve(rel)
         self._check_suffix(src)
         if not src.is_file():
@@ -309,45 +342,7 @@ class ScriptStore:
         if dst.exists() and not overwrite:
             raise Conflict(f"{self.relative(dst)!r} already exists (pass overwrite=true)", "EXISTS")
         text = src.read_text("utf-8")
-        if src.suffix == ".ipynb":
-            nb = nbformat.reads(text, as_version=4)
-            parts = []
-            for cell in nb.cells:
-                if SKIP_TAG in (cell.get("metadata", {}).get("tags") or []):
-                    continue
-                if cell.cell_type == "code" and cell.source.strip():
-                    parts.append("# %%\n" + cell.source.rstrip() + "\n")
-                elif cell.cell_type == "markdown" and cell.source.strip():
-                    parts.append(
-                        "# %% [markdown]\n"
-                        + "\n".join(
-                            "# " + line if line else "#" for line in cell.source.splitlines()
-                        )
-                        + "\n"
-                    )
-            out = "\n".join(parts)
-        else:
-            chunks = [c for c in text.split("# %%")] if "# %%" in text else [text]
-            nb = nbformat.v4.new_notebook()
-            for chunk in chunks:
-                if chunk.startswith(" [markdown]"):
-                    lines = chunk[len(" [markdown]") :].strip("\n").splitlines()
-                    nb.cells.append(
-                        nbformat.v4.new_markdown_cell(
-                            "\n".join(
-                                line[2:] if line.startswith("# ") else line.lstrip("#")
-                                for line in lines
-                            )
-                        )
-                    )
-                elif chunk.strip():
-                    nb.cells.append(nbformat.v4.new_code_cell(chunk.strip("\n")))
-            nb.metadata["kernelspec"] = {
-                "name": "vwed",
-                "display_name": "Python 3 (VWED)",
-                "language": "python",
-            }
-            out = nbformat.writes(nb)
+        out = notebook_to_script(text) if src.suffix == ".ipynb" else script_to_notebook(text)
         result = self.write(self.relative(dst), out)
         return {**result, "from": self.relative(src)}
 

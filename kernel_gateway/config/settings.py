@@ -42,6 +42,11 @@ class Settings:
     scripts_dir: str = setting(
         "examples", "folder of the scripts the gateway serves (the scripts root)"
     )
+    scripts_remote: str = setting(
+        "",
+        "a git remote (URL or path) the scripts repository is pushed to after each commit "
+        "and pulled from with POST /script-engine/files/pull (docs/versions.md)",
+    )
     ip: str = setting("127.0.0.1", "address to listen on; a non-loopback address needs a token")
     port: int = setting(8765, "port to listen on (0 picks a free one)")
     data_dir: str = setting(".vwed", "folder for the gateway's data: kernelspec, SQLite database")

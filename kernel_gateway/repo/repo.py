@@ -1,0 +1,342 @@
+"""``ScriptRepo``: the scripts root as a Git repository (issue 17).
+
+Every write through the files API is a commit (:meth:`ScriptRepo.change`: the write
+and its commit under one lock, so two saves never interleave); a file changed on disk
+by other means is committed as such (author ``disk``) at the gateway's start
+(:meth:`ScriptRepo.open`) and when a script starts from it (:meth:`ScriptRepo.latest`).
+
+Where the repository is: the scripts root's own (``<root>/.git``, or whatever its
+``.git`` points to) when the root is a repository's top folder, used as it is (its
+branch, its history); a new one made with ``git init`` in the root when the root is in
+no repository; and when the root is a folder *inside* another repository's work tree
+(a project checkout), a repository of the gateway's own under ``home`` (the data
+directory), so the gateway never commits into the enclosing project.
+
+What is never committed: the gateway's data directory if it is inside the root,
+``__pycache__``, ``.ipynb_checkpoints``, the store's temporary files (written to the
+repository's ``info/exclude``, which is not itself part of the history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import BadParameter, NotFound
+from .git import AUTHOR_EMAIL, Git, GitFailed, redact
+from .remote import Remote
+
+__all__ = [
+    "ScriptRepo",
+    "CommitFailed",
+    "DISK",
+    "check_revision",
+    "clean_author",
+    "clean_message",
+]
+
+log = logging.getLogger("kernel_gateway.repo")
+
+T = TypeVar("T")
+DISK = "disk"
+_REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
+_EXCLUDE_MARK = "# written by the VWED gateway: never versioned"
+_EXCLUDES = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".*.tmp-*", "/.vwed/")
+MAX_MESSAGE = 4000
+
+
+class CommitFailed(Exception):
+    """The write was done but git refused its commit (e.g. another git process holds
+    the index): the file is on disk, uncommitted, and is committed at the next start or
+    a ``latest``. ``result``: the write's own answer."""
+
+    def __init__(self, result: Any, error: str) -> None:
+        super().__init__(error)
+        self.result = result
+        self.error = error
+
+
+def check_revision(revision: Any, name: str = "revision") -> str:
+    """``revision`` if it is 4 to 40 hex digits; else 400 ``BAD_PARAMETER``."""
+    if not isinstance(revision, str) or not _REVISION.fullmatch(revision):
+        raise BadParameter(name, "must be a revision: 4 to 40 hexadecimal digits")
+    return revision.lower()
+
+
+def clean_author(name: str) -> str:
+    """An author name git accepts: no ``<``, ``>`` or control characters, at most 128."""
+    kept = "".join(c for c in name if c.isprintable() and c not in "<>")
+    return kept.strip()[:128] or "unknown"
+
+
+def clean_message(message: str) -> str:
+    return message.replace("\x00", "").strip()[:MAX_MESSAGE]
+
+
+class ScriptRepo:
+    """The scripts root as a Git repository (the ``git`` program; docs/decisions.md)."""
+
+    def __init__(
+        self,
+        root: Path,
+        remote: str | None = None,
+        *,
+        home: Path | None = None,
+        exclude: tuple[Path, ...] = (),
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.home = home  # where our own repository goes if the root is inside another
+        self.exclude = exclude  # folders never versioned when they are inside the root
+        self.lock = asyncio.Lock()
+        self.git = Git(self.root / ".git", self.root)
+        self.remote = Remote(self, remote) if remote else None
+        self.branch = "main"
+        self._stats: dict[str, tuple[int, int, int]] = {}  # rel -> its stat when clean
+        self._head: str | None = None
+        self._head_key: tuple[int, ...] | None = None
+
+    # -- start ------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Find or make the repository, then commit what changed on disk since."""
+        self.git = Git(await self._git_dir(), self.root)
+        self._write_excludes()
+        branch = await self.git.run("symbolic-ref", "--quiet", "--short", "HEAD", ok=(0, 1))
+        self.branch = branch.text.strip() or "HEAD"
+        revision = None
+        async with self.lock:
+            try:
+                await self.git.run("add", "-A", "--", ".")
+                revision = await self._commit_staged(DISK, "changed on disk")
+            except GitFailed as exc:  # e.g. a merge left half done by hand: serve anyway
+                log.error("the files changed on disk could not be committed: %s", exc)
+        head = await self.head()
+        log.info(
+            "scripts repository %s (branch %s) at %s%s",
+            self.git.git_dir,
+            self.branch,
+            head[:12] if head else "no commit yet",
+            ": committed the files changed on disk" if revision else "",
+        )
+        if self.remote is not None and head:
+            self.remote.push_soon()
+
+    async def _git_dir(self) -> Path:
+        """The root's own repository; or a new one (``git init``); or, when the root is
+        inside another repository's work tree, ours under ``home``."""
+        probe = Git(self.root / ".git", self.root)
+        found = await probe.run(
+            "rev-parse", "--show-toplevel", "--absolute-git-dir", ok=(0, 128), plain=True
+        )
+        lines = found.text.splitlines()
+        if found.code == 0 and len(lines) == 2:
+            top, git_dir = Path(lines[0]).resolve(), Path(lines[1])
+            if top == self.root:
+                return git_dir
+            if self.home is not None:
+                own = self.home / "scripts.git"
+                if not (own / "HEAD").exists():
+                    own.parent.mkdir(parents=True, exist_ok=True)
+                    await probe.run("init", "-q", "--bare", str(own), plain=True)
+                    log.info(
+                        "the scripts root is inside the repository %s: its versions are kept "
+                        "in %s, not in that repository",
+                        top,
+                        own,
+                    )
+                return own
+        await probe.run("init", "-q", str(self.root), plain=True)
+        log.info("made the scripts root %s a git repository", self.root)
+        return self.root / ".git"
+
+    def _write_excludes(self) -> None:
+        info = self.git.git_dir / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        path = info / "exclude"
+        old = path.read_text("utf-8") if path.exists() else ""
+        if _EXCLUDE_MARK in old:
+            old = old[: old.index(_EXCLUDE_MARK)].rstrip("\n") + ("\n" if old.strip() else "")
+        lines = list(_EXCLUDES)
+        for folder in (*self.exclude, self.git.git_dir):
+            try:  # the data dir, the environments, our own repository if it is there
+                inside = Path(folder).resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                continue
+            if inside != ".":
+                lines.append(f"/{inside}/")
+        path.write_text(old + _EXCLUDE_MARK + "\n" + "\n".join(lines) + "\n", "utf-8")
+
+    # -- writing ----------------------------------------------------------------------
+    async def change(
+        self, action: Callable[[], T], paths: Callable[[T], list[str]], author: str, message: str
+    ) -> tuple[T, str | None]:
+        """Run the write ``action`` and commit the ``paths`` it changed, under the lock:
+        (its result, the new revision or ``None`` when the content did not change)."""
+        async with self.lock:
+            result = action()
+            try:
+                revision = await self._commit(paths(result), author, message)
+            except GitFailed as exc:
+                log.error("written but not committed (committed later as changed on disk): %s", exc)
+                raise CommitFailed(result, str(exc)) from None
+        return result, revision
+
+    async def commit(self, paths: list[str], author: str, message: str | None) -> str | None:
+        """Commit ``paths`` (files or folders, relative to the root; gone ones are
+        removed): the new revision, or ``None`` if nothing changed."""
+        async with self.lock:
+            return await self._commit(paths, author, message)
+
+    async def _commit(self, paths: list[str], author: str, message: str | None) -> str | None:
+        await self._stage(paths)
+        text = clean_message(message or "") or f"update {', '.join(paths)}"
+        revision = await self._commit_staged(author, text)
+        for rel in paths:
+            self._remember(rel)
+        return revision
+
+    async def _stage(self, paths: list[str]) -> None:
+        present = [p for p in paths if os.path.lexists(self.root / p)]
+        gone = [p for p in paths if p not in present]
+        if present:
+            added = await self.git.run("add", "-A", "--", *present, ok=(0, 1))
+            if added.code and "ignored" not in added.err:
+                raise GitFailed(["add"], added.code, added.err)
+        if gone:
+            await self.git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *gone)
+
+    async def _commit_staged(self, author: str, message: str) -> str | None:
+        staged = await self.git.run("diff", "--cached", "--quiet", "--no-ext-diff", ok=(0, 1))
+        if staged.code == 0:
+            return None
+        await self.git.run(
+            "commit",
+            "-q",
+            "--no-verify",
+            "--cleanup=strip",
+            "-m",
+            clean_message(message) or "update",
+            env={"GIT_AUTHOR_NAME": clean_author(author), "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL},
+        )
+        self._head = None
+        revision = await self.head()
+        if self.remote is not None:
+            self.remote.push_soon()
+        return revision
+
+    # -- reading ----------------------------------------------------------------------
+    async def head(self) -> str:
+        """The current revision ("" before the first commit); cached until a ref moves."""
+        key = self._refs_key()
+        if self._head is None or key != self._head_key:
+            found = await self.git.run("rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
+            self._head, self._head_key = found.text.strip(), key
+        return self._head
+
+    def _refs_key(self) -> tuple[int, ...]:
+        key: list[int] = []
+        for name in ("HEAD", f"refs/heads/{self.branch}", "packed-refs"):
+            try:
+                st = os.stat(self.git.git_dir / name)
+                key += [st.st_mtime_ns, st.st_size, st.st_ino]
+            except OSError:
+                key += [0, 0, 0]
+        return tuple(key)
+
+    def _stat(self, rel: str) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.root / rel)
+        except OSError:
+            return (0, -1, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _remember(self, rel: str) -> None:
+        self._stats[rel] = self._stat(rel)
+
+    async def latest(self, rel: str) -> str:
+        """The revision to run ``rel`` at: HEAD, after committing ``rel``'s change on
+        disk (author ``disk``) if it has one. No git process when neither the file nor
+        the branch moved since the last look."""
+        if self._stats.get(rel) != self._stat(rel):
+            async with self.lock:
+                await self._commit([rel], DISK, f"{rel} changed on disk")
+        head = await self.head()
+        if not head:
+            raise NotFound(f"{rel!r} is not in the scripts repository", "REVISION_NOT_FOUND")
+        return head
+
+    async def resolve(self, revision: str) -> str:
+        """A short or full revision as the full 40-hex one (404 ``REVISION_NOT_FOUND``)."""
+        short = check_revision(revision)
+        found = await self.git.run(
+            "rev-parse", "--verify", "--quiet", f"{short}^{{commit}}", ok=(0, 1, 128)
+        )
+        full = found.text.strip()
+        if found.code or not re.fullmatch(r"[0-9a-f]{40}", full):
+            raise NotFound(
+                f"no revision {short!r} in the scripts repository (or it is ambiguous)",
+                "REVISION_NOT_FOUND",
+                details={"revision": short},
+            )
+        return full
+
+    async def source_at(self, rel: str, revision: str) -> str:
+        """The text of ``rel`` at ``revision`` (404 ``REVISION_NOT_FOUND`` or
+        ``FILE_NOT_FOUND``)."""
+        full = await self.resolve(revision)
+        found = await self.git.run("cat-file", "blob", f"{full}:{rel}", ok=(0, 128))
+        if found.code:
+            raise NotFound(
+                f"file {rel!r} is not in revision {full[:12]}",
+                "FILE_NOT_FOUND",
+                details={"revision": full},
+            )
+        return found.out.decode("utf-8", "replace")
+
+    async def history(self, rel: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The commits that touched ``rel``, newest first."""
+        if not await self.head():
+            return []
+        found = await self.git.run(
+            "log", "-z", f"--max-count={int(limit)}", "--format=%H%x1f%at%x1f%an%x1f%B", "--", rel
+        )
+        entries = []
+        for record in found.text.split("\x00"):
+            if not record.strip():
+                continue
+            revision, at, author, message = record.split("\x1f", 3)
+            entries.append(
+                {
+                    "revision": revision.strip(),
+                    "time": int(at),
+                    "author": author,
+                    "message": message.strip(),
+                }
+            )
+        return entries
+
+    async def diff(self, rel: str, a: str, b: str) -> str:
+        """The unified diff of ``rel`` from revision ``a`` to revision ``b``."""
+        old, new = await self.resolve(a), await self.resolve(b)
+        found = await self.git.run(
+            "diff", "--no-color", "--no-ext-diff", "--no-textconv", old, new, "--", rel
+        )
+        return found.text
+
+    async def uncommitted(self) -> set[str]:
+        """Files (relative to the root) that differ from the last commit, or are new."""
+        found = await self.git.run(
+            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"
+        )
+        return {entry[3:] for entry in found.text.split("\x00") if len(entry) > 3}
+
+    async def close(self) -> None:
+        if self.remote is not None:
+            await self.remote.close()
+
+    def describe_remote(self) -> str | None:
+        return redact(self.remote.url) if self.remote is not None else None
