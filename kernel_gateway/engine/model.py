@@ -71,6 +71,9 @@ class RunningScript:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     environment: Environment | None = None  # its packages (issue 16): every boot uses it
     installing: asyncio.Task[Any] | None = None  # the install a stop cancels
+    # the file's (mtime, size) on disk when its source was taken: ``--watch`` reloads
+    # when it changes (not when the script runs an older revision than the file)
+    file_stat: tuple[float, int] | None = None
     _turn: itertools.count = field(default_factory=itertools.count)
 
     @property
@@ -80,6 +83,11 @@ class RunningScript:
     @property
     def restart(self) -> str:
         return self.options.restart
+
+    @property
+    def revision(self) -> str | None:
+        """The commit of the scripts repository its kernels run (issue 17)."""
+        return self.source.revision
 
     @property
     def in_flight(self) -> int:
@@ -118,6 +126,7 @@ class RunningScript:
             "in_flight": self.in_flight,
             "replicas": self.replicas,
             "run_id": self.run_id,
+            "revision": self.revision,
             "restart": self.restart,
             "restarts": self.restarts,
             "memory_limit_mb": self.memory_limit_mb or None,
