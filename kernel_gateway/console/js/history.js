@@ -30,20 +30,16 @@ function renderDiff(text) {
 
 async function showDiff(commit) {
   const path = shownPath;
-  const current = commits[0] && commits[0].revision;
   for (const row of document.querySelectorAll("#history-rows tr")) {
     row.setAttribute("aria-selected", String(row.dataset.revision === commit.revision));
   }
-  $("history-diff-title").textContent = `${short(commit.revision)} → current (${short(current)})`;
+  $("history-diff-title").textContent = `${short(commit.revision)} → current`;
   $("history-diff-section").hidden = false;
-  if (!current || current === commit.revision) {
-    $("history-diff").replaceChildren(...renderDiff(""));
-    return;
-  }
   try {
-    const q = `?from=${encodeURIComponent(commit.revision)}&to=${encodeURIComponent(current)}`;
-    const answer = await api(`/script-engine/files/${filePath(path)}/diff${q}`);
+    // no `to`: the file's latest revision (a change on disk is committed first)
+    const answer = await api(`/script-engine/files/${filePath(path)}/diff?from=${encodeURIComponent(commit.revision)}`);
     if (path !== shownPath) return;
+    $("history-diff-title").textContent = `${short(commit.revision)} → current (${short(answer.to)})`;
     $("history-diff").replaceChildren(...renderDiff(answer.diff));
   } catch (err) {
     showError(err);
