@@ -256,7 +256,7 @@ class Gateway:
             self.launch,
             DraftHub(
                 self.services,
-                deployer=Deployer(self.engine, self.store),
+                deployer=Deployer(self.engine, self.store, self.repo),
                 fast_path=settings.fast_path,
             ),
         )

@@ -8,6 +8,9 @@ already (zero downtime; the old version keeps serving if the new boot fails).
   files API's ``export``), then starts that;
 - ``deploy("warehouse/new.py")``: starts the file as it is.
 
+A deploy's write is a commit of the scripts repository (author ``draft (admin)``,
+message ``deploy <path>`` unless the payload has a ``message``).
+
 Only a draft's kernel can ask (``draft.deploy``, served by ``drafts.py``): it was
 started with the admin token, which may write files and start scripts anyway.
 
@@ -21,28 +24,45 @@ from typing import Any
 
 from .engine import MAX_REPLICAS, ScriptEngine, StartOptions
 from .errors import BadRequest, Conflict
+from .repo import ScriptRepo
 from .scripts import ScriptStore
 
-__all__ = ["Deployer"]
+__all__ = ["Deployer", "DEPLOY_AUTHOR"]
+
+# a draft's kernel holds the admin token: its saves are the admin's, from a draft
+DEPLOY_AUTHOR = "draft (admin)"
 
 
 class Deployer:
-    def __init__(self, engine: ScriptEngine, store: ScriptStore) -> None:
+    def __init__(self, engine: ScriptEngine, store: ScriptStore, repo: ScriptRepo) -> None:
         self.engine = engine
         self.store = store
+        self.repo = repo
 
     async def deploy(self, payload: dict[str, Any]) -> dict[str, Any]:
         path, source = payload.get("path"), payload.get("source")
         if not isinstance(path, str) or not path:
             raise BadRequest("'path' (a file under the scripts root) is required", "MISSING_FIELD")
+        message = payload.get("message")
+        message = message if isinstance(message, str) and message.strip() else f"deploy {path}"
         if path.endswith(".ipynb"):
             if source is not None:
                 raise BadRequest(
                     "a notebook is deployed from its saved file: pass no source", "BAD_REQUEST"
                 )
-            saved = self.store.export(path, overwrite=True)
+            saved, _ = await self.repo.change(
+                lambda: self.store.export(path, overwrite=True),
+                lambda done: [str(done["path"])],
+                DEPLOY_AUTHOR,
+                message,
+            )
         elif source is not None:
-            saved = self.store.write(path, source)
+            saved, _ = await self.repo.change(
+                lambda: self.store.write(path, source),
+                lambda _: self.store.versioned(path),
+                DEPLOY_AUTHOR,
+                message,
+            )
         else:
             saved = {"path": self.store.relative(self.store.resolve(path))}
         replicas = payload.get("replicas", 1)

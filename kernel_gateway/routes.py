@@ -44,6 +44,12 @@ from .handlers.steps import (
     ExecutionsHandler,
     TaskVariablesHandler,
 )
+from .handlers.versions import (
+    FileDiffHandler,
+    FileHistoryHandler,
+    FileRestoreHandler,
+    FilesPullHandler,
+)
 
 __all__ = ["ROUTES", "make_app", "log_request"]
 
@@ -62,9 +68,13 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/functions", FunctionListHandler, ("router",)),
     (r"/script-engine/functions/([^/]+)/call", FunctionCallHandler, ("router", "scratch")),
     (r"/script-engine/events/([^/]+)", EventHandler, ("router",)),
-    (r"/script-engine/files", FilesTreeHandler, ("store",)),
-    (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store",)),
-    (r"/script-engine/files/(.+)", FilesHandler, ("store",)),
+    (r"/script-engine/files", FilesTreeHandler, ("store", "repo")),
+    (r"/script-engine/files/pull", FilesPullHandler, ("store", "repo")),
+    (r"/script-engine/files/(.+)/export", FilesExportHandler, ("store", "repo")),
+    (r"/script-engine/files/(.+)/history", FileHistoryHandler, ("store", "repo")),
+    (r"/script-engine/files/(.+)/diff", FileDiffHandler, ("store", "repo")),
+    (r"/script-engine/files/(.+)/restore", FileRestoreHandler, ("store", "repo")),
+    (r"/script-engine/files/(.+)", FilesHandler, ("store", "repo")),
     (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
     (r"/metrics", MetricsHandler, ("metrics",)),

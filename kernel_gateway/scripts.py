@@ -123,6 +123,25 @@ class ScriptStore:
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def script_rel(self, rel: str) -> str:
+        """``rel`` as the scripts repository knows it (symlinks resolved), for a script
+        file (``.py``, ``.ipynb``; another name is a 400), whether it exists or not."""
+        path = self.resolve(rel)
+        self._check_suffix(path)
+        return self.relative(path)
+
+    def versioned(self, rel: str) -> list[str]:
+        """The paths, as the scripts repository knows them, that a write to ``rel``
+        touches: the name itself (its folder's symlinks resolved) and, when it is a
+        symlink, the file it points to."""
+        real = self.resolve(rel)
+        lexical = self.root.joinpath(*[p for p in rel.split("/") if p])
+        link = Path(os.path.realpath(lexical.parent)) / lexical.name
+        paths = [self.relative(link)] if self.root in link.parents else []
+        if real != link and real != self.root:
+            paths.append(self.relative(real))
+        return paths
+
     @staticmethod
     def _check_suffix(path: Path) -> None:
         if path.suffix not in SCRIPT_SUFFIXES:

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
 
-One module per area of the API (lifecycle, check, calls, files, steps, platform_backend, logs,
+One module per area of the API (lifecycle, check, calls, files, versions, steps, platform_backend, logs,
 observe, ops, jupyter, environments), their building blocks in `schema`. A test checks that every route of the
 application appears here, and that docs/openapi.json is this document
 (regenerate: python -m kernel_gateway.openapi > docs/openapi.json).
@@ -24,6 +24,7 @@ from .ops import ops_paths
 from .platform_backend import platform_paths
 from .schema import common_responses, components
 from .steps import steps_paths
+from .versions import versions_paths
 
 __all__ = ["build_openapi"]
 
@@ -37,6 +38,7 @@ def build_openapi() -> dict[str, Any]:
         **check_paths(),
         **function_and_event_paths(),
         **files_paths(),
+        **versions_paths(),
         **steps_paths(),
         **platform_paths(),
         **logs_paths(),

@@ -101,17 +101,24 @@ class Git:
             f"--work-tree={work_tree}",
         ]
 
+    @property
+    def plain(self) -> list[str]:
+        """The command without ``--git-dir``/``--work-tree`` (``init``, finding a repository)."""
+        return [a for a in self.prefix if not a.startswith(("--git-dir=", "--work-tree="))]
+
     async def run(
         self,
         *args: str,
         ok: tuple[int, ...] = (0,),
         env: dict[str, str] | None = None,
         timeout: float | None = None,
+        plain: bool = False,
     ) -> GitResult:
         """Run ``git <args>`` in the work tree; :class:`GitFailed` unless its exit code
-        is in ``ok`` (or past the deadline: the process is killed)."""
+        is in ``ok`` (or past the deadline: the process is killed). ``plain``: without
+        naming the repository (git finds it from the work tree, or makes it)."""
         proc = await asyncio.create_subprocess_exec(
-            *self.prefix,
+            *(self.plain if plain else self.prefix),
             *args,
             cwd=self.work_tree,
             env={**self.env, **(env or {})},

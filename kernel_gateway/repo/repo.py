@@ -107,21 +107,11 @@ class ScriptRepo:
         """The root's own repository; or a new one (``git init``); or, when the root is
         inside another repository's work tree, ours under ``home``."""
         probe = Git(self.root / ".git", self.root)
-        plain = [a for a in probe.prefix if not a.startswith(("--git-dir", "--work-tree"))]
-        proc = await asyncio.create_subprocess_exec(
-            *plain,
-            "rev-parse",
-            "--show-toplevel",
-            "--absolute-git-dir",
-            cwd=self.root,
-            env=probe.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+        found = await probe.run(
+            "rev-parse", "--show-toplevel", "--absolute-git-dir", ok=(0, 128), plain=True
         )
-        out, _ = await proc.communicate()
-        lines = out.decode("utf-8", "replace").splitlines()
-        if proc.returncode == 0 and len(lines) == 2:
+        lines = found.text.splitlines()
+        if found.code == 0 and len(lines) == 2:
             top, git_dir = Path(lines[0]).resolve(), Path(lines[1])
             if top == self.root:
                 return git_dir
@@ -129,7 +119,7 @@ class ScriptRepo:
                 own = self.home / "scripts.git"
                 if not (own / "HEAD").exists():
                     own.parent.mkdir(parents=True, exist_ok=True)
-                    await Git(own, self.root).run("init", "-q", "--bare", str(own))
+                    await probe.run("init", "-q", "--bare", str(own), plain=True)
                     log.info(
                         "the scripts root is inside the repository %s: its versions are kept "
                         "in %s, not in that repository",
@@ -137,7 +127,7 @@ class ScriptRepo:
                         own,
                     )
                 return own
-        await Git(self.root / ".git", self.root).run("init", "-q", str(self.root))
+        await probe.run("init", "-q", str(self.root), plain=True)
         log.info("made the scripts root %s a git repository", self.root)
         return self.root / ".git"
 
