@@ -603,7 +603,7 @@ def test_the_history_of_a_file_a_diff_run_this_revision_and_restore(
     assert "running" in (rows.nth(0).text_content() or "")  # the revision the script runs
 
     # a click on the older one: its diff to the current version, lines coloured + / -
-    rows.nth(1).get_by_role("button", name=first[:12]).click()
+    rows.nth(1).get_by_role("button", name=first[:12], exact=True).click()
     diff = page.locator("#history-diff")
     wait_until(lambda: diff.locator(".dl-add").count() == 1, 20, "the diff")
     assert "'second'" in (diff.locator(".dl-add").text_content() or "")
@@ -612,11 +612,14 @@ def test_the_history_of_a_file_a_diff_run_this_revision_and_restore(
     screenshot(page, "console-history")
 
     # Run this revision: asks, then rolls the running script back without a stop
-    page.on("dialog", lambda dialog: None)  # answered below (a listener: no auto-dismiss)
-    with page.expect_event("dialog") as asked:
-        rows.nth(1).get_by_role("button", name=f"Run revision {first[:12]}").click()
-    assert asked.value.message == f"Reload {rel} at revision {first[:12]}?"
-    asked.value.accept()
+    questions: list[str] = []
+
+    def answer(dialog: Any) -> None:  # confirm() blocks the click: answered as it comes
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    rows.nth(1).get_by_role("button", name=f"Run revision {first[:12]}").click()
     wait_until(
         lambda: console.gateway.running().get(rel, {}).get("revision") == first, 30, "rollback"
     )
@@ -630,15 +633,14 @@ def test_the_history_of_a_file_a_diff_run_this_revision_and_restore(
     )
     page.get_by_role("tab", name="Scripts").click()
     wait_until(lambda: first[:12] in (row.text_content() or ""), 20, "the new revision shown")
+    assert questions == [f"Reload {rel} at revision {first[:12]}?"]
 
     # Restore: asks, then the old content is a new commit (the newest of the history)
     page.get_by_role("tab", name="History").click()
     wait_until(lambda: rows.count() == 2, 20, "the commits again")
-    with page.expect_event("dialog") as asked:
-        rows.nth(1).get_by_role("button", name=f"Restore {first[:12]}").click()
-    assert asked.value.message.startswith(f"Restore {rel} to revision {first[:12]}?")
-    asked.value.accept()
+    rows.nth(1).get_by_role("button", name=f"Restore {first[:12]}").click()
     wait_until(lambda: rows.count() == 3, 20, "the restore's commit")
+    assert questions[1].startswith(f"Restore {rel} to revision {first[:12]}?"), questions
     assert "restore" in (rows.nth(0).text_content() or "")
     assert (console.root / rel).read_text() == VERSIONED.format(v="first")
     gw.post("/script-engine/stop", json={"script_path": rel})

@@ -170,6 +170,7 @@ class ScriptEngine(Booting):
                 policy=(self.default_policy if options.policy is None else options.policy) or None,
             )
             script.file_stat = disk_stat(source)
+            script.revision = source.revision
             script.environment = None if lock else self.packages.ready(decl)
             if script.environment is None and (decl is not None or lock is not None):
                 script.status = "installing"
@@ -311,6 +312,7 @@ class ScriptEngine(Booting):
                 raise
             old, script.kernels = script.kernels, kernels
             script.registrations = regs
+            script.revision = script.source.revision
             self.packages.touch(env, script.path)
             await self.runs.reloaded(
                 script, _lock(env) != _lock(old_env), script.revision != old_source.revision

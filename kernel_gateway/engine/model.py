@@ -74,6 +74,9 @@ class RunningScript:
     # the file's (mtime, size) on disk when its source was taken: ``--watch`` reloads
     # when it changes (not when the script runs an older revision than the file)
     file_stat: tuple[float, int] | None = None
+    # the commit of the scripts repository its serving kernels run (issue 17): the
+    # source's, set when they serve (a reload sets it at the swap, not at its boot)
+    revision: str | None = None
     _turn: itertools.count = field(default_factory=itertools.count)
 
     @property
@@ -83,11 +86,6 @@ class RunningScript:
     @property
     def restart(self) -> str:
         return self.options.restart
-
-    @property
-    def revision(self) -> str | None:
-        """The commit of the scripts repository its kernels run (issue 17)."""
-        return self.source.revision
 
     @property
     def in_flight(self) -> int:
