@@ -167,6 +167,7 @@ def test_start_ls_call_reload_stop(gw_cli: Gateway) -> None:
         "RSS_MIB",
     ]
     assert row.split()[:4] == ["cli/hello.py", "running", "1", "0"], listed.stdout
+    assert header.split()[-2:] == ["REVISION", "SCRIPT_ID"], listed.stdout
 
     as_json = json.loads(gw_cli.vwed("ls", "--json").stdout)
     assert [s["script_path"] for s in as_json["scripts"]] == ["cli/hello.py"]
