@@ -95,18 +95,6 @@ def _deps_settings(settings: Settings) -> DepsSettings:
     )
 
 
-def _inside(root: Path, *folders: Path) -> tuple[str, ...]:
-    """The ``folders`` (the data directory, the environments) that are inside the scripts
-    root, relative to it: never versioned."""
-    found = []
-    for folder in folders:
-        try:
-            found.append(folder.resolve().relative_to(root).as_posix())
-        except ValueError:
-            continue
-    return tuple(f for f in found if f != ".")
-
-
 class Gateway:
     """A running gateway: kernel pool, engine, HTTP server."""
 
@@ -143,7 +131,7 @@ class Gateway:
             self.store.root,
             settings.scripts_remote or None,
             home=data_dir.resolve(),
-            exclude=_inside(self.store.root, data_dir, settings.deps_path),
+            exclude=(data_dir, settings.deps_path),  # never versioned, when inside the root
         )
         self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()

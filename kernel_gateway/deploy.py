@@ -20,11 +20,12 @@ installing them runs their code; ``deploy(..., install=True)`` installs them and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .engine import MAX_REPLICAS, ScriptEngine, StartOptions
 from .errors import BadRequest, Conflict
-from .repo import ScriptRepo
+from .repo import CommitFailed, ScriptRepo
 from .scripts import ScriptStore
 
 __all__ = ["Deployer", "DEPLOY_AUTHOR"]
@@ -50,17 +51,15 @@ class Deployer:
                 raise BadRequest(
                     "a notebook is deployed from its saved file: pass no source", "BAD_REQUEST"
                 )
-            saved, _ = await self.repo.change(
+            saved = await self._save(
                 lambda: self.store.export(path, overwrite=True),
                 lambda done: [str(done["path"])],
-                DEPLOY_AUTHOR,
                 message,
             )
         elif source is not None:
-            saved, _ = await self.repo.change(
+            saved = await self._save(
                 lambda: self.store.write(path, source),
                 lambda _: self.store.versioned(path),
-                DEPLOY_AUTHOR,
                 message,
             )
         else:
@@ -90,6 +89,20 @@ class Deployer:
             "script_path": script.path,
             "registrations": script.registrations.counts(),
         }
+
+    async def _save(
+        self,
+        write: Callable[[], dict[str, Any]],
+        paths: Callable[[dict[str, Any]], list[str]],
+        message: str,
+    ) -> dict[str, Any]:
+        """The write and its commit; a commit git refused leaves the file written (and
+        committed later as changed on disk): the deploy goes on."""
+        try:
+            saved, _ = await self.repo.change(write, paths, DEPLOY_AUTHOR, message)
+        except CommitFailed as exc:
+            return dict(exc.result)
+        return saved
 
     def _installed_or_refuse(self, rel: str) -> None:
         """409 ``DEPENDENCIES_NOT_READY`` naming the packages when ``rel`` declares packages

@@ -1,7 +1,7 @@
 """The script file store: every path from outside is confined to the scripts root.
 
 Security: a path is refused (``PATH_INVALID``) when it is absolute, contains a
-NUL byte, a backslash, a ``..`` or ``.`` segment, a percent-encoded character
+NUL byte, a backslash, a ``..``, ``.`` or ``.git`` segment, a percent-encoded character
 (encoded traversal reaching us after one decoding), or when, after resolving
 symlinks, it leaves the root. Only ``.py`` and ``.ipynb`` files are read or
 written, up to ``max_file_size`` bytes.
@@ -90,6 +90,8 @@ class ScriptStore:
         parts = [p for p in rel.split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise PathInvalid(f"path {rel!r} must not contain '.' or '..' segments")
+        if ".git" in parts:  # the scripts repository's own files (docs/versions.md)
+            raise PathInvalid(f"path {rel!r} is inside the repository's .git folder")
         if not parts and not allow_root:
             raise PathInvalid("path must not be empty")
         if any(len(p.encode("utf-8", "surrogatepass")) > NAME_MAX for p in parts):

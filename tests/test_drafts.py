@@ -336,6 +336,11 @@ def test_deploy_saves_the_draft_as_a_script_and_starts_it(draft_gw, admin, calle
         out = nb.run(f'print(VWED.deploy("{n}/app.py", src.replace("v1", "v2"))["action"])')
         assert out.strip() == "reloaded"
         assert caller.get(f"/script-api/{n}/v").json() == "v2"
+        # each deploy's write is a commit of the scripts repository (issue 17)
+        entries = admin.get(f"/script-engine/files/{n}/app.py/history").json()["history"]
+        assert [(e["author"], e["message"]) for e in entries] == [
+            ("draft (admin)", f"deploy {n}/app.py")
+        ] * 2
 
         # a saved notebook: exported beside it (skip-tagged cells left out), started;
         # the deploy line itself is a no-op in the deployed script
@@ -377,6 +382,8 @@ def test_deploy_saves_the_draft_as_a_script_and_starts_it(draft_gw, admin, calle
         assert action == "started" and r_path(sid) == f"{n}/dock.py"
         assert caller.get(f"/script-api/{n}/nb").json() == 1
         assert "no-such-function" not in (root / n / "dock.py").read_text()
+        entries = admin.get(f"/script-engine/files/{n}/dock.py/history").json()["history"]
+        assert entries[0]["message"] == f"deploy {n}/dock.ipynb"
     finally:
         for sid in started:
             admin.post("/script-engine/stop", json={"script_id": sid})

@@ -4,6 +4,7 @@ empty folder, so everything it shows comes from the gateway."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,14 @@ def test_the_file_browser_shows_and_edits_the_scripts_root(files_gw, lab):
     )
     assert r.status_code in (200, 201), r.text
     assert (root / "warehouse" / "controller.py").read_text() == code
+    # ... and committed to the scripts repository, as JupyterLab's (issue 17)
+    log = subprocess.run(
+        ["git", "-C", str(root), "log", "-1", "--format=%an|%s", "--", "warehouse/controller.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert log.strip() == "JupyterLab (admin)|update warehouse/controller.py"
 
     # a notebook: saved, read back as a notebook
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])

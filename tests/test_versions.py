@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,60 @@ def test_existing_repository_used_as_is_and_enclosing_one_untouched(tmp_path):
     assert len(entries) == 2 and repo.git.git_dir == tmp_path / "data2" / "scripts.git"
     assert not (project / "scripts" / ".git").exists()
     assert git(project, "rev-list", "--all") == ""  # the project has no commit of ours
+
+
+def test_a_refused_commit_never_loses_the_save(admin, vgw):
+    """Another git process holds the index: the file is written, the answer says it is
+    not committed, and it is committed later as changed on disk."""
+    gw, root = vgw
+    rel = f"{unique('locked')}.py"
+    lock = root / ".git" / "index.lock"
+    lock.write_text("")
+    try:
+        body = put(admin, rel, "l = 1\n")
+    finally:
+        lock.unlink()
+    assert body["committed"] is False and body["revision"] is None
+    assert "index.lock" in body["commit_error"]
+    assert (root / rel).read_text() == "l = 1\n"
+    revision = gw.run(gw.gateway.repo.latest(rel))
+    assert history(admin, rel)[0] == {**history(admin, rel)[0], "revision": revision}
+
+
+def test_the_git_folder_is_out_of_reach(admin):
+    for path in (".git/config.py", ".git/hooks/pre-commit.py", "a/.git/x.py"):
+        r = admin.put(f"/script-engine/files/{path}", json={"content": "x"})
+        assert r.status_code == 400 and r.json()["code"] == "PATH_INVALID", (path, r.text)
+        r = admin.get(f"/script-engine/files/{path}/history")
+        assert r.status_code == 400 and r.json()["code"] == "PATH_INVALID", (path, r.text)
+
+
+def test_concurrent_saves_are_one_commit_each(vgw):
+    gw, root = vgw
+    names = [f"{unique('many')}_{i}.py" for i in range(12)]
+
+    def save(rel: str) -> dict[str, Any]:
+        headers = {"Authorization": f"token {ADMIN}", "X-VWED-Message": f"save {rel}"}
+        with httpx.Client(base_url=gw.url, headers=headers, timeout=30) as c:
+            return put(c, rel, f"# {rel}\n")
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(save, names))
+    assert len({a["revision"] for a in answers}) == len(names)
+    for rel, answer in zip(names, answers, strict=True):
+        shown = git(root, "show", "--name-only", "--format=%s", answer["revision"]).split()
+        assert shown == ["save", rel, rel], shown  # its own message, its own file only
+
+
+def test_data_folders_inside_the_root_are_never_versioned(tmp_path):
+    root = tmp_path / "scripts"
+    (root / "state" / "environments").mkdir(parents=True)
+    (root / "state" / "vwed.sqlite3").write_text("data")
+    (root / "state" / "environments" / "mod.py").write_text("x = 1\n")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (root / "a.py").write_text("a = 1\n")
+    repo = ScriptRepo(root, exclude=(root / "state", tmp_path / "elsewhere"))
+    asyncio.run(repo.open())
+    assert git(root, "ls-files").split() == ["a.py"]
+    assert asyncio.run(repo.uncommitted()) == set()

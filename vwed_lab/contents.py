@@ -73,10 +73,11 @@ class GatewayContentsManager(AsyncContentsManager):
         return self.base + "/" + "/".join(url_escape(p, plus=False) for p in path.split("/"))
 
     async def _call(self, method: str, path: str, body: Any = None, query: str = "") -> Any:
-        kwargs: dict[str, Any] = {"method": method}
+        # every write is a commit of the gateway's scripts repository: named as JupyterLab's
+        kwargs: dict[str, Any] = {"method": method, "headers": {"X-VWED-Author": "JupyterLab"}}
         if body is not None:
             kwargs["body"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": "application/json"}
+            kwargs["headers"]["Content-Type"] = "application/json"
         kwargs = GatewayClient.instance().load_connection_args(**kwargs)
         response = await AsyncHTTPClient().fetch(
             self._url(path) + query, raise_error=False, **kwargs

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadRequest, Conflict
-from ..repo import ScriptRepo, check_revision
+from ..repo import CommitFailed, ScriptRepo, check_revision
 from ..scripts import ScriptStore, etag_of
 from .base import JSONHandler
 
@@ -67,7 +67,10 @@ class VersionedHandler(JSONHandler):
     ) -> dict[str, Any]:
         """Run the write and commit it (one lock): its answer with ``revision`` (the
         new commit; the current one when the content did not change)."""
-        result, revision = await self.repo.change(action, paths, self.author(), message)
+        try:
+            result, revision = await self.repo.change(action, paths, self.author(), message)
+        except CommitFailed as exc:  # the write stands: say so, and that it is not a commit
+            return {**exc.result, "revision": None, "committed": False, "commit_error": exc.error}
         current = revision or await self.repo.head() or None
         return {**result, "revision": current, "committed": revision is not None}
 

@@ -2,10 +2,11 @@
 content at a revision, diff, commits of every write) and its remote (push, pull)."""
 
 from .git import GitFailed, redact
-from .repo import DISK, ScriptRepo, check_revision, clean_author, clean_message
+from .repo import DISK, CommitFailed, ScriptRepo, check_revision, clean_author, clean_message
 
 __all__ = [
     "DISK",
+    "CommitFailed",
     "GitFailed",
     "ScriptRepo",
     "check_revision",

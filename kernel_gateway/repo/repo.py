@@ -31,7 +31,14 @@ from ..errors import BadParameter, NotFound
 from .git import AUTHOR_EMAIL, Git, GitFailed, redact
 from .remote import Remote
 
-__all__ = ["ScriptRepo", "DISK", "check_revision", "clean_author", "clean_message"]
+__all__ = [
+    "ScriptRepo",
+    "CommitFailed",
+    "DISK",
+    "check_revision",
+    "clean_author",
+    "clean_message",
+]
 
 log = logging.getLogger("kernel_gateway.repo")
 
@@ -41,6 +48,17 @@ _REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
 _EXCLUDE_MARK = "# written by the VWED gateway: never versioned"
 _EXCLUDES = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".*.tmp-*", "/.vwed/")
 MAX_MESSAGE = 4000
+
+
+class CommitFailed(Exception):
+    """The write was done but git refused its commit (e.g. another git process holds
+    the index): the file is on disk, uncommitted, and is committed at the next start or
+    a ``latest``. ``result``: the write's own answer."""
+
+    def __init__(self, result: Any, error: str) -> None:
+        super().__init__(error)
+        self.result = result
+        self.error = error
 
 
 def check_revision(revision: Any, name: str = "revision") -> str:
@@ -69,11 +87,11 @@ class ScriptRepo:
         remote: str | None = None,
         *,
         home: Path | None = None,
-        exclude: tuple[str, ...] = (),
+        exclude: tuple[Path, ...] = (),
     ) -> None:
         self.root = Path(root).resolve()
         self.home = home  # where our own repository goes if the root is inside another
-        self.exclude = exclude  # more paths (relative to the root) never versioned
+        self.exclude = exclude  # folders never versioned when they are inside the root
         self.lock = asyncio.Lock()
         self.git = Git(self.root / ".git", self.root)
         self.remote = Remote(self, remote) if remote else None
@@ -89,9 +107,13 @@ class ScriptRepo:
         self._write_excludes()
         branch = await self.git.run("symbolic-ref", "--quiet", "--short", "HEAD", ok=(0, 1))
         self.branch = branch.text.strip() or "HEAD"
+        revision = None
         async with self.lock:
-            await self.git.run("add", "-A", "--", ".")
-            revision = await self._commit_staged(DISK, "changed on disk")
+            try:
+                await self.git.run("add", "-A", "--", ".")
+                revision = await self._commit_staged(DISK, "changed on disk")
+            except GitFailed as exc:  # e.g. a merge left half done by hand: serve anyway
+                log.error("the files changed on disk could not be committed: %s", exc)
         head = await self.head()
         log.info(
             "scripts repository %s (branch %s) at %s%s",
@@ -138,12 +160,14 @@ class ScriptRepo:
         old = path.read_text("utf-8") if path.exists() else ""
         if _EXCLUDE_MARK in old:
             old = old[: old.index(_EXCLUDE_MARK)].rstrip("\n") + ("\n" if old.strip() else "")
-        lines = [*_EXCLUDES, *("/" + p.strip("/") + "/" for p in self.exclude)]
-        if self.git.git_dir != self.root / ".git":
-            try:  # our own repository under the data dir: never inside its own tree
-                lines.append("/" + self.git.git_dir.relative_to(self.root).as_posix() + "/")
+        lines = list(_EXCLUDES)
+        for folder in (*self.exclude, self.git.git_dir):
+            try:  # the data dir, the environments, our own repository if it is there
+                inside = Path(folder).resolve().relative_to(self.root).as_posix()
             except ValueError:
-                pass
+                continue
+            if inside != ".":
+                lines.append(f"/{inside}/")
         path.write_text(old + _EXCLUDE_MARK + "\n" + "\n".join(lines) + "\n", "utf-8")
 
     # -- writing ----------------------------------------------------------------------
@@ -154,7 +178,11 @@ class ScriptRepo:
         (its result, the new revision or ``None`` when the content did not change)."""
         async with self.lock:
             result = action()
-            revision = await self._commit(paths(result), author, message)
+            try:
+                revision = await self._commit(paths(result), author, message)
+            except GitFailed as exc:
+                log.error("written but not committed (committed later as changed on disk): %s", exc)
+                raise CommitFailed(result, str(exc)) from None
         return result, revision
 
     async def commit(self, paths: list[str], author: str, message: str | None) -> str | None:
