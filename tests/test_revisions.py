@@ -225,3 +225,31 @@ def test_restore_after_a_gateway_restart_runs_the_recorded_revision(tmp_path):
         assert second.client.get("/script-api/pinned/version").json() == "new"
     finally:
         second.finish()
+
+
+def test_a_file_the_repository_ignores_runs_from_disk_without_a_revision(
+    client, scripts, scripts_dir
+):
+    """An existing repository is used as it is: a file its .gitignore ignores is never
+    committed; its start runs the file on disk, says it runs no commit, and warns."""
+    n = unique("ignored")
+    folder = f"ignored_{n}"
+    (scripts_dir / folder).mkdir()
+    (scripts_dir / folder / ".gitignore").write_text("*.py\n")
+    rel = scripts.write(f"{folder}/{n}.py", VERSION.format(n=n, v="disk"))
+    started = scripts.start(rel)
+    assert started["revision"] is None
+    assert client.get(f"/script-api/{n}/version").json() == "disk"
+    one = client.get(f"/script-engine/scripts/{started['script_id']}").json()
+    assert one["revision"] is None
+
+    def warned() -> bool:
+        records = client.get(
+            "/script-engine/logs", params={"script_id": started["script_id"], "level": "WARNING"}
+        ).json()["records"]
+        return any("not a commit" in r["message"] for r in records)
+
+    wait_until(warned, 10, "the warning that it runs no commit")
+    # an explicit revision of it is refused: no commit has the file
+    r = client.post("/script-engine/reload", json={"script_path": rel, "revision": "deadbeef"})
+    assert r.status_code == 404, r.text

@@ -29,7 +29,7 @@ from .booting import Booting
 from .model import RunningScript, ScriptTable, StartOptions
 from .packages import GC_INTERVAL, ScriptPackages
 from .persistence import RunHistory
-from .revisions import Revisions, disk_stat, load_source
+from .revisions import Revisions, disk_stat, load_source, warn_uncommitted
 from .supervisor import Supervisor
 from .watch import watch_files
 
@@ -171,6 +171,7 @@ class ScriptEngine(Booting):
             )
             script.file_stat = disk_stat(source)
             script.revision = source.revision
+            warn_uncommitted(self.logs, self.repo, script)
             script.environment = None if lock else self.packages.ready(decl)
             if script.environment is None and (decl is not None or lock is not None):
                 script.status = "installing"
@@ -313,6 +314,7 @@ class ScriptEngine(Booting):
             old, script.kernels = script.kernels, kernels
             script.registrations = regs
             script.revision = script.source.revision
+            warn_uncommitted(self.logs, self.repo, script)
             self.packages.touch(env, script.path)
             await self.runs.reloaded(
                 script, _lock(env) != _lock(old_env), script.revision != old_source.revision
