@@ -391,6 +391,11 @@ def test_conflicts_refusals_tracebacks_pause_export_and_files(console: Console, 
     page.get_by_role("button", name="Rename").click()
     wait_until(lambda: (console.root / "demo" / "renamed.py").is_file(), 20, "the renamed file")
     assert not (console.root / "demo" / "fresh.py").exists()
+    # the page selects the renamed file once the answer is in (the file is renamed on disk
+    # before the answer: the rename's commit comes between)
+    wait_until(
+        lambda: page.locator("#sel-path").text_content() == "demo/renamed.py", 20, "selected"
+    )
     questions: list[str] = []
 
     def answer(dialog: Any) -> None:
