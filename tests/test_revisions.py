@@ -76,6 +76,12 @@ def test_start_at_an_older_revision_runs_the_old_code_and_shows_it(client, scrip
     assert client.get(f"/script-api/{n}/version").json() == "v2"
     wait_until(lambda: run_record(client, rel).get("revision") == new, 10, "the reloaded revision")
 
+    # the latest of a file is its own last commit (the one its history lists), not a
+    # newer commit of another file
+    head = save(client, f"revs/{n}_other.py", "x = 1\n", "another file")
+    r = client.post("/script-engine/reload", json={"script_path": rel})
+    assert r.status_code == 200 and r.json()["revision"] == new != head, r.text
+
     # a change on disk is committed (author "disk") before a default reload runs it
     scripts.write(rel, VERSION.format(n=n, v="v3"))
     r = client.post("/script-engine/reload", json={"script_path": rel})

@@ -6,7 +6,7 @@ runs exactly the commit it names."""
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import NotFound
 from ..logs import LogHub
@@ -26,11 +26,14 @@ class Revisions(Protocol):
 
     async def source_at(self, rel: str, revision: str) -> str: ...
 
+    async def history(self, rel: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
 
 async def load_source(
     files: ScriptStore, repo: Revisions | None, script_path: str, revision: str | None
 ) -> ScriptSource:
-    """The source of ``script_path`` at ``revision`` (None: the latest commit).
+    """The source of ``script_path`` at ``revision`` (None: the latest commit of the
+    file, the one its history lists first).
 
     Without a repository (an engine built without one), the file as it is on disk.
     The latest is checked on disk first (404 ``SCRIPT_NOT_FOUND``, 413, a bad
@@ -50,6 +53,9 @@ async def load_source(
         rel = on_disk.path
         try:
             full = await repo.latest(rel)
+            # the file's own last commit (its content is HEAD's): what its history lists
+            last = await repo.history(rel, 1)
+            full = str(last[0]["revision"]) if last else full
             text = await repo.source_at(rel, full)
         except (GitFailed, NotFound):
             return on_disk
