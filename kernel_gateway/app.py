@@ -217,6 +217,7 @@ class Gateway:
             max_kernels=settings.max_kernels,
             memory_limit_mb=settings.memory_limit_mb,
             default_policy=settings.default_policy,
+            repo=self.repo,  # which revision a start, reload, restart runs
             environments=self.environments,
         )
         self.workers = WorkerPool(

@@ -167,6 +167,7 @@ def test_start_ls_call_reload_stop(gw_cli: Gateway) -> None:
         "RSS_MIB",
     ]
     assert row.split()[:4] == ["cli/hello.py", "running", "1", "0"], listed.stdout
+    assert header.split()[-2:] == ["REVISION", "SCRIPT_ID"], listed.stdout
 
     as_json = json.loads(gw_cli.vwed("ls", "--json").stdout)
     assert [s["script_path"] for s in as_json["scripts"]] == ["cli/hello.py"]
@@ -410,3 +411,44 @@ def test_deps_prefetch_ls_show(gw_cli: Gateway) -> None:
     caller = (gw_cli.data / "caller_token").read_text().strip()
     refused = gw_cli.vwed("deps", "prefetch", "cli/deps_ok.py", env=gw_cli.env(VWED_TOKEN=caller))
     assert refused.returncode == 1 and "FORBIDDEN" in refused.stderr, refused.stderr
+
+
+@pytest.mark.timeout(120)
+def test_history_and_a_start_and_reload_at_a_revision(gw_cli: Gateway) -> None:
+    """`vwed history PATH` lists the commits of a file; `--revision` on start and reload
+    runs that commit (a rollback); a bad revision is a usage error or the gateway's 404."""
+    code = "def boot():\n    VWED.api.register_route('/cli/rev', 'GET', lambda: {v!r})\n"
+    script = gw_cli.root / "cli" / "rev.py"
+    script.write_text(code.format(v="one"))
+    first = json.loads(gw_cli.vwed("--json", "start", "cli/rev.py").stdout)
+    old = first["revision"]
+    assert len(old) == 40, first
+    script.write_text(code.format(v="two"))
+    reloaded = gw_cli.vwed("reload", "cli/rev.py")  # the change on disk is committed first
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert " at revision " in reloaded.stdout and old[:12] not in reloaded.stdout
+    assert gw_cli.http.get("/script-api/cli/rev").json() == "two"
+
+    listed = gw_cli.vwed("history", "cli/rev.py")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["REVISION", "TIME", "AUTHOR", "MESSAGE"], listed.stdout
+    assert len(lines) == 3 and lines[2].startswith(old[:12]), listed.stdout
+    assert "disk" in lines[1]
+    commits = json.loads(gw_cli.vwed("history", "cli/rev.py", "--json").stdout)["history"]
+    assert [c["revision"] for c in commits][1] == old
+
+    rolled = gw_cli.vwed("reload", "cli/rev.py", "--revision", old[:8])
+    assert rolled.returncode == 0, rolled.stderr
+    assert rolled.stdout.rstrip().endswith(f"at revision {old[:12]}"), rolled.stdout
+    assert gw_cli.http.get("/script-api/cli/rev").json() == "one"
+
+    bad = gw_cli.vwed("reload", "cli/rev.py", "--revision", "not-hex")
+    assert bad.returncode == 2 and "--revision" in bad.stderr, bad.stderr
+    missing = gw_cli.vwed("reload", "cli/rev.py", "--revision", "deadbeef")
+    assert missing.returncode == 1 and "REVISION_NOT_FOUND" in missing.stderr, missing.stderr
+    stopped = gw_cli.vwed("stop", "cli/rev.py")
+    assert stopped.returncode == 0, stopped.stderr
+    started = gw_cli.vwed("start", "cli/rev.py", "--revision", old)
+    assert started.returncode == 0 and f"at revision {old[:12]}" in started.stdout, started.stderr
+    assert gw_cli.http.get("/script-api/cli/rev").json() == "one"

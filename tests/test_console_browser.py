@@ -391,6 +391,11 @@ def test_conflicts_refusals_tracebacks_pause_export_and_files(console: Console, 
     page.get_by_role("button", name="Rename").click()
     wait_until(lambda: (console.root / "demo" / "renamed.py").is_file(), 20, "the renamed file")
     assert not (console.root / "demo" / "fresh.py").exists()
+    # the page selects the renamed file once the answer is in (the file is renamed on disk
+    # before the answer: the rename's commit comes between)
+    wait_until(
+        lambda: page.locator("#sel-path").text_content() == "demo/renamed.py", 20, "selected"
+    )
     questions: list[str] = []
 
     def answer(dialog: Any) -> None:
@@ -590,3 +595,91 @@ def test_the_secrets_view_lists_names_and_scopes_never_values(console: Console, 
     page.get_by_role("button", name="Delete secret erp_api_key").click()
     wait_until(lambda: "erp_api_key" not in (rows.text_content() or ""), 20, "deleted")
     assert "erp_api_key" not in console.gateway.client.get("/script-engine/secrets").text
+
+
+VERSIONED = """\
+def boot():
+    VWED.api.register_route("/versioned/which", "GET", lambda: {v!r})
+"""
+
+
+@needs_browser
+def test_the_history_of_a_file_a_diff_run_this_revision_and_restore(
+    console: Console, page: Any
+) -> None:
+    gw = console.gateway.client
+    rel = "demo/versioned.py"
+    saves = []
+    for v, message in (("first", "the first version"), ("second", "serve the second")):
+        r = gw.put(
+            f"/script-engine/files/{rel}",
+            json={"content": VERSIONED.format(v=v), "message": message},
+            headers={"X-VWED-Author": "ann"},
+        )
+        assert r.status_code == 200, r.text
+        saves.append(r.json()["revision"])
+    first, second = saves
+    r = gw.post("/script-engine/start", json={"script_path": rel})
+    assert r.status_code == 200 and r.json()["revision"] == second, r.text
+
+    sign_in(page, console.url, console.token)
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_role("button", name="Refresh files").click()
+    page.get_by_role("treeitem", name=rel).get_by_role("button").click()
+    # the Scripts table shows the revision a script runs (short)
+    page.get_by_role("tab", name="Scripts").click()
+    row = page.get_by_role("table", name="Running scripts").locator(f'tr[data-path="{rel}"]')
+    wait_until(lambda: second[:12] in (row.text_content() or ""), 20, "the running revision")
+
+    # History: the commits, newest first, with author and message
+    page.get_by_role("tab", name="History").click()
+    commits = page.get_by_role("table", name="Commits of the file")
+    rows = commits.locator("#history-rows tr")
+    wait_until(lambda: rows.count() == 2, 20, "the two commits")
+    assert rows.nth(0).get_attribute("data-revision") == second
+    assert "serve the second" in (rows.nth(0).text_content() or "")
+    assert "ann (admin)" in (rows.nth(0).text_content() or "")
+    assert "running" in (rows.nth(0).text_content() or "")  # the revision the script runs
+
+    # a click on the older one: its diff to the current version, lines coloured + / -
+    rows.nth(1).get_by_role("button", name=first[:12], exact=True).click()
+    diff = page.locator("#history-diff")
+    wait_until(lambda: diff.locator(".dl-add").count() == 1, 20, "the diff")
+    assert "'second'" in (diff.locator(".dl-add").text_content() or "")
+    assert "'first'" in (diff.locator(".dl-del").text_content() or "")
+    assert diff.locator("b, i, script, span").count() == 0  # text lines, no markup from the file
+    screenshot(page, "console-history")
+
+    # Run this revision: asks, then rolls the running script back without a stop
+    questions: list[str] = []
+
+    def answer(dialog: Any) -> None:  # confirm() blocks the click: answered as it comes
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    rows.nth(1).get_by_role("button", name=f"Run revision {first[:12]}").click()
+    wait_until(
+        lambda: console.gateway.running().get(rel, {}).get("revision") == first, 30, "rollback"
+    )
+    assert (
+        httpx.get(
+            f"{console.url}/script-api/versioned/which",
+            timeout=30,
+            headers={"Authorization": f"token {console.caller}"},
+        ).json()
+        == "first"
+    )
+    page.get_by_role("tab", name="Scripts").click()
+    wait_until(lambda: first[:12] in (row.text_content() or ""), 20, "the new revision shown")
+    assert questions == [f"Reload {rel} at revision {first[:12]}?"]
+
+    # Restore: asks, then the old content is a new commit (the newest of the history)
+    page.get_by_role("tab", name="History").click()
+    wait_until(lambda: rows.count() == 2, 20, "the commits again")
+    rows.nth(1).get_by_role("button", name=f"Restore {first[:12]}").click()
+    wait_until(lambda: rows.count() == 3, 20, "the restore's commit")
+    assert questions[1].startswith(f"Restore {rel} to revision {first[:12]}?"), questions
+    assert "restore" in (rows.nth(0).text_content() or "")
+    assert (console.root / rel).read_text() == VERSIONED.format(v="first")
+    gw.post("/script-engine/stop", json={"script_path": rel})

@@ -59,7 +59,13 @@ def test_a_stop_during_restore_cancels_it_and_leaves_no_kernel(tmp_path):
     cancels its boot, the gateway exits at once, and the kernel it booted is gone."""
     root = tmp_path / "scripts"
     root.mkdir()
-    (root / "slow.py").write_text(ROUTE.format(n=1))
+    # slow when a flag file is beside it: a restore runs the revision that was running
+    # (not a newer content of the file), so what changes its boot is outside the code
+    (root / "slow.py").write_text(
+        "import os, time\n\ndef boot():\n"
+        "    if os.path.exists(os.path.join(os.path.dirname(__file__), 'slow.flag')):\n"
+        "        time.sleep(60)\n" + ROUTE.format(n=1).split("\n", 1)[1]
+    )
     first = GatewayProcess(root, tmp_path / "data")
     try:
         assert first.client.post("/script-engine/start", json={"script_path": "slow.py"}).is_success
@@ -68,9 +74,7 @@ def test_a_stop_during_restore_cancels_it_and_leaves_no_kernel(tmp_path):
     finally:
         first.finish()
     # the next gateway restores it, and now its boot takes long
-    (root / "slow.py").write_text(
-        "import time\n\ndef boot():\n    time.sleep(60)\n" + ROUTE.format(n=1).split("\n", 1)[1]
-    )
+    (root / "slow.flag").write_text("")
     second = GatewayProcess(root, tmp_path / "data", "--boot-timeout", "120")
     seen: set[int] = set()
     try:

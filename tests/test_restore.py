@@ -44,6 +44,13 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
     root.mkdir()
     for n in ("one", "two", "gone", "broken"):
         (root / f"{n}.py").write_text(SCRIPT.format(n=n))
+    (root / "broken.cfg").write_text("config\n")
+    (root / "broken.py").write_text(
+        "import os\n\n"
+        "def boot():\n"
+        "    open(os.path.join(os.path.dirname(__file__), 'broken.cfg')).read()\n"
+        "    VWED.api.register_route('/broken/ok', 'GET', lambda: 'broken')\n"
+    )
     first = GatewayProcess(root, data)
     for n in ("one", "two", "gone", "broken"):
         assert (
@@ -63,8 +70,10 @@ def test_kill_9_then_restore_then_sigterm_drains(tmp_path):
         lambda: not any(_alive(p) for p in pids), 30, "the kernels to exit with their gateway"
     )
 
-    # a file that no longer boots does not keep the others from coming back
-    (root / "broken.py").write_text("def boot():\n    raise RuntimeError('config missing')\n")
+    # a script that no longer boots does not keep the others from coming back (a restore
+    # runs the revision that was running, not the file's newer content: what breaks it
+    # here is what it reads at boot, a file beside it that is gone)
+    (root / "broken.cfg").unlink()
     second = GatewayProcess(root, data)
     try:
 

@@ -28,6 +28,7 @@ from .output import (
     started_line,
     to_json,
 )
+from .revisions import REVISION_HELP, commits_of, history_table, revision_arg, revision_suffix
 from .secrets import add_secrets_parser, cmd_secrets
 
 __all__ = ["main", "build_parser", "script_ref"]
@@ -173,13 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--restart", choices=RESTART_POLICIES, help="restart policy (default on-failure)"
     )
+    p.add_argument("--revision", type=revision_arg, help=REVISION_HELP)
     for name, text in (
         ("stop", "stop a running script"),
         ("restart", "restart a running script in new kernels"),
-        ("reload", "reload a running script without downtime"),
+        ("reload", "reload a running script without downtime (--revision: a rollback)"),
     ):
         p = command(name, text)
         p.add_argument("script", metavar="PATH|ID", help="the script's path or its script id")
+        if name != "stop":
+            p.add_argument("--revision", type=revision_arg, help=REVISION_HELP)
+    p = command("history", "the commits of a script file (revision, time, author, message)")
+    p.add_argument("path", metavar="PATH", help="the script, under the scripts root")
     p = command("logs", "print a script's (or all) log records; -f follows them live")
     p.add_argument("path", metavar="PATH", nargs="?", help="one script (default: all)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
@@ -235,8 +241,10 @@ def cmd_ls(client: Client, ns: argparse.Namespace) -> int:
 
 
 def cmd_start(client: Client, ns: argparse.Namespace) -> int:
-    answer = client.start(normal_path(ns.path), ns.replicas, ns.restart)
-    _print(to_json(answer) if ns.json else started_line("started", answer))
+    answer = client.start(normal_path(ns.path), ns.replicas, ns.restart, ns.revision)
+    _print(
+        to_json(answer) if ns.json else started_line("started", answer) + revision_suffix(answer)
+    )
     return OK
 
 
@@ -248,15 +256,24 @@ def cmd_stop(client: Client, ns: argparse.Namespace) -> int:
 
 
 def cmd_restart(client: Client, ns: argparse.Namespace) -> int:
-    answer = client.lifecycle("restart", script_ref(ns.script))
+    answer = client.lifecycle("restart", script_ref(ns.script), ns.revision)
     text = started_line("restarted", answer) + f" (was {answer.get('previous_script_id')})"
+    text += revision_suffix(answer)
     _print(to_json(answer) if ns.json else text)
     return OK
 
 
 def cmd_reload(client: Client, ns: argparse.Namespace) -> int:
-    answer = client.lifecycle("reload", script_ref(ns.script))
-    _print(to_json(answer) if ns.json else started_line("reloaded", answer))
+    answer = client.lifecycle("reload", script_ref(ns.script), ns.revision)
+    _print(
+        to_json(answer) if ns.json else started_line("reloaded", answer) + revision_suffix(answer)
+    )
+    return OK
+
+
+def cmd_history(client: Client, ns: argparse.Namespace) -> int:
+    answer = client.history(normal_path(ns.path))
+    _print(to_json(answer) if ns.json else history_table(commits_of(answer)))
     return OK
 
 
@@ -391,6 +408,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "stop": cmd_stop,
     "restart": cmd_restart,
     "reload": cmd_reload,
+    "history": cmd_history,
     "logs": cmd_logs,
     "call": cmd_call,
     "check": cmd_check,

@@ -153,18 +153,36 @@ class Client:
         return dict(self.request("GET", "/script-engine/running"))
 
     def start(
-        self, path: str, replicas: int | None = None, restart: str | None = None
+        self,
+        path: str,
+        replicas: int | None = None,
+        restart: str | None = None,
+        revision: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"script_path": path}
         if replicas is not None:
             body["replicas"] = replicas
         if restart is not None:
             body["restart"] = restart
+        if revision is not None:
+            body["revision"] = revision
         return dict(self.request("POST", "/script-engine/start", json=body))
 
-    def lifecycle(self, action: str, ref: dict[str, str]) -> dict[str, Any]:
-        """``stop``, ``restart`` or ``reload`` of ``{"script_path"}`` or ``{"script_id"}``."""
-        return dict(self.request("POST", f"/script-engine/{action}", json=ref))
+    def lifecycle(
+        self, action: str, ref: dict[str, str], revision: str | None = None
+    ) -> dict[str, Any]:
+        """``stop``, ``restart`` or ``reload`` of ``{"script_path"}`` or ``{"script_id"}``
+        (restart and reload: at ``revision``, default the latest)."""
+        body: dict[str, Any] = dict(ref)
+        if revision is not None:
+            body["revision"] = revision
+        return dict(self.request("POST", f"/script-engine/{action}", json=body))
+
+    def history(self, path: str, limit: int | None = None) -> dict[str, Any]:
+        """The commits that touched a script file, newest first."""
+        params = {"limit": limit} if limit is not None else None
+        url = f"/script-engine/files/{quote(path, safe='/')}/history"
+        return dict(self.request("GET", url, params=params))
 
     def logs(self, **query: Any) -> dict[str, Any]:
         params = {k: v for k, v in query.items() if v is not None}

@@ -82,6 +82,9 @@ def running_table(scripts: list[dict[str, Any]], now: float | None = None) -> st
     header = ["PATH", "STATUS", "REPLICAS", "RESTARTS", "UPTIME", "CPU%", "RSS_MIB"]
     if rates:
         header += ["CALLS/S", "ERRORS%"]
+    revisions = any(s.get("revision") for s in scripts)
+    if revisions:
+        header.append("REVISION")
     header.append("SCRIPT_ID")
     rows = []
     for s in scripts:
@@ -102,6 +105,8 @@ def running_table(scripts: list[dict[str, Any]], now: float | None = None) -> st
                 _number(s.get("calls_per_s"), 2),
                 "-" if rate is None else f"{float(rate) * 100:.1f}",
             ]
+        if revisions:
+            row.append(str(s.get("revision") or "-")[:12])
         row.append(str(s.get("script_id", "")))
         rows.append(row)
     out = table(header, rows)

@@ -29,6 +29,7 @@ from .booting import Booting
 from .model import RunningScript, ScriptTable, StartOptions
 from .packages import GC_INTERVAL, ScriptPackages
 from .persistence import RunHistory
+from .revisions import Revisions, disk_stat, load_source, warn_uncommitted
 from .supervisor import Supervisor
 from .watch import watch_files
 
@@ -60,9 +61,11 @@ class ScriptEngine(Booting):
         memory_limit_mb: int = 0,
         default_policy: dict[str, Any] | None = None,
         environments: Environments | None = None,
+        repo: Revisions | None = None,
     ) -> None:
         self.scripts = scripts
         self.files = files
+        self.repo = repo  # the scripts root as a Git repository: which revision runs
         self.registry = registry
         self.pool = pool
         self.logs = logs
@@ -121,11 +124,17 @@ class ScriptEngine(Booting):
 
     # -- start -----------------------------------------------------------------------
     async def start(
-        self, script_path: str, options: StartOptions | None = None, *, lock: str | None = None
+        self,
+        script_path: str,
+        options: StartOptions | None = None,
+        *,
+        lock: str | None = None,
+        revision: str | None = None,
     ) -> RunningScript:
         """Start a script (its options checked by the handler); 409 if it runs already.
         Its packages are installed first, if missing (status ``installing``); ``lock``:
-        the one recorded with it (a restore), installed again rather than resolved."""
+        the one recorded with it (a restore), installed again rather than resolved.
+        ``revision``: the commit to run (short or full; None: the latest)."""
         options = options or StartOptions()
         if self.max_kernels:
             used = self.scripts.kernels_in_use()
@@ -134,7 +143,9 @@ class ScriptEngine(Booting):
                     f"{used} script kernels run already; the limit is {self.max_kernels}",
                     "TOO_MANY_KERNELS",
                 )
-        source = self.files.load(script_path)
+        source = await load_source(
+            self.files, self.repo, script_path, revision
+        )  # 404 before any kernel
         await compiles(source)  # 422 SYNTAX_ERROR before any kernel is taken
         decl = self.packages.declaration(source)  # 422 DEPENDENCY_INVALID, likewise
         async with self._lock(source.path):
@@ -158,6 +169,9 @@ class ScriptEngine(Booting):
                 memory_limit_mb=self.memory_limit_mb if memory is None else memory,
                 policy=(self.default_policy if options.policy is None else options.policy) or None,
             )
+            script.file_stat = disk_stat(source)
+            script.revision = source.revision
+            warn_uncommitted(self.logs, self.repo, script)
             script.environment = None if lock else self.packages.ready(decl)
             if script.environment is None and (decl is not None or lock is not None):
                 script.status = "installing"
@@ -260,25 +274,28 @@ class ScriptEngine(Booting):
         """An operator stopped the script: do not start it again with the gateway."""
         await self.runs.forget(script_path)
 
-    async def restart(self, script: RunningScript) -> RunningScript:
-        source = self.files.load(script.path)
+    async def restart(self, script: RunningScript, revision: str | None = None) -> RunningScript:
+        """Stop and start again, at ``revision`` (None: the latest commit)."""
+        source = await load_source(self.files, self.repo, script.path, revision)
         await compiles(source)  # a syntax error stops nothing
         # nor does a package that cannot be installed: it is installed while the
         # running version still serves, and the new start finds it ready
         await self.packages.for_source(source, script.script_id)
         await self.stop(script, "restarted")
-        return await self.start(script.path, script.options)
+        return await self.start(script.path, script.options, revision=source.revision)
 
-    async def reload(self, script: RunningScript) -> RunningScript:
-        """Zero-downtime reload from the file: boot new kernels beside the old ones, swap
-        the registrations atomically, then let the old kernels finish their calls and
-        stop them. If the new boot fails, the old kernels keep serving."""
+    async def reload(self, script: RunningScript, revision: str | None = None) -> RunningScript:
+        """Zero-downtime reload at ``revision`` (None: the latest commit; an older one is
+        a rollback): boot new kernels beside the old ones, swap the registrations
+        atomically, then let the old kernels finish their calls and stop them. If the
+        new boot fails, the old kernels keep serving."""
         async with self._lock(script.path):
             if not self.scripts.holds(script) or script.status != "running":
                 raise NotFound(f"script {script.script_id!r} is not running", "NOT_RUNNING")
-            old_source, old_env = script.source, script.environment
+            old_source, old_env, old_stat = script.source, script.environment, script.file_stat
             try:
-                script.source = self.files.load(script.path)
+                script.source = await load_source(self.files, self.repo, script.path, revision)
+                script.file_stat = disk_stat(script.source)
                 await compiles(script.source)  # 422 before any kernel is taken
                 # a changed declaration is installed while the old version serves
                 env = await self.packages.for_source(script.source, script.script_id)
@@ -286,6 +303,7 @@ class ScriptEngine(Booting):
                 kernels, regs = await self._boot_all(script)
             except BaseException as exc:
                 script.source, script.environment = old_source, old_env
+                script.file_stat = old_stat
                 self.logs.engine(
                     script.script_id,
                     "ERROR",
@@ -295,10 +313,14 @@ class ScriptEngine(Booting):
                 raise
             old, script.kernels = script.kernels, kernels
             script.registrations = regs
+            script.revision = script.source.revision
+            warn_uncommitted(self.logs, self.repo, script)
             self.packages.touch(env, script.path)
-            if _lock(env) != _lock(old_env):
-                await self.runs.relocked(script)
-        self.logs.engine(script.script_id, "INFO", f"reloaded {script.path} from its file")
+            await self.runs.reloaded(
+                script, _lock(env) != _lock(old_env), script.revision != old_source.revision
+            )
+        at = f" at revision {script.revision[:12]}" if script.revision else " from its file"
+        self.logs.engine(script.script_id, "INFO", f"reloaded {script.path}{at}")
         self._tasks.spawn(self._retire(old))
         return script
 

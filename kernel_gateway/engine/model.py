@@ -71,6 +71,12 @@ class RunningScript:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     environment: Environment | None = None  # its packages (issue 16): every boot uses it
     installing: asyncio.Task[Any] | None = None  # the install a stop cancels
+    # the file's (mtime, size) on disk when its source was taken: ``--watch`` reloads
+    # when it changes (not when the script runs an older revision than the file)
+    file_stat: tuple[float, int] | None = None
+    # the commit of the scripts repository its serving kernels run (issue 17): the
+    # source's, set when they serve (a reload sets it at the swap, not at its boot)
+    revision: str | None = None
     _turn: itertools.count = field(default_factory=itertools.count)
 
     @property
@@ -118,6 +124,7 @@ class RunningScript:
             "in_flight": self.in_flight,
             "replicas": self.replicas,
             "run_id": self.run_id,
+            "revision": self.revision,
             "restart": self.restart,
             "restarts": self.restarts,
             "memory_limit_mb": self.memory_limit_mb or None,

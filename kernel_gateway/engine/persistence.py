@@ -20,7 +20,8 @@ __all__ = ["RunHistory"]
 
 log = logging.getLogger("kernel_gateway.engine")
 
-# start(script_path, options, lock=<the lock hash recorded with the desired script>)
+# start(script_path, options, lock=<the lock hash recorded with the desired script>,
+#       revision=<the revision recorded with it>)
 Starter = Callable[..., Awaitable[RunningScript]]
 
 
@@ -49,6 +50,7 @@ class RunHistory:
                 script.replicas,
                 script.started_at,
                 _lock_of(script),
+                script.revision,
             )
         except Exception as exc:
             log.warning("could not record the run of %s: %s", script.script_id, exc)
@@ -89,6 +91,7 @@ class RunHistory:
                 time.time(),
                 script.options.requested(),
                 _lock_of(script),
+                script.revision,
             )
         except StoreTimeout as exc:  # the database is slow or away: no traceback
             log.warning("could not store %s as a script to restore: %s", script.path, exc)
@@ -104,10 +107,18 @@ class RunHistory:
         except Exception as exc:  # the run goes on; its record lacks the lock
             log.warning("could not store the lock of run %s: %s", script.run_id, exc)
 
-    async def relocked(self, script: RunningScript) -> None:
-        """A reload changed the script's environment: its run and its desired row say so."""
-        await self.locked(script)
-        await self.remember(script)
+    async def reloaded(self, script: RunningScript, lock: bool, revision: bool) -> None:
+        """A reload changed the script's environment and/or its revision (a rollback):
+        its run and its desired row say so (a restored script runs that revision)."""
+        if lock:
+            await self.locked(script)
+        if revision and self.db is not None and script.run_id is not None:
+            try:
+                await self.db.run_revision(script.run_id, script.revision)
+            except Exception as exc:  # the run goes on; its record lacks the revision
+                log.warning("could not store the revision of run %s: %s", script.run_id, exc)
+        if lock or revision:
+            await self.remember(script)
 
     async def forget(self, script_path: str) -> None:
         """An operator stopped the script: do not start it again with the gateway."""
@@ -148,11 +159,13 @@ class RunHistory:
                         policy=options.get("policy"),
                     ),
                     lock=row.get("lock_hash"),
+                    revision=row.get("revision"),
                 )
                 self.logs.engine(
                     script.script_id,
                     "INFO",
-                    f"restored {row['script_path']} after a gateway restart",
+                    f"restored {row['script_path']} after a gateway restart"
+                    + (f" at revision {script.revision[:12]}" if script.revision else ""),
                 )
             except Exception as exc:
                 self.logs.engine(

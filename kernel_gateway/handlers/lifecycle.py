@@ -7,6 +7,7 @@ from typing import Any
 
 from ..engine import MAX_REPLICAS, RESTART_POLICIES, RunningScript, ScriptEngine, StartOptions
 from ..errors import BadRequest
+from ..repo import check_revision
 from .base import JSONHandler
 
 __all__ = [
@@ -46,6 +47,15 @@ def start_options(body: dict[str, Any]) -> StartOptions:
     return StartOptions(replicas, restart, memory, policy)
 
 
+def revision_of(body: dict[str, Any]) -> str | None:
+    """The ``revision`` of a start/restart/reload body: a commit of the scripts
+    repository, short (4 hex digits or more) or full (40); None: the latest. Its form
+    is checked here (400 ``BAD_PARAMETER``, like the files API's ``revision``); one
+    the repository does not have is 404 ``REVISION_NOT_FOUND`` before a kernel is taken."""
+    revision = body.get("revision")
+    return None if revision is None else check_revision(revision)
+
+
 def script_ref(body: dict[str, Any]) -> tuple[str | None, Any]:
     """``script_id`` or ``script_path`` of a stop/restart/reload body (a path is
     checked where it is resolved: ``ScriptStore.resolve``)."""
@@ -66,6 +76,7 @@ def _started(script: RunningScript) -> dict[str, object]:
         "script_path": script.path,
         "kernel_id": summary["kernel_id"],
         "replicas": script.replicas,
+        "revision": script.revision,
         "kernels": summary["kernels"],
         "registrations": script.registrations.describe(),
     }
@@ -81,7 +92,8 @@ class StartHandler(JSONHandler):
             raise BadRequest(
                 "'script_path' (a path under the scripts root) is required", "MISSING_FIELD"
             )
-        script = await self.engine.start(path, start_options(body))
+        options, revision = start_options(body), revision_of(body)
+        script = await self.engine.start(path, options, revision=revision)
         self.send_json(_started(script))
 
 
@@ -104,7 +116,7 @@ class RestartHandler(JSONHandler):
     async def post(self) -> None:
         body = self.json_body()
         old = self.engine.find(*script_ref(body))
-        script = await self.engine.restart(old)
+        script = await self.engine.restart(old, revision_of(body))
         self.send_json({"previous_script_id": old.script_id, **_started(script)})
 
 
@@ -113,7 +125,8 @@ class ReloadHandler(JSONHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        script = await self.engine.reload(self.engine.find(*script_ref(body)))
+        revision = revision_of(body)
+        script = await self.engine.reload(self.engine.find(*script_ref(body)), revision)
         self.send_json(_started(script))
 
 

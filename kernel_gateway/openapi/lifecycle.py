@@ -9,6 +9,14 @@ from .schema import REGS, STR, TARGET, body, err, ok, path_param
 __all__ = ["lifecycle_paths"]
 
 _DEPS = ("DEPENDENCY_INVALID", "DEPENDENCY_CONFLICT", "DEPENDENCY_FAILED")
+_REVISION = {
+    "type": "string",
+    "pattern": "^[0-9a-fA-F]{4,40}$",
+    "description": "a commit of the scripts repository (short or full) whose source runs; "
+    "default: the latest (a change on disk is committed first). Rollback: an older one.",
+}
+_REV = {"type": ["string", "null"], "description": "the revision (40 hex) the kernels run"}
+_TARGET_REV = body({"script_id": STR, "script_path": STR, "revision": _REVISION})
 
 
 def lifecycle_paths() -> dict[str, Any]:
@@ -23,6 +31,7 @@ def lifecycle_paths() -> dict[str, Any]:
                         "replicas": {"type": "integer"},
                         "restart": {"enum": ["never", "on-failure", "always"]},
                         "memory_limit_mb": {"type": "integer"},
+                        "revision": _REVISION,
                         "policy": {
                             "type": "object",
                             "description": "docs/security.md",
@@ -42,11 +51,18 @@ def lifecycle_paths() -> dict[str, Any]:
                             "script_id": STR,
                             "script_path": STR,
                             "kernel_id": STR,
+                            "revision": _REV,
                             "registrations": REGS,
                         },
                     ),
-                    "400": err("INVALID_JSON", "MISSING_FIELD", "PATH_INVALID", "BAD_POLICY"),
-                    "404": err("SCRIPT_NOT_FOUND"),
+                    "400": err(
+                        "INVALID_JSON",
+                        "MISSING_FIELD",
+                        "PATH_INVALID",
+                        "BAD_POLICY",
+                        "BAD_PARAMETER",
+                    ),
+                    "404": err("SCRIPT_NOT_FOUND", "REVISION_NOT_FOUND", "FILE_NOT_FOUND"),
                     "409": err("ALREADY_RUNNING", "REGISTRATION_CONFLICT"),
                     "422": err(
                         "SYNTAX_ERROR",
@@ -72,26 +88,37 @@ def lifecycle_paths() -> dict[str, Any]:
         },
         "/script-engine/restart": {
             "post": {
-                "summary": "Stop a script and start it again from its file (a new script_id)",
-                "requestBody": TARGET,
+                "summary": "Stop a script and start it again at a revision (default: the "
+                "latest commit of its file; a new script_id)",
+                "requestBody": _TARGET_REV,
                 "responses": {
                     "200": ok(
                         "restarted",
-                        {"previous_script_id": STR, "script_id": STR, "registrations": REGS},
+                        {
+                            "previous_script_id": STR,
+                            "script_id": STR,
+                            "revision": _REV,
+                            "registrations": REGS,
+                        },
                     ),
-                    "404": err("NOT_RUNNING"),
+                    "400": err("MISSING_FIELD", "BAD_PARAMETER"),
+                    "404": err("NOT_RUNNING", "REVISION_NOT_FOUND", "FILE_NOT_FOUND"),
                     "422": err("SYNTAX_ERROR", "BOOT_FAILED", "BOOT_MISSING", *_DEPS),
                 },
             }
         },
         "/script-engine/reload": {
             "post": {
-                "summary": "Reload a running script from its file without downtime (new kernels, atomic swap, "
-                "old kernels drained); if the new version fails to boot, the old keeps serving",
-                "requestBody": TARGET,
+                "summary": "Reload a running script at a revision (default: the latest commit "
+                "of its file; an older one is a rollback) without downtime (new kernels, atomic "
+                "swap, old kernels drained); if the new version fails to boot, the old keeps serving",
+                "requestBody": _TARGET_REV,
                 "responses": {
-                    "200": ok("reloaded", {"script_id": STR, "registrations": REGS}),
-                    "404": err("NOT_RUNNING"),
+                    "200": ok(
+                        "reloaded", {"script_id": STR, "revision": _REV, "registrations": REGS}
+                    ),
+                    "400": err("MISSING_FIELD", "BAD_PARAMETER"),
+                    "404": err("NOT_RUNNING", "REVISION_NOT_FOUND", "FILE_NOT_FOUND"),
                     "409": err("REGISTRATION_CONFLICT"),
                     "422": err("SYNTAX_ERROR", "BOOT_FAILED", "BOOT_MISSING", *_DEPS),
                 },

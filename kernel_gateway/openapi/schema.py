@@ -127,6 +127,11 @@ def components() -> dict[str, Any]:
                         "description": "the share of the last minute's calls that failed (0-1)",
                     },
                     "registrations": OBJ,
+                    "revision": {
+                        "type": ["string", "null"],
+                        "description": "the commit of the scripts repository its kernels run "
+                        "(40 hex digits; null: a gateway without a repository)",
+                    },
                     "environment": {
                         "type": ["object", "null"],
                         "description": "the script's packages (issue 16): its lock and the "

@@ -37,6 +37,7 @@ class RunTables:
         replicas: int,
         started_at: float,
         lock_hash: str | None = None,
+        revision: str | None = None,
     ) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -47,6 +48,7 @@ class RunTables:
                     started_at=started_at,
                     status="starting",
                     lock_hash=lock_hash,
+                    revision=revision,
                 )
             )
             key = result.inserted_primary_key
@@ -68,6 +70,11 @@ class RunTables:
         with self.engine.begin() as conn:
             conn.execute(update(RunRow).where(RunRow.id == run_id).values(lock_hash=lock_hash))
 
+    def run_revision(self, run_id: int, revision: str | None) -> None:
+        """The run now runs another revision (a reload, a rollback)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(RunRow).where(RunRow.id == run_id).values(revision=revision))
+
     def runs(self, script_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         stmt = select(RunRow.__table__).order_by(RunRow.id.desc()).limit(limit)
         if script_path:
@@ -83,8 +90,9 @@ class RunTables:
         now: float,
         options: dict[str, Any] | None = None,
         lock_hash: str | None = None,
+        revision: str | None = None,
     ) -> None:
-        """Remember that a script should run (replacing its options and lock)."""
+        """Remember that a script should run (replacing its options, lock and revision)."""
         with self.engine.begin() as conn:
             conn.execute(
                 delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path)
@@ -97,6 +105,7 @@ class RunTables:
                     started_at=now,
                     options=json.dumps(options) if options else None,
                     lock_hash=lock_hash,
+                    revision=revision,
                 )
             )
 

@@ -233,14 +233,19 @@ class StoreService:
         replicas: int,
         started_at: float,
         lock_hash: str | None = None,
+        revision: str | None = None,
     ) -> int:
-        """Record a start (with the lock of its environment, if any); returns the run's id."""
+        """Record a start (with the lock of its environment, if any, and the revision it
+        runs); returns the run's id."""
         return await self.write(
-            self.db.run_started, script_id, script_path, replicas, started_at, lock_hash
+            self.db.run_started, script_id, script_path, replicas, started_at, lock_hash, revision
         )
 
     async def run_lock(self, run_id: int, lock_hash: str | None) -> None:
         await self.write(self.db.run_lock, run_id, lock_hash)
+
+    async def run_revision(self, run_id: int, revision: str | None) -> None:
+        await self.write(self.db.run_revision, run_id, revision)
 
     async def run_ended(
         self, run_id: int, status: str, reason: str | None, stopped_at: float | None
@@ -259,10 +264,13 @@ class StoreService:
         now: float,
         options: dict[str, Any] | None = None,
         lock_hash: str | None = None,
+        revision: str | None = None,
     ) -> None:
         """Remember that a script should run (a restarted gateway starts it again, with
-        the environment of ``lock_hash``)."""
-        await self.write(self.db.desire, script_path, replicas, restart, now, options, lock_hash)
+        the environment of ``lock_hash``, at ``revision``)."""
+        await self.write(
+            self.db.desire, script_path, replicas, restart, now, options, lock_hash, revision
+        )
 
     async def undesire(self, script_path: str) -> None:
         await self.write(self.db.undesire, script_path)

@@ -238,6 +238,13 @@ export function setupEditor() {
       $("ed-path").textContent = path;
     }
   });
+  on("restored", async ({ path }) => {
+    // a restore wrote the file: an open, unchanged copy shows the restored content
+    if (current && current.path === path && view.state.doc.toString() === current.saved) {
+      current = null;
+      await open(path);
+    }
+  });
   on("deleted", ({ path }) => {
     if (current && current.path === path) {
       current = null;

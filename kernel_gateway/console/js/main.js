@@ -2,6 +2,7 @@
 import { setupCalls } from "./calls.js";
 import { setupCharts } from "./charts.js";
 import { checkBeforeStart, setupEditor } from "./editor.js";
+import { setupHistory } from "./history.js";
 import { setupLogs } from "./logs.js";
 import { setupScripts } from "./scripts.js";
 import { setupSecrets } from "./secrets.js";
@@ -10,7 +11,7 @@ import { emit, on, state } from "./state.js";
 import { setupSteps } from "./steps.js";
 import { $ } from "./ui.js";
 
-const TABS = ["scripts", "editor", "logs", "calls", "steps", "charts"];
+const TABS = ["scripts", "editor", "history", "logs", "calls", "steps", "charts"];
 
 function showTab(name) {
   for (const tab of TABS) {
@@ -43,6 +44,7 @@ function signedIn(me) {
   setupTabs();
   setupEditor();
   setupScripts(checkBeforeStart);
+  setupHistory();
   setupSecrets();
   setupLogs();
   setupCalls();

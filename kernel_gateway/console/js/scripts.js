@@ -84,6 +84,7 @@ function renderRunning() {
     el("tr", { "data-path": s.script_path },
       el("td", {}, el("button", { type: "button", class: "tree-file", text: s.script_path, onclick: () => select(s.script_path) })),
       el("td", {}, el("span", { class: `badge ${s.status}`, text: s.status })),
+      el("td", { class: "rev", title: s.revision || "", text: s.revision ? s.revision.slice(0, 12) : "–" }),
       el("td", { text: s.replicas }),
       el("td", { text: s.restarts }),
       el("td", { text: s.started_at ? duration(now - s.started_at) : "–" }),
@@ -177,6 +178,7 @@ export function setupScripts(checkBeforeStart) {
   setupActions(checkBeforeStart);
   setupPackages();
   renderSelected();
+  on("refresh-running", pollRunning);
   on("goto", ({ path }) => {
     if (path && path !== state.selected) select(path);
   });
