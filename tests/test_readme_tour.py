@@ -74,7 +74,7 @@ def test_the_readme_tour_runs_as_written(tmp_path):
         out = done.stdout
         assert re.search(
             r"^started warehouse/controller.py as warehouse/controller.py_\d+ "
-            r"\(1 replica\): 2 routes, 1 function$",
+            r"\(1 replica\): 2 routes, 1 function at revision [0-9a-f]{12}$",
             out,
             re.M,
         ), out
