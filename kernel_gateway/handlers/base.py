@@ -140,6 +140,14 @@ class JSONHandler(web.RequestHandler):
         for name, value in services.items():
             setattr(self, name, value)
 
+    def author(self) -> str:
+        """Who writes (a commit, a secret): ``"<name> (<role>)"``, the name from the
+        ``X-VWED-Author`` header (printable, no ``<>``, 64 characters at most), or the
+        role alone."""
+        raw = self.request.headers.get("X-VWED-Author", "")
+        name = "".join(c for c in raw if c.isprintable() and c not in "<>").strip()[:64]
+        return f"{name} ({self.role})" if name else self.role
+
     def prepare(self) -> None:
         self._cors()  # here: set_default_headers runs before initialize() on a new handler
         check_host(self.request, self.allow_hosts)

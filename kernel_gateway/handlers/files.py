@@ -47,12 +47,6 @@ class VersionedHandler(JSONHandler):
     store: ScriptStore
     repo: ScriptRepo
 
-    def author(self) -> str:
-        """``"<name> (<role>)"``: the ``X-VWED-Author`` header's name, or the role alone."""
-        role = self.role
-        name = self.request.headers.get("X-VWED-Author", "").strip()
-        return f"{name} ({role})" if name else role
-
     def message(self, body: dict[str, Any], default: str) -> str:
         given = body.get("message", self.request.headers.get("X-VWED-Message"))
         if given is not None and not isinstance(given, str):

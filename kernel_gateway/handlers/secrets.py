@@ -9,17 +9,7 @@ from ..errors import BadRequest
 from ..secrets.vault import Secrets
 from .base import JSONHandler
 
-__all__ = ["SecretsHandler", "SecretHandler", "author"]
-
-MAX_AUTHOR = 64
-
-
-def author(handler: JSONHandler, role: str = "admin") -> str:
-    """Who writes: ``"<name> (<role>)"``, the name from ``X-VWED-Author`` (printable
-    characters, 64 at most), or the role alone."""
-    raw = handler.request.headers.get("X-VWED-Author", "")
-    name = "".join(c for c in raw if c.isprintable()).strip()[:MAX_AUTHOR]
-    return f"{name} ({role})" if name else role
+__all__ = ["SecretsHandler", "SecretHandler"]
 
 
 class SecretsHandler(JSONHandler):
@@ -42,10 +32,10 @@ class SecretHandler(JSONHandler):
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(unknown)}", "BAD_REQUEST")
         result: dict[str, Any] = await self.secrets.put(
-            name, body.get("value"), body.get("scripts"), author(self)
+            name, body.get("value"), body.get("scripts"), self.author()
         )
         self.send_json(result, 201 if result["created"] else 200)
 
     async def delete(self, name: str) -> None:
-        await self.secrets.delete(name, author(self))
+        await self.secrets.delete(name, self.author())
         self.send_json({"name": name, "deleted": True})
