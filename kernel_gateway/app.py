@@ -137,7 +137,9 @@ class Gateway:
             self.store.root,
             settings.scripts_remote or None,
             home=data_dir.resolve(),
-            exclude=(data_dir, settings.deps_path),  # never versioned, when inside the root
+            # never versioned, when inside the root: the data dir (tokens, database), the
+            # environments, the secrets key wherever it is
+            exclude=(data_dir, settings.deps_path, settings.secrets_key_path),
         )
         self.modules = SharedModules(self.store)  # the root's modules, served to kernels
         self.registry = Registry()

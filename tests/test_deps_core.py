@@ -409,3 +409,27 @@ def test_gc_removes_broken_environments_and_old_leftovers(envs: Environments) ->
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     assert run(envs.gc()) == [env.lock.hash]
     assert envs.listing() == [] and not old.exists() and fresh.exists()
+
+
+def test_uv_and_the_builds_it_runs_never_get_the_gateways_secrets(
+    tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv runs third-party build backends: its environment is an allow-list. A real uv
+    process prints what it was given (a build of an sdist would see the same)."""
+    from kernel_gateway.deps.uv import Uv
+
+    for name in ("VWED_TOKEN", "VWED_SECRETS_KEY", "VWED_SMTP_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "leak-" + name)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    uv = Uv(DepsSettings(dir=tmp_path / "deps", find_links=(str(wheels),)))
+    env = uv.env()
+    assert not [k for k in env if "leak" in env[k]], sorted(env)
+    assert env["PATH"] == os.environ["PATH"] and env["LC_ALL"] == "C.UTF-8"
+    seen = subprocess.run(
+        [uv.binary, "run", "--no-project", "--offline", "--python", sys.executable, "env"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "leak-" not in seen.stdout + seen.stderr

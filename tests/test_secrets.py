@@ -523,3 +523,20 @@ def test_without_a_gateway_the_module_says_so():
 
     with pytest.raises(GatewayUnavailableError, match="no gateway is attached"):
         VWED().secrets.get("plc_password")
+
+
+def test_a_multi_line_value_is_masked_line_by_line_and_a_lone_surrogate_is_refused() -> None:
+    """A PEM key printed line by line is masked line by line (each line of 8 characters or
+    more); a value that is not valid Unicode is a 400, not a 500."""
+    from kernel_gateway.errors import BadRequest
+    from kernel_gateway.logs.redact import Redactor
+    from kernel_gateway.secrets.scope import check_value
+
+    pem = "-----BEGIN KEY-----\nMIIBVgIBADANBgkqhkiG9w0BAQEF\nAASCAUAwggE8AgEAAkEAq7\n-----END KEY-----"
+    redactor = Redactor()
+    redactor.given("k1", "s.py_1", pem)
+    for line in pem.splitlines():
+        assert redactor.redact(f"line: {line}", "k1") == "line: ***"
+    assert redactor.redact("an ok line", "k1") == "an ok line"
+    with pytest.raises(BadRequest):
+        check_value("\ud800")

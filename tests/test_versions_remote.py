@@ -140,3 +140,56 @@ def test_unreachable_remote_is_502_and_its_credentials_never_shown(tmp_path_fact
             assert r.status_code == 502 and r.json()["code"] == "REMOTE_FAILED", r.text
             assert "s3cret" not in r.text and "***@127.0.0.1" in r.text
             assert "s3cret" not in remote.last_error
+
+
+def test_the_gateways_own_files_are_never_versioned_nor_pulled(tmp_path):
+    """The data dir inside the scripts root (the default when the gateway runs from it):
+    a .gitignore that re-includes it does not get its files committed (and pushed), and a
+    remote that holds files there is refused at pull: they would replace the tokens."""
+    from kernel_gateway.config import Settings
+
+    root, bare = tmp_path / "scripts", tmp_path / "remote.git"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    (root / ".gitignore").write_text("!/data/\n!/data/*\n")
+    gw = GatewayThread(
+        Settings(
+            scripts_dir=str(root),
+            port=0,
+            data_dir=str(root / "data"),
+            pool_size=1,
+            workers=1,
+            token=ADMIN,
+            caller_token=CALLER,
+            scripts_remote=str(bare),
+        ).validated()
+    ).start()
+    try:
+        headers = {"Authorization": f"token {ADMIN}"}
+        with httpx.Client(base_url=gw.url, headers=headers, timeout=30) as c:
+            revision = put(c, "app.py", "x = 1\n")["revision"]
+            wait_until(lambda: remote_head(bare) == revision, 30, "the push")
+            tracked = git(root, "ls-files")
+            assert "app.py" in tracked and "data/" not in tracked, tracked
+            pushed = subprocess.run(
+                ["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert "data/" not in pushed, pushed
+
+            # someone with push rights adds data/secrets.key to the remote
+            work = clone(bare, tmp_path / "work")
+            (work / "data").mkdir()
+            (work / "data" / "secrets.key").write_text("attacker\n")
+            git(work, "add", "-f", "data/secrets.key")
+            git(work, "commit", "-q", "-m", "take over")
+            git(work, "push", "-q", "origin", "main")
+            key_before = (root / "data" / "secrets.key").read_bytes()
+            r = c.post("/script-engine/files/pull")
+            assert r.status_code == 409 and r.json()["code"] == "PULL_REFUSED", r.text
+            assert "data/secrets.key" in r.json()["paths"]
+            assert (root / "data" / "secrets.key").read_bytes() == key_before
+    finally:
+        gw.stop()

@@ -29,6 +29,28 @@ def uv_binary() -> str:
     return str(find_uv_bin())
 
 
+_ENV_KEEP = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "LANG",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+    }
+)
+
+
 @dataclass(frozen=True)
 class UvResult:
     returncode: int
@@ -66,9 +88,10 @@ class Uv:
         self.history: list[list[str]] = []  # the arguments of each run, in order
 
     def env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV"))
-        }
+        # Security: uv runs build backends (third-party code) with this environment, so it
+        # gets an allow-list, never the gateway's own (tokens, VWED_SECRETS_KEY, passwords,
+        # database URLs, cloud credentials).
+        env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith("LC_")}
         env.update(
             UV_NO_CONFIG="1",
             UV_CACHE_DIR=str(self.settings.dir / "cache"),

@@ -15,8 +15,13 @@ MASK = "***"
 MAX_SCRIPTS = 4096  # script ids (one per run) whose values are kept; the oldest go first
 
 
+MIN_LINE = 8  # a line of a multi-line value masked on its own from this length
+
+
 def _forms(value: str) -> set[str]:
     forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1]}
+    # a multi-line value (a PEM key, JSON) printed line by line: each longer line too
+    forms.update(line.strip() for line in value.splitlines() if len(line.strip()) >= MIN_LINE)
     return {f for f in forms if f}
 
 

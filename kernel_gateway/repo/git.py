@@ -62,6 +62,8 @@ class Git:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         env.update(
             GIT_TERMINAL_PROMPT="0",
+            # ssh never asks on a terminal (a passphrase, an unknown host key): it fails
+            GIT_SSH_COMMAND="ssh -o BatchMode=yes",
             GIT_LITERAL_PATHSPECS="1",
             GIT_OPTIONAL_LOCKS="0",
             GIT_COMMITTER_NAME=COMMITTER[0],

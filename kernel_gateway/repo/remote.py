@@ -114,6 +114,20 @@ class Remote:
                     details={"revision": ours, "remote_revision": theirs},
                 )
             if ours:
+                incoming = await repo.git.run("diff", "--name-only", "-z", ours, theirs)
+            else:
+                incoming = await repo.git.run("ls-tree", "-r", "--name-only", "-z", theirs)
+            forbidden = repo.touches_excluded([n for n in incoming.text.split("\x00") if n])
+            if forbidden:
+                # Security: a pull must not write the gateway's own files (tokens, the
+                # secrets key, the database, environments' code) when they live in the root.
+                raise Conflict(
+                    f"{redact(self.url)} holds files where the gateway keeps its own data "
+                    f"({', '.join(forbidden[:5])}): nothing was pulled",
+                    "PULL_REFUSED",
+                    details={"paths": forbidden[:20]},
+                )
+            if ours:
                 await repo.git.run("merge", "--ff-only", "-q", theirs)
                 names = await repo.git.run("diff", "--name-only", "-z", ours, theirs)
                 changed = [n for n in names.text.split("\x00") if n]

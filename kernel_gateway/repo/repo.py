@@ -153,6 +153,27 @@ class ScriptRepo:
         log.info("made the scripts root %s a git repository", self.root)
         return self.root / ".git"
 
+    def excluded_inside(self) -> list[str]:
+        """The never-versioned paths (data dir, environments, key file, our own repository)
+        that lie inside the root, relative to it."""
+        inside: list[str] = []
+        for path in (*self.exclude, self.git.git_dir):
+            try:
+                rel = Path(path).resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                continue
+            if rel != ".":
+                inside.append(rel)
+        return inside
+
+    def touches_excluded(self, paths: list[str]) -> list[str]:
+        """Those of ``paths`` (relative to the root) that are, or lie under, a
+        never-versioned path."""
+        excluded = self.excluded_inside()
+        return [
+            p for p in paths if any(p == e or p.startswith(e.rstrip("/") + "/") for e in excluded)
+        ]
+
     def _write_excludes(self) -> None:
         info = self.git.git_dir / "info"
         info.mkdir(parents=True, exist_ok=True)
@@ -161,13 +182,8 @@ class ScriptRepo:
         if _EXCLUDE_MARK in old:
             old = old[: old.index(_EXCLUDE_MARK)].rstrip("\n") + ("\n" if old.strip() else "")
         lines = list(_EXCLUDES)
-        for folder in (*self.exclude, self.git.git_dir):
-            try:  # the data dir, the environments, our own repository if it is there
-                inside = Path(folder).resolve().relative_to(self.root).as_posix()
-            except ValueError:
-                continue
-            if inside != ".":
-                lines.append(f"/{inside}/")
+        for inside in self.excluded_inside():  # the data dir, the environments, the key, ...
+            lines.append(f"/{inside}/" if (self.root / inside).is_dir() else f"/{inside}")
         path.write_text(old + _EXCLUDE_MARK + "\n" + "\n".join(lines) + "\n", "utf-8")
 
     # -- writing ----------------------------------------------------------------------
@@ -210,6 +226,12 @@ class ScriptRepo:
             await self.git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *gone)
 
     async def _commit_staged(self, author: str, message: str) -> str | None:
+        # Security: info/exclude loses to a .gitignore ("!/.vwed/" re-includes it), so what
+        # must never be versioned (tokens, the secrets key, the database, environments) is
+        # taken out of the index before every commit, whatever the ignore files say.
+        excluded = self.excluded_inside()
+        if excluded:
+            await self.git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *excluded)
         staged = await self.git.run("diff", "--cached", "--quiet", "--no-ext-diff", ok=(0, 1))
         if staged.code == 0:
             return None

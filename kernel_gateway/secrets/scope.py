@@ -30,7 +30,11 @@ def check_value(value: Any) -> str:
         raise BadRequest(
             "'value' must be a string", "MISSING_FIELD" if value is None else "BAD_REQUEST"
         )
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): not text
+        raise BadRequest("'value' must be valid Unicode text", "BAD_REQUEST") from None
+    if size > MAX_VALUE:
         raise PayloadTooLarge(f"a secret's value is at most {MAX_VALUE} bytes", "SECRET_TOO_LARGE")
     return value
 
