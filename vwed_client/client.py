@@ -98,17 +98,24 @@ class Client:
     answer's JSON or raises :class:`ApiError` / :class:`Unreachable`."""
 
     def __init__(self, url: str, token: str, timeout: float = 300.0) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            parts = None  # type: ignore[assignment]
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             raise UsageError(f"--url / VWED_URL must be an http(s) URL, not {url!r}")
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.token = token
         self.timeout = timeout
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"token {token}"},
-            timeout=httpx.Timeout(timeout, connect=10.0),
-        )
+        try:
+            self._http = httpx.Client(
+                base_url=self.url,
+                headers={"Authorization": f"token {token}"},
+                timeout=httpx.Timeout(timeout, connect=10.0),
+            )
+        except (ValueError, httpx.InvalidURL):
+            raise UsageError(f"--url / VWED_URL must be an http(s) URL, not {url!r}") from None
 
     def __enter__(self) -> Client:
         return self
@@ -139,11 +146,18 @@ class Client:
         if response.status_code >= 400:
             raise _error(response)
         try:
-            return response.json()
+            data = response.json()
         except ValueError:
             raise ApiError(
                 response.status_code, "NOT_JSON", "the gateway's answer is not JSON"
             ) from None
+        if not isinstance(data, dict):  # every answer of the gateway is an object
+            raise ApiError(
+                response.status_code,
+                "NOT_JSON",
+                "the answer is not a JSON object: is this a gateway?",
+            )
+        return data
 
     # -- the endpoints ---------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:

@@ -52,6 +52,10 @@ async def _open(
                 body = json.loads(exc.response.body)
             except ValueError:
                 body = {}
+        if exc.code == 599:  # no answer in time (tornado's code for a timeout)
+            raise Unreachable(f"the gateway at {client.url} did not answer in time") from None
+        if not isinstance(body, dict):
+            body = {}
         code = body.get("code") if isinstance(body.get("code"), str) else f"HTTP_{exc.code}"
         raise ApiError(exc.code, str(code), str(body.get("error") or exc.message), body) from None
     except OSError as exc:  # the message of the exception, never the URL (it holds the token)
@@ -88,7 +92,12 @@ async def follow(
             if message is None:
                 why = f" ({ws.close_code}: {ws.close_reason})" if ws.close_code else ""
                 raise Unreachable(f"the gateway closed the log stream{why}")
-            data = json.loads(message)
+            try:
+                data = json.loads(message)
+            except ValueError:
+                continue  # not a frame of the log stream (another service on that port?)
+            if not isinstance(data, dict):
+                continue
             if data.get("type") == "notice":
                 if data.get("code") == "SLOW_CONSUMER":
                     raise ApiError(4008, "SLOW_CONSUMER", str(data.get("message", "")), data)

@@ -144,15 +144,24 @@ def started_line(verb: str, answer: dict[str, Any]) -> str:
 def log_line(record: dict[str, Any]) -> str:
     """``2026-11-25 18:44:09.123 INFO    warehouse/controller.py  warehouse: controller ready``"""
     ts = record.get("ts")
-    when = (
-        datetime.fromtimestamp(float(ts)).isoformat(sep=" ", timespec="milliseconds")
-        if ts is not None
-        else "-"
-    )
+    try:
+        stamp = datetime.fromtimestamp(float(ts))  # type: ignore[arg-type]
+        when = stamp.isoformat(sep=" ", timespec="milliseconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        when = "-"
     script = script_path_of(record.get("script_id")) or "-"
     tag = record.get("tag") or record.get("source") or ""
     head = f"{when} {str(record.get('level', '')):<7} {script}  "
-    return head + (f"{tag}: " if tag else "") + str(record.get("message", ""))
+    return _printable(head + (f"{tag}: " if tag else "") + str(record.get("message", "")))
+
+
+_CONTROLS = re.compile(r"\x1b\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """A log line without terminal controls (a script's text could set the clipboard or
+    move the cursor: OSC 52, cursor moves); colour codes are dropped too."""
+    return _CONTROLS.sub("", text)
 
 
 def finding_line(path: str, finding: dict[str, Any]) -> str:

@@ -57,7 +57,10 @@ def _read_value(name: str) -> str:
     if sys.stdin.isatty():
         value = getpass.getpass(f"value of {name} (not echoed): ")
     else:
-        value = sys.stdin.read()
+        try:
+            value = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"the value of {name} must be UTF-8 text") from None
         if value.endswith("\r\n"):
             value = value[:-2]
         elif value.endswith("\n"):

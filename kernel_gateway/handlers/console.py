@@ -23,7 +23,7 @@ __all__ = ["CONSOLE_DIR", "CONTENT_SECURITY_POLICY", "ConsoleFileHandler", "Cons
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 # No inline script anywhere; CodeMirror sets style attributes, hence 'unsafe-inline' for styles.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "style-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )

@@ -62,6 +62,8 @@ async function refresh() {
   } catch (err) {
     $("charts-state").textContent = `${err.message} (${err.code})`;
     if (err.code !== "ENDPOINT_NOT_FOUND") showError(err);
+    clearTimeout(timer); // try again (a gateway restart, one failed request)
+    if (active) timer = setTimeout(refresh, 10 * 1000);
   }
 }
 

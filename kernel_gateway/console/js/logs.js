@@ -15,6 +15,7 @@ const LOCATION = /File "([^"]+\.(?:py|ipynb))", line (\d+)|([\w./-]+\.(?:py|ipyn
 let socket = null;
 let paused = false;
 let buffer = [];
+let dropped = 0; // records left out of the paused buffer (it keeps MAX_ROWS)
 let oldest = null; // the smallest record id shown (the cursor for older pages)
 let noMore = false;
 let loadingOlder = false;
@@ -122,6 +123,7 @@ function connect() {
   }
   $("log-view").replaceChildren();
   buffer = [];
+  dropped = 0;
   oldest = null;
   noMore = false;
   const f = filters();
@@ -140,7 +142,12 @@ function connect() {
     if (msg.type === "record") {
       if (paused) {
         buffer.push(msg);
-        setState(`paused: ${buffer.length} new`);
+        if (buffer.length > MAX_ROWS) {
+          // the page shows MAX_ROWS at most: older ones stay in the history (scroll up)
+          dropped += buffer.length - MAX_ROWS;
+          buffer.splice(0, buffer.length - MAX_ROWS);
+        }
+        setState(`paused: ${buffer.length + dropped} new${dropped ? ` (the oldest ${dropped} in history only)` : ""}`);
       } else append([msg]);
     } else if (msg.type === "notice") setState(`${msg.message} (${msg.code})`);
   };
@@ -196,6 +203,7 @@ export function setupLogs() {
     if (!paused) {
       append(buffer);
       buffer = [];
+      dropped = 0;
     }
     setState(paused ? "paused" : "live");
   });

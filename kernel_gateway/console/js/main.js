@@ -13,8 +13,13 @@ import { $ } from "./ui.js";
 
 const TABS = ["scripts", "editor", "history", "logs", "calls", "steps", "charts"];
 
+// Every tab of the tablist, those added by a module (Secrets) too.
+function tabNames() {
+  return [...document.querySelectorAll("nav[role=tablist] [role=tab]")].map((t) => t.id.slice(4));
+}
+
 function showTab(name) {
-  for (const tab of TABS) {
+  for (const tab of tabNames()) {
     const selected = tab === name;
     $(`tab-${tab}`).setAttribute("aria-selected", String(selected));
     $(`tab-${tab}`).tabIndex = selected ? 0 : -1;
@@ -26,10 +31,11 @@ function showTab(name) {
 function setupTabs() {
   for (const tab of TABS) $(`tab-${tab}`).addEventListener("click", () => showTab(tab));
   $("tab-scripts").parentElement.addEventListener("keydown", (e) => {
-    const i = TABS.findIndex((t) => $(`tab-${t}`).getAttribute("aria-selected") === "true");
+    const names = tabNames();
+    const i = names.findIndex((t) => $(`tab-${t}`).getAttribute("aria-selected") === "true");
     const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
     if (!step) return;
-    const next = TABS[(i + step + TABS.length) % TABS.length];
+    const next = names[(i + step + names.length) % names.length];
     showTab(next);
     $(`tab-${next}`).focus();
   });
@@ -37,6 +43,7 @@ function setupTabs() {
 }
 
 function signedIn(me) {
+  if (state.whoami) return; // a second sign-in (double submit) must not set up twice
   state.whoami = me;
   $("whoami").textContent = `${me.role}${me.version ? ` · gateway ${me.version}` : ""}`;
   $("signin").hidden = true;

@@ -27,7 +27,10 @@ async function whoami() {
 export function setupSignin(onSignedIn) {
   const form = $("signin-form");
   const error = $("signin-error");
+  let busy = false;
   const attempt = async (value, quiet) => {
+    if (busy) return; // one attempt at a time (a double click, Enter twice)
+    busy = true;
     setToken(value);
     try {
       const me = await whoami();
@@ -44,6 +47,8 @@ export function setupSignin(onSignedIn) {
         error.textContent =
           err.code === "UNAUTHORIZED" ? "This token is not valid for this gateway." : `${err.message} (${err.code})`;
       }
+    } finally {
+      busy = false;
     }
   };
   form.addEventListener("submit", (event) => {
