@@ -301,9 +301,8 @@ def test_broken_sdist_fails_and_leaves_nothing(envs: Environments) -> None:
 
 def test_timeout_kills_uv_and_its_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     slow = tmp_path / "slow"
-    build_slow_sdist(slow)
     pidfile = tmp_path / "backend.pid"
-    monkeypatch.setenv("VWED_TEST_PIDFILE", str(pidfile))
+    build_slow_sdist(slow, pidfile=pidfile)
     envs = Environments(DepsSettings(dir=tmp_path / "deps", find_links=(str(slow),), timeout=4))
     started = time.monotonic()
     with pytest.raises(DependencyFailed) as info:

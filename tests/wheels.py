@@ -102,9 +102,12 @@ def build_failing_sdist(folder: Path, name: str = "vwedbroken", version: str = "
     )
 
 
-def build_slow_sdist(folder: Path, name: str = "vwedslow", version: str = "1.0") -> Path:
-    """An sdist whose build backend writes its pid to ``$VWED_TEST_PIDFILE`` and then sleeps
-    for ten minutes (what a timeout must kill)."""
+def build_slow_sdist(
+    folder: Path, name: str = "vwedslow", version: str = "1.0", pidfile: Path | None = None
+) -> Path:
+    """An sdist whose build backend writes its pid to ``pidfile`` (written into the backend:
+    uv gives builds an allow-listed environment) and then sleeps for ten minutes (what a
+    timeout must kill)."""
     pyproject = (
         "[build-system]\n"
         "requires = []\n"
@@ -116,7 +119,7 @@ def build_slow_sdist(folder: Path, name: str = "vwedslow", version: str = "1.0")
     backend = (
         "import os, time\n\n"
         "def _stall():\n"
-        "    path = os.environ.get('VWED_TEST_PIDFILE')\n"
+        f"    path = {str(pidfile) if pidfile else ''!r}\n"
         "    if path:\n"
         "        with open(path, 'w') as f:\n"
         "            f.write(str(os.getpid()))\n"
