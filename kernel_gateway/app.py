@@ -27,6 +27,8 @@ from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
 from .envworkers import EnvWorkerPools
 from .errors import GatewayError, KernelStartError, StoreTimeout
+from .executions.service import ExecutionService
+from .executions.watchers import CallWatchers
 from .handlers.base import Tokens
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
@@ -236,6 +238,8 @@ class Gateway:
             events,
             idle=settings.deps_worker_idle,
         )
+        self.watchers = CallWatchers()  # who follows a step's progress and output
+        self.logs.on_call_record = self.watchers.record
         self.steps = StepService(
             self.store,
             self.workers,
@@ -248,7 +252,18 @@ class Gateway:
             modules=self.modules,
             env_pools=self.env_workers,
             environments=self.environments,
+            watchers=self.watchers,
         )
+        self.executions = ExecutionService(
+            self.steps,
+            self.db,
+            self.logs,
+            self.watchers,
+            concurrency=settings.async_concurrency or self.workers.size,
+            queue_max=settings.async_queue,
+            retention_hours=settings.execution_retention_hours,
+        )
+        self.services.on_progress = self.executions.on_progress
         self.secrets.step_path = self.steps.path_of  # a step worker reads its file's secrets
         self.scratch = ScratchKernels(
             self.ksm,
@@ -327,6 +342,7 @@ class Gateway:
             "pool": self.pool,
             "hub": self.logs,
             "steps": self.steps,
+            "executions": self.executions,
             "embedded": self.embedded,
             "scratch": self.scratch,
             "metrics": self.metrics,
@@ -346,6 +362,7 @@ class Gateway:
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
         self.workers.start()
+        await self.executions.start()  # what the last gateway left queued or running
         self.engine.start_monitor()
         self.stats.start()
         if self.settings.watch:
@@ -392,6 +409,8 @@ class Gateway:
                 left,
                 self.settings.drain_timeout,
             )
+        # running asynchronous executions get the drain time too; queued ones stay queued
+        await self.executions.close(self.settings.drain_timeout)
         await self.stats.close()
         await self.engine.close()
         await self.repo.close()  # a push under way ends

@@ -70,6 +70,8 @@ class KernelServices:
         if secrets is not None:
             self.kernel_services["secret.get"] = secrets  # Secrets.kernel_get
         self._tasks = Background(log)
+        # told of each progress update a kernel sends (VWED.progress)
+        self.on_progress: Callable[[ScriptKernel, dict[str, Any]], None] | None = None
 
     def on_kernel_event(
         self,
@@ -88,6 +90,9 @@ class KernelServices:
             self._registration(kernel, op, data)
         elif op == "request":
             self._tasks.spawn(self._serve(kernel, data, buffers))
+        elif op == "progress":
+            if self.on_progress is not None and isinstance(data.get("id"), str):
+                self.on_progress(kernel, data)
         else:
             log.debug("kernel %s: unexpected op %r", kernel.kernel_id, op)
 

@@ -14,6 +14,12 @@ from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandl
 from .handlers.check import CheckHandler
 from .handlers.console import ConsoleFileHandler, ConsoleIndexHandler
 from .handlers.environments import DependenciesHandler, EnvironmentsHandler, PrefetchHandler
+from .handlers.executions import (
+    CancelExecutionHandler,
+    ExecutionHandler,
+    ExecutionStreamHandler,
+    ExecutionWaitHandler,
+)
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
 from .handlers.jupyter import (
     ApiRootHandler,
@@ -39,12 +45,7 @@ from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
 from .handlers.secrets import SecretHandler, SecretsHandler
 from .handlers.sockets import ScriptWebSocketHandler
-from .handlers.steps import (
-    CancelExecutionHandler,
-    ExecuteHandler,
-    ExecutionsHandler,
-    TaskVariablesHandler,
-)
+from .handlers.steps import ExecuteHandler, ExecutionsHandler, TaskVariablesHandler
 from .handlers.versions import (
     FileDiffHandler,
     FileHistoryHandler,
@@ -79,9 +80,12 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/health", HealthHandler, ("engine", "pool", "steps")),
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
     (r"/metrics", MetricsHandler, ("metrics",)),
-    (r"/script-engine/execute", ExecuteHandler, ("steps",)),
-    (r"/script-engine/executions", ExecutionsHandler, ("steps",)),
-    (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("steps",)),
+    (r"/script-engine/execute", ExecuteHandler, ("steps", "executions")),
+    (r"/script-engine/executions", ExecutionsHandler, ("steps", "executions")),
+    (r"/script-engine/executions/([^/]+)", ExecutionHandler, ("executions",)),
+    (r"/script-engine/executions/([^/]+)/wait", ExecutionWaitHandler, ("executions",)),
+    (r"/script-engine/executions/([^/]+)/cancel", CancelExecutionHandler, ("executions",)),
+    (r"/script-engine/executions/([^/]+)/ws", ExecutionStreamHandler, ("executions",)),
     (r"/script-engine/tasks/([^/]+)/variables", TaskVariablesHandler, ("steps",)),
     (r"/script-engine/platform/locations", LocationsHandler, ("embedded",)),
     (r"/script-engine/platform/robots", RobotsHandler, ("embedded",)),

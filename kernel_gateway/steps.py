@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from .errors import (
     ServiceUnavailable,
     StoreTimeout,
 )
+from .executions.retry import parse_retry
+from .executions.watchers import CallWatchers, Listener
 from .inputs import parse_timeout
 from .kernels import ScriptKernel
 from .logs import LogHub
@@ -34,7 +37,7 @@ from .shared_modules import SharedModules
 from .store.service import StoreService
 from .workers import WorkerPool
 
-__all__ = ["StepService", "MODES", "NOT_READY"]
+__all__ = ["StepService", "MODES", "NOT_READY", "attempt_summary", "status_of"]
 
 MODES = ("SCRIPT", "SET_TASK_VARIABLES", "RUN")
 NOT_READY = "DEPENDENCIES_NOT_READY"
@@ -66,6 +69,7 @@ class StepService:
         modules: SharedModules | None = None,
         environments: Environments | None = None,
         env_pools: EnvWorkerPools | None = None,
+        watchers: CallWatchers | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -78,6 +82,7 @@ class StepService:
         self.modules = modules
         self.environments = environments
         self.env_pools = env_pools
+        self.watchers = watchers
         # the declaration of each step file, by the file's and its requirements.txt's version
         self._declarations: dict[tuple[Any, ...], Declaration | None] = {}
         # environments found ready (by declaration key, with when), and when each (lock, file)
@@ -119,11 +124,63 @@ class StepService:
         }
 
     # -- running ------------------------------------------------------------------------
-    async def execute(self, body: dict[str, Any], *, admin: bool = True) -> dict[str, Any]:
-        """Run one step. ``admin``: the caller may install the file's packages (the admin
-        token); a caller token gets 409 ``DEPENDENCIES_NOT_READY`` for an environment
-        that is not installed yet (installing runs the packages' build code)."""
+    async def execute(
+        self, body: dict[str, Any], *, admin: bool = True, listener: Listener | None = None
+    ) -> dict[str, Any]:
+        """Run one step synchronously (with its ``retry``, if any: each attempt is
+        recorded, the answer is the last one's). ``admin``: the caller may install the
+        file's packages (the admin token); a caller token gets 409
+        ``DEPENDENCIES_NOT_READY`` for an environment that is not installed yet
+        (installing runs the packages' build code). ``listener``: told of the step's
+        progress and output as they happen (``executions/watchers.py``)."""
         req = self.parse(body)
+        policy = parse_retry(body.get("retry"))
+        if policy is None:
+            return await self.run(req, admin=admin, listener=listener)
+        attempts: list[dict[str, Any]] = []
+        first_id: str | None = None
+        for attempt in range(1, policy.attempts + 1):
+            call_id = self.new_id()
+            first_id = first_id or call_id
+            try:
+                answer = await self.run(
+                    req,
+                    admin=admin,
+                    listener=listener,
+                    call_id=call_id,
+                    group=first_id,
+                    attempt=attempt,
+                )
+            except GatewayError as exc:
+                attempts.append(attempt_summary(attempt, call_id, exc))
+                if attempt == policy.attempts or not policy.retries(exc):
+                    exc.details["attempts"] = attempts
+                    raise
+                await asyncio.sleep(policy.delay(attempt))
+                continue
+            attempts.append(attempt_summary(attempt, call_id, None, answer))
+            answer["attempts"] = attempts
+            return answer
+        raise AssertionError("unreachable")
+
+    def new_id(self) -> str:
+        """A fresh execution id (also the call id of the step in its worker)."""
+        return uuid.uuid4().hex
+
+    async def run(
+        self,
+        req: dict[str, Any],
+        *,
+        admin: bool = True,
+        listener: Listener | None = None,
+        call_id: str | None = None,
+        group: str | None = None,
+        attempt: int | None = None,
+    ) -> dict[str, Any]:
+        """One attempt of a parsed step (``parse``): a worker, the call, the task
+        variables. ``call_id``: the attempt's execution id (made here if None);
+        ``group``: the execution it is an attempt of (the ``async_id`` of its history
+        row). Raises the step's ``GatewayError``."""
         source = self.store.stat(req["path"])
         key = [source.file, source.mtime, source.size]
         lock = await self._environment(source.path, admin)
@@ -132,10 +189,12 @@ class StepService:
             worker = await self.pool.acquire()
         else:
             pool, worker = await self._env_worker(lock, req["timeout"])
-        execution_id = worker.bridge.new_call_id()
+        execution_id = call_id or worker.bridge.new_call_id()
         run = Execution(execution_id, worker, source.path)
         self.running[execution_id] = run
         self.logs.note_call(execution_id, req["task_id"], script_id=source.path)
+        if listener is not None and self.watchers is not None:
+            self.watchers.add(execution_id, listener)
         data = {
             "op": "call",
             "kind": "step",
@@ -148,6 +207,7 @@ class StepService:
         }
         release = True
         error: GatewayError | None = None
+        usage: dict[str, Any] = {}
         try:
             self._invalidate(worker, data)
             known = tuple(key) in self._loaded.setdefault(worker, set())
@@ -160,8 +220,10 @@ class StepService:
                 reply = await worker.bridge.call(data, timeout=req["timeout"], call_id=execution_id)
             self._loaded[worker].add(tuple(key))
             if not reply.ok:
+                usage = reply.error.get("usage") or {}
                 raise self._error(reply.error, run, req)
             value = reply.value()
+            usage = value.get("usage") or {}
             if self.logs.redactor:  # the secrets the step read, out of its printed output
                 for stream in ("stdout", "stderr"):
                     value[stream] = self.logs.redactor.redact(
@@ -184,6 +246,8 @@ class StepService:
             raise
         finally:
             self.running.pop(execution_id, None)
+            if listener is not None and self.watchers is not None:
+                self.watchers.remove(execution_id)
             if lock is not None and self.env_pools is not None:
                 self.env_pools.done(pool, worker, keep=release)
             elif release:
@@ -191,38 +255,21 @@ class StepService:
             else:
                 self.pool.discard(worker)
             took = (time.perf_counter() - run.started) * 1000
-            self._record(execution_id, source.path, req, took, error)
+            facts = {
+                "worker": worker.kernel_id,
+                "cpu_ms": _number(usage.get("cpu_ms")),
+                "peak_rss": _whole(usage.get("peak_rss_bytes")),
+                "async_id": group,
+                "attempt": attempt,
+            }
+            if error is not None:
+                error.details.setdefault("execution_id", execution_id)
+                error.details["worker"] = worker.kernel_id
+                error.details["usage"] = _usage(facts)
+            self._record(execution_id, source.path, req, took, error, facts)
         variables = self._variables(req["mode"], value["value"])
         if req["task_id"] is not None and self.db is not None:
-            # The step answers within its timeout plus a second, whatever the database
-            # does: the merge gets what is left of that (at most --db-timeout).
-            left = req["timeout"] + 0.9 - (time.perf_counter() - run.started)
-            try:
-                await self.db.merge_task_variables(
-                    req["task_id"], variables, timeout=max(0.2, min(self.db.timeout, left))
-                )
-            except StoreTimeout as exc:
-                maybe = bool(exc.details.get("may_still_be_written"))
-                raise StoreTimeout(
-                    "the step ran, but the database did not store its task variables in "
-                    + (
-                        "time; they may still be written"
-                        if maybe
-                        else "time; they were not written"
-                    ),
-                    details={
-                        "execution_id": execution_id,
-                        "result": value["value"],
-                        "variables": variables,
-                        "variables_may_be_written": maybe,
-                    },
-                ) from exc
-            except Exception as exc:
-                raise ServiceUnavailable(
-                    f"the step ran, but its task variables could not be stored: {exc}",
-                    "STORE_FAILED",
-                    details={"execution_id": execution_id, "result": value["value"]},
-                ) from exc
+            await self._store_variables(req, variables, value, execution_id, run)
         return {
             "result": value["value"],
             "variables": variables,
@@ -232,7 +279,54 @@ class StepService:
             "execution_id": execution_id,
             "task_id": req["task_id"],
             "environment": None if lock is None else lock[0],
+            "worker": worker.kernel_id,
+            "usage": _usage(facts),
         }
+
+    async def _store_variables(
+        self,
+        req: dict[str, Any],
+        variables: dict[str, Any],
+        value: dict[str, Any],
+        execution_id: str,
+        run: Execution,
+    ) -> None:
+        assert self.db is not None
+        # The step answers within its timeout plus a second, whatever the database
+        # does: the merge gets what is left of that (at most --db-timeout).
+        left = req["timeout"] + 0.9 - (time.perf_counter() - run.started)
+        try:
+            await self.db.merge_task_variables(
+                req["task_id"], variables, timeout=max(0.2, min(self.db.timeout, left))
+            )
+        except StoreTimeout as exc:
+            maybe = bool(exc.details.get("may_still_be_written"))
+            raise StoreTimeout(
+                "the step ran, but the database did not store its task variables in "
+                + ("time; they may still be written" if maybe else "time; they were not written"),
+                details={
+                    "execution_id": execution_id,
+                    "result": value["value"],
+                    "variables": variables,
+                    "variables_may_be_written": maybe,
+                },
+            ) from exc
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"the step ran, but its task variables could not be stored: {exc}",
+                "STORE_FAILED",
+                details={"execution_id": execution_id, "result": value["value"]},
+            ) from exc
+
+    async def precheck(self, req: dict[str, Any], *, admin: bool) -> None:
+        """What a step would be refused for, checked before it is queued: a file that is
+        not there (404), packages a caller token may not install (409)."""
+        source = self.store.stat(req["path"])
+        if admin or self.environments is None or self.env_pools is None:
+            return
+        decl = self._declaration(source.path)
+        if decl is not None and self.environments.find(decl) is None:
+            raise self._not_ready(source.path, decl)
 
     # -- environments ---------------------------------------------------------------------
     async def _environment(self, path: str, admin: bool) -> tuple[str, str] | None:
@@ -250,13 +344,7 @@ class StepService:
             env = self.environments.find(decl)  # a few small file reads
         if env is None:
             if not admin:
-                raise Conflict(
-                    f"the packages of {path!r} are not installed yet, and installing runs "
-                    "code: an admin must start or prefetch the script first "
-                    "(POST /script-engine/environments/prefetch, or `vwed deps prefetch`)",
-                    NOT_READY,
-                    details={"script_path": path, "requirements": list(decl.requirements)},
-                )
+                raise self._not_ready(path, decl)
 
             def progress(line: str) -> None:
                 self.logs.emit(path, "INFO", "engine", "deps", f"for a step: {line}")
@@ -274,6 +362,16 @@ class StepService:
             self._touched[(env.lock.hash, path)] = now
             self.environments.touch(env.lock.hash, path)
         return env.lock.hash, env.site
+
+    @staticmethod
+    def _not_ready(path: str, decl: Declaration) -> Conflict:
+        return Conflict(
+            f"the packages of {path!r} are not installed yet, and installing runs "
+            "code: an admin must start or prefetch the script first "
+            "(POST /script-engine/environments/prefetch, or `vwed deps prefetch`)",
+            NOT_READY,
+            details={"script_path": path, "requirements": list(decl.requirements)},
+        )
 
     async def _env_worker(
         self, lock: tuple[str, str], timeout: float
@@ -334,6 +432,7 @@ class StepService:
         kind = err.get("kind")
         details = {
             "type": err.get("type"),
+            "bases": err.get("bases") or [err.get("type")],
             "message": err.get("message"),
             "stdout": err.get("stdout", ""),
             "stderr": err.get("stderr", ""),
@@ -375,10 +474,12 @@ class StepService:
         req: dict[str, Any],
         took: float,
         error: GatewayError | None,
+        facts: dict[str, Any],
     ) -> None:
         if self.db is None:
             return
         row = {
+            **facts,
             "id": execution_id,
             "ts": time.time(),
             "script_path": path,
@@ -389,6 +490,7 @@ class StepService:
             "ok": error is None,
             "error_type": None if error is None else (error.details.get("type") or error.code),
             "error_message": None if error is None else error.message[:2000],
+            "status": status_of(error),
         }
         self.db.add_execution(row)  # stored with the next batch (within 0.2 s)
 
@@ -406,3 +508,55 @@ class StepService:
         run.cancelled = True
         run.worker.bridge.send({"op": "cancel", "target": execution_id})
         await run.worker.interrupt()
+
+
+def status_of(error: GatewayError | None) -> str:
+    """The status an execution ends with, after ``error`` (None: it succeeded)."""
+    if error is None:
+        return "succeeded"
+    if error.code == "CALL_TIMEOUT":
+        return "timed_out"
+    return "cancelled" if error.code == "CANCELLED" else "failed"
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return round(float(value), 3) if ok else None
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _usage(facts: dict[str, Any]) -> dict[str, Any]:
+    """What the worker used during the step (null where it could not be measured)."""
+    return {"cpu_ms": facts["cpu_ms"], "peak_rss_bytes": facts["peak_rss"]}
+
+
+def attempt_summary(
+    attempt: int,
+    call_id: str,
+    error: GatewayError | None,
+    answer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One attempt of a step with retries, as the answer and the record list them."""
+    if error is None:
+        assert answer is not None
+        return {
+            "attempt": attempt,
+            "execution_id": call_id,
+            "ok": True,
+            "duration_ms": answer["duration_ms"],
+            "worker": answer["worker"],
+            "usage": answer["usage"],
+        }
+    return {
+        "attempt": attempt,
+        "execution_id": call_id,
+        "ok": False,
+        "code": error.code,
+        "error_type": error.details.get("type"),
+        "message": error.message[:500],
+        "worker": error.details.get("worker"),
+        "usage": error.details.get("usage"),
+    }

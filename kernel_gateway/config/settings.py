@@ -61,6 +61,15 @@ class Settings:
     boot_timeout: float = setting(60.0, "seconds a script may take to load and run boot()")
     workers: int = setting(0, "worker kernels for task-flow steps (0: the number of CPUs)")
     step_queue: int = setting(100, "steps that may wait for a free worker; more get 503 BUSY")
+    async_concurrency: int = setting(
+        0, "asynchronous executions that run at once (0: as many as there are step workers)"
+    )
+    async_queue: int = setting(
+        10_000, "asynchronous executions that may wait queued; more get 503 BUSY"
+    )
+    execution_retention_hours: float = setting(
+        72.0, "hours an asynchronous execution's record is kept after it ended"
+    )
     step_grace: float = setting(
         5.0, "seconds an interrupted worker has to come back before it is replaced"
     )
@@ -201,6 +210,10 @@ class Settings:
             problems.append("pool_size must be >= 0")
         if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
             problems.append("workers and step_queue must be >= 0, step_grace > 0")
+        if self.async_concurrency < 0 or self.async_queue < 1:
+            problems.append("async_concurrency must be >= 0 and async_queue >= 1")
+        if not self.execution_retention_hours > 0:
+            problems.append("execution_retention_hours must be > 0")
         if self.deps_workers < 1 or not 0 < self.deps_worker_idle < float("inf"):
             problems.append("deps_workers must be >= 1 and deps_worker_idle > 0 seconds")
         if not 0 < self.max_timeout < float("inf"):

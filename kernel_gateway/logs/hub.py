@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -48,6 +49,9 @@ class LogHub:
         self._call_scripts: dict[str, str] = {}
         # secret values kernels were given, written *** in their records (secrets/vault.py)
         self.redactor = Redactor()
+        # told of every record that belongs to a call (its output, streamed to whoever
+        # follows the call: executions/watchers.py)
+        self.on_call_record: Callable[[dict[str, Any]], None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -120,6 +124,8 @@ class LogHub:
             self._keep(record)
             if self.db is not None:
                 self.db.add_log(record)
+            if call_id is not None and self.on_call_record is not None:
+                self.on_call_record(record)
         for sub in self._subscribers:
             sub.wake.set()
         if source == "engine":

@@ -13,6 +13,7 @@ its threads, ``threads.DbThreads``): one writer thread, so writes are serialized
     ├── callquery.CallQueries    the calls history query
     ├── runs.RunTables           script runs and the scripts to restore
     ├── tasks.TaskTables         task variables and the executions of steps
+    ├── asyncexec.AsyncExecutionTables  asynchronous executions (stored before accepted)
     ├── secrets.SecretTables     secrets (encrypted values, scopes)
     └── platform.PlatformTables  the embedded platform: locations, tasks, robots
 """
@@ -28,6 +29,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .asyncexec import AsyncExecutionTables
 from .callquery import CallQueries
 from .logquery import LogQueries, LogQuery
 from .platform import PlatformTables
@@ -88,7 +90,14 @@ def timeout_connect_args(url: str, timeout: float) -> dict[str, Any]:
 
 
 class Database(
-    RecordTables, LogQueries, CallQueries, RunTables, TaskTables, PlatformTables, SecretTables
+    RecordTables,
+    LogQueries,
+    CallQueries,
+    RunTables,
+    TaskTables,
+    AsyncExecutionTables,
+    PlatformTables,
+    SecretTables,
 ):
     """One SQLAlchemy engine and every query the gateway runs (blocking: call them
     from a worker thread)."""

@@ -4,7 +4,8 @@ migrations in ``migrations/``):
 - scripts: their runs (``vwed_script_runs``) and the scripts to restore
   (``vwed_desired_scripts``);
 - the history: log records (``vwed_log_records``), calls served by scripts
-  (``vwed_calls``), executions of task-flow steps (``vwed_executions``), and the
+  (``vwed_calls``), executions of task-flow steps (``vwed_executions``; the asynchronous
+  ones also in ``vwed_async_executions``, stored before they are accepted), and the
   counter that hands out log record ids (``vwed_counters``);
 - task variables (``vwed_task_variables``);
 - the embedded platform: storage locations, tasks and robots
@@ -26,6 +27,7 @@ __all__ = [
     "CallRow",
     "TaskVariablesRow",
     "ExecutionRow",
+    "AsyncExecutionRow",
     "CounterRow",
     "DesiredScriptRow",
     "LocationRow",
@@ -131,6 +133,48 @@ class ExecutionRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # since migration 0010 (older rows have them null): the worker kernel, what it used
+    # during the step, and for an attempt of an asynchronous execution, which one
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cpu_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    peak_rss: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    async_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class AsyncExecutionRow(Base):
+    """An asynchronous execution of a step (``"async": true``): stored before it is
+    accepted, updated as it runs; JSON text in ``request`` (args, timeout, retry),
+    ``progress``, ``outcome`` (result and variables), ``error`` and ``attempts``."""
+
+    __tablename__ = "vwed_async_executions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    script_path: Mapped[str] = mapped_column(String(480))
+    function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    mode: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    request: Mapped[str] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    at_most_once: Mapped[bool] = mapped_column(Boolean)
+    submitted_at: Mapped[float] = mapped_column(Double, index=True)
+    started_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Double, nullable=True, index=True)
+    updated_at: Mapped[float] = mapped_column(Double)
+    progress: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    stdout_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stderr_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[str] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cpu_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    peak_rss: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    duration_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class LocationRow(Base):

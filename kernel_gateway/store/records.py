@@ -57,7 +57,7 @@ class RecordTables:
             if calls:
                 conn.execute(insert(CallRow), [_call_row(r) for r in calls])
             if executions:
-                conn.execute(insert(ExecutionRow), executions)
+                conn.execute(insert(ExecutionRow), [_execution_row(r) for r in executions])
 
     @staticmethod
     def _existing(conn: Any, column: Any, ids: list[Any]) -> set[Any]:
@@ -118,6 +118,15 @@ class RecordTables:
 
 
 _CALL_COLUMNS_0007 = ("script_path", "error_message", "task_id")
+_EXECUTION_COLUMNS_0010 = ("status", "worker", "cpu_ms", "peak_rss", "async_id", "attempt")
+
+
+def _execution_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An execution row with every column (one batch must name the same columns; a spill
+    file of an older gateway, and a step that did not report its usage, lack some)."""
+    if all(k in row for k in _EXECUTION_COLUMNS_0010):
+        return row
+    return {**dict.fromkeys(_EXECUTION_COLUMNS_0010), **row}
 
 
 def _call_row(row: dict[str, Any]) -> dict[str, Any]:

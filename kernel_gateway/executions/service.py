@@ -1,0 +1,543 @@
+"""Asynchronous executions of task-flow steps (``"async": true`` on ``POST
+/script-engine/execute``): stored before they are accepted, queued, run in the step
+workers with their retries, followed (progress, output), cancelled, waited for, and
+never lost.
+
+- Submitted: the row is written (``queued``) before the 202; an ``idempotency_key``
+  already used answers the execution it named (same request) or 409.
+- Queued: at most ``concurrency`` run at once (a semaphore; waiting ones are cheap
+  asyncio tasks). Cancelling a queued one removes it.
+- Running: each attempt is ``StepService.run`` with the call id ``<id>-<attempt>``;
+  between attempts the backoff of its ``retry``; progress and output reach the record
+  (progress written at most every ``progress_every`` seconds) and the followers.
+- Never lost: a gateway that starts finds the rows its predecessor left: ``running``
+  ones become ``failed`` with reason ``gateway died`` (their worker died with it), and
+  ``queued`` ones run again unless they said ``at_most_once``. A gateway that stops
+  cleanly lets running executions finish for ``drain`` seconds; queued ones stay queued
+  for the next gateway.
+- Kept for ``retention_hours`` after they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+import uuid
+from typing import Any
+
+from ..errors import (
+    BadRequest,
+    Conflict,
+    GatewayError,
+    NotFound,
+    ServiceUnavailable,
+)
+from ..logs import LogHub
+from ..steps import StepService, attempt_summary, status_of
+from ..store.service import StoreService
+from .feed import Feed
+from .record import FINISHED, AsyncExecution, history_record, request_hash
+from .retry import RetryPolicy, parse_retry
+from .watchers import CallWatchers, progress_event, progress_text
+
+__all__ = ["ExecutionService", "STATUS_URL"]
+
+log = logging.getLogger("kernel_gateway.executions")
+STATUS_URL = "/script-engine/executions/{}"
+GATEWAY_DIED = "gateway died"
+GATEWAY_STOPPED = "gateway stopped"
+MAX_KEY = 255
+
+
+def status_url(execution_id: str) -> str:
+    return STATUS_URL.format(execution_id)
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        steps: StepService,
+        db: StoreService | None,
+        logs: LogHub,
+        watchers: CallWatchers,
+        *,
+        concurrency: int,
+        queue_max: int = 10_000,
+        retention_hours: float = 72.0,
+        progress_every: float = 0.5,
+        prune_every: float = 600.0,
+    ) -> None:
+        self.steps = steps
+        self.db = db
+        self.logs = logs
+        self.watchers = watchers
+        self.concurrency = max(1, concurrency)
+        self.queue_max = queue_max
+        self.retention_hours = retention_hours
+        self.progress_every = progress_every
+        self.prune_every = prune_every
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._live: dict[str, AsyncExecution] = {}  # not finished, or not stored yet
+        self._feeds: dict[str, set[Feed]] = {}
+        self._cancelling: set[str] = set()
+        self._closing = False
+        self._chores: set[asyncio.Task[Any]] = set()
+        self._prune: asyncio.Task[None] | None = None
+
+    # -- start and stop -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take over what the last gateway left (see the module's docstring)."""
+        if self.db is None:
+            return
+        rows = await self.db.read(self.db.db.unfinished_async, timeout=self.db.open_timeout)
+        again = 0
+        for row in rows:
+            ex = AsyncExecution.from_row(row)
+            if ex.status == "running":
+                self._end(
+                    ex,
+                    "failed",
+                    GATEWAY_DIED,
+                    "GATEWAY_DIED",
+                    "the gateway died while this step ran; its worker died with it",
+                )
+            elif ex.at_most_once:
+                self._end(
+                    ex,
+                    "failed",
+                    f"{GATEWAY_DIED} before it ran (at_most_once: not run again)",
+                    "GATEWAY_DIED",
+                    "the gateway died before this step ran, and it said "
+                    "at_most_once: it is not run again",
+                )
+            else:
+                self._queue(ex)
+                again += 1
+                continue
+            self.logs.engine(
+                ex.req["path"], "WARNING", f"execution {ex.id} ({self._what(ex)}): {ex.reason}"
+            )
+            await self._store_end(ex)
+        if again:
+            self.logs.engine(
+                None, "INFO", f"{again} queued execution(s) of the last gateway run again"
+            )
+        self._prune = asyncio.ensure_future(self._prune_loop())
+
+    async def close(self, drain: float = 0.0) -> None:
+        """Stop: running executions get ``drain`` seconds to end, then fail with reason
+        ``gateway stopped``; queued ones stay queued (the next gateway runs them)."""
+        self._closing = True
+        if self._prune is not None:
+            self._prune.cancel()
+        running = [ex for ex in self._live.values() if ex.status == "running" and ex.task]
+        if running and drain > 0:
+            await asyncio.wait([ex.task for ex in running if ex.task], timeout=drain)
+        for ex in list(self._live.values()):
+            if ex.task is not None and not ex.task.done():
+                ex.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await ex.task
+            if ex.status == "running":
+                self._end(
+                    ex,
+                    "failed",
+                    GATEWAY_STOPPED,
+                    "GATEWAY_STOPPED",
+                    "the gateway stopped while this step ran",
+                )
+                with contextlib.suppress(GatewayError):
+                    await self._store(ex, final=True)
+        for task in list(self._chores):
+            task.cancel()
+
+    # -- the API ----------------------------------------------------------------------------
+    async def submit(self, body: dict[str, Any], *, admin: bool) -> dict[str, Any]:
+        """Queue a step; its answer once it is stored (``duplicate``: the execution an
+        earlier submission with the same ``idempotency_key`` made)."""
+        if self.db is None:
+            raise ServiceUnavailable(
+                "asynchronous executions are stored before they are accepted, and this "
+                "gateway runs without a database",
+                "NO_DATABASE",
+            )
+        if self._closing:
+            raise ServiceUnavailable(
+                "the gateway is stopping", "STOPPING", headers={"Retry-After": "5"}
+            )
+        req = self.steps.parse(body)
+        policy = parse_retry(body.get("retry"))
+        at_most_once = body.get("at_most_once", False)
+        if not isinstance(at_most_once, bool):
+            raise BadRequest(
+                "'at_most_once' must be true or false",
+                "BAD_PARAMETER",
+                details={"parameter": "at_most_once"},
+            )
+        key = body.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_KEY):
+            raise BadRequest(
+                f"'idempotency_key' must be a string of 1 to {MAX_KEY} characters",
+                "BAD_PARAMETER",
+                details={"parameter": "idempotency_key"},
+            )
+        await self.steps.precheck(req, admin=admin)
+        waiting = sum(1 for ex in self._live.values() if ex.status == "queued")
+        if waiting >= self.queue_max:
+            raise ServiceUnavailable(
+                f"{waiting} asynchronous executions are queued already",
+                "BUSY",
+                headers={"Retry-After": "5"},
+                details={"queued": waiting},
+            )
+        ex = AsyncExecution(uuid.uuid4().hex, req, admin, policy, at_most_once, key)
+        row, created = await self.db.write(self.db.db.insert_async, ex.row())
+        if not created:
+            if row["request_hash"] != request_hash(req):
+                raise Conflict(
+                    f"idempotency key {key!r} was used for a different step "
+                    f"(execution {row['id']})",
+                    "IDEMPOTENCY_KEY_REUSED",
+                    details={"execution_id": row["id"]},
+                )
+            live = self._live.get(row["id"])
+            status = live.status if live is not None else row["status"]
+            return self._accepted(row["id"], status, duplicate=True)
+        self._queue(ex)
+        return self._accepted(ex.id, "queued", duplicate=False)
+
+    async def record(self, execution_id: str) -> dict[str, Any]:
+        """The record of an execution: asynchronous, or a synchronous step (running, or
+        from the steps history)."""
+        ex = self._live.get(execution_id)
+        if ex is not None:
+            return ex.public(status_url(execution_id))
+        if self.db is not None:
+            row = await self.db.read(self.db.db.async_execution, execution_id)
+            if row is not None:
+                return AsyncExecution.from_row(row).public(status_url(execution_id))
+        run = self.steps.running.get(execution_id)
+        if run is not None:
+            return {
+                "execution_id": execution_id,
+                "async": False,
+                "status": "running",
+                "status_url": status_url(execution_id),
+                "script_path": run.path,
+                "worker": run.worker.kernel_id,
+            }
+        if self.db is not None:
+            row = await self.db.read(self.db.db.execution, execution_id)
+            if row is not None:
+                return history_record(row, status_url(execution_id))
+        raise NotFound(f"no execution {execution_id!r}", "EXECUTION_NOT_FOUND")
+
+    async def wait(self, execution_id: str, timeout: float) -> dict[str, Any]:
+        """The record once the execution ended, or after ``timeout`` seconds (then with
+        the status it has: the caller asks again)."""
+        ex = self._live.get(execution_id)
+        if ex is not None and not ex.finished:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ex.done.wait(), timeout)
+        return await self.record(execution_id)
+
+    async def cancel(self, execution_id: str) -> dict[str, Any]:
+        """Cancel a queued (removed from the queue), waiting (between attempts) or running
+        (its worker interrupted) execution; a synchronous running step too."""
+        ex = self._live.get(execution_id)
+        if ex is None:
+            if execution_id in self.steps.running:
+                await self.steps.cancel(execution_id)
+                return {"execution_id": execution_id, "cancelled": True, "async": False}
+            found = await self.record(execution_id)  # 404 when there is none
+            raise Conflict(
+                f"execution {execution_id} has ended ({found['status']}): nothing to cancel",
+                "EXECUTION_FINISHED",
+                details={"status": found["status"]},
+            )
+        if ex.finished:
+            raise Conflict(
+                f"execution {execution_id} has ended ({ex.status}): nothing to cancel",
+                "EXECUTION_FINISHED",
+                details={"status": ex.status},
+            )
+        self._cancelling.add(ex.id)
+        if ex.call_id is not None and ex.call_id in self.steps.running:
+            await self.steps.cancel(ex.call_id)  # the attempt ends with CANCELLED
+        elif ex.task is not None:
+            ex.task.cancel()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ex.done.wait(), self.steps.grace + 5)
+        return {**ex.public(status_url(ex.id)), "cancelled": ex.status == "cancelled"}
+
+    async def subscribe(self, execution_id: str) -> Feed:
+        """A feed of the execution's events: first its state now; ``end`` when it ends
+        (at once for one that has ended)."""
+        record = await self.record(execution_id)
+        feed = Feed(execution_id)
+        feed.put({"type": "state", "execution": record})
+        ex = self._live.get(execution_id)
+        if ex is None or ex.finished:
+            if record["status"] in FINISHED:
+                feed.put({"type": "end", "execution": record})
+            return feed
+        self._feeds.setdefault(execution_id, set()).add(feed)
+        return feed
+
+    def unsubscribe(self, feed: Feed) -> None:
+        feeds = self._feeds.get(feed.execution_id)
+        if feeds is not None:
+            feeds.discard(feed)
+            if not feeds:
+                self._feeds.pop(feed.execution_id, None)
+
+    async def listing(
+        self, status: str | None, task_id: str | None, script_path: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        if self.db is None:
+            return []
+        rows = await self.db.read(self.db.db.list_async, status, task_id, script_path, limit)
+        out = []
+        for row in rows:
+            live = self._live.get(row["id"])
+            ex = live if live is not None else AsyncExecution.from_row(row)
+            out.append(ex.public(status_url(ex.id)))
+        return out
+
+    def on_progress(self, kernel: Any, data: dict[str, Any]) -> None:
+        """A ``progress`` op of a kernel (``KernelServices.on_progress``): to whoever
+        follows the call, and a DEBUG record of the call in the logs."""
+        call_id = str(data.get("id"))
+        self.watchers.progress(call_id, data)
+        self.logs.emit(
+            getattr(kernel, "script_id", None),
+            "DEBUG",
+            "vwed",
+            "progress",
+            progress_text(progress_event(data)),
+            call_id,
+            kernel_id=getattr(kernel, "kernel_id", None),
+        )
+
+    def status(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for ex in self._live.values():
+            counts[ex.status] = counts.get(ex.status, 0) + 1
+        return {"concurrency": self.concurrency, **counts}
+
+    # -- running ------------------------------------------------------------------------
+    def _accepted(self, execution_id: str, status: str, *, duplicate: bool) -> dict[str, Any]:
+        return {
+            "execution_id": execution_id,
+            "status_url": status_url(execution_id),
+            "status": status,
+            "duplicate": duplicate,
+        }
+
+    def _queue(self, ex: AsyncExecution) -> None:
+        self._live[ex.id] = ex
+        ex.task = asyncio.ensure_future(self._run(ex))
+
+    async def _run(self, ex: AsyncExecution) -> None:
+        try:
+            async with self._slots:
+                if self._closing:
+                    return  # stays queued in the database: the next gateway runs it
+                ex.status, ex.started_at = "running", time.time()
+                self._publish(ex, {"type": "status", "status": "running", "ts": ex.started_at})
+                await self._store(ex)
+                await self._attempts(ex)
+        except asyncio.CancelledError:
+            if ex.id not in self._cancelling:
+                raise  # the gateway is stopping: close() says what became of it
+            self._end(ex, "cancelled", "cancelled", "CANCELLED", f"execution {ex.id} was cancelled")
+        except Exception as exc:  # a bug of ours: the execution still ends, and says so
+            log.exception("execution %s failed in the gateway", ex.id)
+            self._end(
+                ex, "failed", "internal error", "INTERNAL_ERROR", f"the gateway failed: {exc}"
+            )
+        await self._store_end(ex)
+
+    async def _attempts(self, ex: AsyncExecution) -> None:
+        policy = ex.policy or RetryPolicy()
+        for attempt in range(len(ex.attempts) + 1, policy.attempts + 1):
+            call_id = f"{ex.id}-{attempt}"
+            ex.call_id = call_id
+            started = time.time()
+            self._publish(ex, {"type": "attempt", "attempt": attempt, "ts": started})
+            try:
+                answer = await self.steps.run(
+                    ex.req,
+                    admin=ex.admin,
+                    listener=functools.partial(self._event, ex),
+                    call_id=call_id,
+                    group=ex.id,
+                    attempt=attempt,
+                )
+            except GatewayError as exc:
+                ex.call_id = None
+                summary = {
+                    **attempt_summary(attempt, call_id, exc),
+                    "started_at": started,
+                    "finished_at": time.time(),
+                }
+                ex.attempts.append(summary)
+                self._took(ex, summary)
+                ex.stdout = str(exc.details.get("stdout") or ex.stdout)[-16_000:]
+                ex.stderr = str(exc.details.get("stderr") or ex.stderr)[-16_000:]
+                if ex.id in self._cancelling:
+                    self._end(
+                        ex,
+                        "cancelled",
+                        "cancelled",
+                        "CANCELLED",
+                        f"execution {ex.id} was cancelled",
+                    )
+                    return
+                if attempt < policy.attempts and policy.retries(exc):
+                    delay = policy.delay(attempt)
+                    self._publish(
+                        ex,
+                        {
+                            "type": "retry",
+                            "attempt": attempt,
+                            "in_s": delay,
+                            "error": _error(exc),
+                            "ts": time.time(),
+                        },
+                    )
+                    await self._store(ex)
+                    await asyncio.sleep(delay)
+                    continue
+                ex.error = _error(exc)
+                self._end(ex, status_of(exc), None)
+                return
+            ex.call_id = None
+            summary = {
+                **attempt_summary(attempt, call_id, None, answer),
+                "started_at": started,
+                "finished_at": time.time(),
+            }
+            ex.attempts.append(summary)
+            self._took(ex, summary)
+            ex.outcome = {"result": answer["result"], "variables": answer["variables"]}
+            ex.stdout, ex.stderr = answer["stdout"][-16_000:], answer["stderr"][-16_000:]
+            self._end(ex, "succeeded", None)
+            return
+
+    @staticmethod
+    def _took(ex: AsyncExecution, summary: dict[str, Any]) -> None:
+        usage = summary.get("usage") or {}
+        ex.worker = summary.get("worker") or ex.worker
+        ex.cpu_ms = usage.get("cpu_ms")
+        ex.peak_rss = usage.get("peak_rss_bytes")
+
+    def _end(
+        self,
+        ex: AsyncExecution,
+        status: str,
+        reason: str | None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        ex.status, ex.reason = status, reason
+        ex.call_id = None
+        ex.finished_at = time.time()
+        if code is not None:
+            ex.error = {"code": code, "message": message or reason or code, "details": {}}
+        if ex.started_at is not None:
+            ex.duration_ms = round((ex.finished_at - ex.started_at) * 1000, 3)
+
+    async def _store_end(self, ex: AsyncExecution) -> None:
+        """Write the end, trying again for a while if the database is away; the record
+        stays in memory (readable) until it is stored."""
+        ex.done.set()
+        self._publish(ex, {"type": "end", "execution": ex.public(status_url(ex.id))})
+        self._feeds.pop(ex.id, None)
+        delay = 0.5
+        for _ in range(12):
+            try:
+                await self._store(ex, final=True)
+                self._live.pop(ex.id, None)
+                return
+            except GatewayError as exc:
+                log.warning("execution %s: its end could not be stored yet: %s", ex.id, exc.message)
+                if self._closing:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self.logs.engine(
+            ex.req["path"],
+            "ERROR",
+            f"execution {ex.id} ended {ex.status}, but that could not be stored",
+        )
+
+    async def _store(self, ex: AsyncExecution, *, final: bool = False) -> None:
+        if self.db is None:
+            return
+        await self.db.write(self.db.db.update_async, ex.id, ex.changes())
+
+    def _event(self, ex: AsyncExecution, event: dict[str, Any]) -> None:
+        """Progress or output of the running attempt."""
+        if event["type"] == "progress":
+            ex.progress = {k: event[k] for k in ("fraction", "done", "total", "message")}
+            ex.progress["updated_at"] = event.get("ts") or time.time()
+            self._progress_later(ex)
+        elif event.get("stream") in ("stdout", "stderr"):
+            ex.add_output(event["stream"], str(event.get("text", "")))
+        self._publish(ex, event)
+
+    def _progress_later(self, ex: AsyncExecution) -> None:
+        """Progress to the database at most every ``progress_every`` seconds."""
+        if ex.stored_progress < 0:
+            return  # a write is scheduled
+        wait = ex.stored_progress + self.progress_every - time.monotonic()
+        ex.stored_progress = -1.0
+
+        async def write() -> None:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            ex.stored_progress = time.monotonic()
+            if ex.finished or self.db is None:
+                return
+            try:
+                await self.db.write(self.db.db.update_async, ex.id, ex.progress_changes(), True)
+            except GatewayError as exc:
+                log.debug("execution %s: progress not stored: %s", ex.id, exc.message)
+
+        task = asyncio.ensure_future(write())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    def _publish(self, ex: AsyncExecution, event: dict[str, Any]) -> None:
+        for feed in self._feeds.get(ex.id, ()):
+            feed.put(event)
+
+    def _what(self, ex: AsyncExecution) -> str:
+        req = ex.req
+        return f"{req['path']}" + (f" {req['function']}" if req.get("function") else " (RUN)")
+
+    async def _prune_loop(self) -> None:
+        assert self.db is not None
+        every = min(self.prune_every, max(1.0, self.retention_hours * 900))
+        while not self._closing:
+            try:
+                before = time.time() - self.retention_hours * 3600
+                removed = await self.db.write(self.db.db.prune_async, before)
+                if removed:
+                    log.info(
+                        "%d asynchronous execution(s) older than %g h removed",
+                        removed,
+                        self.retention_hours,
+                    )
+            except GatewayError as exc:
+                log.warning("old executions could not be removed: %s", exc.message)
+            await asyncio.sleep(every)
+
+
+def _error(exc: GatewayError) -> dict[str, Any]:
+    details = {k: v for k, v in exc.details.items() if k not in ("stdout", "stderr", "attempts")}
+    return {"code": exc.code, "message": exc.message, "details": details}
