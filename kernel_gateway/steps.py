@@ -195,6 +195,7 @@ class StepService:
         self.logs.note_call(execution_id, req["task_id"], script_id=source.path)
         if listener is not None and self.watchers is not None:
             self.watchers.add(execution_id, listener)
+            listener({"type": "started", "execution_id": execution_id, "worker": worker.kernel_id})
         data = {
             "op": "call",
             "kind": "step",

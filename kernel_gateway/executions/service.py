@@ -482,6 +482,9 @@ class ExecutionService:
 
     def _event(self, ex: AsyncExecution, event: dict[str, Any]) -> None:
         """Progress or output of the running attempt."""
+        if event["type"] == "started":  # the attempt has its worker
+            ex.worker = event.get("worker")
+            return
         if event["type"] == "progress":
             ex.progress = {k: event[k] for k in ("fraction", "done", "total", "message")}
             ex.progress["updated_at"] = event.get("ts") or time.time()
