@@ -1,0 +1,128 @@
+"""Asynchronous executions are never lost (issue 18): a gateway killed with -9 while one
+runs and others wait; a gateway stopped cleanly; records kept for the retention time."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import GatewayProcess, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+JOB = """
+import time
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def quick(x):
+    return x
+"""
+
+
+def submit(client: httpx.Client, function: str, args: Any, **extra: Any) -> str:
+    body = {"script_path": "job.py", "function_name": function, "args": args, "async": True}
+    r = client.post("/script-engine/execute", json={**body, **extra})
+    assert r.status_code == 202, r.text
+    return str(r.json()["execution_id"])
+
+
+def status(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+    r = client.get(f"/script-engine/executions/{execution_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def wait_end(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+    r = client.get(f"/script-engine/executions/{execution_id}/wait", params={"timeout": 60})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "scripts"
+    root.mkdir()
+    (root / "job.py").write_text(JOB)
+    return root
+
+
+def test_kill_9_with_one_running_and_two_queued(tmp_path: Path, root: Path) -> None:
+    data = tmp_path / "data"
+    first = GatewayProcess(root, data, "--async-concurrency", "1")
+    try:
+        running = submit(first.client, "nap", [120])
+        queued = [submit(first.client, "quick", [n]) for n in (1, 2)]
+        once = submit(first.client, "quick", [3], at_most_once=True)
+        wait_until(lambda: status(first.client, running)["status"] == "running", 30, "running")
+        assert [status(first.client, q)["status"] for q in queued] == ["queued", "queued"]
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+    finally:
+        first.finish()
+
+    second = GatewayProcess(root, data, "--async-concurrency", "1")
+    try:
+        died = wait_end(second.client, running)
+        assert died["status"] == "failed"
+        assert died["reason"] == "gateway died"
+        assert died["error"]["code"] == "GATEWAY_DIED"
+        for n, execution_id in zip((1, 2), queued, strict=True):
+            found = wait_end(second.client, execution_id)
+            assert found["status"] == "succeeded", found
+            assert found["result"] == n
+        refused = wait_end(second.client, once)
+        assert refused["status"] == "failed" and refused["at_most_once"] is True
+        assert refused["reason"].startswith("gateway died before it ran")
+        assert refused["attempts"] == []
+        logs = second.client.get("/script-engine/logs", params={"q": "gateway died"}).json()
+        assert any(running in r["message"] for r in logs["records"])
+    finally:
+        second.finish()
+
+
+def test_clean_stop_keeps_queued_and_fails_running(tmp_path: Path, root: Path) -> None:
+    data = tmp_path / "data"
+    first = GatewayProcess(root, data, "--async-concurrency", "1", "--drain-timeout", "0.5")
+    try:
+        running = submit(first.client, "nap", [120])
+        queued = submit(first.client, "quick", [5])
+        wait_until(lambda: status(first.client, running)["status"] == "running", 30, "running")
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(60) == 0
+    finally:
+        first.finish()
+    second = GatewayProcess(root, data)
+    try:
+        stopped = wait_end(second.client, running)
+        assert stopped["status"] == "failed" and stopped["reason"] == "gateway stopped"
+        assert wait_end(second.client, queued)["result"] == 5
+    finally:
+        second.finish()
+
+
+def test_records_are_kept_for_the_retention_time(tmp_path: Path, root: Path) -> None:
+    # 0.0005 h = 1.8 s
+    gw = GatewayProcess(root, tmp_path / "data", "--execution-retention-hours", "0.0005")
+    try:
+        execution_id = submit(gw.client, "quick", [1])
+        assert wait_end(gw.client, execution_id)["status"] == "succeeded"
+        assert gw.client.get(f"/script-engine/executions/{execution_id}").status_code == 200
+        started = time.monotonic()
+        wait_until(
+            lambda: gw.client.get(f"/script-engine/executions/{execution_id}").status_code == 404,
+            30,
+            "the record to be pruned",
+        )
+        assert time.monotonic() - started >= 0.5
+    finally:
+        gw.finish()
