@@ -150,7 +150,7 @@ class ExecutionService:
                     "the gateway stopped while this step ran",
                 )
                 with contextlib.suppress(GatewayError):
-                    await self._store(ex, final=True)
+                    await self._store(ex)
         for task in list(self._chores):
             task.cancel()
 
@@ -460,7 +460,7 @@ class ExecutionService:
         delay = 0.5
         for _ in range(12):
             try:
-                await self._store(ex, final=True)
+                await self._store(ex)
                 self._live.pop(ex.id, None)
                 return
             except GatewayError as exc:
@@ -475,7 +475,7 @@ class ExecutionService:
             f"execution {ex.id} ended {ex.status}, but that could not be stored",
         )
 
-    async def _store(self, ex: AsyncExecution, *, final: bool = False) -> None:
+    async def _store(self, ex: AsyncExecution) -> None:
         if self.db is None:
             return
         await self.db.write(self.db.db.update_async, ex.id, ex.changes())

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the gateway, served at /script-engine/openapi.json.
 
-One module per area of the API (lifecycle, check, calls, files, versions, steps, platform_backend, logs,
+One module per area of the API (lifecycle, check, calls, files, versions, steps, executions, platform_backend, logs,
 observe, ops, jupyter, environments), their building blocks in `schema`. A test checks that every route of the
 application appears here, and that docs/openapi.json is this document
 (regenerate: python -m kernel_gateway.openapi > docs/openapi.json).
@@ -15,6 +15,7 @@ from .calls import function_and_event_paths, script_route_paths, script_websocke
 from .check import check_paths
 from .console import console_paths
 from .environments import environments_paths
+from .executions import executions_paths
 from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
@@ -41,6 +42,7 @@ def build_openapi() -> dict[str, Any]:
         **files_paths(),
         **versions_paths(),
         **steps_paths(),
+        **executions_paths(),
         **platform_paths(),
         **logs_paths(),
         **observe_paths(),

@@ -1,5 +1,5 @@
 """OpenAPI paths of task-flow steps: execute a function of a script file in a worker
-kernel, the recorded executions, cancelling one, and a task's variables."""
+kernel (synchronously or asynchronously), and a task's variables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ __all__ = ["steps_paths"]
 
 
 def steps_paths() -> dict[str, Any]:
-    """/script-engine/execute, executions, executions/{id}/cancel, tasks/{id}/variables."""
+    """/script-engine/execute, tasks/{id}/variables (executions: executions.py)."""
     return {
         "/script-engine/execute": {
             "post": {
@@ -24,10 +24,36 @@ def steps_paths() -> dict[str, Any]:
                         "mode": {"enum": ["SCRIPT", "SET_TASK_VARIABLES", "RUN"]},
                         "task_id": STR,
                         "timeout": {"type": "number"},
+                        "retry": {
+                            "type": "object",
+                            "description": "attempts (1-20), backoff (constant|exponential), "
+                            "initial_s, max_s, on (exception type names)",
+                        },
+                        "async": {
+                            "type": "boolean",
+                            "description": "answer 202 once stored and queued",
+                        },
+                        "idempotency_key": {
+                            "type": "string",
+                            "description": "async: a key used before answers its execution",
+                        },
+                        "at_most_once": {
+                            "type": "boolean",
+                            "description": "async: not run again after a gateway died",
+                        },
                     },
                     ["script_path"],
                 ),
                 "responses": {
+                    "202": ok(
+                        "async: stored and queued (Location: its record)",
+                        {
+                            "execution_id": STR,
+                            "status_url": STR,
+                            "status": STR,
+                            "duplicate": {"type": "boolean"},
+                        },
+                    ),
                     "200": ok(
                         "done",
                         {
@@ -37,6 +63,9 @@ def steps_paths() -> dict[str, Any]:
                             "stderr": STR,
                             "duration_ms": {"type": "number"},
                             "execution_id": STR,
+                            "worker": STR,
+                            "usage": OBJ,
+                            "attempts": {"type": "array", "description": "with retry"},
                             "environment": {
                                 "type": ["string", "null"],
                                 "description": "the lock of the environment the step ran in "
@@ -52,7 +81,7 @@ def steps_paths() -> dict[str, Any]:
                         "PATH_INVALID",
                     ),
                     "404": err("SCRIPT_NOT_FOUND", "FUNCTION_NOT_FOUND"),
-                    "409": err("CANCELLED", "DEPENDENCIES_NOT_READY"),
+                    "409": err("CANCELLED", "DEPENDENCIES_NOT_READY", "IDEMPOTENCY_KEY_REUSED"),
                     "422": err(
                         "STEP_FAILED",
                         "DEPENDENCY_INVALID",
@@ -61,28 +90,16 @@ def steps_paths() -> dict[str, Any]:
                     ),
                     "500": err("RESULT_NOT_SERIALIZABLE"),
                     "502": err("KERNEL_DIED"),
-                    "503": err("BUSY", "STORE_FAILED", "STORE_TIMEOUT", "KERNEL_START_FAILED"),
+                    "503": err(
+                        "BUSY",
+                        "STORE_FAILED",
+                        "STORE_TIMEOUT",
+                        "KERNEL_START_FAILED",
+                        "NO_DATABASE",
+                        "STOPPING",
+                    ),
                     "504": err("CALL_TIMEOUT"),
                 },
-            }
-        },
-        "/script-engine/executions": {
-            "get": {
-                "summary": "Recorded executions (newest first) and the ids of running ones",
-                "parameters": [{"name": "task_id", "in": "query", "schema": STR}],
-                "responses": {
-                    "200": ok(
-                        "executions",
-                        {"executions": {"type": "array"}, "running": {"type": "array"}},
-                    )
-                },
-            }
-        },
-        "/script-engine/executions/{execution_id}/cancel": {
-            "post": {
-                "summary": "Interrupt a running step (it answers 409 CANCELLED)",
-                "parameters": path_param("execution_id"),
-                "responses": {"200": ok("cancelled"), "404": err("EXECUTION_NOT_FOUND")},
             }
         },
         "/script-engine/tasks/{task_id}/variables": {

@@ -101,12 +101,14 @@ class RecordTables:
             )
 
     def prune(self, older_than: float | None, keep_records: int | None) -> int:
-        """Delete log records older than a timestamp and beyond the newest ``keep``."""
+        """Delete log records older than a timestamp and beyond the newest ``keep``; calls
+        and executions of steps older than the timestamp."""
         removed = 0
         with self.engine.begin() as conn:
             if older_than is not None:
                 removed += conn.execute(delete(LogRow).where(LogRow.ts < older_than)).rowcount or 0
                 conn.execute(delete(CallRow).where(CallRow.ts < older_than))
+                conn.execute(delete(ExecutionRow).where(ExecutionRow.ts < older_than))
             if keep_records is not None:
                 top = conn.execute(select(func.max(LogRow.id))).scalar()
                 if top is not None and top > keep_records:
