@@ -141,3 +141,47 @@ def test_ids_cross_blocks_without_reuse(tmp_path):
     assert ids == list(range(ids[0], ids[0] + 35))  # no gap between blocks reserved ahead
     assert counter >= max(ids)
     assert after == [max(ids) + 1]  # a clean stop gave the unused rest of its block back
+
+
+def test_async_executions_table(db_url):  # noqa: F811
+    """Issue 18's table on each database: an idempotency key taken once, updates, the
+    unfinished rows a starting gateway takes over, a late progress write that must not undo
+    an end, retention."""
+    from kernel_gateway.executions.record import AsyncExecution
+
+    db = Database(db_url, timeout=3)
+    try:
+        db.migrate()
+        req = {"mode": "SCRIPT", "path": "a.py", "function": "f", "args": [1], "task_id": "T"}
+        first = AsyncExecution("x" * 32, {**req, "timeout": 5.0}, admin=False, idempotency_key="k1")
+        row, created = db.insert_async(first.row())
+        assert created and row["id"] == first.id
+        again = AsyncExecution("y" * 32, {**req, "timeout": 5.0}, admin=False, idempotency_key="k1")
+        row, created = db.insert_async(again.row())
+        assert not created and row["id"] == first.id  # the key's first execution
+        plain = AsyncExecution("z" * 32, {**req, "timeout": 5.0}, admin=True)
+        assert db.insert_async(plain.row())[1]
+        assert [r["id"] for r in db.unfinished_async()] == [first.id, plain.id]
+
+        first.status, first.started_at = "running", time.time()
+        first.progress = {"fraction": 0.5, "done": None, "total": None, "message": "half"}
+        db.update_async(first.id, first.changes())
+        first.status, first.finished_at = "succeeded", time.time() - 10
+        first.outcome = {"result": {"ok": 1}, "variables": {"scriptResult": {"ok": 1}}}
+        db.update_async(first.id, first.changes())
+        first.progress = {"fraction": 0.1, "done": None, "total": None, "message": "late"}
+        db.update_async(first.id, first.progress_changes(), True)  # ended: not written
+        stored = AsyncExecution.from_row(db.async_execution(first.id))
+        assert stored.status == "succeeded" and stored.outcome == first.outcome
+        assert stored.progress["message"] == "half"
+        assert stored.req["args"] == [1] and stored.admin is False
+        assert [r["id"] for r in db.unfinished_async()] == [plain.id]
+        assert [r["id"] for r in db.list_async(status="succeeded")] == [first.id]
+
+        assert db.prune_async(time.time() - 5) == 1  # ended 10 s ago
+        assert db.async_execution(first.id) is None
+        assert db.async_execution(plain.id) is not None  # unfinished rows are never pruned
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM vwed_async_executions"))
+        db.close()
