@@ -262,6 +262,7 @@ class Gateway:
             concurrency=settings.async_concurrency or self.workers.size,
             queue_max=settings.async_queue,
             retention_hours=settings.execution_retention_hours,
+            metrics=self.metrics,
         )
         self.services.on_progress = self.executions.on_progress
         self.secrets.step_path = self.steps.path_of  # a step worker reads its file's secrets
@@ -283,6 +284,7 @@ class Gateway:
             self.scratch,
             self.db,
             self.logs,
+            self.executions.status,
         )
 
     def _kernel_argv0(self) -> str:

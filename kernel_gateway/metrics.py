@@ -5,7 +5,7 @@ registry of its own (no process-wide state): counters the call path feeds
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -37,6 +37,7 @@ class GatewayGauges:
         scratch: ScratchKernels,
         db: StoreService,
         logs: LogHub,
+        executions: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.scripts = scripts
         self.pool = pool
@@ -44,6 +45,7 @@ class GatewayGauges:
         self.scratch = scratch
         self.db = db
         self.logs = logs
+        self.executions = executions  # ExecutionService.status
         registry.register(self)
 
     def collect(self) -> Iterator[Any]:
@@ -103,6 +105,16 @@ class GatewayGauges:
         yield GaugeMetricFamily(
             "vwed_log_subscribers", "Live log WebSocket subscribers", value=self.logs.subscribers
         )
+        if self.executions is not None:
+            now = self.executions()
+            live = GaugeMetricFamily(
+                "vwed_async_executions_live",
+                "Asynchronous executions queued or running now",
+                labels=["status"],
+            )
+            for name in ("queued", "running"):
+                live.add_metric([name], now.get(name, 0))
+            yield live
 
 
 class Metrics:
@@ -121,6 +133,17 @@ class Metrics:
             "Call latency, by script and kind",
             ["script", "kind"],
             buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.executions = Counter(
+            "vwed_async_executions",
+            "Asynchronous executions of steps that ended, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "vwed_step_retries",
+            "Failed attempts of asynchronous steps that were tried again",
             registry=self.registry,
         )
         self.refusals = Counter(

@@ -348,6 +348,9 @@ def test_caller_token_reads_its_executions_not_the_admin_endpoints(
     done = admin.get("/script-engine/executions", params={"status": "succeeded"}).json()
     assert all(e["status"] == "succeeded" for e in done["async"])
     assert admin.get("/script-engine/executions", params={"status": "x"}).status_code == 400
+    metrics = admin.get("/metrics").text
+    assert 'vwed_async_executions_total{status="succeeded"}' in metrics
+    assert 'vwed_async_executions_live{status="queued"}' in metrics
     # no token at all: nothing
     with httpx.Client(base_url=env[0].url, timeout=10) as anonymous:
         assert anonymous.get(f"/script-engine/executions/{execution_id}").status_code == 401

@@ -36,6 +36,7 @@ from ..errors import (
     ServiceUnavailable,
 )
 from ..logs import LogHub
+from ..metrics import Metrics
 from ..steps import StepService, attempt_summary, status_of
 from ..store.service import StoreService
 from .feed import Feed
@@ -69,6 +70,7 @@ class ExecutionService:
         retention_hours: float = 72.0,
         progress_every: float = 0.5,
         prune_every: float = 600.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.steps = steps
         self.db = db
@@ -79,6 +81,7 @@ class ExecutionService:
         self.retention_hours = retention_hours
         self.progress_every = progress_every
         self.prune_every = prune_every
+        self.metrics = metrics
         self._slots = asyncio.Semaphore(self.concurrency)
         self._live: dict[str, AsyncExecution] = {}  # not finished, or not stored yet
         self._feeds: dict[str, set[Feed]] = {}
@@ -399,6 +402,8 @@ class ExecutionService:
                     return
                 if attempt < policy.attempts and policy.retries(exc):
                     delay = policy.delay(attempt)
+                    if self.metrics is not None:
+                        self.metrics.attempts.inc()
                     self._publish(
                         ex,
                         {
@@ -455,6 +460,8 @@ class ExecutionService:
         """Write the end, trying again for a while if the database is away; the record
         stays in memory (readable) until it is stored."""
         ex.done.set()
+        if self.metrics is not None:
+            self.metrics.executions.labels(ex.status).inc()
         self._publish(ex, {"type": "end", "execution": ex.public(status_url(ex.id))})
         self._feeds.pop(ex.id, None)
         delay = 0.5
