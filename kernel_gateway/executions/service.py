@@ -351,7 +351,7 @@ class ExecutionService:
                     return  # stays queued in the database: the next gateway runs it
                 ex.status, ex.started_at = "running", time.time()
                 self._publish(ex, {"type": "status", "status": "running", "ts": ex.started_at})
-                await self._store(ex)
+                await self._note(ex)
                 await self._attempts(ex)
         except asyncio.CancelledError:
             if ex.id not in self._cancelling:
@@ -414,7 +414,7 @@ class ExecutionService:
                             "ts": time.time(),
                         },
                     )
-                    await self._store(ex)
+                    await self._note(ex)
                     await asyncio.sleep(delay)
                     continue
                 ex.error = _error(exc)
@@ -486,6 +486,14 @@ class ExecutionService:
         if self.db is None:
             return
         await self.db.write(self.db.db.update_async, ex.id, ex.changes())
+
+    async def _note(self, ex: AsyncExecution) -> None:
+        """A step of the way (running, an attempt failed): a database that does not
+        answer now does not stop the execution (its end is stored with all of it)."""
+        try:
+            await self._store(ex)
+        except GatewayError as exc:
+            log.warning("execution %s: its state could not be stored now: %s", ex.id, exc.message)
 
     def _event(self, ex: AsyncExecution, event: dict[str, Any]) -> None:
         """Progress or output of the running attempt."""
