@@ -1,5 +1,6 @@
 """Serving what kernels send the gateway unasked: their log records, registrations
-made after boot, and requests for the gateway's services (``request`` ops).
+made after boot, the progress of their calls (``progress`` ops, handed to
+``on_progress``), and requests for the gateway's services (``request`` ops).
 
 Services are a table keyed by service name, the way ipykernel dispatches message
 types: a handler takes the request's JSON payload and returns the JSON bytes of
@@ -11,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +36,9 @@ log = logging.getLogger("kernel_gateway.routing")
 Service = Callable[[dict[str, Any]], Awaitable[bytes]]
 # a service that must know which kernel asked
 KernelService = Callable[[ScriptKernel, dict[str, Any]], Awaitable[bytes]]
+# receives a kernel's ``progress`` op (docs/protocol.md)
+ProgressHook = Callable[[ScriptKernel, dict[str, Any]], None]
+MAX_PROGRESS_MESSAGE = 500
 
 
 class KernelServices:
@@ -70,8 +75,8 @@ class KernelServices:
         if secrets is not None:
             self.kernel_services["secret.get"] = secrets  # Secrets.kernel_get
         self._tasks = Background(log)
-        # told of each progress update a kernel sends (VWED.progress)
-        self.on_progress: Callable[[ScriptKernel, dict[str, Any]], None] | None = None
+        # VWED.progress updates (op ``progress``, shape checked), for the execution service
+        self.on_progress: ProgressHook | None = None
 
     def on_kernel_event(
         self,
@@ -91,10 +96,23 @@ class KernelServices:
         elif op == "request":
             self._tasks.spawn(self._serve(kernel, data, buffers))
         elif op == "progress":
-            if self.on_progress is not None and isinstance(data.get("id"), str):
-                self.on_progress(kernel, data)
+            self._progress(kernel, data)
         else:
             log.debug("kernel %s: unexpected op %r", kernel.kernel_id, op)
+
+    def _progress(self, kernel: ScriptKernel, data: dict[str, Any]) -> None:
+        """A call's ``VWED.progress`` update, to ``on_progress`` when its shape is right
+        (the kernel runs the script's code: a malformed op is dropped, not trusted)."""
+        if self.on_progress is None:
+            return
+        problem = _progress_problem(data)
+        if problem:
+            log.debug("kernel %s: progress op dropped (%s)", kernel.kernel_id, problem)
+            return
+        try:
+            self.on_progress(kernel, data)
+        except Exception:  # the kernel's iopub reader must go on
+            log.exception("kernel %s: the progress hook failed", kernel.kernel_id)
 
     async def close(self) -> None:
         """Cancel the requests still being served (the gateway is stopping)."""
@@ -195,3 +213,23 @@ class KernelServices:
 
     async def _function_list(self, payload: dict[str, Any]) -> bytes:
         return json.dumps([f.describe() for f in self.registry.functions()]).encode()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _progress_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a ``progress`` op's shape, or None."""
+    call_id, fraction, message = data.get("id"), data.get("fraction"), data.get("message")
+    if not isinstance(call_id, str) or not call_id:
+        return "no call id"
+    if fraction is not None and not (isinstance(fraction, float) and 0.0 <= fraction <= 1.0):
+        return f"fraction {fraction!r}"
+    for name in ("done", "total"):
+        value = data.get(name)
+        if value is not None and not (_number(value) and value >= 0):
+            return f"{name} {value!r}"
+    if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE:
+        return "message not a str of at most 500 characters"
+    return None

@@ -24,7 +24,7 @@ def test_vwed_modules_and_documented_methods():
         "robot",
     ]
     assert dir(v) == sorted(
-        [*modules, "script_id", "replica", "replicas", "registrations", "deploy"]
+        [*modules, "script_id", "replica", "replicas", "registrations", "progress", "deploy"]
     )
     for module_name in modules:
         module = getattr(v, module_name)

@@ -8,6 +8,7 @@ event loop, several at once. ``response`` and ``cancel`` messages are sent by th
 gateway to a *service subshell* (a Jupyter kernel subshell the gateway creates),
 so they are handled on that subshell's thread even while the main thread is
 blocked, e.g. in a synchronous ``VWED.function.call`` waiting for its answer.
+``progress`` ops are also sent from the progress flusher's thread (``progress.py``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class GatewayLink(Link):
             lambda: self.script_id,
             vwed_provider,
             Context(registrations, self).log,
+            progress=self.notify_progress,
+            comm=self._send,
         )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -273,6 +276,16 @@ class GatewayLink(Link):
         if self._comm is None:
             return False
         self._send({"op": "log", "level": level, "tag": tag, "message": message})
+        return True
+
+    def notify_progress(self, data: dict[str, Any]) -> bool:
+        """A call's ``progress`` op (``progress.py``); from the call's thread or the
+        progress flusher's. ipykernel's comm publishes through the IOPub thread's
+        queue, which any thread may feed; the op names its call, so the parent
+        header it goes out with does not matter."""
+        if self._comm is None:
+            return False
+        self._send(data)
         return True
 
     def can_request(self) -> bool:

@@ -3,7 +3,9 @@
 A call is run on the thread that received it (the kernel's main thread): a
 synchronous handler inline, a coroutine as an asyncio task on the main loop.
 Each answer goes back through the ``send`` function of the channel the call came
-on (the comm, or the fast channel of ``fastpath.py``).
+on (the comm, or the fast channel of ``fastpath.py``), except the answer of a call
+that reported progress (``VWED.progress``, ``progress.py``): it follows its
+``progress`` ops on the comm.
 
 A call that fails in the script's code (its handler raised, or returned what
 cannot be serialized) also becomes one ERROR record of the script's log, with
@@ -21,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import progress
 from .calling import (
     BindError,
     bind_function,
@@ -29,6 +32,7 @@ from .calling import (
     call_with_arity,
 )
 from .encoding import ResultNotSerializable, decode_request, encode_result
+from .progress import Emit, Flusher, Reporter
 from .registrations import Registrations
 from .replies import Send, reply_error, reply_ok
 from .steps import StepRunner
@@ -87,7 +91,9 @@ class Calls:
     """Runs ``call`` ops (and ``boot``) and keeps the asyncio tasks of async ones.
 
     ``registrations`` are where handlers are looked up; ``vwed`` gives the ``VWED``
-    object that task-flow steps (``steps.py``) put in the namespace of their files.
+    object that task-flow steps (``steps.py``) put in the namespace of their files;
+    ``progress`` sends a call's ``progress`` op and ``comm`` is the comm's ``send``
+    (``progress.py``).
     """
 
     def __init__(
@@ -96,8 +102,16 @@ class Calls:
         script_id: Callable[[], str | None],
         vwed: Callable[[], Any],
         log: Log | None = None,
+        *,
+        progress: Emit | None = None,
+        comm: Send | None = None,
     ) -> None:
         self._registrations = registrations
+        # VWED.progress: ops sent with ``progress`` (none: calls report nothing); the
+        # result of a call that reported progress goes on ``comm`` (_after_progress)
+        self._emit_progress = progress
+        self._comm = comm
+        self._flusher = Flusher()
         self._script_id = script_id
         self._log: Log = log or (lambda level, tag, text: None)
         self.tasks: dict[str, asyncio.Future[Any]] = {}
@@ -143,11 +157,38 @@ class Calls:
         reply_ok(send, call_id, fields, buffers)
 
     def call(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
-        """A ``call`` op: find the registered handler, bind its arguments, run it."""
+        """A ``call`` op: find the registered handler, bind its arguments, run it, with
+        the call's progress reporter (``VWED.progress``) set around its code."""
+        if self._emit_progress is None:
+            self._dispatch(data, buffers, self._reporting(data, send))
+            return
+        reporter = Reporter(str(data["id"]), self._emit_progress, self._flusher)
+        send = self._reporting(data, self._after_progress(reporter, send))
+        token = progress.CURRENT.set(reporter)
+        try:
+            self._dispatch(data, buffers, send)
+        finally:
+            progress.CURRENT.reset(token)
+
+    def _after_progress(self, reporter: Reporter, send: Send) -> Send:
+        """``send`` for the result of a call that may report progress: what is pending
+        goes first. A call that sent progress answers on the comm, whichever channel it
+        came on: its ``progress`` ops went there (kernel -> gateway ops use the comm),
+        and one channel keeps them in order, so the gateway sees the last progress
+        before the result."""
+
+        def answer(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
+            if reporter.finish() and self._comm is not None:
+                self._comm(reply, buffers)
+            else:
+                send(reply, buffers)
+
+        return answer
+
+    def _dispatch(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
         call_id = data["id"]
         kind = data.get("kind")
         name = data.get("name", "")
-        send = self._reporting(data, send)
         if kind == "step":
             self.steps.run(data, send)
             return

@@ -6,6 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    # the /proc files of step usage, opened before Landlock would refuse one (usage.py)
+    from . import usage  # noqa: F401
+
     # Landlock holds only for threads started after it: apply the script's write
     # policy (when the gateway sent one) before ipykernel starts any (landlock.py).
     from .landlock import apply_from_environment

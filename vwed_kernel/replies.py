@@ -14,7 +14,7 @@ from typing import Any
 
 from .debugsource import readable_traceback
 
-__all__ = ["Send", "error_payload", "failure_text", "reply_ok", "reply_error"]
+__all__ = ["Send", "bases", "error_payload", "failure_text", "reply_ok", "reply_error"]
 
 Send = Callable[[dict[str, Any], "list[bytes] | None"], None]
 
@@ -32,10 +32,23 @@ def _script_frames(tb: TracebackType | None) -> TracebackType | None:
     return start if start is not None else tb
 
 
+def bases(cls: type) -> list[str]:
+    """The names of ``cls`` and its bases, nearest first, without ``BaseException`` and
+    ``object``: a retry rule's ``"on": ["OSError"]`` matches a ``ConnectionRefusedError``
+    at the gateway, which never sees the class itself."""
+    return [c.__name__ for c in cls.__mro__ if c is not BaseException and c is not object]
+
+
 def error_payload(exc: BaseException, kind: str) -> dict[str, Any]:
     tb = "".join(traceback.format_exception(type(exc), exc, _script_frames(exc.__traceback__)))
     tb = readable_traceback(tb)  # the script's cells named by its path, not the debugger's
-    payload = {"type": type(exc).__name__, "message": str(exc), "traceback": tb, "kind": kind}
+    payload = {
+        "type": type(exc).__name__,
+        "bases": bases(type(exc)),
+        "message": str(exc),
+        "traceback": tb,
+        "kind": kind,
+    }
     if getattr(exc, "exit_code", None) is not None:
         payload["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
     return payload

@@ -5,6 +5,9 @@ Modules are cached by ``(path, mtime, size)``: a file's import-time side effects
 happen once per worker per version of the file, and an edited file is loaded
 again. The gateway sends the source only when the worker does not have that
 version (docs/protocol.md, "Steps").
+
+Every answer, ok or failed, carries the step's ``usage`` (``usage.py``): the
+worker's CPU time and peak memory during the step.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from . import importer
 from .calling import BindError, bind_arguments
 from .replies import Send, error_payload, reply_error
+from .usage import Usage
 
 __all__ = ["StepRunner", "StepFailed"]
 
@@ -88,13 +92,15 @@ class StepRunner:
             self.drop_modules(modules.get("missing") or [])
         mode = data.get("mode", "SCRIPT")
         _install_tee()
+        usage = Usage()  # loading the file is part of the step
         out, err = io.StringIO(), io.StringIO()
+        answer = _wrap_errors(send, out, err, usage)
         token = _capture.set((out, err))
         try:
             prepared = (
                 self._prepare_run(data, key)
                 if mode == "RUN"
-                else self._prepare_function(data, key, send)
+                else self._prepare_function(data, key, answer)
             )
             if prepared is None:
                 return
@@ -105,7 +111,7 @@ class StepRunner:
             )
             return
         except BaseException as exc:  # the module raised while loading
-            self._finish_error(call_id, exc, out, err, send)
+            self._finish_error(call_id, exc, answer)
             return
         finally:
             _capture.reset(token)
@@ -117,10 +123,10 @@ class StepRunner:
             finally:
                 _capture.reset(token)
             if hasattr(value, "__await__"):
-                return _captured(value, out, err)
-            return _package(value, out, err)
+                return _captured(value, out, err, usage)
+            return _package(value, out, err, usage)
 
-        self._run(call_id, "step", step, _wrap_errors(send, out, err))
+        self._run(call_id, "step", step, answer)
 
     def drop_modules(self, missing: list[str]) -> None:
         """A module of the scripts root changed: drop every root module and every step
@@ -130,10 +136,8 @@ class StepRunner:
         self._modules.clear()
         self._code.clear()
 
-    def _finish_error(
-        self, call_id: str, exc: BaseException, out: io.StringIO, err: io.StringIO, send: Send
-    ) -> None:
-        _wrap_errors(send, out, err)(
+    def _finish_error(self, call_id: str, exc: BaseException, answer: Send) -> None:
+        answer(
             {
                 "op": "result",
                 "id": call_id,
@@ -289,16 +293,16 @@ def _step_function(module: types.ModuleType, name: Any) -> Callable[..., Any] | 
     return value if _is_step_function(module, name, value) else None
 
 
-async def _captured(awaitable: Any, out: io.StringIO, err: io.StringIO) -> Any:
+async def _captured(awaitable: Any, out: io.StringIO, err: io.StringIO, usage: Usage) -> Any:
     token = _capture.set((out, err))
     try:
         value = await awaitable
     finally:
         _capture.reset(token)
-    return _package(value, out, err)
+    return _package(value, out, err, usage)
 
 
-def _package(value: Any, out: io.StringIO, err: io.StringIO) -> dict[str, Any]:
+def _package(value: Any, out: io.StringIO, err: io.StringIO, usage: Usage) -> dict[str, Any]:
     stdout = out.getvalue()
     if value is _NO_RESULT:
         # the old runner's rule: the last line of stdout as JSON, else the whole stdout
@@ -307,17 +311,22 @@ def _package(value: Any, out: io.StringIO, err: io.StringIO) -> dict[str, Any]:
             value = json.loads(lines[-1]) if lines else {"result": ""}
         except ValueError:
             value = {"result": stdout.strip()}
-    return {"value": value, "stdout": stdout, "stderr": err.getvalue()}
+    return {
+        "value": value,
+        "stdout": stdout,
+        "stderr": err.getvalue(),
+        "usage": usage.measure(),
+    }
 
 
-def _wrap_errors(send: Send, out: io.StringIO, err: io.StringIO) -> Send:
-    """Attach the captured output to failed steps too; turn RUN's 'no result' into the
-    old runner's rule (last stdout line as JSON, else the whole stdout)."""
+def _wrap_errors(send: Send, out: io.StringIO, err: io.StringIO, usage: Usage) -> Send:
+    """Attach the captured output and the step's usage to failed steps too."""
 
     def wrapped(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
         if not reply.get("ok"):
             error = dict(reply.get("error") or {})
             error["stdout"], error["stderr"] = out.getvalue(), err.getvalue()
+            error["usage"] = usage.measure()
             reply = {**reply, "error": error}
         send(reply, buffers)
 

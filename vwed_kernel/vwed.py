@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import progress as _progress
 from .context import Context, DetachedLink, Link
 from .errors import GatewayUnavailableError
 from .modules.api import ApiModule
@@ -37,6 +38,9 @@ class VWED:
     - ``VWED.secrets``: ``get``, ``aget`` (secrets the admin set, by name, within their scope)
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
     - ``VWED.storage`` / ``VWED.task`` / ``VWED.robot``: the platform's locations, tasks, robots
+
+    - ``VWED.progress(0.4)`` / ``VWED.progress(2, total=5, message="row 2")``: how far
+      the running call got, shown to its caller
 
     - ``VWED.deploy(path)``: from a notebook on the gateway's kernel (a draft), save it as a
       script and start it
@@ -82,6 +86,21 @@ class VWED:
     def replicas(self) -> int:
         """How many kernels run this script (``POST /script-engine/start {"replicas": N}``)."""
         return self._context.link.replicas
+
+    def progress(self, fraction_or_done: Any, total: Any = None, message: str = "") -> bool:
+        """Report how far the running call (a step, a route, a function) got; the
+        gateway shows it to the caller while the call runs (docs/vwed.md, "Progress").
+
+        ``VWED.progress(0.4)`` (a fraction, 0 to 1), ``VWED.progress(2, total=5,
+        message="row 2")`` (done of total), ``VWED.progress(None, message="waiting for
+        the PLC")`` (a message only; at most 500 characters are kept). Numbers are
+        finite and >= 0; a bad value raises ``TypeError`` or ``ValueError``. Call it as
+        often as you like: at most one update every 0.2 s is sent, the newest, and
+        the last one before the call's result. Returns True inside a call; False
+        outside one (boot, a notebook cell, a thread started without the call's
+        context), where nothing is sent.
+        """
+        return _progress.report(fraction_or_done, total, message)
 
     def deploy(
         self,
@@ -145,5 +164,6 @@ class VWED:
             "replica",
             "replicas",
             "registrations",
+            "progress",
             "deploy",
         ]
