@@ -75,6 +75,10 @@ def heavy():
 
 def refused():
     raise ConnectionRefusedError("the PLC said no")
+
+def write_outside(path):
+    with open(path, "w") as f:
+        f.write("x")
 """
 
 CALLS = """
@@ -354,6 +358,14 @@ def test_usage_under_a_worker_policy(tmp_path):
             warnings = c.get("/script-engine/logs", params={"tag": "policy"}).json()["records"]
             assert warnings == []
             assert "vwed_policy_refusals_total{" not in c.get("/metrics").text
+            # the policy is on: a write outside its paths is refused, and that is seen
+            r = step(c, "steps.py", "write_outside", [str(tmp_path / "outside.txt")])
+            assert r.status_code == 422, r.text
+            wait_until(
+                lambda: c.get("/script-engine/logs", params={"tag": "policy"}).json()["records"],
+                10,
+                "the refusal's record",
+            )
     finally:
         gw.stop()
 
