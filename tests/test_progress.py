@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +110,17 @@ async def aroute(request):
 
 
 class Collector:
-    """The gateway's ``on_progress`` hook: every op it gets, with when it got it."""
+    """The gateway's ``on_progress`` hook: every op it gets, with when it got it; then
+    the hook it replaced (the execution service's) gets it too."""
 
-    def __init__(self) -> None:
+    def __init__(self, previous: Callable[[ScriptKernel, dict[str, Any]], None] | None) -> None:
         self.ops: list[tuple[float, dict[str, Any]]] = []
+        self.previous = previous
 
     def __call__(self, kernel: ScriptKernel, data: dict[str, Any]) -> None:
         self.ops.append((time.monotonic(), dict(data)))
+        if self.previous is not None:
+            self.previous(kernel, data)
 
     def of(self, call_id: str) -> list[dict[str, Any]]:
         return [op for _, op in list(self.ops) if op["id"] == call_id]
@@ -128,10 +132,11 @@ class Collector:
 @pytest.fixture
 def progress(gw: GatewayThread) -> Iterator[Collector]:
     assert gw.gateway is not None
-    collector = Collector()
-    gw.gateway.services.on_progress = collector
+    services = gw.gateway.services
+    collector = Collector(services.on_progress)
+    services.on_progress = collector
     yield collector
-    gw.gateway.services.on_progress = None
+    services.on_progress = collector.previous
 
 
 @pytest.fixture
@@ -345,8 +350,8 @@ def test_usage_under_a_worker_policy(tmp_path):
     ).validated()
     gw = GatewayThread(settings).start()
     try:
-        collector = Collector()
         assert gw.gateway is not None
+        collector = Collector(gw.gateway.services.on_progress)
         gw.gateway.services.on_progress = collector
         trivial, heavy = run_steps(gw, tmp_path / "scripts" / "steps.py", ["trivial", "heavy"])
         small, big = trivial.value()["usage"], heavy.value()["usage"]
