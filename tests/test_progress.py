@@ -308,7 +308,7 @@ def run_steps(gw: GatewayThread, path: Path, calls: list[str]) -> list[Any]:
 
 
 @pytest.mark.timeout(60)
-def test_steps_report_cpu_and_peak_memory(gw, scripts_dir, steps_file):
+def test_steps_report_cpu_and_peak_memory(gw, scripts_dir, steps_file, client):
     trivial, heavy, again = run_steps(gw, scripts_dir / steps_file, ["trivial", "heavy", "trivial"])
     assert trivial.ok and heavy.ok and again.ok
     small, big = trivial.value()["usage"], heavy.value()["usage"]
@@ -317,6 +317,10 @@ def test_steps_report_cpu_and_peak_memory(gw, scripts_dir, steps_file):
     assert big["peak_rss_bytes"] - small["peak_rss_bytes"] >= 40_000_000, (small, big)
     # the peak was reset before the next step: the 50 MB are not counted again
     assert again.value()["usage"]["peak_rss_bytes"] < big["peak_rss_bytes"] - 40_000_000
+    # and the synchronous answer carries it
+    r = step(client, steps_file, "heavy")
+    assert r.status_code == 200 and r.json()["usage"]["cpu_ms"] >= 100
+    assert r.json()["usage"]["peak_rss_bytes"] >= 40_000_000
 
 
 @pytest.mark.timeout(60)
