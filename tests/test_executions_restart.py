@@ -1,5 +1,6 @@
 """Asynchronous executions are never lost (issue 18): a gateway killed with -9 while one
-runs and others wait; a gateway stopped cleanly; records kept for the retention time."""
+runs and others wait; a gateway stopped cleanly; a database that stalls; records kept
+for the retention time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from test_store_outage import StallProxy, pg_schema  # noqa: F401 - the fixture
 
 from conftest import GatewayProcess, wait_until
 
@@ -124,5 +127,69 @@ def test_records_are_kept_for_the_retention_time(tmp_path: Path, root: Path) -> 
             "the record to be pruned",
         )
         assert time.monotonic() - started >= 0.5
+    finally:
+        gw.finish()
+
+
+STALLING = """
+import time
+from pathlib import Path
+
+
+def wait_for(path):
+    deadline = time.monotonic() + 60
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.02)
+    return "went on"
+"""
+
+
+def test_a_stalled_database_neither_fails_nor_loses_an_execution(
+    tmp_path: Path,
+    root: Path,
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """Submitting while the database stalls is 503 STORE_TIMEOUT within --db-timeout; an
+    execution running while it stalls goes on, and its end is stored once it answers."""
+    (root / "stall.py").write_text(STALLING)
+    proxy = StallProxy()
+    gw = GatewayProcess(
+        root, tmp_path / "data", "--db-url", proxy.url(pg_schema), "--db-timeout", "1"
+    )
+    try:
+        go = tmp_path / "go"
+        body = {"script_path": "stall.py", "function_name": "wait_for", "args": [str(go)]}
+        r = gw.client.post("/script-engine/execute", json={**body, "async": True})
+        assert r.status_code == 202, r.text
+        execution_id = r.json()["execution_id"]
+        wait_until(lambda: status(gw.client, execution_id)["status"] == "running", 30, "running")
+
+        proxy.stall()
+        started = time.monotonic()
+        r = gw.client.post("/script-engine/execute", json={**body, "async": True})
+        assert r.status_code == 503 and r.json()["code"] == "STORE_TIMEOUT", r.text
+        assert time.monotonic() - started < 4
+        go.write_text("go")  # the step ends while the database stalls
+        # the end is known (from memory) although it could not be stored yet
+        found = wait_end(gw.client, execution_id)
+        assert found["status"] == "succeeded" and found["result"] == "went on"
+
+        proxy.resume()
+        engine = sa.create_engine(proxy.url(pg_schema))
+        try:
+
+            def stored() -> bool:
+                with engine.connect() as conn:
+                    row = conn.execute(
+                        sa.text("SELECT status FROM vwed_async_executions WHERE id = :i"),
+                        {"i": execution_id},
+                    ).first()
+                return row is not None and row[0] == "succeeded"
+
+            wait_until(stored, 60, "the end to be stored")
+        finally:
+            engine.dispose()
     finally:
         gw.finish()
