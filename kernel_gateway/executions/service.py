@@ -372,14 +372,7 @@ class ExecutionService:
             started = time.time()
             self._publish(ex, {"type": "attempt", "attempt": attempt, "ts": started})
             try:
-                answer = await self.steps.run(
-                    ex.req,
-                    admin=ex.admin,
-                    listener=functools.partial(self._event, ex),
-                    call_id=call_id,
-                    group=ex.id,
-                    attempt=attempt,
-                )
+                answer = await self._attempt(ex, call_id, attempt)
             except GatewayError as exc:
                 ex.call_id = None
                 summary = {
@@ -432,6 +425,27 @@ class ExecutionService:
             ex.stdout, ex.stderr = answer["stdout"][-16_000:], answer["stderr"][-16_000:]
             self._end(ex, "succeeded", None)
             return
+
+    async def _attempt(self, ex: AsyncExecution, call_id: str, attempt: int) -> dict[str, Any]:
+        """One attempt; while every step worker is busy and the workers' queue is full
+        (503 BUSY, synchronous steps crowding in), it waits for room instead of failing:
+        it was accepted already."""
+        delay = 0.05
+        while True:
+            try:
+                return await self.steps.run(
+                    ex.req,
+                    admin=ex.admin,
+                    listener=functools.partial(self._event, ex),
+                    call_id=call_id,
+                    group=ex.id,
+                    attempt=attempt,
+                )
+            except ServiceUnavailable as exc:
+                if exc.code != "BUSY":
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     @staticmethod
     def _took(ex: AsyncExecution, summary: dict[str, Any]) -> None:
