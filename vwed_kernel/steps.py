@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from . import importer
+from . import importer, progress
 from .calling import BindError, bind_arguments
 from .replies import Send, error_payload, reply_error
 from .usage import Usage
@@ -94,7 +94,7 @@ class StepRunner:
         _install_tee()
         usage = Usage()  # loading the file is part of the step
         out, err = io.StringIO(), io.StringIO()
-        answer = _wrap_errors(send, out, err, usage)
+        answer = _wrap_errors(send, out, err, usage, progress.CURRENT.get())
         token = _capture.set((out, err))
         try:
             prepared = (
@@ -319,8 +319,19 @@ def _package(value: Any, out: io.StringIO, err: io.StringIO, usage: Usage) -> di
     }
 
 
-def _wrap_errors(send: Send, out: io.StringIO, err: io.StringIO, usage: Usage) -> Send:
-    """Attach the captured output and the step's usage to failed steps too."""
+def _wrap_errors(
+    send: Send,
+    out: io.StringIO,
+    err: io.StringIO,
+    usage: Usage,
+    reporter: progress.Reporter | None = None,
+) -> Send:
+    """Attach the captured output and the step's usage to failed steps too. A step that
+    printed has its output sent before its answer: the kernel's streams are flushed (they
+    publish every 0.2 s by themselves) and the answer goes on the comm, behind the output
+    on the same IOPub socket (``reporter.sent``, as after progress: ``dispatch.py``), so
+    whoever follows the step (``/script-engine/execute/ws``, an asynchronous execution's
+    events) gets its last lines before its result."""
 
     def wrapped(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
         if not reply.get("ok"):
@@ -328,6 +339,16 @@ def _wrap_errors(send: Send, out: io.StringIO, err: io.StringIO, usage: Usage) -
             error["stdout"], error["stderr"] = out.getvalue(), err.getvalue()
             error["usage"] = usage.measure()
             reply = {**reply, "error": error}
+        printed = False
+        for buffer, stream in ((out, sys.stdout), (err, sys.stderr)):
+            if buffer.tell():
+                printed = True
+                try:
+                    stream.flush()
+                except Exception:  # a stream replaced by the script: its output may come late
+                    pass
+        if printed and reporter is not None:
+            reporter.sent = True
         send(reply, buffers)
 
     return wrapped
