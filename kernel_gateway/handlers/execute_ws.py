@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,6 +244,8 @@ class StepSocketHandler(GatewaySocket):
     def _request(self, data: dict[str, Any]) -> None:
         ident = data["id"]
         ok_type = isinstance(ident, (str, int, float)) and not isinstance(ident, bool)
+        if isinstance(ident, float) and not math.isfinite(ident):  # 1e999: not sendable back
+            ok_type = False
         key = json.dumps(ident) if ok_type else ""
         exc: GatewayError
         if not ok_type or len(str(ident)) > MAX_ID or (isinstance(ident, str) and not ident):
