@@ -31,11 +31,13 @@ import os, time
 def slow(n, pause):
     for i in range(n):
         print(f"slow {i}", flush=True)
+        VWED.progress(i + 1, total=n, message=f"row {i}")
         time.sleep(pause)
     return "slow done"
 
 def fast(x):
     print(f"fast {x}", flush=True)
+    VWED.progress(1.0, message="fast")
     return x * 2
 
 def forever():
@@ -177,6 +179,13 @@ def test_sync_steps_in_flight_are_answered_out_of_order_with_their_output(gatewa
     assert [m["text"] for m in fast if m["type"] == "output"] in ([], ["fast 21"])
     assert fast[-1]["stdout"] == "fast 21\n"
     assert not any("fast" in m.get("text", "") for m in slow)
+    progress = [(m["done"], m["total"], m["message"]) for m in slow if m["type"] == "progress"]
+    assert progress == [(i + 1, 4, f"row {i}") for i in range(4)], slow  # VWED.progress
+    assert [m["fraction"] for m in slow if m["type"] == "progress"] == [0.25, 0.5, 0.75, 1.0]
+    # the last progress of a step precedes its result (the kernel sends it first)
+    assert [(m["fraction"], m["message"]) for m in fast if m["type"] == "progress"] == [
+        (1.0, "fast")
+    ]
     # the answers are POST /script-engine/execute's, without "success"
     assert fast[-1]["result"] == 42 and fast[-1]["variables"] == {"scriptResult": 42}
     assert fast[-1]["execution_id"] == fast[0]["execution_id"] and "success" not in fast[-1]
@@ -207,6 +216,7 @@ def test_an_async_step_over_the_socket_is_accepted_followed_and_ends(gateway):
     assert "attempt" in kinds and "status" in kinds
     lines = [m["text"] for m in messages if m["type"] == "output"]
     assert lines == [f"slow {i}" for i in range(len(lines))] and len(lines) >= 2, messages
+    assert [m["done"] for m in messages if m["type"] == "progress"] == [1, 2, 3], messages
     end = messages[-1]["execution"]
     assert end["status"] == "succeeded" and end["result"] == "slow done"
     with httpx.Client(base_url=gw.url, timeout=30) as c:
