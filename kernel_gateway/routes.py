@@ -14,6 +14,7 @@ from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandl
 from .handlers.check import CheckHandler
 from .handlers.console import ConsoleFileHandler, ConsoleIndexHandler
 from .handlers.environments import DependenciesHandler, EnvironmentsHandler, PrefetchHandler
+from .handlers.execute_ws import StepSocketHandler
 from .handlers.executions import (
     CancelExecutionHandler,
     ExecutionHandler,
@@ -81,6 +82,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/openapi.json", OpenAPIHandler, ("document",)),
     (r"/metrics", MetricsHandler, ("metrics",)),
     (r"/script-engine/execute", ExecuteHandler, ("steps", "executions")),
+    (r"/script-engine/execute/ws", StepSocketHandler, ("steps", "executions")),
     (r"/script-engine/executions", ExecutionsHandler, ("steps", "executions")),
     (r"/script-engine/executions/([^/]+)", ExecutionHandler, ("executions",)),
     (r"/script-engine/executions/([^/]+)/wait", ExecutionWaitHandler, ("executions",)),

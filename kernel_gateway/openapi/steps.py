@@ -11,7 +11,11 @@ __all__ = ["steps_paths"]
 
 
 def steps_paths() -> dict[str, Any]:
-    """/script-engine/execute, tasks/{id}/variables (executions: executions.py)."""
+    """/script-engine/execute, execute/ws, tasks/{id}/variables (executions: executions.py)."""
+    return {**_steps_http_paths(), **execute_ws_paths()}
+
+
+def _steps_http_paths() -> dict[str, Any]:
     return {
         "/script-engine/execute": {
             "post": {
@@ -110,6 +114,50 @@ def steps_paths() -> dict[str, Any]:
                     "200": ok("variables", {"variables": OBJ}),
                     "404": err("TASK_NOT_FOUND"),
                     "503": err("STORE_TIMEOUT", "STORE_UNAVAILABLE"),
+                },
+            }
+        },
+    }
+
+
+# -- /script-engine/execute/ws (steps over one WebSocket; docs/executions.md) ---------------
+def execute_ws_paths() -> dict[str, Any]:
+    """Both protocols of the endpoint, described in its summary and description (OpenAPI
+    has no schema for WebSocket messages)."""
+    return {
+        "/script-engine/execute/ws": {
+            "get": {
+                "summary": "WebSocket: task-flow steps over one connection, several in flight "
+                "(caller token), and the protocol of the WebSocket script server it replaces",
+                "description": (
+                    "Multiplexed: send the body of POST /script-engine/execute with an "
+                    '"id" (string or number, at most 128 characters); at most 64 in flight '
+                    "per connection (more: BUSY). Everything sent for it carries the id: "
+                    'synchronous: {"type": "started", "execution_id", "worker"}, "progress" '
+                    'and "output" events, then {"type": "result", ...the 200 answer} or '
+                    '{"type": "error", "status", "code", "error", ...details}; with "async": '
+                    'true: {"type": "accepted", ...the 202 answer}, the execution events '
+                    '("state", "status", "attempt", "progress", "output", "retry"), then '
+                    '{"type": "end", "execution"}. {"id", "cancel": true} cancels a step in '
+                    'flight (answered {"type": "cancelling"}). Closing the connection cancels '
+                    "its synchronous steps; asynchronous ones go on. Legacy: a message "
+                    'without "id", {"script_path": "job.py"} (relative to the scripts root, '
+                    "or an absolute path inside it), runs the file in RUN mode, one request "
+                    'at a time, answered {"status": "success", "result"} or {"status": '
+                    '"error", "message"}.'
+                ),
+                "parameters": [
+                    {
+                        "name": "token",
+                        "in": "query",
+                        "schema": STR,
+                        "description": "the token, for clients that cannot send headers",
+                    }
+                ],
+                "responses": {
+                    "101": {"description": "switching protocols"},
+                    "400": err("WEBSOCKET_REQUIRED"),
+                    "401": err("UNAUTHORIZED"),
                 },
             }
         },
