@@ -35,6 +35,10 @@ def slow(n, pause):
         time.sleep(pause)
     return "slow done"
 
+def echo(x):
+    print(f"echo {x}")
+    return x
+
 def fast(x):
     print(f"fast {x}", flush=True)
     VWED.progress(1.0, message="fast")
@@ -174,9 +178,9 @@ def test_sync_steps_in_flight_are_answered_out_of_order_with_their_output(gatewa
     slow_out = [m["text"] for m in slow if m["type"] == "output"]
     assert slow_out == [f"slow {i}" for i in range(4)], slow  # streamed, in order, tagged
     assert all(m["stream"] == "stdout" for m in slow if m["type"] == "output")
-    # a line printed just before the step returns may reach the gateway after the answer
-    # (the listener is gone by then): the answer's stdout has it in any case
-    assert [m["text"] for m in fast if m["type"] == "output"] in ([], ["fast 21"])
+    # a line printed just before the step returns comes before the answer (the kernel
+    # flushes a step's output and answers behind it)
+    assert [m["text"] for m in fast if m["type"] == "output"] == ["fast 21"], fast
     assert fast[-1]["stdout"] == "fast 21\n"
     assert not any("fast" in m.get("text", "") for m in slow)
     progress = [(m["done"], m["total"], m["message"]) for m in slow if m["type"] == "progress"]
@@ -192,6 +196,29 @@ def test_sync_steps_in_flight_are_answered_out_of_order_with_their_output(gatewa
     assert slow[-1]["result"] == "slow done" and "slow 3" in slow[-1]["stdout"]
     # a step's output reaches it while it runs, before its result
     assert messages.index(slow[1]) < messages.index(fast[-1])
+
+
+@pytest.mark.timeout(90)
+def test_a_line_printed_just_before_the_answer_comes_before_it(gateway):
+    """Twenty quick steps that print one line (no flush, no progress) and return: each
+    line reaches the socket before its step's result."""
+    gw, _ = gateway
+
+    async def go() -> list[dict[str, Any]]:
+        conn = await connect(gw)
+        try:
+            messages: list[dict[str, Any]] = []
+            for i in range(20):
+                await send(conn, step(i, "echo", [i]))
+                messages += await until_final(conn, {i})
+            return messages
+        finally:
+            conn.close()
+
+    messages = asyncio.run(go())
+    for i in range(20):
+        kinds = [(m["type"], m.get("text")) for m in of(messages, i) if m["type"] != "started"]
+        assert kinds == [("output", f"echo {i}"), ("result", None)], of(messages, i)
 
 
 @pytest.mark.timeout(90)
