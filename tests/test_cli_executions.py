@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import queue
 import signal
 import subprocess
@@ -186,7 +187,10 @@ def test_a_synchronous_step_prints_its_result_output_and_usage(cli: Cli) -> None
     failed = cli.run("step", "job.py", "broken")
     assert failed.returncode == 1
     assert failed.stderr.startswith("vwed: error STEP_FAILED ("), failed.stderr
-    assert "ValueError: not a device problem" in failed.stderr and failed.stdout == ""
+    assert failed.stdout == ""
+    # the step's traceback under the error, ending with the exception
+    assert 'in broken\n    raise ValueError("not a device problem")' in failed.stderr
+    assert failed.stderr.rstrip().endswith("ValueError: not a device problem"), failed.stderr
 
 
 def test_an_async_step_followed_to_its_end_with_progress(cli: Cli, tmp_path: Path) -> None:
@@ -221,7 +225,7 @@ def test_an_async_step_followed_to_its_end_with_progress(cli: Cli, tmp_path: Pat
     assert f"execution  {execution_id} (asynchronous)" in text
     assert "status     succeeded" in text and "progress   100% (5/5) pallet 5" in text
     assert "step       job.py report, task T-follow, mode SCRIPT" in text
-    assert "  1. ok " in text and "--- stdout\nmoved pallet 1" in text
+    assert "  1. ok in " in text and "--- stdout\nmoved pallet 1" in text
     assert text.rstrip().endswith('--- result\n{\n  "moved": 5\n}'), text
 
 
@@ -251,7 +255,7 @@ def test_retries_are_seen_live(cli: Cli, tmp_path: Path) -> None:
     execution_id = done.stdout.splitlines()[0].split()[1]
     shown = cli.run("exec", "show", execution_id).stdout
     assert "retry      up to 3 attempts, constant 1-30 s, on DeviceError" in shown
-    assert "  1. failed STEP_FAILED: " in shown and "  3. ok " in shown
+    assert "  1. failed in " in shown and "-1): STEP_FAILED: " in shown and "  3. ok in " in shown
 
 
 def test_ls_show_wait_cancel(cli: Cli) -> None:
@@ -266,7 +270,9 @@ def test_ls_show_wait_cancel(cli: Cli) -> None:
     ), lines
     again = cli.run("step", "job.py", "nap", "[1]", "--async", "--key", "k-" + running)
     assert again.stdout.splitlines()[0] == lines[0]
-    assert "a duplicate" in again.stdout.splitlines()[1]
+    assert again.stdout.splitlines()[1].startswith(
+        "queued (the earlier submission with this key): "
+    )
     assert cli.run("exec", "cancel", lines[0]).returncode == 0
 
     listed = cli.run("exec", "ls", "-n", "10")
@@ -303,7 +309,7 @@ def test_ls_show_wait_cancel(cli: Cli) -> None:
     cancelled = cli.run("exec", "cancel", running, token=CALLER)
     assert cancelled.stdout.strip() == f"{running}: cancelled", cancelled.stderr
     shown = cli.run("exec", "show", running).stdout
-    assert "status     cancelled (cancelled)" in shown and "error      CANCELLED: " in shown
+    assert "status     cancelled\n" in shown and "error      CANCELLED: " in shown
     ended = cli.run("exec", "cancel", running)
     assert ended.returncode == 1 and "EXECUTION_FINISHED (409)" in ended.stderr
     assert cli.run("exec", "wait", queued).returncode == 1  # it ended, not well
@@ -361,3 +367,46 @@ def test_errors_and_exit_codes(cli: Cli) -> None:
         assert done.returncode == 2, (bad, done.stderr)
         assert "error" in done.stderr and done.stdout == "", (bad, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_at_a_terminal_the_progress_is_one_line_redrawn(cli: Cli, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    execution_id = cli.submit("report", json.dumps({"n": 3, "go": str(go)}))
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [*VWED, "exec", "follow", execution_id],
+        env=cli.env(CALLER),
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+    )
+    os.close(secondary)
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        while True:
+            try:
+                data = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other side closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: f"{execution_id}: ".encode() in b"".join(chunks), 30, "the state")
+        go.write_text("go")
+        assert proc.wait(timeout=60) == 0
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    screen = b"".join(chunks).decode()
+    # each update rewrites the line in place (no newline); other lines are printed above it
+    assert "\r\x1b[K33% (1/3) pallet 1" in screen, repr(screen)
+    assert "\r\x1b[K67% (2/3) pallet 2" in screen and "\r\x1b[Kstdout: moved pallet 2" in screen
+    assert "(1/3) pallet 1\r\n" not in screen  # the progress never got a line of its own
+    assert screen.rstrip().endswith(': {"moved": 3}'), repr(screen)

@@ -156,16 +156,14 @@ def cmd_step(client: Client, ns: argparse.Namespace) -> int:
     execution_id = str(answer.get("execution_id"))
     if ns.follow:
         if not ns.json:
-            again = (
-                " (a duplicate: the key's earlier submission)" if answer.get("duplicate") else ""
-            )
+            again = " (the earlier submission with this key)" if answer.get("duplicate") else ""
             _out(f"submitted {execution_id}{again}")
         return _follow(client, execution_id, ns.json)
     if ns.json:
         _out(to_json(answer))
         return OK
     _out(execution_id)
-    again = ", a duplicate: the key's earlier submission" if answer.get("duplicate") else ""
+    again = " (the earlier submission with this key)" if answer.get("duplicate") else ""
     _out(f"{answer.get('status')}{again}: {client.url}{answer.get('status_url')}")
     return OK
 
@@ -176,9 +174,9 @@ def _sync_step(client: Client, body: dict[str, Any], as_json: bool) -> int:
     try:
         answer = client.request("POST", "/script-engine/execute", json=body)
     except ApiError as exc:
-        if as_json or "traceback" not in (exc.body.get("details") or {}):
+        details = exc.body.get("details") or exc.body  # the gateway puts them at the top
+        if as_json or not isinstance(details, dict) or not details.get("traceback"):
             raise
-        details = exc.body["details"]
         _err(f"vwed: error {exc}")
         _step_output(details, _err)
         _err(printable(str(details.get("traceback") or "")).rstrip())
@@ -207,7 +205,7 @@ def _usage_facts(record: dict[str, Any]) -> list[str]:
     usage = record.get("usage") or {}
     facts = []
     if record.get("worker"):
-        facts.append(f"worker {str(record['worker'])[:12]}")
+        facts.append(f"worker {str(record['worker'])[:8]}")
     if record.get("duration_ms") is not None:
         facts.append(f"took {_ms(record['duration_ms'])}")
     if usage.get("cpu_ms") is not None:
@@ -493,7 +491,8 @@ def record_text(r: dict[str, Any]) -> str:
     kind = "asynchronous" if r.get("async") else "synchronous"
     lines = [
         f"execution  {r.get('execution_id')} ({kind})",
-        f"status     {r.get('status')}" + (f" ({r['reason']})" if r.get("reason") else ""),
+        f"status     {r.get('status')}"
+        + (f" ({r['reason']})" if r.get("reason") not in (None, r.get("status")) else ""),
         f"step       {_step_of(r)}, mode {r.get('mode')}",
         f"submitted  {_when(r.get('submitted_at'))}",
         f"started    {_when(r.get('started_at'))}",
@@ -527,9 +526,10 @@ def record_text(r: dict[str, Any]) -> str:
     for a in attempts:
         took = ""
         if a.get("started_at") and a.get("finished_at"):
-            took = f" {_ms((a['finished_at'] - a['started_at']) * 1000)}"
-        what = "ok" if a.get("ok") else f"failed {a.get('code')}: {a.get('message')}"
-        lines.append(f"  {a.get('attempt')}. {what}{took} ({a.get('execution_id')})")
+            took = f" in {_ms((a['finished_at'] - a['started_at']) * 1000)}"
+        what = f"{'ok' if a.get('ok') else 'failed'}{took} ({a.get('execution_id')})"
+        why = "" if a.get("ok") else f": {a.get('code')}: {a.get('message')}"
+        lines.append(f"  {a.get('attempt')}. {what}{why}")
     _step_output(r, lines.append)
     if r.get("status") == "succeeded" and "result" in r:
         lines += ["--- result", to_json(r.get("result"))]
