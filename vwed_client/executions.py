@@ -81,7 +81,12 @@ def add_executions_parser(
     p.add_argument("args", metavar="JSON", nargs="?", type=_json_arg, help="arguments: {...}/[...]")
     p.add_argument("--mode", choices=MODES, help="SCRIPT (default), SET_TASK_VARIABLES or RUN")
     p.add_argument("--task", metavar="ID", help="the task id (its variables are stored)")
-    p.add_argument("--step-timeout", type=_positive, metavar="S", help="the step's own timeout")
+    p.add_argument(
+        "--step-timeout",
+        type=_positive,
+        metavar="S",
+        help="the step's timeout (default: the gateway's)",
+    )
     p.add_argument("--retry", type=_count(1, 20), metavar="N", help="run it up to N times")
     p.add_argument("--backoff", choices=("constant", "exponential"), help="between attempts")
     p.add_argument("--retry-on", metavar="NAME,...", help="retry these exception types only")
@@ -111,7 +116,11 @@ def add_executions_parser(
         ("wait", "wait until an execution ends; exit 0 if it succeeded"),
     ):
         q = exec_command(name, text)
-        q.add_argument("id", metavar="ID", help="the execution id (or 12+ of its first characters)")
+        q.add_argument(
+            "id",
+            metavar="ID",
+            help="the execution id (admin: its first characters, as exec ls shows them)",
+        )
     q.add_argument("--wait", type=_positive, metavar="S", help="give up after S seconds")
 
 
