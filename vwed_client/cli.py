@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .client import DEFAULT_URL, ApiError, Client, NoToken, Unreachable, UsageError, connect
+from .executions import add_executions_parser, cmd_exec, cmd_step
 from .follow import follow, history
 from .output import (
     environments_table,
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = deps_command("show", "a script's declared packages and whether they are installed")
     q.add_argument("path", metavar="PATH")
     add_secrets_parser(command, _common)
+    add_executions_parser(command, _common)
     return parser
 
 
@@ -415,6 +417,8 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "whoami": cmd_whoami,
     "deps": cmd_deps,
     "secrets": cmd_secrets,
+    "step": cmd_step,
+    "exec": cmd_exec,
 }
 
 
