@@ -188,6 +188,9 @@ class StepSocketHandler(GatewaySocket):
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        # Each answer is a small frame after a small frame ("started"): without this,
+        # Nagle's algorithm holds it for the client's delayed ACK (~40 ms a step).
+        self.set_nodelay(True)
         self.legacy = LegacyRequests(
             self.steps, admin=self.admin, send=self._send, spawn=self._spawn, limit=MAX_IN_FLIGHT
         )

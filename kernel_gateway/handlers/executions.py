@@ -97,6 +97,7 @@ class ExecutionStreamHandler(GatewaySocket):
         await super().get(execution_id, *args, **kwargs)
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # small frames as they happen (Nagle would hold them)
         self._pump = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:

@@ -59,6 +59,7 @@ class ScriptWebSocketHandler(GatewaySocket):
         await super().get(path, *args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)  # a script's answers are small frames: no Nagle delay
         self.router.websockets.setdefault(self.script_id or "", set()).add(self)
 
     async def on_message(self, message: str | bytes) -> None:
