@@ -82,24 +82,6 @@ print(json.dumps(add(**variables)))
 """
 )
 
-# --server-nodelay: an experiment, not a change of the gateway. Started with this
-# sitecustomize on its path, the gateway sets TCP_NODELAY on every WebSocket it accepts
-# (Tornado leaves Nagle on: a step's ``result`` frame, written right after its
-# ``started`` frame, waits for the client's delayed ACK of the first, about 40 ms).
-NODELAY_SITECUSTOMIZE = """
-from tornado import websocket as _ws
-
-_start_pinging = _ws.WebSocketProtocol13.start_pinging
-
-
-def _nodelay_then_ping(self):
-    self.stream.set_nodelay(True)
-    _start_pinging(self)
-
-
-_ws.WebSocketProtocol13.start_pinging = _nodelay_then_ping
-"""
-
 EXECUTE = "/script-engine/execute"
 ADD = {"script_path": "step.py", "function_name": "add", "args": {"a": 1, "b": 2}}
 
@@ -622,28 +604,15 @@ def main() -> int:
     parser.add_argument("--progress-runs", type=int, default=7)
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="fewer steps and runs")
-    parser.add_argument(
-        "--server-nodelay",
-        action="store_true",
-        help="experiment: the gateway sets TCP_NODELAY on its WebSockets (a sitecustomize)",
-    )
     args = parser.parse_args()
     if args.quick:
         args.steps, args.subprocess_steps, args.progress_runs = 200, 10, 3
     work = Path(tempfile.mkdtemp(prefix="vwed-bench-steps-"))
-    if args.server_nodelay:
-        site = work / "nodelay"
-        site.mkdir()
-        (site / "sitecustomize.py").write_text(NODELAY_SITECUSTOMIZE)
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(site), os.environ.get("PYTHONPATH")) if p
-        )
     gw = Gateway(work, pool=0)
     print(
         f"bench/steps.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
         f"{time.strftime('%Y-%m-%d %H:%M')}, load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, sections {' '.join(args.only)}"
-        + (", gateway WebSockets with TCP_NODELAY (experiment)" if args.server_nodelay else "")
     )
     try:
         (gw.scripts / "step.py").write_text(STEP)
