@@ -197,7 +197,7 @@ class ExecutionService:
                 details={"queued": waiting},
             )
         ex = AsyncExecution(uuid.uuid4().hex, req, admin, policy, at_most_once, key)
-        row, created = await self.db.write(self.db.db.insert_async, ex.row())
+        row, created = await self.db.async_insert(ex.row())
         if not created:
             if row["request_hash"] != request_hash(req):
                 raise Conflict(
@@ -499,7 +499,7 @@ class ExecutionService:
     async def _store(self, ex: AsyncExecution) -> None:
         if self.db is None:
             return
-        await self.db.write(self.db.db.update_async, ex.id, ex.changes())
+        await self.db.async_update(ex.id, ex.changes())
 
     async def _note(self, ex: AsyncExecution) -> None:
         """A step of the way (running, an attempt failed): a database that does not
@@ -536,7 +536,7 @@ class ExecutionService:
             if ex.finished or self.db is None:
                 return
             try:
-                await self.db.write(self.db.db.update_async, ex.id, ex.progress_changes(), True)
+                await self.db.async_update(ex.id, ex.progress_changes(), True)
             except GatewayError as exc:
                 log.debug("execution %s: progress not stored: %s", ex.id, exc.message)
 

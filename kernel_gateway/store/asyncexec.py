@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from .models import AsyncExecutionRow, ExecutionRow
 
-__all__ = ["AsyncExecutionTables", "UNFINISHED"]
+__all__ = ["AsyncExecutionTables", "UNFINISHED", "AsyncOp"]
 
 UNFINISHED = ("queued", "running")
 Row = dict[str, Any]
+# ("insert", row) or ("update", id, values, unfinished_only): one write of a batch
+AsyncOp = tuple[Any, ...]
+
+# Built once, the values bound at execution: SQLAlchemy then reuses the compiled form
+# (a statement made per row with ``.values(**row)`` costs more than SQLite's own work).
+_T = AsyncExecutionRow
+_INSERT = insert(_T)
+_UPDATE = update(_T).where(_T.id == bindparam("b_id"))
+_UPDATE_UNFINISHED = _UPDATE.where(_T.status.in_(UNFINISHED))
+_BY_KEY = select(_T.__table__).where(_T.idempotency_key == bindparam("b_key"))
 
 
 class AsyncExecutionTables:
@@ -26,32 +36,57 @@ class AsyncExecutionTables:
 
     engine: Engine
 
-    def insert_async(self, row: Row) -> tuple[Row, bool]:
-        """Store a new execution; ``(row, True)``. With an idempotency key that is
-        taken already: ``(the stored row, False)``, nothing written."""
-        key = row.get("idempotency_key")
-        if key is not None:
-            found = self.async_by_key(key)
-            if found is not None:
-                return found, False
+    def async_writes(self, ops: list[AsyncOp]) -> list[Any]:
+        """Several writes in one transaction (group commit, ``StoreService.async_write``):
+        each ``("insert", row)`` answers ``(row, created)`` (see ``insert_async``), each
+        ``("update", id, values, unfinished_only)`` None. A key taken by a racing insert
+        (another gateway) fails the transaction: then they are written one by one."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(AsyncExecutionRow).values(**row))
+                return [self._async_op(conn, op) for op in ops]
         except IntegrityError:
-            found = self.async_by_key(key) if key is not None else None
+            if len(ops) == 1:
+                return [self._async_alone(ops[0])]
+            return [self._async_alone(op) for op in ops]
+
+    def _async_alone(self, op: AsyncOp) -> Any:
+        try:
+            with self.engine.begin() as conn:
+                return self._async_op(conn, op)
+        except IntegrityError:
+            found = (
+                self.async_by_key(op[1].get("idempotency_key") or "") if op[0] == "insert" else None
+            )
             if found is None:  # not the key that collided: a real error
                 raise
             return found, False  # another request with the same key won the race
-        return row, True
+
+    @staticmethod
+    def _async_op(conn: Connection, op: AsyncOp) -> Any:
+        if op[0] == "insert":
+            row = op[1]
+            key = row.get("idempotency_key")
+            if key is not None:
+                found = conn.execute(_BY_KEY, {"b_key": key}).mappings().first()
+                if found is not None:
+                    return dict(found), False
+            conn.execute(_INSERT, [row])
+            return row, True
+        _, execution_id, values, unfinished_only = op
+        stmt = _UPDATE_UNFINISHED if unfinished_only else _UPDATE
+        conn.execute(stmt, [{**values, "b_id": execution_id}])
+        return None
+
+    def insert_async(self, row: Row) -> tuple[Row, bool]:
+        """Store a new execution; ``(row, True)``. With an idempotency key that is
+        taken already: ``(the stored row, False)``, nothing written."""
+        result: tuple[Row, bool] = self.async_writes([("insert", row)])[0]
+        return result
 
     def update_async(self, execution_id: str, values: Row, unfinished_only: bool = False) -> None:
         """Write ``values``; ``unfinished_only``: only while the row is queued or running
         (a progress update that comes late must not touch an execution that ended)."""
-        stmt = update(AsyncExecutionRow).where(AsyncExecutionRow.id == execution_id)
-        if unfinished_only:
-            stmt = stmt.where(AsyncExecutionRow.status.in_(UNFINISHED))
-        with self.engine.begin() as conn:
-            conn.execute(stmt.values(**values))
+        self.async_writes([("update", execution_id, values, unfinished_only)])
 
     def async_execution(self, execution_id: str) -> Row | None:
         return self._one(

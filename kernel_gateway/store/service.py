@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import GatewayError
+from .asyncexec import AsyncOp
 from .callquery import CallQuery
 from .db import Database
+from .group import GroupCommit
 from .logquery import LogQuery
 from .merge import VariableMerges
 from .queues import HistoryQueues, OnDrop, OnNotice
@@ -74,6 +76,9 @@ class StoreService:
             db, self._threads, interval=interval, batch_size=batch_size, max_queue=max_queue
         )
         self._merges = VariableMerges(db, self._threads)
+        self._async_writes: GroupCommit[AsyncOp] = GroupCommit(
+            self._threads, db.async_writes, "the execution"
+        )
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -286,6 +291,18 @@ class StoreService:
         """Merge a step's variables into its task's (group commit, ``merge.py``);
         ``StoreTimeout`` with ``details["may_still_be_written"]`` past ``timeout``."""
         return await self._merges.merge(task_id, variables, timeout)
+
+    async def async_insert(self, row: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Store a new asynchronous execution (group commit with the other writes of
+        executions); ``(the stored row, False)`` when its idempotency key was taken."""
+        result: tuple[dict[str, Any], bool] = await self._async_writes.submit(("insert", row))
+        return result
+
+    async def async_update(
+        self, execution_id: str, values: dict[str, Any], unfinished_only: bool = False
+    ) -> None:
+        """Write an asynchronous execution's changes (group commit)."""
+        await self._async_writes.submit(("update", execution_id, values, unfinished_only))
 
     async def task_variables(self, task_id: str) -> dict[str, Any] | None:
         return await self.read(self.db.task_variables, task_id)
