@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from tornado import httpserver
@@ -404,6 +405,8 @@ class Gateway:
         scripts (they stay desired: a new gateway restores them), flush the logs."""
         if self._server is not None:
             self._server.stop()
+        self.executions.stop_taking()  # queued executions stay queued for the next gateway
+        deadline = time.monotonic() + self.settings.drain_timeout
         left = await self.engine.drain(self.settings.drain_timeout)
         if left:
             log.warning(
@@ -412,7 +415,7 @@ class Gateway:
                 self.settings.drain_timeout,
             )
         # running asynchronous executions get the drain time too; queued ones stay queued
-        await self.executions.close(self.settings.drain_timeout)
+        await self.executions.close(max(0.0, deadline - time.monotonic()))
         await self.stats.close()
         await self.engine.close()
         await self.repo.close()  # a push under way ends

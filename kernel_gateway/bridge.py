@@ -104,6 +104,10 @@ class KernelBridge:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def waits_for(self, call_id: str) -> bool:
+        """Whether ``call_id`` is a call of this bridge still waiting for its answer."""
+        return call_id in self._pending
+
     def owns(self, msg: dict[str, Any]) -> bool:
         return msg.get("content", {}).get("comm_id") == self.comm_id
 

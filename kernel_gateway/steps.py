@@ -113,6 +113,18 @@ class StepService:
             not isinstance(task_id, (str, int)) or isinstance(task_id, bool)
         ):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
+        # the lengths the history's columns hold (a longer one would fail its write)
+        for name, value, most in (
+            ("script_path", path, 480),
+            ("function_name", function, 255),
+            ("task_id", None if task_id is None else str(task_id), 128),
+        ):
+            if isinstance(value, str) and len(value) > most:
+                raise BadRequest(
+                    f"'{name}' is longer than {most} characters",
+                    "BAD_PARAMETER",
+                    details={"parameter": name},
+                )
         timeout = parse_timeout(body.get("timeout"), self.max_timeout) or self.timeout
         return {
             "mode": mode,
@@ -189,7 +201,8 @@ class StepService:
             worker = await self.pool.acquire()
         else:
             pool, worker = await self._env_worker(lock, req["timeout"])
-        execution_id = call_id or worker.bridge.new_call_id()
+        # random: an execution id is what lets a caller token read its record
+        execution_id = call_id or uuid.uuid4().hex
         run = Execution(execution_id, worker, source.path)
         self.running[execution_id] = run
         self.logs.note_call(execution_id, req["task_id"], script_id=source.path)
@@ -232,10 +245,12 @@ class StepService:
                     )
         except CallTimeout as exc:
             # interrupted already; a worker that does not come back in time is replaced
+            self.logs.redactor.redact_error(exc, worker.kernel_id, source.path)
             release = await worker.barrier(self.grace)
             error = exc
             raise
         except KernelDied as exc:
+            self.logs.redactor.redact_error(exc, worker.kernel_id, source.path)
             release = False
             error = exc
             raise
@@ -244,6 +259,12 @@ class StepService:
             self.logs.redactor.redact_error(exc, worker.kernel_id, source.path)
             if exc.code == "CANCELLED":
                 release = await worker.barrier(self.grace)
+            raise
+        except asyncio.CancelledError:
+            # the gateway stops (or whoever waited is gone) while the step runs: it is
+            # recorded cancelled, and its worker, still busy with it, is replaced
+            error = Conflict(f"execution {execution_id} was cut off", "CANCELLED")
+            release = False
             raise
         finally:
             self.running.pop(execution_id, None)

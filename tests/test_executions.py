@@ -6,6 +6,7 @@ token may do. Kill -9 and restart: tests/test_executions_restart.py."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -315,6 +316,9 @@ def test_idempotency_key_runs_once(caller: httpx.Client) -> None:
         ({"idempotency_key": ""}, "BAD_PARAMETER"),
         ({"script_path": "missing.py"}, "SCRIPT_NOT_FOUND"),
         ({"function_name": None}, "MISSING_FIELD"),
+        ({"idempotencyKey": "k"}, "UNKNOWN_FIELD"),
+        ({"task_id": "T" * 200}, "BAD_PARAMETER"),
+        ({"function_name": "f" * 300}, "BAD_PARAMETER"),
     ],
 )
 def test_bad_submissions_are_refused_before_they_are_queued(
@@ -376,3 +380,35 @@ def test_sync_steps_record_their_worker_and_usage(caller: httpx.Client) -> None:
     assert found["async"] is False and found["status"] == "succeeded"
     assert found["worker"] == answer["worker"]
     assert found["duration_ms"] >= 50
+
+
+def test_a_running_synchronous_step_is_not_followed_over_the_execution_socket(
+    env: tuple[GatewayThread, Path], caller: httpx.Client, admin: httpx.Client
+) -> None:
+    """Its events go to whoever sent it: the execution socket refuses it (409 NOT_ASYNC)
+    rather than staying open with nothing to send."""
+    done: list[httpx.Response] = []
+    body = {"script_path": "job.py", "function_name": "nap", "args": [3]}
+    thread = threading.Thread(
+        target=lambda: done.append(caller.post("/script-engine/execute", json=body))
+    )
+    thread.start()
+    try:
+        running = wait_until(
+            lambda: admin.get("/script-engine/executions").json()["running"], 30, "a running step"
+        )
+        url = env[0].url + f"/script-engine/executions/{running[0]}/ws"
+        r = caller.get(
+            url,
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "NOT_ASYNC"
+    finally:
+        thread.join(30)
+    assert done and done[0].status_code == 200

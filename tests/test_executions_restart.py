@@ -99,7 +99,8 @@ def test_clean_stop_keeps_queued_and_fails_running(tmp_path: Path, root: Path) -
     try:
         running = submit(first.client, "nap", [120])
         queued = submit(first.client, "quick", [5])
-        wait_until(lambda: status(first.client, running)["status"] == "running", 30, "running")
+        # running in its worker (the worker is named once the step has one)
+        wait_until(lambda: status(first.client, running)["worker"], 30, "running in a worker")
         first.proc.send_signal(signal.SIGTERM)
         assert first.proc.wait(60) == 0
     finally:
@@ -108,6 +109,9 @@ def test_clean_stop_keeps_queued_and_fails_running(tmp_path: Path, root: Path) -
     try:
         stopped = wait_end(second.client, running)
         assert stopped["status"] == "failed" and stopped["reason"] == "gateway stopped"
+        # its attempt, cut off, is not in the steps history as a success
+        attempt = second.client.get(f"/script-engine/executions/{running}-1").json()
+        assert attempt["status"] == "cancelled", attempt
         assert wait_end(second.client, queued)["result"] == 5
     finally:
         second.finish()
@@ -168,7 +172,8 @@ def test_a_stalled_database_neither_fails_nor_loses_an_execution(
 
         proxy.stall()
         started = time.monotonic()
-        r = gw.client.post("/script-engine/execute", json={**body, "async": True})
+        late = {**body, "async": True, "args": [str(go)], "idempotency_key": "late-1"}
+        r = gw.client.post("/script-engine/execute", json=late)
         assert r.status_code == 503 and r.json()["code"] == "STORE_TIMEOUT", r.text
         assert time.monotonic() - started < 4
         go.write_text("go")  # the step ends while the database stalls
@@ -189,7 +194,29 @@ def test_a_stalled_database_neither_fails_nor_loses_an_execution(
                 return row is not None and row[0] == "succeeded"
 
             wait_until(stored, 60, "the end to be stored")
+
+            def late_status() -> str | None:
+                with engine.connect() as conn:
+                    row = conn.execute(
+                        sa.text(
+                            "SELECT status FROM vwed_async_executions "
+                            "WHERE idempotency_key = 'late-1'"
+                        )
+                    ).first()
+                return None if row is None else str(row[0])
+
+            # the submission answered 503 was under way (the writer was idle when the
+            # database stalled): written once it answered, it is not left queued
+            # forever: this gateway finds it and runs it, nobody resubmitting
+            wait_until(lambda: late_status() == "succeeded", 60, "the late submission to run")
         finally:
             engine.dispose()
+        # the submission answered 503 was (here: its insert was under way) written all
+        # the same once the database answered: it is not left queued forever, it runs,
+        # and a resubmission with its key finds it
+        r = gw.client.post("/script-engine/execute", json=late)
+        assert r.status_code == 202, r.text
+        late_id = r.json()["execution_id"]
+        assert wait_end(gw.client, late_id)["status"] == "succeeded"
     finally:
         gw.finish()

@@ -540,3 +540,48 @@ def test_a_multi_line_value_is_masked_line_by_line_and_a_lone_surrogate_is_refus
     assert redactor.redact("an ok line", "k1") == "an ok line"
     with pytest.raises(BadRequest):
         check_value("\ud800")
+
+
+LEAKY = """
+import time
+
+
+def leak(name, hang):
+    value = VWED.secrets.get(name)
+    print("printed " + value)
+    VWED.progress(0.5, message="using " + value)
+    if hang:
+        time.sleep(30)
+    return len(value)
+"""
+
+
+def test_an_asynchronous_step_never_shows_a_secret(sec, admin):
+    """Issue 18: a secret a step printed and put in its progress message is *** in the
+    execution's record (the caller token reads it), its stored row and its events, also
+    when the step ran out of time."""
+    gw, root = sec
+    n = unique("asyncsec")
+    value = "as-" + uuid.uuid4().hex
+    assert put(admin, n, value).status_code == 201
+    (root / f"{n}.py").write_text(LEAKY)
+    for hang, status in ((False, "succeeded"), (True, "timed_out")):
+        body = {
+            "script_path": f"{n}.py",
+            "function_name": "leak",
+            "args": [n, hang],
+            "async": True,
+            "timeout": 1.5,
+        }
+        r = admin.post("/script-engine/execute", json=body)
+        assert r.status_code == 202, r.text
+        execution_id = r.json()["execution_id"]
+        r = admin.get(f"/script-engine/executions/{execution_id}/wait", params={"timeout": 60})
+        found = r.json()
+        assert found["status"] == status, found
+        assert value not in r.text
+        assert "printed ***" in found["stdout_tail"]
+        assert found["progress"]["message"] == "using ***"
+    data = Path(gw.settings.data_dir)
+    for db_file in data.glob("*.db*"):
+        assert value.encode() not in db_file.read_bytes()

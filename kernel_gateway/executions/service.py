@@ -34,6 +34,7 @@ from ..errors import (
     GatewayError,
     NotFound,
     ServiceUnavailable,
+    StoreTimeout,
 )
 from ..logs import LogHub
 from ..metrics import Metrics
@@ -44,13 +45,28 @@ from .record import FINISHED, AsyncExecution, history_record, request_hash
 from .retry import RetryPolicy, parse_retry
 from .watchers import CallWatchers, progress_event, progress_text
 
-__all__ = ["ExecutionService", "STATUS_URL"]
+__all__ = ["ExecutionService", "STATUS_URL", "BODY_KEYS"]
 
 log = logging.getLogger("kernel_gateway.executions")
 STATUS_URL = "/script-engine/executions/{}"
 GATEWAY_DIED = "gateway died"
 GATEWAY_STOPPED = "gateway stopped"
 MAX_KEY = 255
+# what a step's body may hold (POST /script-engine/execute; besides "id" over the WebSocket)
+BODY_KEYS = frozenset(
+    {
+        "script_path",
+        "function_name",
+        "mode",
+        "args",
+        "task_id",
+        "timeout",
+        "retry",
+        "async",
+        "idempotency_key",
+        "at_most_once",
+    }
+)
 
 
 def status_url(execution_id: str) -> str:
@@ -86,19 +102,41 @@ class ExecutionService:
         self._live: dict[str, AsyncExecution] = {}  # not finished, or not stored yet
         self._feeds: dict[str, set[Feed]] = {}
         self._cancelling: set[str] = set()
+        self._submitting: set[str] = set()  # stored now: not to be taken for orphans
+        self._taken_over = False  # the rows of the last gateway are taken over
         self._closing = False
         self._chores: set[asyncio.Task[Any]] = set()
         self._prune: asyncio.Task[None] | None = None
 
     # -- start and stop -------------------------------------------------------------------
     async def start(self) -> None:
-        """Take over what the last gateway left (see the module's docstring)."""
+        """Take over what the last gateway left (see the module's docstring), in the
+        background: a slow database or many rows do not hold the gateway's start."""
         if self.db is None:
             return
-        rows = await self.db.read(self.db.db.unfinished_async, timeout=self.db.open_timeout)
+        self._spawn(self._takeover())
+        self._prune = asyncio.ensure_future(self._prune_loop())
+
+    async def _takeover(self) -> None:
+        assert self.db is not None
+        delay = 1.0
+        while True:
+            try:
+                rows = await self.db.read(self.db.db.unfinished_async, timeout=self.db.open_timeout)
+                break
+            except GatewayError as exc:
+                log.warning(
+                    "the executions the last gateway left could not be read yet: %s", exc.message
+                )
+                if self._closing:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         again = 0
         for row in rows:
-            ex = AsyncExecution.from_row(row)
+            ex = self._from_row(row)
+            if ex is None or ex.id in self._live or ex.id in self._submitting:
+                continue  # unreadable, or submitted to this gateway since it started
             if ex.status == "running":
                 self._end(
                     ex,
@@ -123,12 +161,73 @@ class ExecutionService:
             self.logs.engine(
                 ex.req["path"], "WARNING", f"execution {ex.id} ({self._what(ex)}): {ex.reason}"
             )
-            await self._store_end(ex)
+            self._live[ex.id] = ex  # readable from memory until its end is stored
+            self._spawn(self._store_end(ex))
         if again:
             self.logs.engine(
                 None, "INFO", f"{again} queued execution(s) of the last gateway run again"
             )
-        self._prune = asyncio.ensure_future(self._prune_loop())
+        self._taken_over = True
+
+    def _from_row(self, row: dict[str, Any]) -> AsyncExecution | None:
+        """The execution of a stored row; None (said in the log) for a row that cannot be
+        read back (written by another version, damaged): it is left as it is."""
+        try:
+            return AsyncExecution.from_row(row)
+        except Exception as exc:
+            log.error("execution %s cannot be read back, left as it is: %s", row.get("id"), exc)
+            return None
+
+    def _adopt(self, row: dict[str, Any]) -> None:
+        """A ``queued`` row nobody runs (its submission was answered 503 STORE_TIMEOUT
+        and still written): this gateway runs it (one gateway per database)."""
+        if row.get("status") != "queued" or self._closing or not self._taken_over:
+            return  # before the takeover at start, every row is the takeover's
+        if row["id"] in self._live or row["id"] in self._submitting:
+            return
+        ex = self._from_row(row)
+        if ex is None:
+            return
+        if ex.at_most_once:  # its submitter was told it failed: it never runs
+            self._end(
+                ex,
+                "failed",
+                "its submission timed out (at_most_once: not run)",
+                "STORE_TIMEOUT",
+                "the database stored this execution after its submission was answered "
+                "503 STORE_TIMEOUT; it said at_most_once, so it is not run",
+            )
+            self._live[ex.id] = ex
+            self._spawn(self._store_end(ex))
+            return
+        log.info("execution %s was stored after its submission timed out: it runs", ex.id)
+        self._queue(ex)
+
+    async def _settle(self, ex: AsyncExecution) -> None:
+        """After a submission answered 503 STORE_TIMEOUT that may still be written: look
+        for its row for a while, and run it if it appears."""
+        assert self.db is not None
+        delay, deadline = 0.5, time.monotonic() + 300
+        while time.monotonic() < deadline and not self._closing:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            try:
+                row = await self.db.read(self.db.db.async_execution, ex.id)
+            except GatewayError:
+                continue
+            if row is not None:
+                self._adopt(row)
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    def stop_taking(self) -> None:
+        """The gateway is stopping: no new submission, no queued execution starts (they
+        stay queued for the next gateway); running ones go on (``close``)."""
+        self._closing = True
 
     async def close(self, drain: float = 0.0) -> None:
         """Stop: running executions get ``drain`` seconds to end, then fail with reason
@@ -154,6 +253,10 @@ class ExecutionService:
                 )
                 with contextlib.suppress(GatewayError):
                     await self._store(ex)
+        for ex in list(self._live.values()):
+            if ex.finished:  # ended, its end not stored yet: one more try
+                with contextlib.suppress(GatewayError):
+                    await self._store(ex)
         for task in list(self._chores):
             task.cancel()
 
@@ -170,6 +273,14 @@ class ExecutionService:
         if self._closing:
             raise ServiceUnavailable(
                 "the gateway is stopping", "STOPPING", headers={"Retry-After": "5"}
+            )
+        unknown = sorted(k for k in body if k not in BODY_KEYS)
+        if unknown:  # a typo (idempotencyKey, retries) would silently turn a guarantee off
+            raise BadRequest(
+                f"unknown field(s) {', '.join(map(repr, unknown))} in an asynchronous "
+                f"submission (known: {', '.join(sorted(BODY_KEYS))})",
+                "UNKNOWN_FIELD",
+                details={"fields": unknown},
             )
         req = self.steps.parse(body)
         policy = parse_retry(body.get("retry"))
@@ -197,7 +308,15 @@ class ExecutionService:
                 details={"queued": waiting},
             )
         ex = AsyncExecution(uuid.uuid4().hex, req, admin, policy, at_most_once, key)
-        row, created = await self.db.async_insert(ex.row())
+        self._submitting.add(ex.id)
+        try:
+            row, created = await self.db.async_insert(ex.row())
+        except StoreTimeout as exc:
+            if exc.details.get("may_still_be_written"):
+                self._spawn(self._settle(ex))
+            raise
+        finally:
+            self._submitting.discard(ex.id)
         if not created:
             if row["request_hash"] != request_hash(req):
                 raise Conflict(
@@ -206,6 +325,7 @@ class ExecutionService:
                     "IDEMPOTENCY_KEY_REUSED",
                     details={"execution_id": row["id"]},
                 )
+            self._adopt(row)
             live = self._live.get(row["id"])
             status = live.status if live is not None else row["status"]
             return self._accepted(row["id"], status, duplicate=True)
@@ -221,7 +341,16 @@ class ExecutionService:
         if self.db is not None:
             row = await self.db.read(self.db.db.async_execution, execution_id)
             if row is not None:
-                return AsyncExecution.from_row(row).public(status_url(execution_id))
+                self._adopt(row)
+                live = self._live.get(execution_id)
+                if live is not None:
+                    return live.public(status_url(execution_id))
+                found = self._from_row(row)
+                if found is None:
+                    raise ServiceUnavailable(
+                        f"execution {execution_id} cannot be read back", "STORE_FAILED"
+                    )
+                return found.public(status_url(execution_id))
         run = self.steps.running.get(execution_id)
         if run is not None:
             return {
@@ -280,6 +409,13 @@ class ExecutionService:
         """A feed of the execution's events: first its state now; ``end`` when it ends
         (at once for one that has ended)."""
         record = await self.record(execution_id)
+        if not record["async"] and record["status"] == "running":
+            raise Conflict(
+                f"execution {execution_id} is a synchronous step: its progress and output go "
+                "to whoever sent it (POST /script-engine/execute answers at its end; "
+                "/script-engine/execute/ws streams them)",
+                "NOT_ASYNC",
+            )
         feed = Feed(execution_id)
         feed.put({"type": "state", "execution": record})
         ex = self._live.get(execution_id)
@@ -314,6 +450,14 @@ class ExecutionService:
         """A ``progress`` op of a kernel (``KernelServices.on_progress``): to whoever
         follows the call, and a DEBUG record of the call in the logs."""
         call_id = str(data.get("id"))
+        bridge = getattr(kernel, "bridge", None)
+        if bridge is None or not bridge.waits_for(call_id):
+            return  # not a call of this kernel's: code in a kernel may not speak for another's
+        run = self.steps.running.get(call_id)
+        script = run.path if run is not None else getattr(kernel, "script_id", None)
+        message = data.get("message") or ""
+        if message and self.logs.redactor:  # a secret the step read, written ***
+            data = {**data, "message": self.logs.redactor.redact(message, kernel.kernel_id, script)}
         self.watchers.progress(call_id, data)
         self.logs.emit(
             getattr(kernel, "script_id", None),
@@ -474,6 +618,7 @@ class ExecutionService:
         """Write the end, trying again for a while if the database is away; the record
         stays in memory (readable) until it is stored."""
         ex.done.set()
+        self._cancelling.discard(ex.id)
         if self.metrics is not None:
             self.metrics.executions.labels(ex.status).inc()
         self._publish(ex, {"type": "end", "execution": ex.public(status_url(ex.id))})
@@ -558,6 +703,8 @@ class ExecutionService:
         while not self._closing:
             try:
                 before = time.time() - self.retention_hours * 3600
+                for row in await self.db.read(self.db.db.unfinished_async):
+                    self._adopt(row)  # queued rows nobody runs (a submission that timed out)
                 removed = await self.db.write(self.db.db.prune_async, before)
                 if removed:
                     log.info(

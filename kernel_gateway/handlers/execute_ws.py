@@ -40,7 +40,7 @@ from typing import Any
 from tornado import websocket
 
 from ..errors import BadRequest, Conflict, GatewayError, NotFound, ServiceUnavailable
-from ..executions.service import ExecutionService
+from ..executions.service import BODY_KEYS, ExecutionService
 from ..steps import StepService
 from .execute_legacy import INVALID_JSON, NOT_AN_OBJECT, LegacyRequests
 from .steps import is_admin
@@ -53,21 +53,9 @@ log = logging.getLogger("kernel_gateway.steps")
 MAX_IN_FLIGHT = 64  # steps in flight on one connection (and legacy requests waiting)
 MAX_ID = 128  # characters of a client id
 OUTBOX_MAX = 1000  # messages waiting to be written; past it progress and output are dropped
-# what an execute request may hold besides "id": the body of POST /script-engine/execute
-BODY_KEYS = frozenset(
-    {
-        "script_path",
-        "function_name",
-        "mode",
-        "args",
-        "task_id",
-        "timeout",
-        "retry",
-        "async",
-        "idempotency_key",
-        "at_most_once",
-    }
-)
+# past this many messages waiting (results, errors: never dropped) the client does not
+# read: it is disconnected rather than kept in the gateway's memory
+OUTBOX_HARD = 4 * OUTBOX_MAX
 _DROPPABLE = frozenset({"progress", "output"})
 _RESERVED = frozenset({"id", "type", "status", "code", "error"})
 
@@ -113,6 +101,10 @@ class Outbox:
             self._queue.append({"id": ident, "type": "dropped", "count": count})
         self._queue.append(message)
         self._ready.set()
+
+    @property
+    def size(self) -> int:
+        return len(self._queue)
 
     async def get(self) -> dict[str, Any] | None:
         """The next message; None once the outbox is closed."""
@@ -370,8 +362,13 @@ class StepSocketHandler(GatewaySocket):
 
     # -- writing and closing -------------------------------------------------------------
     def _send(self, message: dict[str, Any], key: str | None = None) -> None:
-        if not self.closed:
-            self.outbox.put(message, key)
+        if self.closed:
+            return
+        self.outbox.put(message, key)
+        if self.outbox.size > OUTBOX_HARD:
+            log.info("a step WebSocket client does not read its answers: disconnected")
+            self.outbox.close()
+            self.close(1008, "too many answers not read")
 
     async def _write_loop(self) -> None:
         try:

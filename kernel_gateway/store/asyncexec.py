@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .models import AsyncExecutionRow, ExecutionRow
 
@@ -37,14 +37,16 @@ class AsyncExecutionTables:
     engine: Engine
 
     def async_writes(self, ops: list[AsyncOp]) -> list[Any]:
-        """Several writes in one transaction (group commit, ``StoreService.async_write``):
-        each ``("insert", row)`` answers ``(row, created)`` (see ``insert_async``), each
-        ``("update", id, values, unfinished_only)`` None. A key taken by a racing insert
-        (another gateway) fails the transaction: then they are written one by one."""
+        """Several writes in one transaction (group commit, ``StoreService.async_insert``
+        and ``async_update``): each ``("insert", row)`` answers ``(row, created)`` (see
+        ``insert_async``), each ``("update", id, values, unfinished_only)`` None. When the
+        transaction fails (a key taken by a racing insert, a row the database refuses),
+        they are written one by one, so one bad row fails only itself (its result is then
+        the exception)."""
         try:
             with self.engine.begin() as conn:
                 return [self._async_op(conn, op) for op in ops]
-        except IntegrityError:
+        except SQLAlchemyError:
             if len(ops) == 1:
                 return [self._async_alone(ops[0])]
             return [self._async_alone(op) for op in ops]
@@ -53,13 +55,14 @@ class AsyncExecutionTables:
         try:
             with self.engine.begin() as conn:
                 return self._async_op(conn, op)
-        except IntegrityError:
-            found = (
-                self.async_by_key(op[1].get("idempotency_key") or "") if op[0] == "insert" else None
-            )
+        except IntegrityError as exc:
+            key = op[1].get("idempotency_key") if op[0] == "insert" else None
+            found = self.async_by_key(key) if key else None
             if found is None:  # not the key that collided: a real error
-                raise
+                return exc
             return found, False  # another request with the same key won the race
+        except SQLAlchemyError as exc:
+            return exc
 
     @staticmethod
     def _async_op(conn: Connection, op: AsyncOp) -> Any:
@@ -80,13 +83,17 @@ class AsyncExecutionTables:
     def insert_async(self, row: Row) -> tuple[Row, bool]:
         """Store a new execution; ``(row, True)``. With an idempotency key that is
         taken already: ``(the stored row, False)``, nothing written."""
-        result: tuple[Row, bool] = self.async_writes([("insert", row)])[0]
-        return result
+        result = self.async_writes([("insert", row)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
 
     def update_async(self, execution_id: str, values: Row, unfinished_only: bool = False) -> None:
         """Write ``values``; ``unfinished_only``: only while the row is queued or running
         (a progress update that comes late must not touch an execution that ended)."""
-        self.async_writes([("update", execution_id, values, unfinished_only)])
+        result = self.async_writes([("update", execution_id, values, unfinished_only)])[0]
+        if isinstance(result, BaseException):
+            raise result
 
     def async_execution(self, execution_id: str) -> Row | None:
         return self._one(

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from ..errors import StoreTimeout
+from ..errors import GatewayError, ServiceUnavailable, StoreTimeout
 from .threads import DbThreads
 
 __all__ = ["GroupCommit"]
@@ -23,7 +23,9 @@ Op = TypeVar("Op")
 
 class GroupCommit(Generic[Op]):
     """``batch(ops)`` runs on the writer thread, in one transaction, and returns one
-    result per operation, in order."""
+    result per operation, in order (an exception as the result of one that failed
+    alone). A failure the database gives is a ``GatewayError`` to the caller (503
+    ``STORE_FAILED``), never the driver's exception."""
 
     def __init__(
         self, threads: DbThreads, batch: Callable[[list[Op]], list[Any]], what: str
@@ -71,12 +73,26 @@ class GroupCommit(Generic[Op]):
                 except Exception as exc:  # a database error: each waiting caller gets it
                     waiting = [fut for _, fut in batch if not fut.done()]
                     for fut in waiting:
-                        fut.set_exception(exc)
+                        fut.set_exception(_gateway_error(exc, self.what))
                     if not waiting:  # their callers stopped waiting: say it here
                         log.warning("storing %s failed: %s", self.what, exc)
                     continue
                 for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
+                    if fut.done():
+                        continue
+                    if isinstance(result, BaseException):  # that operation alone failed
+                        fut.set_exception(_gateway_error(result, self.what))
+                    else:
                         fut.set_result(result)
         finally:
             self._running = False
+
+
+def _gateway_error(exc: BaseException, what: str) -> GatewayError:
+    if isinstance(exc, GatewayError):
+        return exc
+    return ServiceUnavailable(
+        f"the database refused to store {what}: {type(exc).__name__}",
+        "STORE_FAILED",
+        log_message=f"storing {what} failed: {exc}",
+    )
