@@ -124,6 +124,7 @@ def executions_paths() -> dict[str, Any]:
                     "101": {"description": "switching protocols"},
                     "401": err("UNAUTHORIZED"),
                     "404": err("EXECUTION_NOT_FOUND"),
+                    "409": err("NOT_ASYNC"),
                 },
             }
         },

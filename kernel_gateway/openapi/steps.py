@@ -83,6 +83,8 @@ def _steps_http_paths() -> dict[str, Any]:
                         "BAD_REQUEST",
                         "BAD_ARGUMENTS",
                         "PATH_INVALID",
+                        "BAD_PARAMETER",
+                        "UNKNOWN_FIELD",
                     ),
                     "404": err("SCRIPT_NOT_FOUND", "FUNCTION_NOT_FOUND"),
                     "409": err("CANCELLED", "DEPENDENCIES_NOT_READY", "IDEMPOTENCY_KEY_REUSED"),
