@@ -133,9 +133,13 @@ def accept_dialog(page: Any, button: str) -> str:
     """Click ``button`` of the open dialog; return the dialog's text."""
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for()
-    text = str(dialog.inner_text())
-    dialog.locator(".jp-Dialog-button", has_text=button).click()
-    dialog.wait_for(state="detached")
+    # this dialog, not whichever is open next: a second dialog may open right after this one
+    # closes (JupyterLab's "Shut Down All", then the plugin's), and a locator by class would
+    # find that one and wait for it to go away
+    handle = dialog.element_handle()
+    text = str(handle.inner_text())
+    handle.query_selector(f'.jp-Dialog-button:has-text("{button}")').click()
+    handle.wait_for_element_state("hidden")
     return text
 
 
