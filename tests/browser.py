@@ -9,6 +9,7 @@ the browser is ``/usr/bin/chromium`` (``VWED_TEST_CHROMIUM`` overrides the path)
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -261,6 +262,37 @@ def lab_page(lab: Lab, chromium: Any, request: pytest.FixtureRequest) -> Iterato
             print(f"--- the page at the end: {last}")
         finally:
             context.close()
+
+
+@contextlib.contextmanager
+def console_page(
+    chromium: Any, request: pytest.FixtureRequest, viewport: dict[str, int] | None = None
+) -> Iterator[Any]:
+    """A fresh page for the operator's console; fails the test on an uncaught exception of
+    the page's own code; the page as it was at the end in $TMPDIR/vwed-lab-browser/<test>.png."""
+    context = chromium.new_context(viewport=viewport or VIEWPORT)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+        assert not errors, errors
+    finally:
+        try:
+            LAST.mkdir(exist_ok=True)
+            last = LAST / f"{request.node.name}.png"
+            page.screenshot(path=str(last))
+            print(f"--- the page at the end: {last}")
+        finally:
+            context.close()
+
+
+def console_sign_in(page: Any, url: str, token: str) -> None:
+    """Open the console at ``url`` and sign in with ``token``."""
+    page.goto(f"{url}/")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def screenshot(page: Any, name: str, **kwargs: Any) -> Path:

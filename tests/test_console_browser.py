@@ -20,7 +20,7 @@ from typing import Any
 import browser
 import httpx
 import pytest
-from browser import VIEWPORT, missing, needs_browser, screenshot
+from browser import missing, needs_browser, screenshot
 from wheels import build_sdist, build_test_wheels
 
 from conftest import GatewayProcess, wait_until
@@ -142,28 +142,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 @pytest.fixture
 def page(console: Console, chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = chromium.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(30_000)
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with browser.console_page(chromium, request) as p:
         yield p
-        assert not errors, errors  # no uncaught exception in the page's own code
-    finally:
-        try:
-            browser.LAST.mkdir(exist_ok=True)
-            last = browser.LAST / f"{request.node.name}.png"
-            p.screenshot(path=str(last))
-            print(f"--- the page at the end: {last}")
-        finally:
-            context.close()
 
 
 def sign_in(page: Any, url: str, token: str) -> None:
-    page.goto(f"{url}/")
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    browser.console_sign_in(page, url, token)
 
 
 def editor_text(page: Any) -> str:

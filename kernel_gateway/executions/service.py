@@ -41,7 +41,7 @@ from ..metrics import Metrics
 from ..steps import StepService, attempt_summary, status_of
 from ..store.service import StoreService
 from .feed import Feed
-from .record import FINISHED, AsyncExecution, history_record, request_hash
+from .record import FINISHED, TAIL_CHARS, AsyncExecution, history_record, request_hash
 from .retry import RetryPolicy, parse_retry
 from .watchers import CallWatchers, progress_event, progress_text
 
@@ -518,16 +518,9 @@ class ExecutionService:
             try:
                 answer = await self._attempt(ex, call_id, attempt)
             except GatewayError as exc:
-                ex.call_id = None
-                summary = {
-                    **attempt_summary(attempt, call_id, exc),
-                    "started_at": started,
-                    "finished_at": time.time(),
-                }
-                ex.attempts.append(summary)
-                self._took(ex, summary)
-                ex.stdout = str(exc.details.get("stdout") or ex.stdout)[-16_000:]
-                ex.stderr = str(exc.details.get("stderr") or ex.stderr)[-16_000:]
+                self._attempted(ex, attempt_summary(attempt, call_id, exc), started)
+                ex.stdout = str(exc.details.get("stdout") or ex.stdout)[-TAIL_CHARS:]
+                ex.stderr = str(exc.details.get("stderr") or ex.stderr)[-TAIL_CHARS:]
                 if ex.id in self._cancelling:
                     self._end(
                         ex,
@@ -557,16 +550,9 @@ class ExecutionService:
                 ex.error = _error(exc)
                 self._end(ex, status_of(exc), None)
                 return
-            ex.call_id = None
-            summary = {
-                **attempt_summary(attempt, call_id, None, answer),
-                "started_at": started,
-                "finished_at": time.time(),
-            }
-            ex.attempts.append(summary)
-            self._took(ex, summary)
+            self._attempted(ex, attempt_summary(attempt, call_id, None, answer), started)
             ex.outcome = {"result": answer["result"], "variables": answer["variables"]}
-            ex.stdout, ex.stderr = answer["stdout"][-16_000:], answer["stderr"][-16_000:]
+            ex.stdout, ex.stderr = answer["stdout"][-TAIL_CHARS:], answer["stderr"][-TAIL_CHARS:]
             self._end(ex, "succeeded", None)
             return
 
@@ -591,8 +577,11 @@ class ExecutionService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    @staticmethod
-    def _took(ex: AsyncExecution, summary: dict[str, Any]) -> None:
+    def _attempted(self, ex: AsyncExecution, summary: dict[str, Any], started: float) -> None:
+        """An attempt ended: its summary in the record, its worker and usage the record's."""
+        ex.call_id = None
+        summary = {**summary, "started_at": started, "finished_at": time.time()}
+        ex.attempts.append(summary)
         usage = summary.get("usage") or {}
         ex.worker = summary.get("worker") or ex.worker
         ex.cpu_ms = usage.get("cpu_ms")
