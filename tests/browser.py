@@ -255,13 +255,7 @@ def lab_page(lab: Lab, chromium: Any, request: pytest.FixtureRequest) -> Iterato
         page.locator(".jp-LauncherCard").first.wait_for()
         yield page
     finally:
-        try:
-            LAST.mkdir(exist_ok=True)
-            last = LAST / f"{request.node.name}.png"
-            page.screenshot(path=str(last))
-            print(f"--- the page at the end: {last}")
-        finally:
-            context.close()
+        _last_screenshot(page, context, request)
 
 
 @contextlib.contextmanager
@@ -279,13 +273,7 @@ def console_page(
         yield page
         assert not errors, errors
     finally:
-        try:
-            LAST.mkdir(exist_ok=True)
-            last = LAST / f"{request.node.name}.png"
-            page.screenshot(path=str(last))
-            print(f"--- the page at the end: {last}")
-        finally:
-            context.close()
+        _last_screenshot(page, context, request)
 
 
 def console_sign_in(page: Any, url: str, token: str) -> None:
@@ -293,6 +281,17 @@ def console_sign_in(page: Any, url: str, token: str) -> None:
     page.goto(f"{url}/")
     page.get_by_label("Token").fill(token)
     page.get_by_role("button", name="Sign in").click()
+
+
+def _last_screenshot(page: Any, context: Any, request: pytest.FixtureRequest) -> None:
+    """The page as it was at the end of the test, for a failure's reader; then close."""
+    try:
+        LAST.mkdir(exist_ok=True)
+        last = LAST / f"{request.node.name}.png"
+        page.screenshot(path=str(last))
+        print(f"--- the page at the end: {last}")
+    finally:
+        context.close()
 
 
 def screenshot(page: Any, name: str, **kwargs: Any) -> Path:
