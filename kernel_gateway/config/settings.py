@@ -95,7 +95,7 @@ class Settings:
         False,
         "active/standby with other gateways on the same PostgreSQL database (--db-url): the "
         "one holding an advisory lock is active, the others answer 503 STANDBY and take over "
-        "within seconds when it dies (docs/scaling.md)",
+        "within seconds when it dies (docs/failover.md)",
     )
     max_in_flight: int = setting(64, "calls in flight per kernel at most; more get 503 BUSY")
     max_kernels: int = setting(0, "script kernels running at most (0: no limit)")
