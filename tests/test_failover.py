@@ -3,7 +3,7 @@ lock), one standby (503 STANDBY, health not ready). The active one is killed -9 
 steady load from a client that retries on connection errors and 503 against both: no
 call fails after its retries, the standby takes over within 5 s, and no script runs
 twice. An active gateway whose lock connection is cut stops its scripts and becomes a
-standby. And --ha is refused without PostgreSQL. Skipped without a PostgreSQL server."""
+standby, and takes over again when the other one stops. And --ha is refused without PostgreSQL. Skipped without a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -172,6 +172,8 @@ def test_kill_9_the_active_one_under_load(tmp_path, pg_schema):
             r = b.client.get(path)
             assert r.status_code == 503 and r.json()["code"] == "STANDBY", r.text
             assert r.headers["Retry-After"] == "1"
+        r = b.client.post("/script-engine/start", json={"script_path": "ha.py"})  # a body
+        assert r.status_code == 503 and r.json()["code"] == "STANDBY", r.text
 
         client = RetryingClient([a.url, b.url], "/script-api/ha/ping").start()
         wait_until(lambda: len(client.ok) >= 50, 30, "steady calls to the active gateway")
@@ -238,6 +240,15 @@ def test_an_active_one_that_loses_its_lock_stops_its_scripts(tmp_path, pg_schema
         assert r.status_code == 503 and r.json()["code"] == "STANDBY"
         assert b.client.get("/script-api/ha/ping").status_code == 200
         assert list(b.running()) == ["ha.py"]
+        runs = _open_runs(pg_schema)
+        assert [r["script_path"] for r in runs if r["stopped_at"] is None] == ["ha.py"]
+
+        # a clean stop of the active one hands over: it releases the lock last, and the
+        # first one, a standby again, takes over
+        b.proc.send_signal(signal.SIGTERM)
+        assert b.proc.wait(60) == 0
+        wait_until(lambda: _active(a), 30, "a to take over again")
+        assert a.client.get("/script-api/ha/ping").status_code == 200
         runs = _open_runs(pg_schema)
         assert [r["script_path"] for r in runs if r["stopped_at"] is None] == ["ha.py"]
     finally:
