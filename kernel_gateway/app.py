@@ -433,6 +433,14 @@ class Gateway:
             restored = asyncio.shield(self.engine.runs.restored())
             await asyncio.wait([restored], timeout=self.settings.boot_timeout)
 
+    async def fence(self) -> None:
+        """--ha, the lock lost (503 STANDBY already): another gateway may start these
+        scripts in a second, so their kernels are killed now, then the gateway stops
+        without waiting for calls in flight."""
+        kernels = [k for script in self.scripts.running() for k in script.kernels]
+        await asyncio.gather(*(k.shutdown(now=True) for k in kernels), return_exceptions=True)
+        await self.stop(drain=0.0)
+
     async def stop(self, drain: float | None = None) -> None:
         """Stop listening, let calls in flight finish (up to --drain-timeout, or
         ``drain``), stop the scripts (they stay desired: a new gateway restores them),
@@ -491,8 +499,8 @@ async def _serve(settings: Settings) -> None:
         if stop.is_set():
             break
         # --ha: it lost the lock: another gateway may be active now; its scripts stop
-        # at once (no drain), and it starts again as a standby
-        await gateway.stop(drain=0.0)
+        # at once, and it starts again as a standby
+        await gateway.fence()
         settings = dataclasses.replace(settings, port=gateway.port or settings.port)
     log.info("shutting down: stopping scripts")
     await gateway.stop()

@@ -26,9 +26,12 @@ from kernel_gateway.config import ConfigError, Settings
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCRIPT = """
 import os
+import time
 
 def boot():
     VWED.api.register_route("/ha/ping", "GET", lambda: {"pid": os.getpid()})
+    # what runs twice shows: each kernel says when it ticks
+    VWED.timer.schedule(0.1, lambda: print(f"tick {os.getpid()} {time.time():.3f}"))
 """
 
 
@@ -78,6 +81,24 @@ def _active(gw: GatewayProcess) -> bool:
     ``standby``). Its ``ready`` also wants a warm pool, which a takeover may have
     just used for the restore."""
     return _role(gw) == "ok"
+
+
+def _ticks(schema: str) -> dict[int, list[float]]:
+    """The timer's ticks stored in the log history, by kernel pid."""
+    engine = sa.create_engine(_url(schema))
+    try:
+        with engine.connect() as conn:
+            lines = conn.execute(
+                sa.text("SELECT message FROM vwed_log_records WHERE message LIKE 'tick %'")
+            ).scalars()
+            ticks: dict[int, list[float]] = {}
+            for line in lines:
+                for tick in line.splitlines():
+                    _, pid, at = tick.split()
+                    ticks.setdefault(int(pid), []).append(float(at))
+            return ticks
+    finally:
+        engine.dispose()
 
 
 def _open_runs(schema: str) -> list[dict[str, Any]]:
@@ -242,6 +263,16 @@ def test_an_active_one_that_loses_its_lock_stops_its_scripts(tmp_path, pg_schema
         assert list(b.running()) == ["ha.py"]
         runs = _open_runs(pg_schema)
         assert [r["script_path"] for r in runs if r["stopped_at"] is None] == ["ha.py"]
+        # the timer never ran in both: a's kernel's last tick is before b's kernel's first
+        new_pid = b.running()["ha.py"]["pid"]
+        ticks = wait_until(
+            lambda: (t := _ticks(pg_schema)).get(new_pid) and t.get(old_pids[0]) and t,
+            30,
+            "the ticks of both kernels in the log history",
+        )
+        gap = min(ticks[new_pid]) - max(ticks[old_pids[0]])
+        print(f"the old kernel's last tick {gap:.2f} s before the new one's first")
+        assert gap > 0
 
         # a clean stop of the active one hands over: it releases the lock last, and the
         # first one, a standby again, takes over
