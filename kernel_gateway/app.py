@@ -7,6 +7,7 @@ server), so tests and the CLI start and stop it the same way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from .envworkers import EnvWorkerPools
 from .errors import GatewayError, KernelStartError, StoreTimeout
 from .executions.service import ExecutionService
 from .executions.watchers import CallWatchers
+from .ha import ActiveLock, Failover, StandbyGate
 from .handlers.base import Tokens
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
@@ -106,6 +108,12 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port: int | None = None
+        # --ha: active only while holding the database's advisory lock (ha/)
+        self.ha = (
+            Failover(ActiveLock(settings.database_url, settings.db_timeout))
+            if settings.ha
+            else None
+        )
         self._server: httpserver.HTTPServer | None = None
         data_dir = Path(settings.data_dir)
         secure_data_dir(
@@ -153,6 +161,7 @@ class Gateway:
             retention_days=settings.log_retention_days,
             retention_records=settings.log_retention_records,
             max_queue=settings.log_queue_max,
+            end_orphans=not settings.ha,  # with --ha: at takeover (_activate)
         )
         self.logs = LogHub(self.db, ring_bytes=settings.log_buffer_mb * 1024 * 1024)
         self.embedded = EmbeddedBackend(self.db)
@@ -355,8 +364,9 @@ class Gateway:
             "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)
+        delegate = BodyLimit(app, self.settings.max_body_size)
         self._server = httpserver.HTTPServer(
-            BodyLimit(app, self.settings.max_body_size),
+            StandbyGate(delegate, self.ha) if self.ha is not None else delegate,
             max_body_size=self.settings.max_body_size,
             xheaders=False,
         )
@@ -365,14 +375,14 @@ class Gateway:
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
         self.workers.start()
-        await self.executions.start()  # what the last gateway left queued or running
         self.engine.start_monitor()
         self.stats.start()
         if self.settings.watch:
             self.engine.watch()
-        if self.settings.restore:
-            self.engine.restore()
-        self.engine.collect_environments()
+        if self.ha is None:
+            await self._activate()
+        else:  # a standby until it holds the lock (pool and workers kept warm meanwhile)
+            self.ha.start(self._activate)
         log.info(
             "VWED gateway %s on http://%s:%s (scripts root %s, pool %d, database %s)",
             __version__,
@@ -400,19 +410,52 @@ class Gateway:
             )
         return self.port
 
-    async def stop(self) -> None:
-        """Stop listening, let calls in flight finish (up to --drain-timeout), stop the
-        scripts (they stay desired: a new gateway restores them), flush the logs."""
+    async def _activate(self) -> None:
+        """What only the active gateway does: take over what the last one left (its
+        runs, its asynchronous executions) and restore the desired scripts. With --ha
+        the gate opens when this returns: once the restore is done (or boot_timeout)."""
+        if self.ha is not None:
+            try:
+                ended = await self.db.end_orphan_runs()
+                if ended:
+                    self.logs.engine(
+                        None,
+                        "WARNING",
+                        f"took over: {ended} run(s) of the gateway that was active marked ended",
+                    )
+            except GatewayError as exc:  # the restore goes on; the next takeover ends them
+                log.warning("the runs of the last gateway could not be ended: %s", exc.message)
+        await self.executions.start()  # what the last gateway left queued or running
+        if self.settings.restore:
+            self.engine.restore()
+        self.engine.collect_environments()
+        if self.ha is not None and self.settings.restore:
+            restored = asyncio.shield(self.engine.runs.restored())
+            await asyncio.wait([restored], timeout=self.settings.boot_timeout)
+
+    async def fence(self) -> None:
+        """--ha, the lock lost (503 STANDBY already): another gateway may start these
+        scripts in a second, so their kernels are killed now, then the gateway stops
+        without waiting for calls in flight."""
+        kernels = [k for script in self.scripts.running() for k in script.kernels]
+        await asyncio.gather(*(k.shutdown(now=True) for k in kernels), return_exceptions=True)
+        await self.stop(drain=0.0)
+
+    async def stop(self, drain: float | None = None) -> None:
+        """Stop listening, let calls in flight finish (up to --drain-timeout, or
+        ``drain``), stop the scripts (they stay desired: a new gateway restores them),
+        flush the logs; with --ha, give the lock up last."""
+        drain = self.settings.drain_timeout if drain is None else drain
         if self._server is not None:
             self._server.stop()
         self.executions.stop_taking()  # queued executions stay queued for the next gateway
-        deadline = time.monotonic() + self.settings.drain_timeout
-        left = await self.engine.drain(self.settings.drain_timeout)
+        deadline = time.monotonic() + drain
+        left = await self.engine.drain(drain)
         if left:
             log.warning(
                 "%d call(s) still in flight after %g s; stopping anyway",
                 left,
-                self.settings.drain_timeout,
+                drain,
             )
         # running asynchronous executions get the drain time too; queued ones stay queued
         await self.executions.close(max(0.0, deadline - time.monotonic()))
@@ -430,11 +473,11 @@ class Gateway:
         await self.logs.close()
         if self.launch.runtime_dir is not None:  # the kernel user's connection files
             shutil.rmtree(self.launch.runtime_dir, ignore_errors=True)
+        if self.ha is not None:  # last: no script of this gateway runs any more
+            await self.ha.close()
 
 
 async def _serve(settings: Settings) -> None:
-    gateway = Gateway(settings)
-    await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -444,7 +487,21 @@ async def _serve(settings: Settings) -> None:
             # No loop signal handlers here (Windows' event loop): the default SIGINT handler
             # stays, so Ctrl-C still ends the gateway, without the drain of SIGTERM.
             pass
-    await stop.wait()
+    while True:
+        gateway = Gateway(settings)
+        await gateway.start()
+        waits = [asyncio.ensure_future(stop.wait())]
+        if gateway.ha is not None:
+            waits.append(asyncio.ensure_future(gateway.ha.lost.wait()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        if stop.is_set():
+            break
+        # --ha: it lost the lock: another gateway may be active now; its scripts stop
+        # at once, and it starts again as a standby
+        await gateway.fence()
+        settings = dataclasses.replace(settings, port=gateway.port or settings.port)
     log.info("shutting down: stopping scripts")
     await gateway.stop()
 

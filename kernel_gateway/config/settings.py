@@ -91,6 +91,12 @@ class Settings:
         True, "start again, at start, the scripts that were running when the gateway stopped"
     )
     drain_timeout: float = setting(10.0, "seconds a stopping gateway waits for calls in flight")
+    ha: bool = setting(
+        False,
+        "active/standby with other gateways on the same PostgreSQL database (--db-url): the "
+        "one holding an advisory lock is active, the others answer 503 STANDBY and take over "
+        "within seconds when it dies (docs/failover.md)",
+    )
     max_in_flight: int = setting(64, "calls in flight per kernel at most; more get 503 BUSY")
     max_kernels: int = setting(0, "script kernels running at most (0: no limit)")
     memory_limit_mb: int = setting(
@@ -260,6 +266,12 @@ class Settings:
                 make_url(self.db_url)
             except ArgumentError as exc:
                 problems.append(f"db_url is not a SQLAlchemy URL: {exc}")
+        if self.ha and not self.db_url.startswith("postgresql"):
+            problems.append(
+                "ha needs a PostgreSQL --db-url (postgresql+psycopg://...): the active gateway "
+                "is the one holding a PostgreSQL session advisory lock, which SQLite and MariaDB "
+                "do not provide here"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
         return self

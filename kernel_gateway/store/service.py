@@ -59,8 +59,11 @@ class StoreService:
         timeout: float = 5.0,
         spill_path: Path | None = None,
         id_block: int = 10_000,
+        end_orphans: bool = True,
     ) -> None:
         self.db = db
+        # False with --ha: a standby must not end the active gateway's runs at its start
+        self.end_orphans = end_orphans
         self.timeout = timeout
         # migrations and the spill file at start may take longer than one statement
         self.open_timeout = max(30.0, timeout * 6)
@@ -93,11 +96,8 @@ class StoreService:
         (the queue was full), once it has room again."""
         t = self.open_timeout
         await self.write(self.db.migrate, timeout=t)
-        orphans = await self.write(self.db.end_orphan_runs, time.time(), timeout=t)
-        if orphans:
-            self.notices.append(
-                ("WARNING", f"{orphans} run(s) of a gateway that died were marked ended")
-            )
+        if self.end_orphans:
+            await self.end_orphan_runs()
 
         async def store(logs: Rows, calls: Rows, executions: Rows) -> None:
             await self.write(self.db.insert_batch, logs, calls, executions, timeout=t)
@@ -114,6 +114,17 @@ class StoreService:
             asyncio.ensure_future(self._prune_loop()),
         ]
         return int(first), int(last)
+
+    async def end_orphan_runs(self) -> int:
+        """End the runs a killed gateway left open (at open; with ``--ha``, at takeover)."""
+        orphans = int(
+            await self.write(self.db.end_orphan_runs, time.time(), timeout=self.open_timeout)
+        )
+        if orphans:
+            self.notices.append(
+                ("WARNING", f"{orphans} run(s) of a gateway that died were marked ended")
+            )
+        return orphans
 
     async def reserve_ids(self, at_least: int = 0) -> tuple[int, int]:
         """The next block of log record ids (above ``at_least``)."""
