@@ -8,9 +8,13 @@ In one run, on this machine:
    way) and Jupyter Kernel Gateway's notebook-http mode serving the same endpoint
    (installed by the benchmark in its own virtual environment);
 2. payload: a 1 MB JSON body into a route and back;
-3. start: ``start`` of a small script with a warm pool, and route latency
-   while the pool refills;
-4. scale: 50 scripts running at once (RSS per kernel, gateway RSS, routing p50).
+3. start: ``start`` of a small script with a warm pool, route latency while
+   the pool refills, and the private memory of an idle script kernel
+   (``/proc/PID/smaps_rollup``), with kernels forked from the fork server and
+   with plain launches (``--no-fork-server``), in the same run;
+4. scale: N scripts running at once (``--scripts``; RSS and private memory per
+   kernel, the gateway's RSS growth per script, routing p50 against one
+   script), forked, and plain for ``--plain-scripts`` of them.
 
 Servers run as their own processes; the load comes from this process over
 keep-alive HTTP/1.1 connections on loopback (a minimal client, the same for
@@ -217,7 +221,7 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 class Gateway:
     """A vwed-gateway process on a scripts folder."""
 
-    def __init__(self, work: Path, pool: int) -> None:
+    def __init__(self, work: Path, pool: int, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.scripts = work / "scripts"
         self.scripts.mkdir(parents=True, exist_ok=True)
@@ -235,6 +239,7 @@ class Gateway:
                 "--pool-size",
                 str(pool),
                 "--no-auth",
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -475,16 +480,34 @@ def section_payload(args: argparse.Namespace, work: Path) -> None:
         floor.terminate()
 
 
-def section_start(args: argparse.Namespace, work: Path) -> None:
-    gw = Gateway(work / "start", pool=2)
+def private_mib(pid: int) -> float:
+    """Private memory of a process (``Private_Clean + Private_Dirty``): what it does
+    not share with any other (the fork server's pages shared copy-on-write are out)."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+MODES = (("plain", ("--no-fork-server",)), ("fork server", ("--fork-server",)))
+
+
+def _start_run(args: argparse.Namespace, work: Path, extra: tuple[str, ...]) -> dict[str, Any]:
+    gw = Gateway(work, pool=2, extra=extra)
     try:
-        gw.start("steady")
+        steady = gw.start("steady")
         until(lambda: gw.pool_ready() >= 2, 120, "warm pool")
         idle, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", args.requests // 2, 1)
         starts: list[float] = []
         during: list[float] = []
+        private: list[float] = []
+        rss: list[float] = []
+        refill: list[float] = []
+        again: list[float] = []
         for i in range(args.starts):
-            until(lambda: gw.pool_ready() >= 1, 120, "a pooled kernel")
+            until(lambda: gw.pool_ready() >= 2, 120, "a warm pool")
             name = f"small{i}"
             gw.add(name)
             t0 = time.perf_counter()
@@ -496,67 +519,143 @@ def section_start(args: argparse.Namespace, work: Path) -> None:
             # calls while the pool starts a kernel to refill
             lat, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", 100, 1, warmup=0)
             during.extend(lat)
+            until(lambda: gw.pool_ready() >= 2, 120, "the pool refilled")
+            refill.append(time.perf_counter() - t0)
+            pid = body["kernels"][0]["pid"]
+            private.append(private_mib(pid))
+            rss.append(rss_mib(pid))
             http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
-        table(
-            "start: a small script with a warm pool, and calls while the pool refills",
-            ["measure", "n", "p50 ms", "p90 ms", "p99 ms"],
+            # the same file again: committed already (a start commits a file changed
+            # on disk first: a few git processes, the same with either launch)
+            until(lambda: gw.pool_ready() >= 2, 120, "a warm pool")
+            t0 = time.perf_counter()
+            status, body = http(
+                gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"}
+            )
+            again.append(time.perf_counter() - t0)
+            assert status == 200, body
+            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
+        steady_pid = steady["kernels"][0]["pid"]
+        return {
+            "starts": starts,
+            "idle": idle,
+            "during": during,
+            "refill": refill,
+            "again": again,
+            "private": [private_mib(steady_pid), *private],
+            "rss": [rss_mib(steady_pid), *rss],
+        }
+    finally:
+        gw.close()
+
+
+def section_start(args: argparse.Namespace, work: Path) -> None:
+    runs = {
+        mode: _start_run(args, work / f"start-{i}", extra) for i, (mode, extra) in enumerate(MODES)
+    }
+
+    def ms(values: list[float]) -> list[str]:
+        return [f"{pct(values, 50):.1f}", f"{pct(values, 90):.1f}", f"{pct(values, 99):.1f}"]
+
+    rows = []
+    for label, key in (
+        ("start (warm pool), new file", "starts"),
+        ("start (warm pool), committed file", "again"),
+        ("route call, idle pool", "idle"),
+        ("route call, pool refilling", "during"),
+        ("start until the pool is full again", "refill"),
+    ):
+        for mode, run in runs.items():
+            rows.append([label, mode, len(run[key]), *ms(run[key])])
+    table(
+        "start: a small script with a warm pool, and calls while the pool refills",
+        ["measure", "kernels", "n", "p50 ms", "p90 ms", "p99 ms"],
+        rows,
+    )
+    base = statistics.median(runs["plain"]["private"])
+    mem_rows = []
+    for mode, run in runs.items():
+        private = statistics.median(run["private"])
+        mem_rows.append(
             [
-                [
-                    "start (warm pool)",
-                    len(starts),
-                    f"{pct(starts, 50):.1f}",
-                    f"{pct(starts, 90):.1f}",
-                    f"{pct(starts, 99):.1f}",
-                ],
-                [
-                    "route call, idle pool",
-                    len(idle),
-                    f"{pct(idle, 50):.2f}",
-                    f"{pct(idle, 90):.2f}",
-                    f"{pct(idle, 99):.2f}",
-                ],
-                [
-                    "route call, pool refilling",
-                    len(during),
-                    f"{pct(during, 50):.2f}",
-                    f"{pct(during, 90):.2f}",
-                    f"{pct(during, 99):.2f}",
-                ],
-            ],
+                mode,
+                len(run["private"]),
+                f"{private:.1f}",
+                f"{max(run['private']):.1f}",
+                f"{statistics.median(run['rss']):.1f}",
+                f"{private / base:.2f}x",
+            ]
         )
+    table(
+        "memory of an idle script kernel (smaps_rollup, Private_Clean + Private_Dirty)",
+        ["kernels", "n", "private MiB p50", "private MiB max", "RSS MiB p50", "vs plain"],
+        mem_rows,
+    )
+
+
+def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) -> list[Any]:
+    gw = Gateway(work, pool=4, extra=extra)
+    try:
+        first = gw.start("s0")
+        one, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", requests, 1)
+        gw_one = rss_mib(gw.proc.pid)
+        pids = [first["kernels"][0]["pid"]]
+        t0 = time.perf_counter()
+        started = 1
+        failure = ""
+        for i in range(1, scripts):
+            try:
+                pids.append(gw.start(f"s{i}")["kernels"][0]["pid"])
+            except RuntimeError as exc:  # the limit of this machine: say what it was
+                failure = f"start {i + 1} failed: {str(exc)[:160]}"
+                break
+            started += 1
+        took = time.perf_counter() - t0
+        many, _ = load(gw.port, "GET", f"/script-api/s{started // 2}/ping", b"", requests, 1)
+        gw_many = rss_mib(gw.proc.pid)
+        private = [private_mib(p) for p in pids]
+        kernel_rss = [rss_mib(p) for p in pids]
+        growth = (gw_many - gw_one) / max(1, started - 1)
+        return [
+            started,
+            f"{took:.1f}",
+            f"{statistics.median(private):.1f}",
+            f"{statistics.median(kernel_rss):.1f}",
+            f"{sum(private) / 1024:.2f}",
+            f"{growth * 1024:.0f}",
+            f"{pct(one, 50):.2f}",
+            f"{pct(many, 50):.2f}",
+            f"{pct(many, 50) / pct(one, 50):.2f}x",
+            f"{pct(many, 99):.2f}",
+            failure or "-",
+        ]
     finally:
         gw.close()
 
 
 def section_scale(args: argparse.Namespace, work: Path) -> None:
-    gw = Gateway(work / "scale", pool=4)
-    try:
-        first = gw.start("s0")
-        one, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", args.requests // 2, 1)
-        pids = [first["kernels"][0]["pid"]]
-        t0 = time.perf_counter()
-        for i in range(1, args.scripts):
-            pids.append(gw.start(f"s{i}")["kernels"][0]["pid"])
-        took = time.perf_counter() - t0
-        many, _ = load(
-            gw.port, "GET", f"/script-api/s{args.scripts // 2}/ping", b"", args.requests // 2, 1
-        )
-        kernel_rss = [rss_mib(p) for p in pids]
-        table(
-            f"scale: {args.scripts} scripts running at once",
-            ["measure", "value"],
-            [
-                ["scripts started (after the first)", f"{args.scripts - 1} in {took:.1f} s"],
-                ["kernel RSS, median", f"{statistics.median(kernel_rss):.1f} MiB"],
-                ["kernel RSS, max", f"{max(kernel_rss):.1f} MiB"],
-                ["gateway RSS", f"{rss_mib(gw.proc.pid):.1f} MiB"],
-                ["route p50 with 1 script", f"{pct(one, 50):.2f} ms"],
-                [f"route p50 with {args.scripts} scripts", f"{pct(many, 50):.2f} ms"],
-                [f"route p99 with {args.scripts} scripts", f"{pct(many, 99):.2f} ms"],
-            ],
-        )
-    finally:
-        gw.close()
+    rows = []
+    for i, (mode, extra) in enumerate(MODES):
+        count = args.scripts if mode != "plain" else min(args.scripts, args.plain_scripts)
+        rows.append([mode, *_scale_run(work / f"scale-{i}", extra, count, args.requests // 2)])
+    table(
+        "scale: scripts running at once (route p50 against one script, gateway RSS growth)",
+        [
+            "kernels",
+            "scripts",
+            "started in s",
+            "private MiB p50",
+            "RSS MiB p50",
+            "private GiB total",
+            "gateway KiB/script",
+            "route p50 1 script",
+            "route p50 N scripts",
+            "ratio",
+            "route p99 N",
+            "limit hit",
+        ],
+        rows,
+    )
 
 
 SECTIONS = {
@@ -577,6 +676,9 @@ def main() -> int:
     parser.add_argument("--payload-requests", type=int, default=60)
     parser.add_argument("--starts", type=int, default=20)
     parser.add_argument("--scripts", type=int, default=50)
+    parser.add_argument(
+        "--plain-scripts", type=int, default=50, help="scale: scripts of the plain-launch row"
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="smaller run, no JKG")
     args = parser.parse_args()

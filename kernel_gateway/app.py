@@ -31,12 +31,18 @@ from .envworkers import EnvWorkerPools
 from .errors import GatewayError, KernelStartError, StoreTimeout
 from .executions.service import ExecutionService
 from .executions.watchers import CallWatchers
+from .forkserver import ForkServer
 from .ha import ActiveLock, Failover, StandbyGate
 from .handlers.base import Tokens
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
 from .kernels import KernelEvents, ScriptKernel
-from .kernelspec import KERNEL_NAME, make_kernelspec_manager, write_gateway_kernelspec
+from .kernelspec import (
+    KERNEL_NAME,
+    fork_server_argv,
+    make_kernelspec_manager,
+    write_gateway_kernelspec,
+)
 from .kerneluser import KernelUser, KernelUserError, resolve_kernel_user, unreachable
 from .launch import LaunchOptions
 from .logs import LogHub
@@ -123,13 +129,15 @@ class Gateway:
             traversable=bool(settings.kernel_user),
         )
         self.environments = Environments(_deps_settings(settings))
-        write_gateway_kernelspec(data_dir)
+        write_gateway_kernelspec(data_dir, fork_server=settings.fork_server)
         self.ksm = make_kernelspec_manager(data_dir)
         self.kernel_name = settings.kernel_name or KERNEL_NAME
         self.launch = LaunchOptions(
             env=kernel_environment(settings.kernel_env_names),
             user=_kernel_user(settings, self._kernel_argv0()),
             cwd=str(Path(settings.scripts_dir).resolve()),
+            # used by kernelspecs that name the fork provisioner (ours unless --no-fork-server)
+            fork_server=ForkServer(fork_server_argv(sys.executable)),
         )
         self.tokens = Tokens(
             settings.token or stored_token(data_dir / "token") if settings.auth else "",
@@ -467,6 +475,7 @@ class Gateway:
         await self.workers.close()
         await self.env_workers.close()
         await self.scratch.close()
+        await self.launch.fork_server.close()  # after every kernel it forked was shut down
         if self._server is not None:
             await self._server.close_all_connections()
         await self.platform.close()

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
 
 from . import proctree
 from .bridge import EventHandler, KernelBridge
@@ -116,7 +117,7 @@ class ScriptKernel:
         self.info = hello
 
     def _is_local(self) -> bool:
-        return type(self.km.provisioner).__name__ == "LocalProvisioner"
+        return isinstance(self.km.provisioner, LocalProvisioner)  # the fork provisioner too
 
     def _local_pid(self) -> int | None:
         """The kernel's process id when it runs on this machine (else None)."""

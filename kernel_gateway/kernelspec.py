@@ -14,15 +14,30 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 
-__all__ = ["write_gateway_kernelspec", "make_kernelspec_manager", "logo_png"]
+__all__ = [
+    "write_gateway_kernelspec",
+    "make_kernelspec_manager",
+    "logo_png",
+    "fork_server_argv",
+]
 
 KERNEL_NAME = "vwed"
+FORK_PROVISIONER = "vwed-fork-provisioner"  # kernel_gateway.forkserver's entry point
 
 
-def write_gateway_kernelspec(data_dir: str | os.PathLike[str]) -> Path:
-    """Write ``<data_dir>/kernels/vwed/kernel.json`` running this Python's VWED kernel."""
+def fork_server_argv(python: str) -> list[str]:
+    """The fork server's command: the kernel's public fork entry point."""
+    return [python, "-m", "vwed_kernel.forkserver"]
+
+
+def write_gateway_kernelspec(data_dir: str | os.PathLike[str], fork_server: bool = False) -> Path:
+    """Write ``<data_dir>/kernels/vwed/kernel.json`` running this Python's VWED kernel
+    (``fork_server``: through the fork provisioner, ``kernel_gateway.forkserver``)."""
     folder = Path(data_dir).resolve() / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
+    metadata: dict[str, object] = {"debugger": True}
+    if fork_server:
+        metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
     spec = {
         # The kernel's public entry point (``python -m vwed_kernel``), not its internals.
         "argv": [sys.executable, "-m", "vwed_kernel", "-f", "{connection_file}"],
@@ -30,7 +45,7 @@ def write_gateway_kernelspec(data_dir: str | os.PathLike[str]) -> Path:
         "language": "python",
         "interrupt_mode": "signal",
         "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-        "metadata": {"debugger": True},
+        "metadata": metadata,
     }
     _write(folder / "kernel.json", json.dumps(spec, indent=2).encode())
     for size in (32, 64):

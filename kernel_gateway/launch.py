@@ -30,6 +30,7 @@ class LaunchOptions:
     user: KernelUser | None = None
     cwd: str | None = None  # the kernel's working folder when it runs as ``user``
     runtime_dir: str | None = None  # connection files of ``user``'s kernels
+    fork_server: Any = None  # a forkserver.ForkServer, for the kernelspec's fork provisioner
 
     def connection_dir(self) -> str:
         """A folder only root may change, that ``user`` may enter (0711), for the
@@ -45,6 +46,7 @@ class _KernelManager(AsyncKernelManager):
     (the kernel reads it after it dropped root)."""
 
     file_owner: tuple[int, int] | None = None
+    fork_server: Any = None  # read by forkserver.ForkProvisioner (None: plain launches)
 
     def write_connection_file(self, **kwargs: Any) -> None:
         super().write_connection_file(**kwargs)
@@ -55,7 +57,7 @@ class _KernelManager(AsyncKernelManager):
 def _is_local(ksm: KernelSpecManager, name: str) -> bool:
     spec = ksm.get_kernel_spec(name)
     wanted = (spec.metadata or {}).get("kernel_provisioner", {}).get("provisioner_name")
-    return wanted in (None, "local-provisioner")
+    return wanted in (None, "local-provisioner", "vwed-fork-provisioner")
 
 
 async def start_kernel(
@@ -66,6 +68,7 @@ async def start_kernel(
 ) -> AsyncKernelManager:
     """Start kernel ``name`` as ``launch`` says; returns its (started) manager."""
     km = _KernelManager(kernel_name=name, kernel_spec_manager=ksm)
+    km.fork_server = launch.fork_server
     # A full env: jupyter_client then uses it as is instead of a copy of os.environ.
     env = {**launch.env, **(extra_env or {})}
     kwargs: dict[str, Any] = {}

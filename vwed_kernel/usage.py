@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-__all__ = ["Usage"]
+__all__ = ["Usage", "descriptors", "after_fork"]
 
 
 def _open(path: str, flags: int) -> int | None:
@@ -36,6 +36,23 @@ def _open(path: str, flags: int) -> int | None:
 _PID = os.getpid()
 _CLEAR_REFS = _open("/proc/self/clear_refs", os.O_WRONLY)
 _STATUS = _open("/proc/self/status", os.O_RDONLY)
+
+
+def descriptors() -> set[int]:
+    """The descriptors this module holds (the fork server checks what is open)."""
+    return {fd for fd in (_CLEAR_REFS, _STATUS) if fd is not None}
+
+
+def after_fork() -> None:
+    """In a process forked from one that imported this module (the fork server,
+    ``forkserver.py``): close the parent's ``/proc`` files and open this process's,
+    before Landlock is applied."""
+    global _PID, _CLEAR_REFS, _STATUS
+    for fd in descriptors():
+        os.close(fd)
+    _PID = os.getpid()
+    _CLEAR_REFS = _open("/proc/self/clear_refs", os.O_WRONLY)
+    _STATUS = _open("/proc/self/status", os.O_RDONLY)
 
 
 def _reset_peak() -> bool:

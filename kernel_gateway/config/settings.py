@@ -111,6 +111,11 @@ class Settings:
     kernel_name: str = setting(
         "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"
     )
+    fork_server: bool = setting(
+        True,
+        "fork script kernels from a fork server that has imported the kernel's runtime "
+        "(less memory and a faster start per kernel; off: each kernel a fresh interpreter)",
+    )
     kernel_user: str = setting(
         "",
         "run kernels as this unprivileged user (the gateway must run as root); "
