@@ -6,6 +6,7 @@ so the gateway never depends on a manual ``vwed-kernel install``, with its logos
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import sys
@@ -24,6 +25,17 @@ __all__ = [
 KERNEL_NAME = "vwed"
 FORK_PROVISIONER = "vwed-fork-provisioner"  # kernel_gateway.forkserver's entry point
 
+log = logging.getLogger("kernel_gateway")
+
+
+def _fork_provisioner_installed() -> bool:
+    """Whether jupyter_client can find the fork provisioner (an install made before
+    it existed has no entry point: a kernelspec naming it would start no kernel)."""
+    from importlib.metadata import entry_points
+
+    group = entry_points(group="jupyter_client.kernel_provisioners")
+    return any(ep.name == FORK_PROVISIONER for ep in group)
+
 
 def fork_server_argv(python: str) -> list[str]:
     """The fork server's command: the kernel's public fork entry point."""
@@ -36,8 +48,13 @@ def write_gateway_kernelspec(data_dir: str | os.PathLike[str], fork_server: bool
     folder = Path(data_dir).resolve() / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, object] = {"debugger": True}
-    if fork_server:
+    if fork_server and _fork_provisioner_installed():
         metadata["kernel_provisioner"] = {"provisioner_name": FORK_PROVISIONER}
+    elif fork_server:
+        log.warning(
+            "the fork server is on but its provisioner is not installed "
+            "(reinstall the package: pip install -e .): plain kernel launches"
+        )
     spec = {
         # The kernel's public entry point (``python -m vwed_kernel``), not its internals.
         "argv": [sys.executable, "-m", "vwed_kernel", "-f", "{connection_file}"],

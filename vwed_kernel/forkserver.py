@@ -30,6 +30,10 @@ is set) with the kernels' allow-listed environment; it runs no script code and
 reads no connection file (their keys never pass through it). A child drops to
 the kernel user before anything else, and is made dumpable again (a process
 that changed its user without ``exec`` is not), as a kernel exec'd as that user is.
+What the kernels of one server share that fresh interpreters would not: the
+string hash seed (a script that learns it could craft colliding keys for another
+kernel it sends data to; only a slowdown) and the address layout of the imported
+libraries (ASLR is per server, not per kernel). ``--no-fork-server`` if that matters.
 """
 
 from __future__ import annotations
