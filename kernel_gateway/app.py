@@ -204,7 +204,12 @@ class Gateway:
             on_iopub=self.logs.on_iopub,
             on_closed=self.logs.kernel_gone,
         )
-        self.pool = KernelPool(self._start_kernel, settings.pool_size)
+        self.pool = KernelPool(
+            self._start_kernel,
+            settings.pool_size,
+            kernel_name=self.kernel_name,
+            kernel_names=lambda: self.ksm.find_kernel_specs().keys(),  # a start's kernel_name
+        )
         self.engine = ScriptEngine(
             self.scripts,
             self.store,
@@ -296,10 +301,12 @@ class Gateway:
             return sys.executable
         return shutil.which(argv[0]) or argv[0] if argv else sys.executable
 
-    async def _start_kernel(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
+    async def _start_kernel(
+        self, extra_env: dict[str, str] | None = None, kernel_name: str | None = None
+    ) -> ScriptKernel:
         return await ScriptKernel.start(
             self.ksm,
-            self.kernel_name,
+            kernel_name or self.kernel_name,
             fast_path=self.settings.fast_path,
             launch=self.launch,
             extra_env=extra_env,

@@ -118,6 +118,16 @@ class ScriptKernel:
     def _is_local(self) -> bool:
         return type(self.km.provisioner).__name__ == "LocalProvisioner"
 
+    @property
+    def host(self) -> str | None:
+        """The host a remote provisioner started the kernel on (None: this machine,
+        the only one whose CPU, memory and process tree the gateway can see)."""
+        if self._is_local():
+            return None
+        provisioner = self.km.provisioner
+        host = getattr(provisioner, "assigned_host", None) or getattr(provisioner, "ip", None)
+        return str(host) if host else "remote"
+
     def _local_pid(self) -> int | None:
         """The kernel's process id when it runs on this machine (else None)."""
         if not self._is_local():
