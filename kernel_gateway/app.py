@@ -44,6 +44,7 @@ from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
 from .registry import Registry
+from .remote import prepare_remote_provisioners
 from .repo import GitFailed, ScriptRepo
 from .routes import ROUTES, make_app
 from .routing import CallRouter
@@ -115,6 +116,7 @@ class Gateway:
             traversable=bool(settings.kernel_user),
         )
         self.environments = Environments(_deps_settings(settings))
+        prepare_remote_provisioners()  # before a remote kernelspec's provisioner is imported
         write_gateway_kernelspec(data_dir)
         self.ksm = make_kernelspec_manager(data_dir)
         self.kernel_name = settings.kernel_name or KERNEL_NAME

@@ -22,7 +22,7 @@ import psutil
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
-from . import proctree
+from . import proctree, remote
 from .bridge import EventHandler, KernelBridge
 from .errors import KernelDied, KernelStartError, ServiceUnavailable
 from .launch import LaunchOptions, start_kernel
@@ -348,6 +348,8 @@ class ScriptKernel:
         # The processes the script started go with the kernel, also those that left
         # its process group (setsid), which the provisioner's group kill misses.
         children = proctree.descendants(self._local_pid())
+        if not self._is_local() and self.km.has_kernel:  # signalled while it can be
+            await remote.end_remote(self.km.provisioner)
         try:
             await self.km.shutdown_kernel(now=now)
         except Exception:

@@ -2,7 +2,8 @@
 namespaces the helper creates, each joined to the root namespace by a veth pair and
 running its own sshd (own config, host key and authorized key, in a temp folder).
 
-Only addresses inside namespaces made here are used (10.77.0.0/24, two /30 links);
+Only addresses inside namespaces made here are used (/30 links in 10.77.0.0/24,
+blocks no other run holds);
 the gateway's end of each link is in the root namespace. The namespaces share the
 file system, so the repository's venv Python runs the VWED kernel there. Everything
 made is removed by ``close()`` (also after a partial setup).
@@ -42,6 +43,17 @@ def _run(*cmd: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
+
+
+def _free_blocks(count: int) -> list[int]:
+    """``count`` /30 blocks of 10.77.0.0/24 that no link of this machine uses yet
+    (another test or bench run may hold some: the same address twice would route
+    to the wrong "host")."""
+    used = _run("ip", "-o", "-4", "addr", "show")
+    free = [b for b in range(64) if f" 10.77.0.{4 * b + 1}/" not in used]
+    if len(free) < count:
+        raise RuntimeError("no free 10.77.0.0/24 blocks left for test namespaces")
+    return free[:count]
 
 
 @dataclass
@@ -87,8 +99,9 @@ class Hosts:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
         public = host_key.with_suffix(".pub").read_text().split()
         known = []
-        for i in range(self.count):
-            base = 4 * i  # /30 links: .1 gateway, .2 host; .5/.6; ...
+        blocks = _free_blocks(self.count)
+        for i, block in enumerate(blocks):
+            base = 4 * block  # /30 links: .1 gateway, .2 host; .5/.6; ...
             host = Host(
                 netns=f"vwedns{tag}{i}",
                 address=f"10.77.0.{base + 2}",

@@ -6,9 +6,9 @@ from kernelspecs written by ``vwed-kernel install --remote-host``. Calls cross t
 namespace boundary; a remote kernel killed in its namespace is restarted per the
 script's policy; a restored script goes back to its host.
 
-As root only (``ip netns add``), with openssh-server and gateway_provisioners;
-skipped with the reason otherwise. Every namespace and sshd is removed by the
-fixture's finalizer, also after a failure.
+The namespace tests run as root only (``ip netns add``), with openssh-server and
+gateway_provisioners, and skip with the reason otherwise. Every namespace and sshd
+is removed by the fixture's finalizer, also after a failure.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _problem = why_not() or (
     if importlib.util.find_spec("gateway_provisioners")
     else "needs gateway_provisioners (pip install gateway_provisioners)"
 )
-pytestmark = pytest.mark.skipif(_problem is not None, reason=f"remote kernels: {_problem}")
+needs_hosts = pytest.mark.skipif(_problem is not None, reason=f"remote kernels: {_problem}")
 
 SCRIPT = """
 import os
@@ -42,6 +42,39 @@ def boot():
 def where():
     return {{"netns": os.readlink("/proc/self/ns/net"), "pid": os.getpid()}}
 """
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(
+    not importlib.util.find_spec("gateway_provisioners"), reason="needs gateway_provisioners"
+)
+def test_install_writes_a_remote_kernelspec(tmp_path: Path) -> None:
+    """``vwed-kernel install --remote-host``: the SSH provisioner, its hosts, the
+    launcher assembled into the kernelspec's folder (the package ships a placeholder
+    listener), the VWED kernel class; the gateway's start accepts its name."""
+    import json
+
+    _install(tmp_path, "vwed-far", "10.77.0.2")
+    folder = tmp_path / "kernels" / "vwed-far"
+    spec = json.loads((folder / "kernel.json").read_text())
+    provisioner = spec["metadata"]["kernel_provisioner"]
+    assert provisioner == {
+        "provisioner_name": "distributed-provisioner",
+        "config": {"remote_hosts": ["10.77.0.2"]},
+    }
+    argv = spec["argv"]
+    assert argv[1] == str(folder.resolve() / "scripts" / "launch_ipykernel.py")
+    assert argv[argv.index("--kernel-class-name") + 1] == "vwed_kernel.kernel.VWEDKernel"
+    listener = (folder / "scripts" / "server_listener.py").read_text()
+    assert "assembly is required" not in listener  # the real one, not the placeholder
+    out = subprocess.run(
+        [sys.executable, "-m", "vwed_kernel.cli", "install", "--data-dir", str(tmp_path)]
+        + ["--launcher", "/x/launch_ipykernel.py"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "need --remote-host" in out.stderr
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +129,7 @@ def _netns_of(hosts: Hosts, i: int) -> str:
     return hosts.hosts[i].run("readlink", "/proc/self/ns/net").strip()
 
 
+@needs_hosts
 @pytest.mark.timeout(300)
 def test_scripts_on_two_remote_hosts_and_a_local_one(tmp_path: Path, remote_env: Hosts) -> None:
     hosts = remote_env
@@ -154,6 +188,7 @@ def test_scripts_on_two_remote_hosts_and_a_local_one(tmp_path: Path, remote_env:
         gw.finish()
 
 
+@needs_hosts
 @pytest.mark.timeout(300)
 def test_a_restored_remote_script_goes_back_to_its_host(tmp_path: Path, remote_env: Hosts) -> None:
     """After a gateway restart the script runs on its host again (its kernel_name is
@@ -193,3 +228,67 @@ def _alive(pid: int) -> bool:
             return "State:\tZ" not in f.read()
     except FileNotFoundError:
         return False
+
+
+@needs_hosts
+@pytest.mark.timeout(180)
+def test_a_remote_kernel_outlives_its_manager_and_is_reattached(
+    tmp_path: Path, remote_env: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconnect a restarted gateway needs (kernel_gateway/remote.py), at the
+    Jupyter level: a kernel started on a namespace host through the gateway's own
+    launch path, its manager dropped without a shutdown (as a gateway killed -9
+    would), a new manager built from the persisted provisioner info, and the
+    kernel's state still there. (The engine does not restore through it yet.)"""
+    import asyncio
+    import json
+
+    from kernel_gateway.kernelspec import make_kernelspec_manager
+    from kernel_gateway.launch import LaunchOptions, start_kernel
+    from kernel_gateway.remote import prepare_remote_provisioners, reattach, remote_state
+
+    prepare_remote_provisioners(os.environ)  # read when gateway_provisioners is imported
+    data = tmp_path / "data"
+    _install(data, "vwed-h0", remote_env.hosts[0].address)
+    ksm = make_kernelspec_manager(data)
+
+    async def run(client: Any, code: str) -> Any:
+        msg_id = client.execute(code)
+        while True:
+            msg = await client.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                return msg["content"]["data"]["text/plain"]
+            if msg["msg_type"] == "error":
+                raise AssertionError(msg["content"]["evalue"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return None
+
+    async def scenario() -> None:
+        km = await start_kernel(ksm, "vwed-h0", LaunchOptions())
+        client = km.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        pid = await run(client, "import os; x = 41; os.getpid()")
+        state = await remote_state(km)
+        assert state is not None
+        stored = json.loads(json.dumps(state))  # what a database row would give back
+        client.stop_channels()
+        del km, client  # the gateway "dies": no shutdown, the kernel runs on
+
+        again = await reattach(ksm, stored)
+        assert again is not None, "the kernel was not found again"
+        client = again.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        assert await run(client, "x + 1") == "42"
+        assert await run(client, "os.getpid()") == pid
+        assert await run(client, "os.readlink('/proc/self/ns/net')") == repr(
+            _netns_of(remote_env, 0)
+        )
+        client.stop_channels()
+        await again.shutdown_kernel(now=False)
+        assert await reattach(ksm, stored) is None  # gone: a restore starts a new one
+
+    asyncio.run(scenario())
