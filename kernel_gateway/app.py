@@ -52,6 +52,7 @@ from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
 from .registry import Registry
+from .remote import prepare_remote_provisioners
 from .repo import GitFailed, ScriptRepo
 from .routes import ROUTES, make_app
 from .routing import CallRouter
@@ -129,6 +130,7 @@ class Gateway:
             traversable=bool(settings.kernel_user),
         )
         self.environments = Environments(_deps_settings(settings))
+        prepare_remote_provisioners()  # before a remote kernelspec's provisioner is imported
         write_gateway_kernelspec(data_dir, fork_server=settings.fork_server)
         self.ksm = make_kernelspec_manager(data_dir)
         self.kernel_name = settings.kernel_name or KERNEL_NAME
@@ -221,7 +223,12 @@ class Gateway:
             on_iopub=self.logs.on_iopub,
             on_closed=self.logs.kernel_gone,
         )
-        self.pool = KernelPool(self._start_kernel, settings.pool_size)
+        self.pool = KernelPool(
+            self._start_kernel,
+            settings.pool_size,
+            kernel_name=self.kernel_name,
+            kernel_names=lambda: self.ksm.find_kernel_specs().keys(),  # a start's kernel_name
+        )
         self.engine = ScriptEngine(
             self.scripts,
             self.store,
@@ -313,10 +320,12 @@ class Gateway:
             return sys.executable
         return shutil.which(argv[0]) or argv[0] if argv else sys.executable
 
-    async def _start_kernel(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
+    async def _start_kernel(
+        self, extra_env: dict[str, str] | None = None, kernel_name: str | None = None
+    ) -> ScriptKernel:
         return await ScriptKernel.start(
             self.ksm,
-            self.kernel_name,
+            kernel_name or self.kernel_name,
             fast_path=self.settings.fast_path,
             launch=self.launch,
             extra_env=extra_env,

@@ -23,7 +23,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
-from . import proctree
+from . import proctree, remote
 from .bridge import EventHandler, KernelBridge
 from .errors import KernelDied, KernelStartError, ServiceUnavailable
 from .launch import LaunchOptions, start_kernel
@@ -118,6 +118,16 @@ class ScriptKernel:
 
     def _is_local(self) -> bool:
         return isinstance(self.km.provisioner, LocalProvisioner)  # the fork provisioner too
+
+    @property
+    def host(self) -> str | None:
+        """The host a remote provisioner started the kernel on (None: this machine,
+        the only one whose CPU, memory and process tree the gateway can see)."""
+        if self._is_local():
+            return None
+        provisioner = self.km.provisioner
+        host = getattr(provisioner, "assigned_host", None) or getattr(provisioner, "ip", None)
+        return str(host) if host else "remote"
 
     def _local_pid(self) -> int | None:
         """The kernel's process id when it runs on this machine (else None)."""
@@ -339,6 +349,8 @@ class ScriptKernel:
         # The processes the script started go with the kernel, also those that left
         # its process group (setsid), which the provisioner's group kill misses.
         children = proctree.descendants(self._local_pid())
+        if not self._is_local() and self.km.has_kernel:  # signalled while it can be
+            await remote.end_remote(self.km.provisioner)
         try:
             await self.km.shutdown_kernel(now=now)
         except Exception:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
+from .errors import BadRequest
 from .kernels import ScriptKernel
 
 __all__ = ["KernelPool"]
@@ -22,9 +23,14 @@ class KernelPool:
         self,
         start: Callable[..., Awaitable[ScriptKernel]],
         size: int = 2,
+        *,
+        kernel_name: str | None = None,
+        kernel_names: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self._start = start
         self.size = max(0, size)
+        self.kernel_name = kernel_name  # the kernelspec of the pooled kernels
+        self._kernel_names = kernel_names  # every kernelspec a script may ask for
         self._ready: list[ScriptKernel] = []
         self._starting = 0
         self._refill_task: asyncio.Task[None] | None = None
@@ -68,10 +74,26 @@ class KernelPool:
             self._ready.remove(kernel)
         self._kick()
 
-    async def acquire(self, extra_env: dict[str, str] | None = None) -> ScriptKernel:
+    def check_kernel_name(self, name: str) -> None:
+        """400 ``UNKNOWN_KERNEL`` unless ``name`` is a kernelspec the gateway can start."""
+        known = set(self._kernel_names()) if self._kernel_names is not None else set()
+        if name != self.kernel_name and name not in known:
+            raise BadRequest(
+                f"no kernelspec {name!r} is known to the gateway "
+                f"(known: {', '.join(sorted(known)) or 'none'})",
+                "UNKNOWN_KERNEL",
+                details={"kernel_name": name},
+            )
+
+    async def acquire(
+        self, extra_env: dict[str, str] | None = None, *, kernel_name: str | None = None
+    ) -> ScriptKernel:
         """A ready kernel: from the pool if one is there, else started now. A kernel
         that must start with its own environment (``extra_env``: a script's write
-        policy, applied before the kernel starts a thread) is always started now."""
+        policy, applied before the kernel starts a thread) or from another kernelspec
+        than the pool's (``kernel_name``: a remote host's) is always started now."""
+        if kernel_name is not None and kernel_name != self.kernel_name:
+            return await self._start(extra_env, kernel_name=kernel_name)
         if extra_env:
             return await self._start(extra_env)
         while self._ready:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +21,70 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--user", action="store_true", help="install for the current user")
     where.add_argument("--sys-prefix", action="store_true", help="install into sys.prefix (venv)")
     where.add_argument("--prefix", metavar="P", help="install under prefix P")
+    where.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="write it into a gateway's data directory (D/kernels/NAME), for --kernel-name",
+    )
+    inst.add_argument("--name", default="vwed", help="the kernelspec's name (default: vwed)")
+    inst.add_argument("--display-name", metavar="TEXT", help="the name shown in JupyterLab")
+    remote = inst.add_argument_group(
+        "remote kernels",
+        "kernels started on other hosts over SSH by gateway_provisioners' "
+        "DistributedProvisioner (docs/scaling.md)",
+    )
+    remote.add_argument(
+        "--remote-host",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="a host to start kernels on (repeat, or comma-separated; in turn)",
+    )
+    remote.add_argument(
+        "--remote-python",
+        metavar="PATH",
+        help="the Python on those hosts with vwed_kernel and gateway_provisioners "
+        "(default: this one's path)",
+    )
+    remote.add_argument(
+        "--launcher",
+        metavar="PATH",
+        help="gateway_provisioners' launch_ipykernel.py on those hosts "
+        "(default: its path under this Python)",
+    )
     sub.add_parser("launch", help="run a kernel: vwed-kernel launch -f CONNECTION_FILE")
     args = parser.parse_args(argv)
     if args.command == "install":
-        from .install import install
+        return _install(args)
+    return 0
 
-        dest = install(user=args.user, prefix=args.prefix, sys_prefix=args.sys_prefix)
-        print(f"Installed kernelspec vwed (Python 3 (VWED)) in {dest}")
+
+def _install(args: argparse.Namespace) -> int:
+    from .install import Remote, install, write_kernelspec
+
+    hosts = tuple(h.strip() for arg in args.remote_host for h in arg.split(",") if h.strip())
+    remote = Remote(hosts, args.remote_python, args.launcher) if hosts else None
+    if not hosts and (args.remote_python or args.launcher):
+        print("vwed-kernel: --remote-python and --launcher need --remote-host", file=sys.stderr)
+        return 2
+    try:
+        if args.data_dir:
+            folder = Path(args.data_dir).resolve() / "kernels" / args.name
+            dest = str(write_kernelspec(folder, remote=remote, display_name=args.display_name))
+        else:
+            dest = install(
+                user=args.user,
+                prefix=args.prefix,
+                sys_prefix=args.sys_prefix,
+                name=args.name,
+                remote=remote,
+                display_name=args.display_name,
+            )
+    except (RuntimeError, ValueError) as exc:
+        print(f"vwed-kernel: {exc}", file=sys.stderr)
+        return 2
+    where = f" (kernels on {', '.join(hosts)})" if hosts else ""
+    print(f"Installed kernelspec {args.name}{where} in {dest}")
     return 0
 
 

@@ -40,13 +40,21 @@ class Booting:
     _ending: Background
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
-        kernel = await self.pool.acquire(_start_env(script))
+        kernel = await self.pool.acquire(_start_env(script), kernel_name=script.options.kernel_name)
         kernel.wire(
             self.events,
             script_id=script.script_id,
             replica=index,
             on_death=self.supervisor.on_kernel_death,
         )
+        if kernel.host is not None and script.memory_limit_mb:
+            self.logs.engine(
+                script.script_id,
+                "WARNING",
+                f"replica {index} runs on {kernel.host}: its memory limit "
+                f"({script.memory_limit_mb} MiB) is not enforced, the gateway cannot "
+                "measure a remote kernel (docs/scaling.md)",
+            )
         try:
             kernel.registrations = await boot_kernel(
                 kernel,

@@ -136,6 +136,8 @@ class ScriptEngine(Booting):
         the one recorded with it (a restore), installed again rather than resolved.
         ``revision``: the commit to run (short or full; None: the latest)."""
         options = options or StartOptions()
+        if options.kernel_name is not None:
+            self.pool.check_kernel_name(options.kernel_name)  # 400 UNKNOWN_KERNEL
         if self.max_kernels:
             used = self.scripts.kernels_in_use()
             if used + options.replicas > self.max_kernels:

@@ -43,10 +43,16 @@ class StartOptions:
     restart: str = "on-failure"
     memory_limit_mb: int | None = None
     policy: dict[str, Any] | None = None
+    # the kernelspec its kernels start from (None: the gateway's ``--kernel-name``);
+    # one whose provisioner runs kernels on another host makes a remote script
+    kernel_name: str | None = None
 
     def requested(self) -> dict[str, Any]:
         """The options kept with a desired script (the database's ``options``)."""
-        return {"memory_limit_mb": self.memory_limit_mb, "policy": self.policy}
+        kept: dict[str, Any] = {"memory_limit_mb": self.memory_limit_mb, "policy": self.policy}
+        if self.kernel_name is not None:
+            kept["kernel_name"] = self.kernel_name
+        return kept
 
 
 @dataclass
@@ -137,6 +143,7 @@ class RunningScript:
                     "replica": k.replica,
                     "kernel_id": k.kernel_id,
                     "pid": k.pid,
+                    "host": k.host,  # None: this machine (CPU/RSS are measured here only)
                     "in_flight": k.bridge.in_flight,
                     **k.usage(),
                 }

@@ -157,6 +157,7 @@ class RunHistory:
                         restart=row["restart"],
                         memory_limit_mb=options.get("memory_limit_mb"),
                         policy=options.get("policy"),
+                        kernel_name=options.get("kernel_name"),
                     ),
                     lock=row.get("lock_hash"),
                     revision=row.get("revision"),

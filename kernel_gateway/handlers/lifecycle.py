@@ -44,7 +44,10 @@ def start_options(body: dict[str, Any]) -> StartOptions:
             "'write' (docs/security.md)",
             "BAD_POLICY",
         )
-    return StartOptions(replicas, restart, memory, policy)
+    kernel_name = body.get("kernel_name")
+    if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name):
+        raise BadRequest("'kernel_name' must be the name of a kernelspec", "BAD_REQUEST")
+    return StartOptions(replicas, restart, memory, policy, kernel_name)
 
 
 def revision_of(body: dict[str, Any]) -> str | None:

@@ -32,6 +32,13 @@ def lifecycle_paths() -> dict[str, Any]:
                         "restart": {"enum": ["never", "on-failure", "always"]},
                         "memory_limit_mb": {"type": "integer"},
                         "revision": _REVISION,
+                        "kernel_name": {
+                            "type": "string",
+                            "description": "the kernelspec its kernels start from (default: "
+                            "the gateway's --kernel-name); one whose provisioner runs kernels "
+                            "on another host (vwed-kernel install --remote-host) makes a "
+                            "remote script: docs/scaling.md",
+                        },
                         "policy": {
                             "type": "object",
                             "description": "docs/security.md",
@@ -61,6 +68,7 @@ def lifecycle_paths() -> dict[str, Any]:
                         "PATH_INVALID",
                         "BAD_POLICY",
                         "BAD_PARAMETER",
+                        "UNKNOWN_KERNEL",
                     ),
                     "404": err("SCRIPT_NOT_FOUND", "REVISION_NOT_FOUND", "FILE_NOT_FOUND"),
                     "409": err("ALREADY_RUNNING", "REGISTRATION_CONFLICT"),

@@ -1,0 +1,294 @@
+"""Script kernels on other hosts (issue 19, part 2), proven on this machine: two
+"hosts" are network namespaces made by the test (``tests/netns.py``: veth links,
+addresses only inside them, sshd in each with its own config and keys), and
+scripts started there through gateway_provisioners' SSH ``DistributedProvisioner``
+from kernelspecs written by ``vwed-kernel install --remote-host``. Calls cross the
+namespace boundary; a remote kernel killed in its namespace is restarted per the
+script's policy; a restored script goes back to its host.
+
+The namespace tests run as root only (``ip netns add``), with openssh-server and
+gateway_provisioners, and skip with the reason otherwise. Every namespace and sshd
+is removed by the fixture's finalizer, also after a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netns import Hosts, why_not
+
+from conftest import GatewayProcess, wait_until
+
+_problem = why_not() or (
+    None
+    if importlib.util.find_spec("gateway_provisioners")
+    else "needs gateway_provisioners (pip install gateway_provisioners)"
+)
+needs_hosts = pytest.mark.skipif(_problem is not None, reason=f"remote kernels: {_problem}")
+
+SCRIPT = """
+import os
+
+def boot():
+    VWED.api.register_route("/{name}/where", "GET", where)
+
+def where():
+    return {{"netns": os.readlink("/proc/self/ns/net"), "pid": os.getpid()}}
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(
+    not importlib.util.find_spec("gateway_provisioners"), reason="needs gateway_provisioners"
+)
+def test_install_writes_a_remote_kernelspec(tmp_path: Path) -> None:
+    """``vwed-kernel install --remote-host``: the SSH provisioner, its hosts, the
+    launcher assembled into the kernelspec's folder (the package ships a placeholder
+    listener), the VWED kernel class; the gateway's start accepts its name."""
+    import json
+
+    _install(tmp_path, "vwed-far", "10.77.0.2")
+    folder = tmp_path / "kernels" / "vwed-far"
+    spec = json.loads((folder / "kernel.json").read_text())
+    provisioner = spec["metadata"]["kernel_provisioner"]
+    assert provisioner == {
+        "provisioner_name": "distributed-provisioner",
+        "config": {"remote_hosts": ["10.77.0.2"]},
+    }
+    argv = spec["argv"]
+    assert argv[1] == str(folder.resolve() / "scripts" / "launch_ipykernel.py")
+    assert argv[argv.index("--kernel-class-name") + 1] == "vwed_kernel.kernel.VWEDKernel"
+    listener = (folder / "scripts" / "server_listener.py").read_text()
+    assert "assembly is required" not in listener  # the real one, not the placeholder
+    out = subprocess.run(
+        [sys.executable, "-m", "vwed_kernel.cli", "install", "--data-dir", str(tmp_path)]
+        + ["--launcher", "/x/launch_ipykernel.py"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "need --remote-host" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    made = Hosts(tmp_path_factory.mktemp("hosts"))
+    try:
+        made.open()
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def remote_env(hosts: Hosts, monkeypatch: pytest.MonkeyPatch) -> Hosts:
+    """The gateway subprocess inherits these: its SSH key, known_hosts, port, user."""
+    for key, value in hosts.env().items():
+        monkeypatch.setenv(key, value)
+    return hosts
+
+
+def _install(data: Path, name: str, host: str) -> None:
+    """``vwed-kernel install --remote-host`` into the gateway's data directory."""
+    out = subprocess.run(
+        [sys.executable, "-m", "vwed_kernel.cli", "install", "--data-dir", str(data)]
+        + ["--name", name, "--remote-host", host],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"Installed kernelspec {name} (kernels on {host})" in out.stdout
+
+
+def _scripts(tmp_path: Path, hosts: Hosts, names: tuple[str, ...]) -> tuple[Path, Path]:
+    root, data = tmp_path / "scripts", tmp_path / "data"
+    root.mkdir()
+    data.mkdir()
+    for name in names:
+        (root / f"{name}.py").write_text(SCRIPT.format(name=name))
+    for i, host in enumerate(hosts.hosts):
+        _install(data, f"vwed-h{i}", host.address)
+    return root, data
+
+
+def _where(gw: GatewayProcess, name: str) -> dict[str, Any]:
+    r = gw.client.get(f"/script-api/{name}/where")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _netns_of(hosts: Hosts, i: int) -> str:
+    return hosts.hosts[i].run("readlink", "/proc/self/ns/net").strip()
+
+
+@needs_hosts
+@pytest.mark.timeout(300)
+def test_scripts_on_two_remote_hosts_and_a_local_one(tmp_path: Path, remote_env: Hosts) -> None:
+    hosts = remote_env
+    root, data = _scripts(tmp_path, hosts, ("one", "two", "here"))
+    gw = GatewayProcess(root, data, "--pool-size", "0", "--restart-backoff", "0.1")
+    try:
+        # an unknown kernelspec: 400 before anything starts
+        r = gw.client.post(
+            "/script-engine/start", json={"script_path": "one.py", "kernel_name": "nope"}
+        )
+        assert r.status_code == 400 and r.json()["code"] == "UNKNOWN_KERNEL", r.text
+        assert "vwed-h0" in r.json()["error"]
+        r = gw.client.post("/script-engine/start", json={"script_path": "one.py", "kernel_name": 3})
+        assert r.status_code == 400 and r.json()["code"] == "BAD_REQUEST", r.text
+
+        for path, body in (
+            ("one.py", {"kernel_name": "vwed-h0", "restart": "on-failure"}),
+            ("two.py", {"kernel_name": "vwed-h1", "memory_limit_mb": 512}),
+            ("here.py", {}),
+        ):
+            r = gw.client.post("/script-engine/start", json={"script_path": path, **body})
+            assert r.status_code == 200, r.text
+
+        # each call crosses into the namespace its kernelspec names
+        mine = os.readlink("/proc/self/ns/net")
+        assert _where(gw, "one")["netns"] == _netns_of(hosts, 0) != mine
+        assert _where(gw, "two")["netns"] == _netns_of(hosts, 1) != mine
+        assert _where(gw, "here")["netns"] == mine
+
+        # what a remote kernel cannot give is null, and says where it runs
+        running = gw.running()
+        one, two, here = (running[p]["kernels"][0] for p in ("one.py", "two.py", "here.py"))
+        assert one["host"] == hosts.hosts[0].address and two["host"] == hosts.hosts[1].address
+        assert one["pid"] is None and one["rss_mib"] is None and one["cpu_percent"] is None
+        assert here["host"] is None and here["pid"] and here["rss_mib"]
+        assert "is not enforced" in gw.out.read_text()  # two.py's memory limit, said
+
+        # a remote kernel killed in its namespace: restarted there, per its policy
+        before = _where(gw, "one")["pid"]
+        hosts.hosts[0].run("kill", "-9", str(before))
+
+        def restarted() -> bool:
+            script = gw.running().get("one.py")
+            return bool(script and script["restarts"] >= 1 and script["status"] == "running")
+
+        wait_until(restarted, 90, "one.py restarted on its host")
+        after = _where(gw, "one")
+        assert after["pid"] != before and after["netns"] == _netns_of(hosts, 0)
+
+        # a stop ends the remote kernel (through the launcher's listener)
+        pid_two = _where(gw, "two")["pid"]
+        r = gw.client.post("/script-engine/stop", json={"script_path": "two.py"})
+        assert r.status_code == 200, r.text
+        wait_until(lambda: not _alive(pid_two), 30, "two.py's remote kernel gone")
+    finally:
+        gw.finish()
+
+
+@needs_hosts
+@pytest.mark.timeout(300)
+def test_a_restored_remote_script_goes_back_to_its_host(tmp_path: Path, remote_env: Hosts) -> None:
+    """After a gateway restart the script runs on its host again (its kernel_name is
+    kept with it). The old kernel is not reattached: it is stopped with the old
+    gateway (a SIGTERM here) and a new one starts (docs/scaling.md)."""
+    hosts = remote_env
+    root, data = _scripts(tmp_path, hosts, ("one",))
+    first = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        r = first.client.post(
+            "/script-engine/start", json={"script_path": "one.py", "kernel_name": "vwed-h1"}
+        )
+        assert r.status_code == 200, r.text
+        old = _where(first, "one")["pid"]
+    finally:
+        first.proc.terminate()  # a clean stop: its kernels are shut down, and restored
+        first.proc.wait(60)
+        first.finish()
+    assert not _alive(old)
+    second = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        wait_until(
+            lambda: second.running().get("one.py", {}).get("status") == "running",
+            90,
+            "one.py restored",
+        )
+        assert second.running()["one.py"]["kernels"][0]["host"] == hosts.hosts[1].address
+        assert _where(second, "one")["netns"] == _netns_of(hosts, 1)
+    finally:
+        second.finish()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (the namespaces share this machine's PIDs)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+@needs_hosts
+@pytest.mark.timeout(180)
+def test_a_remote_kernel_outlives_its_manager_and_is_reattached(
+    tmp_path: Path, remote_env: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconnect a restarted gateway needs (kernel_gateway/remote.py), at the
+    Jupyter level: a kernel started on a namespace host through the gateway's own
+    launch path, its manager dropped without a shutdown (as a gateway killed -9
+    would), a new manager built from the persisted provisioner info, and the
+    kernel's state still there. (The engine does not restore through it yet.)"""
+    import asyncio
+    import json
+
+    from kernel_gateway.kernelspec import make_kernelspec_manager
+    from kernel_gateway.launch import LaunchOptions, start_kernel
+    from kernel_gateway.remote import prepare_remote_provisioners, reattach, remote_state
+
+    prepare_remote_provisioners(os.environ)  # read when gateway_provisioners is imported
+    data = tmp_path / "data"
+    _install(data, "vwed-h0", remote_env.hosts[0].address)
+    ksm = make_kernelspec_manager(data)
+
+    async def run(client: Any, code: str) -> Any:
+        msg_id = client.execute(code)
+        while True:
+            msg = await client.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                return msg["content"]["data"]["text/plain"]
+            if msg["msg_type"] == "error":
+                raise AssertionError(msg["content"]["evalue"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return None
+
+    async def scenario() -> None:
+        km = await start_kernel(ksm, "vwed-h0", LaunchOptions())
+        client = km.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        pid = await run(client, "import os; x = 41; os.getpid()")
+        state = await remote_state(km)
+        assert state is not None
+        stored = json.loads(json.dumps(state))  # what a database row would give back
+        client.stop_channels()
+        del km, client  # the gateway "dies": no shutdown, the kernel runs on
+
+        again = await reattach(ksm, stored)
+        assert again is not None, "the kernel was not found again"
+        client = again.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        assert await run(client, "x + 1") == "42"
+        assert await run(client, "os.getpid()") == pid
+        assert await run(client, "os.readlink('/proc/self/ns/net')") == repr(
+            _netns_of(remote_env, 0)
+        )
+        client.stop_channels()
+        await again.shutdown_kernel(now=False)
+        assert await reattach(ksm, stored) is None  # gone: a restore starts a new one
+
+    asyncio.run(scenario())
