@@ -81,12 +81,12 @@ class FastClient:
         last = len(frames) - 1
         for i, frame in enumerate(frames):
             sock.send(frame, 0 if i == last else _SNDMORE, copy=copy)
-        if sock.getsockopt(_EVENTS) & _POLLIN:
+        if int(sock.getsockopt(_EVENTS)) & _POLLIN:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         sock = self._sock
-        while not sock.closed and sock.getsockopt(_EVENTS) & _POLLIN:
+        while not sock.closed and int(sock.getsockopt(_EVENTS)) & _POLLIN:
             try:
                 frames = [sock.recv(_NOBLOCK)]
                 while sock.getsockopt(_RCVMORE):
