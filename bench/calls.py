@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -109,12 +110,18 @@ def free_port() -> int:
 
 
 def http(
-    port: int, method: str, path: str, body: Any = None, timeout: float = 120
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    timeout: float = 120,
+    token: str = "",
 ) -> tuple[int, Any]:
     raw = b"" if body is None else json.dumps(body).encode()
+    auth = f"Authorization: token {token}\r\n" if token else ""
     req = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(raw)}\r\n"
-        "Content-Type: application/json\r\nConnection: close\r\n\r\n"
+        f"Content-Type: application/json\r\n{auth}Connection: close\r\n\r\n"
     ).encode() + raw
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(req)
@@ -169,11 +176,19 @@ async def _connection(port: int, request: bytes, count: int, out: list[float]) -
 
 
 def load(
-    port: int, method: str, path: str, body: bytes, total: int, conc: int, warmup: int = 20
+    port: int,
+    method: str,
+    path: str,
+    body: bytes,
+    total: int,
+    conc: int,
+    warmup: int = 20,
+    token: str = "",
 ) -> tuple[list[float], float]:
+    auth = f"Authorization: token {token}\r\n" if token else ""
     request = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
-        "Content-Type: application/json\r\n\r\n"
+        f"Content-Type: application/json\r\n{auth}\r\n"
     ).encode() + body
 
     async def run() -> tuple[list[float], float]:
@@ -221,8 +236,11 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 class Gateway:
     """A vwed-gateway process on a scripts folder."""
 
-    def __init__(self, work: Path, pool: int, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, work: Path, pool: int, extra: tuple[str, ...] = (), token: str = "") -> None:
+        """``token``: auth on, with that admin token (and ``caller-<token>`` for calls)."""
         self.port = free_port()
+        self.token = token
+        auth = ["--token", token, "--caller-token", f"caller-{token}"] if token else ["--no-auth"]
         self.scripts = work / "scripts"
         self.scripts.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -238,7 +256,7 @@ class Gateway:
                 str(self.port),
                 "--pool-size",
                 str(pool),
-                "--no-auth",
+                *auth,
                 *extra,
             ],
             stdout=subprocess.DEVNULL,
@@ -258,13 +276,16 @@ class Gateway:
             "POST",
             "/script-engine/start",
             {"script_path": self.add(name), "replicas": replicas, "policy": policy},
+            token=self.token,
         )
         if status != 200:
             raise RuntimeError(body)
         return body
 
     def pool_ready(self) -> int:
-        return int(http(self.port, "GET", "/script-engine/health")[1]["pool"]["ready"])
+        return int(
+            http(self.port, "GET", "/script-engine/health", token=self.token)[1]["pool"]["ready"]
+        )
 
     def close(self) -> None:
         self.proc.terminate()
@@ -360,12 +381,133 @@ def start_jkg(work: Path) -> tuple[subprocess.Popen[bytes] | None, int, str]:
 
 
 # -- sections ---------------------------------------------------------------------------
+BENCH_TOKEN = "bench-token-0123456789abcdef"
+CALLER = f"caller-{BENCH_TOKEN}"
+
+
+def throughput_table(
+    args: argparse.Namespace,
+    work: Path,
+    gw: Gateway,
+    kernel_pid: int,
+    floor: subprocess.Popen[bytes],
+    floor_port: int,
+) -> None:
+    """wrk against the floor, the gateway (auth on) and Node-RED: medians of rounds,
+    interleaved, and each server's CPU per request (bench/throughput.py)."""
+    import throughput
+
+    if shutil.which("wrk") is None:
+        print("\n(throughput: wrk is not installed; apt-get install -y wrk)")
+        return
+    red, red_port, red_error = throughput.start_nodered(work, CALLER)
+    try:
+        cases: list[tuple[str, int, str, str, str, tuple[int, ...]]] = [
+            ("tornado floor (in-process handler)", floor_port, "GET", "/ping", "", (floor.pid,)),
+            (
+                "gateway route",
+                gw.port,
+                "GET",
+                "/script-api/one/ping",
+                "",
+                (gw.proc.pid, kernel_pid),
+            ),
+            (
+                "gateway function call",
+                gw.port,
+                "POST",
+                "/script-engine/functions/one_ping/call",
+                "{}",
+                (gw.proc.pid, kernel_pid),
+            ),
+        ]
+        if red is not None:
+            version = throughput.version_of_nodered()
+            cases.append(
+                (f"node-red {version} (function node)", red_port, "GET", "/ping", "", (red.pid,))
+            )
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for _ in range(args.wrk_rounds):
+            for conc in (1, 8):
+                for name, port, method, path, body, pids in cases:
+                    runs.setdefault((name, conc), []).append(
+                        throughput.wrk(
+                            port,
+                            method,
+                            path,
+                            body,
+                            token=CALLER if port != floor_port else "",
+                            connections=conc,
+                            seconds=args.wrk_seconds,
+                            pids=pids,
+                        )
+                    )
+        med = statistics.median
+        rows: list[list[Any]] = []
+        for conc in (1, 8):
+            base = runs[(cases[0][0], conc)]
+            base_rps, base_p50 = med(r["rps"] for r in base), med(r["p50"] for r in base)
+            for name, *_ in cases:
+                rs = runs[(name, conc)]
+                cpu = [med(r["cpu_ms"][i] for r in rs) for i in range(len(rs[0]["cpu_ms"]))]
+                rows.append(
+                    [
+                        name,
+                        conc,
+                        sum(r["requests"] for r in rs),
+                        sum(r["errors"] for r in rs),
+                        f"{med(r['p50'] for r in rs):.2f}",
+                        f"{med(r['p99'] for r in rs):.2f}",
+                        f"{med(r['rps'] for r in rs):.0f}",
+                        f"{med(r['rps'] for r in rs) / base_rps:.2f}x",
+                        f"{med(r['p50'] for r in rs) / base_p50:.2f}x",
+                        f"{cpu[0]:.3f}",
+                        f"{cpu[1]:.3f}" if len(cpu) > 1 else "-",
+                    ]
+                )
+        table(
+            f"throughput: wrk, auth on, medians of {args.wrk_rounds} interleaved rounds "
+            f"of {args.wrk_seconds:g} s",
+            [
+                "server",
+                "conc",
+                "requests",
+                "errors",
+                "p50 ms",
+                "p99 ms",
+                "req/s",
+                "req/s / floor",
+                "p50 / floor",
+                "server CPU ms/req",
+                "kernel CPU ms/req",
+            ],
+            rows,
+        )
+        if red is None:
+            print(f"\n(node-red: {red_error})")
+    finally:
+        if red is not None:
+            red.terminate()
+
+
+def section_throughput(args: argparse.Namespace, work: Path) -> None:
+    """The wrk table alone (it is also the end of section ``calls``)."""
+    gw = Gateway(work / "throughput", pool=1, token=BENCH_TOKEN)
+    floor, floor_port = start_floor(work)
+    try:
+        kernel_pid = gw.start("one")["kernels"][0]["pid"]
+        throughput_table(args, work, gw, kernel_pid, floor, floor_port)
+    finally:
+        gw.close()
+        floor.terminate()
+
+
 def section_calls(args: argparse.Namespace, work: Path) -> None:
-    gw = Gateway(work / "calls", pool=3)
+    gw = Gateway(work / "calls", pool=3, token=BENCH_TOKEN)
     floor, floor_port = start_floor(work)
     jkg, jkg_port, jkg_error = (None, 0, "skipped (--quick)") if args.quick else start_jkg(work)
     try:
-        gw.start("one")
+        kernel_pid = gw.start("one")["kernels"][0]["pid"]
         gw.start("two", replicas=2)
         gw.start("three", policy={"network": ["127.0.0.1"], "subprocess": False, "write": ["."]})
         cases = [
@@ -388,7 +530,7 @@ def section_calls(args: argparse.Namespace, work: Path) -> None:
             floor_p50 = None
             for name, port, method, path, body in cases:
                 n = args.requests if "jupyter" not in name else max(200, args.requests // 5)
-                lat, took = load(port, method, path, body, n, conc)
+                lat, took = load(port, method, path, body, n, conc, token=CALLER)
                 p50 = pct(lat, 50)
                 floor_p50 = floor_p50 or p50
                 rows.append(
@@ -424,6 +566,7 @@ def section_calls(args: argparse.Namespace, work: Path) -> None:
         )
         if jkg is None:
             print(f"\n(jupyter kernel gateway: {jkg_error})")
+        throughput_table(args, work, gw, kernel_pid, floor, floor_port)
     finally:
         gw.close()
         floor.terminate()
@@ -663,6 +806,7 @@ SECTIONS = {
     "payload": section_payload,
     "start": section_start,
     "scale": section_scale,
+    "throughput": section_throughput,
 }
 
 
@@ -679,12 +823,20 @@ def main() -> int:
     parser.add_argument(
         "--plain-scripts", type=int, default=50, help="scale: scripts of the plain-launch row"
     )
-    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--wrk-rounds", type=int, default=3)
+    parser.add_argument("--wrk-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(SECTIONS),
+        default=[s for s in SECTIONS if s != "throughput"],  # part of calls
+    )
     parser.add_argument("--quick", action="store_true", help="smaller run, no JKG")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.subprocess_calls, args.starts, args.scripts = 500, 10, 8, 10
         args.payload_requests = 20
+        args.wrk_rounds, args.wrk_seconds = 1, 3.0
     work = Path(tempfile.mkdtemp(prefix="vwed-bench-"))
     print(
         f"bench/calls.py: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "

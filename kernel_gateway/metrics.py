@@ -152,11 +152,24 @@ class Metrics:
             ["script"],
             registry=self.registry,
         )
+        # (script id, kind, outcome) -> the two children a call feeds: labels() takes a
+        # lock and builds its key on every call; the children are the same each time.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def call(self, script_id: str, kind: str, outcome: str, seconds: float) -> None:
-        script = _label(script_id)
-        self.calls.labels(script, kind, outcome).inc()
-        self.latency.labels(script, kind).observe(seconds)
+        key = (script_id, kind, outcome)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) >= 10_000:  # a run's id is new at each start
+                self._children.clear()
+            script = _label(script_id)
+            children = (
+                self.calls.labels(script, kind, outcome),
+                self.latency.labels(script, kind),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def policy_refusal(self, script_id: str) -> None:
         self.refusals.labels(_label(script_id)).inc()

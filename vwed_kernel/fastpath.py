@@ -39,6 +39,16 @@ log = logging.getLogger("vwed_kernel")
 
 COPY_THRESHOLD = 64 * 1024  # zero-copy sends only pay off for large frames
 
+# pyzmq's constants are enum flags: ``SNDMORE | flags`` and ``events & POLLIN`` build
+# enum members in Python on every frame; plain ints do the same job for less.
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_RCVMORE = int(zmq.RCVMORE)
+# one encoder for every answer: json.dumps() with separators builds a new one each time
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 class Signer:
     """HMAC-SHA256 over all frames with the session key (empty key: no signing)."""
@@ -85,9 +95,11 @@ class FastChannel:
         """Handle every waiting message. ZeroMQ's FD is edge-triggered: read until
         EVENTS says nothing is left, and check again after our own sends."""
         sock = self._sock
-        while not sock.closed and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while not sock.closed and int(sock.getsockopt(_EVENTS)) & _POLLIN:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = [sock.recv(_NOBLOCK)]
+                while sock.getsockopt(_RCVMORE):
+                    frames.append(sock.recv(_NOBLOCK))
             except zmq.Again:
                 return
             try:
@@ -100,11 +112,16 @@ class FastChannel:
                 log.exception("fast channel: bad message")
 
     def _send(self, ident: bytes, data: dict[str, Any], buffers: list[bytes] | None) -> None:
-        head = json.dumps(data, separators=(",", ":")).encode()
-        frames = [head, *(buffers or [])]
-        big = any(len(f) > COPY_THRESHOLD for f in frames)
-        self._sock.send_multipart([ident, self._sign(frames), *frames], copy=not big)
-        if int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        frames = [_encode(data).encode(), *(buffers or [])]
+        copy = all(len(f) <= COPY_THRESHOLD for f in frames)
+        sock = self._sock
+        # send_multipart's work, frame by frame, with int flags (see _SNDMORE)
+        sock.send(ident, _SNDMORE, copy=True)
+        sock.send(self._sign(frames), _SNDMORE, copy=True)
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            sock.send(frame, 0 if i == last else _SNDMORE, copy=copy)
+        if int(sock.getsockopt(_EVENTS)) & _POLLIN:
             self._loop.call_soon(self._drain)
 
     def _parent(self, call_id: str) -> dict[str, Any]:

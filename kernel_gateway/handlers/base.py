@@ -87,6 +87,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+# one decoder for every body: json.loads() with parse_constant builds a new one each call
+_decoder = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def _loads(raw: bytes) -> Any:
+    """``json.loads(raw, parse_constant=_no_constant)`` with the decoder built once."""
+    return _decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+
+
 def log_exception(handler: web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
     """Tornado's ``log_exception`` without the request's ``repr`` (it holds the full URI,
     a ``?token=`` included): method, redacted URI, status and code, or the traceback."""
@@ -199,7 +208,7 @@ class JSONHandler(web.RequestHandler):
                 raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
             return {}
         try:
-            body = json.loads(raw, parse_constant=_no_constant)
+            body = _loads(raw)
         except RecursionError:
             raise BadRequest("the request body is nested too deeply", "INVALID_JSON") from None
         except (ValueError, UnicodeDecodeError) as exc:

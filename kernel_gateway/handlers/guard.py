@@ -16,6 +16,7 @@ foreign name that resolves to 127.0.0.1) it can even read the answers. So:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -51,6 +52,7 @@ def _host_name(host_header: str) -> str:
     return host.rstrip(".")
 
 
+@functools.lru_cache(maxsize=256)  # the same few Host values on every request
 def _loopback_name(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
