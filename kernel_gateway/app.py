@@ -505,8 +505,11 @@ async def _serve(settings: Settings) -> None:
             # No loop signal handlers here (Windows' event loop): the default SIGINT handler
             # stays, so Ctrl-C still ends the gateway, without the drain of SIGTERM.
             pass
+    lost = False
     while True:
         gateway = Gateway(settings)
+        if lost and gateway.ha is not None:
+            gateway.ha.holdoff = 3 * gateway.ha.every  # the other standby's turn first
         await gateway.start()
         waits = [asyncio.ensure_future(stop.wait())]
         if gateway.ha is not None:
@@ -519,6 +522,7 @@ async def _serve(settings: Settings) -> None:
         # --ha: it lost the lock: another gateway may be active now; its scripts stop
         # at once, and it starts again as a standby
         await gateway.fence()
+        lost = True
         settings = dataclasses.replace(settings, port=gateway.port or settings.port)
     log.info("shutting down: stopping scripts")
     await gateway.stop()

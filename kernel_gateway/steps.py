@@ -23,6 +23,7 @@ from .errors import (
     KernelDied,
     KernelStartError,
     NotFound,
+    PathInvalid,
     ScriptError,
     ServiceUnavailable,
     StoreTimeout,
@@ -114,8 +115,9 @@ class StepService:
         ):
             raise BadRequest("'task_id' must be a string", "BAD_REQUEST")
         # the lengths the history's columns hold (a longer one would fail its write)
+        if len(path) > 480:
+            raise PathInvalid(f"'script_path' is longer than 480 characters: {path[:60]!r}...")
         for name, value, most in (
-            ("script_path", path, 480),
             ("function_name", function, 255),
             ("task_id", None if task_id is None else str(task_id), 128),
         ):

@@ -19,7 +19,11 @@ def _kernels(gateway_pid: int) -> set[int]:
     found = set()
     for child in psutil.Process(gateway_pid).children(recursive=True):
         try:
-            if "vwed_kernel" in " ".join(child.cmdline()):
+            cmdline = " ".join(child.cmdline())
+            # the fork server (a child of the gateway) is no kernel; the kernels it forked
+            # (its children) carry its command line
+            server = child.ppid() == gateway_pid and "vwed_kernel.forkserver" in cmdline
+            if "vwed_kernel" in cmdline and not server:
                 found.add(child.pid)
         except psutil.Error:
             continue

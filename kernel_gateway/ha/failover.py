@@ -56,6 +56,9 @@ class Failover:
         self.role = "standby"
         self.since = time.time()  # when the role last changed
         self.lost = asyncio.Event()  # set when an active gateway lost its lock
+        # seconds before the first try: a gateway that has just lost the lock lets the
+        # standby (trying every ``every`` s) take it, rather than taking it back at once
+        self.holdoff = 0.0
         self._task: asyncio.Task[None] | None = None
         self._thread = self._new_thread()
 
@@ -82,6 +85,8 @@ class Failover:
 
     # -- the loop ----------------------------------------------------------------------
     async def _loop(self, activate: Callable[[], Awaitable[None]]) -> None:
+        if self.holdoff:
+            await asyncio.sleep(self.holdoff)
         await self._wait_for_lock()
         log.warning("took the active lock (%s): taking over in %g s", self.lock.where, self.settle)
         await asyncio.sleep(self.settle)
