@@ -11,14 +11,13 @@ import os
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from test_store_outage import pg_schema  # noqa: F401 - the fixture (a schema per test)
 
 from conftest import GatewayProcess, wait_until
 from kernel_gateway.config import ConfigError, Settings
@@ -33,27 +32,6 @@ def boot():
     # what runs twice shows: each kernel says when it ticks
     VWED.timer.schedule(0.1, lambda: print(f"tick {os.getpid()} {time.time():.3f}"))
 """
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    try:
-        admin = sa.create_engine(
-            PG, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-        )
-        with admin.connect():
-            pass
-    except Exception as exc:
-        pytest.skip(f"postgresql not reachable: {type(exc).__name__}")
-    name = f"vwed_ha_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {name}"))
-    try:
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
 
 
 def _url(schema: str) -> str:
@@ -178,7 +156,7 @@ def _two_gateways(tmp_path: Path, schema: str) -> tuple[GatewayProcess, GatewayP
 
 
 @pytest.mark.timeout(240)
-def test_kill_9_the_active_one_under_load(tmp_path, pg_schema):
+def test_kill_9_the_active_one_under_load(tmp_path, pg_schema):  # noqa: F811
     a, b, _ = _two_gateways(tmp_path, pg_schema)
     client = None
     try:
@@ -232,7 +210,7 @@ def test_kill_9_the_active_one_under_load(tmp_path, pg_schema):
 
 
 @pytest.mark.timeout(240)
-def test_an_active_one_that_loses_its_lock_stops_its_scripts(tmp_path, pg_schema):
+def test_an_active_one_that_loses_its_lock_stops_its_scripts(tmp_path, pg_schema):  # noqa: F811
     a, b, _ = _two_gateways(tmp_path, pg_schema)
     try:
         r = a.client.post("/script-engine/start", json={"script_path": "ha.py"})
