@@ -7,6 +7,7 @@ table, sent as ``register`` messages (docs/protocol.md).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ __all__ = [
     "HTTP_METHODS",
 ]
 
+log = logging.getLogger("vwed_kernel")
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")
@@ -185,6 +187,13 @@ class Registrations:
     timers: dict[str, TimerSpec] = field(default_factory=dict)
     websockets: dict[str, SocketSpec] = field(default_factory=dict)
     tcp: dict[str, SocketSpec] = field(default_factory=dict)
+    # cleanups of modules (built-in or plugins) that registered something of their
+    # own: each runs once at the next :meth:`clear` (the script stops or reloads)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_clear(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup`` when the script's registrations are cleared."""
+        self.cleanups.append(cleanup)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -209,6 +218,12 @@ class Registrations:
             if server.server is not None:
                 server.server.close()
         self.tcp.clear()
+        cleanups, self.cleanups = self.cleanups, []
+        for cleanup in cleanups:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - one module's failure does not stop the others
+                log.exception("a module's cleanup failed")
 
     def match_route(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
         """Find the route for a concrete path (used for local test calls)."""
