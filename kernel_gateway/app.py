@@ -48,6 +48,7 @@ from .launch import LaunchOptions
 from .logs import LogHub
 from .mail import Mailer
 from .metrics import GatewayGauges, Metrics
+from .modules_catalog import ModuleCatalog
 from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
@@ -352,6 +353,7 @@ class Gateway:
 
     async def start(self) -> int:
         await self.logs.start()  # migrations run here, before the gateway listens
+        self.services.start()  # the service plugins' records (load failures) into the log
         try:
             await self.secrets.check()  # secrets this key cannot decrypt: said, not fatal
         except GatewayError as exc:  # the database slow right now: the reads will say it
@@ -378,6 +380,9 @@ class Gateway:
             "document": build_openapi(),
             "stats": self.stats,
             "secrets": self.secrets,
+            "modules": ModuleCatalog(
+                self.ksm, self.kernel_name, self.launch, self.services.plugins
+            ),
             "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)

@@ -25,6 +25,7 @@ from .logs import LogHub
 from .mail import Mailer
 from .metrics import Metrics
 from .platform import PlatformBackend
+from .plugins import ServicePlugins
 from .registry import Registry
 from .routing import CallRouter
 from .shared_modules import SharedModules
@@ -54,6 +55,7 @@ class KernelServices:
         mailer: Mailer | None = None,
         modules: SharedModules | None = None,
         secrets: KernelService | None = None,
+        plugins: ServicePlugins | None = None,
     ) -> None:
         self.scripts = scripts
         self.registry = registry
@@ -74,6 +76,15 @@ class KernelServices:
             self.kernel_services["module.find"] = modules.find
         if secrets is not None:
             self.kernel_services["secret.get"] = secrets  # Secrets.kernel_get
+        # gateway-side plugins (entry points ``vwed.services``, kernel_gateway/plugins.py):
+        # their services are named ``<plugin>:<service>``, which no built-in name is
+        if plugins is None:
+            plugins = ServicePlugins()
+            plugins.load(taken={*self.services, *self.kernel_services, "draft.deploy"})
+        self.plugins = plugins
+        for key in self.plugins.handlers:
+            if key not in self.services and key not in self.kernel_services:
+                self.kernel_services[key] = self.plugins.kernel_service(key)
         self._tasks = Background(log)
         # VWED.progress updates (op ``progress``, shape checked), for the execution service
         self.on_progress: ProgressHook | None = None
@@ -114,9 +125,16 @@ class KernelServices:
         except Exception:  # the kernel's iopub reader must go on
             log.exception("kernel %s: the progress hook failed", kernel.kernel_id)
 
+    def start(self) -> None:
+        """The gateway's log is open: the service plugins' records (their load
+        failures first) go there."""
+        self.plugins.attach_log(self.logs.engine)
+
     async def close(self) -> None:
-        """Cancel the requests still being served (the gateway is stopping)."""
+        """Cancel the requests still being served (the gateway is stopping), then
+        close the service plugins."""
         await self._tasks.cancel()
+        await self.plugins.close()
 
     def _registration(self, kernel: ScriptKernel, op: str, data: dict[str, Any]) -> None:
         try:

@@ -41,6 +41,7 @@ from .handlers.lifecycle import (
     StopHandler,
 )
 from .handlers.logs import LogExportHandler, LogHistoryHandler, LogStreamHandler, RunsHandler
+from .handlers.modules import ModulesHandler
 from .handlers.observe import CallsHandler, StatsHandler, WhoamiHandler
 from .handlers.ops import HealthHandler, MetricsHandler, OpenAPIHandler
 from .handlers.platform import LocationsHandler, PlatformTasksHandler, RobotsHandler
@@ -101,6 +102,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
     (r"/script-engine/whoami", WhoamiHandler, ("about",)),
     (r"/script-engine/secrets", SecretsHandler, ("secrets",)),
     (r"/script-engine/secrets/([^/]+)", SecretHandler, ("secrets",)),
+    (r"/script-engine/modules", ModulesHandler, ("modules", "engine")),
     (r"/api", ApiRootHandler, ("engine", "scratch")),
     (r"/api/kernelspecs", KernelSpecsHandler, ("engine", "scratch")),
     (r"/api/kernelspecs/([^/]+)", KernelSpecsHandler, ("engine", "scratch")),

@@ -186,6 +186,12 @@ class GatewayLink(Link):
                 sys.path.insert(0, folder)
         _add_site_dirs(data.get("site") or [])
         self._registrations.clear()
+        # module plugins: the script's own environment may hold some (its site dirs, just
+        # added); the failures found since the kernel started go to the script's log now
+        plugins = getattr(self._vwed(), "_plugin_loader", None)
+        if plugins is not None:
+            plugins.discover()
+            plugins.report()
         if self._sources is not None and path:
             self._sources.begin(_script_name(data, path), path)
         if data.get("policy") is not None:

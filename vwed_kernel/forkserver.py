@@ -265,10 +265,23 @@ def main(argv: list[str] | None = None) -> None:
     missing = _preload()
     if missing:
         print(f"forkserver: not preloaded: {', '.join(missing)}", file=sys.stderr)
+    _scan_plugins()
     _check_quiet({args.fd, *_usage_fds()})
     gc.collect()
     gc.freeze()  # the children's collections leave these objects (and their pages) alone
     Server(sock).serve()
+
+
+def _scan_plugins() -> None:
+    """Read the module plugins' entry points (metadata only: no plugin code runs here)
+    once for all kernels: a child rescans only the folders of its path that changed
+    or that it adds (vwed_kernel/plugins.py)."""
+    try:
+        from . import plugins
+
+        plugins.scan()
+    except Exception as exc:  # noqa: BLE001 - each kernel scans for itself then
+        print(f"forkserver: module plugins not scanned: {exc}", file=sys.stderr)
 
 
 def _usage_fds() -> set[int]:

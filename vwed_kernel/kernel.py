@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import sys
 from typing import Any
 
@@ -46,6 +47,11 @@ class VWEDKernel(IPythonKernel):
             sources=self.vwed_sources,
         )
         self.vwed = VWED(self.vwed_link, registrations=registrations)
+        # module plugins (vwed_kernel/plugins.py): VWED.<name>; a failing one is an ERROR
+        # record (sent to the script's log at prepare), never a kernel that does not start
+        self.vwed._plugin_loader.discover()
+        self._plugins_stopped = False
+        atexit.register(self._stop_plugins)  # a kernel that ends without a shutdown_request
         # push(interactive=False) hides VWED from %who and keeps it across %reset.
         shell.push({"VWED": self.vwed}, interactive=False)
         self.comm_manager.register_target(COMM_TARGET, self.vwed_link.on_comm_open)
@@ -57,6 +63,17 @@ class VWEDKernel(IPythonKernel):
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "flush_interval"):
                 stream.flush_interval = OUTPUT_FLUSH_INTERVAL
+
+    def do_shutdown(self, restart: bool) -> Any:
+        # the script stops (the gateway shuts its kernel down) or JupyterLab ends it:
+        # the module plugins stop (on the control thread; the shell's loop is ending)
+        self._stop_plugins()
+        return super().do_shutdown(restart)
+
+    def _stop_plugins(self) -> None:
+        if not self._plugins_stopped:
+            self._plugins_stopped = True
+            self.vwed._plugin_loader.stop_all()
 
     async def do_debug_request(self, msg: dict[str, Any]) -> Any:
         reply = await super().do_debug_request(msg)

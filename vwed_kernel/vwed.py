@@ -19,6 +19,7 @@ from .modules.secrets import SecretsModule
 from .modules.storage import StorageModule
 from .modules.task import TaskModule
 from .modules.timer import TimerModule
+from .plugins import Plugins
 from .registrations import Registrations
 
 __all__ = ["VWED"]
@@ -52,12 +53,15 @@ class VWED:
     def __init__(
         self, link: Link | None = None, *, registrations: Registrations | None = None
     ) -> None:
+        # module plugins (vwed_kernel/plugins.py): attached by ``self._plugin_loader.discover()``
+        self._plugins: dict[str, Any] = {}
         # ``registrations`` is given by the kernel, whose comm end looks handlers up in it
         context = Context(
             registrations if registrations is not None else Registrations(),
             link if link is not None else DetachedLink(),
         )
         self._context = context
+        self._plugin_loader = Plugins(self, context)
         self.api = ApiModule(context)
         self.function = FunctionModule(context)
         self.log = LogModule(context)
@@ -147,6 +151,9 @@ class VWED:
         )
 
     def __dir__(self) -> list[str]:
+        return self._builtin_dir() + sorted(self._plugins)
+
+    def _builtin_dir(self) -> list[str]:
         return [
             "api",
             "function",

@@ -20,6 +20,7 @@ from .files import files_paths
 from .jupyter import jupyter_paths
 from .lifecycle import lifecycle_paths
 from .logs import logs_paths
+from .modules import modules_paths
 from .observe import observe_paths
 from .ops import ops_paths
 from .platform_backend import platform_paths
@@ -53,6 +54,7 @@ def build_openapi() -> dict[str, Any]:
         **console_paths(),
         **environments_paths(),
         **secrets_paths(),
+        **modules_paths(),
     }
     common_responses(paths)
     return {
