@@ -285,7 +285,13 @@ def main(argv: list[str] | None = None) -> int:
 
     extra = [p for p in (argv if argv is not None else sys.argv[1:]) if p]
     if extra:  # a script's site dirs, after the interpreter's own paths (as prepare does)
-        sys.path.extend(p for p in extra if p not in sys.path)
+        import site
+
+        own = list(sys.path)
+        for folder in extra:
+            if folder not in sys.path and os.path.isdir(folder):
+                site.addsitedir(folder)
+        sys.path[:] = own + [entry for entry in sys.path if entry not in own]
         importlib.invalidate_caches()
     vwed = VWED()
     plugins: Plugins = vwed._plugin_loader
