@@ -452,3 +452,131 @@ def test_probe_prints_json(site: Path, tmp_path: Path) -> None:
     assert names[("api", "builtin")]["loads"] is True
     assert names[("api", "plugin")]["loads"] is False  # vwed-takes-api
     assert "hello from an import" in done.stderr
+
+
+# -- the two loaders on their own, in this process ---------------------------------------------
+def test_service_plugins_refuse_what_they_cannot_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a GatewayPlugin, a bad service name, a service that is not callable, a name
+    two distributions take: each left out with its reason; the good one is served."""
+    import asyncio
+
+    from kernel_gateway.plugins import ServicePlugins, ServiceRequest
+
+    _module(
+        tmp_path,
+        "vwed_svc_cases",
+        """
+        from kernel_gateway.plugins import GatewayPlugin
+
+        class Good(GatewayPlugin):
+            def services(self):
+                async def echo(request):
+                    return {"got": request.payload, "script": request.script_id}
+                return {"echo": echo}
+
+        class BadName(GatewayPlugin):
+            def services(self):
+                return {"Not Valid!": lambda request: None}
+
+        class NotCallable(GatewayPlugin):
+            def services(self):
+                return {"x": 42}
+
+        class Plain:
+            pass
+        """,
+    )
+    _dist_info(tmp_path, "vwed-svc-good", "1.0", {"vwed.services": {"good": "vwed_svc_cases:Good"}})
+    _dist_info(
+        tmp_path, "vwed-svc-again", "1.0", {"vwed.services": {"good": "vwed_svc_cases:Good"}}
+    )
+    _dist_info(
+        tmp_path,
+        "vwed-svc-bad",
+        "1.0",
+        {
+            "vwed.services": {
+                "badname": "vwed_svc_cases:BadName",
+                "notcallable": "vwed_svc_cases:NotCallable",
+                "plain": "vwed_svc_cases:Plain",
+            }
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = ServicePlugins()
+    plugins.load(taken={"event.emit"})
+    rows = {(r["name"], r["distribution"]): r for r in plugins.describe()}
+    good = [r for (name, _), r in rows.items() if name == "good" and r["loads"]]
+    again = [r for (name, _), r in rows.items() if name == "good" and not r["loads"]]
+    assert len(good) == 1 and good[0]["services"] == ["good:echo"]
+    assert len(again) == 1 and "the name is taken" in again[0]["error"]
+    assert "not valid" in rows[("badname", "vwed-svc-bad")]["error"]
+    assert "not callable" in rows[("notcallable", "vwed-svc-bad")]["error"]
+    assert "not a subclass" in rows[("plain", "vwed-svc-bad")]["error"]
+    said: list[tuple[str | None, str, str]] = []
+    plugins.attach_log(lambda sid, level, message: said.append((sid, level, message)))
+    assert len(said) == 4 and all(level == "ERROR" for _, level, _ in said)
+
+    class Kernel:
+        script_id, kernel_id, replica = "s.py_1", "k1", 0
+
+    answer = asyncio.run(plugins.kernel_service("good:echo")(Kernel(), {"a": 1}))
+    assert json.loads(answer) == {"got": {"a": 1}, "script": "s.py_1"}
+    assert isinstance(ServiceRequest({}, None, "k"), ServiceRequest)
+
+
+def test_a_stop_that_raises_is_an_error_record_and_the_others_still_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vwed_kernel.vwed import VWED
+
+    _module(
+        tmp_path,
+        "vwed_stop_cases",
+        """
+        from vwed_kernel.plugin import VwedModule
+
+        stopped = []
+
+        class Raises(VwedModule):
+            def stop(self):
+                raise OSError("socket already closed")
+
+        class Counts(VwedModule):
+            def stop(self):
+                stopped.append(self.name)
+
+        class NotAModule:
+            pass
+        """,
+    )
+    _dist_info(
+        tmp_path,
+        "vwed-stop-cases",
+        "1.0",
+        {
+            "vwed.modules": {
+                "araises": "vwed_stop_cases:Raises",
+                "counts": "vwed_stop_cases:Counts",
+                "plain": "vwed_stop_cases:NotAModule",
+                "BadName": "vwed_stop_cases:Counts",
+            }
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    vwed = VWED()
+    assert sorted(vwed._plugin_loader.discover()) == ["araises", "counts"]
+    assert "counts" in dir(vwed)
+    rows = {r["name"]: r for r in vwed._plugin_loader.describe() if r["kind"] == "plugin"}
+    assert "not a subclass" in rows["plain"]["error"]
+    assert "lower case" in rows["BadName"]["error"]
+    import vwed_stop_cases
+
+    vwed._context.registrations.clear()  # the script stops
+    assert vwed_stop_cases.stopped == ["counts"]
+    vwed._context.registrations.clear()  # stop() is armed again for the next script
+    assert vwed_stop_cases.stopped == ["counts", "counts"]
+    # no gateway: the record is printed (stderr for ERROR)
+    assert "VWED.araises.stop() failed: OSError: socket already closed" in capsys.readouterr().err
