@@ -341,6 +341,24 @@ def test_modules_endpoint_lists_builtins_and_plugins(gateway: GatewayProcess) ->
     assert r.status_code in (400, 404) and r.json()["code"] in ("PATH_INVALID", "SCRIPT_NOT_FOUND")
 
 
+def test_a_kernel_without_the_fork_server_finds_plugins_itself(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-fork-server: each kernel a fresh interpreter that scans for itself."""
+    (tmp_path / "scripts").mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    gw = GatewayProcess(tmp_path / "scripts", tmp_path / "data", "--no-fork-server")
+    gw.root = tmp_path / "scripts"  # type: ignore[attr-defined]
+    try:
+        started = _start(gw, "fresh.py", COUNTING.format(name="fresh"))
+        r = gw.client.post("/script-api/fresh/count", json={})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"total": 1, "mine": {"parts": 1}}  # this gateway's own counter
+        _stop(gw, started["script_id"])
+    finally:
+        gw.finish()
+
+
 RECORDING = """
 def boot():
     VWED.api.register_route("/{name}/touch", "POST", lambda: VWED.recorder.touch())
