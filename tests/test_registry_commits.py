@@ -146,6 +146,7 @@ def test_a_recommit_of_the_same_script_replaces_its_entries():
         "timers": 0,
         "websockets": 0,
         "tcp": 0,
+        "mqtt": 0,
     }
     # what A gave up is free for another script
     commit(reg, "B", apis=[api("GET", "/old")], websockets=[{"path": "/old/ws"}])
@@ -288,6 +289,7 @@ def test_remove_one_of_each_kind():
         "timers": 0,
         "websockets": 0,
         "tcp": 0,
+        "mqtt": 0,
     }
 
 
