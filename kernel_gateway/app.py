@@ -220,7 +220,9 @@ class Gateway:
             secrets=self.secrets.kernel_get,
         )
         # VWED.mqtt: the broker's settings, asked by kernels (kernel_gateway/mqtt_config.py)
-        self.services.kernel_services["mqtt.config"] = MqttConfig.from_settings(settings).kernel_get
+        self.services.kernel_services["mqtt.config"] = MqttConfig.from_settings(
+            settings, self.logs.redactor
+        ).kernel_get
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
             on_iopub=self.logs.on_iopub,

@@ -10,7 +10,7 @@ user, a remote host)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +30,8 @@ class MqttConfig:
     username: str = ""
     password: str = ""
     ca_pem: str = ""
+    # the log hub's Redactor: the password is written *** in the records of a kernel given it
+    redactor: Any = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never the password
         where = f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
@@ -40,10 +42,10 @@ class MqttConfig:
         return bool(self.host)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MqttConfig:
+    def from_settings(cls, settings: Any, redactor: Any = None) -> MqttConfig:
         """From validated settings (:func:`mqtt_problems` found nothing)."""
         if not settings.mqtt_url:
-            return cls()
+            return cls(redactor=redactor)
         parts = urlsplit(settings.mqtt_url)
         tls, default_port = SCHEMES[parts.scheme]
         password = settings.mqtt_password
@@ -59,6 +61,7 @@ class MqttConfig:
             username=settings.mqtt_user,
             password=password,
             ca_pem=ca,
+            redactor=redactor,
         )
 
     async def kernel_get(self, kernel: Any, payload: dict[str, Any]) -> bytes:
@@ -69,6 +72,8 @@ class MqttConfig:
                 "no MQTT broker is configured: start the gateway with --mqtt-url mqtt://host:1883",
                 "MQTT_NOT_CONFIGURED",
             )
+        if self.password and self.redactor is not None:
+            self.redactor.given(kernel.kernel_id, kernel.script_id, self.password)
         return json.dumps(
             {
                 "host": self.host,

@@ -364,6 +364,40 @@ def test_stop_unsubscribes_no_handler_runs_after_it(mq: Any, peer: Peer) -> None
     assert peer.on(f"{p}/echo") == [b"one"]
 
 
+REPLICAS = """
+def echo(kind):
+    return lambda m: VWED.mqtt.publish("{p}/rep/echo", f"{{kind}}-{{VWED.replica}}", qos=1)
+
+def boot():
+    VWED.mqtt.subscribe("{p}/rep/one", echo("one"))
+    VWED.mqtt.subscribe("{p}/rep/all", echo("all"), all_replicas=True)
+"""
+
+
+@needs_broker
+def test_with_replicas_a_subscription_runs_in_replica_0_unless_all_replicas(
+    mq: Any, peer: Peer
+) -> None:
+    client, scripts = mq
+    p, n = prefix(), unique("rep")
+    peer.subscribe(f"{p}/rep/echo")
+    scripts.write(f"{n}.py", REPLICAS.format(p=p))
+    r = client.post("/script-engine/start", json={"script_path": f"{n}.py", "replicas": 2})
+    assert r.status_code == 200, r.text
+    scripts.started.append(r.json()["script_id"])
+    listed = {s["topic"]: s for s in r.json()["registrations"]["mqtt"]}
+    assert listed[f"{p}/rep/all"]["all_replicas"] is True
+    assert listed[f"{p}/rep/one"]["all_replicas"] is False
+    peer.publish(f"{p}/rep/one", b"1")
+    peer.publish(f"{p}/rep/all", b"1")
+    wait_until(
+        lambda: sorted(peer.on(f"{p}/rep/echo")) == [b"all-0", b"all-1", b"one-0"], 20, "echoes"
+    )
+    peer.publish(f"{p}/rep/all", b"2")  # after the echoes a replica 1 "one" would have sent
+    wait_until(lambda: len(peer.on(f"{p}/rep/echo")) >= 5, 20, "the second round")
+    assert sorted(peer.on(f"{p}/rep/echo")) == [b"all-0", b"all-0", b"all-1", b"all-1", b"one-0"]
+
+
 class _ConfigLink(Link):
     """In-process: a link that answers ``mqtt.config`` as the gateway would."""
 
@@ -421,6 +455,7 @@ def boot():
     VWED.function.register("{n}_connected", lambda: VWED.mqtt.connected)
     VWED.function.register("{n}_pub", pub)
     VWED.function.register("{n}_env", env_has_password)
+    VWED.function.register("{n}_leak", lambda: VWED.log.info("leak", VWED.mqtt._conn._config["password"]))
 
 def pub(text, qos):
     from vwed_kernel.errors import MqttError
@@ -474,6 +509,10 @@ def test_reconnect_after_the_broker_connection_is_cut(proxied: Any, peer: Peer) 
             wait_until(logged, 20, "the WARNING of the loss and the INFO of the reconnection")
             # the password went to the kernel over its comm, not its environment, nor a log
             assert call(client, f"{n}_env", [PASSWORD]) == []
+            # a script that logs it (reaching into the module): *** in its record
+            call(client, f"{n}_leak")
+            leaked = wait_until(lambda: logs(client, sid, tag="leak"), 20, "the leak record")
+            assert leaked[0]["message"] == "***"
             everything = client.get("/script-engine/logs", params={"limit": 1000}).text
             assert PASSWORD not in everything
         finally:
