@@ -558,6 +558,32 @@ def test_an_unreachable_broker_is_a_clear_mqtt_error(proxied: Any) -> None:
             scripts.stop_all()
 
 
+POLICED = """
+def boot():
+    VWED.function.register("{n}_try", attempt)
+
+def attempt():
+    try:
+        VWED.mqtt.publish("{p}/x", "x")
+    except Exception as exc:
+        return [type(exc).__name__, isinstance(exc, PermissionError), str(exc)]
+    return "no error"
+"""
+
+
+@needs_broker
+def test_the_scripts_network_policy_applies_to_the_broker(mq: Any) -> None:
+    client, scripts = mq
+    p, n = prefix(), unique("pol")
+    scripts.write(f"{n}.py", POLICED.format(p=p, n=n))
+    body = {"script_path": f"{n}.py", "policy": {"network": ["10.9.9.9"]}}
+    r = client.post("/script-engine/start", json=body)
+    assert r.status_code == 200, r.text
+    scripts.started.append(r.json()["script_id"])
+    kind, is_permission, message = call(client, f"{n}_try")
+    assert is_permission and "127.0.0.1" in message, (kind, message)
+
+
 def test_no_broker_configured_is_a_clear_mqtt_error(scripts: Scripts, client: httpx.Client) -> None:
     """The session gateway has no --mqtt-url."""
     p, n = prefix(), unique("nocfg")

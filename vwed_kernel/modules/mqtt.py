@@ -202,6 +202,8 @@ class MqttModule(VwedModule):
         try:
             return dict(self.request("mqtt.config", {}))
         except GatewayUnavailableError:
+            if self.context.link.attached:
+                raise  # attached, but this thread cannot wait for the answer: as it says
             raise MqttError(
                 "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
                 "is not attached to a gateway",
@@ -214,6 +216,8 @@ class MqttModule(VwedModule):
         try:
             return dict(await self.arequest("mqtt.config", {}))
         except GatewayUnavailableError:
+            if self.context.link.attached:
+                raise  # attached, but this thread cannot wait for the answer: as it says
             raise MqttError(
                 "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
                 "is not attached to a gateway",

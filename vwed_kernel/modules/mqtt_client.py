@@ -89,6 +89,9 @@ class MqttConnection:
         self._client = client
         try:
             client.connect(self.host, self.port, keepalive=KEEPALIVE, clean_start=True)
+        except PermissionError:  # the script's policy (network): its own refusal, as it is
+            self._client = None
+            raise
         except (OSError, ssl.SSLError, ValueError) as exc:
             self._client = None
             raise MqttError(
