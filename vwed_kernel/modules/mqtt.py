@@ -201,30 +201,30 @@ class MqttModule(VwedModule):
     def _config(self) -> dict[str, Any]:
         try:
             return dict(self.request("mqtt.config", {}))
-        except GatewayUnavailableError:
+        except GatewayUnavailableError as exc:
             if self.context.link.attached:
                 raise  # attached, but this thread cannot wait for the answer: as it says
             raise MqttError(
                 "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
                 "is not attached to a gateway",
                 "MQTT_NOT_CONFIGURED",
-            ) from None
+            ) from exc
         except RemoteCallError as exc:
-            raise _config_error(exc) from None
+            raise _config_error(exc) from exc
 
     async def _aconfig(self) -> dict[str, Any]:
         try:
             return dict(await self.arequest("mqtt.config", {}))
-        except GatewayUnavailableError:
+        except GatewayUnavailableError as exc:
             if self.context.link.attached:
                 raise  # attached, but this thread cannot wait for the answer: as it says
             raise MqttError(
                 "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
                 "is not attached to a gateway",
                 "MQTT_NOT_CONFIGURED",
-            ) from None
+            ) from exc
         except RemoteCallError as exc:
-            raise _config_error(exc) from None
+            raise _config_error(exc) from exc
 
     def _connection(self, config: dict[str, Any] | None = None) -> MqttConnection:
         """The kernel's connection, opened (and our cleanup armed) at the first use."""

@@ -96,7 +96,7 @@ class MqttConnection:
             self._client = None
             raise MqttError(
                 f"the MQTT broker {self.where} is unreachable: {exc}", "MQTT_UNREACHABLE"
-            ) from None
+            ) from exc
         client.loop_start()
         answered = self._first.wait(CONNECT_TIMEOUT)
         if answered and self._refused is None:
@@ -253,7 +253,7 @@ class MqttConnection:
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError) as exc:
-            raise MqttError(f"the message to {topic!r} was not sent: {exc}", "MQTT_ERROR") from None
+            raise MqttError(f"the message to {topic!r} was not sent: {exc}", "MQTT_ERROR") from exc
         if not info.is_published():
             raise MqttError(
                 f"the MQTT broker {self.where} did not acknowledge the QoS {qos} message to "

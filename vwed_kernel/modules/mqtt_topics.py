@@ -70,7 +70,7 @@ def check_filter(topic_filter: Any) -> str:
     try:
         _topic_common("topic filter", topic_filter)
     except (TypeError, ValueError) as exc:
-        raise RegistrationError(str(exc)) from None
+        raise RegistrationError(str(exc)) from exc
     levels = topic_filter.split("/")
     for i, level in enumerate(levels):
         if ("+" in level and level != "+") or ("#" in level and level != "#"):
@@ -105,7 +105,7 @@ def encode_payload(payload: Any) -> bytes:
         raise TypeError(
             f"MQTT payload must be bytes, str or JSON-serializable ({type(payload).__name__}: "
             f"{exc})"
-        ) from None
+        ) from exc
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
