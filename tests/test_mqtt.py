@@ -446,6 +446,21 @@ def test_cleared_registrations_stop_the_handlers_at_once(peer: Peer) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
+@needs_broker
+def test_without_an_event_loop_handlers_run_on_the_network_thread(peer: Peer) -> None:
+    """Plain Python (no kernel, no running loop): a handler that publishes with QoS 1
+    does not wait for an ack its own thread would have to read."""
+    p = prefix()
+    peer.subscribe(f"{p}/echo")
+    vwed = VWED(_ConfigLink(BROKER_PORT))
+    try:
+        vwed.mqtt.subscribe(f"{p}/in", lambda m: vwed.mqtt.publish(f"{p}/echo", m.payload, qos=1))
+        peer.publish(f"{p}/in", b"hello")
+        wait_until(lambda: peer.on(f"{p}/echo") == [b"hello"], 20, "the echo")
+    finally:
+        vwed._context.registrations.clear()
+
+
 RECONNECT = """
 GOT = []
 

@@ -65,6 +65,7 @@ class MqttConnection:
         self.connections = 0
         self._acks: dict[int, list[Any]] = {}
         self._acked = threading.Condition()
+        self._network = 0  # paho's thread (its ident): it must never wait for an ack itself
 
     # -- connection -------------------------------------------------------------------
     def open(self) -> None:
@@ -130,6 +131,7 @@ class MqttConnection:
 
     # -- paho's callbacks (its network thread) --------------------------------------------
     def _connected(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._network = threading.get_ident()
         if reason.is_failure:
             self.connected = False
             if not self._first.is_set():
@@ -199,8 +201,8 @@ class MqttConnection:
         if client is None or not self.connected:
             return
         mid = self._send_subscribe(client, topic, qos, sub_id)
-        if mid is None:
-            return  # lost meanwhile: renewed at the reconnection
+        if mid is None or threading.get_ident() == self._network:
+            return  # lost meanwhile (renewed at the reconnection), or a handler on paho's thread
         with self._acked:
             if not self._acked.wait_for(
                 lambda: mid in self._acks or self._client is None, ACK_TIMEOUT
@@ -248,8 +250,8 @@ class MqttConnection:
                 f"the message to {topic!r} was not sent: {mqtt.error_string(info.rc)}",
                 "MQTT_ERROR",
             )
-        if qos == 0:
-            return
+        if qos == 0 or threading.get_ident() == self._network:
+            return  # (a handler on paho's thread, no event loop: the ack cannot come meanwhile)
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError) as exc:
