@@ -14,7 +14,10 @@ In one run, on this machine:
    with plain launches (``--no-fork-server``), in the same run;
 4. scale: N scripts running at once (``--scripts``; RSS and private memory per
    kernel, the gateway's RSS growth per script, routing p50 against one
-   script), forked, and plain for ``--plain-scripts`` of them.
+   script), forked, and plain for ``--plain-scripts`` of them;
+5. mqtt: a route that publishes one MQTT message per call (QoS 0, and QoS 1
+   waiting for the broker's PUBACK) against the same route without publishing
+   (the broker: ``--mqtt-url``, default the local Mosquitto).
 
 Servers run as their own processes; the load comes from this process over
 keep-alive HTTP/1.1 connections on loopback (a minimal client, the same for
@@ -801,12 +804,92 @@ def section_scale(args: argparse.Namespace, work: Path) -> None:
     )
 
 
+MQTT_SCRIPT = """
+import uuid
+
+TOPIC = "vwedbench/" + uuid.uuid4().hex[:12] + "/tick"
+
+def plain(request=None):
+    return {"ok": True, "n": 1}
+
+def publish0(request=None):
+    VWED.mqtt.publish(TOPIC, b"1")
+    return {"ok": True, "n": 1}
+
+def publish1(request=None):
+    VWED.mqtt.publish(TOPIC, b"1", qos=1)
+    return {"ok": True, "n": 1}
+
+def boot():
+    VWED.api.register_route("/mq/plain", "GET", plain)
+    VWED.api.register_route("/mq/publish0", "GET", publish0)
+    VWED.api.register_route("/mq/publish1", "GET", publish1)
+    VWED.mqtt.publish(TOPIC, b"boot")  # the connection is opened in boot(), not in the timing
+"""
+
+
+def section_mqtt(args: argparse.Namespace, work: Path) -> None:
+    """A route that publishes one MQTT message per call, against the same route without."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(args.mqtt_url)
+    try:
+        socket.create_connection((where.hostname, where.port or 1883), timeout=2).close()
+    except OSError as exc:
+        print(f"\n### mqtt: skipped, no broker at {args.mqtt_url} ({exc})")
+        return
+    gw = Gateway(work / "mqtt", pool=1, extra=("--mqtt-url", args.mqtt_url))
+    try:
+        (gw.scripts / "mq.py").write_text(MQTT_SCRIPT)
+        status, body = http(gw.port, "POST", "/script-engine/start", {"script_path": "mq.py"})
+        if status != 200:
+            raise RuntimeError(body)
+        cases = [
+            ("route without publishing", "/script-api/mq/plain"),
+            ("route publishing 1 message, QoS 0", "/script-api/mq/publish0"),
+            ("route publishing 1 message, QoS 1 (waits for the PUBACK)", "/script-api/mq/publish1"),
+        ]
+        rows: list[list[Any]] = []
+        for conc in [c for c in args.concurrency if c <= 8] or [1]:
+            # the cases alternate over five rounds, so drift of the machine hits them alike
+            got: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name, _ in cases}
+            for _ in range(5):
+                for name, path in cases:
+                    lat, took = load(gw.port, "GET", path, b"", args.requests // 5, conc, 5)
+                    got[name] = (got[name][0] + lat, got[name][1] + took)
+            base = pct(got[cases[0][0]][0], 50)
+            base_rate = len(got[cases[0][0]][0]) / got[cases[0][0]][1]
+            for name, _ in cases:
+                lat, took = got[name]
+                rate = len(lat) / took
+                rows.append(
+                    [
+                        name,
+                        conc,
+                        len(lat),
+                        f"{pct(lat, 50):.2f}",
+                        f"{pct(lat, 99):.2f}",
+                        f"{rate:.0f}",
+                        f"{(pct(lat, 50) / base - 1) * 100:+.0f}%",
+                        f"{(1 - rate / base_rate) * 100:+.0f}%",
+                    ]
+                )
+        table(
+            f"mqtt: a route publishing one message per call (broker {args.mqtt_url})",
+            ["route", "conc", "n", "p50 ms", "p99 ms", "req/s", "p50 cost", "req/s cost"],
+            rows,
+        )
+    finally:
+        gw.close()
+
+
 SECTIONS = {
     "calls": section_calls,
     "payload": section_payload,
     "start": section_start,
     "scale": section_scale,
     "throughput": section_throughput,
+    "mqtt": section_mqtt,
 }
 
 
@@ -823,6 +906,7 @@ def main() -> int:
     parser.add_argument(
         "--plain-scripts", type=int, default=50, help="scale: scripts of the plain-launch row"
     )
+    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883", help="mqtt: the broker")
     parser.add_argument("--wrk-rounds", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=float, default=5.0)
     parser.add_argument(

@@ -48,6 +48,7 @@ from .launch import LaunchOptions
 from .logs import LogHub
 from .mail import Mailer
 from .metrics import GatewayGauges, Metrics
+from .mqtt_config import MqttConfig
 from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
@@ -218,6 +219,10 @@ class Gateway:
             modules=self.modules,
             secrets=self.secrets.kernel_get,
         )
+        # VWED.mqtt: the broker's settings, asked by kernels (kernel_gateway/mqtt_config.py)
+        self.services.kernel_services["mqtt.config"] = MqttConfig.from_settings(
+            settings, self.logs.redactor
+        ).kernel_get
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
             on_iopub=self.logs.on_iopub,

@@ -211,6 +211,21 @@ class Settings:
         "(calls per second, latency, CPU and RSS; one hour is kept in memory)",
     )
 
+    # -- MQTT (VWED.mqtt; kernel_gateway/mqtt_config.py) --
+    mqtt_url: str = setting(
+        "",
+        "MQTT broker of VWED.mqtt: mqtt://host:1883, or mqtts://host:8883 for TLS "
+        "(empty: VWED.mqtt is off)",
+    )
+    mqtt_user: str = setting("", "MQTT account (empty: no login)")
+    mqtt_password: str = setting(
+        "", "MQTT password (prefer the env var VWED_MQTT_PASSWORD or --mqtt-password-file)"
+    )
+    mqtt_password_file: str = setting("", "file whose first line is the MQTT password")
+    mqtt_ca_file: str = setting(
+        "", "PEM file of the CA certificates that verify an mqtts:// broker (default: the system's)"
+    )
+
     def validated(self) -> Settings:
         problems = []
         if not Path(self.scripts_dir).is_dir():
@@ -263,6 +278,9 @@ class Settings:
                 f"stats_interval must be > 0 and at most 3600 seconds ({self.stats_interval!r})"
             )
         problems.extend(self._deps_problems())
+        from ..mqtt_config import mqtt_problems
+
+        problems.extend(mqtt_problems(self))
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
