@@ -166,6 +166,13 @@ class Settings:
         16,
         "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off",
     )
+    log_sink: str = setting(
+        "",
+        "a log destination besides the database, by URL: file:///path/vwed.jsonl, "
+        "http(s)://host/hook, syslog://host:514, or a plugin's scheme (repeat the flag, or "
+        "comma-separated; docs/extending.md)",
+        repeatable=True,
+    )
     platform_url: str = setting(
         "", "VWED server for VWED.storage/task/robot (empty: the embedded backend)"
     )
@@ -263,6 +270,7 @@ class Settings:
                 f"stats_interval must be > 0 and at most 3600 seconds ({self.stats_interval!r})"
             )
         problems.extend(self._deps_problems())
+        problems.extend(self._log_sink_problems())
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -295,6 +303,24 @@ class Settings:
         if self.deps_index_url:
             problems.extend(_check_url("deps_index_url", self.deps_index_url))
         return problems
+
+    def _log_sink_problems(self) -> list[str]:
+        from ..logs.sinks import SinkError, make_sink
+
+        problems = []
+        for url in self.log_sink_urls:
+            try:
+                make_sink(url)  # built and checked, nothing opened
+            except SinkError as exc:
+                problems.append(str(exc))
+        return problems
+
+    @property
+    def log_sink_urls(self) -> list[str]:
+        """The ``--log-sink`` URLs."""
+        from ..logs.sinks import split_urls
+
+        return split_urls(self.log_sink)
 
     @property
     def deps_find_links_dirs(self) -> tuple[str, ...]:
