@@ -25,7 +25,7 @@ __all__ = ["SinkRunner", "OnSinkDrop"]
 
 log = logging.getLogger("kernel_gateway.logs.sinks")
 OnSinkDrop = Callable[[str, int, float, float], None]  # (sink name, count, first, last)
-INTERVAL = 0.1  # seconds between two looks at a queue that is not full
+INTERVAL = 0.25  # seconds between two looks at a queue that is not full (batches)
 OPEN_SECONDS = 10.0  # a sink's open() may take this long at start
 WARN_EVERY = 30.0  # seconds between two warnings of one sink's failures in the server log
 

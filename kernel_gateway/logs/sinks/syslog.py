@@ -23,7 +23,7 @@ import os
 import re
 import select
 import socket
-from datetime import datetime, timezone
+import time
 from typing import Any
 
 from .base import LogSink, SinkError
@@ -81,7 +81,8 @@ def format_rfc5424(
 ) -> bytes:
     """One record as an RFC 5424 message (UTF-8), at most ``max_size`` bytes."""
     pri = facility * 8 + SEVERITIES.get(record["level"], 6)
-    stamp = datetime.fromtimestamp(record["ts"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ts = record["ts"]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
     params = " ".join(
         f'{name}="{_sd_value(record[key])}"'
         for name, key in _SD_FIELDS
