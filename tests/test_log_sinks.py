@@ -368,6 +368,70 @@ def test_secrets_are_redacted_in_what_sinks_get(sinked, receivers):
     )
 
 
+def test_webhook_answered_4xx_drops_the_batch_without_retrying(sinked, receivers):
+    client, n = sinked["client"], sinked["n"]
+    hook = receivers["http"]
+    sink = f"http://127.0.0.1:{hook.port}/hook"
+    before = metric(client, "vwed_log_sink_records_dropped_total", sink)
+    marker = "refused-" + uuid.uuid4().hex[:8]
+    with hook.lock:
+        hook.refuse[marker] = [400]
+        seen = len(hook.batches)
+    call(client, f"{n}_say", marker, 1)
+    wait_until(
+        lambda: metric(client, "vwed_log_sink_records_dropped_total", sink) > before,
+        10,
+        "the refused batch counted as dropped",
+    )
+    # the next record goes through: the sink carries on
+    after = "after-" + uuid.uuid4().hex[:8]
+    call(client, f"{n}_say", after, 1)
+    wait_until(lambda: any(r["message"] == f"{after} 0" for r in hook.delivered()), 10, "more")
+    with hook.lock:
+        tries = [s for s, b in hook.batches[seen:] if any(r["message"] == f"{marker} 0" for r in b)]
+    assert tries == [400]  # never sent again
+
+
+def test_syslog_tcp_connects_again_after_the_server_closed(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(10)
+    sink = make_sink(f"syslog://127.0.0.1:{server.getsockname()[1]}?transport=tcp&backoff=0.01")
+    sink.open()
+    record = {
+        "id": 1,
+        "ts": time.time(),
+        "script_id": "a.py_1",
+        "run_id": 1,
+        "level": "ERROR",
+        "source": "error",
+        "tag": 'x"]\\y',
+        "message": "boom\nline 2",
+        "call_id": None,
+        "task_id": None,
+    }
+    try:
+        sink.send([record])
+        first, _ = server.accept()
+        first.settimeout(10)
+        data = first.recv(65536)
+        length, _, message = data.partition(b" ")
+        assert int(length) == len(message)
+        parsed = parse_5424(message)
+        assert parsed["severity"] == 3 and parsed["msg"] == "boom\nline 2"
+        assert parsed["params"]["tag"] == 'x"]\\y' and "call" not in parsed["params"]
+        first.close()  # the server goes away; the next batch comes on a new connection
+        sink.send([{**record, "id": 2, "message": "again"}])
+        second, _ = server.accept()
+        second.settimeout(10)
+        assert parse_5424(second.recv(65536).partition(b" ")[2])["msg"] == "again"
+        second.close()
+    finally:
+        sink.close()
+        server.close()
+
+
 # -- a dead receiver ----------------------------------------------------------------
 def test_dead_webhook_slows_neither_routing_nor_the_other_sinks(tmp_path_factory, tmp_path):
     # accepts connections (the kernel's backlog) and never answers: the worst receiver
