@@ -432,6 +432,73 @@ def test_syslog_tcp_connects_again_after_the_server_closed(tmp_path):
         server.close()
 
 
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vwed test receiver")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_webhook_checked_against_its_ca(tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    hook = Webhook()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    hook.server.socket = context.wrap_socket(hook.server.socket, server_side=True)
+    record = {"id": 7, "ts": time.time(), "level": "INFO", "message": "over tls"}
+    url = f"https://127.0.0.1:{hook.port}/hook?retries=0&timeout=5"
+    trusted, untrusted = make_sink(f"{url}&ca={cert}"), make_sink(url)
+    try:
+        trusted.open()
+        trusted.send([record])
+        assert hook.delivered() == [record]
+        untrusted.open()  # the usual authorities: the self-signed receiver is refused
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.send([record])
+        assert len(hook.delivered()) == 1
+    finally:
+        trusted.close()
+        untrusted.close()
+        hook.close()
+    with pytest.raises(SinkError, match="is not a file"):
+        make_sink(f"{url}&ca={tmp_path / 'nope.pem'}")
+
+
 # -- a dead receiver ----------------------------------------------------------------
 def test_dead_webhook_slows_neither_routing_nor_the_other_sinks(tmp_path_factory, tmp_path):
     # accepts connections (the kernel's backlog) and never answers: the worst receiver

@@ -7,7 +7,9 @@ other answer (a 4xx: the receiver refuses it) drops the batch at once (counted).
 Options: ``timeout`` (seconds per request, default 5), ``retries`` (default 5),
 ``backoff`` (seconds before the first retry, doubled each time up to 30; default 0.5),
 ``token_env`` (the name of an environment variable of the gateway holding a bearer
-token: ``Authorization: Bearer ...``; a token is never written in the URL itself).
+token: ``Authorization: Bearer ...``; a token is never written in the URL itself),
+``ca`` (a PEM file of the certificate authorities an https receiver is checked against,
+instead of the usual ones).
 Query parameters that are none of these are the receiver's: they are sent along.
 Credentials in the URL (``https://user:password@host/``) are sent as basic auth;
 prefer ``token_env``: a URL is seen in the process list.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,6 +41,9 @@ class HttpSink(LogSink):
         self.retries = self.option("retries", 5, minimum=0)
         self.backoff = self.option("backoff", 0.5, minimum=0.0)
         token_env = self.option("token_env", "")
+        self.ca = self.option("ca", "")
+        if self.ca and not os.path.isfile(self.ca):
+            raise SinkError(f"log sink {self.name}: ca {self.ca!r} is not a file")
         if not self.parts.hostname:
             raise SinkError(f"log sink {self.name}: the URL has no host")
         self._headers = {"Content-Type": "application/json", "User-Agent": "vwed-gateway"}
@@ -56,7 +62,13 @@ class HttpSink(LogSink):
         self._client: httpx.Client | None = None
 
     def open(self) -> None:
-        self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        verify: ssl.SSLContext | bool = True
+        if self.ca:
+            try:
+                verify = ssl.create_default_context(cafile=self.ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise SinkError(f"log sink {self.name}: ca {self.ca!r}: {exc}") from None
+        self._client = httpx.Client(timeout=self.timeout, follow_redirects=False, verify=verify)
 
     def send(self, records: list[dict[str, Any]]) -> None:
         body = json.dumps(records, ensure_ascii=False, default=str).encode()
