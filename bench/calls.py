@@ -14,9 +14,7 @@ In one run, on this machine:
    with plain launches (``--no-fork-server``), in the same run;
 4. scale: N scripts running at once (``--scripts``; RSS and private memory per
    kernel, the gateway's RSS growth per script, routing p50 against one
-   script), forked, and plain for ``--plain-scripts`` of them;
-5. sinks: a route writing one log record per call with three log sinks attached
-   (a JSON lines file, a webhook and UDP syslog to loopback receivers) against none.
+   script), forked, and plain for ``--plain-scripts`` of them.
 
 Servers run as their own processes; the load comes from this process over
 keep-alive HTTP/1.1 connections on loopback (a minimal client, the same for
@@ -25,6 +23,10 @@ every row).
     python bench/calls.py                # everything
     python bench/calls.py --quick        # fewer requests, no JKG, 10 scripts for scale
     python bench/calls.py --only calls payload
+
+Section ``sinks`` (issue 20): a route writing one log record per call with three
+log sinks attached (a JSON lines file, a webhook and UDP syslog to loopback
+receivers) against none.
 """
 
 from __future__ import annotations
@@ -625,184 +627,6 @@ def section_payload(args: argparse.Namespace, work: Path) -> None:
         floor.terminate()
 
 
-def private_mib(pid: int) -> float:
-    """Private memory of a process (``Private_Clean + Private_Dirty``): what it does
-    not share with any other (the fork server's pages shared copy-on-write are out)."""
-    total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total / 1024
-
-
-MODES = (("plain", ("--no-fork-server",)), ("fork server", ("--fork-server",)))
-
-
-def _start_run(args: argparse.Namespace, work: Path, extra: tuple[str, ...]) -> dict[str, Any]:
-    gw = Gateway(work, pool=2, extra=extra)
-    try:
-        steady = gw.start("steady")
-        until(lambda: gw.pool_ready() >= 2, 120, "warm pool")
-        idle, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", args.requests // 2, 1)
-        starts: list[float] = []
-        during: list[float] = []
-        private: list[float] = []
-        rss: list[float] = []
-        refill: list[float] = []
-        again: list[float] = []
-        for i in range(args.starts):
-            until(lambda: gw.pool_ready() >= 2, 120, "a warm pool")
-            name = f"small{i}"
-            gw.add(name)
-            t0 = time.perf_counter()
-            status, body = http(
-                gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"}
-            )
-            starts.append(time.perf_counter() - t0)
-            assert status == 200, body
-            # calls while the pool starts a kernel to refill
-            lat, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", 100, 1, warmup=0)
-            during.extend(lat)
-            until(lambda: gw.pool_ready() >= 2, 120, "the pool refilled")
-            refill.append(time.perf_counter() - t0)
-            pid = body["kernels"][0]["pid"]
-            private.append(private_mib(pid))
-            rss.append(rss_mib(pid))
-            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
-            # the same file again: committed already (a start commits a file changed
-            # on disk first: a few git processes, the same with either launch)
-            until(lambda: gw.pool_ready() >= 2, 120, "a warm pool")
-            t0 = time.perf_counter()
-            status, body = http(
-                gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"}
-            )
-            again.append(time.perf_counter() - t0)
-            assert status == 200, body
-            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
-        steady_pid = steady["kernels"][0]["pid"]
-        return {
-            "starts": starts,
-            "idle": idle,
-            "during": during,
-            "refill": refill,
-            "again": again,
-            "private": [private_mib(steady_pid), *private],
-            "rss": [rss_mib(steady_pid), *rss],
-        }
-    finally:
-        gw.close()
-
-
-def section_start(args: argparse.Namespace, work: Path) -> None:
-    runs = {
-        mode: _start_run(args, work / f"start-{i}", extra) for i, (mode, extra) in enumerate(MODES)
-    }
-
-    def ms(values: list[float]) -> list[str]:
-        return [f"{pct(values, 50):.1f}", f"{pct(values, 90):.1f}", f"{pct(values, 99):.1f}"]
-
-    rows = []
-    for label, key in (
-        ("start (warm pool), new file", "starts"),
-        ("start (warm pool), committed file", "again"),
-        ("route call, idle pool", "idle"),
-        ("route call, pool refilling", "during"),
-        ("start until the pool is full again", "refill"),
-    ):
-        for mode, run in runs.items():
-            rows.append([label, mode, len(run[key]), *ms(run[key])])
-    table(
-        "start: a small script with a warm pool, and calls while the pool refills",
-        ["measure", "kernels", "n", "p50 ms", "p90 ms", "p99 ms"],
-        rows,
-    )
-    base = statistics.median(runs["plain"]["private"])
-    mem_rows = []
-    for mode, run in runs.items():
-        private = statistics.median(run["private"])
-        mem_rows.append(
-            [
-                mode,
-                len(run["private"]),
-                f"{private:.1f}",
-                f"{max(run['private']):.1f}",
-                f"{statistics.median(run['rss']):.1f}",
-                f"{private / base:.2f}x",
-            ]
-        )
-    table(
-        "memory of an idle script kernel (smaps_rollup, Private_Clean + Private_Dirty)",
-        ["kernels", "n", "private MiB p50", "private MiB max", "RSS MiB p50", "vs plain"],
-        mem_rows,
-    )
-
-
-def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) -> list[Any]:
-    gw = Gateway(work, pool=4, extra=extra)
-    try:
-        first = gw.start("s0")
-        one, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", requests, 1)
-        gw_one = rss_mib(gw.proc.pid)
-        pids = [first["kernels"][0]["pid"]]
-        t0 = time.perf_counter()
-        started = 1
-        failure = ""
-        for i in range(1, scripts):
-            try:
-                pids.append(gw.start(f"s{i}")["kernels"][0]["pid"])
-            except RuntimeError as exc:  # the limit of this machine: say what it was
-                failure = f"start {i + 1} failed: {str(exc)[:160]}"
-                break
-            started += 1
-        took = time.perf_counter() - t0
-        many, _ = load(gw.port, "GET", f"/script-api/s{started // 2}/ping", b"", requests, 1)
-        gw_many = rss_mib(gw.proc.pid)
-        private = [private_mib(p) for p in pids]
-        kernel_rss = [rss_mib(p) for p in pids]
-        growth = (gw_many - gw_one) / max(1, started - 1)
-        return [
-            started,
-            f"{took:.1f}",
-            f"{statistics.median(private):.1f}",
-            f"{statistics.median(kernel_rss):.1f}",
-            f"{sum(private) / 1024:.2f}",
-            f"{growth * 1024:.0f}",
-            f"{pct(one, 50):.2f}",
-            f"{pct(many, 50):.2f}",
-            f"{pct(many, 50) / pct(one, 50):.2f}x",
-            f"{pct(many, 99):.2f}",
-            failure or "-",
-        ]
-    finally:
-        gw.close()
-
-
-def section_scale(args: argparse.Namespace, work: Path) -> None:
-    rows = []
-    for i, (mode, extra) in enumerate(MODES):
-        count = args.scripts if mode != "plain" else min(args.scripts, args.plain_scripts)
-        rows.append([mode, *_scale_run(work / f"scale-{i}", extra, count, args.requests // 2)])
-    table(
-        "scale: scripts running at once (route p50 against one script, gateway RSS growth)",
-        [
-            "kernels",
-            "scripts",
-            "started in s",
-            "private MiB p50",
-            "RSS MiB p50",
-            "private GiB total",
-            "gateway KiB/script",
-            "route p50 1 script",
-            "route p50 N scripts",
-            "ratio",
-            "route p99 N",
-            "limit hit",
-        ],
-        rows,
-    )
-
-
 # -- log sinks (issue 20) ------------------------------------------------------------
 SINKS_SCRIPT = """
 def logged(request=None):
@@ -1010,13 +834,191 @@ def urlopen_text(url: str) -> str:
         return answer.read().decode()
 
 
+def private_mib(pid: int) -> float:
+    """Private memory of a process (``Private_Clean + Private_Dirty``): what it does
+    not share with any other (the fork server's pages shared copy-on-write are out)."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+MODES = (("plain", ("--no-fork-server",)), ("fork server", ("--fork-server",)))
+
+
+def _start_run(args: argparse.Namespace, work: Path, extra: tuple[str, ...]) -> dict[str, Any]:
+    gw = Gateway(work, pool=2, extra=extra)
+    try:
+        steady = gw.start("steady")
+        until(lambda: gw.pool_ready() >= 2, 120, "warm pool")
+        idle, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", args.requests // 2, 1)
+        starts: list[float] = []
+        during: list[float] = []
+        private: list[float] = []
+        rss: list[float] = []
+        refill: list[float] = []
+        again: list[float] = []
+        for i in range(args.starts):
+            until(lambda: gw.pool_ready() >= 2, 120, "a warm pool")
+            name = f"small{i}"
+            gw.add(name)
+            t0 = time.perf_counter()
+            status, body = http(
+                gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"}
+            )
+            starts.append(time.perf_counter() - t0)
+            assert status == 200, body
+            # calls while the pool starts a kernel to refill
+            lat, _ = load(gw.port, "GET", "/script-api/steady/ping", b"", 100, 1, warmup=0)
+            during.extend(lat)
+            until(lambda: gw.pool_ready() >= 2, 120, "the pool refilled")
+            refill.append(time.perf_counter() - t0)
+            pid = body["kernels"][0]["pid"]
+            private.append(private_mib(pid))
+            rss.append(rss_mib(pid))
+            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
+            # the same file again: committed already (a start commits a file changed
+            # on disk first: a few git processes, the same with either launch)
+            until(lambda: gw.pool_ready() >= 2, 120, "a warm pool")
+            t0 = time.perf_counter()
+            status, body = http(
+                gw.port, "POST", "/script-engine/start", {"script_path": f"{name}.py"}
+            )
+            again.append(time.perf_counter() - t0)
+            assert status == 200, body
+            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
+        steady_pid = steady["kernels"][0]["pid"]
+        return {
+            "starts": starts,
+            "idle": idle,
+            "during": during,
+            "refill": refill,
+            "again": again,
+            "private": [private_mib(steady_pid), *private],
+            "rss": [rss_mib(steady_pid), *rss],
+        }
+    finally:
+        gw.close()
+
+
+def section_start(args: argparse.Namespace, work: Path) -> None:
+    runs = {
+        mode: _start_run(args, work / f"start-{i}", extra) for i, (mode, extra) in enumerate(MODES)
+    }
+
+    def ms(values: list[float]) -> list[str]:
+        return [f"{pct(values, 50):.1f}", f"{pct(values, 90):.1f}", f"{pct(values, 99):.1f}"]
+
+    rows = []
+    for label, key in (
+        ("start (warm pool), new file", "starts"),
+        ("start (warm pool), committed file", "again"),
+        ("route call, idle pool", "idle"),
+        ("route call, pool refilling", "during"),
+        ("start until the pool is full again", "refill"),
+    ):
+        for mode, run in runs.items():
+            rows.append([label, mode, len(run[key]), *ms(run[key])])
+    table(
+        "start: a small script with a warm pool, and calls while the pool refills",
+        ["measure", "kernels", "n", "p50 ms", "p90 ms", "p99 ms"],
+        rows,
+    )
+    base = statistics.median(runs["plain"]["private"])
+    mem_rows = []
+    for mode, run in runs.items():
+        private = statistics.median(run["private"])
+        mem_rows.append(
+            [
+                mode,
+                len(run["private"]),
+                f"{private:.1f}",
+                f"{max(run['private']):.1f}",
+                f"{statistics.median(run['rss']):.1f}",
+                f"{private / base:.2f}x",
+            ]
+        )
+    table(
+        "memory of an idle script kernel (smaps_rollup, Private_Clean + Private_Dirty)",
+        ["kernels", "n", "private MiB p50", "private MiB max", "RSS MiB p50", "vs plain"],
+        mem_rows,
+    )
+
+
+def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) -> list[Any]:
+    gw = Gateway(work, pool=4, extra=extra)
+    try:
+        first = gw.start("s0")
+        one, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", requests, 1)
+        gw_one = rss_mib(gw.proc.pid)
+        pids = [first["kernels"][0]["pid"]]
+        t0 = time.perf_counter()
+        started = 1
+        failure = ""
+        for i in range(1, scripts):
+            try:
+                pids.append(gw.start(f"s{i}")["kernels"][0]["pid"])
+            except RuntimeError as exc:  # the limit of this machine: say what it was
+                failure = f"start {i + 1} failed: {str(exc)[:160]}"
+                break
+            started += 1
+        took = time.perf_counter() - t0
+        many, _ = load(gw.port, "GET", f"/script-api/s{started // 2}/ping", b"", requests, 1)
+        gw_many = rss_mib(gw.proc.pid)
+        private = [private_mib(p) for p in pids]
+        kernel_rss = [rss_mib(p) for p in pids]
+        growth = (gw_many - gw_one) / max(1, started - 1)
+        return [
+            started,
+            f"{took:.1f}",
+            f"{statistics.median(private):.1f}",
+            f"{statistics.median(kernel_rss):.1f}",
+            f"{sum(private) / 1024:.2f}",
+            f"{growth * 1024:.0f}",
+            f"{pct(one, 50):.2f}",
+            f"{pct(many, 50):.2f}",
+            f"{pct(many, 50) / pct(one, 50):.2f}x",
+            f"{pct(many, 99):.2f}",
+            failure or "-",
+        ]
+    finally:
+        gw.close()
+
+
+def section_scale(args: argparse.Namespace, work: Path) -> None:
+    rows = []
+    for i, (mode, extra) in enumerate(MODES):
+        count = args.scripts if mode != "plain" else min(args.scripts, args.plain_scripts)
+        rows.append([mode, *_scale_run(work / f"scale-{i}", extra, count, args.requests // 2)])
+    table(
+        "scale: scripts running at once (route p50 against one script, gateway RSS growth)",
+        [
+            "kernels",
+            "scripts",
+            "started in s",
+            "private MiB p50",
+            "RSS MiB p50",
+            "private GiB total",
+            "gateway KiB/script",
+            "route p50 1 script",
+            "route p50 N scripts",
+            "ratio",
+            "route p99 N",
+            "limit hit",
+        ],
+        rows,
+    )
+
+
 SECTIONS = {
     "calls": section_calls,
+    "sinks": section_sinks,
     "payload": section_payload,
     "start": section_start,
     "scale": section_scale,
     "throughput": section_throughput,
-    "sinks": section_sinks,
 }
 
 

@@ -256,6 +256,7 @@ class Settings:
         from ..kernelenv import check_extra_names
 
         problems.extend(check_extra_names(self.kernel_env_names))
+        problems.extend(self._log_sink_problems())
         if self.kernel_user:
             from ..kerneluser import KernelUserError, resolve_kernel_user
 
@@ -270,7 +271,6 @@ class Settings:
                 f"stats_interval must be > 0 and at most 3600 seconds ({self.stats_interval!r})"
             )
         problems.extend(self._deps_problems())
-        problems.extend(self._log_sink_problems())
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
