@@ -174,7 +174,11 @@ class Gateway:
             max_queue=settings.log_queue_max,
             end_orphans=not settings.ha,  # with --ha: at takeover (_activate)
         )
-        self.logs = LogHub(self.db, ring_bytes=settings.log_buffer_mb * 1024 * 1024)
+        self.logs = LogHub(
+            self.db,
+            ring_bytes=settings.log_buffer_mb * 1024 * 1024,
+            sink_urls=settings.log_sink_urls,  # --log-sink
+        )
         self.embedded = EmbeddedBackend(self.db)
         self.platform: PlatformBackend = (
             HttpBackend(settings.platform_url, settings.platform_token)

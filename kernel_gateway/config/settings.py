@@ -166,6 +166,13 @@ class Settings:
         16,
         "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off",
     )
+    log_sink: str = setting(
+        "",
+        "a log destination besides the database, by URL: file:///path/vwed.jsonl, "
+        "http(s)://host/hook, syslog://host:514, or a plugin's scheme (repeat the flag, or "
+        "comma-separated; docs/extending.md)",
+        repeatable=True,
+    )
     platform_url: str = setting(
         "", "VWED server for VWED.storage/task/robot (empty: the embedded backend)"
     )
@@ -264,6 +271,7 @@ class Settings:
         from ..kernelenv import check_extra_names
 
         problems.extend(check_extra_names(self.kernel_env_names))
+        problems.extend(self._log_sink_problems())
         if self.kernel_user:
             from ..kerneluser import KernelUserError, resolve_kernel_user
 
@@ -313,6 +321,24 @@ class Settings:
         if self.deps_index_url:
             problems.extend(_check_url("deps_index_url", self.deps_index_url))
         return problems
+
+    def _log_sink_problems(self) -> list[str]:
+        from ..logs.sinks import SinkError, make_sink
+
+        problems = []
+        for url in self.log_sink_urls:
+            try:
+                make_sink(url)  # built and checked, nothing opened
+            except SinkError as exc:
+                problems.append(str(exc))
+        return problems
+
+    @property
+    def log_sink_urls(self) -> list[str]:
+        """The ``--log-sink`` URLs."""
+        from ..logs.sinks import split_urls
+
+        return split_urls(self.log_sink)
 
     @property
     def deps_find_links_dirs(self) -> tuple[str, ...]:
