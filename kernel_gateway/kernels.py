@@ -99,6 +99,29 @@ class ScriptKernel:
             raise KernelStartError(f"kernel {kernel_name!r} did not become ready: {exc!r}") from exc
         return kernel
 
+    @classmethod
+    async def attach(
+        cls, km: AsyncKernelManager, *, timeout: float = 30.0, fast_path: bool = True
+    ) -> ScriptKernel:
+        """A kernel that was already running (a remote one this gateway reattached to,
+        ``remote.reattach``): its channels, a new service subshell and a new ``vwed``
+        comm (the kernel's newest comm wins). Raises ``KernelStartError`` if it does
+        not answer in time; the kernel is left running then (the caller decides)."""
+        kernel = cls(km)
+        try:
+            await asyncio.wait_for(kernel._connect(fast_path), timeout)
+        except BaseException as exc:
+            kernel._closing = True
+            for task in kernel._tasks:
+                task.cancel()
+            kernel.bridge.close()
+            with contextlib.suppress(Exception):
+                kernel.client.stop_channels()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise KernelStartError(f"the kernel did not answer on its channels: {exc!r}") from exc
+        return kernel
+
     async def _connect(self, fast_path: bool) -> None:
         self.client.start_channels()
         await self.client.wait_for_ready(timeout=60)
