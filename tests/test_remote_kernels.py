@@ -292,3 +292,162 @@ def test_a_remote_kernel_outlives_its_manager_and_is_reattached(
         assert await reattach(ksm, stored) is None  # gone: a restore starts a new one
 
     asyncio.run(scenario())
+
+
+COUNTER = """
+import os
+
+count = 0
+
+def boot():
+    VWED.api.register_route("/{name}/where", "GET", where)
+    VWED.api.register_route("/{name}/count", "POST", bump)
+
+def where():
+    from ipykernel.kernelbase import Kernel
+    # the kernel's message key: the test checks it is nowhere in the database in plaintext
+    key = Kernel.instance().session.key.decode()
+    return {{"netns": os.readlink("/proc/self/ns/net"), "pid": os.getpid(), "key": key}}
+
+def bump():
+    global count
+    count += 1
+    return {{"count": count, "pid": os.getpid()}}
+"""
+
+
+def _counter_scripts(tmp_path: Path, hosts: Hosts, names: tuple[str, ...]) -> tuple[Path, Path]:
+    root, data = _scripts(tmp_path, hosts, ())
+    for name in names:
+        (root / f"{name}.py").write_text(COUNTER.format(name=name))
+    return root, data
+
+
+def _bump(gw: GatewayProcess, name: str) -> int:
+    r = gw.client.post(f"/script-api/{name}/count")
+    assert r.status_code == 200, r.text
+    return int(r.json()["count"])
+
+
+def _kernel_pids(hosts: Hosts, i: int) -> set[int]:
+    """The remote kernels' processes in namespace ``i`` (each kernel with its listener)."""
+    out = subprocess.run(
+        ["ip", "netns", "pids", hosts.hosts[i].netns], capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    found = set()
+    for pid in out:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"launch_ipykernel" in f.read():
+                    found.add(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _desired_options(data: Path) -> dict[str, dict[str, Any]]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        rows = db.execute("SELECT script_path, options FROM vwed_desired_scripts").fetchall()
+    return {path: json.loads(options or "{}") for path, options in rows}
+
+
+def _runs_of(data: Path, path: str) -> list[tuple[int, str, float | None]]:
+    import sqlite3
+
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        return list(
+            db.execute(
+                "SELECT id, status, stopped_at FROM vwed_script_runs WHERE script_path = ? "
+                "ORDER BY id",
+                (path,),
+            )
+        )
+
+
+@needs_hosts
+@pytest.mark.timeout(420)
+def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
+    tmp_path: Path, remote_env: Hosts
+) -> None:
+    """kill -9 of the gateway, a new gateway on the same data directory: the remote
+    kernel that still runs is reattached (same pid on its host, its globals kept,
+    boot() not run again, the same script id and run, calls routed to it, no second
+    copy); the remote kernel that died meanwhile is started again on its host; the
+    local script is started again. The kernels' message keys are nowhere in the
+    database in plaintext (sealed with the secrets key)."""
+    hosts = remote_env
+    root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here"))
+    first = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        for path, body in (
+            ("keep.py", {"kernel_name": "vwed-h0"}),
+            ("lost.py", {"kernel_name": "vwed-h1"}),
+            ("here.py", {}),
+        ):
+            r = first.client.post("/script-engine/start", json={"script_path": path, **body})
+            assert r.status_code == 200, r.text
+        for _ in range(3):
+            _bump(first, "keep")
+        assert _bump(first, "lost") == 1
+        keep, lost = _where(first, "keep"), _where(first, "lost")
+        before = first.running()
+        launchers = _kernel_pids(hosts, 0)  # keep.py's kernel (and its listener)
+        assert keep["pid"] in launchers
+    finally:
+        first.proc.kill()  # kill -9: no shutdown, its remote kernels run on
+        first.proc.wait(30)
+        first.finish()
+    assert _alive(keep["pid"]) and _alive(lost["pid"])
+    hosts.hosts[1].run("kill", "-9", str(lost["pid"]))  # dies while no gateway runs
+    wait_until(lambda: not _alive(lost["pid"]), 30, "lost.py's kernel gone")
+
+    # nothing of a kernel's key in plaintext in the database (the whole file)
+    stored = (data / "vwed.sqlite3").read_bytes()
+    for wal in data.glob("vwed.sqlite3-*"):
+        stored += wal.read_bytes()
+    assert keep["key"].encode() not in stored and lost["key"].encode() not in stored
+    options = _desired_options(data)
+    assert options["keep.py"]["attach"].startswith("v1:")  # sealed (secrets/crypto.py)
+    assert "attach" not in options["here.py"]
+
+    second = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+
+        def restored() -> bool:
+            running = second.running()
+            return all(
+                running.get(p, {}).get("status") == "running"
+                for p in ("keep.py", "lost.py", "here.py")
+            )
+
+        wait_until(restored, 180, "the three scripts restored")
+        after = second.running()
+        # reattached: the same process on its host, its globals, script id and run
+        again = _where(second, "keep")
+        assert again["pid"] == keep["pid"] and again["netns"] == _netns_of(hosts, 0)
+        assert _bump(second, "keep") == 4
+        assert after["keep.py"]["script_id"] == before["keep.py"]["script_id"]
+        assert after["keep.py"]["run_id"] == before["keep.py"]["run_id"]
+        assert after["keep.py"]["kernels"][0]["host"] == hosts.hosts[0].address
+        assert _kernel_pids(hosts, 0) == launchers  # no second copy on its host
+        runs = _runs_of(data, "keep.py")
+        assert len(runs) == 1 and runs[0][1] == "running" and runs[0][2] is None, runs
+        log = second.out.read_text()
+        assert "reattached keep.py to 1 running kernel(s)" in log, log[-3000:]
+        assert "here.py are gone" not in log  # a local script keeps no state to reattach to
+        # gone meanwhile: started again on its host (a new kernel, boot() again)
+        new = _where(second, "lost")
+        assert new["pid"] != lost["pid"] and new["netns"] == _netns_of(hosts, 1)
+        assert _bump(second, "lost") == 1
+        assert after["lost.py"]["run_id"] != before["lost.py"]["run_id"]
+        assert [r[1] for r in _runs_of(data, "lost.py")] == ["died", "running"]
+        # a local kernel dies with its gateway: started again
+        assert _bump(second, "here") == 1
+    finally:
+        second.proc.terminate()  # a clean stop ends its kernels, remote ones too
+        second.proc.wait(60)
+        second.finish()
+    wait_until(lambda: not _alive(keep["pid"]), 30, "keep.py's kernel ended by the stop")

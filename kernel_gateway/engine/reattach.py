@@ -65,6 +65,8 @@ class RemoteKernels:
             return None
         kernels = []
         for kernel in script.kernels:
+            if kernel.host is None:
+                return None
             state = await remote.remote_state(kernel.km)
             if state is None:
                 return None
@@ -110,7 +112,7 @@ class RemoteKernels:
         try:
             return await ScriptKernel.attach(km, timeout=self.timeout, fast_path=self.fast_path)
         except KernelStartError as exc:
-            log.warning("a remote kernel runs but does not answer (%s): ending it", exc)
+            log.warning("a remote kernel was found but does not answer (%s): ending it", exc)
             await remote.end_remote(km.provisioner)
             try:
                 await asyncio.wait_for(km.shutdown_kernel(now=True), self.timeout)
