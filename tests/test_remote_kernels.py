@@ -4,7 +4,9 @@ addresses only inside them, sshd in each with its own config and keys), and
 scripts started there through gateway_provisioners' SSH ``DistributedProvisioner``
 from kernelspecs written by ``vwed-kernel install --remote-host``. Calls cross the
 namespace boundary; a remote kernel killed in its namespace is restarted per the
-script's policy; a restored script goes back to its host.
+script's policy; a restored script goes back to its host; a gateway killed -9 (or
+replaced by its standby at a takeover, with ``--ha`` on PostgreSQL) reattaches to
+the remote kernels that still run instead of starting them again.
 
 The namespace tests run as root only (``ip netns add``), with openssh-server and
 gateway_provisioners, and skip with the reason otherwise. Every namespace and sshd
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 from netns import Hosts, why_not
+from test_store_outage import pg_schema  # noqa: F401 - the fixture (a schema per test)
 
 from conftest import GatewayProcess, wait_until
 
@@ -191,9 +194,9 @@ def test_scripts_on_two_remote_hosts_and_a_local_one(tmp_path: Path, remote_env:
 @needs_hosts
 @pytest.mark.timeout(300)
 def test_a_restored_remote_script_goes_back_to_its_host(tmp_path: Path, remote_env: Hosts) -> None:
-    """After a gateway restart the script runs on its host again (its kernel_name is
-    kept with it). The old kernel is not reattached: it is stopped with the old
-    gateway (a SIGTERM here) and a new one starts (docs/scaling.md)."""
+    """After a clean gateway restart the script runs on its host again (its
+    kernel_name is kept with it): a clean stop ends the remote kernels (a SIGTERM
+    here), so the restore finds none to reattach to and starts a new one."""
     hosts = remote_env
     root, data = _scripts(tmp_path, hosts, ("one",))
     first = GatewayProcess(root, data, "--pool-size", "0")
@@ -239,7 +242,8 @@ def test_a_remote_kernel_outlives_its_manager_and_is_reattached(
     Jupyter level: a kernel started on a namespace host through the gateway's own
     launch path, its manager dropped without a shutdown (as a gateway killed -9
     would), a new manager built from the persisted provisioner info, and the
-    kernel's state still there. (The engine does not restore through it yet.)"""
+    kernel's state still there. (The engine's restore goes through it:
+    test_a_gateway_killed_9_reattaches_to_its_remote_kernels.)"""
     import asyncio
     import json
 
@@ -451,3 +455,63 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         second.proc.wait(60)
         second.finish()
     wait_until(lambda: not _alive(keep["pid"]), 30, "keep.py's kernel ended by the stop")
+
+
+@needs_hosts
+@pytest.mark.timeout(300)
+def test_a_takeover_reattaches_to_the_remote_kernels(
+    tmp_path: Path,
+    remote_env: Hosts,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """--ha: the active gateway killed -9, the standby takes over and reattaches to the
+    remote kernel it left (same pid, globals, script id and run), not a second copy.
+    Both gateways have the same secrets key (docs/failover.md): the sealed state opens."""
+    from test_failover import _active, _role, _url
+
+    from kernel_gateway.secrets import ENV_KEY
+    from kernel_gateway.secrets.crypto import new_key_text
+
+    hosts = remote_env
+    monkeypatch.setenv(ENV_KEY, new_key_text())
+    root, data_a = _counter_scripts(tmp_path, hosts, ("keep",))
+    data_b = tmp_path / "b"
+    for i, host in enumerate(hosts.hosts):
+        _install(data_b, f"vwed-h{i}", host.address)
+    args = ("--db-url", _url(pg_schema), "--ha", "--pool-size", "0")
+    a = GatewayProcess(root, data_a, *args)
+    b = None
+    try:
+        wait_until(lambda: _active(a), 30, "the first gateway to become active")
+        b = GatewayProcess(root, data_b, *args)
+        assert _role(b) == "standby"
+        r = a.client.post(
+            "/script-engine/start", json={"script_path": "keep.py", "kernel_name": "vwed-h0"}
+        )
+        assert r.status_code == 200, r.text
+        for _ in range(3):
+            _bump(a, "keep")
+        keep = _where(a, "keep")
+        before = a.running()["keep.py"]
+        launchers = _kernel_pids(hosts, 0)
+        a.proc.kill()
+        a.proc.wait(30)
+        wait_until(lambda: _active(b), 60, "the standby to take over")
+        wait_until(
+            lambda: b.running().get("keep.py", {}).get("status") == "running",
+            60,
+            "keep.py reattached",
+        )
+        assert _where(b, "keep")["pid"] == keep["pid"]
+        assert _bump(b, "keep") == 4
+        after = b.running()["keep.py"]
+        assert (after["script_id"], after["run_id"]) == (before["script_id"], before["run_id"])
+        assert _kernel_pids(hosts, 0) == launchers
+        assert "reattached keep.py to 1 running kernel(s)" in b.out.read_text()
+    finally:
+        a.finish()
+        if b is not None:
+            b.proc.terminate()
+            b.proc.wait(60)
+            b.finish()
