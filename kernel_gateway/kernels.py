@@ -64,6 +64,7 @@ class ScriptKernel:
         self.started_at = time.time()
         self.alive = True
         self.death_poll = death_poll
+        self.death_watch = "poll"  # or "pidfd": how its end is seen (_watch)
         self.on_iopub: IopubSink | None = None
         self.on_death: DeathHandler | None = None
         self.on_closed: Callable[[ScriptKernel], None] | None = None
@@ -303,7 +304,15 @@ class ScriptKernel:
             self._idle.pop(msg_id, None)
 
     async def _watch(self) -> None:
-        """Poll the provisioner: a kernel that dies is noticed within ``death_poll`` s."""
+        """Poll the provisioner: a kernel that dies is noticed within ``death_poll`` s.
+        A kernel forked by the fork server is watched through its pidfd first (the
+        loop wakes when it ends: nothing per idle kernel), then polled for its end."""
+        process = getattr(self.km.provisioner, "process", None)
+        until_ended = getattr(process, "until_ended", None)
+        ended = until_ended() if callable(until_ended) else None
+        if ended is not None:
+            self.death_watch = "pidfd"
+            await ended
         while not self._closing:
             await asyncio.sleep(self.death_poll)
             try:

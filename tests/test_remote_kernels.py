@@ -333,8 +333,9 @@ def _bump(gw: GatewayProcess, name: str) -> int:
     return int(r.json()["count"])
 
 
-def _kernel_pids(hosts: Hosts, i: int) -> set[int]:
-    """The remote kernels' processes in namespace ``i`` (each kernel with its listener)."""
+def _kernel_pids(hosts: Hosts, i: int, data: Path) -> set[int]:
+    """The remote kernels' processes in namespace ``i`` (each kernel with its listener)
+    started from the kernelspecs in ``data`` (not those of the module's other tests)."""
     out = subprocess.run(
         ["ip", "netns", "pids", hosts.hosts[i].netns], capture_output=True, text=True, timeout=10
     ).stdout.split()
@@ -342,7 +343,8 @@ def _kernel_pids(hosts: Hosts, i: int) -> set[int]:
     for pid in out:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"launch_ipykernel" in f.read():
+                cmdline = f.read()
+                if b"launch_ipykernel" in cmdline and str(data).encode() in cmdline:
                     found.add(int(pid))
         except OSError:
             continue
@@ -398,7 +400,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         assert _bump(first, "lost") == 1
         keep, lost = _where(first, "keep"), _where(first, "lost")
         before = first.running()
-        launchers = _kernel_pids(hosts, 0)  # keep.py's kernel (and its listener)
+        launchers = _kernel_pids(hosts, 0, data)  # keep.py's kernel (and its listener)
         assert keep["pid"] in launchers
     finally:
         first.proc.kill()  # kill -9: no shutdown, its remote kernels run on
@@ -436,7 +438,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         assert after["keep.py"]["script_id"] == before["keep.py"]["script_id"]
         assert after["keep.py"]["run_id"] == before["keep.py"]["run_id"]
         assert after["keep.py"]["kernels"][0]["host"] == hosts.hosts[0].address
-        assert _kernel_pids(hosts, 0) == launchers  # no second copy on its host
+        assert _kernel_pids(hosts, 0, data) == launchers  # no second copy on its host
         runs = _runs_of(data, "keep.py")
         assert len(runs) == 1 and runs[0][1] == "running" and runs[0][2] is None, runs
         log = second.out.read_text()
@@ -494,7 +496,7 @@ def test_a_takeover_reattaches_to_the_remote_kernels(
             _bump(a, "keep")
         keep = _where(a, "keep")
         before = a.running()["keep.py"]
-        launchers = _kernel_pids(hosts, 0)
+        launchers = _kernel_pids(hosts, 0, data_a)
         a.proc.kill()
         a.proc.wait(30)
         wait_until(lambda: _active(b), 60, "the standby to take over")
@@ -507,7 +509,7 @@ def test_a_takeover_reattaches_to_the_remote_kernels(
         assert _bump(b, "keep") == 4
         after = b.running()["keep.py"]
         assert (after["script_id"], after["run_id"]) == (before["script_id"], before["run_id"])
-        assert _kernel_pids(hosts, 0) == launchers
+        assert _kernel_pids(hosts, 0, data_a) == launchers
         assert "reattached keep.py to 1 running kernel(s)" in b.out.read_text()
     finally:
         a.finish()
