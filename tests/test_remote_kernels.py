@@ -379,7 +379,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     tmp_path: Path, remote_env: Hosts
 ) -> None:
     """kill -9 of the gateway, a new gateway on the same data directory: the remote
-    kernel that still runs is reattached (same pid on its host, its globals kept,
+    kernel that still runs (itself a restart after a crash) is reattached (same pid on its host, its globals kept,
     boot() not run again, the same script id and run, calls routed to it, no second
     copy); the remote kernel that died meanwhile is started again on its host; the
     local script is started again. The kernels' message keys are nowhere in the
@@ -395,6 +395,18 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         ):
             r = first.client.post("/script-engine/start", json={"script_path": path, **body})
             assert r.status_code == 200, r.text
+        # keep.py's first kernel dies and is restarted per its policy: what is kept for
+        # a reattach is its new kernel's
+        crashed = _where(first, "keep")["pid"]
+        hosts.hosts[0].run("kill", "-9", str(crashed))
+        wait_until(
+            lambda: (
+                first.running().get("keep.py", {}).get("restarts") == 1
+                and first.running()["keep.py"]["status"] == "running"
+            ),
+            90,
+            "keep.py restarted on its host",
+        )
         for _ in range(3):
             _bump(first, "keep")
         assert _bump(first, "lost") == 1
