@@ -456,6 +456,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         log = second.out.read_text()
         assert "reattached keep.py to 1 running kernel(s)" in log, log[-3000:]
         assert "here.py are gone" not in log  # a local script keeps no state to reattach to
+        assert keep["key"] not in log and keep["key"] not in first.out.read_text()
         # gone meanwhile: started again on its host (a new kernel, boot() again)
         new = _where(second, "lost")
         assert new["pid"] != lost["pid"] and new["netns"] == _netns_of(hosts, 1)
