@@ -27,6 +27,7 @@ from .deploy import Deployer
 from .deps import DepsSettings, Environments
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
+from .engine.reattach import RemoteKernels
 from .envworkers import EnvWorkerPools
 from .errors import GatewayError, KernelStartError, StoreTimeout
 from .executions.service import ExecutionService
@@ -257,6 +258,8 @@ class Gateway:
             default_policy=settings.default_policy,
             repo=self.repo,  # which revision a start, reload, restart runs
             environments=self.environments,
+            # remote kernels that outlive a gateway are reattached at restore (issue 19)
+            remote=RemoteKernels(self.ksm, key, fast_path=settings.fast_path),
         )
         self.workers = WorkerPool(
             self._start_worker,
