@@ -14,7 +14,10 @@ In one run, on this machine:
    with plain launches (``--no-fork-server``), in the same run;
 4. scale: N scripts running at once (``--scripts``; RSS and private memory per
    kernel, the gateway's RSS growth per script, routing p50 against one
-   script), forked, and plain for ``--plain-scripts`` of them.
+   script), forked, and plain for ``--plain-scripts`` of them;
+5. mqtt: a route that publishes one MQTT message per call (QoS 0, and QoS 1
+   waiting for the broker's PUBACK) against the same route without publishing
+   (the broker: ``--mqtt-url``, default the local Mosquitto).
 
 Servers run as their own processes; the load comes from this process over
 keep-alive HTTP/1.1 connections on loopback (a minimal client, the same for
@@ -23,6 +26,10 @@ every row).
     python bench/calls.py                # everything
     python bench/calls.py --quick        # fewer requests, no JKG, 10 scripts for scale
     python bench/calls.py --only calls payload
+
+Section ``sinks`` (issue 20): a route writing one log record per call with three
+log sinks attached (a JSON lines file, a webhook and UDP syslog to loopback
+receivers) against none.
 """
 
 from __future__ import annotations
@@ -623,6 +630,213 @@ def section_payload(args: argparse.Namespace, work: Path) -> None:
         floor.terminate()
 
 
+# -- log sinks (issue 20) ------------------------------------------------------------
+SINKS_SCRIPT = """
+def logged(request=None):
+    VWED.log.info("bench", "one record per call")
+    return {"ok": True}
+
+def boot():
+    VWED.api.register_route("/{name}/logged", "GET", logged)
+"""
+
+SINK_RECEIVER = """
+import http.server, json, socket, sys, threading
+count = {"http": 0, "syslog": 0}
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        count["http"] += len(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        data = json.dumps(count).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+
+def syslog():
+    while True:
+        udp.recv(70000)
+        count["syslog"] += 1
+
+threading.Thread(target=syslog, daemon=True).start()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+print(server.server_address[1], udp.getsockname()[1], flush=True)
+server.serve_forever()
+"""
+
+
+def _sink_metrics(gw: Gateway) -> dict[str, list[float]]:
+    """``{sink: [sent, dropped, queued]}`` from the gateway's /metrics."""
+    _, text = http(gw.port, "GET", "/metrics", token=gw.token)
+    names = (
+        "vwed_log_sink_records_sent_total",
+        "vwed_log_sink_records_dropped_total",
+        "vwed_log_sink_queue_depth",
+    )
+    out: dict[str, list[float]] = {}
+    for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines():
+        for i, kind in enumerate(names):
+            if line.startswith(kind + '{sink="'):
+                sink = line.split('"')[1]
+                out.setdefault(sink, [0.0, 0.0, 0.0])[i] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def section_sinks(args: argparse.Namespace, work: Path) -> None:
+    """Routing a call that writes one log record, with three log sinks attached (a JSON
+    lines file, a webhook and UDP syslog to loopback receivers in their own process)
+    against none: interleaved rounds, medians."""
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", SINK_RECEIVER], stdout=subprocess.PIPE, text=True
+    )
+    assert receiver.stdout is not None
+    hook_port, syslog_port = (int(x) for x in receiver.stdout.readline().split())
+    sinks = (
+        f"file://{work / 'sinks-vwed.jsonl'}?max_bytes=67108864&keep=2",
+        f"http://127.0.0.1:{hook_port}/hook",
+        f"syslog://127.0.0.1:{syslog_port}",
+    )
+    extra = tuple(a for url in sinks for a in ("--log-sink", url))
+    gateways = {
+        "no sinks": Gateway(work / "sinks-none", pool=1, token=BENCH_TOKEN),
+        "file + http + syslog": Gateway(
+            work / "sinks-three", pool=1, extra=extra, token=BENCH_TOKEN
+        ),
+    }
+    try:
+        for gw in gateways.values():
+            (gw.scripts / "logged.py").write_text(SINKS_SCRIPT.replace("{name}", "logged"))
+            status, body = http(
+                gw.port,
+                "POST",
+                "/script-engine/start",
+                {"script_path": "logged.py"},
+                token=gw.token,
+            )
+            if status != 200:
+                raise RuntimeError(body)
+        from throughput import cpu_seconds
+
+        rounds = 7 if not args.quick else 1
+        # (p50 ms, p99 ms, req/s, gateway CPU ms per call: its sink threads included)
+        results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
+        for _ in range(rounds):
+            for conc in (1, 8):
+                for name, gw in gateways.items():
+                    cpu0 = cpu_seconds(gw.proc.pid)
+                    lat, took = load(
+                        gw.port,
+                        "GET",
+                        "/script-api/logged/logged",
+                        b"",
+                        args.requests,
+                        conc,
+                        token=CALLER,
+                    )
+                    cpu = (cpu_seconds(gw.proc.pid) - cpu0) * 1000 / len(lat)
+                    results.setdefault((name, conc), []).append(
+                        (pct(lat, 50), pct(lat, 99), len(lat) / took, cpu)
+                    )
+        med = statistics.median
+        rows: list[list[Any]] = []
+        for conc in (1, 8):
+            base = results[("no sinks", conc)]
+            for name in gateways:
+                rs = results[(name, conc)]
+                # cost: the median of each round's ratio to the round's run without sinks
+                # (the two runs of a round are back to back: drift of the machine cancels)
+                rps_cost = med(1 - r[2] / b[2] for r, b in zip(rs, base, strict=True))
+                cpu_cost = med(r[3] / b[3] - 1 for r, b in zip(rs, base, strict=True))
+                p50_ratio = med(r[0] / b[0] for r, b in zip(rs, base, strict=True))
+                rows.append(
+                    [
+                        name,
+                        conc,
+                        rounds * args.requests,
+                        f"{med(r[0] for r in rs):.2f}",
+                        f"{med(r[1] for r in rs):.2f}",
+                        f"{med(r[2] for r in rs):.0f}",
+                        f"{rps_cost * 100:+.1f}%",
+                        f"{p50_ratio:.2f}x",
+                        f"{med(r[3] for r in rs):.3f}",
+                        f"{cpu_cost * 100:+.1f}%",
+                    ]
+                )
+        table(
+            f"log sinks: a route writing one log record per call, medians of {rounds} "
+            "interleaved rounds (cost: median of the rounds' ratios to no sinks; goal <= 10% "
+            "at conc 8)",
+            [
+                "gateway",
+                "conc",
+                "calls",
+                "p50 ms",
+                "p99 ms",
+                "req/s",
+                "req/s cost",
+                "p50 / none",
+                "gateway CPU ms/call",
+                "CPU cost",
+            ],
+            rows,
+        )
+        gw = gateways["file + http + syslog"]
+
+        def settled() -> bool:  # every sink done with the same records
+            m = _sink_metrics(gw).values()
+            return (
+                len(m) == 3 and all(q == 0 for _, _, q in m) and len({s + d for s, d, _ in m}) == 1
+            )
+
+        until(settled, 60, "the sinks to send what they hold")
+        path = work / "sinks-vwed.jsonl"
+        sent = {k: v[0] for k, v in _sink_metrics(gw).items()}
+
+        def received() -> dict[str, int]:
+            got = json.loads(urlopen_text(f"http://127.0.0.1:{hook_port}/"))
+            with open(path, "rb") as f:
+                got["file"] = sum(1 for _ in f)
+            return got
+
+        try:  # datagrams may still be in the receiver's socket buffer
+            until(lambda: sum(received().values()) >= sum(sent.values()), 10, "the receivers")
+        except TimeoutError:
+            pass  # UDP may lose some: the table says how many
+        delivered = received()
+        sink_rows = []
+        for sink, (sent_n, dropped, _) in _sink_metrics(gw).items():
+            got = delivered[sink.split(":", 1)[0]]
+            sink_rows.append([sink, int(sent_n), int(dropped), got])
+        table(
+            "log sinks: records sent and dropped (gateway metrics) and received",
+            ["sink", "sent", "dropped", "received"],
+            sink_rows,
+        )
+    finally:
+        for gw in gateways.values():
+            gw.close()
+        receiver.terminate()
+
+
+def urlopen_text(url: str) -> str:
+    from urllib.request import urlopen
+
+    with urlopen(url, timeout=10) as answer:  # noqa: S310 - loopback receiver of this run
+        return answer.read().decode()
+
+
 def private_mib(pid: int) -> float:
     """Private memory of a process (``Private_Clean + Private_Dirty``): what it does
     not share with any other (the fork server's pages shared copy-on-write are out)."""
@@ -801,12 +1015,93 @@ def section_scale(args: argparse.Namespace, work: Path) -> None:
     )
 
 
+MQTT_SCRIPT = """
+import uuid
+
+TOPIC = "vwedbench/" + uuid.uuid4().hex[:12] + "/tick"
+
+def plain(request=None):
+    return {"ok": True, "n": 1}
+
+def publish0(request=None):
+    VWED.mqtt.publish(TOPIC, b"1")
+    return {"ok": True, "n": 1}
+
+def publish1(request=None):
+    VWED.mqtt.publish(TOPIC, b"1", qos=1)
+    return {"ok": True, "n": 1}
+
+def boot():
+    VWED.api.register_route("/mq/plain", "GET", plain)
+    VWED.api.register_route("/mq/publish0", "GET", publish0)
+    VWED.api.register_route("/mq/publish1", "GET", publish1)
+    VWED.mqtt.publish(TOPIC, b"boot")  # the connection is opened in boot(), not in the timing
+"""
+
+
+def section_mqtt(args: argparse.Namespace, work: Path) -> None:
+    """A route that publishes one MQTT message per call, against the same route without."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(args.mqtt_url)
+    try:
+        socket.create_connection((where.hostname, where.port or 1883), timeout=2).close()
+    except OSError as exc:
+        print(f"\n### mqtt: skipped, no broker at {args.mqtt_url} ({exc})")
+        return
+    gw = Gateway(work / "mqtt", pool=1, extra=("--mqtt-url", args.mqtt_url))
+    try:
+        (gw.scripts / "mq.py").write_text(MQTT_SCRIPT)
+        status, body = http(gw.port, "POST", "/script-engine/start", {"script_path": "mq.py"})
+        if status != 200:
+            raise RuntimeError(body)
+        cases = [
+            ("route without publishing", "/script-api/mq/plain"),
+            ("route publishing 1 message, QoS 0", "/script-api/mq/publish0"),
+            ("route publishing 1 message, QoS 1 (waits for the PUBACK)", "/script-api/mq/publish1"),
+        ]
+        rows: list[list[Any]] = []
+        for conc in [c for c in args.concurrency if c <= 8] or [1]:
+            # the cases alternate over five rounds, so drift of the machine hits them alike
+            got: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name, _ in cases}
+            for _ in range(5):
+                for name, path in cases:
+                    lat, took = load(gw.port, "GET", path, b"", args.requests // 5, conc, 5)
+                    got[name] = (got[name][0] + lat, got[name][1] + took)
+            base = pct(got[cases[0][0]][0], 50)
+            base_rate = len(got[cases[0][0]][0]) / got[cases[0][0]][1]
+            for name, _ in cases:
+                lat, took = got[name]
+                rate = len(lat) / took
+                rows.append(
+                    [
+                        name,
+                        conc,
+                        len(lat),
+                        f"{pct(lat, 50):.2f}",
+                        f"{pct(lat, 99):.2f}",
+                        f"{rate:.0f}",
+                        f"{(pct(lat, 50) / base - 1) * 100:+.0f}%",
+                        f"{(1 - rate / base_rate) * 100:+.0f}%",
+                    ]
+                )
+        table(
+            f"mqtt: a route publishing one message per call (broker {args.mqtt_url})",
+            ["route", "conc", "n", "p50 ms", "p99 ms", "req/s", "p50 cost", "req/s cost"],
+            rows,
+        )
+    finally:
+        gw.close()
+
+
 SECTIONS = {
     "calls": section_calls,
+    "sinks": section_sinks,
     "payload": section_payload,
     "start": section_start,
     "scale": section_scale,
     "throughput": section_throughput,
+    "mqtt": section_mqtt,
 }
 
 
@@ -823,6 +1118,7 @@ def main() -> int:
     parser.add_argument(
         "--plain-scripts", type=int, default=50, help="scale: scripts of the plain-launch row"
     )
+    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883", help="mqtt: the broker")
     parser.add_argument("--wrk-rounds", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=float, default=5.0)
     parser.add_argument(

@@ -27,6 +27,7 @@ from .deploy import Deployer
 from .deps import DepsSettings, Environments
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
+from .engine.reattach import RemoteKernels
 from .envworkers import EnvWorkerPools
 from .errors import GatewayError, KernelStartError, StoreTimeout
 from .executions.service import ExecutionService
@@ -49,6 +50,7 @@ from .logs import LogHub
 from .mail import Mailer
 from .metrics import GatewayGauges, Metrics
 from .modules_catalog import ModuleCatalog
+from .mqtt_config import MqttConfig
 from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
@@ -174,7 +176,11 @@ class Gateway:
             max_queue=settings.log_queue_max,
             end_orphans=not settings.ha,  # with --ha: at takeover (_activate)
         )
-        self.logs = LogHub(self.db, ring_bytes=settings.log_buffer_mb * 1024 * 1024)
+        self.logs = LogHub(
+            self.db,
+            ring_bytes=settings.log_buffer_mb * 1024 * 1024,
+            sink_urls=settings.log_sink_urls,  # --log-sink
+        )
         self.embedded = EmbeddedBackend(self.db)
         self.platform: PlatformBackend = (
             HttpBackend(settings.platform_url, settings.platform_token)
@@ -219,6 +225,10 @@ class Gateway:
             modules=self.modules,
             secrets=self.secrets.kernel_get,
         )
+        # VWED.mqtt: the broker's settings, asked by kernels (kernel_gateway/mqtt_config.py)
+        self.services.kernel_services["mqtt.config"] = MqttConfig.from_settings(
+            settings, self.logs.redactor
+        ).kernel_get
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
             on_iopub=self.logs.on_iopub,
@@ -249,6 +259,8 @@ class Gateway:
             default_policy=settings.default_policy,
             repo=self.repo,  # which revision a start, reload, restart runs
             environments=self.environments,
+            # remote kernels that outlive a gateway are reattached at restore (issue 19)
+            remote=RemoteKernels(self.ksm, key, fast_path=settings.fast_path),
         )
         self.workers = WorkerPool(
             self._start_worker,

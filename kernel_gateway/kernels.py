@@ -64,6 +64,7 @@ class ScriptKernel:
         self.started_at = time.time()
         self.alive = True
         self.death_poll = death_poll
+        self.death_watch = "poll"  # or "pidfd": how its end is seen (_watch)
         self.on_iopub: IopubSink | None = None
         self.on_death: DeathHandler | None = None
         self.on_closed: Callable[[ScriptKernel], None] | None = None
@@ -86,7 +87,9 @@ class ScriptKernel:
         launch: LaunchOptions | None = None,
     ) -> ScriptKernel:
         try:
-            km = await start_kernel(ksm, kernel_name, launch or LaunchOptions(), extra_env)
+            km = await start_kernel(
+                ksm, kernel_name, launch or LaunchOptions(), extra_env, script=True
+            )
         except Exception as exc:
             raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
         kernel = cls(km)
@@ -97,6 +100,29 @@ class ScriptKernel:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise KernelStartError(f"kernel {kernel_name!r} did not become ready: {exc!r}") from exc
+        return kernel
+
+    @classmethod
+    async def attach(
+        cls, km: AsyncKernelManager, *, timeout: float = 30.0, fast_path: bool = True
+    ) -> ScriptKernel:
+        """A kernel that was already running (a remote one this gateway reattached to,
+        ``remote.reattach``): its channels, a new service subshell and a new ``vwed``
+        comm (the kernel's newest comm wins). Raises ``KernelStartError`` if it does
+        not answer in time; the kernel is left running then (the caller decides)."""
+        kernel = cls(km)
+        try:
+            await asyncio.wait_for(kernel._connect(fast_path), timeout)
+        except BaseException as exc:
+            kernel._closing = True
+            for task in kernel._tasks:
+                task.cancel()
+            kernel.bridge.close()
+            with contextlib.suppress(Exception):
+                kernel.client.stop_channels()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise KernelStartError(f"the kernel did not answer on its channels: {exc!r}") from exc
         return kernel
 
     async def _connect(self, fast_path: bool) -> None:
@@ -280,7 +306,15 @@ class ScriptKernel:
             self._idle.pop(msg_id, None)
 
     async def _watch(self) -> None:
-        """Poll the provisioner: a kernel that dies is noticed within ``death_poll`` s."""
+        """Poll the provisioner: a kernel that dies is noticed within ``death_poll`` s.
+        A kernel forked by the fork server is watched through its pidfd first (the
+        loop wakes when it ends: nothing per idle kernel), then polled for its end."""
+        process = getattr(self.km.provisioner, "process", None)
+        until_ended = getattr(process, "until_ended", None)
+        ended = until_ended() if callable(until_ended) else None
+        if ended is not None:
+            self.death_watch = "pidfd"
+            await ended
         while not self._closing:
             await asyncio.sleep(self.death_poll)
             try:

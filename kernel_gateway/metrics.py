@@ -105,6 +105,7 @@ class GatewayGauges:
         yield GaugeMetricFamily(
             "vwed_log_subscribers", "Live log WebSocket subscribers", value=self.logs.subscribers
         )
+        yield from self._log_sinks()
         if self.executions is not None:
             now = self.executions()
             live = GaugeMetricFamily(
@@ -115,6 +116,31 @@ class GatewayGauges:
             for name in ("queued", "running"):
                 live.add_metric([name], now.get(name, 0))
             yield live
+
+    def _log_sinks(self) -> Iterator[Any]:
+        """Per ``--log-sink``: records waiting, sent and dropped (queue full, or a batch
+        the sink failed to deliver)."""
+        runners = self.logs.sinks.runners
+        if not runners:
+            return
+        depth = GaugeMetricFamily(
+            "vwed_log_sink_queue_depth", "Log records waiting for a log sink", labels=["sink"]
+        )
+        sent = CounterMetricFamily(
+            "vwed_log_sink_records_sent", "Log records sent to a log sink", labels=["sink"]
+        )
+        dropped = CounterMetricFamily(
+            "vwed_log_sink_records_dropped",
+            "Log records a log sink dropped (its queue full, or a batch it failed to send)",
+            labels=["sink"],
+        )
+        for runner in runners:
+            depth.add_metric([runner.name], runner.queued)
+            sent.add_metric([runner.name], runner.sent)
+            dropped.add_metric([runner.name], runner.dropped_total)
+        yield depth
+        yield sent
+        yield dropped
 
 
 class Metrics:

@@ -21,6 +21,7 @@ __all__ = [
     "route_entry",
     "function_entry",
     "listener_entry",
+    "mqtt_entry",
     "METHODS",
 ]
 
@@ -107,6 +108,7 @@ class ScriptRegistrations:
     timers: dict[str, dict[str, Any]] = field(default_factory=dict)
     websockets: dict[str, dict[str, Any]] = field(default_factory=dict)
     tcp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mqtt: dict[str, dict[str, Any]] = field(default_factory=dict)  # VWED.mqtt subscriptions
 
     def counts(self) -> dict[str, int]:
         return {
@@ -116,6 +118,7 @@ class ScriptRegistrations:
             "timers": len(self.timers),
             "websockets": len(self.websockets),
             "tcp": len(self.tcp),
+            "mqtt": len(self.mqtt),
         }
 
     def describe(self) -> dict[str, list[dict[str, Any]]]:
@@ -126,6 +129,7 @@ class ScriptRegistrations:
             "timers": list(self.timers.values()),
             "websockets": list(self.websockets.values()),
             "tcp": list(self.tcp.values()),
+            "mqtt": list(self.mqtt.values()),
         }
 
 
@@ -183,4 +187,27 @@ def parse_registrations(script_id: str, snapshot: dict[str, Any]) -> ScriptRegis
         regs.websockets[path] = {"path": path, "script_id": script_id}
     for item in snapshot.get("tcp") or []:
         regs.tcp[str(item.get("port"))] = {"port": item.get("port"), "script_id": script_id}
+    for item in snapshot.get("mqtt") or []:
+        sub = mqtt_entry(script_id, item)
+        if sub is not None:
+            regs.mqtt[sub["id"]] = sub
     return regs
+
+
+def mqtt_entry(script_id: str, item: Any) -> dict[str, Any] | None:
+    """An MQTT subscription as the gateway lists it (the kernel's description, its
+    fields checked: the kernel runs the script's code); None when malformed."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return None
+    topic, qos = item.get("topic"), item.get("qos")
+    if not isinstance(topic, str) or qos not in (0, 1, 2):
+        return None
+    return {
+        "id": item["id"],
+        "topic": topic,
+        "qos": qos,
+        "all_replicas": bool(item.get("all_replicas")),
+        "active": bool(item.get("active", True)),
+        "handler": str(item.get("handler") or ""),
+        "script_id": script_id,
+    }

@@ -18,6 +18,7 @@ from .registrations import (
     RouteEntry,
     ScriptRegistrations,
     listener_entry,
+    mqtt_entry,
     normalize_path,
     parse_registrations,
 )
@@ -117,6 +118,11 @@ class Registry:
             if isinstance(item.get("id"), str):
                 regs.timers[item["id"]] = {**item, "script_id": script_id}
             return
+        if kind == "mqtt":
+            sub = mqtt_entry(script_id, item)
+            if sub is not None:
+                regs.mqtt[sub["id"]] = sub
+            return
         if kind in ("websocket", "tcp"):
             extra_regs = parse_registrations(
                 script_id, {"websockets" if kind == "websocket" else "tcp": [item]}
@@ -169,6 +175,8 @@ class Registry:
                 self._drop_listener(lentry)
         elif kind == "timer":
             regs.timers.pop(str(item.get("id")), None)
+        elif kind == "mqtt":
+            regs.mqtt.pop(str(item.get("id")), None)
 
     def remove(self, script_id: str) -> ScriptRegistrations | None:
         """Remove everything a script registered."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_client.provisioning import KernelProvisionerFactory
+from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
 
 __all__ = ["prepare_remote_provisioners", "remote_state", "reattach", "end_remote"]
 
@@ -40,7 +40,8 @@ def prepare_remote_provisioners(environ: dict[str, str] | None = None) -> None:
 # launcher keeps running on its host (started with nohup over SSH), and what its
 # provisioner knows (host, pid, listener port, the kernel's ports and key) is enough to
 # rebuild a manager for it. ``remote_state`` is what to persist; ``reattach`` rebuilds.
-# The engine does not use them yet (docs/scaling.md says what is left).
+# The engine keeps the first (sealed) with each desired remote script and reattaches
+# through the second at restore (engine/reattach.py, engine/resume.py).
 
 
 async def remote_state(km: AsyncKernelManager) -> dict[str, Any] | None:
@@ -48,7 +49,9 @@ async def remote_state(km: AsyncKernelManager) -> dict[str, Any] | None:
     holds the kernel's message key: store it as a secret); None for a local kernel,
     which does not outlive the gateway."""
     provisioner = km.provisioner
-    if provisioner is None or type(provisioner).__name__ == "LocalProvisioner":
+    # the fork server's provisioner is a LocalProvisioner too: local kernels end with
+    # their gateway (their parent), there is nothing to reconnect to
+    if provisioner is None or isinstance(provisioner, LocalProvisioner):
         return None
     info = await provisioner.get_provisioner_info()
     return {"kernel_name": km.kernel_name, "provisioner": _jsonable(info)}

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,34 @@ def test_a_forked_kernel_runs_as_the_kernel_user(tmp_path):
                 shutil.rmtree(launch.runtime_dir, ignore_errors=True)
 
     asyncio.run(run())
+
+
+@pytest.mark.timeout(120)
+def test_an_idle_forked_kernel_is_watched_through_its_pidfd(forked):
+    """The death watch of a forked kernel waits on its pidfd with the event loop: an
+    idle kernel is not polled (no ``is_alive`` in a second, where the 0.2 s poll made
+    five), and its death by SIGKILL is still seen at once and restarts it."""
+    with httpx.Client(base_url=forked.url, timeout=60) as c:
+        started = _start(c, "fa")
+        sid = started["script_id"]
+        kernel = _kernel(forked, sid)
+        assert kernel.death_watch == "pidfd"
+        polls: list[float] = []
+        is_alive = kernel.km.is_alive
+
+        async def counted() -> bool:
+            polls.append(time.monotonic())
+            return bool(await is_alive())
+
+        kernel.km.is_alive = counted  # an observer: the real check still answers
+        time.sleep(1.0)  # a window to count in, not a wait for a condition
+        assert polls == [], f"an idle forked kernel was polled {len(polls)} times in 1 s"
+        killed = time.monotonic()
+        os.kill(kernel.pid, signal.SIGKILL)
+        wait_until(lambda: polls, 10, "the watch to wake at the kernel's end")
+        assert polls[0] - killed < 1.0
+        wait_until(
+            lambda: c.get(f"/script-engine/scripts/{sid}").json().get("restarts") == 1,
+            30,
+            "the restart",
+        )

@@ -59,6 +59,7 @@ def test_two_scripts_run_in_two_kernels_and_do_not_share_globals(scripts, client
         "timers": 0,
         "websockets": 0,
         "tcp": 0,
+        "mqtt": 0,
     }
     detail = client.get(f"/script-engine/scripts/{sa['script_id']}").json()
     assert {f["name"] for f in detail["registrations_detail"]["functions"]} == {f"{a}_pid"}

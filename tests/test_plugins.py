@@ -311,7 +311,7 @@ def test_modules_endpoint_lists_builtins_and_plugins(gateway: GatewayProcess) ->
         "loads": True,
         "error": None,
     }
-    for builtin in ("api", "function", "log", "event", "timer", "secrets"):
+    for builtin in ("api", "function", "log", "event", "timer", "secrets", "mqtt"):
         assert modules[(builtin, "vwed-script-engine")]["kind"] == "builtin"
     broken = modules[("brokenimport", "vwed-broken-import")]
     assert broken["loads"] is False and "vwed_no_such_module_xyz" in broken["error"]

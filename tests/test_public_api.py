@@ -22,6 +22,7 @@ def test_vwed_modules_and_documented_methods():
         "storage",
         "task",
         "robot",
+        "mqtt",
     ]
     assert dir(v) == sorted(
         [*modules, "script_id", "replica", "replicas", "registrations", "progress", "deploy"]

@@ -146,6 +146,7 @@ def test_a_recommit_of_the_same_script_replaces_its_entries():
         "timers": 0,
         "websockets": 0,
         "tcp": 0,
+        "mqtt": 0,
     }
     # what A gave up is free for another script
     commit(reg, "B", apis=[api("GET", "/old")], websockets=[{"path": "/old/ws"}])
@@ -288,6 +289,7 @@ def test_remove_one_of_each_kind():
         "timers": 0,
         "websockets": 0,
         "tcp": 0,
+        "mqtt": 0,
     }
 
 
@@ -310,6 +312,10 @@ def test_describe_lists_what_a_script_registered():
         timers=[{"id": "t"}],
         websockets=[{"path": "/ws"}],
         tcp=[{"port": 9200}],
+        mqtt=[
+            {"id": "mqtt_1", "topic": "a/+/t", "qos": 1, "active": True, "handler": "h"},
+            {"id": "bad", "topic": "a/b", "qos": 7},  # malformed: left out
+        ],
     )
     assert reg.of("A").describe() == {
         "apis": [{"method": "GET", "path": "/a", "description": "an a", "script_id": "A"}],
@@ -320,4 +326,15 @@ def test_describe_lists_what_a_script_registered():
         "timers": [{"id": "t", "script_id": "A"}],
         "websockets": [{"path": "/ws", "script_id": "A"}],
         "tcp": [{"port": 9200, "script_id": "A"}],
+        "mqtt": [
+            {
+                "id": "mqtt_1",
+                "topic": "a/+/t",
+                "qos": 1,
+                "all_replicas": False,
+                "active": True,
+                "handler": "h",
+                "script_id": "A",
+            }
+        ],
     }

@@ -4,7 +4,9 @@ addresses only inside them, sshd in each with its own config and keys), and
 scripts started there through gateway_provisioners' SSH ``DistributedProvisioner``
 from kernelspecs written by ``vwed-kernel install --remote-host``. Calls cross the
 namespace boundary; a remote kernel killed in its namespace is restarted per the
-script's policy; a restored script goes back to its host.
+script's policy; a restored script goes back to its host; a gateway killed -9 (or
+replaced by its standby at a takeover, with ``--ha`` on PostgreSQL) reattaches to
+the remote kernels that still run instead of starting them again.
 
 The namespace tests run as root only (``ip netns add``), with openssh-server and
 gateway_provisioners, and skip with the reason otherwise. Every namespace and sshd
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 from netns import Hosts, why_not
+from test_store_outage import pg_schema  # noqa: F401 - the fixture (a schema per test)
 
 from conftest import GatewayProcess, wait_until
 
@@ -191,9 +194,9 @@ def test_scripts_on_two_remote_hosts_and_a_local_one(tmp_path: Path, remote_env:
 @needs_hosts
 @pytest.mark.timeout(300)
 def test_a_restored_remote_script_goes_back_to_its_host(tmp_path: Path, remote_env: Hosts) -> None:
-    """After a gateway restart the script runs on its host again (its kernel_name is
-    kept with it). The old kernel is not reattached: it is stopped with the old
-    gateway (a SIGTERM here) and a new one starts (docs/scaling.md)."""
+    """After a clean gateway restart the script runs on its host again (its
+    kernel_name is kept with it): a clean stop ends the remote kernels (a SIGTERM
+    here), so the restore finds none to reattach to and starts a new one."""
     hosts = remote_env
     root, data = _scripts(tmp_path, hosts, ("one",))
     first = GatewayProcess(root, data, "--pool-size", "0")
@@ -239,7 +242,8 @@ def test_a_remote_kernel_outlives_its_manager_and_is_reattached(
     Jupyter level: a kernel started on a namespace host through the gateway's own
     launch path, its manager dropped without a shutdown (as a gateway killed -9
     would), a new manager built from the persisted provisioner info, and the
-    kernel's state still there. (The engine does not restore through it yet.)"""
+    kernel's state still there. (The engine's restore goes through it:
+    test_a_gateway_killed_9_reattaches_to_its_remote_kernels.)"""
     import asyncio
     import json
 
@@ -292,3 +296,237 @@ def test_a_remote_kernel_outlives_its_manager_and_is_reattached(
         assert await reattach(ksm, stored) is None  # gone: a restore starts a new one
 
     asyncio.run(scenario())
+
+
+COUNTER = """
+import os
+
+count = 0
+
+def boot():
+    VWED.api.register_route("/{name}/where", "GET", where)
+    VWED.api.register_route("/{name}/count", "POST", bump)
+
+def where():
+    from ipykernel.kernelbase import Kernel
+    # the kernel's message key: the test checks it is nowhere in the database in plaintext
+    key = Kernel.instance().session.key.decode()
+    return {{"netns": os.readlink("/proc/self/ns/net"), "pid": os.getpid(), "key": key}}
+
+def bump():
+    global count
+    count += 1
+    return {{"count": count, "pid": os.getpid()}}
+"""
+
+
+def _counter_scripts(tmp_path: Path, hosts: Hosts, names: tuple[str, ...]) -> tuple[Path, Path]:
+    root, data = _scripts(tmp_path, hosts, ())
+    for name in names:
+        (root / f"{name}.py").write_text(COUNTER.format(name=name))
+    return root, data
+
+
+def _bump(gw: GatewayProcess, name: str) -> int:
+    r = gw.client.post(f"/script-api/{name}/count")
+    assert r.status_code == 200, r.text
+    return int(r.json()["count"])
+
+
+def _kernel_pids(hosts: Hosts, i: int, data: Path) -> set[int]:
+    """The remote kernels' processes in namespace ``i`` (each kernel with its listener)
+    started from the kernelspecs in ``data`` (not those of the module's other tests)."""
+    out = subprocess.run(
+        ["ip", "netns", "pids", hosts.hosts[i].netns], capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    found = set()
+    for pid in out:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+                if b"launch_ipykernel" in cmdline and str(data).encode() in cmdline:
+                    found.add(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _desired_options(data: Path) -> dict[str, dict[str, Any]]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        rows = db.execute("SELECT script_path, options FROM vwed_desired_scripts").fetchall()
+    return {path: json.loads(options or "{}") for path, options in rows}
+
+
+def _runs_of(data: Path, path: str) -> list[tuple[int, str, float | None]]:
+    import sqlite3
+
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        return list(
+            db.execute(
+                "SELECT id, status, stopped_at FROM vwed_script_runs WHERE script_path = ? "
+                "ORDER BY id",
+                (path,),
+            )
+        )
+
+
+@needs_hosts
+@pytest.mark.timeout(420)
+def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
+    tmp_path: Path, remote_env: Hosts
+) -> None:
+    """kill -9 of the gateway, a new gateway on the same data directory: the remote
+    kernel that still runs (itself a restart after a crash) is reattached (same pid on its host, its globals kept,
+    boot() not run again, the same script id and run, calls routed to it, no second
+    copy); the remote kernel that died meanwhile is started again on its host; the
+    local script is started again. The kernels' message keys are nowhere in the
+    database in plaintext (sealed with the secrets key)."""
+    hosts = remote_env
+    root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here"))
+    first = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        for path, body in (
+            ("keep.py", {"kernel_name": "vwed-h0"}),
+            ("lost.py", {"kernel_name": "vwed-h1"}),
+            ("here.py", {}),
+        ):
+            r = first.client.post("/script-engine/start", json={"script_path": path, **body})
+            assert r.status_code == 200, r.text
+        # keep.py's first kernel dies and is restarted per its policy: what is kept for
+        # a reattach is its new kernel's
+        crashed = _where(first, "keep")["pid"]
+        hosts.hosts[0].run("kill", "-9", str(crashed))
+        wait_until(
+            lambda: (
+                first.running().get("keep.py", {}).get("restarts") == 1
+                and first.running()["keep.py"]["status"] == "running"
+            ),
+            90,
+            "keep.py restarted on its host",
+        )
+        for _ in range(3):
+            _bump(first, "keep")
+        assert _bump(first, "lost") == 1
+        keep, lost = _where(first, "keep"), _where(first, "lost")
+        before = first.running()
+        launchers = _kernel_pids(hosts, 0, data)  # keep.py's kernel (and its listener)
+        assert keep["pid"] in launchers
+    finally:
+        first.proc.kill()  # kill -9: no shutdown, its remote kernels run on
+        first.proc.wait(30)
+        first.finish()
+    assert _alive(keep["pid"]) and _alive(lost["pid"])
+    hosts.hosts[1].run("kill", "-9", str(lost["pid"]))  # dies while no gateway runs
+    wait_until(lambda: not _alive(lost["pid"]), 30, "lost.py's kernel gone")
+
+    # nothing of a kernel's key in plaintext in the database (the whole file)
+    stored = (data / "vwed.sqlite3").read_bytes()
+    for wal in data.glob("vwed.sqlite3-*"):
+        stored += wal.read_bytes()
+    assert keep["key"].encode() not in stored and lost["key"].encode() not in stored
+    options = _desired_options(data)
+    assert options["keep.py"]["attach"].startswith("v1:")  # sealed (secrets/crypto.py)
+    assert "attach" not in options["here.py"]
+
+    second = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+
+        def restored() -> bool:
+            running = second.running()
+            return all(
+                running.get(p, {}).get("status") == "running"
+                for p in ("keep.py", "lost.py", "here.py")
+            )
+
+        wait_until(restored, 180, "the three scripts restored")
+        after = second.running()
+        # reattached: the same process on its host, its globals, script id and run
+        again = _where(second, "keep")
+        assert again["pid"] == keep["pid"] and again["netns"] == _netns_of(hosts, 0)
+        assert _bump(second, "keep") == 4
+        assert after["keep.py"]["script_id"] == before["keep.py"]["script_id"]
+        assert after["keep.py"]["run_id"] == before["keep.py"]["run_id"]
+        assert after["keep.py"]["kernels"][0]["host"] == hosts.hosts[0].address
+        assert _kernel_pids(hosts, 0, data) == launchers  # no second copy on its host
+        runs = _runs_of(data, "keep.py")
+        assert len(runs) == 1 and runs[0][1] == "running" and runs[0][2] is None, runs
+        log = second.out.read_text()
+        assert "reattached keep.py to 1 running kernel(s)" in log, log[-3000:]
+        assert "here.py are gone" not in log  # a local script keeps no state to reattach to
+        assert keep["key"] not in log and keep["key"] not in first.out.read_text()
+        # gone meanwhile: started again on its host (a new kernel, boot() again)
+        new = _where(second, "lost")
+        assert new["pid"] != lost["pid"] and new["netns"] == _netns_of(hosts, 1)
+        assert _bump(second, "lost") == 1
+        assert after["lost.py"]["run_id"] != before["lost.py"]["run_id"]
+        assert [r[1] for r in _runs_of(data, "lost.py")] == ["died", "running"]
+        # a local kernel dies with its gateway: started again
+        assert _bump(second, "here") == 1
+    finally:
+        second.proc.terminate()  # a clean stop ends its kernels, remote ones too
+        second.proc.wait(60)
+        second.finish()
+    wait_until(lambda: not _alive(keep["pid"]), 30, "keep.py's kernel ended by the stop")
+
+
+@needs_hosts
+@pytest.mark.timeout(300)
+def test_a_takeover_reattaches_to_the_remote_kernels(
+    tmp_path: Path,
+    remote_env: Hosts,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """--ha: the active gateway killed -9, the standby takes over and reattaches to the
+    remote kernel it left (same pid, globals, script id and run), not a second copy.
+    Both gateways have the same secrets key (docs/failover.md): the sealed state opens."""
+    from test_failover import _active, _role, _url
+
+    from kernel_gateway.secrets import ENV_KEY
+    from kernel_gateway.secrets.crypto import new_key_text
+
+    hosts = remote_env
+    monkeypatch.setenv(ENV_KEY, new_key_text())
+    root, data_a = _counter_scripts(tmp_path, hosts, ("keep",))
+    data_b = tmp_path / "b"
+    for i, host in enumerate(hosts.hosts):
+        _install(data_b, f"vwed-h{i}", host.address)
+    args = ("--db-url", _url(pg_schema), "--ha", "--pool-size", "0")
+    a = GatewayProcess(root, data_a, *args)
+    b = None
+    try:
+        wait_until(lambda: _active(a), 30, "the first gateway to become active")
+        b = GatewayProcess(root, data_b, *args)
+        assert _role(b) == "standby"
+        r = a.client.post(
+            "/script-engine/start", json={"script_path": "keep.py", "kernel_name": "vwed-h0"}
+        )
+        assert r.status_code == 200, r.text
+        for _ in range(3):
+            _bump(a, "keep")
+        keep = _where(a, "keep")
+        before = a.running()["keep.py"]
+        launchers = _kernel_pids(hosts, 0, data_a)
+        a.proc.kill()
+        a.proc.wait(30)
+        wait_until(lambda: _active(b), 60, "the standby to take over")
+        wait_until(
+            lambda: b.running().get("keep.py", {}).get("status") == "running",
+            60,
+            "keep.py reattached",
+        )
+        assert _where(b, "keep")["pid"] == keep["pid"]
+        assert _bump(b, "keep") == 4
+        after = b.running()["keep.py"]
+        assert (after["script_id"], after["run_id"]) == (before["script_id"], before["run_id"])
+        assert _kernel_pids(hosts, 0, data_a) == launchers
+        assert "reattached keep.py to 1 running kernel(s)" in b.out.read_text()
+    finally:
+        a.finish()
+        if b is not None:
+            b.proc.terminate()
+            b.proc.wait(60)
+            b.finish()

@@ -472,6 +472,7 @@ def tcp(data):
         "timers": 1,
         "websockets": 3,
         "tcp": 1,
+        "mqtt": 0,
     }
     base = f"ws://127.0.0.1:{gw.gateway.port}/script-ws/{n}"
 

@@ -81,6 +81,7 @@ class GatewayLink(Link):
             "call": self._op_call,
             "cancel": self._op_cancel,
             "response": self._op_response,
+            "registrations": self._op_registrations,
         }
 
     # -- comm lifecycle -------------------------------------------------------------
@@ -246,6 +247,13 @@ class GatewayLink(Link):
             return after(value) if inspect.isawaitable(value) else vwed.registrations()
 
         self.calls.run(call_id, "boot", produce, self._send)
+
+    def _op_registrations(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        """What this kernel has registered now (what ``boot`` answered, with the
+        changes made since): a gateway that reattaches to a running kernel (a remote
+        one, after its restart) routes from it without running ``boot()`` again."""
+        snapshot = self._vwed().registrations()
+        self._reply_ok(data["id"], {"encoding": "json"}, [json.dumps(snapshot).encode()])
 
     def _op_call(self, data: dict[str, Any], buffers: list[Any]) -> None:
         self.calls.call(data, buffers, self._send)

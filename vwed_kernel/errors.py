@@ -6,9 +6,10 @@
     ├── RegistrationError          bad path, method or name given to a register call
     ├── NotRegisteredError         no such route or function (locally or in the gateway)
     ├── GatewayUnavailableError    the call needs a gateway and none is attached
-    └── RemoteCallError            a call through the gateway failed (carries type, code)
-        ├── SecretNotFound         ``VWED.secrets.get``: no secret of that name
-        └── SecretNotAllowed       ``VWED.secrets.get``: the secret's scope leaves this script out
+    ├── RemoteCallError            a call through the gateway failed (carries type, code)
+    │   ├── SecretNotFound         ``VWED.secrets.get``: no secret of that name
+    │   └── SecretNotAllowed       ``VWED.secrets.get``: the secret's scope leaves this script out
+    └── MqttError                  ``VWED.mqtt``: no broker configured, unreachable, refused (code)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "RemoteCallError",
     "SecretNotFound",
     "SecretNotAllowed",
+    "MqttError",
 ]
 
 
@@ -59,3 +61,19 @@ class SecretNotFound(RemoteCallError, LookupError):
 
 class SecretNotAllowed(RemoteCallError, PermissionError):
     """The secret exists, but its scope does not include this script."""
+
+
+class MqttError(VWEDError, RuntimeError):
+    """``VWED.mqtt`` could not do what was asked of the broker.
+
+    ``code`` says why: ``MQTT_NOT_CONFIGURED`` (the gateway has no ``--mqtt-url``, or no
+    gateway is attached), ``MQTT_UNREACHABLE`` (no connection to the broker could be
+    made), ``MQTT_REFUSED`` (the broker refused the connection or a subscription: bad
+    credentials, not authorized), ``MQTT_NOT_CONNECTED`` (the connection is down and
+    being re-established: a QoS 0 message cannot wait for it), ``MQTT_TIMEOUT`` (the
+    broker did not acknowledge in time).
+    """
+
+    def __init__(self, message: str, code: str = "MQTT_ERROR") -> None:
+        super().__init__(message)
+        self.code = code

@@ -62,6 +62,7 @@ class VwedModule:
     async def arequest(
         self, service: str, payload: dict[str, Any], timeout: float | None = None
     ) -> Any:
+        """``await`` form of :meth:`request`."""
         return await self.context.link.arequest(service, payload, timeout)
 
     def stop(self) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "FunctionSpec",
     "ListenerSpec",
     "TimerSpec",
+    "SubscriptionSpec",
     "normalize_route_path",
     "HTTP_METHODS",
 ]
@@ -163,6 +164,32 @@ class TimerSpec:
 
 
 @dataclass
+class SubscriptionSpec:
+    """An MQTT subscription of the script (``VWED.mqtt.subscribe``)."""
+
+    id: str
+    topic: str  # the topic filter, wildcards included
+    handler: Callable[..., Any]
+    qos: int = 0
+    all_replicas: bool = False
+    active: bool = True  # False in replicas other than 0 without all_replicas
+    messages: int = 0
+    failures: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "qos": self.qos,
+            "all_replicas": self.all_replicas,
+            "active": self.active,
+            "messages": self.messages,
+            "failures": self.failures,
+            "handler": _handler_name(self.handler),
+        }
+
+
+@dataclass
 class SocketSpec:
     """A WebSocket route (``path``) or a TCP server (``port``) of the script."""
 
@@ -187,6 +214,8 @@ class Registrations:
     timers: dict[str, TimerSpec] = field(default_factory=dict)
     websockets: dict[str, SocketSpec] = field(default_factory=dict)
     tcp: dict[str, SocketSpec] = field(default_factory=dict)
+    # MQTT subscriptions (VWED.mqtt; the module puts its cleanup on on_clear)
+    subscriptions: dict[str, SubscriptionSpec] = field(default_factory=dict)
     # cleanups of modules (built-in or plugins) that registered something of their
     # own: each runs once at the next :meth:`clear` (the script stops or reloads)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
@@ -203,6 +232,7 @@ class Registrations:
             "timers": [t.describe() for t in self.timers.values()],
             "websockets": [w.describe() for w in self.websockets.values()],
             "tcp": [t.describe() for t in self.tcp.values()],
+            "mqtt": [m.describe() for m in self.subscriptions.values()],
         }
 
     def clear(self) -> None:
@@ -218,6 +248,7 @@ class Registrations:
             if server.server is not None:
                 server.server.close()
         self.tcp.clear()
+        self.subscriptions.clear()
         cleanups, self.cleanups = self.cleanups, []
         for cleanup in cleanups:
             try:

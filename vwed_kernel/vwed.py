@@ -14,6 +14,7 @@ from .modules.function import FunctionModule
 from .modules.http import HttpModule
 from .modules.log import LogModule
 from .modules.mail import MailModule
+from .modules.mqtt import MqttModule
 from .modules.robot import RobotModule
 from .modules.secrets import SecretsModule
 from .modules.storage import StorageModule
@@ -38,6 +39,7 @@ class VWED:
     - ``VWED.mail``: ``send``, ``send_with_attachment``
     - ``VWED.secrets``: ``get``, ``aget`` (secrets the admin set, by name, within their scope)
     - ``VWED.device``: ``modbus``, ``modbus_client``, ``opc``, ``plc``
+    - ``VWED.mqtt``: ``publish``, ``apublish``, ``subscribe``, ``unsubscribe`` (the gateway's broker)
     - ``VWED.storage`` / ``VWED.task`` / ``VWED.robot``: the platform's locations, tasks, robots
 
     - ``VWED.progress(0.4)`` / ``VWED.progress(2, total=5, message="row 2")``: how far
@@ -74,6 +76,7 @@ class VWED:
         self.storage = StorageModule(context)
         self.task = TaskModule(context)
         self.robot = RobotModule(context)
+        self.mqtt = MqttModule(context, "mqtt")
 
     @property
     def script_id(self) -> str | None:
@@ -167,6 +170,7 @@ class VWED:
             "storage",
             "task",
             "robot",
+            "mqtt",
             "script_id",
             "replica",
             "replicas",

@@ -166,6 +166,13 @@ class Settings:
         16,
         "MiB of recent log records kept in memory for live subscribers; one that lags further is cut off",
     )
+    log_sink: str = setting(
+        "",
+        "a log destination besides the database, by URL: file:///path/vwed.jsonl, "
+        "http(s)://host/hook, syslog://host:514, or a plugin's scheme (repeat the flag, or "
+        "comma-separated; docs/extending.md)",
+        repeatable=True,
+    )
     platform_url: str = setting(
         "", "VWED server for VWED.storage/task/robot (empty: the embedded backend)"
     )
@@ -211,6 +218,21 @@ class Settings:
         "(calls per second, latency, CPU and RSS; one hour is kept in memory)",
     )
 
+    # -- MQTT (VWED.mqtt; kernel_gateway/mqtt_config.py) --
+    mqtt_url: str = setting(
+        "",
+        "MQTT broker of VWED.mqtt: mqtt://host:1883, or mqtts://host:8883 for TLS "
+        "(empty: VWED.mqtt is off)",
+    )
+    mqtt_user: str = setting("", "MQTT account (empty: no login)")
+    mqtt_password: str = setting(
+        "", "MQTT password (prefer the env var VWED_MQTT_PASSWORD or --mqtt-password-file)"
+    )
+    mqtt_password_file: str = setting("", "file whose first line is the MQTT password")
+    mqtt_ca_file: str = setting(
+        "", "PEM file of the CA certificates that verify an mqtts:// broker (default: the system's)"
+    )
+
     def validated(self) -> Settings:
         problems = []
         if not Path(self.scripts_dir).is_dir():
@@ -249,6 +271,7 @@ class Settings:
         from ..kernelenv import check_extra_names
 
         problems.extend(check_extra_names(self.kernel_env_names))
+        problems.extend(self._log_sink_problems())
         if self.kernel_user:
             from ..kerneluser import KernelUserError, resolve_kernel_user
 
@@ -263,6 +286,9 @@ class Settings:
                 f"stats_interval must be > 0 and at most 3600 seconds ({self.stats_interval!r})"
             )
         problems.extend(self._deps_problems())
+        from ..mqtt_config import mqtt_problems
+
+        problems.extend(mqtt_problems(self))
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -295,6 +321,24 @@ class Settings:
         if self.deps_index_url:
             problems.extend(_check_url("deps_index_url", self.deps_index_url))
         return problems
+
+    def _log_sink_problems(self) -> list[str]:
+        from ..logs.sinks import SinkError, make_sink
+
+        problems = []
+        for url in self.log_sink_urls:
+            try:
+                make_sink(url)  # built and checked, nothing opened
+            except SinkError as exc:
+                problems.append(str(exc))
+        return problems
+
+    @property
+    def log_sink_urls(self) -> list[str]:
+        """The ``--log-sink`` URLs."""
+        from ..logs.sinks import split_urls
+
+        return split_urls(self.log_sink)
 
     @property
     def deps_find_links_dirs(self) -> tuple[str, ...]:

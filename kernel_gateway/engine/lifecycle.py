@@ -29,6 +29,8 @@ from .booting import Booting
 from .model import RunningScript, ScriptTable, StartOptions
 from .packages import GC_INTERVAL, ScriptPackages
 from .persistence import RunHistory
+from .reattach import RemoteKernels
+from .resume import resume_script
 from .revisions import Revisions, disk_stat, load_source, warn_uncommitted
 from .supervisor import Supervisor
 from .watch import watch_files
@@ -62,6 +64,7 @@ class ScriptEngine(Booting):
         default_policy: dict[str, Any] | None = None,
         environments: Environments | None = None,
         repo: Revisions | None = None,
+        remote: RemoteKernels | None = None,
     ) -> None:
         self.scripts = scripts
         self.files = files
@@ -75,7 +78,9 @@ class ScriptEngine(Booting):
         self.max_kernels = max_kernels
         self.memory_limit_mb = memory_limit_mb
         self.default_policy = default_policy
-        self.runs = RunHistory(db, logs)
+        # remote kernels outlive a gateway that dies: reattached at restore (reattach.py)
+        self.remote = remote
+        self.runs = RunHistory(db, logs, remote.state if remote is not None else None)
         self.packages = ScriptPackages(environments, files.root, logs)
         self.supervisor = Supervisor(
             scripts,
@@ -223,6 +228,7 @@ class ScriptEngine(Booting):
         script.kernels, script.registrations = await self._boot_all(
             script, lambda: script.status == "restarting" and self.scripts.holds(script)
         )
+        self._tasks.spawn(self._keep_state(script))
 
     async def _replace(self, script: RunningScript, index: int) -> None:
         """One replica again, beside the others that serve meanwhile."""
@@ -241,6 +247,20 @@ class ScriptEngine(Booting):
         script.kernels.append(kernel)
         script.kernels.sort(key=lambda k: k.replica)
         self.logs.engine(script.script_id, "INFO", f"replica {index} of {script.path} replaced")
+        await self._keep_state(script)
+
+    def _is_remote(self, script: RunningScript) -> bool:
+        return self.remote is not None and any(k.host is not None for k in script.kernels)
+
+    async def _keep_state(self, script: RunningScript) -> None:
+        """A remote script's kernels changed (a restart after a crash, a replaced
+        replica): what a restarted gateway reattaches to is stored again. Under the
+        script's lock, and only while it runs: a stop's ``forget`` is never undone."""
+        if not self._is_remote(script):
+            return
+        async with self._lock(script.path):
+            if self.scripts.holds(script) and script.status in ("running", "restarting"):
+                await self.runs.remember(script)
 
     # -- stop, restart, reload -------------------------------------------------------
     async def stop(self, script: RunningScript, reason: str = "stopped") -> RunningScript:
@@ -318,9 +338,10 @@ class ScriptEngine(Booting):
             script.revision = script.source.revision
             warn_uncommitted(self.logs, self.repo, script)
             self.packages.touch(env, script.path)
-            await self.runs.reloaded(
-                script, _lock(env) != _lock(old_env), script.revision != old_source.revision
-            )
+            changed = (_lock(env) != _lock(old_env), script.revision != old_source.revision)
+            await self.runs.reloaded(script, *changed)
+            if self._is_remote(script) and not any(changed):  # its new kernels, stored
+                await self.runs.remember(script)
         at = f" at revision {script.revision[:12]}" if script.revision else " from its file"
         self.logs.engine(script.script_id, "INFO", f"reloaded {script.path}{at}")
         self._tasks.spawn(self._retire(old))
@@ -342,8 +363,16 @@ class ScriptEngine(Booting):
         self.supervisor.start_memory_watch()
 
     def restore(self) -> None:
-        """Start again, in the background, the scripts desired when the gateway stopped."""
-        self.runs.restore_in_background(self.start)
+        """Start again, in the background, the scripts desired when the gateway stopped
+        (a remote script whose kernels still run: reattached to them, engine/resume.py)."""
+        self.runs.restore_in_background(self.start, self.resume)
+
+    async def resume(self, row: dict[str, Any]) -> RunningScript | None:
+        """The desired script ``row`` reattached to its remote kernels that still run;
+        None if there is none (it is started then)."""
+        if self.remote is None:
+            return None
+        return await resume_script(self, self.remote, row)
 
     def collect_environments(self, interval: float = GC_INTERVAL) -> None:
         """Remove unused script environments now and every ``interval`` seconds

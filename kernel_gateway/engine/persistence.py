@@ -15,6 +15,7 @@ from ..errors import StoreTimeout
 from ..logs import LogHub
 from ..store.service import StoreService
 from .model import RunningScript, StartOptions
+from .reattach import ATTACH_KEY
 
 __all__ = ["RunHistory"]
 
@@ -23,6 +24,10 @@ log = logging.getLogger("kernel_gateway.engine")
 # start(script_path, options, lock=<the lock hash recorded with the desired script>,
 #       revision=<the revision recorded with it>)
 Starter = Callable[..., Awaitable[RunningScript]]
+# resume(desired row): the script reattached to its remote kernels, or None (start it)
+Resumer = Callable[[dict[str, Any]], Awaitable[RunningScript | None]]
+# the sealed state of a script's remote kernels (engine/reattach.py), or None
+StateOf = Callable[[RunningScript], Awaitable[str | None]]
 
 
 def _lock_of(script: RunningScript) -> str | None:
@@ -32,9 +37,10 @@ def _lock_of(script: RunningScript) -> str | None:
 class RunHistory:
     """Run records and desired scripts of one engine (no database: does nothing)."""
 
-    def __init__(self, db: StoreService | None, logs: LogHub) -> None:
+    def __init__(self, db: StoreService | None, logs: LogHub, state: StateOf | None = None) -> None:
         self.db = db
         self.logs = logs
+        self.state = state  # kept with a remote script: how to reattach to its kernels
         self._writes = Background(log)  # run ends still being stored
         self._restore: asyncio.Task[Any] | None = None
 
@@ -83,13 +89,22 @@ class RunHistory:
         """Stored before ``start`` answers: a gateway killed right after still restores it."""
         if self.db is None:
             return
+        options = script.options.requested()
+        if self.state is not None:
+            try:
+                sealed = await self.state(script)
+            except Exception:  # restored all the same, with new kernels
+                log.exception("could not take the state of the remote kernels of %s", script.path)
+                sealed = None
+            if sealed is not None:
+                options[ATTACH_KEY] = sealed
         try:
             await self.db.desire(
                 script.path,
                 script.replicas,
                 script.restart,
                 time.time(),
-                script.options.requested(),
+                options,
                 _lock_of(script),
                 script.revision,
             )
@@ -131,14 +146,16 @@ class RunHistory:
         except Exception:
             log.exception("could not forget %s as a script to restore", script_path)
 
-    def restore_in_background(self, start: Starter) -> None:
+    def restore_in_background(self, start: Starter, resume: Resumer | None = None) -> None:
         """Start again, in the background, the scripts that were running when the
-        gateway last stopped (or died)."""
+        gateway last stopped (or died); reattach to the remote kernels that outlived it."""
         if self._restore is None:
-            self._restore = asyncio.ensure_future(self.restore(start))
+            self._restore = asyncio.ensure_future(self.restore(start, resume))
 
-    async def restore(self, start: Starter) -> None:
-        """Each desired script on its own: one that fails to boot does not block the others."""
+    async def restore(self, start: Starter, resume: Resumer | None = None) -> None:
+        """Each desired script on its own: one that fails to boot does not block the
+        others. A remote script whose kernels still run is reattached (``resume``),
+        not started again; one whose kernels are gone is started."""
         if self.db is None:
             return
         try:
@@ -149,6 +166,18 @@ class RunHistory:
 
         async def one(row: dict[str, Any]) -> None:
             options = row.get("options") or {}
+            if resume is not None and options.get(ATTACH_KEY):
+                try:
+                    if await resume(row) is not None:
+                        return
+                except Exception as exc:
+                    log.exception("reattaching %s failed", row["script_path"])
+                    self.logs.engine(
+                        None,
+                        "WARNING",
+                        f"could not reattach {row['script_path']} to its remote kernels "
+                        f"({getattr(exc, 'message', exc)}); starting it again",
+                    )
             try:
                 script = await start(
                     row["script_path"],

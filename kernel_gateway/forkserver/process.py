@@ -8,10 +8,15 @@ can be had, the fork server's report alone says it ended (or, with the server
 gone, ``kill(pid, 0)``). ``LocalProvisioner`` drives this object exactly as it
 drives its ``Popen`` (``poll``, ``wait``, ``send_signal``, ``kill``,
 ``terminate``), so the provisioner needs no code of its own for them.
+
+The gateway's death watch (``kernels.ScriptKernel._watch``) waits on the pidfd with
+the event loop (``until_ended``: ``loop.add_reader``) instead of polling every 0.2 s:
+an idle kernel costs nothing until it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
@@ -34,6 +39,8 @@ class ForkedProcess:
         self.returncode: int | None = None
         self._reported = True  # its fork server will say how it ended
         self._pidfd: int | None = None
+        # the loop watching the pidfd and what it resolves (until_ended)
+        self._watching: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         try:
             self._pidfd = os.pidfd_open(pid)
         except (OSError, AttributeError):
@@ -75,7 +82,40 @@ class ForkedProcess:
         self.close()
         return self.returncode
 
+    def until_ended(self) -> asyncio.Future[None] | None:
+        """A future of the running loop, resolved when the kernel's process ends (its
+        pidfd turns readable; its status may come a moment later, from the fork
+        server); None where there is no pidfd to watch (poll then)."""
+        if self._pidfd is None:
+            return None
+        if self._watching is not None:
+            return self._watching[1]
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        try:
+            loop.add_reader(self._pidfd, self._readable)
+        except (OSError, ValueError, NotImplementedError):
+            return None
+        self._watching = (loop, fut)
+        return fut
+
+    def _readable(self) -> None:
+        self._unwatch()
+
+    def _unwatch(self) -> None:
+        """Stop watching (before the pidfd is closed) and wake whoever waits."""
+        watching, self._watching = self._watching, None
+        if watching is None:
+            return
+        loop, fut = watching
+        if self._pidfd is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._pidfd)
+        if not fut.done():
+            fut.set_result(None)
+
     def close(self) -> None:
+        self._unwatch()
         if self._pidfd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._pidfd)

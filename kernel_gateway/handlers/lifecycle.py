@@ -73,14 +73,14 @@ def script_ref(body: dict[str, Any]) -> tuple[str | None, Any]:
 
 
 def _started(script: RunningScript) -> dict[str, object]:
-    summary = script.summary()
+    kernels = script.kernels_json(usage=False)
     return {
         "script_id": script.script_id,
         "script_path": script.path,
-        "kernel_id": summary["kernel_id"],
+        "kernel_id": kernels[0]["kernel_id"] if kernels else None,
         "replicas": script.replicas,
         "revision": script.revision,
-        "kernels": summary["kernels"],
+        "kernels": kernels,
         "registrations": script.registrations.describe(),
     }
 

@@ -1,12 +1,13 @@
 """The log hub: makes records, keeps the newest in memory, fans them out to live
-subscribers and queues them for the database (``StoreService``)."""
+subscribers and queues them for the database (``StoreService``) and for the log sinks
+(``--log-sink``: :mod:`.sinks`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..store.service import StoreService
 from .ids import IdBlocks
 from .records import LEVELS, StreamJoiner, make_record, split_message, strip_ansi
 from .redact import Redactor
+from .sinks import SinkSet
 from .subscribers import LogFilter, Subscriber
 
 __all__ = ["LogHub"]
@@ -30,8 +32,11 @@ class LogHub:
         *,
         ring_bytes: int = 16 * 1024 * 1024,
         ring_records: int = 100_000,
+        sink_urls: Sequence[str] = (),
     ) -> None:
         self.db = db
+        # every record goes to these too, each through a queue and thread of its own
+        self.sinks = SinkSet(sink_urls, on_drop=self._sink_dropped)
         self.ring_bytes = ring_bytes
         self.ring_records = ring_records
         self._ids = IdBlocks(
@@ -65,6 +70,7 @@ class LogHub:
             for level, message in self.db.notices:
                 self.engine(None, level, message)
             self.db.notices.clear()
+        await self.sinks.start()
         self._task = asyncio.ensure_future(self._partial_lines())
 
     async def close(self) -> None:
@@ -78,6 +84,7 @@ class LogHub:
                 pass
             except Exception:  # it had stopped before: partial lines went unsaid since
                 log.exception("the flusher of partial lines had failed")
+        await self.sinks.close()  # each within its flush time; before the database's flush
         if self.db is not None:
             reserved = self._ids.reserved_top
             await self.db.close((reserved, self.last_id) if reserved is not None else None)
@@ -116,6 +123,7 @@ class LogHub:
         if self.redactor:
             message = self.redactor.redact(message, kernel_id, script_id)
         run_id = self._runs.get(script_id or "")
+        sinks = self.sinks if self.sinks.runners else None
         for piece in split_message(message):
             record = make_record(
                 self._ids.take(), script_id, run_id, level, source, tag, piece, call_id, task_id
@@ -124,6 +132,8 @@ class LogHub:
             self._keep(record)
             if self.db is not None:
                 self.db.add_log(record)
+            if sinks is not None:
+                sinks.add(record)
             if call_id is not None and self.on_call_record is not None:
                 self.on_call_record(record)
         for sub in self._subscribers:
@@ -224,6 +234,17 @@ class LogHub:
             "WARNING",
             f"{count} log records were not stored (the database queue was "
             f"full) between {iso(first)} and {iso(last)}",
+        )
+
+    def _sink_dropped(self, sink: str, count: int, first: float, last: float) -> None:
+        def iso(ts: float) -> str:
+            return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+        self.engine(
+            None,
+            "WARNING",
+            f"{count} log records were not sent to the log sink {sink} (its queue was "
+            f"full, or it failed) between {iso(first)} and {iso(last)}",
         )
 
     def _keep(self, record: dict[str, Any]) -> None:

@@ -1,0 +1,131 @@
+"""Reattaching to remote script kernels that outlived their gateway (a kill -9, a
+crash, a failover takeover): what is kept of them, and how a restore finds them again.
+
+A kernel that runs on another host (gateway_provisioners' remote provisioners) keeps
+running when the gateway that started it dies. What its provisioner knows (host,
+pid, the launcher's listener port, the kernel's ports and message key) is kept with
+the desired script (``vwed_desired_scripts.options``, key ``attach``), sealed with the
+gateway's secrets key (AES-256-GCM, secrets/crypto.py; the script's path as associated
+data): the kernel's HMAC key is a secret. A restore (at start, or at a takeover with
+``--ha``) rebuilds a manager from it (``remote.reattach``), checks the kernel answers
+(its channels and a new ``vwed`` comm, whose ``hello`` is the ping), asks it for its
+registrations and routes from them: ``boot()`` does not run again, the script's
+globals are as they were, and its run goes on (the same run id, reopened). A kernel
+that is gone (or does not answer: it is then ended through its listener) is started
+again as before. Local kernels never outlive their gateway and are started again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+
+from .. import remote
+from ..kernels import KernelStartError, ScriptKernel
+from ..registrations import ScriptRegistrations, parse_registrations
+from ..secrets.crypto import SecretsKey, Undecryptable
+from .model import RunningScript
+
+__all__ = ["RemoteKernels", "ATTACH_KEY"]
+
+log = logging.getLogger("kernel_gateway.engine")
+
+ATTACH_KEY = "attach"  # the key of the sealed state in a desired script's options
+
+
+def _name(script_path: str) -> str:
+    """The associated data of a sealed state: it does not open under another path."""
+    return f"kernel-state:{script_path}"
+
+
+class RemoteKernels:
+    """Seals what a restarted gateway needs to reconnect to a script's remote kernels,
+    and reconnects."""
+
+    def __init__(
+        self,
+        ksm: KernelSpecManager,
+        key: SecretsKey | None,
+        *,
+        fast_path: bool = True,
+        timeout: float = 20.0,
+    ) -> None:
+        self.ksm = ksm
+        self.key = key
+        self.fast_path = fast_path
+        self.timeout = timeout  # per kernel: its listener's answer, then its channels
+
+    async def state(self, script: RunningScript) -> str | None:
+        """The sealed state of ``script``'s kernels, or None when one of them is local
+        (nothing to reattach to: local kernels end with their gateway) or there is no key."""
+        if self.key is None or not script.kernels:
+            return None
+        kernels = []
+        for kernel in script.kernels:
+            if kernel.host is None:
+                return None
+            state = await remote.remote_state(kernel.km)
+            if state is None:
+                return None
+            kernels.append({"replica": kernel.replica, **state})
+        plain = {
+            "script_id": script.script_id,
+            "run_id": script.run_id,
+            "started_at": script.started_at,
+            "kernels": kernels,
+        }
+        return self.key.seal(_name(script.path), json.dumps(plain))
+
+    def open(self, script_path: str, sealed: Any) -> dict[str, Any] | None:
+        """The state sealed by ``state``; None (said) if it cannot be read."""
+        if self.key is None or not isinstance(sealed, str):
+            return None
+        try:
+            state = json.loads(self.key.open(_name(script_path), sealed))
+        except (Undecryptable, ValueError):
+            log.error(
+                "the remote kernels of %s cannot be reattached: their stored state does not "
+                "decrypt with the secrets key (%s); they are started again, and the old ones, "
+                "if they still run, must be ended on their host",
+                script_path,
+                self.key.source,
+            )
+            return None
+        if not isinstance(state, dict) or not isinstance(state.get("kernels"), list):
+            return None
+        return state
+
+    async def kernel(self, stored: dict[str, Any]) -> ScriptKernel | None:
+        """The kernel ``stored`` describes, connected, if it still runs and answers;
+        None when it is gone. One that runs but does not answer is ended (through its
+        launcher's listener): a new one takes its place, never two."""
+        try:
+            km = await asyncio.wait_for(remote.reattach(self.ksm, stored), self.timeout)
+        except Exception as exc:  # its host unreachable, its listener gone, bad state
+            log.info("a remote kernel could not be found again: %r", exc)
+            return None
+        if km is None:
+            return None
+        try:
+            return await ScriptKernel.attach(km, timeout=self.timeout, fast_path=self.fast_path)
+        except KernelStartError as exc:
+            log.warning("a remote kernel was found but does not answer (%s): ending it", exc)
+            await remote.end_remote(km.provisioner)
+            try:
+                await asyncio.wait_for(km.shutdown_kernel(now=True), self.timeout)
+            except Exception:
+                log.debug("shutdown of an unanswering remote kernel failed", exc_info=True)
+            return None
+
+
+async def registrations_of(
+    kernel: ScriptKernel, script_id: str, timeout: float
+) -> ScriptRegistrations:
+    """What a reattached kernel has registered (the ``registrations`` op)."""
+    reply = await kernel.bridge.call({"op": "registrations"}, timeout=timeout)
+    if not reply.ok:
+        raise KernelStartError(f"the kernel did not give its registrations: {reply.error}")
+    return parse_registrations(script_id, reply.value())

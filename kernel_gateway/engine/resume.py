@@ -1,0 +1,161 @@
+"""A restore's reattach of one desired script to its remote kernels that still run
+(engine/reattach.py says what is kept and why): the same script id and run, its
+registrations asked of its kernels, ``boot()`` not run again. A replica whose kernel
+is gone is booted anew beside the others; with none left, the script is started as
+before (the caller does that)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Conflict
+from ..kernels import ScriptKernel
+from .booting import _same_registrations
+from .model import RunningScript, StartOptions
+from .reattach import RemoteKernels, registrations_of
+from .revisions import disk_stat, load_source
+
+if TYPE_CHECKING:
+    from .lifecycle import ScriptEngine
+
+__all__ = ["resume_script"]
+
+log = logging.getLogger("kernel_gateway.engine")
+
+
+def _options(row: dict[str, Any]) -> StartOptions:
+    options = row.get("options") or {}
+    return StartOptions(
+        replicas=row["replicas"],
+        restart=row["restart"],
+        memory_limit_mb=options.get("memory_limit_mb"),
+        policy=options.get("policy"),
+        kernel_name=options.get("kernel_name"),
+    )
+
+
+async def resume_script(
+    engine: ScriptEngine, remote: RemoteKernels, row: dict[str, Any]
+) -> RunningScript | None:
+    path = row["script_path"]
+    state = remote.open(path, (row.get("options") or {}).get("attach"))
+    if state is None:
+        return None
+    options = _options(row)
+    stored = [k for k in state["kernels"] if isinstance(k, dict)]
+    found = await asyncio.gather(*(remote.kernel(k) for k in stored))
+    alive: dict[int, ScriptKernel] = {}
+    extra: list[ScriptKernel] = []
+    for entry, kernel in zip(stored, found, strict=True):
+        if kernel is None:
+            continue
+        replica = int(entry.get("replica") or 0)
+        if 0 <= replica < options.replicas and replica not in alive:
+            alive[replica] = kernel
+        else:  # not a replica of this script any more: it must not run on
+            extra.append(kernel)
+    await asyncio.gather(*(k.shutdown(now=True) for k in extra), return_exceptions=True)
+    if not alive:
+        engine.logs.engine(
+            None, "INFO", f"the remote kernels of {path} are gone: it is started again"
+        )
+        return None
+    try:
+        return await _resume(engine, row, state, options, alive)
+    except BaseException as exc:
+        await asyncio.gather(
+            *(k.shutdown(now=True) for k in alive.values()), return_exceptions=True
+        )
+        if isinstance(exc, Exception):
+            log.warning("%s could not be reattached: %s", path, exc)
+            engine.logs.engine(
+                None,
+                "WARNING",
+                f"could not reattach {path} to its remote kernels "
+                f"({getattr(exc, 'message', exc)}); they were ended, it is started again",
+            )
+            return None
+        raise
+
+
+async def _resume(
+    engine: ScriptEngine,
+    row: dict[str, Any],
+    state: dict[str, Any],
+    options: StartOptions,
+    alive: dict[int, ScriptKernel],
+) -> RunningScript:
+    source = await load_source(engine.files, engine.repo, row["script_path"], row.get("revision"))
+    async with engine._lock(source.path):
+        if engine.scripts.at(source.path) is not None:
+            raise Conflict(f"script {source.path!r} is already running", "ALREADY_RUNNING")
+        memory = options.memory_limit_mb
+        started_at = state.get("started_at")
+        script = RunningScript(
+            str(state.get("script_id") or engine.scripts.new_id(source.path, time.time())),
+            source.path,
+            source,
+            options,
+            float(started_at) if isinstance(started_at, (int, float)) else time.time(),
+            memory_limit_mb=engine.memory_limit_mb if memory is None else memory,
+            policy=(engine.default_policy if options.policy is None else options.policy) or None,
+        )
+        script.file_stat = disk_stat(source)
+        script.revision = source.revision
+        run_id = state.get("run_id")
+        script.run_id = run_id if isinstance(run_id, int) else None
+        if row.get("lock_hash"):  # the environment it was started with, kept in use
+            script.environment = await engine.packages.for_source(
+                source, script.script_id, row["lock_hash"]
+            )
+        engine.scripts.add(script)
+        try:
+            for replica, kernel in alive.items():
+                kernel.wire(
+                    engine.events,
+                    script_id=script.script_id,
+                    replica=replica,
+                    on_death=engine.supervisor.on_kernel_death,
+                )
+                kernel.registrations = await registrations_of(
+                    kernel, script.script_id, engine.boot_timeout
+                )
+            missing = [i for i in range(options.replicas) if i not in alive]
+            booted = await asyncio.gather(
+                *(engine._boot_replica(script, i) for i in missing), return_exceptions=True
+            )
+            fresh = [k for k in booted if isinstance(k, ScriptKernel)]
+            try:
+                for result in booted:
+                    if isinstance(result, BaseException):
+                        raise result
+                kernels = sorted([*alive.values(), *fresh], key=lambda k: k.replica)
+                regs = _same_registrations(script, [k.registrations for k in kernels])
+                engine.registry.commit(script.script_id, regs)
+            except BaseException:
+                engine._discard(fresh)
+                raise
+        except BaseException:
+            engine._forget(script)
+            raise
+        script.kernels, script.registrations = kernels, regs
+        script.status = "running"
+        script.ready.set()
+    if script.run_id is not None:  # its run goes on (a gateway that died marked it ended)
+        engine.logs.run_started(script.script_id, script.run_id)
+    else:  # its start could not be recorded then
+        await engine.runs.started(script)
+    engine.runs.ended(script, "running", None, ended=False)
+    await engine.runs.remember(script)
+    hosts = sorted({k.host or "this machine" for k in alive.values()})
+    engine.logs.engine(
+        script.script_id,
+        "INFO",
+        f"reattached {source.path} to {len(alive)} running kernel(s) on {', '.join(hosts)} "
+        "after a gateway restart (boot() not run again)"
+        + (f"; {len(missing)} replica(s) whose kernel was gone booted anew" if missing else ""),
+    )
+    return script
