@@ -17,11 +17,13 @@ from typing import Any
 
 from ..background import Background
 from ..check import compiles
+from ..cpuquota import CpuQuotas
 from ..deps import Environment, Environments
 from ..errors import Conflict, NotFound, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
 from ..logs import LogHub
 from ..pool import KernelPool
+from ..quotas import RateLimit, parse_rate_limit
 from ..registry import Registry
 from ..scripts import ScriptStore
 from ..store.service import StoreService
@@ -62,6 +64,9 @@ class ScriptEngine(Booting):
         default_policy: dict[str, Any] | None = None,
         environments: Environments | None = None,
         repo: Revisions | None = None,
+        rate_limit: RateLimit | None = None,
+        cpu_quota: float = 0.0,
+        cpu: CpuQuotas | None = None,
     ) -> None:
         self.scripts = scripts
         self.files = files
@@ -75,6 +80,11 @@ class ScriptEngine(Booting):
         self.max_kernels = max_kernels
         self.memory_limit_mb = memory_limit_mb
         self.default_policy = default_policy
+        # quotas (docs/security.md "Quotas"): the defaults of scripts started without
+        # their own, and the kernel cgroups that hold CPU quotas (None: not applied)
+        self.rate_limit = rate_limit
+        self.cpu_quota = cpu_quota
+        self.cpu = cpu
         self.runs = RunHistory(db, logs)
         self.packages = ScriptPackages(environments, files.root, logs)
         self.supervisor = Supervisor(
@@ -162,6 +172,11 @@ class ScriptEngine(Booting):
                 self._forget(current)
             now = time.time()
             memory = options.memory_limit_mb
+            rate = (
+                self.rate_limit
+                if options.rate_limit is None
+                else parse_rate_limit(options.rate_limit)
+            )
             script = RunningScript(
                 self.scripts.new_id(source.path, now),
                 source.path,
@@ -170,6 +185,9 @@ class ScriptEngine(Booting):
                 now,
                 memory_limit_mb=self.memory_limit_mb if memory is None else memory,
                 policy=(self.default_policy if options.policy is None else options.policy) or None,
+                rate_limit=rate,
+                bucket=None if rate is None else rate.bucket(),
+                cpu_quota=self.cpu_quota if options.cpu_quota is None else options.cpu_quota,
             )
             script.file_stat = disk_stat(source)
             script.revision = source.revision
