@@ -5,6 +5,8 @@ where the machine allows it)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import os
 import signal
@@ -15,6 +17,7 @@ import httpx
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tornado.websocket import websocket_connect
 
 from conftest import GatewayProcess, GatewayThread, wait_until
 from kernel_gateway.config import ConfigError, Settings
@@ -39,6 +42,7 @@ def boot():
     VWED.api.register_route("/{n}/ping", "GET", ping)
     VWED.function.register("{n}_ping", ping)
     VWED.function.register("{n}_spin", spin)
+    VWED.api.register_websocket("/{n}/ws", lambda message: message)
 """
 
 CALLER = """
@@ -193,6 +197,26 @@ def test_burst_refill_and_isolation(gw, client):
         )
         assert 0.2 < time.monotonic() - t1 < 3
         refused(client.get("/script-api/rl_other/ping"), 1)
+
+        # a WebSocket message takes a token too: past the limit, an error frame
+        async def talk() -> tuple[str, dict]:
+            url = f"ws://127.0.0.1:{gw[0].gateway.port}/script-ws/rl_other/ws"
+            conn = await websocket_connect(url)
+            try:
+                deadline = time.monotonic() + 10
+                while True:  # until a token is back (polled, with a deadline)
+                    await conn.write_message("x")
+                    answer = await asyncio.wait_for(conn.read_message(), 10)
+                    if answer == "x" or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
+                await conn.write_message("y")  # at once: none left
+                return answer, json.loads(await asyncio.wait_for(conn.read_message(), 10))
+            finally:
+                conn.close()
+
+        passed, frame = gw[0].run(talk())
+        assert passed == "x" and frame["type"] == "error" and frame["code"] == "RATE_LIMITED"
         # isolation: rl_other and rl_fast empty, rl_free (no limit) serves on
         for _ in range(50):
             assert client.get("/script-api/rl_free/ping").status_code == 200
