@@ -5,12 +5,14 @@ kernels moved, before its ``boot()`` runs, into a cgroup of its own whose bandwi
 ``0.5 x period`` per period: the kernel and every process it starts later (they inherit
 the cgroup) share half a core at most; the scheduler throttles them past it.
 
-Where: under the gateway's own cgroup, in ``vwed-<gateway pid>-<random>/k-<kernel id>``. cgroup v2
-(``cpu.max``) where the ``cpu`` controller is enabled for the gateway's cgroup (a
-delegated subtree, e.g. systemd ``Delegate=yes``), else cgroup v1's ``cpu`` hierarchy
-(``cpu.cfs_quota_us``) where it is mounted. Creating cgroups needs write access there:
-root, or a delegated subtree. Where neither is possible (no cpu controller, not
-permitted, a remote kernel), nothing is applied and the answer says why
+Where: in ``vwed-<gateway pid>-<random>/k-<kernel id>``. cgroup v2 (``cpu.max``) where
+the ``cpu`` controller is available to the gateway's cgroup: beside that cgroup (v2 lets
+only a cgroup without processes delegate a controller; the gateway's own holds the
+gateway), so its parent must be writable (root, or a delegated subtree: systemd
+``Delegate=yes`` with ``DelegateSubgroup=``); else cgroup v1's ``cpu`` hierarchy
+(``cpu.cfs_quota_us``) where it is mounted, under the gateway's own cgroup (root).
+Where neither is possible (no cpu controller, not permitted, a remote kernel),
+nothing is applied and the answer says why
 (:class:`Applied`); the kernel's CPU use is still measured (``cpu_percent`` of each
 kernel in ``/running``, the CPU series of ``/stats``), just not held.
 
@@ -68,6 +70,7 @@ class Placement:
     parent: Path | None
     version: int = 0
     reason: str | None = None
+    enable_parent: bool = False  # v2 at the root cgroup: enable cpu for its children first
 
 
 def _mounts(mountinfo: str) -> list[tuple[str, str, str, str]]:
@@ -114,7 +117,13 @@ def find_placement(mountinfo: str, cgroups: str) -> Placement:
             reasons.append(f"cgroup v2 at {point}: {folder} is not readable ({exc.strerror})")
             continue
         if "cpu" in controllers:
-            return Placement(folder, 2)
+            # cgroup v2 lets only a cgroup without processes hand a controller to its
+            # children, and the gateway's own holds the gateway: kernel cgroups go beside
+            # it (its parent delegates cpu already, since the gateway's cgroup has it),
+            # except at the root cgroup, which may hold processes and delegate
+            if folder == Path(point):
+                return Placement(folder, 2, enable_parent=True)
+            return Placement(folder.parent, 2)
         reasons.append(
             f"cgroup v2 at {point}: the cpu controller is not available to {folder} "
             f"(its cgroup.controllers: {' '.join(controllers) or 'none'}); a parent must "
@@ -169,9 +178,10 @@ class CpuQuotas:
         home = placement.parent / self.name
         try:
             home.mkdir(exist_ok=True)
-            if placement.version == 2:
+            if placement.enable_parent:
                 _enable_cpu(placement.parent)
-                _enable_cpu(home)
+            if placement.version == 2:
+                _enable_cpu(home)  # for the kernels' cgroups in it
         except OSError as exc:
             with contextlib.suppress(OSError):
                 home.rmdir()

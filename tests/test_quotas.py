@@ -387,6 +387,32 @@ def test_cpu_quota_where_cgroups_are_not_available():
     )
 
 
+def test_cpu_quota_placement_on_cgroup_v2(tmp_path):
+    """cgroup v2 with the cpu controller (read from a cgroup tree laid out as cgroupfs
+    shows it): kernel cgroups go beside the gateway's own (which holds the gateway and
+    so cannot delegate), or under the root cgroup if the gateway is there; and v1 where
+    only its cpu hierarchy has the controller."""
+    mount = tmp_path / "cg2"
+    (mount / "system.slice" / "vwed.service" / "gateway").mkdir(parents=True)
+    (mount / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    own = mount / "system.slice" / "vwed.service" / "gateway"
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    mountinfo = f"30 1 0:26 / {mount} rw,nosuid - cgroup2 cgroup2 rw\n"
+    place = find_placement(mountinfo, "0::/system.slice/vwed.service/gateway\n")
+    assert place == Placement(own.parent, 2)
+    assert find_placement(mountinfo, "0::/\n") == Placement(mount, 2, enable_parent=True)
+    (own / "cgroup.controllers").write_text("memory pids\n")  # cpu not delegated
+    place = find_placement(mountinfo, "0::/system.slice/vwed.service/gateway\n")
+    assert place.parent is None and "Delegate=yes" in (place.reason or "")
+    # hybrid (this machine's kind): v2 without cpu, v1's cpu hierarchy
+    v1 = tmp_path / "cpu"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    hybrid = mountinfo + f"31 1 0:27 / {v1} rw - cgroup cgroup rw,cpu\n"
+    cgroups = "1:cpu:/\n0::/system.slice/vwed.service/gateway\n"
+    assert find_placement(hybrid, cgroups) == Placement(v1, 1)
+
+
 def test_cpu_quota_default_flag_and_restore(tmp_path):
     """``--cpu-quota`` applies to a script started without one; its own is kept across
     a gateway restart; where nothing can be applied, the answer and a WARNING say why."""
