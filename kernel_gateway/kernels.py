@@ -86,7 +86,9 @@ class ScriptKernel:
         launch: LaunchOptions | None = None,
     ) -> ScriptKernel:
         try:
-            km = await start_kernel(ksm, kernel_name, launch or LaunchOptions(), extra_env)
+            km = await start_kernel(
+                ksm, kernel_name, launch or LaunchOptions(), extra_env, script=True
+            )
         except Exception as exc:
             raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
         kernel = cls(km)

@@ -65,15 +65,26 @@ async def start_kernel(
     name: str,
     launch: LaunchOptions,
     extra_env: dict[str, str] | None = None,
+    *,
+    script: bool = False,
 ) -> AsyncKernelManager:
-    """Start kernel ``name`` as ``launch`` says; returns its (started) manager."""
+    """Start kernel ``name`` as ``launch`` says; returns its (started) manager.
+    ``script``: a kernel the gateway runs (a script's, a worker), not one a person
+    types into."""
     km = _KernelManager(kernel_name=name, kernel_spec_manager=ksm)
     km.fork_server = launch.fork_server
     # A full env: jupyter_client then uses it as is instead of a copy of os.environ.
     env = {**launch.env, **(extra_env or {})}
     kwargs: dict[str, Any] = {}
     user = launch.user
-    if user is not None and _is_local(ksm, name):
+    local = _is_local(ksm, name)
+    if script and local:
+        # No IPython history: a script kernel's cells are its script (kept in Git); the
+        # history's SQLite file, thread and session row cost every kernel about
+        # 0.5 MiB, and hundreds of kernels would share one database file. Kernels of
+        # people (scratch, drafts, JupyterLab) keep it.
+        kwargs["extra_arguments"] = ["--HistoryManager.enabled=False"]
+    if user is not None and local:
         env.update(user.env())
         km.connection_file = os.path.join(
             launch.connection_dir(), f"kernel-{os.urandom(8).hex()}.json"

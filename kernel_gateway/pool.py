@@ -15,6 +15,10 @@ __all__ = ["KernelPool"]
 log = logging.getLogger("kernel_gateway.kernels")
 
 
+# how long after handing out a kernel the pool starts the next one, while it has others
+REFILL_DELAY = 0.25
+
+
 class KernelPool:
     """Pre-started kernels, refilled in the background. A kernel is handed out
     once and never comes back: a kernel that ran a script is never reused."""
@@ -43,12 +47,16 @@ class KernelPool:
     def start(self) -> None:
         self._kick()
 
-    def _kick(self) -> None:
+    def _kick(self, delay: float = 0.0) -> None:
         if self._closed or (self._refill_task and not self._refill_task.done()):
             return
-        self._refill_task = asyncio.ensure_future(self._refill())
+        self._refill_task = asyncio.ensure_future(self._refill(delay))
 
-    async def _refill(self) -> None:
+    async def _refill(self, delay: float = 0.0) -> None:
+        if delay:
+            # a kernel was just handed out and boots its script: starting the next one
+            # now would take the CPU from that boot (twice as long here, on 2 cores)
+            await asyncio.sleep(delay)
         failures = 0
         while not self._closed and len(self._ready) + self._starting < self.size:
             self._starting += 1
@@ -99,7 +107,8 @@ class KernelPool:
         while self._ready:
             kernel = self._ready.pop(0)
             kernel.on_death = None
-            self._kick()
+            # kernels are left: refill once the boot of this one is likely over
+            self._kick(REFILL_DELAY if self._ready else 0.0)
             if kernel.alive:
                 return kernel
             await kernel.shutdown(now=True)

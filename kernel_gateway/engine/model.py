@@ -133,6 +133,23 @@ class RunningScript:
                 best = k
         return best
 
+    def kernels_json(self, usage: bool = True) -> list[dict[str, Any]]:
+        """Its kernels, by replica; ``usage``: with their CPU and the RSS of their
+        process trees (reading those walks the machine's process table: a start's
+        answer leaves them out)."""
+        return [
+            {
+                "replica": k.replica,
+                "kernel_id": k.kernel_id,
+                "pid": k.pid,
+                "host": k.host,  # None: this machine (CPU/RSS are measured here only)
+                "in_flight": k.bridge.in_flight,
+                **(k.usage() if usage else {}),
+                **_cgroup_of(self.cpu_applied.get(k.kernel_id)),
+            }
+            for k in sorted(self.kernels, key=lambda k: k.replica)
+        ]
+
     def summary(self) -> dict[str, Any]:
         first = min(self.kernels, key=lambda k: k.replica, default=None)
         calls_per_s, error_rate = self.meter.rates() if self.meter else (0.0, 0.0)
@@ -157,18 +174,7 @@ class RunningScript:
             "last_error": self.last_error,
             "calls_per_s": calls_per_s,  # over the last minute (of the script's path)
             "error_rate": error_rate,  # the share of those calls that failed
-            "kernels": [
-                {
-                    "replica": k.replica,
-                    "kernel_id": k.kernel_id,
-                    "pid": k.pid,
-                    "host": k.host,  # None: this machine (CPU/RSS are measured here only)
-                    "in_flight": k.bridge.in_flight,
-                    **k.usage(),
-                    **_cgroup_of(self.cpu_applied.get(k.kernel_id)),
-                }
-                for k in sorted(self.kernels, key=lambda k: k.replica)
-            ],
+            "kernels": self.kernels_json(),
             "registrations": self.registrations.counts(),
             "exit_reason": self.exit_reason,
             "environment": environment_json(self.environment),

@@ -108,16 +108,16 @@ def script_ref(body: dict[str, Any]) -> tuple[str | None, Any]:
 
 
 def _started(script: RunningScript) -> dict[str, object]:
-    summary = script.summary()
+    kernels = script.kernels_json(usage=False)
     return {
         "script_id": script.script_id,
         "script_path": script.path,
-        "kernel_id": summary["kernel_id"],
+        "kernel_id": kernels[0]["kernel_id"] if kernels else None,
         "replicas": script.replicas,
         "revision": script.revision,
-        "rate_limit": summary["rate_limit"],
-        "cpu_quota": summary["cpu_quota"],
-        "kernels": summary["kernels"],
+        "rate_limit": script.rate_limit.to_json() if script.rate_limit else None,
+        "cpu_quota": script.cpu_quota_state(),
+        "kernels": kernels,
         "registrations": script.registrations.describe(),
     }
 

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +49,11 @@ _REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
 _EXCLUDE_MARK = "# written by the VWED gateway: never versioned"
 _EXCLUDES = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".*.tmp-*", "/.vwed/")
 MAX_MESSAGE = 4000
+# a start reads its file's last commit and its text at it: both are kept, so the start
+# of a file that did not change runs no git process (the text of a commit never changes;
+# a history is kept for the HEAD it was read at)
+CACHED_TEXTS = 64
+CACHED_HISTORIES = 256
 
 
 class CommitFailed(Exception):
@@ -99,6 +105,11 @@ class ScriptRepo:
         self._stats: dict[str, tuple[int, int, int]] = {}  # rel -> its stat when clean
         self._head: str | None = None
         self._head_key: tuple[int, ...] | None = None
+        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()  # (full, rel) -> text
+        # (rel, limit) -> (the HEAD it was read at, the history)
+        self._histories: OrderedDict[tuple[str, int], tuple[str, list[dict[str, Any]]]] = (
+            OrderedDict()
+        )
 
     # -- start ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -309,6 +320,10 @@ class ScriptRepo:
     async def source_at(self, rel: str, revision: str) -> str:
         """The text of ``rel`` at ``revision`` (404 ``REVISION_NOT_FOUND`` or
         ``FILE_NOT_FOUND``)."""
+        text = self._texts.get((revision, rel))
+        if text is not None:
+            self._texts.move_to_end((revision, rel))
+            return text
         full = await self.resolve(revision)
         found = await self.git.run("cat-file", "blob", f"{full}:{rel}", ok=(0, 128))
         if found.code:
@@ -317,12 +332,18 @@ class ScriptRepo:
                 "FILE_NOT_FOUND",
                 details={"revision": full},
             )
-        return found.out.decode("utf-8", "replace")
+        text = found.out.decode("utf-8", "replace")
+        _keep(self._texts, (full, rel), text, CACHED_TEXTS)
+        return text
 
     async def history(self, rel: str, limit: int = 100) -> list[dict[str, Any]]:
         """The commits that touched ``rel``, newest first."""
-        if not await self.head():
+        head = await self.head()
+        if not head:
             return []
+        kept = self._histories.get((rel, limit))
+        if kept is not None and kept[0] == head:
+            return [dict(entry) for entry in kept[1]]
         found = await self.git.run(
             "log", "-z", f"--max-count={int(limit)}", "--format=%H%x1f%at%x1f%an%x1f%B", "--", rel
         )
@@ -339,6 +360,7 @@ class ScriptRepo:
                     "message": message.strip(),
                 }
             )
+        _keep(self._histories, (rel, limit), (head, [dict(e) for e in entries]), CACHED_HISTORIES)
         return entries
 
     async def diff(self, rel: str, a: str, b: str) -> str:
@@ -362,3 +384,15 @@ class ScriptRepo:
 
     def describe_remote(self) -> str | None:
         return redact(self.remote.url) if self.remote is not None else None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(cache: OrderedDict[K, V], key: K, value: V, limit: int) -> None:
+    """Put ``key`` in a least-recently-used ``cache`` of at most ``limit`` entries."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
