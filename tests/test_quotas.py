@@ -17,11 +17,14 @@ import httpx
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_logs_databases import db_url  # noqa: F401 - the fixture (sqlite, postgresql, mariadb)
 from tornado.websocket import websocket_connect
 
 from conftest import GatewayProcess, GatewayThread, wait_until
 from kernel_gateway.config import ConfigError, Settings
 from kernel_gateway.cpuquota import CpuQuotas, Placement, find_placement
+from kernel_gateway.engine import StartOptions
+from kernel_gateway.store.db import Database
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -306,6 +309,34 @@ def test_default_flag_and_restart(tmp_path):
         second.proc.send_signal(signal.SIGTERM)
         second.proc.wait(60)
         second.finish()
+
+
+def test_quotas_kept_with_a_desired_script_in_each_database(db_url):  # noqa: F811
+    """The quotas go with a script's other start options (a JSON text column: no schema
+    change), read back as given on SQLite, PostgreSQL and MariaDB."""
+    db = Database(db_url, timeout=3)
+    try:
+        db.migrate()
+        options = StartOptions(
+            rate_limit={"calls_per_minute": 600, "burst": 20}, cpu_quota=0.5
+        ).requested()
+        db.desire("q.py", 1, "on-failure", time.time(), options)
+        db.desire(
+            "off.py",
+            1,
+            "on-failure",
+            time.time(),
+            StartOptions(rate_limit={"calls_per_minute": 0}, cpu_quota=0.0).requested(),
+        )
+        db.desire("dflt.py", 1, "on-failure", time.time(), StartOptions().requested())
+        rows = {r["script_path"]: r["options"] for r in db.desired()}
+        assert rows["q.py"]["rate_limit"] == {"calls_per_minute": 600, "burst": 20}
+        assert rows["q.py"]["cpu_quota"] == 0.5
+        assert rows["off.py"]["rate_limit"] == {"calls_per_minute": 0}
+        assert rows["off.py"]["cpu_quota"] == 0.0
+        assert "rate_limit" not in rows["dflt.py"] and "cpu_quota" not in rows["dflt.py"]
+    finally:
+        db.close()
 
 
 # -- CPU quota -----------------------------------------------------------------------------
