@@ -29,6 +29,7 @@ from kernel_gateway.store.db import Database
 pytestmark = pytest.mark.timeout(180)
 
 SCRIPT = """
+import os
 import time
 
 def ping(request=None):
@@ -45,6 +46,7 @@ def boot():
     VWED.api.register_route("/{n}/ping", "GET", ping)
     VWED.function.register("{n}_ping", ping)
     VWED.function.register("{n}_spin", spin)
+    VWED.function.register("{n}_pid", lambda: os.getpid())
     VWED.api.register_websocket("/{n}/ws", lambda message: message)
 """
 
@@ -226,6 +228,18 @@ def test_burst_refill_and_isolation(gw, client):
     finally:
         for p in (fast, other, free):
             client.post("/script-engine/stop", json={"script_path": p})
+
+
+def test_replicas_share_one_bucket(gw, client):
+    path = write(gw[1], "rl_twins")
+    started = start(client, path, replicas=2, rate_limit={"calls_per_minute": 1, "burst": 2})
+    try:
+        pids = {k["pid"] for k in started["kernels"]}
+        answered = {call(client, "rl_twins_pid").json()["result"] for _ in range(2)}
+        assert answered == pids  # one call in each replica...
+        refused(call(client, "rl_twins_pid"), 60, 30)  # ...and the script's bucket is empty
+    finally:
+        client.post("/script-engine/stop", json={"script_path": path})
 
 
 @pytest.mark.parametrize(
