@@ -359,15 +359,19 @@ def _cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+HELD_BOUND = 0.05 * 2 + 0.02  # CPU seconds per second of a kernel held to 0.05 core
+
+
 def test_cpu_quota_holds_a_spinning_kernel(gw, client):
     _, root = gw
     path = write(root, "cpu_spin")
-    started = start(client, path, cpu_quota=0.2, replicas=1)
+    # 0.05 core: well under what an unheld spinning loop gets even on this busy machine
+    started = start(client, path, cpu_quota=0.05, replicas=1)
     try:
         state = started["cpu_quota"]
         if not state["applied"]:
             pytest.skip(f"CPU quotas cannot be applied on this machine: {state['reason']}")
-        assert state["cores"] == 0.2 and state["mechanism"].startswith("cgroup v")
+        assert state["cores"] == 0.05 and state["mechanism"].startswith("cgroup v")
         kernel = started["kernels"][0]
         group = Path(kernel["cgroup"])
         assert str(kernel["pid"]) in (group / "cgroup.procs").read_text().split()
@@ -375,13 +379,14 @@ def test_cpu_quota_holds_a_spinning_kernel(gw, client):
         r = call(client, "cpu_spin_spin", [3.0])
         assert r.status_code == 200, r.text
         used, wall = _cpu_seconds(kernel["pid"]) - before, time.monotonic() - t0
-        # held near 0.2 core (a spinning loop takes a whole core unheld): generous bound
-        assert used / wall < 0.2 * 1.5 + 0.05, (used, wall)
+        # held near 0.05 core (unheld, a spinning loop takes a core, or its share of a
+        # busy machine: the test below): a generous bound
+        assert used / wall < HELD_BOUND, (used, wall)
         stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
         assert int(stat["nr_throttled"]) > 0, stat
         sid = started["script_id"]
         listed = client.get(f"/script-engine/scripts/{sid}").json()
-        assert listed["cpu_quota"]["applied"] is True and listed["cpu_quota"]["cores"] == 0.2
+        assert listed["cpu_quota"]["applied"] is True and listed["cpu_quota"]["cores"] == 0.05
     finally:
         client.post("/script-engine/stop", json={"script_path": path})
     if state["applied"]:
@@ -401,9 +406,9 @@ def test_without_a_quota_the_kernel_is_not_held(gw, client):
         assert call(client, "cpu_free_spin", [2.0]).status_code == 200
         used, wall = _cpu_seconds(pid) - before, time.monotonic() - t0
         load = os.getloadavg()[0] / (os.cpu_count() or 1)
-        if load > 1.5:
+        if load > 5:  # a share under 1/6 core: too close to the bound to tell
             pytest.skip(f"the machine is too busy to compare ({load:.1f} runnable per core)")
-        assert used / wall > 0.35, (used, wall)
+        assert used / wall > HELD_BOUND + 0.03, (used, wall, load)
     finally:
         client.post("/script-engine/stop", json={"script_path": path})
 
