@@ -22,6 +22,7 @@ from tornado.netutil import bind_sockets
 from . import __version__
 from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
+from .cpuquota import CpuQuotas
 from .datadir import secure_data_dir, stored_token
 from .deploy import Deployer
 from .deps import DepsSettings, Environments
@@ -54,6 +55,7 @@ from .mqtt_config import MqttConfig
 from .openapi import build_openapi
 from .platform import EmbeddedBackend, HttpBackend, PlatformBackend
 from .pool import KernelPool
+from .quotas import StepLimits
 from .registry import Registry
 from .remote import prepare_remote_provisioners
 from .repo import GitFailed, ScriptRepo
@@ -229,10 +231,16 @@ class Gateway:
         self.services.kernel_services["mqtt.config"] = MqttConfig.from_settings(
             settings, self.logs.redactor
         ).kernel_get
+        self.cpu = CpuQuotas()  # kernel cgroups for CPU quotas (made on first use)
+
+        def kernel_gone(kernel: ScriptKernel) -> None:
+            self.logs.kernel_gone(kernel)
+            self.cpu.release(kernel.kernel_id)  # its cgroup, if it had one
+
         events = KernelEvents(
             on_event=self.services.on_kernel_event,
             on_iopub=self.logs.on_iopub,
-            on_closed=self.logs.kernel_gone,
+            on_closed=kernel_gone,
         )
         self.pool = KernelPool(
             self._start_kernel,
@@ -261,6 +269,9 @@ class Gateway:
             environments=self.environments,
             # remote kernels that outlive a gateway are reattached at restore (issue 19)
             remote=RemoteKernels(self.ksm, key, fast_path=settings.fast_path),
+            rate_limit=settings.default_rate_limit,
+            cpu_quota=settings.cpu_quota,
+            cpu=self.cpu,
         )
         self.workers = WorkerPool(
             self._start_worker,
@@ -291,6 +302,12 @@ class Gateway:
             env_pools=self.env_workers,
             environments=self.environments,
             watchers=self.watchers,
+            limits=StepLimits(
+                self.scripts,
+                self.store,
+                settings.default_rate_limit,
+                on_refused=lambda path: self.metrics.rate_limited(path, "step"),
+            ),
         )
         self.executions = ExecutionService(
             self.steps,
@@ -377,6 +394,13 @@ class Gateway:
                 f"the scripts root {self.store.root} cannot be used as a git repository "
                 f"(the git program is needed): {exc}"
             ) from None
+        if self.settings.cpu_quota and self.cpu.reason:
+            log.warning(
+                "--cpu-quota %g is not applied on this machine: %s. The kernels' CPU use "
+                "is measured (cpu_percent in /script-engine/running), not held",
+                self.settings.cpu_quota,
+                self.cpu.reason,
+            )
         services = {
             "engine": self.engine,
             "router": self.router,
@@ -502,6 +526,7 @@ class Gateway:
         await self.env_workers.close()
         await self.scratch.close()
         await self.launch.fork_server.close()  # after every kernel it forked was shut down
+        self.cpu.close()  # the kernels' cgroups (the kernels are gone)
         if self._server is not None:
             await self._server.close_all_connections()
         await self.platform.close()

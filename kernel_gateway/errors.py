@@ -20,6 +20,7 @@ code and a machine code; the message is what the client sees, ``log_message``
     │                                         DEPENDENCIES_NOT_READY (packages not installed yet)
     ├── PayloadTooLarge                   413 FILE_TOO_LARGE, SECRET_TOO_LARGE
     ├── UnsupportedMediaType              415 UNSUPPORTED_MEDIA_TYPE
+    ├── RateLimited                       429 RATE_LIMITED (a script's calls per minute; Retry-After)
     ├── ScriptError                       422 BOOT_MISSING, BOOT_FAILED, BAD_ARGUMENTS,
     │                                         SYNTAX_ERROR (a start/restart/reload: details.findings)
     ├── DependencyError                   422 a script's declared packages (kernel_gateway/deps/)
@@ -57,6 +58,7 @@ __all__ = [
     "Conflict",
     "PayloadTooLarge",
     "UnsupportedMediaType",
+    "RateLimited",
     "ScriptError",
     "DependencyError",
     "DependencyInvalid",
@@ -155,6 +157,14 @@ class PayloadTooLarge(GatewayError):
 class UnsupportedMediaType(GatewayError):
     status = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class RateLimited(GatewayError):
+    """A call past its script's calls per minute (``quotas.py``); ``Retry-After`` says
+    when a call will pass."""
+
+    status = 429
+    code = "RATE_LIMITED"
 
 
 class ScriptError(GatewayError):

@@ -178,6 +178,12 @@ class Metrics:
             ["script"],
             registry=self.registry,
         )
+        self.rate_limits = Counter(
+            "vwed_rate_limited",
+            "Calls refused by their script's rate limit (429 RATE_LIMITED), by script and kind",
+            ["script", "kind"],
+            registry=self.registry,
+        )
         # (script id, kind, outcome) -> the two children a call feeds: labels() takes a
         # lock and builds its key on every call; the children are the same each time.
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -196,6 +202,11 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def rate_limited(self, script_id: str, kind: str) -> None:
+        """A call refused by a script's rate limit (``quotas.py``); ``kind``: api,
+        function, ws or step (a step's ``script_id`` is its file's path)."""
+        self.rate_limits.labels(_label(script_id) if kind != "step" else script_id, kind).inc()
 
     def policy_refusal(self, script_id: str) -> None:
         self.refusals.labels(_label(script_id)).inc()

@@ -14,6 +14,7 @@ from .engine import ScriptTable
 from .errors import GatewayError, NotFound, ServiceUnavailable
 from .logs import LogHub
 from .metrics import Metrics
+from .quotas import rate_limited
 from .registry import Registry
 from .store.service import StoreService
 
@@ -106,6 +107,12 @@ class CallRouter:
     ) -> Reply:
         """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
         script = await self.scripts.wait_serving(script_id, timeout or self.call_timeout)
+        bucket = script.bucket  # its calls per minute (quotas.py); None: no limit
+        if bucket is not None:
+            wait = bucket.take()
+            if wait:
+                self.metrics.rate_limited(script_id, kind)
+                raise rate_limited(script.path, bucket.limit, wait, script_id)
         kernel = script.pick()
         if self.max_in_flight and kernel.bridge.in_flight >= self.max_in_flight:
             raise ServiceUnavailable(

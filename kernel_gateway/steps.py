@@ -33,6 +33,7 @@ from .executions.watchers import CallWatchers, Listener
 from .inputs import parse_timeout
 from .kernels import ScriptKernel
 from .logs import LogHub
+from .quotas import StepLimits
 from .scripts import ScriptStore
 from .shared_modules import SharedModules
 from .store.service import StoreService
@@ -71,6 +72,7 @@ class StepService:
         environments: Environments | None = None,
         env_pools: EnvWorkerPools | None = None,
         watchers: CallWatchers | None = None,
+        limits: StepLimits | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -84,6 +86,7 @@ class StepService:
         self.environments = environments
         self.env_pools = env_pools
         self.watchers = watchers
+        self.limits = limits  # calls per minute of the step's script (quotas.py)
         # the declaration of each step file, by the file's and its requirements.txt's version
         self._declarations: dict[tuple[Any, ...], Declaration | None] = {}
         # environments found ready (by declaration key, with when), and when each (lock, file)
@@ -128,6 +131,8 @@ class StepService:
                     details={"parameter": name},
                 )
         timeout = parse_timeout(body.get("timeout"), self.max_timeout) or self.timeout
+        if self.limits is not None:  # a step is a call into its file's script: one token
+            self.limits.admit(path)  # 429 RATE_LIMITED
         return {
             "mode": mode,
             "path": path,

@@ -108,6 +108,20 @@ class Settings:
         "default policy of scripts started without one: a JSON file with "
         "'network', 'subprocess', 'write' (docs/security.md)",
     )
+    # -- quotas (docs/security.md "Quotas") --
+    rate_limit: int = setting(
+        0,
+        "default calls per minute into each script (routes, function calls, steps of its "
+        "file), shared by its replicas; past it 429 RATE_LIMITED (0: no limit)",
+    )
+    rate_limit_burst: int = setting(
+        0, "calls a script may take at once under --rate-limit (0: a minute's worth)"
+    )
+    cpu_quota: float = setting(
+        0.0,
+        "default CPU quota of each script kernel, in cores (0.5: half a core; 0: none); "
+        "held by a cgroup per kernel where the machine allows it",
+    )
     kernel_name: str = setting(
         "", "kernelspec to start scripts with (default: the gateway's own 'vwed' spec)"
     )
@@ -289,6 +303,7 @@ class Settings:
         from ..mqtt_config import mqtt_problems
 
         problems.extend(mqtt_problems(self))
+        problems.extend(self._quota_problems())
         if self.db_url:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
@@ -306,6 +321,32 @@ class Settings:
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+    def _quota_problems(self) -> list[str]:
+        from ..cpuquota import MAX_CORES
+        from ..quotas import MAX_CALLS_PER_MINUTE
+
+        problems = []
+        for name in ("rate_limit", "rate_limit_burst"):
+            if not 0 <= getattr(self, name) <= MAX_CALLS_PER_MINUTE:
+                problems.append(f"{name} must be from 0 to {MAX_CALLS_PER_MINUTE}")
+        if self.rate_limit_burst and not self.rate_limit:
+            problems.append("rate_limit_burst needs rate_limit (calls per minute)")
+        if not (self.cpu_quota == 0 or 0.01 <= self.cpu_quota <= MAX_CORES):  # refuses NaN
+            problems.append(
+                f"cpu_quota must be 0 (none) or from 0.01 to {MAX_CORES:g} cores "
+                f"({self.cpu_quota!r})"
+            )
+        return problems
+
+    @property
+    def default_rate_limit(self) -> Any:
+        """``--rate-limit`` and ``--rate-limit-burst`` as a ``quotas.RateLimit`` (None: none)."""
+        from ..quotas import RateLimit
+
+        if not self.rate_limit:
+            return None
+        return RateLimit(self.rate_limit, self.rate_limit_burst or self.rate_limit)
 
     def _deps_problems(self) -> list[str]:
         problems = []

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ..background import Background
 from ..boot import boot_kernel
+from ..cpuquota import CpuQuotas
 from ..deps import Environment
 from ..errors import GatewayError, ScriptError, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
@@ -37,6 +38,7 @@ class Booting:
     boot_timeout: float
     debug: bool
     logs: LogHub
+    cpu: CpuQuotas | None
     _ending: Background
 
     async def _boot_replica(self, script: RunningScript, index: int) -> ScriptKernel:
@@ -55,6 +57,8 @@ class Booting:
                 f"({script.memory_limit_mb} MiB) is not enforced, the gateway cannot "
                 "measure a remote kernel (docs/scaling.md)",
             )
+        if script.cpu_quota:
+            self._hold_cpu(script, kernel, index)
         try:
             kernel.registrations = await boot_kernel(
                 kernel,
@@ -73,6 +77,28 @@ class Booting:
             self._discard([kernel])
             raise
         return kernel
+
+    def _hold_cpu(self, script: RunningScript, kernel: ScriptKernel, index: int) -> None:
+        """Put the kernel under the script's CPU quota (before its boot() runs); where
+        that cannot be done, a WARNING says why (its CPU use is measured all the same)."""
+        if self.cpu is None:
+            state = {"cores": script.cpu_quota, "applied": False, "reason": "not configured"}
+        else:
+            state = self.cpu.apply(kernel.kernel_id, kernel.pid, script.cpu_quota).to_json()
+        applied = script.cpu_applied
+        if len(applied) >= 3 * script.replicas:  # of kernels gone (a reload holds 2x)
+            live = {k.kernel_id for k in script.kernels}
+            for gone in [key for key in applied if key not in live]:
+                del applied[gone]
+        applied[kernel.kernel_id] = state
+        if not state["applied"]:
+            self.logs.engine(
+                script.script_id,
+                "WARNING",
+                f"the CPU quota of {script.cpu_quota:g} core(s) is not applied to replica "
+                f"{index}: {state['reason']}. Its CPU use is measured (cpu_percent in "
+                "/script-engine/running) but not held (docs/security.md, Quotas)",
+            )
 
     async def _install(self, script: RunningScript, lock: str | None) -> Environment | None:
         """The script's environment, installed if needed; a stop meanwhile cancels it

@@ -17,11 +17,13 @@ from typing import Any
 
 from ..background import Background
 from ..check import compiles
+from ..cpuquota import CpuQuotas
 from ..deps import Environment, Environments
 from ..errors import Conflict, NotFound, ServiceUnavailable
 from ..kernels import KernelEvents, ScriptKernel
 from ..logs import LogHub
 from ..pool import KernelPool
+from ..quotas import RateLimit, parse_rate_limit
 from ..registry import Registry
 from ..scripts import ScriptStore
 from ..store.service import StoreService
@@ -65,6 +67,9 @@ class ScriptEngine(Booting):
         environments: Environments | None = None,
         repo: Revisions | None = None,
         remote: RemoteKernels | None = None,
+        rate_limit: RateLimit | None = None,
+        cpu_quota: float = 0.0,
+        cpu: CpuQuotas | None = None,
     ) -> None:
         self.scripts = scripts
         self.files = files
@@ -81,6 +86,11 @@ class ScriptEngine(Booting):
         # remote kernels outlive a gateway that dies: reattached at restore (reattach.py)
         self.remote = remote
         self.runs = RunHistory(db, logs, remote.state if remote is not None else None)
+        # quotas (docs/security.md "Quotas"): the defaults of scripts started without
+        # their own, and the kernel cgroups that hold CPU quotas (None: not applied)
+        self.rate_limit = rate_limit
+        self.cpu_quota = cpu_quota
+        self.cpu = cpu
         self.packages = ScriptPackages(environments, files.root, logs)
         self.supervisor = Supervisor(
             scripts,
@@ -167,6 +177,11 @@ class ScriptEngine(Booting):
                 self._forget(current)
             now = time.time()
             memory = options.memory_limit_mb
+            rate = (
+                self.rate_limit
+                if options.rate_limit is None
+                else parse_rate_limit(options.rate_limit)
+            )
             script = RunningScript(
                 self.scripts.new_id(source.path, now),
                 source.path,
@@ -175,6 +190,9 @@ class ScriptEngine(Booting):
                 now,
                 memory_limit_mb=self.memory_limit_mb if memory is None else memory,
                 policy=(self.default_policy if options.policy is None else options.policy) or None,
+                rate_limit=rate,
+                bucket=None if rate is None else rate.bucket(),
+                cpu_quota=self.cpu_quota if options.cpu_quota is None else options.cpu_quota,
             )
             script.file_stat = disk_stat(source)
             script.revision = source.revision

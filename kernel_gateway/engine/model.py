@@ -13,6 +13,7 @@ from typing import Any
 from ..deps import Environment
 from ..errors import NotFound, ServiceUnavailable
 from ..kernels import ScriptKernel
+from ..quotas import RateLimit, TokenBucket
 from ..registrations import ScriptRegistrations
 from ..scripts import ScriptSource
 from ..stats import ScriptMeter
@@ -46,12 +47,21 @@ class StartOptions:
     # the kernelspec its kernels start from (None: the gateway's ``--kernel-name``);
     # one whose provisioner runs kernels on another host makes a remote script
     kernel_name: str | None = None
+    # quotas (docs/security.md "Quotas"); None: the gateway's default. ``rate_limit``:
+    # {"calls_per_minute", "burst"} as checked by quotas.parse_rate_limit (0: none);
+    # ``cpu_quota``: cores per kernel (0: none)
+    rate_limit: dict[str, int] | None = None
+    cpu_quota: float | None = None
 
     def requested(self) -> dict[str, Any]:
         """The options kept with a desired script (the database's ``options``)."""
         kept: dict[str, Any] = {"memory_limit_mb": self.memory_limit_mb, "policy": self.policy}
         if self.kernel_name is not None:
             kept["kernel_name"] = self.kernel_name
+        if self.rate_limit is not None:
+            kept["rate_limit"] = self.rate_limit
+        if self.cpu_quota is not None:
+            kept["cpu_quota"] = self.cpu_quota
         return kept
 
 
@@ -83,6 +93,13 @@ class RunningScript:
     # the commit of the scripts repository its serving kernels run (issue 17): the
     # source's, set when they serve (a reload sets it at the swap, not at its boot)
     revision: str | None = None
+    # calls per minute in force (the start's or the gateway's default) and the bucket
+    # its replicas share (routing.py takes a token per call); None: no limit
+    rate_limit: RateLimit | None = None
+    bucket: TokenBucket | None = None
+    cpu_quota: float = 0.0  # cores per kernel in force (0: none)
+    # what applying it did, by kernel id (cpuquota.CpuQuotas.apply): summarised per script
+    cpu_applied: dict[str, dict[str, Any]] = field(default_factory=dict)
     _turn: itertools.count = field(default_factory=itertools.count)
 
     @property
@@ -128,6 +145,7 @@ class RunningScript:
                 "host": k.host,  # None: this machine (CPU/RSS are measured here only)
                 "in_flight": k.bridge.in_flight,
                 **(k.usage() if usage else {}),
+                **_cgroup_of(self.cpu_applied.get(k.kernel_id)),
             }
             for k in sorted(self.kernels, key=lambda k: k.replica)
         ]
@@ -151,6 +169,8 @@ class RunningScript:
             "restarts": self.restarts,
             "memory_limit_mb": self.memory_limit_mb or None,
             "policy": self.policy,
+            "rate_limit": self.rate_limit.to_json() if self.rate_limit else None,
+            "cpu_quota": self.cpu_quota_state(),
             "last_error": self.last_error,
             "calls_per_s": calls_per_s,  # over the last minute (of the script's path)
             "error_rate": error_rate,  # the share of those calls that failed
@@ -159,6 +179,28 @@ class RunningScript:
             "exit_reason": self.exit_reason,
             "environment": environment_json(self.environment),
         }
+
+    def cpu_quota_state(self) -> dict[str, Any] | None:
+        """``{"cores", "applied", ...}`` of its CPU quota over its live kernels (applied:
+        on every one), or None without a quota."""
+        if not self.cpu_quota:
+            return None
+        states = [
+            self.cpu_applied[k.kernel_id] for k in self.kernels if k.kernel_id in self.cpu_applied
+        ]
+        if not states:
+            return {"cores": self.cpu_quota, "applied": False, "reason": "no kernel yet"}
+        refused = [s for s in states if not s.get("applied")]
+        state = dict(refused[0] if refused else states[0])
+        state.pop("cgroup", None)  # per kernel: in "kernels"
+        return state
+
+
+def _cgroup_of(applied: dict[str, Any] | None) -> dict[str, Any]:
+    """A kernel's cgroup (where its CPU quota is applied), for its entry in ``kernels``."""
+    if applied is None or not applied.get("cgroup"):
+        return {}
+    return {"cgroup": applied["cgroup"]}
 
 
 def environment_json(env: Environment | None) -> dict[str, Any] | None:

@@ -187,6 +187,8 @@ class RunHistory:
                         memory_limit_mb=options.get("memory_limit_mb"),
                         policy=options.get("policy"),
                         kernel_name=options.get("kernel_name"),
+                        rate_limit=options.get("rate_limit"),
+                        cpu_quota=options.get("cpu_quota"),
                     ),
                     lock=row.get("lock_hash"),
                     revision=row.get("revision"),

@@ -3,10 +3,13 @@ checks of their bodies (the engine receives checked, typed options)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from ..cpuquota import MAX_CORES
 from ..engine import MAX_REPLICAS, RESTART_POLICIES, RunningScript, ScriptEngine, StartOptions
 from ..errors import BadRequest
+from ..quotas import parse_rate_limit
 from ..repo import check_revision
 from .base import JSONHandler
 
@@ -47,7 +50,39 @@ def start_options(body: dict[str, Any]) -> StartOptions:
     kernel_name = body.get("kernel_name")
     if kernel_name is not None and (not isinstance(kernel_name, str) or not kernel_name):
         raise BadRequest("'kernel_name' must be the name of a kernelspec", "BAD_REQUEST")
-    return StartOptions(replicas, restart, memory, policy, kernel_name)
+    rate_limit = body.get("rate_limit")
+    if rate_limit is not None:
+        limit = parse_rate_limit(rate_limit)  # 400 BAD_RATE_LIMIT
+        rate_limit = limit.to_json() if limit else {"calls_per_minute": 0}
+    return StartOptions(
+        replicas,
+        restart,
+        memory,
+        policy,
+        kernel_name,
+        rate_limit=rate_limit,
+        cpu_quota=cpu_quota_of(body.get("cpu_quota")),
+    )
+
+
+def cpu_quota_of(value: Any) -> float | None:
+    """``cpu_quota`` of a start body: cores per kernel (0: none), checked (400
+    ``BAD_CPU_QUOTA``); None when not given."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_CORES
+    ):
+        raise BadRequest(
+            f"'cpu_quota' must be a number of cores from 0 (none) to {MAX_CORES:g}, like 0.5",
+            "BAD_CPU_QUOTA",
+        )
+    if 0 < value < 0.01:
+        raise BadRequest("'cpu_quota' must be at least 0.01 core (or 0: none)", "BAD_CPU_QUOTA")
+    return float(value)
 
 
 def revision_of(body: dict[str, Any]) -> str | None:
@@ -80,6 +115,8 @@ def _started(script: RunningScript) -> dict[str, object]:
         "kernel_id": kernels[0]["kernel_id"] if kernels else None,
         "replicas": script.replicas,
         "revision": script.revision,
+        "rate_limit": script.rate_limit.to_json() if script.rate_limit else None,
+        "cpu_quota": script.cpu_quota_state(),
         "kernels": kernels,
         "registrations": script.registrations.describe(),
     }

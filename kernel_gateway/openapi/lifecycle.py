@@ -16,6 +16,37 @@ _REVISION = {
     "default: the latest (a change on disk is committed first). Rollback: an older one.",
 }
 _REV = {"type": ["string", "null"], "description": "the revision (40 hex) the kernels run"}
+_RATE_LIMIT = {
+    "type": "object",
+    "description": "calls per minute into the script (routes, function calls, WebSocket "
+    "messages, steps of its file), shared by its replicas; past it 429 RATE_LIMITED with "
+    "Retry-After. calls_per_minute 0: no limit (not even the gateway's --rate-limit). "
+    "docs/security.md, Quotas",
+    "properties": {
+        "calls_per_minute": {"type": "integer", "minimum": 0},
+        "burst": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "calls at once (default: calls_per_minute)",
+        },
+    },
+    "required": ["calls_per_minute"],
+    "additionalProperties": False,
+}
+_CPU_QUOTA = {
+    "type": "number",
+    "minimum": 0,
+    "description": "cores each kernel of the script may use (0.5: half a core; 0: none); "
+    "held by a cgroup per kernel where the machine allows it (the answer's cpu_quota says "
+    "whether it was applied, and why not). Default: the gateway's --cpu-quota",
+}
+_QUOTAS_OUT = {
+    "rate_limit": {"type": ["object", "null"], "description": "calls_per_minute, burst"},
+    "cpu_quota": {
+        "type": ["object", "null"],
+        "description": "cores, applied; mechanism (applied) or reason (not applied)",
+    },
+}
 _TARGET_REV = body({"script_id": STR, "script_path": STR, "revision": _REVISION})
 
 
@@ -31,6 +62,8 @@ def lifecycle_paths() -> dict[str, Any]:
                         "replicas": {"type": "integer"},
                         "restart": {"enum": ["never", "on-failure", "always"]},
                         "memory_limit_mb": {"type": "integer"},
+                        "rate_limit": _RATE_LIMIT,
+                        "cpu_quota": _CPU_QUOTA,
                         "revision": _REVISION,
                         "kernel_name": {
                             "type": "string",
@@ -60,6 +93,7 @@ def lifecycle_paths() -> dict[str, Any]:
                             "kernel_id": STR,
                             "revision": _REV,
                             "registrations": REGS,
+                            **_QUOTAS_OUT,
                         },
                     ),
                     "400": err(
@@ -67,6 +101,8 @@ def lifecycle_paths() -> dict[str, Any]:
                         "MISSING_FIELD",
                         "PATH_INVALID",
                         "BAD_POLICY",
+                        "BAD_RATE_LIMIT",
+                        "BAD_CPU_QUOTA",
                         "BAD_PARAMETER",
                         "UNKNOWN_KERNEL",
                     ),

@@ -88,6 +88,7 @@ def _steps_http_paths() -> dict[str, Any]:
                     ),
                     "404": err("SCRIPT_NOT_FOUND", "FUNCTION_NOT_FOUND"),
                     "409": err("CANCELLED", "DEPENDENCIES_NOT_READY", "IDEMPOTENCY_KEY_REUSED"),
+                    "429": err("RATE_LIMITED"),
                     "422": err(
                         "STEP_FAILED",
                         "DEPENDENCY_INVALID",

@@ -88,14 +88,24 @@ function renderRunning() {
       el("td", { text: s.replicas }),
       el("td", { text: s.restarts }),
       el("td", { text: s.started_at ? duration(now - s.started_at) : "–" }),
-      el("td", { text: (s.kernels || []).map((k) => `#${k.replica} ${num(k.cpu_percent)}% ${num(k.rss_mib ?? k.rss_mb)} MiB`).join(", ") }),
-      el("td", { text: num(s.calls_per_s, 2) }),
+      el("td", { text: (s.kernels || []).map((k) => `#${k.replica} ${num(k.cpu_percent)}% ${num(k.rss_mib ?? k.rss_mb)} MiB`).join(", ") + cpuQuota(s.cpu_quota) }),
+      el("td", { text: num(s.calls_per_s, 2) + rateLimit(s.rate_limit) }),
       el("td", { text: s.error_rate === undefined ? "–" : `${num(100 * s.error_rate, 1)}%` }),
       el("td", { class: "err", text: s.last_error ? String(s.last_error.message || s.last_error) : "" }),
     ),
   );
   $("running-rows").replaceChildren(...rows);
   $("running-empty").hidden = rows.length > 0;
+}
+
+// Quotas (docs/security.md, "Quotas"): shown after the kernels and the call rate.
+function cpuQuota(q) {
+  if (!q) return "";
+  return q.applied ? ` (quota ${q.cores} core)` : ` (quota ${q.cores} core not applied)`;
+}
+
+function rateLimit(r) {
+  return r ? ` (limit ${r.calls_per_minute}/min)` : "";
 }
 
 export async function pollRunning() {
