@@ -14,9 +14,11 @@ listed from the local interpreter its ``argv`` names, and says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 from typing import Any
 
@@ -107,14 +109,13 @@ class ModuleCatalog:
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
         except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await _kill_group(proc)
             raise CallTimeout(
                 f"listing the modules took more than {self.timeout:g} s (a plugin's import hangs?)",
                 "MODULES_TIMEOUT",
             ) from None
         except asyncio.CancelledError:
-            proc.kill()
+            await asyncio.shield(_kill_group(proc))
             raise
         tail = err.decode(errors="replace")[-2000:]
         if proc.returncode != 0:
@@ -132,3 +133,13 @@ class ModuleCatalog:
                 f"{python} -m {PROBE_MODULE} gave no listing: {tail}", "MODULES_UNAVAILABLE"
             )
         return answer
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """End the probe and whatever a plugin's import started (its own session), and
+    reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -148,7 +149,7 @@ class StepLimits:
         self.store = store
         self.default = default
         self.on_refused = on_refused  # counts a refusal (metrics), by script path
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def admit(self, script_path: str) -> None:
         """Take a token for a step of ``script_path`` or raise 429 ``RATE_LIMITED``.
@@ -156,7 +157,8 @@ class StepLimits:
         if self.default is None and not any(s.bucket for s in self.scripts.running()):
             return  # no limit anywhere: not even the path is resolved
         try:
-            rel = self.store.relative(self.store.resolve(script_path))
+            resolved = self.store.resolve(script_path)
+            rel = self.store.relative(resolved)
         except GatewayError:
             return
         script = self.scripts.at(rel)
@@ -165,9 +167,13 @@ class StepLimits:
         elif self.default is not None:
             bucket, script_id = self._buckets.get(rel), None
             if bucket is None:
-                if len(self._buckets) >= _STEP_BUCKETS:
-                    self._buckets.clear()
+                if not resolved.is_file():
+                    return  # the step answers 404 itself; no bucket for a made-up path
                 bucket = self._buckets[rel] = self.default.bucket()
+                while len(self._buckets) > _STEP_BUCKETS:  # the least recently used goes
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(rel)
         else:
             return
         if bucket is None:

@@ -107,12 +107,6 @@ class CallRouter:
     ) -> Reply:
         """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
         script = await self.scripts.wait_serving(script_id, timeout or self.call_timeout)
-        bucket = script.bucket  # its calls per minute (quotas.py); None: no limit
-        if bucket is not None:
-            wait = bucket.take()
-            if wait:
-                self.metrics.rate_limited(script_id, kind)
-                raise rate_limited(script.path, bucket.limit, wait, script_id)
         kernel = script.pick()
         if self.max_in_flight and kernel.bridge.in_flight >= self.max_in_flight:
             raise ServiceUnavailable(
@@ -122,6 +116,14 @@ class CallRouter:
                 headers={"Retry-After": "1"},
                 details={"script_id": script_id},
             )
+        # its calls per minute (quotas.py; None: no limit), after the BUSY check: a call
+        # refused for load costs no token, so retries under load do not drain the bucket
+        bucket = script.bucket
+        if bucket is not None:
+            wait = bucket.take()
+            if wait:
+                self.metrics.rate_limited(script_id, kind)
+                raise rate_limited(script.path, bucket.limit, wait, script_id)
         call_id = kernel.bridge.new_call_id()
         self.logs.note_call(call_id, task_id)
         started = time.perf_counter()

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["MqttModule", "MqttMessage", "check_topic", "check_filter"]
 
 MAX_PENDING = 10_000  # messages waiting for the event loop; more are dropped (counted)
+MAX_PENDING_BYTES = 64 * 1024 * 1024  # and their payloads' bytes (1 MB camera frames...)
 
 # (the class below has a method ``list``: these names keep the builtin in annotations)
 _Ids = list[int]
@@ -77,6 +78,7 @@ class MqttModule(VwedModule):
         self._armed = False  # our cleanup is on registrations.on_clear
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: collections.deque[tuple[MqttMessage, list[int]]] = collections.deque()
+        self._queued_bytes = 0  # payload bytes in ``_queue`` (under ``_lock``)
         self._draining = False
         self._tasks: set[asyncio.Future[Any]] = set()
         self.dropped = 0
@@ -290,6 +292,7 @@ class MqttModule(VwedModule):
             self._filters.clear()
             self._armed = False
             self._queue.clear()
+            self._queued_bytes = 0
         if conn is not None:
             conn.close()
 
@@ -301,16 +304,24 @@ class MqttModule(VwedModule):
         if loop is None or loop.is_closed():
             self._deliver(message, ids)
             return
-        if len(self._queue) >= MAX_PENDING:
+        with self._lock:
+            full = (
+                len(self._queue) >= MAX_PENDING
+                or self._queued_bytes + len(payload) > MAX_PENDING_BYTES
+            )
+            if not full:
+                self._queue.append((message, ids))
+                self._queued_bytes += len(payload)
+        if full:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 self.log(
                     "WARNING",
-                    f"{self.dropped} MQTT message(s) dropped: {MAX_PENDING} were waiting for "
-                    "the script's handlers (are they blocking?)",
+                    f"{self.dropped} MQTT message(s) dropped: {MAX_PENDING} messages or "
+                    f"{MAX_PENDING_BYTES // 1048576} MiB were waiting for the script's "
+                    "handlers (are they blocking?)",
                 )
             return
-        self._queue.append((message, ids))
         if not self._draining:
             self._draining = True
             try:
@@ -321,10 +332,12 @@ class MqttModule(VwedModule):
     def _drain(self) -> None:
         self._draining = False
         while self._queue:
-            try:
-                message, ids = self._queue.popleft()
-            except IndexError:
-                return
+            with self._lock:
+                try:
+                    message, ids = self._queue.popleft()
+                except IndexError:
+                    return
+                self._queued_bytes -= len(message.payload)
             self._deliver(message, ids)
 
     def _targets(self, message: MqttMessage, ids: _Ids) -> _Specs:

@@ -17,6 +17,7 @@ touch the outside world (it also runs when the settings are checked); :meth:`ope
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable
@@ -73,13 +74,18 @@ class LogSink:
     # -- configuration ---------------------------------------------------------------
     @property
     def name(self) -> str:
-        """The URL without credentials nor query: how logs and metrics name this sink."""
+        """The URL without credentials nor query: how logs and metrics name this sink.
+        A web address's path is a hash: webhooks (Slack, Teams, Discord) carry their
+        secret in it, and this name goes to logs, records and metric labels."""
         p = self.parts
         host = p.hostname or ""
         if ":" in host:
             host = f"[{host}]"
         port = f":{p.port}" if p.port is not None else ""
-        return f"{p.scheme}://{host}{port}{p.path}"
+        path = p.path
+        if p.scheme in ("http", "https") and path not in ("", "/"):
+            path = "/#" + hashlib.sha256(path.encode()).hexdigest()[:8]
+        return f"{p.scheme}://{host}{port}{path}"
 
     def option(self, key: str, default: T, *, minimum: float | None = None) -> T:
         """The query option ``key`` of the URL, of the type of ``default``; a value
