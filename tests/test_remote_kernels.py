@@ -373,6 +373,59 @@ def _runs_of(data: Path, path: str) -> list[tuple[int, str, float | None]]:
         )
 
 
+# keep.py of the kill -9 test also reads a secret in boot() and prints it on demand:
+# after the restart the printed value must still be *** in the stored logs
+SECRET_READER = """
+secret = None
+
+def boot():
+    global secret
+    VWED.api.register_route("/{name}/where", "GET", where)
+    VWED.api.register_route("/{name}/count", "POST", bump)
+    VWED.api.register_route("/{name}/leak", "POST", leak)
+    secret = VWED.secrets.get("plc_password")
+
+def leak():
+    print("the PLC password is", secret)
+    return {{"printed": True}}
+"""
+
+
+def _tamper(data: Path, path: str, change: Any) -> None:
+    """Open the sealed attach state of ``path`` (with the gateway's secrets key), let
+    ``change`` edit its kernels' stored provisioner info, seal it again: a stored
+    state a restore cannot use to ask the launcher (an exception in ``reattach``)."""
+    import json
+    import sqlite3
+
+    from kernel_gateway.secrets.crypto import SecretsKey
+
+    key = SecretsKey.load(data / "secrets.key")
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        (raw,) = db.execute(
+            "SELECT options FROM vwed_desired_scripts WHERE script_path = ?", (path,)
+        ).fetchone()
+        options = json.loads(raw)
+        state = json.loads(key.open(f"kernel-state:{path}", options["attach"]))
+        for kernel in state["kernels"]:
+            change(kernel["provisioner"])
+        options["attach"] = key.seal(f"kernel-state:{path}", json.dumps(state))
+        db.execute(
+            "UPDATE vwed_desired_scripts SET options = ? WHERE script_path = ?",
+            (json.dumps(options), path),
+        )
+
+
+def _attach_state(data: Path, path: str) -> dict[str, Any]:
+    import json
+
+    from kernel_gateway.secrets.crypto import SecretsKey
+
+    key = SecretsKey.load(data / "secrets.key")
+    sealed = _desired_options(data)[path]["attach"]
+    return dict(json.loads(key.open(f"kernel-state:{path}", sealed)))
+
+
 @needs_hosts
 @pytest.mark.timeout(420)
 def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
@@ -385,13 +438,20 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     local script is started again. The kernels' message keys are nowhere in the
     database in plaintext (sealed with the secrets key)."""
     hosts = remote_env
-    root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here"))
+    root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here", "stuck", "orphan"))
+    (root / "keep.py").write_text(COUNTER.format(name="keep") + SECRET_READER.format(name="keep"))
+    password = "plc-" + os.urandom(8).hex()
+    limit = {"calls_per_minute": 1, "burst": 30}  # refills slowly: 30 calls, then 429
     first = GatewayProcess(root, data, "--pool-size", "0")
     try:
+        r = first.client.put("/script-engine/secrets/plc_password", json={"value": password})
+        assert r.status_code in (200, 201), r.text
         for path, body in (
-            ("keep.py", {"kernel_name": "vwed-h0"}),
+            ("keep.py", {"kernel_name": "vwed-h0", "rate_limit": limit}),
             ("lost.py", {"kernel_name": "vwed-h1"}),
             ("here.py", {}),
+            ("stuck.py", {"kernel_name": "vwed-h1"}),
+            ("orphan.py", {"kernel_name": "vwed-h1"}),
         ):
             r = first.client.post("/script-engine/start", json={"script_path": path, **body})
             assert r.status_code == 200, r.text
@@ -411,7 +471,9 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
             _bump(first, "keep")
         assert _bump(first, "lost") == 1
         keep, lost = _where(first, "keep"), _where(first, "lost")
+        stuck, orphan = _where(first, "stuck"), _where(first, "orphan")
         before = first.running()
+        assert before["keep.py"]["rate_limit"] == limit
         launchers = _kernel_pids(hosts, 0, data)  # keep.py's kernel (and its listener)
         assert keep["pid"] in launchers
     finally:
@@ -429,7 +491,20 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     assert keep["key"].encode() not in stored and lost["key"].encode() not in stored
     options = _desired_options(data)
     assert options["keep.py"]["attach"].startswith("v1:")  # sealed (secrets/crypto.py)
+    assert options["keep.py"]["rate_limit"] == limit
     assert "attach" not in options["here.py"]
+    assert password.encode() not in stored
+    # stuck.py and orphan.py: their launchers cannot be asked at the restore (a stored
+    # listener port that does not load: an exception, as an unreachable host gives).
+    # stuck.py's kernel is then ended over SSH before a new one starts; orphan.py's
+    # host is wrong too, so it cannot be ended: kept as an orphan, with an ERROR
+    _tamper(data, "stuck.py", lambda info: info.update(comm_port="unreachable"))
+    _tamper(
+        data,
+        "orphan.py",
+        lambda info: info.update(comm_port="unreachable", assigned_host="127.0.0.1"),
+    )
+    assert _alive(stuck["pid"]) and _alive(orphan["pid"])
 
     second = GatewayProcess(root, data, "--pool-size", "0")
     try:
@@ -438,10 +513,10 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
             running = second.running()
             return all(
                 running.get(p, {}).get("status") == "running"
-                for p in ("keep.py", "lost.py", "here.py")
+                for p in ("keep.py", "lost.py", "here.py", "stuck.py", "orphan.py")
             )
 
-        wait_until(restored, 180, "the three scripts restored")
+        wait_until(restored, 180, "the five scripts restored")
         after = second.running()
         # reattached: the same process on its host, its globals, script id and run
         again = _where(second, "keep")
@@ -465,10 +540,47 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         assert [r[1] for r in _runs_of(data, "lost.py")] == ["died", "running"]
         # a local kernel dies with its gateway: started again
         assert _bump(second, "here") == 1
+        # the secret keep.py read in boot() before the restart is still redacted
+        r = second.client.post("/script-api/keep/leak")
+        assert r.status_code == 200, r.text
+
+        def printed() -> list[dict[str, Any]]:
+            r = second.client.get(
+                "/script-engine/logs",
+                params={"script_id": after["keep.py"]["script_id"], "limit": 500},
+            )
+            assert r.status_code == 200, r.text
+            return [x for x in r.json()["records"] if "the PLC password is" in x["message"]]
+
+        records = wait_until(printed, 30, "keep.py's print stored")
+        assert all(password not in x["message"] for x in records), records
+        assert any("the PLC password is ***" in x["message"] for x in records), records
+        # its rate limit holds after the restart: shown, stored again, and enforced
+        assert after["keep.py"]["rate_limit"] == limit
+        assert _desired_options(data)["keep.py"]["rate_limit"] == limit
+        codes = [second.client.post("/script-api/keep/count").status_code for _ in range(35)]
+        assert 429 in codes and set(codes) <= {200, 429}, codes
+        # stuck.py: its old kernel, whose launcher could not be asked, was ended on its
+        # host before the new one started (one copy, never two)
+        wait_until(lambda: not _alive(stuck["pid"]), 30, "stuck.py's old kernel ended")
+        assert _where(second, "stuck")["pid"] != stuck["pid"]
+        # orphan.py: its old kernel could not be ended: an ERROR naming host and pid,
+        # and its sealed state kept with the script, to be ended at the next restore
+        assert _alive(orphan["pid"])
+        assert f"an old kernel of orphan.py (pid {orphan['pid']} on 127.0.0.1)" in (
+            second.out.read_text()
+        )
+        kept = _attach_state(data, "orphan.py")
+        assert [o["provisioner"]["pid"] for o in kept["orphans"]] == [orphan["pid"]]
+        assert _where(second, "orphan")["pid"] != orphan["pid"]
+        log = second.out.read_text()
+        assert password not in log and password not in first.out.read_text()
     finally:
         second.proc.terminate()  # a clean stop ends its kernels, remote ones too
         second.proc.wait(60)
         second.finish()
+        if _alive(orphan["pid"]):  # what an operator does after the ERROR
+            hosts.hosts[1].run("kill", "-9", str(orphan["pid"]))
     wait_until(lambda: not _alive(keep["pid"]), 30, "keep.py's kernel ended by the stop")
 
 
