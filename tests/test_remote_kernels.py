@@ -384,9 +384,12 @@ def boot():
     VWED.api.register_route("/{name}/count", "POST", bump)
     VWED.api.register_route("/{name}/leak", "POST", leak)
     secret = VWED.secrets.get("plc_password")
+    global mqtt_password  # the MQTT settings, as VWED.mqtt asks for them at its first use
+    mqtt_password = VWED.mqtt._config()["password"]
 
 def leak():
     print("the PLC password is", secret)
+    print("the MQTT password is", mqtt_password)
     return {{"printed": True}}
 """
 
@@ -429,7 +432,7 @@ def _attach_state(data: Path, path: str) -> dict[str, Any]:
 @needs_hosts
 @pytest.mark.timeout(420)
 def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
-    tmp_path: Path, remote_env: Hosts
+    tmp_path: Path, remote_env: Hosts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kill -9 of the gateway, a new gateway on the same data directory: the remote
     kernel that still runs (itself a restart after a crash) is reattached (same pid on its host, its globals kept,
@@ -442,7 +445,11 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     (root / "keep.py").write_text(COUNTER.format(name="keep") + SECRET_READER.format(name="keep"))
     password = "plc-" + os.urandom(8).hex()
     limit = {"calls_per_minute": 1, "burst": 30}  # refills slowly: 30 calls, then 429
-    first = GatewayProcess(root, data, "--pool-size", "0")
+    # a broker's settings for kernels (never connected to here: only its password matters)
+    mqtt_password = "mqtt-" + os.urandom(8).hex()
+    monkeypatch.setenv("VWED_MQTT_PASSWORD", mqtt_password)
+    mqtt = ("--mqtt-url", "mqtt://127.0.0.1:1883", "--mqtt-user", "vwed")
+    first = GatewayProcess(root, data, "--pool-size", "0", *mqtt)
     try:
         r = first.client.put("/script-engine/secrets/plc_password", json={"value": password})
         assert r.status_code in (200, 201), r.text
@@ -506,7 +513,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     )
     assert _alive(stuck["pid"]) and _alive(orphan["pid"])
 
-    second = GatewayProcess(root, data, "--pool-size", "0")
+    second = GatewayProcess(root, data, "--pool-size", "0", *mqtt)
     try:
 
         def restored() -> bool:
@@ -550,11 +557,18 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
                 params={"script_id": after["keep.py"]["script_id"], "limit": 500},
             )
             assert r.status_code == 200, r.text
-            return [x for x in r.json()["records"] if "the PLC password is" in x["message"]]
+            return [x for x in r.json()["records"] if " password is" in x["message"]]
 
-        records = wait_until(printed, 30, "keep.py's print stored")
+        def both() -> list[dict[str, Any]] | None:
+            got = printed()
+            text = "\n".join(x["message"] for x in got)
+            return got if "the PLC password" in text and "the MQTT password" in text else None
+
+        records = wait_until(both, 30, "keep.py's prints stored")
         assert all(password not in x["message"] for x in records), records
+        assert all(mqtt_password not in x["message"] for x in records), records
         assert any("the PLC password is ***" in x["message"] for x in records), records
+        assert any("the MQTT password is ***" in x["message"] for x in records), records
         # its rate limit holds after the restart: shown, stored again, and enforced
         assert after["keep.py"]["rate_limit"] == limit
         assert _desired_options(data)["keep.py"]["rate_limit"] == limit
@@ -575,6 +589,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         assert _where(second, "orphan")["pid"] != orphan["pid"]
         log = second.out.read_text()
         assert password not in log and password not in first.out.read_text()
+        assert mqtt_password not in log
     finally:
         second.proc.terminate()  # a clean stop ends its kernels, remote ones too
         second.proc.wait(60)
