@@ -394,7 +394,7 @@ def leak():
 """
 
 
-def _tamper(data: Path, path: str, change: Any) -> None:
+def _tamper(data: Path, path: str, change: Any, part: str = "kernels") -> None:
     """Open the sealed attach state of ``path`` (with the gateway's secrets key), let
     ``change`` edit its kernels' stored provisioner info, seal it again: a stored
     state a restore cannot use to ask the launcher (an exception in ``reattach``)."""
@@ -410,7 +410,7 @@ def _tamper(data: Path, path: str, change: Any) -> None:
         ).fetchone()
         options = json.loads(raw)
         state = json.loads(key.open(f"kernel-state:{path}", options["attach"]))
-        for kernel in state["kernels"]:
+        for kernel in state[part]:
             change(kernel["provisioner"])
         options["attach"] = key.seal(f"kernel-state:{path}", json.dumps(state))
         db.execute(
@@ -439,7 +439,12 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     boot() not run again, the same script id and run, calls routed to it, no second
     copy); the remote kernel that died meanwhile is started again on its host; the
     local script is started again. The kernels' message keys are nowhere in the
-    database in plaintext (sealed with the secrets key)."""
+    database in plaintext (sealed with the secrets key). The reattached script keeps its
+    rate limit (shown, stored again, 429 past it), and the secret and MQTT password its
+    kernel got before the restart are *** in its stored logs. A kernel whose launcher
+    cannot be asked (an exception in reattach) is ended over SSH before its script starts
+    again; one that cannot be ended either is kept sealed as an orphan with an ERROR, and
+    ended at the next restore (a third gateway)."""
     hosts = remote_env
     root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here", "stuck", "orphan"))
     (root / "keep.py").write_text(COUNTER.format(name="keep") + SECRET_READER.format(name="keep"))
@@ -505,6 +510,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     # listener port that does not load: an exception, as an unreachable host gives).
     # stuck.py's kernel is then ended over SSH before a new one starts; orphan.py's
     # host is wrong too, so it cannot be ended: kept as an orphan, with an ERROR
+    host1 = _attach_state(data, "orphan.py")["kernels"][0]["provisioner"]["assigned_host"]
     _tamper(data, "stuck.py", lambda info: info.update(comm_port="unreachable"))
     _tamper(
         data,
@@ -594,9 +600,35 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         second.proc.terminate()  # a clean stop ends its kernels, remote ones too
         second.proc.wait(60)
         second.finish()
-        if _alive(orphan["pid"]):  # what an operator does after the ERROR
+        if sys.exc_info()[0] is not None and _alive(orphan["pid"]):
             hosts.hosts[1].run("kill", "-9", str(orphan["pid"]))
     wait_until(lambda: not _alive(keep["pid"]), 30, "keep.py's kernel ended by the stop")
+
+    # the next restore tries the orphan again: its host answers now (the stored host
+    # made right again), so it is ended there and no longer kept
+    try:
+        assert _alive(orphan["pid"])
+        _tamper(data, "orphan.py", lambda i: i.update(assigned_host=host1), part="orphans")
+        third = GatewayProcess(root, data, "--pool-size", "0", *mqtt)
+        try:
+            wait_until(
+                lambda: third.running().get("orphan.py", {}).get("status") == "running",
+                180,
+                "orphan.py restored",
+            )
+            wait_until(lambda: not _alive(orphan["pid"]), 30, "the orphan ended at last")
+            wait_until(
+                lambda: _attach_state(data, "orphan.py")["orphans"] == [],
+                30,
+                "the orphan no longer kept",
+            )
+        finally:
+            third.proc.terminate()
+            third.proc.wait(60)
+            third.finish()
+    finally:
+        if _alive(orphan["pid"]):  # what an operator does after the ERROR
+            hosts.hosts[1].run("kill", "-9", str(orphan["pid"]))
 
 
 @needs_hosts
