@@ -459,7 +459,7 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         r = first.client.put("/script-engine/secrets/plc_password", json={"value": password})
         assert r.status_code in (200, 201), r.text
         for path, body in (
-            ("keep.py", {"kernel_name": "vwed-h0", "rate_limit": limit}),
+            ("keep.py", {"kernel_name": "vwed-h0", "rate_limit": limit, "cpu_quota": 0.5}),
             ("lost.py", {"kernel_name": "vwed-h1"}),
             ("here.py", {}),
             ("stuck.py", {"kernel_name": "vwed-h1"}),
@@ -578,6 +578,9 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         # its rate limit holds after the restart: shown, stored again, and enforced
         assert after["keep.py"]["rate_limit"] == limit
         assert _desired_options(data)["keep.py"]["rate_limit"] == limit
+        # and its CPU quota (not held on another host, as before the restart: said so)
+        assert _desired_options(data)["keep.py"]["cpu_quota"] == 0.5
+        assert after["keep.py"]["cpu_quota"]["cores"] == 0.5, after["keep.py"]["cpu_quota"]
         codes = [second.client.post("/script-api/keep/count").status_code for _ in range(35)]
         assert 429 in codes and set(codes) <= {200, 429}, codes
         # stuck.py: its old kernel, whose launcher could not be asked, was ended on its
