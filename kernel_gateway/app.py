@@ -28,6 +28,7 @@ from .deploy import Deployer
 from .deps import DepsSettings, Environments
 from .drafts import DraftHub
 from .engine import ScriptEngine, ScriptTable
+from .engine.given import GivenAgain
 from .engine.reattach import RemoteKernels
 from .envworkers import EnvWorkerPools
 from .errors import GatewayError, KernelStartError, StoreTimeout
@@ -228,9 +229,8 @@ class Gateway:
             secrets=self.secrets.kernel_get,
         )
         # VWED.mqtt: the broker's settings, asked by kernels (kernel_gateway/mqtt_config.py)
-        self.services.kernel_services["mqtt.config"] = MqttConfig.from_settings(
-            settings, self.logs.redactor
-        ).kernel_get
+        mqtt_config = MqttConfig.from_settings(settings, self.logs.redactor)
+        self.services.kernel_services["mqtt.config"] = mqtt_config.kernel_get
         self.cpu = CpuQuotas()  # kernel cgroups for CPU quotas (made on first use)
 
         def kernel_gone(kernel: ScriptKernel) -> None:
@@ -268,7 +268,13 @@ class Gateway:
             repo=self.repo,  # which revision a start, reload, restart runs
             environments=self.environments,
             # remote kernels that outlive a gateway are reattached at restore (issue 19)
-            remote=RemoteKernels(self.ksm, key, fast_path=settings.fast_path),
+            remote=RemoteKernels(
+                self.ksm,
+                key,
+                fast_path=settings.fast_path,
+                # what a reattached kernel was given before: redacted again (issue 20)
+                given_again=GivenAgain(self.secrets, mqtt_config, self.logs.redactor),
+            ),
             rate_limit=settings.default_rate_limit,
             cpu_quota=settings.cpu_quota,
             cpu=self.cpu,

@@ -18,13 +18,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
 
-__all__ = ["prepare_remote_provisioners", "remote_state", "reattach", "end_remote"]
+__all__ = [
+    "prepare_remote_provisioners",
+    "remote_state",
+    "reattach",
+    "end_remote",
+    "end_unreachable",
+    "describe",
+]
 
 log = logging.getLogger("kernel_gateway.kernels")
 
@@ -57,9 +65,8 @@ async def remote_state(km: AsyncKernelManager) -> dict[str, Any] | None:
     return {"kernel_name": km.kernel_name, "provisioner": _jsonable(info)}
 
 
-async def reattach(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernelManager | None:
-    """A manager for the kernel ``state`` describes, if it still answers (its
-    launcher's listener): None when it is gone (start a new one then)."""
+async def manager(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernelManager:
+    """A manager rebuilt from ``state`` (what ``remote_state`` gave), not yet checked."""
     info = dict(state["provisioner"])
     km = AsyncKernelManager(kernel_name=state["kernel_name"], kernel_spec_manager=ksm)
     km.kernel_id = info["kernel_id"]
@@ -68,9 +75,33 @@ async def reattach(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernel
     ).create_provisioner_instance(info["kernel_id"], km.kernel_spec, parent=km)
     await km.provisioner.load_provisioner_info(info)
     km.load_connection_info(info["connection_info"])
-    if not await km.is_alive():
+    return km
+
+
+async def reattach(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernelManager | None:
+    """A manager for the kernel ``state`` describes, if it still answers (its
+    launcher's listener): None when it is known gone (its host refuses the listener's
+    port: start a new one then). Raises when that cannot be known (an unreachable
+    host, a timeout, a state that does not load): the kernel may still run."""
+    km = await manager(ksm, state)
+    if not await _alive(km):
         return None
     return km
+
+
+async def _alive(km: AsyncKernelManager) -> bool:
+    """Whether the kernel's launcher answers. gateway_provisioners' own ``poll`` says
+    "gone" for any failure to reach the listener (an unreachable host too); here only
+    a refused connection means gone, any other failure is raised (not known)."""
+    provisioner = km.provisioner
+    send = getattr(provisioner, "_send_listener_request", None)
+    if send is None or not getattr(provisioner, "comm_port", 0) > 0:
+        return bool(await km.is_alive())  # no listener to ask: the provisioner's own poll
+    try:
+        await send({"signum": 0})
+    except ConnectionRefusedError:
+        return False
+    return True
 
 
 def _jsonable(value: Any) -> Any:
@@ -97,3 +128,60 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
         await asyncio.wait_for(provisioner.kill(), timeout)
     except Exception as exc:  # unreachable host, listener gone: nothing more to do here
         log.warning("a remote kernel could not be signalled: %s", exc)
+
+
+_KERNEL_ID = re.compile(r"[0-9A-Za-z-]{8,64}")
+
+
+def describe(state: dict[str, Any]) -> tuple[str, Any]:
+    """(host, pid) of a stored remote kernel, for messages."""
+    info = state.get("provisioner") if isinstance(state, dict) else None
+    if not isinstance(info, dict):
+        return "an unknown host", None
+    host = info.get("assigned_host") or info.get("assigned_ip") or "an unknown host"
+    return str(host), info.get("pid")
+
+
+async def end_unreachable(
+    ksm: KernelSpecManager, state: dict[str, Any], timeout: float = 30.0
+) -> bool:
+    """End a remote kernel whose listener could not be asked (``reattach`` raised), so
+    that a new one never runs beside it: SIGTERM/SIGKILL through its listener if it
+    answers after all, then SIGKILL of its launcher process (and its children) over
+    SSH (the SSH-distributed provisioner), checked by its kernel id in
+    ``/proc/<pid>/cmdline`` so that a reused pid is never hit. True when it is known
+    ended (or was gone); False when that could not be done (keep it, try again)."""
+    try:
+        km = await manager(ksm, state)
+    except Exception as exc:
+        log.warning("a stored remote kernel cannot be loaded to be ended: %r", exc)
+        return False
+    provisioner = km.provisioner
+    try:
+        if not await asyncio.wait_for(_alive(km), timeout):
+            return True  # its host refuses the listener's port: gone
+        await end_remote(provisioner, timeout)
+        for _ in range(3):  # its listener ends at its next request once the kernel is gone
+            if not await asyncio.wait_for(_alive(km), timeout):
+                return True
+            await asyncio.sleep(0.5)
+    except Exception:
+        pass  # its listener cannot be reached: over SSH then
+    rsh = getattr(provisioner, "_rsh", None)
+    host, pid = describe(state)
+    kernel_id = str(getattr(provisioner, "kernel_id", "") or "")
+    if rsh is None or not isinstance(pid, int) or pid <= 1 or not _KERNEL_ID.fullmatch(kernel_id):
+        return False
+    mine = f"grep -qa -- {kernel_id} /proc/{pid}/cmdline 2>/dev/null"
+    command = (
+        f"if {mine}; then pkill -KILL -P {pid}; kill -KILL {pid}; sleep 0.5; fi; "
+        f"if {mine}; then echo VWED-ALIVE; else echo VWED-GONE; fi"
+    )
+    try:
+        lines = await asyncio.wait_for(asyncio.to_thread(rsh, host, command), timeout)
+    except Exception as exc:
+        log.warning(
+            "the remote kernel (pid %s) on %s could not be ended over SSH: %r", pid, host, exc
+        )
+        return False
+    return any("VWED-GONE" in str(line) for line in lines or [])

@@ -373,25 +373,97 @@ def _runs_of(data: Path, path: str) -> list[tuple[int, str, float | None]]:
         )
 
 
+# keep.py of the kill -9 test also reads a secret in boot() and prints it on demand:
+# after the restart the printed value must still be *** in the stored logs
+SECRET_READER = """
+secret = None
+
+def boot():
+    global secret
+    VWED.api.register_route("/{name}/where", "GET", where)
+    VWED.api.register_route("/{name}/count", "POST", bump)
+    VWED.api.register_route("/{name}/leak", "POST", leak)
+    secret = VWED.secrets.get("plc_password")
+    global mqtt_password  # the MQTT settings, as VWED.mqtt asks for them at its first use
+    mqtt_password = VWED.mqtt._config()["password"]
+
+def leak():
+    print("the PLC password is", secret)
+    print("the MQTT password is", mqtt_password)
+    return {{"printed": True}}
+"""
+
+
+def _tamper(data: Path, path: str, change: Any, part: str = "kernels") -> None:
+    """Open the sealed attach state of ``path`` (with the gateway's secrets key), let
+    ``change`` edit its kernels' stored provisioner info, seal it again: a stored
+    state a restore cannot use to ask the launcher (an exception in ``reattach``)."""
+    import json
+    import sqlite3
+
+    from kernel_gateway.secrets.crypto import SecretsKey
+
+    key = SecretsKey.load(data / "secrets.key")
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        (raw,) = db.execute(
+            "SELECT options FROM vwed_desired_scripts WHERE script_path = ?", (path,)
+        ).fetchone()
+        options = json.loads(raw)
+        state = json.loads(key.open(f"kernel-state:{path}", options["attach"]))
+        for kernel in state[part]:
+            change(kernel["provisioner"])
+        options["attach"] = key.seal(f"kernel-state:{path}", json.dumps(state))
+        db.execute(
+            "UPDATE vwed_desired_scripts SET options = ? WHERE script_path = ?",
+            (json.dumps(options), path),
+        )
+
+
+def _attach_state(data: Path, path: str) -> dict[str, Any]:
+    import json
+
+    from kernel_gateway.secrets.crypto import SecretsKey
+
+    key = SecretsKey.load(data / "secrets.key")
+    sealed = _desired_options(data)[path]["attach"]
+    return dict(json.loads(key.open(f"kernel-state:{path}", sealed)))
+
+
 @needs_hosts
 @pytest.mark.timeout(420)
 def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
-    tmp_path: Path, remote_env: Hosts
+    tmp_path: Path, remote_env: Hosts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kill -9 of the gateway, a new gateway on the same data directory: the remote
     kernel that still runs (itself a restart after a crash) is reattached (same pid on its host, its globals kept,
     boot() not run again, the same script id and run, calls routed to it, no second
     copy); the remote kernel that died meanwhile is started again on its host; the
     local script is started again. The kernels' message keys are nowhere in the
-    database in plaintext (sealed with the secrets key)."""
+    database in plaintext (sealed with the secrets key). The reattached script keeps its
+    rate limit (shown, stored again, 429 past it), and the secret and MQTT password its
+    kernel got before the restart are *** in its stored logs. A kernel whose launcher
+    cannot be asked (an exception in reattach) is ended over SSH before its script starts
+    again; one that cannot be ended either is kept sealed as an orphan with an ERROR, and
+    ended at the next restore (a third gateway)."""
     hosts = remote_env
-    root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here"))
-    first = GatewayProcess(root, data, "--pool-size", "0")
+    root, data = _counter_scripts(tmp_path, hosts, ("keep", "lost", "here", "stuck", "orphan"))
+    (root / "keep.py").write_text(COUNTER.format(name="keep") + SECRET_READER.format(name="keep"))
+    password = "plc-" + os.urandom(8).hex()
+    limit = {"calls_per_minute": 1, "burst": 30}  # refills slowly: 30 calls, then 429
+    # a broker's settings for kernels (never connected to here: only its password matters)
+    mqtt_password = "mqtt-" + os.urandom(8).hex()
+    monkeypatch.setenv("VWED_MQTT_PASSWORD", mqtt_password)
+    mqtt = ("--mqtt-url", "mqtt://127.0.0.1:1883", "--mqtt-user", "vwed")
+    first = GatewayProcess(root, data, "--pool-size", "0", *mqtt)
     try:
+        r = first.client.put("/script-engine/secrets/plc_password", json={"value": password})
+        assert r.status_code in (200, 201), r.text
         for path, body in (
-            ("keep.py", {"kernel_name": "vwed-h0"}),
+            ("keep.py", {"kernel_name": "vwed-h0", "rate_limit": limit, "cpu_quota": 0.5}),
             ("lost.py", {"kernel_name": "vwed-h1"}),
             ("here.py", {}),
+            ("stuck.py", {"kernel_name": "vwed-h1"}),
+            ("orphan.py", {"kernel_name": "vwed-h1"}),
         ):
             r = first.client.post("/script-engine/start", json={"script_path": path, **body})
             assert r.status_code == 200, r.text
@@ -411,7 +483,9 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
             _bump(first, "keep")
         assert _bump(first, "lost") == 1
         keep, lost = _where(first, "keep"), _where(first, "lost")
+        stuck, orphan = _where(first, "stuck"), _where(first, "orphan")
         before = first.running()
+        assert before["keep.py"]["rate_limit"] == limit
         launchers = _kernel_pids(hosts, 0, data)  # keep.py's kernel (and its listener)
         assert keep["pid"] in launchers
     finally:
@@ -429,19 +503,33 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
     assert keep["key"].encode() not in stored and lost["key"].encode() not in stored
     options = _desired_options(data)
     assert options["keep.py"]["attach"].startswith("v1:")  # sealed (secrets/crypto.py)
+    assert options["keep.py"]["rate_limit"] == limit
     assert "attach" not in options["here.py"]
+    assert password.encode() not in stored
+    # stuck.py and orphan.py: their launchers cannot be asked at the restore (a stored
+    # listener port that does not load: an exception, as an unreachable host gives).
+    # stuck.py's kernel is then ended over SSH before a new one starts; orphan.py's
+    # host is wrong too, so it cannot be ended: kept as an orphan, with an ERROR
+    host1 = _attach_state(data, "orphan.py")["kernels"][0]["provisioner"]["assigned_host"]
+    _tamper(data, "stuck.py", lambda info: info.update(comm_port="unreachable"))
+    _tamper(
+        data,
+        "orphan.py",
+        lambda info: info.update(comm_port="unreachable", assigned_host="127.0.0.1"),
+    )
+    assert _alive(stuck["pid"]) and _alive(orphan["pid"])
 
-    second = GatewayProcess(root, data, "--pool-size", "0")
+    second = GatewayProcess(root, data, "--pool-size", "0", *mqtt)
     try:
 
         def restored() -> bool:
             running = second.running()
             return all(
                 running.get(p, {}).get("status") == "running"
-                for p in ("keep.py", "lost.py", "here.py")
+                for p in ("keep.py", "lost.py", "here.py", "stuck.py", "orphan.py")
             )
 
-        wait_until(restored, 180, "the three scripts restored")
+        wait_until(restored, 180, "the five scripts restored")
         after = second.running()
         # reattached: the same process on its host, its globals, script id and run
         again = _where(second, "keep")
@@ -465,11 +553,85 @@ def test_a_gateway_killed_9_reattaches_to_its_remote_kernels(
         assert [r[1] for r in _runs_of(data, "lost.py")] == ["died", "running"]
         # a local kernel dies with its gateway: started again
         assert _bump(second, "here") == 1
+        # the secret keep.py read in boot() before the restart is still redacted
+        r = second.client.post("/script-api/keep/leak")
+        assert r.status_code == 200, r.text
+
+        def printed() -> list[dict[str, Any]]:
+            r = second.client.get(
+                "/script-engine/logs",
+                params={"script_id": after["keep.py"]["script_id"], "limit": 500},
+            )
+            assert r.status_code == 200, r.text
+            return [x for x in r.json()["records"] if " password is" in x["message"]]
+
+        def both() -> list[dict[str, Any]] | None:
+            got = printed()
+            text = "\n".join(x["message"] for x in got)
+            return got if "the PLC password" in text and "the MQTT password" in text else None
+
+        records = wait_until(both, 30, "keep.py's prints stored")
+        assert all(password not in x["message"] for x in records), records
+        assert all(mqtt_password not in x["message"] for x in records), records
+        assert any("the PLC password is ***" in x["message"] for x in records), records
+        assert any("the MQTT password is ***" in x["message"] for x in records), records
+        # its rate limit holds after the restart: shown, stored again, and enforced
+        assert after["keep.py"]["rate_limit"] == limit
+        assert _desired_options(data)["keep.py"]["rate_limit"] == limit
+        # and its CPU quota (not held on another host, as before the restart: said so)
+        assert _desired_options(data)["keep.py"]["cpu_quota"] == 0.5
+        assert after["keep.py"]["cpu_quota"]["cores"] == 0.5, after["keep.py"]["cpu_quota"]
+        codes = [second.client.post("/script-api/keep/count").status_code for _ in range(35)]
+        assert 429 in codes and set(codes) <= {200, 429}, codes
+        # stuck.py: its old kernel, whose launcher could not be asked, was ended on its
+        # host before the new one started (one copy, never two)
+        wait_until(lambda: not _alive(stuck["pid"]), 30, "stuck.py's old kernel ended")
+        assert _where(second, "stuck")["pid"] != stuck["pid"]
+        # orphan.py: its old kernel could not be ended: an ERROR naming host and pid,
+        # and its sealed state kept with the script, to be ended at the next restore
+        assert _alive(orphan["pid"])
+        assert f"an old kernel of orphan.py (pid {orphan['pid']} on 127.0.0.1)" in (
+            second.out.read_text()
+        )
+        kept = _attach_state(data, "orphan.py")
+        assert [o["provisioner"]["pid"] for o in kept["orphans"]] == [orphan["pid"]]
+        assert _where(second, "orphan")["pid"] != orphan["pid"]
+        log = second.out.read_text()
+        assert password not in log and password not in first.out.read_text()
+        assert mqtt_password not in log
     finally:
         second.proc.terminate()  # a clean stop ends its kernels, remote ones too
         second.proc.wait(60)
         second.finish()
+        if sys.exc_info()[0] is not None and _alive(orphan["pid"]):
+            hosts.hosts[1].run("kill", "-9", str(orphan["pid"]))
     wait_until(lambda: not _alive(keep["pid"]), 30, "keep.py's kernel ended by the stop")
+
+    # the next restore tries the orphan again: its host answers now (the stored host
+    # made right again), so it is ended there and no longer kept
+    try:
+        assert _alive(orphan["pid"])
+        _tamper(data, "orphan.py", lambda i: i.update(assigned_host=host1), part="orphans")
+        third = GatewayProcess(root, data, "--pool-size", "0", *mqtt)
+        try:
+            wait_until(
+                lambda: third.running().get("orphan.py", {}).get("status") == "running",
+                180,
+                "orphan.py restored",
+            )
+            wait_until(lambda: not _alive(orphan["pid"]), 30, "the orphan ended at last")
+            wait_until(
+                lambda: _attach_state(data, "orphan.py")["orphans"] == [],
+                30,
+                "the orphan no longer kept",
+            )
+        finally:
+            third.proc.terminate()
+            third.proc.wait(60)
+            third.finish()
+    finally:
+        if _alive(orphan["pid"]):  # what an operator does after the ERROR
+            hosts.hosts[1].run("kill", "-9", str(orphan["pid"]))
 
 
 @needs_hosts

@@ -74,6 +74,11 @@ class GatewayLink(Link):
         )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        # what the gateway gave this kernel that its logs must hide: the NAMES of the
+        # secrets read (never a value) and whether the MQTT settings (a password) came;
+        # a restarted gateway that reattaches asks for them (``registrations``)
+        self._secrets_read: set[str] = set()
+        self._mqtt_given = False
         self._ops: dict[str, Callable[[dict[str, Any], list[Any]], None]] = {
             "ping": self._op_ping,
             "prepare": self._op_prepare,
@@ -252,8 +257,21 @@ class GatewayLink(Link):
         """What this kernel has registered now (what ``boot`` answered, with the
         changes made since): a gateway that reattaches to a running kernel (a remote
         one, after its restart) routes from it without running ``boot()`` again."""
-        snapshot = self._vwed().registrations()
+        snapshot = {**self._vwed().registrations(), "given": self.given()}
         self._reply_ok(data["id"], {"encoding": "json"}, [json.dumps(snapshot).encode()])
+
+    def given(self) -> dict[str, Any]:
+        """What the gateway gave this kernel that must be redacted from its logs: the
+        names of the secrets read and whether it got the MQTT settings (no values)."""
+        with self._lock:
+            return {"secrets": sorted(self._secrets_read), "mqtt": self._mqtt_given}
+
+    def _record_given(self, service: str, payload: dict[str, Any]) -> None:
+        if service == "secret.get":
+            with self._lock:
+                self._secrets_read.add(str(payload.get("name", "")))
+        elif service == "mqtt.config":
+            self._mqtt_given = True
 
     def _op_call(self, data: dict[str, Any], buffers: list[Any]) -> None:
         self.calls.call(data, buffers, self._send)
@@ -345,8 +363,11 @@ class GatewayLink(Link):
         req_id, fut = self._new_request(service, payload)
         wait = timeout if timeout is not None else DEFAULT_REQUEST_TIMEOUT
         try:
-            return fut.result(wait)
+            answer = fut.result(wait)
+            self._record_given(service, payload)
+            return answer
         except concurrent.futures.TimeoutError:
+            self._record_given(service, payload)  # its answer may have come too late
             raise RemoteCallError(
                 f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT"
             ) from None
@@ -359,8 +380,11 @@ class GatewayLink(Link):
         req_id, fut = self._new_request(service, payload)
         wait = timeout if timeout is not None else DEFAULT_REQUEST_TIMEOUT
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            answer = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            self._record_given(service, payload)
+            return answer
         except asyncio.TimeoutError:
+            self._record_given(service, payload)  # its answer may have come too late
             raise RemoteCallError(
                 f"{service} got no answer within {wait:g} s", "CALL_TIMEOUT"
             ) from None

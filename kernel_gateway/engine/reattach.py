@@ -27,13 +27,15 @@ from .. import remote
 from ..kernels import KernelStartError, ScriptKernel
 from ..registrations import ScriptRegistrations, parse_registrations
 from ..secrets.crypto import SecretsKey, Undecryptable
+from .given import GivenAgain
 from .model import RunningScript
 
-__all__ = ["RemoteKernels", "ATTACH_KEY"]
+__all__ = ["RemoteKernels", "ATTACH_KEY", "ORPHANS"]
 
 log = logging.getLogger("kernel_gateway.engine")
 
 ATTACH_KEY = "attach"  # the key of the sealed state in a desired script's options
+ORPHANS = "orphans"  # the key, in a sealed state, of old kernels not yet ended
 
 
 def _name(script_path: str) -> str:
@@ -52,30 +54,41 @@ class RemoteKernels:
         *,
         fast_path: bool = True,
         timeout: float = 20.0,
+        given_again: GivenAgain | None = None,
     ) -> None:
         self.ksm = ksm
         self.key = key
         self.fast_path = fast_path
         self.timeout = timeout  # per kernel: its listener's answer, then its channels
+        # the values a reattached kernel was given before, to the redactor again (given.py)
+        self.given_again = given_again
+        # script path -> stored states of its old kernels that may still run and could
+        # not be ended (their host unreachable): sealed with its state, retried at restore
+        self.orphans: dict[str, list[dict[str, Any]]] = {}
 
     async def state(self, script: RunningScript) -> str | None:
         """The sealed state of ``script``'s kernels, or None when one of them is local
-        (nothing to reattach to: local kernels end with their gateway) or there is no key."""
-        if self.key is None or not script.kernels:
+        (nothing to reattach to: local kernels end with their gateway) or there is no key.
+        Old kernels of the script that could not be ended (``orphans``) are kept in it
+        too, to be ended at the next restore."""
+        if self.key is None:
             return None
-        kernels = []
+        orphans = self.orphans.get(script.path, [])
+        kernels: list[dict[str, Any]] = []
         for kernel in script.kernels:
-            if kernel.host is None:
-                return None
-            state = await remote.remote_state(kernel.km)
+            state = None if kernel.host is None else await remote.remote_state(kernel.km)
             if state is None:
-                return None
+                kernels = []
+                break
             kernels.append({"replica": kernel.replica, **state})
+        if not kernels and not orphans:
+            return None
         plain = {
             "script_id": script.script_id,
             "run_id": script.run_id,
             "started_at": script.started_at,
             "kernels": kernels,
+            ORPHANS: orphans,
         }
         return self.key.seal(_name(script.path), json.dumps(plain))
 
@@ -98,14 +111,26 @@ class RemoteKernels:
             return None
         return state
 
-    async def kernel(self, stored: dict[str, Any]) -> ScriptKernel | None:
+    async def kernel(self, script_path: str, stored: dict[str, Any]) -> ScriptKernel | None:
         """The kernel ``stored`` describes, connected, if it still runs and answers;
         None when it is gone. One that runs but does not answer is ended (through its
-        launcher's listener): a new one takes its place, never two."""
+        launcher's listener): a new one takes its place, never two. One whose state
+        is not known (its host unreachable, no answer in time) is ended too, over SSH
+        if need be; if that fails it is kept in ``orphans`` (retried at the next
+        restore) and its script is started anew all the same."""
         try:
             km = await asyncio.wait_for(remote.reattach(self.ksm, stored), self.timeout)
-        except Exception as exc:  # its host unreachable, its listener gone, bad state
-            log.info("a remote kernel could not be found again: %r", exc)
+        except Exception as exc:  # its host unreachable, no answer in time, bad state
+            host, pid = remote.describe(stored)
+            log.warning(
+                "the remote kernel (pid %s) on %s cannot be asked whether it runs (%r): "
+                "ending it before its script is started again",
+                pid,
+                host,
+                exc,
+            )
+            if not await self.end(stored):
+                self.orphans.setdefault(script_path, []).append(stored)
             return None
         if km is None:
             return None
@@ -120,12 +145,34 @@ class RemoteKernels:
                 log.debug("shutdown of an unanswering remote kernel failed", exc_info=True)
             return None
 
+    async def end(self, stored: dict[str, Any]) -> bool:
+        """End a kernel that may still run; True when it is known ended."""
+        try:
+            return await remote.end_unreachable(self.ksm, stored, self.timeout)
+        except Exception:
+            log.exception("ending a remote kernel failed")
+            return False
+
+    async def end_orphans(self, script_path: str, stored: Any) -> list[dict[str, Any]]:
+        """Try again to end the old kernels of ``script_path`` a previous gateway could
+        not end; those still not ended are kept (in ``orphans``) and returned."""
+        left = [s for s in (stored if isinstance(stored, list) else []) if isinstance(s, dict)]
+        ended = await asyncio.gather(*(self.end(s) for s in left))
+        kept = [s for s, done in zip(left, ended, strict=True) if not done]
+        if kept:
+            self.orphans.setdefault(script_path, []).extend(kept)
+        return kept
+
 
 async def registrations_of(
     kernel: ScriptKernel, script_id: str, timeout: float
-) -> ScriptRegistrations:
-    """What a reattached kernel has registered (the ``registrations`` op)."""
+) -> tuple[ScriptRegistrations, dict[str, Any]]:
+    """What a reattached kernel has registered (the ``registrations`` op), and what it
+    was given before (``given``: the names of the secrets it read, whether it got the
+    MQTT settings; never values): a restarted gateway redacts those values again."""
     reply = await kernel.bridge.call({"op": "registrations"}, timeout=timeout)
     if not reply.ok:
         raise KernelStartError(f"the kernel did not give its registrations: {reply.error}")
-    return parse_registrations(script_id, reply.value())
+    snapshot = reply.value()
+    given = snapshot.get("given") if isinstance(snapshot, dict) else None
+    return parse_registrations(script_id, snapshot), given if isinstance(given, dict) else {}

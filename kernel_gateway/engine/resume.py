@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict
 from ..kernels import ScriptKernel
+from ..quotas import parse_rate_limit
+from ..remote import describe
 from .booting import _same_registrations
 from .model import RunningScript, StartOptions
-from .reattach import RemoteKernels, registrations_of
+from .reattach import ORPHANS, RemoteKernels, registrations_of
 from .revisions import disk_stat, load_source
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ def _options(row: dict[str, Any]) -> StartOptions:
         memory_limit_mb=options.get("memory_limit_mb"),
         policy=options.get("policy"),
         kernel_name=options.get("kernel_name"),
+        rate_limit=options.get("rate_limit"),
+        cpu_quota=options.get("cpu_quota"),
     )
 
 
@@ -45,8 +49,11 @@ async def resume_script(
     if state is None:
         return None
     options = _options(row)
+    # old kernels a previous gateway could not end: ended now, before anything starts
+    await remote.end_orphans(path, state.get(ORPHANS))
     stored = [k for k in state["kernels"] if isinstance(k, dict)]
-    found = await asyncio.gather(*(remote.kernel(k) for k in stored))
+    found = await asyncio.gather(*(remote.kernel(path, k) for k in stored))
+    _report_orphans(engine, path, remote)
     alive: dict[int, ScriptKernel] = {}
     extra: list[ScriptKernel] = []
     for entry, kernel in zip(stored, found, strict=True):
@@ -59,12 +66,13 @@ async def resume_script(
             extra.append(kernel)
     await asyncio.gather(*(k.shutdown(now=True) for k in extra), return_exceptions=True)
     if not alive:
-        engine.logs.engine(
-            None, "INFO", f"the remote kernels of {path} are gone: it is started again"
-        )
+        if stored:
+            engine.logs.engine(
+                None, "INFO", f"the remote kernels of {path} are gone: it is started again"
+            )
         return None
     try:
-        return await _resume(engine, row, state, options, alive)
+        return await _resume(engine, remote, row, state, options, alive)
     except BaseException as exc:
         await asyncio.gather(
             *(k.shutdown(now=True) for k in alive.values()), return_exceptions=True
@@ -83,6 +91,7 @@ async def resume_script(
 
 async def _resume(
     engine: ScriptEngine,
+    remote: RemoteKernels,
     row: dict[str, Any],
     state: dict[str, Any],
     options: StartOptions,
@@ -94,6 +103,13 @@ async def _resume(
             raise Conflict(f"script {source.path!r} is already running", "ALREADY_RUNNING")
         memory = options.memory_limit_mb
         started_at = state.get("started_at")
+        # the quotas in force as lifecycle.start computes them (the gateway's default
+        # rate limit when the script has none of its own)
+        rate = (
+            engine.rate_limit
+            if options.rate_limit is None
+            else parse_rate_limit(options.rate_limit)
+        )
         script = RunningScript(
             str(state.get("script_id") or engine.scripts.new_id(source.path, time.time())),
             source.path,
@@ -102,6 +118,9 @@ async def _resume(
             float(started_at) if isinstance(started_at, (int, float)) else time.time(),
             memory_limit_mb=engine.memory_limit_mb if memory is None else memory,
             policy=(engine.default_policy if options.policy is None else options.policy) or None,
+            rate_limit=rate,
+            bucket=None if rate is None else rate.bucket(),
+            cpu_quota=engine.cpu_quota if options.cpu_quota is None else options.cpu_quota,
         )
         script.file_stat = disk_stat(source)
         script.revision = source.revision
@@ -120,9 +139,12 @@ async def _resume(
                     replica=replica,
                     on_death=engine.supervisor.on_kernel_death,
                 )
-                kernel.registrations = await registrations_of(
+                kernel.registrations, given = await registrations_of(
                     kernel, script.script_id, engine.boot_timeout
                 )
+                await _given_again(engine, remote, script, kernel, given)
+                if script.cpu_quota:  # what /running says of it (not held: remote)
+                    engine._hold_cpu(script, kernel, replica)
             missing = [i for i in range(options.replicas) if i not in alive]
             booted = await asyncio.gather(
                 *(engine._boot_replica(script, i) for i in missing), return_exceptions=True
@@ -159,3 +181,38 @@ async def _resume(
         + (f"; {len(missing)} replica(s) whose kernel was gone booted anew" if missing else ""),
     )
     return script
+
+
+def _report_orphans(engine: ScriptEngine, path: str, remote: RemoteKernels) -> None:
+    """An ERROR for each old kernel of ``path`` that may still run and could not be
+    ended: two copies of the script may run (timers, MQTT, PLC writes) until it is."""
+    for stored in remote.orphans.get(path, []):
+        host, pid = describe(stored)
+        engine.logs.engine(
+            None,
+            "ERROR",
+            f"an old kernel of {path} (pid {pid} on {host}) may still run and could not be "
+            "ended (its host does not answer); it is started again all the same. End that "
+            "process on its host; the next restore tries again (docs/scaling.md)",
+        )
+
+
+async def _given_again(
+    engine: ScriptEngine,
+    remote: RemoteKernels,
+    script: RunningScript,
+    kernel: ScriptKernel,
+    given: dict[str, Any],
+) -> None:
+    """The values the kernel was given before the restart, to the redactor again."""
+    if remote.given_again is None or not given:
+        return
+    missing = await remote.given_again(kernel, given)
+    if missing:
+        engine.logs.engine(
+            script.script_id,
+            "WARNING",
+            f"{script.path} read secret(s) {', '.join(sorted(missing))} before the gateway "
+            "restarted, and they are not in the vault any more: their old values are not "
+            "redacted from its logs",
+        )
