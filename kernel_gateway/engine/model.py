@@ -53,6 +53,20 @@ class StartOptions:
     rate_limit: dict[str, int] | None = None
     cpu_quota: float | None = None
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> StartOptions:
+        """The options of a desired script as stored (``vwed_desired_scripts``)."""
+        options = row.get("options") or {}
+        return cls(
+            replicas=row["replicas"],
+            restart=row["restart"],
+            memory_limit_mb=options.get("memory_limit_mb"),
+            policy=options.get("policy"),
+            kernel_name=options.get("kernel_name"),
+            rate_limit=options.get("rate_limit"),
+            cpu_quota=options.get("cpu_quota"),
+        )
+
     def requested(self) -> dict[str, Any]:
         """The options kept with a desired script (the database's ``options``)."""
         kept: dict[str, Any] = {"memory_limit_mb": self.memory_limit_mb, "policy": self.policy}

@@ -181,15 +181,7 @@ class RunHistory:
             try:
                 script = await start(
                     row["script_path"],
-                    StartOptions(
-                        replicas=row["replicas"],
-                        restart=row["restart"],
-                        memory_limit_mb=options.get("memory_limit_mb"),
-                        policy=options.get("policy"),
-                        kernel_name=options.get("kernel_name"),
-                        rate_limit=options.get("rate_limit"),
-                        cpu_quota=options.get("cpu_quota"),
-                    ),
+                    StartOptions.from_row(row),
                     lock=row.get("lock_hash"),
                     revision=row.get("revision"),
                 )

@@ -28,19 +28,6 @@ __all__ = ["resume_script"]
 log = logging.getLogger("kernel_gateway.engine")
 
 
-def _options(row: dict[str, Any]) -> StartOptions:
-    options = row.get("options") or {}
-    return StartOptions(
-        replicas=row["replicas"],
-        restart=row["restart"],
-        memory_limit_mb=options.get("memory_limit_mb"),
-        policy=options.get("policy"),
-        kernel_name=options.get("kernel_name"),
-        rate_limit=options.get("rate_limit"),
-        cpu_quota=options.get("cpu_quota"),
-    )
-
-
 async def resume_script(
     engine: ScriptEngine, remote: RemoteKernels, row: dict[str, Any]
 ) -> RunningScript | None:
@@ -48,7 +35,7 @@ async def resume_script(
     state = remote.open(path, (row.get("options") or {}).get("attach"))
     if state is None:
         return None
-    options = _options(row)
+    options = StartOptions.from_row(row)
     # old kernels a previous gateway could not end: ended now, before anything starts
     await remote.end_orphans(path, state.get(ORPHANS))
     stored = [k for k in state["kernels"] if isinstance(k, dict)]

@@ -203,30 +203,32 @@ class MqttModule(VwedModule):
     def _config(self) -> dict[str, Any]:
         try:
             return dict(self.request("mqtt.config", {}))
-        except GatewayUnavailableError as exc:
-            if self.context.link.attached:
-                raise  # attached, but this thread cannot wait for the answer: as it says
-            raise MqttError(
-                "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
-                "is not attached to a gateway",
-                "MQTT_NOT_CONFIGURED",
-            ) from exc
-        except RemoteCallError as exc:
-            raise _config_error(exc) from exc
+        except (GatewayUnavailableError, RemoteCallError) as exc:
+            failure = self._config_failure(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
 
     async def _aconfig(self) -> dict[str, Any]:
         try:
             return dict(await self.arequest("mqtt.config", {}))
-        except GatewayUnavailableError as exc:
-            if self.context.link.attached:
-                raise  # attached, but this thread cannot wait for the answer: as it says
-            raise MqttError(
-                "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
-                "is not attached to a gateway",
-                "MQTT_NOT_CONFIGURED",
-            ) from exc
-        except RemoteCallError as exc:
-            raise _config_error(exc) from exc
+        except (GatewayUnavailableError, RemoteCallError) as exc:
+            failure = self._config_failure(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    def _config_failure(self, exc: Exception) -> Exception:
+        """What a failed ``mqtt.config`` request raises to the script."""
+        if isinstance(exc, RemoteCallError):
+            return _config_error(exc)
+        if self.context.link.attached:
+            return exc  # attached, but this thread cannot wait for the answer: as it says
+        return MqttError(
+            "no MQTT broker: VWED.mqtt uses the gateway's (--mqtt-url), and this kernel "
+            "is not attached to a gateway",
+            "MQTT_NOT_CONFIGURED",
+        )
 
     def _connection(self, config: dict[str, Any] | None = None) -> MqttConnection:
         """The kernel's connection, opened (and our cleanup armed) at the first use."""
