@@ -32,6 +32,14 @@ from .zmqsend import send_message
 __all__ = ["ScriptKernel", "KernelEvents", "KernelStartError"]
 
 log = logging.getLogger("kernel_gateway.kernels")
+# a kernel that exits before its first reply is started again (see ScriptKernel.start)
+START_ATTEMPTS = 3
+
+
+def _died_before_ready(exc: BaseException) -> bool:
+    """jupyter_client's word for a kernel process that exited before it answered."""
+    return isinstance(exc, RuntimeError) and "died before replying" in str(exc)
+
 
 COMM_TARGET = "vwed"
 IopubSink = Callable[["ScriptKernel", dict[str, Any]], None]
@@ -86,21 +94,36 @@ class ScriptKernel:
         fast_path: bool = True,
         launch: LaunchOptions | None = None,
     ) -> ScriptKernel:
-        try:
-            km = await start_kernel(
-                ksm, kernel_name, launch or LaunchOptions(), extra_env, script=True
-            )
-        except Exception as exc:
-            raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
-        kernel = cls(km)
-        try:
-            await asyncio.wait_for(kernel._connect(fast_path), startup_timeout)
-        except BaseException as exc:
-            await kernel.shutdown(now=True)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise KernelStartError(f"kernel {kernel_name!r} did not become ready: {exc!r}") from exc
-        return kernel
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                km = await start_kernel(
+                    ksm, kernel_name, launch or LaunchOptions(), extra_env, script=True
+                )
+            except Exception as exc:
+                raise KernelStartError(f"kernel {kernel_name!r} failed to start: {exc}") from exc
+            kernel = cls(km)
+            try:
+                await asyncio.wait_for(kernel._connect(fast_path), startup_timeout)
+            except BaseException as exc:
+                await kernel.shutdown(now=True)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if _died_before_ready(exc) and attempt < START_ATTEMPTS:
+                    # jupyter_client picks the kernel's ports before the kernel binds them:
+                    # any process on the machine may take one in between (the kernel then
+                    # exits with "Address already in use"). New ports, one more time.
+                    log.warning(
+                        "kernel %r died before it was ready (attempt %d of %d): starting it again",
+                        kernel_name,
+                        attempt,
+                        START_ATTEMPTS,
+                    )
+                    continue
+                raise KernelStartError(
+                    f"kernel {kernel_name!r} did not become ready: {exc!r}"
+                ) from exc
+            return kernel
+        raise AssertionError("unreachable")
 
     @classmethod
     async def attach(

@@ -4,6 +4,7 @@ thread), real kernels, a real HTTP client."""
 from __future__ import annotations
 
 import asyncio
+import pwd
 import re
 import subprocess
 import sys
@@ -172,11 +173,29 @@ def scripts(scripts_dir: Path, client: httpx.Client) -> Iterator[Scripts]:
     s.stop_all()
 
 
+def system_user(name: str) -> pwd.struct_passwd:
+    """The system user ``name`` (made when missing; the caller runs as root). Two test
+    workers may both find it missing: useradd fails for the one that comes second (the
+    user exists, or /etc/passwd is locked), so wait until the user is there."""
+
+    def made() -> pwd.struct_passwd | None:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", name], capture_output=True)
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                return None
+
+    return wait_until(made, 30, f"the system user {name}")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{time.monotonic_ns() % 10**9}"
 
 
-__all__ = ["GatewayThread", "wait_until", "Scripts", "unique", "replace"]
+__all__ = ["GatewayThread", "wait_until", "Scripts", "unique", "replace", "system_user"]
 
 
 _LISTENING = re.compile(r"VWED gateway \S+ on http://[^:\s]+:(\d+) ")
@@ -246,3 +265,95 @@ class GatewayProcess:
         """``/script-engine/running`` by script path."""
         scripts = self.client.get("/script-engine/running").json()["scripts"]
         return {s["script_path"]: s for s in scripts}
+
+
+# --- Parallel runs (pytest-xdist; its options are in pyproject.toml) ----------------------
+# All the tests of one group run on one worker, one after the other. Every test file is its own
+# group (its module-scoped fixtures, a gateway or JupyterLab, start once, on one worker). Files
+# that share something beyond their own temporary folders and loopback ports taken with port 0
+# (a database server, a fixed name or address, a file at a fixed path) are one group here, so
+# they never run at the same time. The group is a file's, never a test's: xdist's own
+# `xdist_group` marker is not used (pytest 9.2 broke it: pytest-xdist issue 1386).
+XDIST_GROUPS: dict[str, str] = {
+    # PostgreSQL/MariaDB on 127.0.0.1:5432/3306: a schema or database each test, but one server
+    # (its connection limit; test_failover ends sessions that hold advisory locks)
+    **dict.fromkeys(
+        [
+            "test_calls_history.py",
+            "test_executions_restart.py",
+            "test_failover.py",
+            "test_logs_databases.py",
+            "test_secrets.py",
+            "test_store_databases.py",
+            "test_store_outage.py",
+        ],
+        "databases",
+    ),
+    # network namespaces and their 10.77.0.0/24 links (tests/netns.py picks free blocks)
+    "test_remote_kernels.py": "netns",
+    # Chromium and JupyterLab: two at once on two cores make the UI waits the slow part
+    **dict.fromkeys(
+        [
+            "test_console_browser.py",
+            "test_console_executions_browser.py",
+            "test_lab_browser.py",
+            "test_lab_browser_scenario.py",
+        ],
+        "browser",
+    ),
+}
+# About how many seconds the slowest files take (their --durations on a busy two-core machine):
+# the heaviest groups start first, so the run does not end on one long file while the other
+# workers are idle. A file not listed counts as short; only the order depends on this.
+XDIST_SECONDS: dict[str, float] = {
+    "test_lab_sessions.py": 105,
+    "test_store_outage.py": 60,
+    "test_readme_tour.py": 50,
+    "test_logs_stream.py": 45,
+    "test_executions_restart.py": 45,
+    "test_engine_boot.py": 40,
+    "test_restore.py": 40,
+    "test_failover.py": 35,
+    "test_versions.py": 30,
+    "test_revisions.py": 30,
+    "test_secrets.py": 30,
+    "test_progress.py": 20,
+    "test_deps_lifecycle.py": 20,
+    "test_notebooks.py": 20,
+    "test_lab_browser_scenario.py": 60,
+    "test_console_browser.py": 60,
+}
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group of a test: its file's entry in XDIST_GROUPS, else its file's name."""
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return XDIST_GROUPS.get(name, name)
+
+
+@pytest.hookimpl(optionalhook=True)  # the hook is pytest-xdist's: unknown without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: by the groups above (xdist's would split a file across workers)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return FileGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The heaviest groups first (XDIST_SECONDS), each group's tests together and in their
+    order: the scheduler hands out groups in this order."""
+    groups = [xdist_group(item.nodeid) for item in items]
+    files: dict[str, set[str]] = {}
+    first: dict[str, int] = {}
+    for index, (item, group) in enumerate(zip(items, groups, strict=True)):
+        files.setdefault(group, set()).add(item.path.name)
+        first.setdefault(group, index)
+    seconds = {g: sum(XDIST_SECONDS.get(f, 0.0) for f in names) for g, names in files.items()}
+    order = sorted(range(len(items)), key=lambda i: (-seconds[groups[i]], first[groups[i]], i))
+    items[:] = [items[i] for i in order]

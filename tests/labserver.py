@@ -37,7 +37,7 @@ class JupyterServer:
     def __init__(
         self, gateway_url: str, gateway_token: str, tmp: Path, root: Path, *extra: str
     ) -> None:
-        self.port, self.token = free_port(), uuid.uuid4().hex
+        self.token = uuid.uuid4().hex
         cfg = tmp / "cfg"
         (cfg / "jupyter_server_config.d").mkdir(parents=True, exist_ok=True)
         shutil.copy(EXTENSION_CONFIG, cfg / "jupyter_server_config.d" / "vwed_lab.json")
@@ -47,41 +47,57 @@ class JupyterServer:
             "JUPYTER_DATA_DIR": str(tmp / "data"),
             "JUPYTER_CONFIG_DIR": str(cfg),
         }
-        self.log = tmp / f"jupyter-server-{self.port}.log"
-        self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_server",
-                f"--ServerApp.port={self.port}",
-                "--ServerApp.ip=127.0.0.1",
-                f"--IdentityProvider.token={self.token}",
-                "--ServerApp.open_browser=False",
-                f"--GatewayClient.url={gateway_url}",
-                f"--GatewayClient.auth_token={gateway_token}",
-                f"--ServerApp.root_dir={root}",
-                "--allow-root",
-                *extra,
-            ],
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.http = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"token {self.token}"}, timeout=60
-        )
+        # A free port is free only until someone else binds it (other test workers start
+        # servers and kernels too): the server may not move to another port on its own
+        # (port_retries=0: it exits), and is started again on a new one when it was taken.
+        for _attempt in range(3):
+            self.port = free_port()
+            self.log = tmp / f"jupyter-server-{self.port}.log"
+            self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_server",
+                    f"--ServerApp.port={self.port}",
+                    "--ServerApp.port_retries=0",
+                    "--ServerApp.ip=127.0.0.1",
+                    f"--IdentityProvider.token={self.token}",
+                    "--ServerApp.open_browser=False",
+                    f"--GatewayClient.url={gateway_url}",
+                    f"--GatewayClient.auth_token={gateway_token}",
+                    f"--ServerApp.root_dir={root}",
+                    "--allow-root",
+                    *extra,
+                ],
+                env=env,
+                stdout=self._out,
+                stderr=subprocess.STDOUT,
+            )
+            self.base = f"http://127.0.0.1:{self.port}"
+            self.http = httpx.Client(
+                base_url=self.base, headers={"Authorization": f"token {self.token}"}, timeout=60
+            )
 
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"jupyter server exited: {self.log.read_text()[-3000:]}")
+            def up() -> bool:
+                if self.proc.poll() is not None:
+                    return True
+                try:
+                    return self.http.get("/api/status").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
             try:
-                return self.http.get("/api/status").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 60, "jupyter server")
+                wait_until(up, 60, "jupyter server")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {self.log.read_text()[-3000:]}") from None
+            if self.proc.poll() is None:
+                return
+            self.http.close()
+            self._out.close()
+            if "is already in use" not in self.log.read_text():
+                break
+        raise AssertionError(f"jupyter server exited: {self.log.read_text()[-3000:]}")
 
     def sessions(self) -> dict[str, dict[str, Any]]:
         """Jupyter Server's sessions by path."""

@@ -504,12 +504,21 @@ def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
     assert listed.text_content() == "vwedtiny==2.0"
 
     # Start asks first, listing what it will install; declined: nothing starts
-    page.on("dialog", lambda dialog: None)  # answered below (a listener: no auto-dismiss)
+    # confirm() blocks the click until it is answered: answered as it comes, by a handler
+    questions: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def on_dialog(dialog: Any) -> None:
+            questions.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return on_dialog
+
     page.get_by_role("tab", name="Scripts").click()
-    with page.expect_event("dialog") as asked:
+    page.once("dialog", answer(False))
+    with page.expect_event("dialog"):  # the console asks once it has the packages
         page.get_by_role("button", name="Start", exact=True).click()
-    question = asked.value.message
-    asked.value.dismiss()
+    question = questions[0]
     assert question.startswith("Install 1 package and start demo/packaged.py?"), question
     assert "vwedtiny==2.0" in question
     wait_until(
@@ -518,9 +527,9 @@ def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
     assert "demo/packaged.py" not in console.gateway.running()
 
     # accepted: installed, then started; the packages turn installed
-    with page.expect_event("dialog") as asked:
+    page.once("dialog", answer(True))
+    with page.expect_event("dialog"):
         page.get_by_role("button", name="Start", exact=True).click()
-    asked.value.accept()
     page.get_by_label("status running").wait_for()
     wait_until(lambda: "vwedtiny 2.0" in (packages.text_content() or ""), 30, "installed")
     assert page.locator("#sel-packages-state").text_content() == "installed"
@@ -537,9 +546,9 @@ def test_the_packages_of_a_script_and_a_start_that_installs_asks_first(
     page.get_by_role("treeitem", name="demo/slow.py").get_by_role("button").click()
     wait_until(lambda: "vwedslow==1.0" in (packages.text_content() or ""), 20, "its packages")
     page.get_by_role("tab", name="Scripts").click()  # opening a file showed the Editor
-    with page.expect_event("dialog") as asked:
+    page.once("dialog", answer(True))
+    with page.expect_event("dialog"):
         page.get_by_role("button", name="Start", exact=True).click()
-    asked.value.accept()
     row = page.get_by_role("table", name="Running scripts").locator('tr[data-path="demo/slow.py"]')
     wait_until(lambda: "installing" in (row.text_content() or ""), 20, "the installing row")
     notice = page.locator("#notice")

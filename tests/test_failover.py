@@ -21,6 +21,7 @@ from test_store_outage import pg_schema  # noqa: F401 - the fixture (a schema pe
 
 from conftest import GatewayProcess, wait_until
 from kernel_gateway.config import ConfigError, Settings
+from kernel_gateway.ha.lock import lock_key
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCRIPT = """
@@ -217,15 +218,21 @@ def test_an_active_one_that_loses_its_lock_stops_its_scripts(tmp_path, pg_schema
         assert r.status_code == 200, r.text
         old_pids = [s["pid"] for s in a.running().values()]
         # cut the lock's connection, as a network failure between a and the database
-        # would: the server ends the session, and the lock with it
+        # would: the server ends the session, and the lock with it. Only this schema's
+        # lock: other runs on the same server (another test worker, another checkout)
+        # hold their own schemas' locks. A bigint advisory lock is classid (high 32 bits)
+        # and objid (low 32 bits), objsubid 1.
+        key = lock_key("test", pg_schema) & 0xFFFFFFFFFFFFFFFF
         admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
                 cut = conn.execute(
                     sa.text(
                         "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                        "WHERE locktype = 'advisory' AND granted"
-                    )
+                        "WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                        "AND classid::bigint = :hi AND objid::bigint = :lo"
+                    ),
+                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
                 ).all()
         finally:
             admin.dispose()

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from jupyter_client.provisioning import LocalProvisioner
 
-from conftest import GatewayThread, wait_until
+from conftest import GatewayThread, system_user, wait_until
 from kernel_gateway.config import Settings
 from kernel_gateway.forkserver import ForkedProcess, ForkProvisioner, ForkServer
 from kernel_gateway.kernelenv import kernel_environment
@@ -261,15 +261,9 @@ def test_a_forked_kernel_runs_as_the_kernel_user(tmp_path):
         pytest.skip(
             f"the kernel user cannot reach this checkout ({closed[-1]} is closed to others)"
         )
-    import pwd
-    import subprocess
-
     from kernel_gateway.kerneluser import resolve_kernel_user
 
-    try:
-        pwd.getpwnam(KERNEL_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", KERNEL_USER], check=True)
+    system_user(KERNEL_USER)
     user = resolve_kernel_user(KERNEL_USER)
 
     async def run() -> None:

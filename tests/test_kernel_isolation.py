@@ -18,7 +18,7 @@ import httpx
 import pytest
 from test_jupyter_api import _execute
 
-from conftest import GatewayThread
+from conftest import GatewayThread, system_user
 from kernel_gateway.app import Gateway
 from kernel_gateway.config import ConfigError, Settings
 
@@ -125,11 +125,7 @@ KERNEL_USER = "vwed-kernel-test"
 def _kernel_user() -> pwd.struct_passwd:
     if os.geteuid() != 0:
         pytest.skip("--kernel-user needs the gateway (the test) to run as root")
-    try:
-        return pwd.getpwnam(KERNEL_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", KERNEL_USER], check=True)
-        return pwd.getpwnam(KERNEL_USER)
+    return system_user(KERNEL_USER)
 
 
 def _reachable_python(user: pwd.struct_passwd) -> tuple[list[str], dict[str, str]]:

@@ -104,7 +104,7 @@ def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
 
     (tmp_path / "flood.py").write_text(
         "def boot():\n    VWED.function.register('flood', flood)\n\n"
-        "def flood(n):\n    for i in range(n):\n        print(f'{i:06d} ' + 'y' * 100)\n    return n\n"
+        "def flood(start, n):\n    for i in range(start, start + n):\n        print(f'{i:06d} ' + 'y' * 100)\n    return n\n"
     )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -152,26 +152,42 @@ def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
             ]
             url = f"ws://127.0.0.1:{port}/script-engine/logs/ws?script_id={sid}"
             slow = _raw_ws(port, f"/script-engine/logs/ws?script_id={sid}")
-            lines_total = 200_000
+            # 21 MB in five rounds of 4 MB: the next round is called only when the fast reader
+            # has the last line of this one, so it is never more than a round (well under the
+            # 12 MiB) behind, however busy the machine; the reader that never reads falls the
+            # whole flood behind and is cut off
+            rounds, per_round = 5, 40_000
+            lines_total = rounds * per_round
+            last = [per_round - 1]  # the line the fast reader waits for
 
             async def scenario():
-                opened = asyncio.Event()
-                fast = asyncio.ensure_future(
-                    collect(
-                        url,
-                        lambda m: bool(m) and f"{lines_total - 1:06d} " in m[-1].get("message", ""),
-                        180,
-                        opened,
-                    )
-                )
+                opened, caught_up = asyncio.Event(), asyncio.Event()
+
+                def done(messages):
+                    if messages and f"{last[0]:06d} " in messages[-1].get("message", ""):
+                        caught_up.set()
+                        return last[0] == lines_total - 1
+                    return False
+
+                fast = asyncio.ensure_future(collect(url, done, 180, opened))
                 await opened.wait()
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(
-                    None,
-                    lambda: c.post(
-                        "/script-engine/functions/flood/call", json={"args": [lines_total]}
-                    ),
-                )
+                for start in range(0, lines_total, per_round):
+                    last[0] = start + per_round - 1
+                    caught_up.clear()
+                    await loop.run_in_executor(
+                        None,
+                        lambda start=start: c.post(
+                            "/script-engine/functions/flood/call",
+                            json={"args": [start, per_round]},
+                        ),
+                    )
+                    waiter = asyncio.ensure_future(caught_up.wait())
+                    await asyncio.wait({fast, waiter}, timeout=120, return_when="FIRST_COMPLETED")
+                    waiter.cancel()
+                    if fast.done():
+                        break
+                    assert caught_up.is_set(), f"the fast reader never got line {last[0]}"
                 return await fast
 
             fast_messages = asyncio.run(scenario())

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import GatewayThread
+from conftest import GatewayThread, system_user
 from kernel_gateway.config import Settings
 from vwed_kernel.landlock import abi_version
 from vwed_kernel.sandbox import seccomp_binding
@@ -202,11 +202,7 @@ def _measure(root: Path, layer: str, other_port: int) -> dict[str, dict]:
     if layer.endswith("kernel_user"):
         if os.geteuid() != 0:
             pytest.skip("--kernel-user needs the gateway (the test) to run as root")
-        try:
-            user = pwd.getpwnam(KERNEL_USER)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", KERNEL_USER], check=True)
-            user = pwd.getpwnam(KERNEL_USER)
+        user = system_user(KERNEL_USER)
     if "landlock" in layer and abi_version() < 1:
         pytest.skip("this Linux kernel has no Landlock")
     if "seccomp" in layer and seccomp_binding() is None:

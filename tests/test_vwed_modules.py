@@ -571,6 +571,12 @@ def test_clear_all_removes_routes_and_listeners_here_and_at_the_gateway(scripts,
     )
     r = client.post(f"/script-api/{n}/b")
     assert r.status_code == 404 and r.json()["code"] == "ROUTE_NOT_FOUND"
+    # the listeners' unregisters reach the gateway on their own too
+    wait_until(
+        lambda: client.get(f"/script-engine/scripts/{sid}").json()["registrations"]["events"] == 0,
+        10,
+        "the listeners removed at the gateway",
+    )
     for event in (f"{n}_ev", f"{n}_other"):
         assert client.post(f"/script-engine/events/{event}", json={}).json()["listeners"] == 0
     counts = client.get(f"/script-engine/scripts/{sid}").json()["registrations"]
