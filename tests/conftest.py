@@ -322,6 +322,11 @@ XDIST_SECONDS: dict[str, float] = {
     "test_notebooks.py": 20,
     "test_lab_browser_scenario.py": 60,
     "test_console_browser.py": 60,
+    "test_remote_kernels.py": 90,
+    "test_quotas.py": 35,
+    "test_mqtt.py": 30,
+    "test_plugins.py": 25,
+    "test_log_sinks.py": 25,
 }
 
 

@@ -33,6 +33,7 @@ from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
 from .policy import Policy, PolicyError
 from .policy_hook import install
+from .prepare import add_site_dirs, script_name
 from .registrations import Registrations
 from .replies import reply_error, reply_ok
 
@@ -190,7 +191,7 @@ class GatewayLink(Link):
             at_root = "/" not in str(data.get("path") or "/")
             if folder and not at_root and os.path.isdir(folder) and folder not in sys.path:
                 sys.path.insert(0, folder)
-        _add_site_dirs(data.get("site") or [])
+        add_site_dirs(data.get("site") or [])
         self._registrations.clear()
         # module plugins: the script's own environment may hold some (its site dirs, just
         # added); the failures found since the kernel started go to the script's log now
@@ -199,7 +200,7 @@ class GatewayLink(Link):
             plugins.discover()
             plugins.report()
         if self._sources is not None and path:
-            self._sources.begin(_script_name(data, path), path)
+            self._sources.begin(script_name(data, path), path)
         if data.get("policy") is not None:
             try:
                 folder = data.get("folder") or (os.path.dirname(path) if path else None)
@@ -390,35 +391,3 @@ class GatewayLink(Link):
             ) from None
         finally:
             self._pending.pop(req_id, None)
-
-
-def _script_name(data: dict[str, Any], path: str) -> str:
-    """The script's path under the scripts root (``prepare``'s ``path``; older
-    gateways send only the script id, ``<path>_<milliseconds>``)."""
-    name = data.get("path")
-    if isinstance(name, str) and name:
-        return name
-    script_id = str(data.get("script_id") or "")
-    head, _, tail = script_id.rpartition("_")
-    if head and tail.isdigit() and head.endswith(os.path.basename(path)):
-        return head
-    return path
-
-
-def _add_site_dirs(folders: list[Any]) -> None:
-    """The script's own packages (issue 16): each folder added with ``site.addsitedir``,
-    which appends it (and its ``.pth`` entries) AFTER the kernel's own paths, so the
-    engine's packages (ipykernel, pyzmq, tornado, the VWED runtime) win any name clash."""
-    import importlib
-    import site
-
-    own = list(sys.path)
-    for folder in folders:
-        if isinstance(folder, str) and folder and folder not in sys.path and os.path.isdir(folder):
-            site.addsitedir(folder)
-    if sys.path != own:
-        # A package's .pth file may insert its folder at the front (``import sys;
-        # sys.path.insert(0, ...)``): whatever was added goes behind the kernel's own paths.
-        added = [entry for entry in sys.path if entry not in own]
-        sys.path[:] = own + added
-        importlib.invalidate_caches()
