@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from jupyter_server.gateway.gateway_client import gateway_request
@@ -26,6 +27,10 @@ from jupyter_server.gateway.gateway_client import gateway_request
 __all__ = ["ScriptSessions", "label", "POLL"]
 
 POLL = 1.0  # s between looks at the gateway's kernels
+# a script kernel missing this long is gone: a restart (stop, then start under the same
+# kernel id) leaves it out of the gateway's list for a moment, and the sessions on it
+# (a notebook's "Use Kernel from Other Session") must survive that
+GONE_AFTER = 3.0
 
 log = logging.getLogger("vwed_lab")
 
@@ -48,6 +53,7 @@ class ScriptSessions:
         self.km = serverapp.kernel_manager
         self.url = str(serverapp.gateway_config.url).rstrip("/")
         self.sessions: dict[str, tuple[str, str]] = {}  # kernel id -> (session id, label)
+        self._missing: dict[str, float] = {}  # kernel id -> when it was first missing
         self.vwed: str | None = None  # the gateway's version, once recognised
         self.task: asyncio.Task[None] | None = None
         self._last_error = ""
@@ -117,8 +123,13 @@ class ScriptSessions:
             self.sessions[kernel_id] = (model["id"], name)
             self.generation += 1
             self.log.info("vwed_lab: script %s listed (kernel %s)", name, kernel_id)
+        now = time.monotonic()
+        for kernel_id in want:
+            self._missing.pop(kernel_id, None)
         for kernel_id in [k for k in self.sessions if k not in want]:
-            self._drop(kernel_id)
+            if now - self._missing.setdefault(kernel_id, now) >= GONE_AFTER:
+                del self._missing[kernel_id]
+                self._drop(kernel_id)
 
     def _exists(self, session_id: str) -> bool:
         row = self.sm.cursor.execute(
