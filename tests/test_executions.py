@@ -54,6 +54,12 @@ def nap(seconds):
     return seconds
 
 
+def nap_reported(seconds):
+    VWED.progress(None, message="napping")  # the step runs now (sent at once)
+    time.sleep(seconds)
+    return seconds
+
+
 def quick(x):
     return x
 
@@ -194,9 +200,15 @@ def test_wait_short_then_long(caller: httpx.Client) -> None:
 
 
 def test_cancel_running_and_queued(env: tuple[GatewayThread, Path], caller: httpx.Client) -> None:
-    running = submit(caller, "nap", [30])
+    running = submit(caller, "nap_reported", [30])
     queued = submit(caller, "quick", [1])
-    wait_until(lambda: record(caller, running)["status"] == "running", 30, "running")
+    # "running" is set when the step is handed to its worker: wait until its code runs
+    # (a cancel before that waits for the worker to be replaced, about 10 s: in the note)
+    wait_until(
+        lambda: (record(caller, running).get("progress") or {}).get("message") == "napping",
+        30,
+        "the step's code running",
+    )
     assert record(caller, queued)["status"] == "queued"  # one at a time here
 
     r = caller.post(f"/script-engine/executions/{queued}/cancel")
