@@ -25,7 +25,7 @@ from ..logs import LogHub
 from ..pool import KernelPool
 from ..quotas import RateLimit, parse_rate_limit
 from ..registry import Registry
-from ..scripts import ScriptStore
+from ..scripts import ScriptSource, ScriptStore
 from ..store.service import StoreService
 from .booting import Booting
 from .model import RunningScript, ScriptTable, StartOptions
@@ -176,24 +176,7 @@ class ScriptEngine(Booting):
                     )
                 self._forget(current)
             now = time.time()
-            memory = options.memory_limit_mb
-            rate = (
-                self.rate_limit
-                if options.rate_limit is None
-                else parse_rate_limit(options.rate_limit)
-            )
-            script = RunningScript(
-                self.scripts.new_id(source.path, now),
-                source.path,
-                source,
-                options,
-                now,
-                memory_limit_mb=self.memory_limit_mb if memory is None else memory,
-                policy=(self.default_policy if options.policy is None else options.policy) or None,
-                rate_limit=rate,
-                bucket=None if rate is None else rate.bucket(),
-                cpu_quota=self.cpu_quota if options.cpu_quota is None else options.cpu_quota,
-            )
+            script = self.new_script(source, options, self.scripts.new_id(source.path, now), now)
             script.file_stat = disk_stat(source)
             script.revision = source.revision
             warn_uncommitted(self.logs, self.repo, script)
@@ -239,6 +222,28 @@ class ScriptEngine(Booting):
                 f"booted {source.path}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
             )
             return script
+
+    def new_script(
+        self, source: ScriptSource, options: StartOptions, script_id: str, started_at: float
+    ) -> RunningScript:
+        """A script to run with ``options``, the gateway's defaults where it gives none
+        (memory limit, policy, rate limit, CPU quota): a start's, and a reattach's."""
+        memory = options.memory_limit_mb
+        rate = (
+            self.rate_limit if options.rate_limit is None else parse_rate_limit(options.rate_limit)
+        )
+        return RunningScript(
+            script_id,
+            source.path,
+            source,
+            options,
+            started_at,
+            memory_limit_mb=self.memory_limit_mb if memory is None else memory,
+            policy=(self.default_policy if options.policy is None else options.policy) or None,
+            rate_limit=rate,
+            bucket=None if rate is None else rate.bucket(),
+            cpu_quota=self.cpu_quota if options.cpu_quota is None else options.cpu_quota,
+        )
 
     # -- booting ---------------------------------------------------------------------
     async def _reboot(self, script: RunningScript) -> None:

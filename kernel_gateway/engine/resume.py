@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict
 from ..kernels import ScriptKernel
-from ..quotas import parse_rate_limit
 from ..remote import describe
 from .booting import _same_registrations
 from .model import RunningScript, StartOptions
@@ -88,26 +87,12 @@ async def _resume(
     async with engine._lock(source.path):
         if engine.scripts.at(source.path) is not None:
             raise Conflict(f"script {source.path!r} is already running", "ALREADY_RUNNING")
-        memory = options.memory_limit_mb
         started_at = state.get("started_at")
-        # the quotas in force as lifecycle.start computes them (the gateway's default
-        # rate limit when the script has none of its own)
-        rate = (
-            engine.rate_limit
-            if options.rate_limit is None
-            else parse_rate_limit(options.rate_limit)
-        )
-        script = RunningScript(
-            str(state.get("script_id") or engine.scripts.new_id(source.path, time.time())),
-            source.path,
+        script = engine.new_script(
             source,
             options,
+            str(state.get("script_id") or engine.scripts.new_id(source.path, time.time())),
             float(started_at) if isinstance(started_at, (int, float)) else time.time(),
-            memory_limit_mb=engine.memory_limit_mb if memory is None else memory,
-            policy=(engine.default_policy if options.policy is None else options.policy) or None,
-            rate_limit=rate,
-            bucket=None if rate is None else rate.bucket(),
-            cpu_quota=engine.cpu_quota if options.cpu_quota is None else options.cpu_quota,
         )
         script.file_stat = disk_stat(source)
         script.revision = source.revision
