@@ -2,7 +2,7 @@
 in every kernel) and gateway service plugins (``vwed.services``), against a real gateway
 process and real kernels.
 
-The example plugin (examples/plugins/vwed-counter) is really installed, with pip, into a
+The example plugin (plugins/vwed-counter) is really installed, with pip, into a
 folder put on ``PYTHONPATH``: the gateway and its kernels (their environment keeps
 ``PYTHONPATH``, kernel_gateway/kernelenv.py) see it as they would a site's packages.
 Broken plugins beside it (an import error, an exception in ``__init__``, a name that is
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -32,7 +33,7 @@ from conftest import GatewayProcess, wait_until
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[1]
-COUNTER = ROOT / "examples" / "plugins" / "vwed-counter"
+COUNTER = ROOT / "plugins" / "vwed-counter"
 ADMIN, CALLER = "plugins-admin-token", "plugins-caller-token"
 
 
@@ -80,6 +81,9 @@ def _wheel(
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin installed with pip, and broken plugins beside it."""
     site = tmp_path_factory.mktemp("site")
+    # built from a copy: setuptools leaves build/ and *.egg-info beside the sources
+    source = tmp_path_factory.mktemp("source") / "vwed-counter"
+    shutil.copytree(COUNTER, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     done = subprocess.run(
         [
             sys.executable,
@@ -90,7 +94,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-deps",
             "--target",
             str(site),
-            str(COUNTER),
+            str(source),
         ],
         capture_output=True,
         text=True,

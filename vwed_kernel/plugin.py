@@ -8,7 +8,7 @@ A distribution installed where the kernel runs declares, in its ``pyproject.toml
 and every script kernel then has ``VWED.counter``: an instance of that class, built
 once per kernel with the kernel's :class:`~vwed_kernel.context.Context`, the way
 jupyter_client builds a kernel provisioner from its entry point. docs/extending.md
-shows a whole plugin (``examples/plugins/vwed-counter``).
+shows a whole plugin (``plugins/vwed-counter``).
 
 What a module receives, what it may do and what it must undo:
 
