@@ -32,6 +32,7 @@ __all__ = [
     "end_remote",
     "end_unreachable",
     "describe",
+    "in_container",
 ]
 
 log = logging.getLogger("kernel_gateway.kernels")
@@ -89,11 +90,28 @@ async def reattach(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernel
     return km
 
 
+def in_container(provisioner: Any) -> bool:
+    """Whether ``provisioner`` runs its kernel in a container (gateway_provisioners'
+    Docker, Docker Swarm, Kubernetes provisioners): the container runtime then knows
+    whether the kernel runs, and removing the container ends all it started."""
+    return callable(getattr(provisioner, "get_container_status", None))
+
+
 async def _alive(km: AsyncKernelManager) -> bool:
     """Whether the kernel's launcher answers. gateway_provisioners' own ``poll`` says
     "gone" for any failure to reach the listener (an unreachable host too); here only
-    a refused connection means gone, any other failure is raised (not known)."""
-    provisioner = km.provisioner
+    a refused connection means gone, any other failure is raised (not known).
+
+    A kernel in a container is asked of the container runtime instead (its launcher
+    is the container's main process): running means alive, not found means gone (the
+    containers are started with ``remove``), a runtime that does not answer raises.
+    The lookup also gives the provisioner back its container's name, without which
+    its ``kill`` at a stop would not remove the container (the name is not in the
+    provisioner's persisted info)."""
+    provisioner: Any = km.provisioner
+    if in_container(provisioner):  # blocking Docker API calls: off the event loop
+        status = await asyncio.to_thread(provisioner.get_container_status, None)
+        return status in provisioner.get_initial_states()
     send = getattr(provisioner, "_send_listener_request", None)
     if send is None or not getattr(provisioner, "comm_port", 0) > 0:
         return bool(await km.is_alive())  # no listener to ask: the provisioner's own poll
@@ -123,8 +141,16 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
     longer be signalled, its liveness polls fail so it counts as dead, and it
     outlives its stop; a local kernel is cut off with SIGKILL after
     ``shutdown_wait_time`` instead. Processes the kernel started that left its
-    process group on that host are not reached (the gateway sees no remote tree)."""
+    process group on that host are not reached (the gateway sees no remote tree).
+
+    A kernel in a container: the container is removed (forced), and every process in
+    it with it; in a thread, as the Docker API call blocks (about 80 ms here)."""
     try:
+        if in_container(provisioner):
+            await asyncio.wait_for(
+                asyncio.to_thread(provisioner.terminate_container_resources), timeout
+            )
+            return
         await asyncio.wait_for(provisioner.kill(), timeout)
     except Exception as exc:  # unreachable host, listener gone: nothing more to do here
         log.warning("a remote kernel could not be signalled: %s", exc)

@@ -52,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         help="gateway_provisioners' launch_ipykernel.py on those hosts "
         "(default: its path under this Python)",
     )
+    docker = inst.add_argument_group(
+        "Docker kernels",
+        "kernels started in Docker containers by gateway_provisioners' DockerProvisioner "
+        "(docs/scaling.md, Docker)",
+    )
+    docker.add_argument(
+        "--docker-image",
+        metavar="IMAGE",
+        help="the image to start kernels in (deploy/docker/build-kernel-image.sh builds one)",
+    )
     sub.add_parser("launch", help="run a kernel: vwed-kernel launch -f CONNECTION_FILE")
     args = parser.parse_args(argv)
     if args.command == "install":
@@ -60,13 +70,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from .install import Remote, install, write_kernelspec
+    from .install import Docker, Remote, install, write_kernelspec
 
     hosts = tuple(h.strip() for arg in args.remote_host for h in arg.split(",") if h.strip())
-    remote = Remote(hosts, args.remote_python, args.launcher) if hosts else None
+    remote: Remote | Docker | None = (
+        Remote(hosts, args.remote_python, args.launcher) if hosts else None
+    )
     if not hosts and (args.remote_python or args.launcher):
         print("vwed-kernel: --remote-python and --launcher need --remote-host", file=sys.stderr)
         return 2
+    if args.docker_image is not None:
+        if hosts:
+            print("vwed-kernel: --docker-image or --remote-host, not both", file=sys.stderr)
+            return 2
+        remote = Docker(args.docker_image)
     try:
         if args.data_dir:
             folder = Path(args.data_dir).resolve() / "kernels" / args.name
@@ -84,6 +101,8 @@ def _install(args: argparse.Namespace) -> int:
         print(f"vwed-kernel: {exc}", file=sys.stderr)
         return 2
     where = f" (kernels on {', '.join(hosts)})" if hosts else ""
+    if args.docker_image is not None:
+        where = f" (kernels in Docker containers of {args.docker_image})"
     print(f"Installed kernelspec {args.name}{where} in {dest}")
     return 0
 

@@ -15,8 +15,10 @@ __all__ = [
     "DISPLAY_NAME",
     "KERNEL_CLASS",
     "Remote",
+    "Docker",
     "kernel_json",
     "remote_kernel_json",
+    "docker_kernel_json",
     "write_kernelspec",
     "install",
 ]
@@ -43,6 +45,21 @@ class Remote:
     port_range: bool = True  # pass gateway_provisioners' port range (GP_PORT_RANGE)
 
 
+@dataclass(frozen=True)
+class Docker:
+    """A kernelspec whose kernels run in Docker containers, started by
+    ``gateway_provisioners``' ``DockerProvisioner`` (docs/scaling.md, "Docker").
+
+    ``image``: an image with the VWED kernel and gateway_provisioners' Python kernel
+    launcher, which starts it from the container's environment
+    (deploy/docker/build-kernel-image.sh builds one); ``python``: the interpreter, on
+    the gateway's machine, that runs the package's ``launch_docker.py`` (it needs the
+    ``docker`` package; default: this one)."""
+
+    image: str
+    python: str | None = None
+
+
 def kernel_json(python: str | None = None) -> dict[str, object]:
     """The kernel.json of the VWED kernel, running with ``python`` (default: this one)."""
     return {
@@ -60,28 +77,32 @@ def kernel_json(python: str | None = None) -> dict[str, object]:
 LAUNCHER_HERE = "{vwed_spec_dir}"  # replaced by the kernelspec's folder once it is there
 
 
-def _launcher_sources() -> list[Path]:
+def _launcher_sources(docker: bool = False) -> list[Path]:
     """gateway_provisioners' Python kernel launcher and the listener it imports (found
     without importing the package). The package ships the listener as a placeholder
     beside the launcher; its ``jupyter-ssh-spec`` "assembles" the real one from
-    ``shared/``, and so does this."""
+    ``shared/``, and so does this. With ``docker``: its Docker launcher (which starts
+    a container; the kernel's launcher is in the image)."""
     spec = find_spec("gateway_provisioners")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "gateway_provisioners is not installed here: pip install gateway_provisioners, "
-            "or give --launcher (its assembled launch_ipykernel.py on the remote hosts)"
+            "gateway_provisioners is not installed here: pip install gateway_provisioners"
+            + ("[docker]" if docker else ", or give --launcher (its assembled ")
+            + ("" if docker else "launch_ipykernel.py on the remote hosts)")
         )
     root = Path(next(iter(spec.submodule_search_locations))) / "kernel-launchers"
+    if docker:
+        return [root / "docker" / "scripts" / "launch_docker.py"]
     return [
         root / "python" / "scripts" / "launch_ipykernel.py",
         root / "shared" / "scripts" / "server_listener.py",
     ]
 
 
-def _copy_launcher(dest: Path) -> None:
+def _copy_launcher(dest: Path, docker: bool = False) -> None:
     scripts = dest / "scripts"
     scripts.mkdir(exist_ok=True)
-    for src in _launcher_sources():
+    for src in _launcher_sources(docker):
         (scripts / src.name).write_bytes(src.read_bytes())
 
 
@@ -127,14 +148,61 @@ def remote_kernel_json(remote: Remote, display_name: str | None = None) -> dict[
     }
 
 
+def docker_kernel_json(docker: Docker, display_name: str | None = None) -> dict[str, object]:
+    """The kernel.json of VWED kernels started in Docker containers of ``docker.image``.
+
+    The package's ``launch_docker.py`` runs here and starts the container (labelled
+    with the kernel id, removed when it ends) with the kernel's environment and the
+    launch arguments in it; the image's command starts the kernel launcher, which
+    opens the kernel's ports in the container and sends the connection info back,
+    encrypted, to the gateway's response address. The provisioner finds the
+    container (and its address on gateway_provisioners' ``GP_DOCKER_NETWORK``, default
+    ``bridge``) through the Docker daemon, and removes it at a stop."""
+    if not docker.image:
+        raise ValueError("a Docker kernelspec needs an image")
+    spec = kernel_json(docker.python)
+    metadata = dict(spec["metadata"])  # type: ignore[call-overload]
+    metadata["kernel_provisioner"] = {
+        "provisioner_name": "docker-provisioner",
+        "config": {"image_name": docker.image},
+    }
+    metadata["vwed"] = {"protocol": 1, "remote": True}
+    argv = [
+        docker.python or sys.executable,
+        f"{LAUNCHER_HERE}/scripts/launch_docker.py",
+        "--kernel-id",
+        "{kernel_id}",
+        "--port-range",
+        "{port_range}",
+        "--response-address",
+        "{response_address}",
+        "--public-key",
+        "{public_key}",
+        "--kernel-class-name",
+        KERNEL_CLASS,
+    ]
+    # the kernel's user in the image (uid 1000 there, gateway_provisioners' KERNEL_UID);
+    # it names the container too: vwed-<kernel id>. Not the gateway's user (root is
+    # refused as a kernel user by default: GP_UNAUTHORIZED_USERS)
+    env = {**spec["env"], "KERNEL_USERNAME": "vwed"}  # type: ignore[dict-item]
+    return {
+        **spec,
+        "argv": argv,
+        "env": env,
+        "display_name": display_name or f"{DISPLAY_NAME} in Docker ({docker.image})",
+        "metadata": metadata,
+    }
+
+
 def write_kernelspec(
     folder: str | os.PathLike[str],
     python: str | None = None,
-    remote: Remote | None = None,
+    remote: Remote | Docker | None = None,
     display_name: str | None = None,
 ) -> Path:
     """Write ``kernel.json`` (and logos, if ipykernel ships them) into ``folder``;
-    with ``remote``, one whose kernels start on other hosts."""
+    with ``remote``, one whose kernels start on other hosts (``Remote``) or in
+    Docker containers (``Docker``)."""
     dest = Path(folder)
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -146,11 +214,17 @@ def write_kernelspec(
                 (dest / name).write_bytes(src.read_bytes())
     except ImportError:
         pass
-    spec = remote_kernel_json(remote, display_name) if remote is not None else kernel_json(python)
-    if remote is None and display_name:
-        spec["display_name"] = display_name
-    if remote is not None and remote.launcher is None:
-        _copy_launcher(dest)
+    if isinstance(remote, Docker):
+        spec = docker_kernel_json(remote, display_name)
+        _copy_launcher(dest, docker=True)
+    elif remote is not None:
+        spec = remote_kernel_json(remote, display_name)
+        if remote.launcher is None:
+            _copy_launcher(dest)
+    else:
+        spec = kernel_json(python)
+        if display_name:
+            spec["display_name"] = display_name
     _write_json(dest, spec)
     return dest
 
@@ -170,7 +244,7 @@ def install(
     sys_prefix: bool = False,
     *,
     name: str = KERNEL_NAME,
-    remote: Remote | None = None,
+    remote: Remote | Docker | None = None,
     display_name: str | None = None,
 ) -> str:
     """Install the kernelspec ``name`` for Jupyter (or a gateway's ``--kernel-name``);
