@@ -150,6 +150,10 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
             await asyncio.wait_for(
                 asyncio.to_thread(provisioner.terminate_container_resources), timeout
             )
+            # its listener went with the container: the shutdown that follows must not
+            # try to reach it (the address is gone from Docker's bridge: EHOSTUNREACH
+            # after an ARP timeout, and a warning)
+            provisioner.comm_port = 0
             return
         await asyncio.wait_for(provisioner.kill(), timeout)
     except Exception as exc:  # unreachable host, listener gone: nothing more to do here
