@@ -33,6 +33,7 @@ __all__ = [
     "end_unreachable",
     "describe",
     "in_container",
+    "limit_memory",
 ]
 
 log = logging.getLogger("kernel_gateway.kernels")
@@ -158,6 +159,30 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
         await asyncio.wait_for(provisioner.kill(), timeout)
     except Exception as exc:  # unreachable host, listener gone: nothing more to do here
         log.warning("a remote kernel could not be signalled: %s", exc)
+
+
+async def limit_memory(provisioner: Any, mib: int, timeout: float = 30.0) -> str | None:
+    """Cap the memory of a kernel in a Docker container at ``mib`` MiB, swap
+    included (``docker update --memory --memory-swap`` on the running container: its
+    cgroup; the kernel is killed when it goes over, a death the script's restart
+    policy handles). None when done, else why not (another remote kernel, the update
+    refused): gateway_provisioners' launcher itself passes no limits."""
+    client = getattr(provisioner, "client", None)
+    name = getattr(provisioner, "container_name", None)
+    if not in_container(provisioner) or client is None or not hasattr(client, "containers"):
+        return "not in a Docker container"
+    if not name:
+        return "its container is not known"
+
+    def update() -> None:
+        limit = f"{int(mib)}m"
+        client.containers.get(name).update(mem_limit=limit, memswap_limit=limit)
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(update), timeout)
+    except Exception as exc:  # the daemon refused it (a kernel without the cgroup), ...
+        return f"Docker did not set it: {exc}"
+    return None
 
 
 _KERNEL_ID = re.compile(r"[0-9A-Za-z-]{8,64}")

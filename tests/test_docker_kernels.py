@@ -43,6 +43,7 @@ count = 0
 def boot():
     VWED.api.register_route("/{name}/where", "GET", where)
     VWED.api.register_route("/{name}/count", "POST", bump)
+    VWED.api.register_route("/{name}/hog", "POST", hog)
 
 def where():
     return {{
@@ -57,6 +58,10 @@ def bump():
     global count
     count += 1
     return {{"count": count}}
+
+def hog():
+    held = bytearray(400 * 1024 * 1024)  # over its memory limit: the container is killed
+    return {{"held": len(held)}}
 """
 
 
@@ -160,14 +165,25 @@ def _running(container: str) -> bool:
     return done.returncode == 0 and done.stdout.strip() == "true"
 
 
+def _memory_limit(container: str) -> int:
+    done = subprocess.run(
+        ["docker", "inspect", "--format", "{{.HostConfig.Memory}}", container],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return int(done.stdout.strip() or 0)
+
+
 @needs_docker
 @pytest.mark.timeout(300)
 def test_a_script_in_a_container(tmp_path: Path, image: str, marker: str) -> None:
     root, data = _scripts(tmp_path, image, marker, ("boxed", "here"))
     gw = GatewayProcess(root, data, "--pool-size", "0", "--restart-backoff", "0.1")
     try:
+        boxed_options = {"kernel_name": "vwed-docker", "restart": "on-failure"}
         for path, body in (
-            ("boxed.py", {"kernel_name": "vwed-docker", "restart": "on-failure"}),
+            ("boxed.py", {**boxed_options, "memory_limit_mb": 256}),
             ("here.py", {"memory_limit_mb": 512}),
         ):
             r = gw.client.post("/script-engine/start", json={"script_path": path, **body})
@@ -200,10 +216,25 @@ def test_a_script_in_a_container(tmp_path: Path, image: str, marker: str) -> Non
         assert containers_of(marker) == [again["host"]]
         assert _bump(gw, "boxed") == 1
 
+        # its memory limit is Docker's (set on each new container): over it, the
+        # container is killed, and the script restarted per its policy
+        assert _memory_limit(again["host"]) == 256 * 2**20
+        assert "its memory limit (256 MiB) is Docker's" in gw.out.read_text()
+        r = gw.client.post("/script-api/boxed/hog")
+        assert r.status_code >= 500, r.text
+
+        def restarted_twice() -> bool:
+            script = gw.running().get("boxed.py")
+            return bool(script and script["restarts"] >= 2 and script["status"] == "running")
+
+        wait_until(restarted_twice, 90, "boxed.py restarted after its container's OOM kill")
+        third = _where(gw, "boxed")
+        assert third["host"] != again["host"] and _memory_limit(third["host"]) == 256 * 2**20
+
         # a stop removes its container
         r = gw.client.post("/script-engine/stop", json={"script_path": "boxed.py"})
         assert r.status_code == 200, r.text
-        wait_until(lambda: not _running(again["host"]), 30, "boxed.py's container removed")
+        wait_until(lambda: not _running(third["host"]), 30, "boxed.py's container removed")
         assert containers_of(marker) == []
     finally:
         gw.finish()

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 
+from .. import remote
 from ..background import Background
 from ..boot import boot_kernel
 from ..cpuquota import CpuQuotas
@@ -50,12 +51,17 @@ class Booting:
             on_death=self.supervisor.on_kernel_death,
         )
         if kernel.host is not None and script.memory_limit_mb:
+            # a container's limit is Docker's (its cgroup); any other remote kernel's is not
+            why_not = await remote.limit_memory(kernel.km.provisioner, script.memory_limit_mb)
             self.logs.engine(
                 script.script_id,
-                "WARNING",
-                f"replica {index} runs on {kernel.host}: its memory limit "
+                "INFO" if why_not is None else "WARNING",
+                f"replica {index} runs in container {kernel.host}: its memory limit "
+                f"({script.memory_limit_mb} MiB) is Docker's, the container is killed at it"
+                if why_not is None
+                else f"replica {index} runs on {kernel.host}: its memory limit "
                 f"({script.memory_limit_mb} MiB) is not enforced, the gateway cannot "
-                "measure a remote kernel (docs/scaling.md)",
+                f"measure a remote kernel ({why_not}; docs/scaling.md)",
             )
         if script.cpu_quota:
             self._hold_cpu(script, kernel, index)
