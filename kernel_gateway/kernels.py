@@ -338,8 +338,15 @@ class ScriptKernel:
         if ended is not None:
             self.death_watch = "pidfd"
             await ended
+        in_container = remote.in_container(self.km.provisioner)
         while not self._closing:
             await asyncio.sleep(self.death_poll)
+            if in_container:  # asked of Docker off the loop; not known: asked again
+                if await remote.container_alive(self.km.provisioner) is False:
+                    if not self._closing:
+                        await self._died()
+                    return
+                continue
             try:
                 alive = await self.km.is_alive()
             except Exception:

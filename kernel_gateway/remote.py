@@ -33,6 +33,7 @@ __all__ = [
     "end_unreachable",
     "describe",
     "in_container",
+    "container_alive",
     "limit_memory",
 ]
 
@@ -98,6 +99,20 @@ def in_container(provisioner: Any) -> bool:
     return callable(getattr(provisioner, "get_container_status", None))
 
 
+async def container_alive(provisioner: Any) -> bool | None:
+    """Whether the container of a kernel in one still runs; None when the container
+    runtime does not answer (not known: the kernel may run). The death watch of such
+    kernels (``ScriptKernel._watch``) asks this instead of the provisioner's ``poll``,
+    which makes the same blocking Docker API call (about 1.6 ms here) on the event
+    loop, every 0.2 s for each kernel."""
+    try:
+        status = await asyncio.to_thread(provisioner.get_container_status, None)
+    except Exception as exc:
+        log.debug("the container runtime did not answer: %r", exc)
+        return None
+    return status in provisioner.get_initial_states()
+
+
 async def _alive(km: AsyncKernelManager) -> bool:
     """Whether the kernel's launcher answers. gateway_provisioners' own ``poll`` says
     "gone" for any failure to reach the listener (an unreachable host too); here only
@@ -110,7 +125,7 @@ async def _alive(km: AsyncKernelManager) -> bool:
     its ``kill`` at a stop would not remove the container (the name is not in the
     provisioner's persisted info)."""
     provisioner: Any = km.provisioner
-    if in_container(provisioner):  # blocking Docker API calls: off the event loop
+    if in_container(provisioner):
         status = await asyncio.to_thread(provisioner.get_container_status, None)
         return status in provisioner.get_initial_states()
     send = getattr(provisioner, "_send_listener_request", None)
