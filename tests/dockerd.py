@@ -23,8 +23,18 @@ BUILD = REPO / "deploy" / "docker" / "build-kernel-image.sh"
 REPOSITORY = "vwed-kernel"
 
 
+# the daemon this process was started with: a test may point its gateways elsewhere
+# (DOCKER_HOST in its environment) and still look at the containers here
+_HOST = os.environ.get("DOCKER_HOST")
+
+
 def _docker(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    if _HOST is not None:
+        env["DOCKER_HOST"] = _HOST
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def why_not() -> str | None:

@@ -7,7 +7,9 @@ scripts started in containers of it through gateway_provisioners'
 --docker-image``. Calls are routed into the container (its own network namespace, on
 Docker's bridge); a container killed with ``docker kill`` is restarted per the
 script's policy; a gateway killed with -9 reattaches to the containers that still run
-(the same container, its globals, boot() not run again) instead of starting them again.
+(the same container, its globals, boot() not run again) instead of starting them again;
+one restarted while it cannot reach the Docker daemon neither starts a second container
+nor forgets the first.
 
 Skipped with the reason when no Docker daemon answers here (not root, docker.io not
 installed or dockerd not running: .ci/run starts one) or the image cannot be built.
@@ -298,3 +300,57 @@ def test_a_gateway_killed_9_reattaches_to_its_containers(
         second.proc.wait(60)
         second.finish()
     wait_until(lambda: containers_of(marker) == [], 30, "the containers removed by the stop")
+
+
+@needs_docker
+@pytest.mark.timeout(360)
+def test_a_docker_daemon_away_at_restore_leaves_the_container_alone(
+    tmp_path: Path, image: str, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway restarted while it cannot reach the Docker daemon (here: its
+    DOCKER_HOST names no socket) cannot know whether the old container runs: it says
+    so (an ERROR naming the container) and neither starts a second one nor forgets
+    the first; the next gateway that reaches the daemon reattaches to it."""
+    root, data = _scripts(tmp_path, image, marker, ("keep",))
+    first = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        r = first.client.post(
+            "/script-engine/start", json={"script_path": "keep.py", "kernel_name": "vwed-docker"}
+        )
+        assert r.status_code == 200, r.text
+        assert _bump(first, "keep") == 1
+        keep = _where(first, "keep")
+    finally:
+        first.proc.kill()
+        first.proc.wait(30)
+        first.finish()
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    second = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        error = f"an old kernel of keep.py (pid 0 on {keep['host']}) may still run"
+        wait_until(lambda: error in second.out.read_text(), 60, "the ERROR on the old container")
+        assert second.running().get("keep.py", {}).get("status") != "running"
+        assert "the remote kernels of keep.py are gone" not in second.out.read_text()
+        assert containers_of(marker) == [keep["host"]]  # the old one, alone
+    finally:
+        second.proc.kill()
+        second.proc.wait(30)
+        second.finish()
+
+    monkeypatch.delenv("DOCKER_HOST")
+    third = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        wait_until(
+            lambda: third.running().get("keep.py", {}).get("status") == "running",
+            120,
+            "keep.py reattached",
+        )
+        again = _where(third, "keep")
+        assert again["host"] == keep["host"] and again["token"] == keep["token"]
+        assert _bump(third, "keep") == 2
+        assert containers_of(marker) == [keep["host"]]
+    finally:
+        third.proc.terminate()
+        third.proc.wait(60)
+        third.finish()

@@ -52,7 +52,7 @@ async def resume_script(
             extra.append(kernel)
     await asyncio.gather(*(k.shutdown(now=True) for k in extra), return_exceptions=True)
     if not alive:
-        if stored:
+        if stored and not remote.orphans.get(path):  # not known to be gone: said above
             engine.logs.engine(
                 None, "INFO", f"the remote kernels of {path} are gone: it is started again"
             )
