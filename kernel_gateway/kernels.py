@@ -68,6 +68,9 @@ class ScriptKernel:
         self.replica = 0
         self.registrations: Any = None
         self.pid: int | None = None
+        # the process measured for CPU and RSS: the kernel's own (pid), or a container's
+        # main process when its Docker daemon runs on this machine (remote.container_pid)
+        self.measured_pid: int | None = None
         self.info: dict[str, Any] = {}
         self.started_at = time.time()
         self.alive = True
@@ -163,6 +166,9 @@ class ScriptKernel:
             subshell = reply["content"].get("subshell_id")
         hello = await self.bridge.open(COMM_TARGET, subshell, timeout=10, fast=fast_path)
         self.pid = hello.get("pid") if self._is_local() else None
+        self.measured_pid = self.pid
+        if remote.in_container(self.km.provisioner):
+            self.measured_pid = await remote.container_pid(self.km.provisioner)
         self.info = hello
 
     def _is_local(self) -> bool:
@@ -204,12 +210,13 @@ class ScriptKernel:
 
     def usage(self) -> dict[str, Any]:
         """CPU (% since the last look) of a local kernel process, and the RSS of its
-        whole process tree (the memory limit counts the processes it started too)."""
-        if self.pid is None:
+        whole process tree (the memory limit counts the processes it started too); of
+        a container's main process when the container runs on this machine."""
+        if self.measured_pid is None:
             return {"cpu_percent": None, "rss_mib": None}
         try:
             if self._proc is None:
-                self._proc = psutil.Process(self.pid)
+                self._proc = psutil.Process(self.measured_pid)
             return {
                 "cpu_percent": self._proc.cpu_percent(None),
                 "rss_mib": round(proctree.tree_rss(self._proc) / 1048576, 1),

@@ -34,6 +34,7 @@ __all__ = [
     "describe",
     "in_container",
     "container_alive",
+    "container_pid",
     "limit_memory",
 ]
 
@@ -174,6 +175,33 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
         await asyncio.wait_for(provisioner.kill(), timeout)
     except Exception as exc:  # unreachable host, listener gone: nothing more to do here
         log.warning("a remote kernel could not be signalled: %s", exc)
+
+
+async def container_pid(provisioner: Any, timeout: float = 30.0) -> int | None:
+    """The process id, on this machine, of the main process of a kernel's Docker
+    container (the kernel: the launcher runs it in its own process), when the Docker
+    daemon runs here: its ``/proc/<pid>/cgroup`` names the container. None otherwise
+    (a daemon on another machine, another PID namespace, no answer): the gateway
+    measures that kernel's CPU and RSS as it does a local one's, nothing more (it is
+    not signalled, nor its process tree walked: the container's removal ends it)."""
+    client = getattr(provisioner, "client", None)
+    name = getattr(provisioner, "container_name", None)
+    if client is None or not hasattr(client, "containers") or not name:
+        return None
+
+    def lookup() -> int | None:
+        container = client.containers.get(name)
+        pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+        if pid <= 0:
+            return None
+        with open(f"/proc/{pid}/cgroup") as f:
+            return pid if container.id in f.read() else None
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(lookup), timeout)
+    except Exception as exc:
+        log.debug("no process of this machine measured for container %s: %r", name, exc)
+        return None
 
 
 async def limit_memory(provisioner: Any, mib: int, timeout: float = 30.0) -> str | None:

@@ -188,11 +188,12 @@ class CallStats:
                 key = f"{script.path}#{kernel.replica}"
                 seen.add(kernel.kernel_id)
                 cpu = rss = None
-                if kernel.pid is not None:
+                if kernel.measured_pid is not None:
                     try:
                         proc = self._procs.get(kernel.kernel_id)
                         if proc is None:
-                            proc = self._procs[kernel.kernel_id] = psutil.Process(kernel.pid)
+                            proc = psutil.Process(kernel.measured_pid)
+                            self._procs[kernel.kernel_id] = proc
                         cpu = proc.cpu_percent(None)
                         rss = round(proctree.tree_rss(proc) / 1048576, 1)
                     except psutil.Error:
