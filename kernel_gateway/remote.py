@@ -66,7 +66,25 @@ async def remote_state(km: AsyncKernelManager) -> dict[str, Any] | None:
     if provisioner is None or isinstance(provisioner, LocalProvisioner):
         return None
     info = await provisioner.get_provisioner_info()
-    return {"kernel_name": km.kernel_name, "provisioner": _jsonable(info)}
+    state = {"kernel_name": km.kernel_name, "provisioner": _jsonable(info)}
+    if in_container(provisioner):
+        state[DAEMON] = await _daemon_id(provisioner)
+    return state
+
+
+DAEMON = "docker_daemon"  # the key, in a container kernel's state, of its daemon's ID
+
+
+async def _daemon_id(provisioner: Any) -> str | None:
+    """The ID of the Docker daemon ``provisioner`` talks to (``docker info``), None
+    when it has none or does not answer."""
+    info = getattr(getattr(provisioner, "client", None), "info", None)
+    if not callable(info):
+        return None
+    try:
+        return str((await asyncio.to_thread(info)).get("ID") or "") or None
+    except Exception:
+        return None
 
 
 async def manager(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernelManager:
@@ -88,7 +106,7 @@ async def reattach(ksm: KernelSpecManager, state: dict[str, Any]) -> AsyncKernel
     port: start a new one then). Raises when that cannot be known (an unreachable
     host, a timeout, a state that does not load): the kernel may still run."""
     km = await manager(ksm, state)
-    if not await _alive(km):
+    if not await _alive(km, state):
         return None
     return km
 
@@ -114,7 +132,7 @@ async def container_alive(provisioner: Any) -> bool | None:
     return status in provisioner.get_initial_states()
 
 
-async def _alive(km: AsyncKernelManager) -> bool:
+async def _alive(km: AsyncKernelManager, state: dict[str, Any] | None = None) -> bool:
     """Whether the kernel's launcher answers. gateway_provisioners' own ``poll`` says
     "gone" for any failure to reach the listener (an unreachable host too); here only
     a refused connection means gone, any other failure is raised (not known).
@@ -124,9 +142,15 @@ async def _alive(km: AsyncKernelManager) -> bool:
     containers are started with ``remove``), a runtime that does not answer raises.
     The lookup also gives the provisioner back its container's name, without which
     its ``kill`` at a stop would not remove the container (the name is not in the
-    provisioner's persisted info)."""
+    provisioner's persisted info). "Not found" means gone only from the daemon that
+    started it (its ID is kept in ``state``): any other daemon raises."""
     provisioner: Any = km.provisioner
     if in_container(provisioner):
+        # a container not found by another daemon (a standby on another machine, a
+        # DOCKER_HOST changed) may run all the same where it was started: not known
+        stored = (state or {}).get(DAEMON)
+        if stored and stored != (now := await _daemon_id(provisioner)):
+            raise RuntimeError(f"its container ran on Docker daemon {stored}, not this one ({now})")
         status = await asyncio.to_thread(provisioner.get_container_status, None)
         return status in provisioner.get_initial_states()
     send = getattr(provisioner, "_send_listener_request", None)
@@ -256,11 +280,11 @@ async def end_unreachable(
         return False
     provisioner = km.provisioner
     try:
-        if not await asyncio.wait_for(_alive(km), timeout):
+        if not await asyncio.wait_for(_alive(km, state), timeout):
             return True  # its host refuses the listener's port: gone
         await end_remote(provisioner, timeout)
         for _ in range(3):  # its listener ends at its next request once the kernel is gone
-            if not await asyncio.wait_for(_alive(km), timeout):
+            if not await asyncio.wait_for(_alive(km, state), timeout):
                 return True
             await asyncio.sleep(0.5)
     except Exception:

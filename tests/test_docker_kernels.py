@@ -357,3 +357,73 @@ def test_a_docker_daemon_away_at_restore_leaves_the_container_alone(
         third.proc.terminate()
         third.proc.wait(60)
         third.finish()
+
+
+def _tamper_daemon(data: Path, path: str, daemon: str) -> str:
+    """Change the Docker daemon ID kept in ``path``'s sealed attach state (as if its
+    container had been started by another daemon); returns the ID it had."""
+    import sqlite3
+
+    from kernel_gateway.secrets.crypto import SecretsKey
+
+    key = SecretsKey.load(data / "secrets.key")
+    with sqlite3.connect(data / "vwed.sqlite3") as db:
+        (raw,) = db.execute(
+            "SELECT options FROM vwed_desired_scripts WHERE script_path = ?", (path,)
+        ).fetchone()
+        options = json.loads(raw)
+        state = json.loads(key.open(f"kernel-state:{path}", options["attach"]))
+        old = state["kernels"][0]["docker_daemon"]
+        state["kernels"][0]["docker_daemon"] = daemon
+        options["attach"] = key.seal(f"kernel-state:{path}", json.dumps(state))
+        db.execute(
+            "UPDATE vwed_desired_scripts SET options = ? WHERE script_path = ?",
+            (json.dumps(options), path),
+        )
+    return str(old)
+
+
+@needs_docker
+@pytest.mark.timeout(300)
+def test_a_container_of_another_daemon_is_not_taken_as_gone(
+    tmp_path: Path, image: str, marker: str
+) -> None:
+    """The state kept for a reattach names the Docker daemon that started the
+    container: a gateway that talks to another daemon (a standby on another machine)
+    does not find the container there, and must not take that as "gone": an ERROR
+    names it as an old kernel that may still run (kept to be ended at a later
+    restore), and the script starts again beside it."""
+    root, data = _scripts(tmp_path, image, marker, ("keep",))
+    first = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        r = first.client.post(
+            "/script-engine/start", json={"script_path": "keep.py", "kernel_name": "vwed-docker"}
+        )
+        assert r.status_code == 200, r.text
+        keep = _where(first, "keep")
+    finally:
+        first.proc.kill()
+        first.proc.wait(30)
+        first.finish()
+    daemon = _tamper_daemon(data, "keep.py", "ANOTHER:DAEMON")
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.ID}}"], capture_output=True, text=True, timeout=30
+    )
+    assert daemon == info.stdout.strip()  # what was kept: this daemon's ID
+
+    second = GatewayProcess(root, data, "--pool-size", "0")
+    try:
+        wait_until(
+            lambda: second.running().get("keep.py", {}).get("status") == "running",
+            120,
+            "keep.py started again",
+        )
+        log = second.out.read_text()
+        assert f"an old kernel of keep.py (pid 0 on {keep['host']}) may still run" in log, log
+        assert "ran on Docker daemon ANOTHER:DAEMON" in log
+        assert _where(second, "keep")["host"] != keep["host"]
+        assert _running(keep["host"])  # not ended: this daemon cannot be trusted with it
+    finally:
+        second.proc.terminate()
+        second.proc.wait(60)
+        second.finish()
