@@ -327,8 +327,8 @@ XDIST_SECONDS: dict[str, float] = {
     "test_mqtt.py": 30,
     "test_plugins.py": 25,
     "test_log_sinks.py": 25,
-    # about 50 s, plus about 30 s when the kernel image of this checkout is built first
-    "test_docker_kernels.py": 60,
+    # about 75 s, plus about 30 s when the kernel image of this checkout is built first
+    "test_docker_kernels.py": 80,
 }
 
 
