@@ -51,7 +51,8 @@ def prepare_remote_provisioners(environ: dict[str, str] | None = None) -> None:
 # A restarted gateway can talk again to a remote kernel that outlived it: the kernel's
 # launcher keeps running on its host (started with nohup over SSH) or in its container
 # (Docker runs it detached), and what its provisioner knows (host or container, pid,
-# listener port, the kernel's ports and key) is enough to rebuild a manager for it. ``remote_state`` is what to persist; ``reattach`` rebuilds.
+# listener port, the kernel's ports and key) is enough to rebuild a manager for it.
+# ``remote_state`` is what to persist; ``reattach`` rebuilds.
 # The engine keeps the first (sealed) with each desired remote script and reattaches
 # through the second at restore (engine/reattach.py, engine/resume.py).
 
