@@ -286,7 +286,7 @@ def test_cancel_before_the_worker_reads_the_step(solo: httpx.Client) -> None:
     execution_id = submit(solo, "nap", [30])
     wait_until(lambda: record(solo, execution_id)["worker"], 30, "the step has its worker")
     took = cancel_and_time(solo, execution_id)
-    assert took < GRACE / 2, took
+    assert took < 3.0, took  # the worker's 1.5 s busy loop included; the grace is 5 s
     attempts = record(solo, execution_id)["attempts"]
     assert [a["code"] for a in attempts] == ["CANCELLED"], attempts
     assert attempts[0]["error_type"] == "CancelledError"  # skipped: nap never ran
