@@ -15,6 +15,11 @@ Sections (``--only`` picks some):
 - ``progress``: a step calling ``VWED.progress(i, total=10000)`` 10,000 times against
   the same loop without the call: the step's ``duration_ms`` (median of several runs)
   and the per-call cost, synchronous and asynchronous.
+- ``cancel``: the time from ``POST .../cancel`` to the execution's record saying
+  ``cancelled``, for a step cancelled as soon as its record says ``running``, one
+  handed to a worker whose event loop is busy (its code not started), and one whose
+  code runs (after its first progress), interleaved round by round. A step that was
+  not stopped runs on to its timeout (``--cancel-timeout``).
 - ``ws``: steps over ``/script-engine/execute/ws`` (the multiplexed protocol: C steps
   in flight on one connection; and C connections with one in flight each) against
   keep-alive HTTP at the same concurrency.
@@ -53,6 +58,19 @@ def add(a, b):
 def hold(seconds):
     import time
     time.sleep(seconds)
+    return True
+
+def nap(seconds):
+    import time
+    VWED.progress(None, message="napping")  # its code runs now
+    time.sleep(seconds)
+    return seconds
+
+def hold_loop(seconds):
+    # this worker's event loop is blocked for ``seconds`` right after the step answers
+    import asyncio, time
+    time.sleep(0.2)  # the other worker takes the other one of two at once
+    asyncio.get_running_loop().call_soon(time.sleep, seconds)
     return True
 """
 
@@ -585,11 +603,87 @@ def section_ws(args: argparse.Namespace, gw: Gateway, work: Path) -> None:
     )
 
 
+def section_cancel(args: argparse.Namespace, gw: Gateway, work: Path) -> None:
+    nap = {
+        "script_path": "step.py",
+        "function_name": "nap",
+        "args": [60],
+        "timeout": args.cancel_timeout,
+        "async": True,
+    }
+
+    def record(ex_id: str) -> dict[str, Any]:
+        return dict(http(gw.port, "GET", f"/script-engine/executions/{ex_id}")[1])
+
+    def until(ex_id: str, ready: Callable[[dict[str, Any]], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not ready(record(ex_id)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {ex_id} never got there")
+            time.sleep(0.002)
+
+    def busy_workers() -> bool:
+        """Both workers answer a step and then block their event loop for 1 s; False
+        if the two steps went to the same worker (the round is not counted)."""
+        body = {**ADD, "function_name": "hold_loop", "args": [1.0]}
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: http(gw.port, "POST", EXECUTE, body)[1], [0, 1]))
+        return answers[0]["worker"] != answers[1]["worker"]
+
+    cases: dict[str, Callable[[str], None]] = {
+        "as soon as 'running'": lambda ex_id: until(ex_id, lambda r: r["status"] == "running"),
+        "handed to a busy worker": lambda ex_id: until(ex_id, lambda r: bool(r["worker"])),
+        "while its code runs": lambda ex_id: until(
+            ex_id, lambda r: (r.get("progress") or {}).get("message") == "napping"
+        ),
+    }
+    took: dict[str, list[float]] = {name: [] for name in cases}
+    skipped = 0
+    for _ in range(args.cancel_rounds):
+        for name, ready in cases.items():
+            if name == "handed to a busy worker" and not busy_workers():
+                skipped += 1
+                continue
+            status, body = http(gw.port, "POST", EXECUTE, nap)
+            assert status == 202, body
+            ex_id = body["execution_id"]
+            ready(ex_id)
+            t0 = time.perf_counter()
+            status, body = http(gw.port, "POST", f"/script-engine/executions/{ex_id}/cancel")
+            assert status == 200, body
+            end = http(gw.port, "GET", f"/script-engine/executions/{ex_id}/wait?timeout=120")[1]
+            took[name].append(time.perf_counter() - t0)
+            assert end["status"] == "cancelled", end
+    rows = [
+        [
+            name,
+            len(values),
+            f"{pct(values, 50):.1f}",
+            f"{pct(values, 90):.1f}",
+            f"{max(values) * 1000:.1f}",
+            sum(1 for v in values if v > 2.0),
+        ]
+        for name, values in took.items()
+    ]
+    table(
+        f"cancel: from POST .../cancel to 'cancelled' (ms), {args.cancel_rounds} rounds "
+        f"interleaved, step timeout {args.cancel_timeout:g} s"
+        + (
+            f", {skipped} busy-worker rounds not counted (both holds on one worker)"
+            if skipped
+            else ""
+        ),
+        ["cancelled", "n", "p50", "p90", "max", "over 2 s"],
+        rows,
+    )
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Gateway, Path], None]] = {
     "sync": section_sync,
     "async": section_async,
     "progress": section_progress,
     "ws": section_ws,
+    "cancel": section_cancel,
 }
 
 
@@ -602,6 +696,8 @@ def main() -> int:
     parser.add_argument("--subprocess-steps", type=int, default=40)
     parser.add_argument("--progress-calls", type=int, default=10_000)
     parser.add_argument("--progress-runs", type=int, default=7)
+    parser.add_argument("--cancel-rounds", type=int, default=20)
+    parser.add_argument("--cancel-timeout", type=float, default=10.0)
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="fewer steps and runs")
     args = parser.parse_args()

@@ -210,6 +210,27 @@ class KernelBridge:
             timer.cancel()
             self._pending.pop(call_id, None)
 
+    async def cancel(self, call_id: str, *, timeout: float) -> str | None:
+        """Ask the kernel to cancel call ``call_id`` (on its service subshell, so even
+        while its main thread is busy) and return its answer: ``"pending"`` (it had not
+        started: the kernel answers it ``cancelled`` without running it), ``"task"`` (its
+        asyncio task is cancelled), ``"running"`` (synchronous code runs: only an interrupt
+        stops it), or None: no answer within ``timeout`` seconds."""
+        if self._dead is not None:
+            return None
+        ack_id = self.new_call_id()
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[ack_id] = fut
+        try:
+            self.send({"op": "cancel", "target": call_id, "id": ack_id})
+            reply = await asyncio.wait_for(fut, timeout)
+            state = reply.value() if reply.ok else None
+        except (asyncio.TimeoutError, GatewayError, ValueError):
+            return None
+        finally:
+            self._pending.pop(ack_id, None)
+        return state if isinstance(state, str) else None
+
     async def _abandon(self, call_id: str) -> None:
         """Stop a call that ran out of time: cancel it (async) and interrupt (sync)."""
         self.send({"op": "cancel", "target": call_id})

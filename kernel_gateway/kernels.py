@@ -36,9 +36,19 @@ log = logging.getLogger("kernel_gateway.kernels")
 START_ATTEMPTS = 3
 
 
+# the exit code of a VWED kernel that could not bind a port (vwed_kernel/launch.py)
+BIND_FAILED = 75
+
+
 def _died_before_ready(exc: BaseException) -> bool:
     """jupyter_client's word for a kernel process that exited before it answered."""
     return isinstance(exc, RuntimeError) and "died before replying" in str(exc)
+
+
+def _exit_code(km: AsyncKernelManager) -> int | None:
+    """The exit code of a local kernel process that ended (None: unknown)."""
+    code = getattr(getattr(km.provisioner, "process", None), "returncode", None)
+    return code if isinstance(code, int) else None
 
 
 COMM_TARGET = "vwed"
@@ -108,16 +118,21 @@ class ScriptKernel:
             try:
                 await asyncio.wait_for(kernel._connect(fast_path), startup_timeout)
             except BaseException as exc:
+                code = _exit_code(km)
                 await kernel.shutdown(now=True)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 if _died_before_ready(exc) and attempt < START_ATTEMPTS:
                     # jupyter_client picks the kernel's ports before the kernel binds them:
                     # any process on the machine may take one in between (the kernel then
-                    # exits with "Address already in use"). New ports, one more time.
+                    # exits with BIND_FAILED, at once: plain launches and forked ones
+                    # alike). New ports, one more time.
                     log.warning(
-                        "kernel %r died before it was ready (attempt %d of %d): starting it again",
+                        "kernel %r exited before it was ready (code %s%s; attempt %d of %d): "
+                        "starting it again",
                         kernel_name,
+                        code,
+                        ": a port was taken" if code == BIND_FAILED else "",
                         attempt,
                         START_ATTEMPTS,
                     )

@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ MODES = ("SCRIPT", "SET_TASK_VARIABLES", "RUN")
 NOT_READY = "DEPENDENCIES_NOT_READY"
 READY_TTL = 5.0  # seconds a step trusts that an environment it found is still ready
 TOUCH_EVERY = 60.0  # seconds between two marks of an environment's use by one file
+CANCEL_ANSWER_S = 1.0  # seconds a cancel waits for the worker's answer before interrupting
 
 
 @dataclass
@@ -195,11 +197,14 @@ class StepService:
         call_id: str | None = None,
         group: str | None = None,
         attempt: int | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         """One attempt of a parsed step (``parse``): a worker, the call, the task
         variables. ``call_id``: the attempt's execution id (made here if None);
         ``group``: the execution it is an attempt of (the ``async_id`` of its history
-        row). Raises the step's ``GatewayError``."""
+        row); ``cancelled``: true once whoever runs the attempt cancelled it (checked
+        when it has its worker, before the call is sent: ``asyncio.CancelledError``).
+        Raises the step's ``GatewayError``."""
         source = self.store.stat(req["path"])
         key = [source.file, source.mtime, source.size]
         lock = await self._environment(source.path, admin)
@@ -208,6 +213,12 @@ class StepService:
             worker = await self.pool.acquire()
         else:
             pool, worker = await self._env_worker(lock, req["timeout"])
+        if cancelled is not None and cancelled():
+            # cancelled while it waited, and the task's cancel did not reach it here
+            # (before Python 3.12 ``asyncio.wait_for``, under the store's calls, can
+            # swallow one: gh-86296): the step is not sent at all
+            self._give_back(pool, worker, lock, keep=True)
+            raise asyncio.CancelledError
         # random: an execution id is what lets a caller token read its record
         execution_id = call_id or uuid.uuid4().hex
         run = Execution(execution_id, worker, source.path)
@@ -277,12 +288,7 @@ class StepService:
             self.running.pop(execution_id, None)
             if listener is not None and self.watchers is not None:
                 self.watchers.remove(execution_id)
-            if lock is not None and self.env_pools is not None:
-                self.env_pools.done(pool, worker, keep=release)
-            elif release:
-                self.pool.release(worker)
-            else:
-                self.pool.discard(worker)
+            self._give_back(pool, worker, lock, keep=release)
             took = (time.perf_counter() - run.started) * 1000
             facts = {
                 "worker": worker.kernel_id,
@@ -311,6 +317,17 @@ class StepService:
             "worker": worker.kernel_id,
             "usage": _usage(facts),
         }
+
+    def _give_back(
+        self, pool: Any, worker: ScriptKernel, lock: tuple[str, str] | None, *, keep: bool
+    ) -> None:
+        """A step's worker back to its pool (``keep``), or replaced."""
+        if lock is not None and self.env_pools is not None:
+            self.env_pools.done(pool, worker, keep=keep)
+        elif keep:
+            self.pool.release(worker)
+        else:
+            self.pool.discard(worker)
 
     async def _store_variables(
         self,
@@ -535,8 +552,12 @@ class StepService:
         if run is None:
             raise NotFound(f"no running execution {execution_id!r}", "EXECUTION_NOT_FOUND")
         run.cancelled = True
-        run.worker.bridge.send({"op": "cancel", "target": execution_id})
-        await run.worker.interrupt()
+        # The kernel says what it did: a step that has not started yet is skipped
+        # (an interrupt now would arrive before its code runs and be lost, and the step
+        # would run on to its timeout); only running code, or no answer, needs one.
+        state = await run.worker.bridge.cancel(execution_id, timeout=CANCEL_ANSWER_S)
+        if state not in ("pending", "task"):
+            await run.worker.interrupt()
 
 
 def status_of(error: GatewayError | None) -> str:

@@ -195,10 +195,28 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{time.monotonic_ns() % 10**9}"
 
 
-__all__ = ["GatewayThread", "wait_until", "Scripts", "unique", "replace", "system_user"]
+__all__ = [
+    "GatewayThread",
+    "GatewayProcess",
+    "listening_port",
+    "wait_until",
+    "Scripts",
+    "unique",
+    "replace",
+    "system_user",
+]
 
 
 _LISTENING = re.compile(r"VWED gateway \S+ on http://[^:\s]+:(\d+) ")
+
+
+def listening_port(output: Path) -> int | None:
+    """The port a ``python -m kernel_gateway --port 0`` whose output goes to ``output``
+    listens on, from its first INFO line (None: not listening yet). A port picked by the
+    test and bound later by the gateway could be taken in between (other xdist workers'
+    kernels and servers take free ports too): "Address already in use" flakes."""
+    found = _LISTENING.search(output.read_text(errors="replace")) if output.exists() else None
+    return int(found.group(1)) if found else None
 
 
 class GatewayProcess:
@@ -240,10 +258,9 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"gateway exited: {self.out.read_text()[-2000:]}")
             if not self.port:
-                found = _LISTENING.search(self.out.read_text())
-                if found is None:
+                self.port = listening_port(self.out) or 0
+                if not self.port:
                     return False
-                self.port = int(found.group(1))
                 self.url = f"http://127.0.0.1:{self.port}"
                 self.client.base_url = httpx.URL(self.url)
             try:

@@ -64,6 +64,14 @@ def quick(x):
     return x
 
 
+def hold_loop(seconds):
+    # the worker's event loop is blocked just after this step answers: the next step
+    # handed to this worker waits, unread, until it is free again
+    import asyncio
+    asyncio.get_running_loop().call_soon(time.sleep, seconds)
+    return "held"
+
+
 def flaky(counter, failures):
     path = Path(counter)
     seen = int(path.read_text()) if path.exists() else 0
@@ -229,6 +237,60 @@ def test_cancel_running_and_queued(env: tuple[GatewayThread, Path], caller: http
     assert r.status_code == 409 and r.json()["code"] == "EXECUTION_FINISHED"
     # the worker serves again
     assert wait_end(caller, submit(caller, "quick", [2]))["result"] == 2
+
+
+GRACE = 5.0  # the gateway's step_grace (its default)
+
+
+def cancel_and_time(caller: httpx.Client, execution_id: str) -> float:
+    """Cancel a running execution: the seconds until it is recorded cancelled."""
+    started = time.monotonic()
+    r = caller.post(f"/script-engine/executions/{execution_id}/cancel")
+    assert r.status_code == 200, r.text
+    found = wait_end(caller, execution_id)
+    took = time.monotonic() - started
+    assert found["status"] == "cancelled", found
+    assert found["error"]["code"] == "CANCELLED"
+    return took
+
+
+def test_cancel_as_soon_as_running(caller: httpx.Client) -> None:
+    # "running" is set before the step has its worker: a cancel then cancels the
+    # attempt's task, which a store write (asyncio.wait_for before Python 3.12) could
+    # swallow, and the step ran on to its timeout (10 s here) instead
+    for _ in range(5):
+        execution_id = submit(caller, "nap", [30])
+        wait_until(lambda e=execution_id: record(caller, e)["status"] == "running", 30, "running")
+        assert cancel_and_time(caller, execution_id) < GRACE / 2
+    assert wait_end(caller, submit(caller, "quick", [3]))["result"] == 3
+
+
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A gateway of its own with one step worker (the step after a held one gets it)."""
+    for gw, scripts in token_gateway(tmp_path_factory, "executions-solo", ADMIN, CALLER):
+        (scripts / "job.py").write_text(JOB)
+        with httpx.Client(
+            base_url=gw.url, timeout=60, headers={"Authorization": f"token {CALLER}"}
+        ) as c:
+            yield c
+
+
+def test_cancel_before_the_worker_reads_the_step(solo: httpx.Client) -> None:
+    # The worker's event loop is blocked for 1.5 s right after a step answers; the next
+    # step is handed to it and waits, unread. The cancel reaches the worker's service
+    # subshell, which marks the step: it is answered cancelled without running once the
+    # loop is free. (The interrupt sent before came while no code ran, was ignored, and
+    # the step ran on to its timeout: 10 s here.)
+    assert wait_end(solo, submit(solo, "hold_loop", [1.5]))["result"] == "held"
+    execution_id = submit(solo, "nap", [30])
+    wait_until(lambda: record(solo, execution_id)["worker"], 30, "the step has its worker")
+    took = cancel_and_time(solo, execution_id)
+    assert took < 3.0, took  # the worker's 1.5 s busy loop included; the grace is 5 s
+    attempts = record(solo, execution_id)["attempts"]
+    assert [a["code"] for a in attempts] == ["CANCELLED"], attempts
+    assert attempts[0]["error_type"] == "CancelledError"  # skipped: nap never ran
+    assert wait_end(solo, submit(solo, "quick", [4]))["result"] == 4
 
 
 def test_retries_with_backoff(caller: httpx.Client, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,50 +20,66 @@ from tornado.websocket import websocket_connect
 from conftest import unique, wait_until
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def jupyter_server(gw, tmp_path):
-    port, token = _free_port(), uuid.uuid4().hex
+    # port 0: the server takes a free port and writes it to its runtime file (a port
+    # picked here and bound later could be taken by another xdist worker's process in
+    # between); should its own pick-then-bind still lose the port, it starts again
+    token = uuid.uuid4().hex
     env = {
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
         "JUPYTER_DATA_DIR": str(tmp_path / "data"),
         "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            f"--ServerApp.port={port}",
-            "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            "--ServerApp.open_browser=False",
-            f"--GatewayClient.url={gw.url}",
-            f"--ServerApp.root_dir={tmp_path}",
-            "--allow-root",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"token {token}"}
+    for attempt in range(1, 4):
+        output = tmp_path / f"jupyter-server-{attempt}.log"
+        with open(output, "w") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_server",
+                    "--ServerApp.port=0",
+                    "--ServerApp.port_retries=0",
+                    "--ServerApp.ip=127.0.0.1",
+                    f"--IdentityProvider.token={token}",
+                    "--ServerApp.open_browser=False",
+                    f"--GatewayClient.url={gw.url}",
+                    f"--ServerApp.root_dir={tmp_path}",
+                    "--allow-root",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
+        info = tmp_path / "rt" / f"jpserver-{proc.pid}.json"
 
-    def up():
-        try:
-            return httpx.get(f"{base}/api/status", headers=headers, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None  # stop waiting if it died
+        def up(proc=proc, info=info):
+            if proc.poll() is not None:
+                return True  # stop waiting: it died
+            if not info.exists():
+                return False
+            try:
+                port = json.loads(info.read_text())["port"]
+            except (ValueError, KeyError):
+                return False  # being written
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/api/status", headers=headers, timeout=2
+                )
+            except httpx.HTTPError:
+                return False
+            return answer.status_code == 200
 
-    wait_until(up, 60, "jupyter server")
-    if proc.poll() is not None:
-        raise AssertionError(proc.stderr.read().decode()[-2000:])
+        wait_until(up, 60, "jupyter server")
+        if proc.poll() is None:
+            break
+        text = output.read_text()
+        if "already in use" not in text or attempt == 3:
+            raise AssertionError(text[-2000:])
+    base = f"http://127.0.0.1:{json.loads(info.read_text())['port']}"
     yield base, token
     proc.terminate()
     proc.wait(30)

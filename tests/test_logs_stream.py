@@ -9,7 +9,7 @@ import socket
 import pytest
 from test_logs import SCRIPT, history
 
-from conftest import unique, wait_until
+from conftest import GatewayProcess, unique, wait_until
 from logclient import collect, records
 
 
@@ -95,57 +95,27 @@ def test_two_subscribers_get_exactly_theirs(scripts, client, gw):
 @pytest.mark.timeout(240)
 def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
     # The gateway runs as its own process here, so the fast reader (in this process)
-    # does not share an interpreter lock with it.
-    import os
-    import subprocess
-    import sys
-
+    # does not share an interpreter lock with it. It binds port 0 and says which port.
     import httpx
 
-    (tmp_path / "flood.py").write_text(
+    root = tmp_path / "scripts"
+    root.mkdir()
+    (root / "flood.py").write_text(
         "def boot():\n    VWED.function.register('flood', flood)\n\n"
         "def flood(start, n):\n    for i in range(start, start + n):\n        print(f'{i:06d} ' + 'y' * 100)\n    return n\n"
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kernel_gateway",
-            "--scripts-dir",
-            str(tmp_path),
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            str(port),
-            "--pool-size",
-            "1",
-            "--workers",
-            "1",
-            # 12 MiB of ring: room for a fast reader on a loaded machine, and still well
-            # under the 21 MB flood, so the reader that never reads is cut off
-            "--log-buffer-mb",
-            "12",
-            "--call-timeout",
-            "180",
-            "--no-auth",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ),
+    gateway = GatewayProcess(
+        root,
+        tmp_path / "d",
+        # 12 MiB of ring: room for a fast reader on a loaded machine, and still well
+        # under the 21 MB flood, so the reader that never reads is cut off
+        "--log-buffer-mb",
+        "12",
+        "--call-timeout",
+        "180",
     )
-    base = f"http://127.0.0.1:{port}"
+    port, base = gateway.port, gateway.url
     try:
-
-        def up():
-            try:
-                return httpx.get(f"{base}/script-engine/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 60, "the gateway")
         with httpx.Client(base_url=base, timeout=180) as c:
             sid = c.post("/script-engine/start", json={"script_path": "flood.py"}).json()[
                 "script_id"
@@ -205,8 +175,7 @@ def test_a_slow_subscriber_is_cut_off_while_a_fast_one_keeps_up(tmp_path):
                 data += chunk
             assert b"SLOW_CONSUMER" in data
     finally:
-        proc.terminate()
-        proc.wait(30)
+        gateway.finish()
 
 
 def _raw_ws(port: int, path: str) -> socket.socket:

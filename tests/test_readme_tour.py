@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import listening_port, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -28,12 +28,6 @@ BIN = Path(sys.executable).parent  # where pip put `vwed` beside this Python
 
 def sh_blocks(after: str) -> list[str]:
     return re.findall(r"```sh\n(.*?)```", README[README.index(after) :], re.S)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def as_run_here(block: str, port: int) -> str:
@@ -45,20 +39,23 @@ def as_run_here(block: str, port: int) -> str:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the tour uses curl, not installed")
 @pytest.mark.skipif(not (BIN / "vwed").exists(), reason="vwed is not installed (pip install -e .)")
 def test_the_readme_tour_runs_as_written(tmp_path):
-    port = free_port()
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(REPO / "examples")]
-        + ["--port", str(port), "--pool-size", "1", "--workers", "1"],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    # a second terminal: no VWED_* setting of the test's own environment
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VWED_")}
-    env["VWED_URL"] = f"http://127.0.0.1:{port}"  # the README's gateway is on 8765
+    # port 0: the gateway binds a free port and says which (one picked here and bound
+    # by the gateway later could be taken in between by another xdist worker's process)
+    output = tmp_path / "gateway.log"
+    with open(output, "w") as out:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "kernel_gateway", "--scripts-dir", str(REPO / "examples")]
+            + ["--port", "0", "--pool-size", "1", "--workers", "1"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
+        port = wait_until(lambda: _listening(gateway, output), 60, "the gateway to listen")
+        # a second terminal: no VWED_* setting of the test's own environment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VWED_")}
+        env["VWED_URL"] = f"http://127.0.0.1:{port}"  # the README's gateway is on 8765
         wait_until(lambda: (tmp_path / ".vwed" / "token").exists(), 60, "the token file")
         wait_until(lambda: _answers(port), 60, "the gateway to listen")
         tour = as_run_here(sh_blocks("## A short tour")[0], port)
@@ -127,12 +124,18 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     finally:
         gateway.terminate()
         try:
-            out, _ = gateway.communicate(timeout=30)
+            gateway.wait(timeout=30)
         except subprocess.TimeoutExpired:
             gateway.kill()
-            out, _ = gateway.communicate(timeout=10)
+            gateway.wait(timeout=10)
         token = (tmp_path / ".vwed" / "token").read_text().strip()
-        assert token not in out, "the gateway printed its token"
+        assert token not in output.read_text(), "the gateway printed its token"
+
+
+def _listening(gateway: subprocess.Popen[bytes], output: Path) -> int | None:
+    if gateway.poll() is not None:
+        raise AssertionError(f"the gateway exited: {output.read_text()[-2000:]}")
+    return listening_port(output)
 
 
 def _answers(port: int) -> bool:

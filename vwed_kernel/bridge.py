@@ -278,8 +278,10 @@ class GatewayLink(Link):
         self.calls.call(data, buffers, self._send)
 
     def _op_cancel(self, data: dict[str, Any], buffers: list[Any]) -> None:
-        # Runs on the service subshell's thread; the task's loop does the cancel.
-        self.calls.cancel(str(data.get("target", "")))
+        # On the service subshell's thread; answered (with an id) with what it did
+        state = self.calls.cancel(str(data.get("target", "")))
+        if data.get("id"):
+            self._reply_ok(data["id"], {"encoding": "json"}, [json.dumps(state).encode()])
 
     def _op_response(self, data: dict[str, Any], buffers: list[Any]) -> None:
         fut = self._pending.pop(data.get("id", ""), None)

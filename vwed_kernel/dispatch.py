@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +44,10 @@ __all__ = ["Calls", "Log"]
 log = logging.getLogger("vwed_kernel")
 
 Log = Callable[[str, str, str], None]
+
+# the most call ids remembered as cancelled before they started (a cancel of a call
+# that had already ended leaves its id here: ids are unique, so it only takes room)
+MAX_CANCELLED = 256
 
 # error kinds that are the script's own failure, logged as ERROR records
 _LOGGED_KINDS = ("handler", "serialization")
@@ -116,6 +122,11 @@ class Calls:
         self._log: Log = log or (lambda level, tag, text: None)
         self.tasks: dict[str, asyncio.Future[Any]] = {}
         self.steps = StepRunner(self.run, vwed)
+        # what ``cancel`` (the service subshell's thread) knows of the main thread: the
+        # call whose synchronous part runs now, and the calls cancelled before they ran
+        self._lock = threading.Lock()
+        self._current: str | None = None
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
 
     def run(self, call_id: str, kind: str, produce: Callable[[], Any], send: Send) -> None:
         """Run ``produce`` (the sync part of a call); schedule it if it returns an awaitable."""
@@ -129,7 +140,10 @@ class Calls:
             return
         if inspect.isawaitable(value):
             task = asyncio.ensure_future(value)
-            self.tasks[call_id] = task
+            with self._lock:
+                self.tasks[call_id] = task
+                if call_id in self._cancelled:  # cancelled while its sync part ran
+                    task.cancel()
             task.add_done_callback(lambda t: self._task_done(call_id, kind, t, send))
             return
         self._send_value(call_id, kind, value, send)
@@ -158,7 +172,23 @@ class Calls:
 
     def call(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
         """A ``call`` op: find the registered handler, bind its arguments, run it, with
-        the call's progress reporter (``VWED.progress``) set around its code."""
+        the call's progress reporter (``VWED.progress``) set around its code. A call
+        cancelled before it got here is answered ``cancelled`` without running."""
+        call_id = str(data["id"])
+        with self._lock:
+            skipped = call_id in self._cancelled
+            previous, self._current = self._current, (self._current if skipped else call_id)
+        if skipped:
+            error = asyncio.CancelledError("the call was cancelled before it ran")
+            reply_error(send, call_id, error, "cancelled")
+            return
+        try:
+            self._call(data, buffers, send)
+        finally:
+            with self._lock:
+                self._current = previous
+
+    def _call(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
         if self._emit_progress is None:
             self._dispatch(data, buffers, self._reporting(data, send))
             return
@@ -246,8 +276,18 @@ class Calls:
 
         return reporting
 
-    def cancel(self, target: str) -> None:
-        """Cancel an async call (from any thread)."""
-        task = self.tasks.get(target)
-        if task is not None:
-            task.get_loop().call_soon_threadsafe(task.cancel)
+    def cancel(self, target: str) -> str:
+        """Cancel call ``target`` (from any thread); says what became of it:
+        ``"task"``: its asyncio task is cancelled; ``"running"``: its synchronous code runs
+        on the main thread now (only an interrupt stops it: the gateway sends one);
+        ``"pending"``: it has not started (or it has ended), and it will be answered
+        ``cancelled`` without running if it comes."""
+        with self._lock:
+            task = self.tasks.get(target)
+            if task is not None:
+                task.get_loop().call_soon_threadsafe(task.cancel)
+                return "task"
+            self._cancelled[target] = None  # also a task its sync part may still make
+            while len(self._cancelled) > MAX_CANCELLED:
+                self._cancelled.popitem(last=False)
+            return "running" if self._current == target else "pending"

@@ -511,6 +511,8 @@ class ExecutionService:
     async def _attempts(self, ex: AsyncExecution) -> None:
         policy = ex.policy or RetryPolicy()
         for attempt in range(len(ex.attempts) + 1, policy.attempts + 1):
+            if ex.id in self._cancelling:  # a cancel the task did not get (see steps.run)
+                raise asyncio.CancelledError
             call_id = f"{ex.id}-{attempt}"
             ex.call_id = call_id
             started = time.time()
@@ -570,6 +572,7 @@ class ExecutionService:
                     call_id=call_id,
                     group=ex.id,
                     attempt=attempt,
+                    cancelled=lambda: ex.id in self._cancelling,
                 )
             except ServiceUnavailable as exc:
                 if exc.code != "BUSY":
