@@ -20,8 +20,7 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
 
-    from ipykernel.kernelapp import IPKernelApp
-
     from .kernel import VWEDKernel
+    from .kernelapp import VWEDKernelApp
 
-    IPKernelApp.launch_instance(argv=argv, kernel_class=VWEDKernel)
+    VWEDKernelApp.launch_instance(argv=argv, kernel_class=VWEDKernel)
