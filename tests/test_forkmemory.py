@@ -76,7 +76,7 @@ def test_any_other_command_line_goes_to_traitlets(argv):
 # changes, before and after ``forkmemory.warm()``.
 STATE = textwrap.dedent(
     """
-    import atexit, builtins, json, logging, os, sys, threading, warnings
+    import atexit, builtins, gc, json, logging, os, sys, threading, warnings
     sys.argv = ["fork-server"]
     import vwed_kernel.forkserver as fs
     fs._preload()
@@ -102,6 +102,8 @@ STATE = textwrap.dedent(
             "singletons": [InteractiveShell.initialized(), IPythonKernel.initialized()],
             "comm": repr(comm._comm_manager),
             "cwd_files": sorted(os.listdir(".")),
+            "alive": gc.collect() * 0 + sum(
+                isinstance(o, (InteractiveShell, IPythonKernel)) for o in gc.get_objects()),
         }
 
     # the exit functions the throwaway shell registered are gone

@@ -162,13 +162,16 @@ class _ModulesView:
 
 
 class _SysView:
-    """``sys`` with another ``modules``."""
+    """``sys`` with another ``modules`` (anything else is read from and written to ``sys``)."""
 
     def __init__(self, modules: _ModulesView) -> None:
-        self.modules = modules
+        object.__setattr__(self, "modules", modules)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(sys, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(sys, name, value)
 
 
 def fill_pools() -> None:
