@@ -175,9 +175,10 @@ class _SysView:
 
 
 def fill_pools() -> None:
-    """Take the small-object allocator's free blocks, and its free pools, in this
-    process (the fork server): they sit in pages its children share. (The pools
-    this takes from a new arena have untouched pages: they are left as they are.)"""
+    """Take the small-object allocator's free blocks and its free pools in this
+    process (the fork server), with objects kept for ever: a kernel's new objects
+    would go there first, each to a page it shares with the server (a free pool's
+    pages may have been used before). Costs the server about 1 MiB, once."""
     free, unused_pools = _pymalloc_free()
     blocks: list[object] = []
     for size, count in free.items():
