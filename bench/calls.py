@@ -848,6 +848,15 @@ def private_mib(pid: int) -> float:
     return total / 1024
 
 
+def fork_server_private(gateway_pid: int, kernel_pid: int) -> float | None:
+    """Private MiB of the fork server that forked ``kernel_pid`` (its parent, when
+    that is not the gateway), or None for a plain kernel. Shared by all its
+    kernels: the pages they copied on write stay the server's alone."""
+    with open(f"/proc/{kernel_pid}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    return None if parent == gateway_pid else private_mib(parent)
+
+
 MODES = (("plain", ("--no-fork-server",)), ("fork server", ("--fork-server",)))
 
 
@@ -894,6 +903,7 @@ def _start_run(args: argparse.Namespace, work: Path, extra: tuple[str, ...]) -> 
             http(gw.port, "POST", "/script-engine/stop", {"script_path": f"{name}.py"})
         steady_pid = steady["kernels"][0]["pid"]
         return {
+            "server": fork_server_private(gw.proc.pid, steady_pid),
             "starts": starts,
             "idle": idle,
             "during": during,
@@ -941,11 +951,20 @@ def section_start(args: argparse.Namespace, work: Path) -> None:
                 f"{max(run['private']):.1f}",
                 f"{statistics.median(run['rss']):.1f}",
                 f"{private / base:.2f}x",
+                "-" if run["server"] is None else f"{run['server']:.1f}",
             ]
         )
     table(
         "memory of an idle script kernel (smaps_rollup, Private_Clean + Private_Dirty)",
-        ["kernels", "n", "private MiB p50", "private MiB max", "RSS MiB p50", "vs plain"],
+        [
+            "kernels",
+            "n",
+            "private MiB p50",
+            "private MiB max",
+            "RSS MiB p50",
+            "vs plain",
+            "fork server private MiB (once)",
+        ],
         mem_rows,
     )
 
@@ -972,6 +991,7 @@ def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) 
         gw_many = rss_mib(gw.proc.pid)
         private = [private_mib(p) for p in pids]
         kernel_rss = [rss_mib(p) for p in pids]
+        server = fork_server_private(gw.proc.pid, pids[0])
         growth = (gw_many - gw_one) / max(1, started - 1)
         return [
             started,
@@ -979,6 +999,7 @@ def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) 
             f"{statistics.median(private):.1f}",
             f"{statistics.median(kernel_rss):.1f}",
             f"{sum(private) / 1024:.2f}",
+            "-" if server is None else f"{server:.1f}",
             f"{growth * 1024:.0f}",
             f"{pct(one, 50):.2f}",
             f"{pct(many, 50):.2f}",
@@ -1004,6 +1025,7 @@ def section_scale(args: argparse.Namespace, work: Path) -> None:
             "private MiB p50",
             "RSS MiB p50",
             "private GiB total",
+            "fork server private MiB",
             "gateway KiB/script",
             "route p50 1 script",
             "route p50 N scripts",

@@ -175,8 +175,9 @@ def test_forked_kernels_use_less_private_memory(tmp_path):
                 sizes[name] = _private_mib(pid)
         finally:
             gw.stop()
-    # measured here: about 17 MiB forked against 36-37 plain
-    assert sizes["fork"] < 0.7 * sizes["plain"], sizes
+    # measured here: about 15 MiB forked against 36-37 plain (17.5 before the fork
+    # server's memory layout of vwed_kernel/forkmemory.py)
+    assert sizes["fork"] < 0.5 * sizes["plain"], sizes
 
 
 @pytest.mark.timeout(180)

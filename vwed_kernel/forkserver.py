@@ -57,6 +57,7 @@ __all__ = ["main", "PRELOAD"]
 # child imports next to nothing of its own.
 PRELOAD = (
     "vwed_kernel.launch",
+    "vwed_kernel.kernelapp",
     "vwed_kernel.kernel",
     "vwed_kernel.landlock",
     "vwed_kernel.usage",
@@ -266,8 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         print(f"forkserver: not preloaded: {', '.join(missing)}", file=sys.stderr)
     _scan_plugins()
+    from . import forkmemory
+
+    forkmemory.prepare()  # fewer shared pages written by each kernel (forkmemory.py)
     _check_quiet({args.fd, *_usage_fds()})
-    gc.collect()
     gc.freeze()  # the children's collections leave these objects (and their pages) alone
     Server(sock).serve()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
-from . import COMM_TARGET, __version__, importer
+from . import COMM_TARGET, __version__, forkmemory, importer
 from .bridge import GatewayLink
 from .debugsource import ScriptSources
 from .registrations import Registrations
@@ -31,7 +31,9 @@ class VWEDKernel(IPythonKernel):
     implementation_version = __version__
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        # in a forked kernel, ipykernel's walk of every module object is avoided
+        with forkmemory.kernel_modules_view():
+            super().__init__(**kwargs)
         shell = self.shell
         assert shell is not None
         # one Registrations: VWED's modules fill it, the comm end looks calls up in it

@@ -37,12 +37,11 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
 
-    from ipykernel.kernelapp import IPKernelApp
-
     from .kernel import VWEDKernel
+    from .kernelapp import VWEDKernelApp
 
-    # IPKernelApp.launch_instance(), with its setup's failure ending the process at once
-    app = IPKernelApp.instance(kernel_class=VWEDKernel)
+    # VWEDKernelApp.launch_instance(), with its setup's failure ending the process at once
+    app = VWEDKernelApp.instance(kernel_class=VWEDKernel)
     try:
         app.initialize(argv)
     except BaseException as exc:
