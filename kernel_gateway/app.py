@@ -60,7 +60,7 @@ from .quotas import StepLimits
 from .registry import Registry
 from .remote import prepare_remote_provisioners
 from .repo import GitFailed, ScriptRepo
-from .routes import ROUTES, make_app
+from .routes import ROUTES, make_app, make_front
 from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
@@ -428,7 +428,9 @@ class Gateway:
             "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)
-        delegate = BodyLimit(app, self.settings.max_body_size)
+        delegate = BodyLimit(
+            make_front(app, services, self.settings, self.tokens), self.settings.max_body_size
+        )
         self._server = httpserver.HTTPServer(
             StandbyGate(delegate, self.ha) if self.ha is not None else delegate,
             max_body_size=self.settings.max_body_size,

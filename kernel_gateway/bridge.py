@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import zmq
-
 from .errors import CallTimeout, GatewayError
-from .fastpath import FastClient
+from .fastpath import TRANSPORT, FastClient
 
 __all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler"]
 
@@ -145,15 +143,36 @@ class KernelBridge:
         )
         self._kernel.send("shell", msg)
         hello = await asyncio.wait_for(self._hello, timeout)
-        port = (hello.get("fastpath") or {}).get("port")
-        if fast and port:
-            self._fast = FastClient(
-                zmq.Context.instance(),
-                f"tcp://{self._kernel.ip}:{int(port)}",
-                session.key or b"",
-                self._on_result,
-            )
+        channel = hello.get("fastpath") or {}
+        port = channel.get("port")
+        # a kernel that offers another transport (an older VWED kernel: ZeroMQ) gets its
+        # calls on the comm
+        if fast and port and channel.get("transport") == TRANSPORT:
+            try:
+                self._fast = await FastClient.connect(
+                    self._kernel.ip,
+                    int(port),
+                    session.key or b"",
+                    self._on_result,
+                    self._fast_lost,
+                    timeout=timeout,
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.warning(
+                    "kernel %s: the fast channel could not be connected (%s); calls use the comm",
+                    self._kernel.kernel_id,
+                    exc,
+                )
         return hello
+
+    def _fast_lost(self) -> None:
+        """The fast channel's connection ended: later calls go on the comm (a call in
+        flight on it ends by its deadline, or at once if the kernel died)."""
+        if self._fast is not None and self._dead is None:
+            log.warning(
+                "kernel %s: the fast channel closed; calls use the comm", self._kernel.kernel_id
+            )
+        self._fast = None
 
     @property
     def fast(self) -> bool:
@@ -161,9 +180,9 @@ class KernelBridge:
         return self._fast is not None
 
     def close(self) -> None:
-        if self._fast is not None:
-            self._fast.close()
-            self._fast = None
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            fast.close()
 
     def new_call_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
@@ -192,8 +211,9 @@ class KernelBridge:
         # A timer handle instead of wait_for(): one callback, no extra task per call.
         timer = loop.call_later(timeout, _expire, fut)
         try:
-            if self._fast is not None and data.get("op") == "call":
-                self._fast.send(data, buffers)
+            fast = self._fast
+            if fast is not None and fast.connected and data.get("op") == "call":
+                fast.send(data, buffers)
             else:
                 self.send(data, buffers)
             return await fut
