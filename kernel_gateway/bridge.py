@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from .errors import CallTimeout, GatewayError
 from .fastpath import TRANSPORT, FastClient
 
-__all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler"]
+__all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler", "Done"]
 
 log = logging.getLogger("kernel_gateway.bridge")
 
@@ -58,6 +58,43 @@ def _expire(fut: asyncio.Future[Reply]) -> None:
         fut.set_exception(_Expired())
 
 
+# what ``KernelBridge.start`` calls with the answer: (reply, None) or (None, error)
+Done = Callable[["Reply | None", "BaseException | None"], None]
+
+
+class _Waiter:
+    """A call waited for by a callback instead of a future (``KernelBridge.start``):
+    the answer is handed over in the loop iteration it arrives in, no task to wake."""
+
+    __slots__ = ("bridge", "call_id", "on_done", "timer", "finished")
+
+    def __init__(self, bridge: KernelBridge, call_id: str, on_done: Done) -> None:
+        self.bridge = bridge
+        self.call_id = call_id
+        self.on_done = on_done
+        self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+
+    def done(self) -> bool:
+        return self.finished
+
+    def _end(self) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.bridge._pending.pop(self.call_id, None)
+
+    def set_result(self, reply: Reply) -> None:
+        if not self.finished:
+            self._end()
+            self.on_done(reply, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.finished:
+            self._end()
+            self.on_done(None, exc)
+
+
 class KernelLink(Protocol):
     """What the bridge needs of a kernel (``kernels.ScriptKernel`` is one)."""
 
@@ -92,7 +129,7 @@ class KernelBridge:
         self.subshell_id: str | None = None
         self._prefix = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._pending: dict[str, asyncio.Future[Reply] | _Waiter] = {}
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self.on_event: EventHandler | None = None
         self._dead: GatewayError | None = None
@@ -219,16 +256,64 @@ class KernelBridge:
             return await fut
         except _Expired:
             await self._abandon(call_id)
-            what = " ".join(
-                str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p
-            )
-            raise CallTimeout(
-                f"{what} did not answer within {timeout:g} s; the kernel was interrupted",
-                details={"script_id": self._kernel.script_id, "timeout": timeout},
-            ) from None
+            raise self._timeout_error(data, timeout) from None
         finally:
             timer.cancel()
             self._pending.pop(call_id, None)
+
+    def start(
+        self,
+        data: dict[str, Any],
+        buffers: list[Any] | None,
+        *,
+        timeout: float,
+        call_id: str,
+        done: Done,
+    ) -> None:
+        """``call`` without a coroutine: send now, and ``done(reply, None)`` when the
+        answer arrives, or ``done(None, error)`` with the errors ``call`` raises (a
+        timeout after the kernel was interrupted, the kernel's death). Raises at once
+        if the kernel is already dead."""
+        if self._dead is not None:
+            raise self._dead
+        data = {**data, "id": call_id}
+        waiter = _Waiter(self, call_id, done)
+        self._pending[call_id] = waiter
+        waiter.timer = asyncio.get_running_loop().call_later(
+            timeout, self._expire_waiter, waiter, data, timeout
+        )
+        try:
+            fast = self._fast
+            if fast is not None and fast.connected and data.get("op") == "call":
+                fast.send(data, buffers)
+            else:
+                self.send(data, buffers)
+        except BaseException:
+            waiter._end()
+            raise
+
+    def _expire_waiter(self, waiter: _Waiter, data: dict[str, Any], timeout: float) -> None:
+        if waiter.finished:
+            return
+        waiter._end()
+        asyncio.ensure_future(self._time_out(waiter, data, timeout))
+
+    async def _time_out(self, waiter: _Waiter, data: dict[str, Any], timeout: float) -> None:
+        """What ``call`` does past the deadline: cancel and interrupt, then CallTimeout."""
+        try:
+            await self._abandon(waiter.call_id)
+        except Exception:
+            log.exception(
+                "kernel %s: the call timed out and could not be stopped", self._kernel.kernel_id
+            )
+        waiter.on_done(None, self._timeout_error(data, timeout))
+
+    def _timeout_error(self, data: dict[str, Any], timeout: float) -> CallTimeout:
+        what = " ".join(str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p)
+        return CallTimeout(
+            f"{what} did not answer within {timeout:g} s; the kernel was interrupted",
+            details={"script_id": self._kernel.script_id, "timeout": timeout},
+        )
 
     async def _abandon(self, call_id: str) -> None:
         """Stop a call that ran out of time: cancel it (async) and interrupt (sync)."""

@@ -33,12 +33,19 @@ import tornado
 from tornado import httputil, web
 from tornado.escape import url_unescape
 
+from ..bridge import Reply
 from ..drafts import PREFIX as DRAFTS
 from ..errors import GatewayError
 from ..registrations import normalize_path
 from ..routing import CallRouter
 from .base import Tokens, check_token, json_body, log_exception, request_summary
-from .calls import call_function, script_answer, script_request
+from .calls import (
+    call_function,
+    function_answer,
+    function_arguments,
+    script_answer,
+    script_request,
+)
 from .guard import check_content_type, check_host
 
 __all__ = ["CallFront"]
@@ -183,7 +190,14 @@ class _Call(httputil.HTTPMessageDelegate):
             return
         self.request.body = b"".join(self.chunks)
         self.chunks = []
-        asyncio.ensure_future(self._serve())
+        # The call is sent now and answered from the callback (no task, no extra loop
+        # iteration); a script that does not serve right now takes the async path,
+        # which waits for one that is restarting.
+        try:
+            if not self._start():
+                asyncio.ensure_future(self._serve())
+        except Exception as exc:
+            self._fail(exc)
 
     def on_connection_close(self) -> None:
         if self.inner is not None:
@@ -192,36 +206,95 @@ class _Call(httputil.HTTPMessageDelegate):
         # nothing either); its answer is dropped with the connection
 
     # -- serving ----------------------------------------------------------------------
+    def _check(self) -> None:
+        """``JSONHandler.prepare`` for these endpoints (no ``Origin`` here)."""
+        front, req = self.front, self.request
+        check_host(req, front.allow_hosts)
+        if self.what[0] == "function":
+            check_content_type(req)
+        check_token(self, front.tokens)
+
+    def _start(self) -> bool:
+        """Send the call (False: use ``_serve``)."""
+        self._check()
+        front, req = self.front, self.request
+        kind, target = self.what
+        if kind == "route":
+            return front.router.start_route(
+                req.method or "GET",
+                target,
+                script_request(req, target),
+                req.body,
+                req.headers.get("X-VWED-Task-Id") or None,
+                self._route_done,
+            )
+        body = json_body(req.body, required=False)
+        timeout, task = function_arguments(front.router, body)
+        started = time.perf_counter()
+
+        def done(reply: Reply | None, exc: BaseException | None) -> None:
+            if reply is None:
+                self._fail(exc)
+            else:
+                self._function_done(script_id or "", reply, started)
+
+        script_id = front.router.start_function(target, body.get("args"), timeout, task, done)
+        return script_id is not None
+
+    def _route_done(self, reply: Reply | None, exc: BaseException | None) -> None:
+        if reply is None:
+            self._fail(exc)
+            return
+        try:
+            status, extra, body = script_answer(reply)
+        except Exception as error:
+            self._fail(error)
+            return
+        headers = _defaults()
+        for name, value in extra:
+            if value is None:
+                if name in headers:
+                    del headers[name]
+            else:
+                headers[name] = value
+        self._send(status, headers, body)
+
+    def _function_done(self, script_id: str, reply: Reply, started: float) -> None:
+        self._send(200, _defaults(), function_answer(script_id, reply, started))
+
     async def _serve(self) -> None:
+        """The same with coroutines (a script restarting after a crash is waited for)."""
         front, req = self.front, self.request
         try:
-            check_host(req, front.allow_hosts)
+            self._check()
             kind, target = self.what
             if kind == "route":
-                check_token(self, front.tokens)
-                task_id = req.headers.get("X-VWED-Task-Id") or None
-                method = req.method or "GET"
                 _, reply = await front.router.call_route(
-                    method, target, script_request(req, target), req.body, task_id=task_id
+                    req.method or "GET",
+                    target,
+                    script_request(req, target),
+                    req.body,
+                    task_id=req.headers.get("X-VWED-Task-Id") or None,
                 )
-                status, extra, body = script_answer(reply)
-                headers = _defaults()
-                for name, value in extra:
-                    if value is None:
-                        if name in headers:
-                            del headers[name]
-                    else:
-                        headers[name] = value
             else:
-                check_content_type(req)
-                check_token(self, front.tokens)
                 body = await call_function(
                     front.router, target, json_body(req.body, required=False)
                 )
-                status, headers = 200, _defaults()
+                self._send(200, _defaults(), body)
+                return
         except Exception as exc:
-            log_exception(self, type(exc), exc, exc.__traceback__)
-            status, headers, body = _error(exc)
+            self._fail(exc)
+            return
+        self._route_done(reply, None)
+
+    def _fail(self, exc: BaseException | None) -> None:
+        """The error answer (``write_json_error``) and its log line (``log_exception``)."""
+        if exc is None:  # not expected: a callback without an answer or an error
+            exc = RuntimeError("a call ended without an answer")
+        log_exception(self, type(exc), exc, exc.__traceback__)
+        self._send(*_error(exc))
+
+    def _send(self, status: int, headers: httputil.HTTPHeaders, body: bytes) -> None:
         try:
             self._write(status, headers, body)
         except Exception as exc:  # what RequestHandler.finish refuses (a body with a 204)
