@@ -8,6 +8,7 @@ from typing import Any
 
 from tornado import web
 
+from .bodylimit import BodyLimit
 from .config import Settings
 from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
@@ -185,5 +186,13 @@ def make_front(
     app: web.Application, services: dict[str, Any], settings: Settings, tokens: Tokens
 ) -> CallFront:
     """``app`` behind the call front: route and function calls are served without a
-    RequestHandler (``handlers/front.py``), every other request by ``app``."""
-    return CallFront(app, services["router"], tokens, settings.host_check)
+    RequestHandler (``handlers/front.py``), every other request by ``app`` (behind the
+    JSON 413 of ``BodyLimit``)."""
+    return CallFront(
+        BodyLimit(app, settings.max_body_size),
+        services["router"],
+        tokens,
+        settings.host_check,
+        max_body_size=settings.max_body_size,
+        log_request=log_request,
+    )

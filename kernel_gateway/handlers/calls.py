@@ -198,7 +198,8 @@ class ScriptApiHandler(JSONHandler):
                 self.clear_header(name)
             else:
                 self._headers[name] = value  # checked by script_answer (as set_header does)
-        self.finish(body)
+        # no chunk at all for an empty body: Tornado refuses even b"" with a 204 or 304
+        self.finish(body or None)
 
     get = post = put = delete = patch = head = options = _serve  # type: ignore[assignment]
 

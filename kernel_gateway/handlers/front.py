@@ -15,8 +15,9 @@ log (``routes.log_request``).
 Everything else goes to the application unchanged, and so do the calls whose
 handling the front does not repeat: a request with an ``Origin`` (CORS headers, the
 cross-site guard, preflights), ``OPTIONS``, ``If-None-Match``, a draft's route or
-function (admin token), a path that is not UTF-8. The body limit (``BodyLimit``) and
-the standby gate of ``--ha`` sit outside this delegate, as before.
+function (admin token), a form body (Tornado parses it), a path that is not UTF-8, a
+``Content-Length`` over ``--max-body-size`` (``BodyLimit``'s JSON 413, which sits
+between this front and the application). The standby gate of ``--ha`` sits outside.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import tornado
@@ -96,15 +98,21 @@ class CallFront(httputil.HTTPServerConnectionDelegate):
 
     def __init__(
         self,
-        app: web.Application,
+        app: httputil.HTTPServerConnectionDelegate,
         router: CallRouter,
         tokens: Tokens,
         allow_hosts: tuple[str, ...] | None,
+        *,
+        max_body_size: int,
+        log_request: Callable[[Any], None],
     ) -> None:
-        self.app = app
+        self.app = app  # the application (behind the body limit's JSON 413)
         self.router = router
         self.tokens = tokens
         self.allow_hosts = allow_hosts
+        self.max_body_size = max_body_size
+        self.log_request = log_request
+        self.served = 0  # requests served here (not by the application)
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
@@ -120,6 +128,9 @@ class CallFront(httputil.HTTPServerConnectionDelegate):
         if "Origin" in headers or "If-None-Match" in headers:
             return None
         if headers.get("Content-Type", "").startswith(_FORMS):  # Tornado parses those
+            return None
+        length = headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_body_size:  # BodyLimit's 413
             return None
         method = start_line.method
         path = start_line.path.partition("?")[0]
@@ -176,6 +187,7 @@ class _Call(httputil.HTTPMessageDelegate):
         self.request = httputil.HTTPServerRequest(
             connection=self.conn, start_line=start_line, headers=headers
         )
+        self.front.served += 1
         return None
 
     def data_received(self, chunk: bytes) -> Any:
@@ -323,7 +335,7 @@ class _Call(httputil.HTTPMessageDelegate):
             b"" if method == "HEAD" else body,
         )
         self.conn.finish()
-        self.front.app.log_request(self)  # type: ignore[arg-type]
+        self.front.log_request(self)
 
     # what routes.log_request and base.request_summary ask of a handler
     def get_status(self) -> int:
