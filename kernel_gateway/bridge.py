@@ -206,7 +206,8 @@ class KernelBridge:
         """The fast channel's connection ended: later calls go on the comm (a call in
         flight on it ends by its deadline, or at once if the kernel died)."""
         if self._fast is not None and self._dead is None:
-            log.warning(
+            # INFO: it also happens just before a kernel's death is noticed (WARNING then)
+            log.info(
                 "kernel %s: the fast channel closed; calls use the comm", self._kernel.kernel_id
             )
         self._fast = None
