@@ -243,8 +243,17 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 class Gateway:
     """A vwed-gateway process on a scripts folder."""
 
-    def __init__(self, work: Path, pool: int, extra: tuple[str, ...] = (), token: str = "") -> None:
-        """``token``: auth on, with that admin token (and ``caller-<token>`` for calls)."""
+    def __init__(
+        self,
+        work: Path,
+        pool: int,
+        extra: tuple[str, ...] = (),
+        token: str = "",
+        tree: str = "",
+    ) -> None:
+        """``token``: auth on, with that admin token (and ``caller-<token>`` for calls);
+        ``tree``: run the gateway (and its kernels) from another checkout's packages
+        (``PYTHONPATH``), for an A/B of two trees in one run."""
         self.port = free_port()
         self.token = token
         auth = ["--token", token, "--caller-token", f"caller-{token}"] if token else ["--no-auth"]
@@ -268,6 +277,8 @@ class Gateway:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": tree} if tree else None,
+            cwd=tree or None,  # `python -m` puts the working directory first on sys.path
         )
         wait_http(self.port, "/script-engine/health")
 
@@ -399,9 +410,11 @@ def throughput_table(
     kernel_pid: int,
     floor: subprocess.Popen[bytes],
     floor_port: int,
+    baseline: tuple[Gateway, int] | None = None,
 ) -> None:
     """wrk against the floor, the gateway (auth on) and Node-RED: medians of rounds,
-    interleaved, and each server's CPU per request (bench/throughput.py)."""
+    interleaved, and each server's CPU per request (bench/throughput.py); with
+    ``baseline`` (a gateway of another tree and its kernel's pid), its rows too."""
     import throughput
 
     if shutil.which("wrk") is None:
@@ -428,6 +441,19 @@ def throughput_table(
                 (gw.proc.pid, kernel_pid),
             ),
         ]
+        if baseline is not None:
+            base_gw, base_kernel = baseline
+            for name, _, method, path, body, _ in cases[1:3]:
+                cases.append(
+                    (
+                        f"{name}, baseline",
+                        base_gw.port,
+                        method,
+                        path,
+                        body,
+                        (base_gw.proc.pid, base_kernel),
+                    )
+                )
         if red is not None:
             version = throughput.version_of_nodered()
             cases.append(
@@ -435,7 +461,7 @@ def throughput_table(
             )
         runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for _ in range(args.wrk_rounds):
-            for conc in (1, 8):
+            for conc in args.wrk_concurrency:
                 for name, port, method, path, body, pids in cases:
                     runs.setdefault((name, conc), []).append(
                         throughput.wrk(
@@ -451,7 +477,7 @@ def throughput_table(
                     )
         med = statistics.median
         rows: list[list[Any]] = []
-        for conc in (1, 8):
+        for conc in args.wrk_concurrency:
             base = runs[(cases[0][0], conc)]
             base_rps, base_p50 = med(r["rps"] for r in base), med(r["p50"] for r in base)
             for name, *_ in cases:
@@ -469,6 +495,7 @@ def throughput_table(
                         f"{med(r['rps'] for r in rs) / base_rps:.2f}x",
                         f"{med(r['p50'] for r in rs) / base_p50:.2f}x",
                         f"{cpu[0]:.3f}",
+                        f"{min(r['cpu_ms'][0] for r in rs):.3f}",
                         f"{cpu[1]:.3f}" if len(cpu) > 1 else "-",
                     ]
                 )
@@ -486,6 +513,7 @@ def throughput_table(
                 "req/s / floor",
                 "p50 / floor",
                 "server CPU ms/req",
+                "(min of rounds)",
                 "kernel CPU ms/req",
             ],
             rows,
@@ -500,12 +528,18 @@ def throughput_table(
 def section_throughput(args: argparse.Namespace, work: Path) -> None:
     """The wrk table alone (it is also the end of section ``calls``)."""
     gw = Gateway(work / "throughput", pool=1, token=BENCH_TOKEN)
+    base = None
+    if args.baseline:
+        base = Gateway(work / "baseline", pool=1, token=BENCH_TOKEN, tree=args.baseline)
     floor, floor_port = start_floor(work)
     try:
         kernel_pid = gw.start("one")["kernels"][0]["pid"]
-        throughput_table(args, work, gw, kernel_pid, floor, floor_port)
+        baseline = None if base is None else (base, base.start("one")["kernels"][0]["pid"])
+        throughput_table(args, work, gw, kernel_pid, floor, floor_port, baseline)
     finally:
         gw.close()
+        if base is not None:
+            base.close()
         floor.terminate()
 
 
@@ -1143,6 +1177,14 @@ def main() -> int:
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883", help="mqtt: the broker")
     parser.add_argument("--wrk-rounds", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=float, default=5.0)
+    parser.add_argument("--wrk-concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="TREE",
+        help="throughput: also a gateway run from the packages of another checkout "
+        "(e.g. a `git archive main` copy), interleaved: an A/B in one run",
+    )
     parser.add_argument(
         "--only",
         nargs="+",

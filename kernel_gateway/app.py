@@ -20,7 +20,6 @@ from tornado import httpserver
 from tornado.netutil import bind_sockets
 
 from . import __version__
-from .bodylimit import BodyLimit
 from .config import ConfigError, Settings, parse_settings
 from .cpuquota import CpuQuotas
 from .datadir import secure_data_dir, stored_token
@@ -37,6 +36,7 @@ from .executions.watchers import CallWatchers
 from .forkserver import ForkServer
 from .ha import ActiveLock, Failover, StandbyGate
 from .handlers.base import Tokens
+from .handlers.front import CallFront
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
 from .kernels import KernelEvents, ScriptKernel
@@ -60,7 +60,7 @@ from .quotas import StepLimits
 from .registry import Registry
 from .remote import prepare_remote_provisioners
 from .repo import GitFailed, ScriptRepo
-from .routes import ROUTES, make_app
+from .routes import ROUTES, make_app, make_front
 from .routing import CallRouter
 from .scratch import ScratchKernels
 from .scripts import ScriptStore
@@ -128,6 +128,7 @@ class Gateway:
             else None
         )
         self._server: httpserver.HTTPServer | None = None
+        self.front: CallFront | None = None  # the HTTP front of calls (handlers/front.py)
         data_dir = Path(settings.data_dir)
         secure_data_dir(
             data_dir,
@@ -428,7 +429,8 @@ class Gateway:
             "about": {"version": __version__, "jupyter_url": self.settings.jupyter_url or None},
         }
         app = make_app(services, self.settings, self.tokens)
-        delegate = BodyLimit(app, self.settings.max_body_size)
+        # the call front, then the JSON 413 of BodyLimit, then the application
+        delegate = self.front = make_front(app, services, self.settings, self.tokens)
         self._server = httpserver.HTTPServer(
             StandbyGate(delegate, self.ha) if self.ha is not None else delegate,
             max_body_size=self.settings.max_body_size,

@@ -17,12 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import zmq
-
 from .errors import CallTimeout, GatewayError
-from .fastpath import FastClient
+from .fastpath import TRANSPORT, FastClient
 
-__all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler"]
+__all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler", "Done"]
 
 log = logging.getLogger("kernel_gateway.bridge")
 
@@ -60,6 +58,43 @@ def _expire(fut: asyncio.Future[Reply]) -> None:
         fut.set_exception(_Expired())
 
 
+# what ``KernelBridge.start`` calls with the answer: (reply, None) or (None, error)
+Done = Callable[["Reply | None", "BaseException | None"], None]
+
+
+class _Waiter:
+    """A call waited for by a callback instead of a future (``KernelBridge.start``):
+    the answer is handed over in the loop iteration it arrives in, no task to wake."""
+
+    __slots__ = ("bridge", "call_id", "on_done", "timer", "finished")
+
+    def __init__(self, bridge: KernelBridge, call_id: str, on_done: Done) -> None:
+        self.bridge = bridge
+        self.call_id = call_id
+        self.on_done = on_done
+        self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+
+    def done(self) -> bool:
+        return self.finished
+
+    def _end(self) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.bridge._pending.pop(self.call_id, None)
+
+    def set_result(self, reply: Reply) -> None:
+        if not self.finished:
+            self._end()
+            self.on_done(reply, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.finished:
+            self._end()
+            self.on_done(None, exc)
+
+
 class KernelLink(Protocol):
     """What the bridge needs of a kernel (``kernels.ScriptKernel`` is one)."""
 
@@ -94,7 +129,7 @@ class KernelBridge:
         self.subshell_id: str | None = None
         self._prefix = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._pending: dict[str, asyncio.Future[Reply] | _Waiter] = {}
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self.on_event: EventHandler | None = None
         self._dead: GatewayError | None = None
@@ -145,15 +180,37 @@ class KernelBridge:
         )
         self._kernel.send("shell", msg)
         hello = await asyncio.wait_for(self._hello, timeout)
-        port = (hello.get("fastpath") or {}).get("port")
-        if fast and port:
-            self._fast = FastClient(
-                zmq.Context.instance(),
-                f"tcp://{self._kernel.ip}:{int(port)}",
-                session.key or b"",
-                self._on_result,
-            )
+        channel = hello.get("fastpath") or {}
+        port = channel.get("port")
+        # a kernel that offers another transport (an older VWED kernel: ZeroMQ) gets its
+        # calls on the comm
+        if fast and port and channel.get("transport") == TRANSPORT:
+            try:
+                self._fast = await FastClient.connect(
+                    self._kernel.ip,
+                    int(port),
+                    session.key or b"",
+                    self._on_result,
+                    self._fast_lost,
+                    timeout=timeout,
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.warning(
+                    "kernel %s: the fast channel could not be connected (%s); calls use the comm",
+                    self._kernel.kernel_id,
+                    exc,
+                )
         return hello
+
+    def _fast_lost(self) -> None:
+        """The fast channel's connection ended: later calls go on the comm (a call in
+        flight on it ends by its deadline, or at once if the kernel died)."""
+        if self._fast is not None and self._dead is None:
+            # INFO: it also happens just before a kernel's death is noticed (WARNING then)
+            log.info(
+                "kernel %s: the fast channel closed; calls use the comm", self._kernel.kernel_id
+            )
+        self._fast = None
 
     @property
     def fast(self) -> bool:
@@ -161,9 +218,9 @@ class KernelBridge:
         return self._fast is not None
 
     def close(self) -> None:
-        if self._fast is not None:
-            self._fast.close()
-            self._fast = None
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            fast.close()
 
     def new_call_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
@@ -192,20 +249,15 @@ class KernelBridge:
         # A timer handle instead of wait_for(): one callback, no extra task per call.
         timer = loop.call_later(timeout, _expire, fut)
         try:
-            if self._fast is not None and data.get("op") == "call":
-                self._fast.send(data, buffers)
+            fast = self._fast
+            if fast is not None and fast.connected and data.get("op") == "call":
+                fast.send(data, buffers)
             else:
                 self.send(data, buffers)
             return await fut
         except _Expired:
             await self._abandon(call_id)
-            what = " ".join(
-                str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p
-            )
-            raise CallTimeout(
-                f"{what} did not answer within {timeout:g} s; the kernel was interrupted",
-                details={"script_id": self._kernel.script_id, "timeout": timeout},
-            ) from None
+            raise self._timeout_error(data, timeout) from None
         finally:
             timer.cancel()
             self._pending.pop(call_id, None)
@@ -230,6 +282,60 @@ class KernelBridge:
         finally:
             self._pending.pop(ack_id, None)
         return state if isinstance(state, str) else None
+
+    def start(
+        self,
+        data: dict[str, Any],
+        buffers: list[Any] | None,
+        *,
+        timeout: float,
+        call_id: str,
+        done: Done,
+    ) -> None:
+        """``call`` without a coroutine: send now, and ``done(reply, None)`` when the
+        answer arrives, or ``done(None, error)`` with the errors ``call`` raises (a
+        timeout after the kernel was interrupted, the kernel's death). Raises at once
+        if the kernel is already dead."""
+        if self._dead is not None:
+            raise self._dead
+        data = {**data, "id": call_id}
+        waiter = _Waiter(self, call_id, done)
+        self._pending[call_id] = waiter
+        waiter.timer = asyncio.get_running_loop().call_later(
+            timeout, self._expire_waiter, waiter, data, timeout
+        )
+        try:
+            fast = self._fast
+            if fast is not None and fast.connected and data.get("op") == "call":
+                fast.send(data, buffers)
+            else:
+                self.send(data, buffers)
+        except BaseException:
+            waiter._end()
+            raise
+
+    def _expire_waiter(self, waiter: _Waiter, data: dict[str, Any], timeout: float) -> None:
+        if waiter.finished:
+            return
+        waiter._end()
+        asyncio.ensure_future(self._time_out(waiter, data, timeout))
+
+    async def _time_out(self, waiter: _Waiter, data: dict[str, Any], timeout: float) -> None:
+        """What ``call`` does past the deadline: cancel and interrupt, then CallTimeout."""
+        try:
+            await self._abandon(waiter.call_id)
+        except Exception:
+            log.exception(
+                "kernel %s: the call timed out and could not be stopped", self._kernel.kernel_id
+            )
+        waiter.on_done(None, self._timeout_error(data, timeout))
+
+    def _timeout_error(self, data: dict[str, Any], timeout: float) -> CallTimeout:
+        what = " ".join(str(p) for p in (data.get("kind") or data.get("op"), data.get("name")) if p)
+        return CallTimeout(
+            f"{what} did not answer within {timeout:g} s; the kernel was interrupted",
+            details={"script_id": self._kernel.script_id, "timeout": timeout},
+        )
 
     async def _abandon(self, call_id: str) -> None:
         """Stop a call that ran out of time: cancel it (async) and interrupt (sync)."""

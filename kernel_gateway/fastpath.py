@@ -1,8 +1,11 @@
 """The gateway's end of a kernel's fast channel (see docs/protocol.md, "Fast channel").
 
-A DEALER socket connected to the ROUTER the VWED kernel binds; frames are
-``[signature, header JSON, *buffers]`` signed with HMAC-SHA256 and the kernel's
-session key. Only ``call`` ops and their ``result`` travel here.
+A TCP connection to the socket the VWED kernel listens on (transport ``"stream"`` in
+its ``hello``); a message is ``[signature, header JSON, *buffers]``, framed as a frame
+count, the frames' lengths and the frames, signed with HMAC-SHA256 and the kernel's
+session key. Only ``call`` ops and their ``result`` travel here. An asyncio protocol:
+a send is one ``send()`` from the event loop's thread, an answer is read by the loop's
+selector (no ZeroMQ I/O thread, no wake-up of another thread per message).
 """
 
 from __future__ import annotations
@@ -12,30 +15,65 @@ import hashlib
 import hmac
 import json
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
-__all__ = ["FastClient"]
+__all__ = ["FastClient", "TRANSPORT", "Frames", "framing"]
 
 log = logging.getLogger("kernel_gateway.fastpath")
 
 OnResult = Callable[[dict[str, Any], list[bytes]], None]
+OnLost = Callable[[], None]
 
-
-COPY_THRESHOLD = 64 * 1024  # zero-copy sends only pay off for large frames
-
-# pyzmq's constants are enum flags: ``SNDMORE | flags`` and ``events & POLLIN`` build
-# enum members in Python on every frame (1-2 % of a routed call's CPU). Plain ints
-# do the same job at the speed of an int operation.
-_SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_RCVMORE = int(zmq.RCVMORE)
+TRANSPORT = "stream"  # the kernel's hello must say it (vwed_kernel/fastpath.py)
+_COUNT = struct.Struct("!I")
 # one encoder for every call: json.dumps() with separators builds a new one each time
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def framing(frames: list[bytes]) -> list[bytes]:
+    """A message on the stream: the frame count and each frame's length (4-byte big
+    endian unsigned ints), then the frames."""
+    head = struct.pack(f"!{len(frames) + 1}I", len(frames), *map(len, frames))
+    return [head, *frames]
+
+
+class Frames:
+    """Reassembles messages from a byte stream (``framing``'s inverse)."""
+
+    MAX_FRAMES = 4096
+
+    def __init__(self, on_message: Callable[[list[bytes]], None]) -> None:
+        self._buf = bytearray()
+        self._need = 4  # bytes needed before the next parse step can succeed
+        self._on_message = on_message
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while len(buf) >= self._need:
+            (count,) = _COUNT.unpack_from(buf, 0)
+            if not 0 < count <= self.MAX_FRAMES:
+                raise ValueError(f"a fast channel message of {count} frames")
+            head = 4 + 4 * count
+            if len(buf) < head:
+                self._need = head
+                return
+            lengths = struct.unpack_from(f"!{count}I", buf, 4)
+            total = head + sum(lengths)
+            if len(buf) < total:
+                self._need = total
+                return
+            frames = []
+            at = head
+            with memoryview(buf) as view:
+                for n in lengths:
+                    frames.append(bytes(view[at : at + n]))
+                    at += n
+            del buf[:total]
+            self._need = 4
+            self._on_message(frames)
 
 
 class _Signer:
@@ -53,58 +91,77 @@ class _Signer:
         return mac.hexdigest().encode()
 
 
-class FastClient:
-    def __init__(
-        self, context: zmq.Context, endpoint: str, key: bytes, on_result: OnResult
-    ) -> None:
+class FastClient(asyncio.Protocol):
+    """One connection to a kernel's fast channel (``connect``)."""
+
+    def __init__(self, key: bytes, on_result: OnResult, on_lost: OnLost | None = None) -> None:
         self._sign = _Signer(key)
         self._on_result = on_result
-        self._sock = context.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.SNDHWM, 0)  # bounded by the calls in flight
-        self._sock.connect(endpoint)
-        # A plain socket read from the event loop's selector: cheaper than
-        # zmq.asyncio per message. ZeroMQ's FD is edge-triggered, so _drain reads
-        # until EVENTS says nothing is left, and runs again after our sends.
-        self._loop = asyncio.get_running_loop()
-        self._fd = int(self._sock.getsockopt(zmq.FD))
-        self._loop.add_reader(self._fd, self._drain)
+        self._on_lost = on_lost
+        self._frames = Frames(self._message)
+        self._transport: asyncio.Transport | None = None
 
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        key: bytes,
+        on_result: OnResult,
+        on_lost: OnLost | None = None,
+        timeout: float = 10.0,
+    ) -> FastClient:
+        loop = asyncio.get_running_loop()
+        _, client = await asyncio.wait_for(
+            loop.create_connection(lambda: cls(key, on_result, on_lost), host, port), timeout
+        )
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport  # asyncio sets TCP_NODELAY on TCP transports
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._frames.feed(data)
+        except ValueError as exc:
+            log.warning("fast channel: %s; connection closed", exc)
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._on_lost is not None:
+            self._on_lost()
+
+    # -- messages -----------------------------------------------------------------
     def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        """Send a call (ConnectionError when the connection is gone)."""
+        transport = self._transport
+        if transport is None:
+            raise ConnectionError("the fast channel to the kernel is closed")
         frames = [_encode(data).encode()]
         if buffers:
             frames.extend(b if isinstance(b, bytes) else bytes(b) for b in buffers)
-        copy = all(len(f) <= COPY_THRESHOLD for f in frames)
-        sock = self._sock
-        # send_multipart's work, frame by frame, with int flags (see _SNDMORE)
-        sock.send(self._sign(frames), _SNDMORE, copy=True)
-        last = len(frames) - 1
-        for i, frame in enumerate(frames):
-            sock.send(frame, 0 if i == last else _SNDMORE, copy=copy)
-        if int(sock.getsockopt(_EVENTS)) & _POLLIN:
-            self._loop.call_soon(self._drain)
+        transport.write(b"".join(framing([self._sign(frames), *frames])))
 
-    def _drain(self) -> None:
-        sock = self._sock
-        while not sock.closed and int(sock.getsockopt(_EVENTS)) & _POLLIN:
-            try:
-                frames = [sock.recv(_NOBLOCK)]
-                while sock.getsockopt(_RCVMORE):
-                    frames.append(sock.recv(_NOBLOCK))
-            except zmq.ZMQError:
-                return
-            if len(frames) < 2:
-                continue
-            signature, rest = frames[0], frames[1:]
-            if not hmac.compare_digest(signature, self._sign(rest)):
-                log.warning("fast channel: answer with a bad signature dropped")
-                continue
-            try:
-                self._on_result(json.loads(rest[0]), rest[1:])
-            except Exception:
-                log.exception("fast channel: bad answer")
+    def _message(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        signature, rest = frames[0], frames[1:]
+        if not hmac.compare_digest(signature, self._sign(rest)):
+            log.warning("fast channel: answer with a bad signature dropped")
+            return
+        try:
+            self._on_result(json.loads(rest[0]), rest[1:])
+        except Exception:
+            log.exception("fast channel: bad answer")
 
     def close(self) -> None:
-        if not self._sock.closed:
-            self._loop.remove_reader(self._fd)
-            self._sock.close(0)
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

@@ -8,6 +8,7 @@ from typing import Any
 
 from tornado import web
 
+from .bodylimit import BodyLimit
 from .config import Settings
 from .handlers.base import NotFoundHandler, Tokens
 from .handlers.calls import EventHandler, FunctionCallHandler, FunctionListHandler, ScriptApiHandler
@@ -22,6 +23,7 @@ from .handlers.executions import (
     ExecutionWaitHandler,
 )
 from .handlers.files import FilesExportHandler, FilesHandler, FilesTreeHandler
+from .handlers.front import CallFront
 from .handlers.jupyter import (
     ApiRootHandler,
     KernelActionHandler,
@@ -55,7 +57,7 @@ from .handlers.versions import (
     FilesPullHandler,
 )
 
-__all__ = ["ROUTES", "make_app", "log_request"]
+__all__ = ["ROUTES", "make_app", "make_front", "log_request"]
 
 # (url pattern, handler, services it needs). The OpenAPI document must list each.
 ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
@@ -127,9 +129,10 @@ ROUTES: list[tuple[str, type[web.RequestHandler], tuple[str, ...]]] = [
 access_log = logging.getLogger("tornado.access")
 
 
-def log_request(handler: web.RequestHandler) -> None:
+def log_request(handler: Any) -> None:
     """Access log: failures at WARNING/ERROR; successes only at DEBUG (the hot path
-    of a busy gateway should not format a log line per call)."""
+    of a busy gateway should not format a log line per call). ``handler``: a
+    RequestHandler, or a call of the call front (``handlers/front.py``)."""
     status = handler.get_status()
     if status < 400:
         if access_log.isEnabledFor(logging.DEBUG):
@@ -176,4 +179,20 @@ def make_app(services: dict[str, Any], settings: Settings, tokens: Tokens) -> we
         serve_traceback=False,
         log_function=log_request,
         websocket_ping_interval=20,
+    )
+
+
+def make_front(
+    app: web.Application, services: dict[str, Any], settings: Settings, tokens: Tokens
+) -> CallFront:
+    """``app`` behind the call front: route and function calls are served without a
+    RequestHandler (``handlers/front.py``), every other request by ``app`` (behind the
+    JSON 413 of ``BodyLimit``)."""
+    return CallFront(
+        BodyLimit(app, settings.max_body_size),
+        services["router"],
+        tokens,
+        settings.host_check,
+        max_body_size=settings.max_body_size,
+        log_request=log_request,
     )

@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 from .boot import map_call_error
-from .bridge import Reply
+from .bridge import Done, Reply
 from .engine import ScriptTable
+from .engine.model import RunningScript
 from .errors import GatewayError, NotFound, ServiceUnavailable
+from .kernels import ScriptKernel
 from .logs import LogHub
 from .metrics import Metrics
 from .quotas import rate_limited
@@ -95,6 +97,99 @@ class CallRouter:
         )
         return entry.script_id, reply
 
+    def start_route(
+        self,
+        method: str,
+        path: str,
+        request: dict[str, Any],
+        body: bytes,
+        task_id: str | None,
+        done: Done,
+    ) -> bool:
+        """``call_route`` without a coroutine (the call front, ``handlers/front.py``):
+        sent now, ``done(reply, None)`` or ``done(None, error)`` later. False (nothing
+        sent) when the script does not serve right now: ``call_route`` waits for a
+        restarting one, or says why not."""
+        entry, params = self.registry.route(method, path)
+        script = self._serving_now(entry.script_id)
+        if script is None:
+            return False
+        request["path_params"] = params
+        request["route"] = entry.path
+        self._start(
+            script,
+            "api",
+            entry.key,
+            {"op": "call", "kind": "api", "name": entry.key, "request": request},
+            [body],
+            None,
+            task_id,
+            done,
+        )
+        return True
+
+    def start_function(
+        self, name: str, args: Any, timeout: float | None, task_id: str | None, done: Done
+    ) -> str | None:
+        """``call_function`` without a coroutine (see ``start_route``): the script's id,
+        or None (nothing sent) when ``call_function`` must be used."""
+        entry = self.registry.function(name)
+        if entry is None:
+            raise NotFound(f"no running script registered function {name!r}", "FUNCTION_NOT_FOUND")
+        script = self._serving_now(entry.script_id)
+        if script is None:
+            return None
+        self._start(
+            script,
+            "function",
+            name,
+            {"op": "call", "kind": "function", "name": name, "args": args},
+            None,
+            timeout,
+            task_id,
+            done,
+        )
+        return entry.script_id
+
+    def _serving_now(self, script_id: str) -> RunningScript | None:
+        try:
+            return self.scripts.serving(script_id)
+        except ServiceUnavailable:  # restarting (to wait for) or down: the async path
+            return None
+
+    def _start(
+        self,
+        script: RunningScript,
+        kind: str,
+        name: str,
+        data: dict[str, Any],
+        buffers: list[Any] | None,
+        timeout: float | None,
+        task_id: str | None,
+        done: Done,
+    ) -> None:
+        kernel = self._admit(script, kind)
+        call_id = kernel.bridge.new_call_id()
+        self.logs.note_call(call_id, task_id)
+        started = time.perf_counter()
+
+        def ended(reply: Reply | None, exc: BaseException | None) -> None:
+            try:
+                answer = self._ended(
+                    script, kind, name, call_id, task_id, kernel, started, reply, exc
+                )
+            except BaseException as error:
+                done(None, error)
+                return
+            done(answer, None)
+
+        try:
+            kernel.bridge.start(
+                data, buffers, timeout=timeout or self.call_timeout, call_id=call_id, done=ended
+            )
+        except BaseException as exc:
+            self._ended(script, kind, name, call_id, task_id, kernel, started, None, exc)
+
     async def _call(
         self,
         script_id: str,
@@ -107,6 +202,22 @@ class CallRouter:
     ) -> Reply:
         """Send a call to the least busy replica; record it (kind, name, duration, outcome)."""
         script = await self.scripts.wait_serving(script_id, timeout or self.call_timeout)
+        kernel = self._admit(script, kind)
+        call_id = kernel.bridge.new_call_id()
+        self.logs.note_call(call_id, task_id)
+        started = time.perf_counter()
+        try:
+            reply = await kernel.bridge.call(
+                data, buffers, timeout=timeout or self.call_timeout, call_id=call_id
+            )
+        except BaseException as exc:
+            self._ended(script, kind, name, call_id, task_id, kernel, started, None, exc)
+            raise
+        return self._ended(script, kind, name, call_id, task_id, kernel, started, reply, None)
+
+    def _admit(self, script: RunningScript, kind: str) -> ScriptKernel:
+        """The replica for a call, unless the script is busy (503) or over its rate (429)."""
+        script_id = script.script_id
         kernel = script.pick()
         if self.max_in_flight and kernel.bridge.in_flight >= self.max_in_flight:
             raise ServiceUnavailable(
@@ -124,48 +235,59 @@ class CallRouter:
             if wait:
                 self.metrics.rate_limited(script_id, kind)
                 raise rate_limited(script.path, bucket.limit, wait, script_id)
-        call_id = kernel.bridge.new_call_id()
-        self.logs.note_call(call_id, task_id)
-        started = time.perf_counter()
-        error: GatewayError | None = None
-        try:
-            reply = await kernel.bridge.call(
-                data, buffers, timeout=timeout or self.call_timeout, call_id=call_id
+        return kernel
+
+    def _ended(
+        self,
+        script: RunningScript,
+        kind: str,
+        name: str,
+        call_id: str,
+        task_id: str | None,
+        kernel: ScriptKernel,
+        started: float,
+        reply: Reply | None,
+        exc: BaseException | None,
+    ) -> Reply:
+        """A call's end: its error (an error answer of the kernel as a GatewayError,
+        secrets redacted), the metrics, the meter and the call history. Raises the
+        call's error; returns the reply."""
+        script_id = script.script_id
+        error: GatewayError | None = exc if isinstance(exc, GatewayError) else None
+        if reply is not None and not reply.ok:
+            error = map_call_error(
+                reply, f"{'route' if kind == 'api' else 'function'} {name}", self.debug
             )
-            if not reply.ok:
-                error = map_call_error(
-                    reply, f"{'route' if kind == 'api' else 'function'} {name}", self.debug
-                )
-                error.details.setdefault("call_id", call_id)  # finds the call's log records
-                # secret values the kernel was given, out of the answer and the history
-                self.logs.redactor.redact_error(error, kernel.kernel_id, script_id)
-                raise error
-            return reply
-        except GatewayError as exc:
-            error = exc
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            error_type = None if error is None else error.code
-            self.metrics.call(script_id, kind, error_type or "ok", seconds)
-            if script.meter is not None:
-                script.meter.record(error is None, seconds)
-            if self.history is not None:
-                self.history.add_call(
-                    {
-                        "ts": time.time(),
-                        "script_id": script_id,
-                        "script_path": script.path,
-                        "kind": kind,
-                        "name": name[:512],
-                        "ok": error is None,
-                        "duration_ms": seconds * 1000,
-                        "error_type": error_type,
-                        "error_message": None if error is None else error.message[:500],
-                        "call_id": call_id,
-                        "task_id": task_id[:128] if task_id else None,
-                    }
-                )
+            error.details.setdefault("call_id", call_id)  # finds the call's log records
+            # secret values the kernel was given, out of the answer and the history
+            self.logs.redactor.redact_error(error, kernel.kernel_id, script_id)
+        seconds = time.perf_counter() - started
+        error_type = None if error is None else error.code
+        self.metrics.call(script_id, kind, error_type or "ok", seconds)
+        if script.meter is not None:
+            script.meter.record(error is None, seconds)
+        if self.history is not None:
+            self.history.add_call(
+                {
+                    "ts": time.time(),
+                    "script_id": script_id,
+                    "script_path": script.path,
+                    "kind": kind,
+                    "name": name[:512],
+                    "ok": error is None,
+                    "duration_ms": seconds * 1000,
+                    "error_type": error_type,
+                    "error_message": None if error is None else error.message[:500],
+                    "call_id": call_id,
+                    "task_id": task_id[:128] if task_id else None,
+                }
+            )
+        if exc is not None:
+            raise exc
+        if error is not None:
+            raise error
+        assert reply is not None
+        return reply
 
     async def call_websocket(self, path: str, connection_id: str, message: str) -> Reply:
         script_id = self.registry.websocket(path)

@@ -109,7 +109,8 @@ class GatewayLink(Link):
         fast_port = self._open_fast_channel() if data.get("fastpath") else None
         self._send(
             {
-                "fastpath": {"port": fast_port} if fast_port else None,
+                # transport "stream": framed messages on a plain socket (fastpath.py)
+                "fastpath": {"port": fast_port, "transport": "stream"} if fast_port else None,
                 "op": "hello",
                 "pid": os.getpid(),
                 "protocol": PROTOCOL_VERSION,

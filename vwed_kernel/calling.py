@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import inspect
 import json
 import threading
@@ -69,10 +70,22 @@ def parse_string_argument(text: str) -> Any:
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    """``inspect.signature(func)`` (None if it has none), kept for the next call of the
+    same handler: it is asked on every call and costs more than the call itself."""
+    try:
+        return _cached_signature(func)
+    except TypeError:  # an unhashable callable
+        return _uncached_signature(func)
+
+
+def _uncached_signature(func: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(func)
     except (TypeError, ValueError):
         return None
+
+
+_cached_signature = functools.lru_cache(maxsize=512)(_uncached_signature)
 
 
 def _positional_count(sig: inspect.Signature) -> tuple[int, bool]:

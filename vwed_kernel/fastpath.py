@@ -1,53 +1,113 @@
-"""The fast channel: a ZeroMQ socket between the gateway and this kernel for calls.
+"""The fast channel: a socket between the gateway and this kernel for calls.
 
 Why: a call sent as a ``comm_msg`` goes through ipykernel's shell dispatch,
 which publishes busy/idle status on iopub and waits on the stdout/stderr flush
 handshake with the IOPub thread after every message; the answer is broadcast on
 iopub to every client. For the gateway's calls none of that is needed.
 
-How: when the gateway asks for it in ``comm_open``, the kernel binds a ROUTER
-socket next to its Jupyter sockets and reports its port in ``hello``. The
-gateway connects a DEALER socket to it. Frames are ``[signature, header JSON,
-*buffers]``, the signature an HMAC-SHA256 of the header and buffers with the
-kernel's own session key (the same trust as the Jupyter channels). Messages
-are read on the kernel's main thread event loop, so calls run exactly where
-comm calls run: a sync handler inline (interruptible by SIGINT), a coroutine as
-a task. Output printed during a call carries a parent header whose ``msg_id``
-is the call's id. Every other client of the kernel still sees the normal
-Jupyter protocol (its own busy/idle and output).
+How: when the gateway asks for it in ``comm_open``, the kernel listens on a TCP
+port next to its Jupyter sockets and reports it in ``hello`` (transport
+``"stream"``). The gateway connects to it. A message is ``[signature, header
+JSON, *buffers]`` framed on the stream (``framing``: a count, the lengths, the
+frames), the signature an HMAC-SHA256 of the header and buffers with the
+kernel's own session key (the same trust as the Jupyter channels). A plain
+socket read by the event loop, not ZeroMQ: no I/O thread on either side, one
+system call per message each way. Messages are read on the kernel's main thread
+event loop, so calls run exactly where comm calls run: a sync handler inline
+(interruptible by SIGINT), a coroutine as a task. Output printed during a call
+carries a parent header whose ``msg_id`` is the call's id. Every other client of
+the kernel still sees the normal Jupyter protocol (its own busy/idle and output).
 """
 
 from __future__ import annotations
 
+import _signal
 import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import zmq
-
 from .dispatch import Calls
 
-__all__ = ["FastChannel", "Signer"]
+__all__ = ["FastChannel", "Signer", "TRANSPORT", "framing", "Frames"]
 
 log = logging.getLogger("vwed_kernel")
 
-
-COPY_THRESHOLD = 64 * 1024  # zero-copy sends only pay off for large frames
-
-# pyzmq's constants are enum flags: ``SNDMORE | flags`` and ``events & POLLIN`` build
-# enum members in Python on every frame; plain ints do the same job for less.
-_SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_RCVMORE = int(zmq.RCVMORE)
+TRANSPORT = "stream"  # what hello says; a gateway that does not know it uses the comm
 # one encoder for every answer: json.dumps() with separators builds a new one each time
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+_COUNT = struct.Struct("!I")
+_IDENT = [b"vwed-fast"]  # the shell "ident" of a call's parent (nothing is routed on it)
+_SIGINT = int(signal.SIGINT)
+_INT_HANDLER = signal.default_int_handler
+_HEADER = {
+    "msg_type": "vwed_call",
+    "username": "vwed-gateway",
+    "session": "vwed-fast",
+    "version": "5.3",
+}
+_clock: list[Any] = [-1, ""]
+
+
+def _date() -> str:
+    """The parent header's date (ISO 8601, UTC), formatted once a second."""
+    now = time.time()
+    if int(now) != _clock[0]:
+        _clock[0] = int(now)
+        _clock[1] = datetime.fromtimestamp(int(now), timezone.utc).isoformat()
+    return str(_clock[1])
+
+
+def framing(frames: list[bytes]) -> list[bytes]:
+    """A message on the stream: the frame count and each frame's length (4-byte big
+    endian unsigned ints), then the frames."""
+    head = struct.pack(f"!{len(frames) + 1}I", len(frames), *map(len, frames))
+    return [head, *frames]
+
+
+class Frames:
+    """Reassembles messages from a byte stream (``framing``'s inverse)."""
+
+    MAX_FRAMES = 4096
+
+    def __init__(self, on_message: Callable[[list[bytes]], None]) -> None:
+        self._buf = bytearray()
+        self._need = 4  # bytes needed before the next parse step can succeed
+        self._on_message = on_message
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while len(buf) >= self._need:
+            (count,) = _COUNT.unpack_from(buf, 0)
+            if not 0 < count <= self.MAX_FRAMES:
+                raise ValueError(f"a fast channel message of {count} frames")
+            head = 4 + 4 * count
+            if len(buf) < head:
+                self._need = head
+                return
+            lengths = struct.unpack_from(f"!{count}I", buf, 4)
+            total = head + sum(lengths)
+            if len(buf) < total:
+                self._need = total
+                return
+            frames = []
+            at = head
+            with memoryview(buf) as view:
+                for n in lengths:
+                    frames.append(bytes(view[at : at + n]))
+                    at += n
+            del buf[:total]
+            self._need = 4
+            self._on_message(frames)
 
 
 class Signer:
@@ -66,73 +126,45 @@ class Signer:
 
 
 class FastChannel:
-    """The kernel's end: a ROUTER socket read by a task on the main event loop."""
+    """The kernel's end: a listening socket on the main event loop, one connection
+    per gateway (a restarted gateway connects again)."""
+
+    transport = TRANSPORT
 
     def __init__(self, kernel: Any, calls: Calls, ip: str) -> None:
         self._kernel = kernel
         self._calls = calls
         self._sign = Signer(kernel.session.key or b"")
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        # No high-water mark: a ROUTER drops what it cannot queue, and answers are
-        # bounded by the gateway's calls in flight.
-        self._sock.setsockopt(zmq.SNDHWM, 0)
-        self.port = self._sock.bind_to_random_port(f"tcp://{ip}")
-        # A plain socket read from the main loop's selector (as ZMQStream does):
-        # cheaper than zmq.asyncio per message.
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        self._sock = socket.create_server((ip, 0), family=family)
+        self._sock.setblocking(False)
+        self.port = int(self._sock.getsockname()[1])
+        self._conns: set[_Conn] = set()
         self._loop = asyncio.get_running_loop()
-        self._fd = int(self._sock.getsockopt(zmq.FD))
-        self._loop.add_reader(self._fd, self._drain)
-        self._loop.call_soon(self._drain)
+        self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def close(self) -> None:
-        self._loop.remove_reader(self._fd)
-        self._sock.close(0)
-        self._ctx.term()
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        for conn in list(self._conns):
+            conn.close()
 
-    def _drain(self) -> None:
-        """Handle every waiting message. ZeroMQ's FD is edge-triggered: read until
-        EVENTS says nothing is left, and check again after our own sends."""
-        sock = self._sock
-        while not sock.closed and int(sock.getsockopt(_EVENTS)) & _POLLIN:
+    def _accept(self) -> None:
+        while True:
             try:
-                frames = [sock.recv(_NOBLOCK)]
-                while sock.getsockopt(_RCVMORE):
-                    frames.append(sock.recv(_NOBLOCK))
-            except zmq.Again:
+                sock, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
                 return
-            try:
-                self._handle(frames)
-            except KeyboardInterrupt:
-                # An interrupt that landed just outside the handler: never let it
-                # reach (and stop) the kernel's event loop.
-                log.warning("fast channel: interrupt outside a call ignored")
-            except Exception:
-                log.exception("fast channel: bad message")
-
-    def _send(self, ident: bytes, data: dict[str, Any], buffers: list[bytes] | None) -> None:
-        frames = [_encode(data).encode(), *(buffers or [])]
-        copy = all(len(f) <= COPY_THRESHOLD for f in frames)
-        sock = self._sock
-        # send_multipart's work, frame by frame, with int flags (see _SNDMORE)
-        sock.send(ident, _SNDMORE, copy=True)
-        sock.send(self._sign(frames), _SNDMORE, copy=True)
-        last = len(frames) - 1
-        for i, frame in enumerate(frames):
-            sock.send(frame, 0 if i == last else _SNDMORE, copy=copy)
-        if int(sock.getsockopt(_EVENTS)) & _POLLIN:
-            self._loop.call_soon(self._drain)
+            except OSError:
+                log.exception("fast channel: accept failed")
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(self, sock)
+            self._conns.add(conn)
 
     def _parent(self, call_id: str) -> dict[str, Any]:
-        header = {
-            "msg_id": call_id,
-            "msg_type": "vwed_call",
-            "username": "vwed-gateway",
-            "session": "vwed-fast",
-            "date": datetime.now(timezone.utc).isoformat(),
-            "version": "5.3",
-        }
+        header = {**_HEADER, "msg_id": call_id, "date": _date()}
         return {
             "header": header,
             "parent_header": {},
@@ -142,10 +174,10 @@ class FastChannel:
             "msg_type": "vwed_call",
         }
 
-    def _handle(self, frames: list[bytes]) -> None:
-        if len(frames) < 3:
+    def _handle(self, conn: _Conn, frames: list[bytes]) -> None:
+        if len(frames) < 2:
             return
-        ident, signature, rest = frames[0], frames[1], frames[2:]
+        signature, rest = frames[0], frames[1:]
         if not hmac.compare_digest(signature, self._sign(rest)):
             log.warning("fast channel: message with a bad signature dropped")
             return
@@ -154,12 +186,100 @@ class FastChannel:
             return
 
         def send(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
-            self._send(ident, reply, buffers)
+            conn.send(reply, buffers)
 
         # Attribute output to the call, as ipykernel does for a shell message.
-        self._kernel.set_parent([ident], self._parent(str(data.get("id"))), "shell")
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._kernel.set_parent(_IDENT, self._parent(str(data.get("id"))), "shell")
+        # _signal: signal.signal's enum conversions cost more than the switch itself
+        previous = _signal.signal(_SIGINT, _INT_HANDLER)
         try:
             self._calls.call(data, rest[1:], send)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            _signal.signal(_SIGINT, previous)
+
+
+class _Conn:
+    """One gateway's connection: read by the loop's selector, written at once (what
+    the socket does not take now is kept and written when it can)."""
+
+    def __init__(self, channel: FastChannel, sock: socket.socket) -> None:
+        self._channel = channel
+        self._sock = sock
+        self._loop = channel._loop
+        self._fd = sock.fileno()
+        self._out = bytearray()
+        self._frames = Frames(self._message)
+        sock.setblocking(False)
+        self._loop.add_reader(self._fd, self._read)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        if self._out:
+            self._loop.remove_writer(self._fd)
+        self._fd = -1
+        self._sock.close()
+        self._channel._conns.discard(self)
+
+    def _read(self) -> None:
+        try:
+            data = self._sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self.close()
+            return
+        try:
+            self._frames.feed(data)
+        except ValueError as exc:  # not our framing: not a gateway
+            log.warning("fast channel: %s; connection closed", exc)
+            self.close()
+
+    def _message(self, frames: list[bytes]) -> None:
+        try:
+            self._channel._handle(self, frames)
+        except KeyboardInterrupt:
+            # An interrupt that landed just outside the handler: never let it
+            # reach (and stop) the kernel's event loop.
+            log.warning("fast channel: interrupt outside a call ignored")
+        except Exception:
+            log.exception("fast channel: bad message")
+
+    def send(self, data: dict[str, Any], buffers: list[bytes] | None) -> None:
+        if self._fd < 0:
+            return  # the gateway went away: the answer is dropped
+        frames = [_encode(data).encode(), *(bytes(b) for b in buffers or [])]
+        payload = b"".join(framing([self._channel._sign(frames), *frames]))
+        if self._out:
+            self._out += payload
+            return
+        try:
+            sent = self._sock.send(payload)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(payload):
+            self._out += payload[sent:]
+            self._loop.add_writer(self._fd, self._flush)
+
+    def _flush(self) -> None:
+        try:
+            sent = self._sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        del self._out[:sent]
+        if not self._out:
+            self._loop.remove_writer(self._fd)

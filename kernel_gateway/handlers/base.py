@@ -16,6 +16,7 @@ __all__ = [
     "JSONHandler",
     "NotFoundHandler",
     "check_token",
+    "json_body",
     "log_exception",
     "origin_allowed",
     "request_summary",
@@ -26,9 +27,10 @@ __all__ = [
 log = logging.getLogger("kernel_gateway.http")
 
 
-def check_token(handler: web.RequestHandler, token: Any) -> None:
+def check_token(handler: Any, token: Any) -> None:
     """Constant-time check of ``Authorization: token T`` / ``Bearer T`` (``?token=T`` on
-    WebSocket upgrades only).
+    WebSocket upgrades only). ``handler``: a RequestHandler, or anything with its
+    ``request`` and ``role`` (the call front, ``front.py``).
 
     ``token`` is a :class:`Tokens` (the endpoint's ``role`` says which it accepts) or
     one plain token (empty: no check).
@@ -96,7 +98,25 @@ def _loads(raw: bytes) -> Any:
     return _decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
-def log_exception(handler: web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
+def json_body(raw: bytes, *, required: bool = True) -> dict[str, Any]:
+    """A request body that must be a JSON object (400 ``INVALID_JSON`` otherwise;
+    empty: ``{}`` unless ``required``)."""
+    if not raw.strip():
+        if required:
+            raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
+        return {}
+    try:
+        body = _loads(raw)
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply", "INVALID_JSON") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", "INVALID_JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
+    return body
+
+
+def log_exception(handler: Any, typ: Any, value: Any, tb: Any) -> None:
     """Tornado's ``log_exception`` without the request's ``repr`` (it holds the full URI,
     a ``?token=`` included): method, redacted URI, status and code, or the traceback."""
     summary = request_summary(handler)
@@ -118,7 +138,7 @@ def log_exception(handler: web.RequestHandler, typ: Any, value: Any, tb: Any) ->
         log.error("uncaught exception in %s", summary, exc_info=(typ, value, tb))
 
 
-def request_summary(handler: web.RequestHandler) -> str:
+def request_summary(handler: Any) -> str:
     """Tornado's ``METHOD uri (ip)`` for logs, with any token in the query hidden."""
     req = handler.request
     return f"{req.method} {redact_uri(req.uri or '')} ({req.remote_ip})"
@@ -202,20 +222,7 @@ class JSONHandler(web.RequestHandler):
 
     # -- bodies ----------------------------------------------------------------------
     def json_body(self, *, required: bool = True) -> dict[str, Any]:
-        raw = self.request.body
-        if not raw.strip():
-            if required:
-                raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
-            return {}
-        try:
-            body = _loads(raw)
-        except RecursionError:
-            raise BadRequest("the request body is nested too deeply", "INVALID_JSON") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}", "INVALID_JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object", "INVALID_JSON")
-        return body
+        return json_body(self.request.body, required=required)
 
     def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
