@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -72,7 +73,7 @@ FLOOR_SERVER = (
     HANDLER
     + """
 import asyncio, json, sys
-from tornado import web
+from tornado import httpserver, netutil, web
 
 class Ping(web.RequestHandler):
     def get(self):
@@ -85,8 +86,11 @@ class Echo(web.RequestHandler):
         self.finish(json.dumps(json.loads(self.request.body)))
 
 async def main():
-    web.Application([(r"/ping", Ping), (r"/echo", Echo)]).listen(int(sys.argv[1]), "127.0.0.1")
-    print("ready", flush=True)
+    sockets = netutil.bind_sockets(0, "127.0.0.1")  # a free port, said on stdout
+    httpserver.HTTPServer(web.Application([(r"/ping", Ping), (r"/echo", Echo)])).add_sockets(
+        sockets
+    )
+    print("listening on port", sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -153,6 +157,20 @@ def wait_http(port: int, path: str, timeout: float = 120) -> None:
             pass
         time.sleep(0.1)
     raise TimeoutError(f"port {port} did not answer {path}")
+
+
+def port_in(output: Path, pattern: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> int:
+    """The port a server started on port 0 names in its output (``pattern``'s group 1): a
+    port picked here and bound later could be taken by another process meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, output.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:3]} exited: {output.read_text()[-2000:]}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.args[:3]} named no port in {timeout} s")
 
 
 def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -254,11 +272,11 @@ class Gateway:
         """``token``: auth on, with that admin token (and ``caller-<token>`` for calls);
         ``tree``: run the gateway (and its kernels) from another checkout's packages
         (``PYTHONPATH``), for an A/B of two trees in one run."""
-        self.port = free_port()
         self.token = token
         auth = ["--token", token, "--caller-token", f"caller-{token}"] if token else ["--no-auth"]
         self.scripts = work / "scripts"
         self.scripts.mkdir(parents=True, exist_ok=True)
+        log = (work / "gateway.log").open("wb")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -269,16 +287,20 @@ class Gateway:
                 "--data-dir",
                 str(work / "data"),
                 "--port",
-                str(self.port),
+                "0",  # a free port, named in its first INFO line (its log: work/gateway.log)
                 "--pool-size",
                 str(pool),
                 *auth,
                 *extra,
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
             env={**os.environ, "PYTHONPATH": tree} if tree else None,
             cwd=tree or None,  # `python -m` puts the working directory first on sys.path
+        )
+        log.close()  # the gateway writes to its own copy
+        self.port = port_in(
+            work / "gateway.log", r"VWED gateway \S+ on http://[^:\s]+:(\d+) ", self.proc
         )
         wait_http(self.port, "/script-engine/health")
 
@@ -316,10 +338,10 @@ class Gateway:
 # -- baselines --------------------------------------------------------------------------
 def start_floor(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     (work / "floor.py").write_text(FLOOR_SERVER)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(work / "floor.py"), str(port)], stdout=subprocess.DEVNULL
-    )
+    fd, out = tempfile.mkstemp(".out", "floor-", work)
+    proc = subprocess.Popen([sys.executable, str(work / "floor.py")], stdout=fd)
+    os.close(fd)
+    port = port_in(Path(out), r"listening on port (\d+)", proc)
     wait_http(port, "/ping")
     return proc, port
 

@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import GatewayProcess, wait_until
+from conftest import GatewayProcess, jupyter_port, wait_until
 
 CHROMIUM = os.environ.get("VWED_TEST_CHROMIUM", "/usr/bin/chromium")
 # this machine's network is closed: no first-run, sync, update or QUIC traffic
@@ -75,12 +74,6 @@ needs_browser = pytest.mark.skipif(missing() is not None, reason=missing() or ""
 needs_vwed_lab = pytest.mark.skipif(not has_vwed_lab(), reason="needs vwed_lab")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Lab:
     """A gateway and a JupyterLab in gateway mode against it."""
@@ -118,34 +111,38 @@ class Lab:
 def _start_lab(
     root: Path, tmp: Path, gateway_url: str, gateway_token: str
 ) -> tuple[subprocess.Popen[bytes], str, str, Path]:
-    """Start ``jupyter lab`` in gateway mode; another free port if this one was taken meanwhile
-    (a free port is only free until someone else binds it)."""
-    for _attempt in range(3):
-        port = _free_port()
-        proc, url, token, log = _launch_lab(port, root, tmp, gateway_url, gateway_token)
+    """Start ``jupyter lab`` in gateway mode on a port it takes itself (port 0, read back from
+    its runtime file); started again should its own pick be taken before it binds it."""
+    for attempt in range(1, 4):
+        proc, token, log = _launch_lab(attempt, root, tmp, gateway_url, gateway_token)
 
-        def up(proc: subprocess.Popen[bytes] = proc, url: str = url, token: str = token) -> bool:
+        def up(proc: subprocess.Popen[bytes] = proc, token: str = token) -> str | None:
+            """JupyterLab's URL once it answers ("exited": stop waiting)."""
             if proc.poll() is not None:
-                return True
+                return "exited"
+            port = jupyter_port(tmp / "jrt", proc.pid)
+            if port is None:
+                return None
+            url = f"http://127.0.0.1:{port}"
             try:
                 r = httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"})
-                return r.status_code == 200
             except httpx.HTTPError:
-                return False
+                return None
+            return url if r.status_code == 200 else None
 
-        wait_until(up, 90, "jupyter lab")
+        url = wait_until(up, 90, "jupyter lab")
         if proc.poll() is None:
             return proc, url, token, log
-        if "is not available" not in log.read_text():
+        if "already in use" not in log.read_text():
             break
     raise AssertionError(f"jupyter lab exited: {log.read_text()[-3000:]}")
 
 
 def _launch_lab(
-    port: int, root: Path, tmp: Path, gateway_url: str, gateway_token: str
-) -> tuple[subprocess.Popen[bytes], str, str, Path]:
+    attempt: int, root: Path, tmp: Path, gateway_url: str, gateway_token: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     token = uuid.uuid4().hex
-    log = tmp / f"jupyterlab-{port}.log"
+    log = tmp / f"jupyterlab-{attempt}.log"
     env = {
         **os.environ,
         # the user's own Jupyter config, data and workspaces stay out of the test
@@ -172,7 +169,7 @@ def _launch_lab(
         "jupyterlab",
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
-        f"--port={port}",
+        "--port=0",  # its own pick, written to its runtime file
         "--port-retries=0",
         f"--IdentityProvider.token={token}",
         f"--gateway-url={gateway_url}",
@@ -187,7 +184,7 @@ def _launch_lab(
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}", token, log
+    return proc, token, log
 
 
 def _quiet_lab_settings(settings_dir: Path) -> None:

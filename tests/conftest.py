@@ -4,6 +4,7 @@ thread), real kernels, a real HTTP client."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pwd
 import re
 import subprocess
@@ -199,6 +200,7 @@ __all__ = [
     "GatewayThread",
     "GatewayProcess",
     "listening_port",
+    "jupyter_port",
     "wait_until",
     "Scripts",
     "unique",
@@ -217,6 +219,18 @@ def listening_port(output: Path) -> int | None:
     kernels and servers take free ports too): "Address already in use" flakes."""
     found = _LISTENING.search(output.read_text(errors="replace")) if output.exists() else None
     return int(found.group(1)) if found else None
+
+
+def jupyter_port(runtime_dir: Path, pid: int) -> int | None:
+    """The port a Jupyter Server (or JupyterLab) started with ``--ServerApp.port=0`` and
+    ``JUPYTER_RUNTIME_DIR=runtime_dir`` took, from its runtime file ``jpserver-<pid>.json``
+    (None: not written yet). Its own pick of a free port is bound a moment later, so a
+    caller starts it again should it exit with "already in use"."""
+    info = runtime_dir / f"jpserver-{pid}.json"
+    try:
+        return int(json.loads(info.read_text())["port"])
+    except (OSError, ValueError, KeyError):
+        return None  # not there yet, or being written
 
 
 class GatewayProcess:

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,10 @@ from typing import Any
 import httpx
 from tornado.websocket import websocket_connect
 
-from conftest import wait_until
+from conftest import jupyter_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "vwed_lab.json"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class JupyterServer:
@@ -47,19 +40,20 @@ class JupyterServer:
             "JUPYTER_DATA_DIR": str(tmp / "data"),
             "JUPYTER_CONFIG_DIR": str(cfg),
         }
-        # A free port is free only until someone else binds it (other test workers start
-        # servers and kernels too): the server may not move to another port on its own
-        # (port_retries=0: it exits), and is started again on a new one when it was taken.
-        for _attempt in range(3):
-            self.port = free_port()
-            self.log = tmp / f"jupyter-server-{self.port}.log"
+        # port 0: the server takes a free port itself and writes it to its runtime file (a
+        # port picked here and bound later could be taken by another xdist worker's process
+        # in between). Jupyter Server's own pick is bound a moment later too (it closes its
+        # probe socket first), so a server that exits with "already in use" starts again.
+        runtime = tmp / "rt"
+        for attempt in range(1, 4):
+            self.log = tmp / f"jupyter-server-{attempt}.log"
             self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "jupyter_server",
-                    f"--ServerApp.port={self.port}",
+                    "--ServerApp.port=0",
                     "--ServerApp.port_retries=0",
                     "--ServerApp.ip=127.0.0.1",
                     f"--IdentityProvider.token={self.token}",
@@ -74,14 +68,18 @@ class JupyterServer:
                 stdout=self._out,
                 stderr=subprocess.STDOUT,
             )
-            self.base = f"http://127.0.0.1:{self.port}"
-            self.http = httpx.Client(
-                base_url=self.base, headers={"Authorization": f"token {self.token}"}, timeout=60
-            )
+            self.port, self.base = 0, ""
+            self.http = httpx.Client(headers={"Authorization": f"token {self.token}"}, timeout=60)
 
             def up() -> bool:
                 if self.proc.poll() is not None:
-                    return True
+                    return True  # stop waiting: it exited
+                if not self.port:
+                    self.port = jupyter_port(runtime, self.proc.pid) or 0
+                    if not self.port:
+                        return False
+                    self.base = f"http://127.0.0.1:{self.port}"
+                    self.http.base_url = httpx.URL(self.base)
                 try:
                     return self.http.get("/api/status").status_code == 200
                 except httpx.HTTPError:
@@ -95,7 +93,7 @@ class JupyterServer:
                 return
             self.http.close()
             self._out.close()
-            if "is already in use" not in self.log.read_text():
+            if "already in use" not in self.log.read_text():
                 break
         raise AssertionError(f"jupyter server exited: {self.log.read_text()[-3000:]}")
 

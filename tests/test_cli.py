@@ -4,6 +4,7 @@ VWED_URL/VWED_TOKEN in its environment, as a shell would run it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -141,10 +142,14 @@ def _has_route(path: str) -> bool:
     return any(pattern == path for pattern, _, _ in ROUTES)
 
 
-def _free_port() -> int:
+@contextlib.contextmanager
+def _refused_port() -> Iterator[int]:
+    """A loopback port bound here but not listening: connections to it are refused, and no
+    other process can take it while the test uses it (a port found free and closed could
+    be bound by another xdist worker's process before the CLI connects to it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 @pytest.mark.timeout(120)
@@ -275,10 +280,11 @@ def test_exit_codes(gw_cli: Gateway, tmp_path: Path) -> None:
     refused = gw_cli.vwed("ls", env=gw_cli.env(VWED_TOKEN=caller))
     assert refused.returncode == 1 and "FORBIDDEN (403)" in refused.stderr, refused.stderr
 
-    away = gw_cli.vwed("ls", env=gw_cli.env(VWED_URL=f"http://127.0.0.1:{_free_port()}"))
-    assert away.returncode == 3 and "cannot reach the gateway" in away.stderr, away.stderr
-    away_ws = gw_cli.vwed("logs", "-f", env=gw_cli.env(VWED_URL=f"http://127.0.0.1:{_free_port()}"))
-    assert away_ws.returncode == 3 and "cannot reach the gateway" in away_ws.stderr
+    with _refused_port() as port:
+        away = gw_cli.vwed("ls", env=gw_cli.env(VWED_URL=f"http://127.0.0.1:{port}"))
+        assert away.returncode == 3 and "cannot reach the gateway" in away.stderr, away.stderr
+        away_ws = gw_cli.vwed("logs", "-f", env=gw_cli.env(VWED_URL=f"http://127.0.0.1:{port}"))
+        assert away_ws.returncode == 3 and "cannot reach the gateway" in away_ws.stderr
 
     for bad in (
         ["start"],

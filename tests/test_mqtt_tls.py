@@ -77,6 +77,9 @@ def _write_pem(path: Path, cert: Any = None, key: Any = None) -> Path:
 
 
 def _free_port() -> int:
+    """A port free now; Mosquitto cannot take port 0 (``listener 0`` is a Unix socket), so
+    the broker binds this one a moment later and is started again should it have been
+    taken meanwhile (another xdist worker's kernels and servers take free ports too)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -96,36 +99,45 @@ class Broker:
         passwd = folder / "passwd"
         passwd.touch(mode=0o600)
         subprocess.run([PASSWD, "-b", str(passwd), USER, PASSWORD], check=True, timeout=30)
-        self.port = _free_port()
-        conf = folder / "mosquitto.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    "user root",  # the test's files are the test user's own (0600)
-                    "persistence false",
-                    "log_dest stderr",
-                    f"listener {self.port} 127.0.0.1",
-                    f"cafile {self.ca_file}",
-                    f"certfile {cert}",
-                    f"keyfile {key}",
-                    "allow_anonymous false",
-                    f"password_file {passwd}",
-                    "",
-                ]
+        for attempt in range(1, 4):
+            self.port = _free_port()
+            conf = folder / "mosquitto.conf"
+            conf.write_text(
+                "\n".join(
+                    [
+                        "user root",  # the test's files are the test user's own (0600)
+                        "persistence false",
+                        "log_dest stderr",
+                        f"listener {self.port} 127.0.0.1",
+                        f"cafile {self.ca_file}",
+                        f"certfile {cert}",
+                        f"keyfile {key}",
+                        "allow_anonymous false",
+                        f"password_file {passwd}",
+                        "",
+                    ]
+                )
             )
-        )
-        self.log = open(folder / "mosquitto.log", "wb")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=self.log, stderr=self.log)
-        wait_until(self._listening, 15, f"mosquitto on 127.0.0.1:{self.port}")
+            self.log_path = folder / f"mosquitto-{attempt}.log"
+            self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(conf)], stdout=self.log, stderr=self.log
+            )
+            # its "running" line, not a connection: a connection could reach whoever took
+            # the port while this broker fails to bind it
+            wait_until(self._started, 15, f"mosquitto on 127.0.0.1:{self.port}")
+            if self.proc.poll() is None:
+                return
+            self.log.close()
+            text = self.log_path.read_text(errors="replace")
+            if "Address already in use" not in text:
+                break
+        raise AssertionError(f"mosquitto exited ({self.proc.returncode}): {text[-2000:]}")
 
-    def _listening(self) -> bool:
+    def _started(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"mosquitto exited ({self.proc.returncode}); see its log")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+            return True  # stop waiting: it exited
+        return " running" in self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
         self.proc.terminate()

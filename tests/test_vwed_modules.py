@@ -241,13 +241,20 @@ def test_mail_through_a_real_smtp_server(tmp_path):
             received.append(envelope)
             return "250 OK"
 
-    import socket
+    class OnPortZero(Controller):
+        """aiosmtpd 1.4's Controller on port 0: its start() connects to ``self.port`` to
+        see the server answer, so that must be the port the OS gave (aio-libs/aiosmtpd
+        issue 388, pull request 381, not released). A port picked here and bound later
+        could be taken by another xdist worker's process in between."""
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smtp = Controller(Handler(), hostname="127.0.0.1", port=port)
+        def _trigger_server(self):
+            self.port = self.server.sockets[0].getsockname()[1]
+            super()._trigger_server()
+
+    smtp = OnPortZero(Handler(), hostname="127.0.0.1", port=0)
     smtp.start()
+    port = smtp.port
+    assert port != 0
     try:
         (tmp_path / "report.txt").write_text("pallets: 12\n")
         (tmp_path / "mailer.py").write_text(f"""
@@ -315,9 +322,10 @@ def attempt():
 
 @pytest.fixture
 def modbus_server():
-    """pymodbus's own Modbus TCP server on loopback, in a thread with its own loop."""
+    """pymodbus's own Modbus TCP server on loopback port 0 (the port the OS gave read back from
+    its listening socket), in a thread with its own loop."""
     import asyncio
-    import socket
+    from concurrent.futures import Future
 
     from pymodbus.datastore import (
         ModbusDeviceContext,
@@ -326,9 +334,6 @@ def modbus_server():
     )
     from pymodbus.server import ModbusTcpServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     device = ModbusDeviceContext(
         hr=ModbusSequentialDataBlock(1, [0] * 200),
         ir=ModbusSequentialDataBlock(1, [7] * 200),
@@ -338,21 +343,21 @@ def modbus_server():
     context = ModbusServerContext(devices={1: device}, single=False)
     loop = asyncio.new_event_loop()
     holder: dict[str, ModbusTcpServer] = {}
+    listening: Future[int] = Future()
 
     async def serve() -> None:
-        holder["server"] = ModbusTcpServer(context, address=("127.0.0.1", port))
-        await holder["server"].serve_forever()
+        try:
+            server = holder["server"] = ModbusTcpServer(context, address=("127.0.0.1", 0))
+            await server.serve_forever(background=True)  # returns once it listens
+            listening.set_result(server.transport.sockets[0].getsockname()[1])
+        except BaseException as exc:
+            listening.set_exception(exc)
+            raise
+        await server.serving
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
+    yield listening.result(10)
     asyncio.run_coroutine_threadsafe(holder["server"].shutdown(), loop).result(10)
     thread.join(10)
 
@@ -436,16 +441,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_websocket_and_tcp_endpoints_and_cleanup(scripts, client, gw):
-    import asyncio
-    import socket
-
-    from tornado.websocket import websocket_connect
-
-    n, port = unique("sock"), _free_port()
-    started = scripts.start(
-        f"{n}.py",
-        f"""
+SOCKETS = """
 def boot():
     VWED.api.register_websocket("/{n}/echo", echo)
     VWED.api.register_websocket("/{n}/who", lambda cid, msg: {{"connection": cid, "got": msg}})
@@ -453,6 +449,10 @@ def boot():
     VWED.api.register_tcp({port}, tcp)
     VWED.timer.schedule(60, lambda: None)
     VWED.event.listen("{n}_ev", lambda data: None)
+    VWED.function.register("{n}_tcp_ports", tcp_ports)
+
+def tcp_ports():  # a port the kernel could not open is dropped from its registrations
+    return [t["port"] for t in VWED.registrations()["tcp"]]
 
 def echo(message):
     return message.upper()
@@ -462,12 +462,48 @@ def bad(message):
 
 def tcp(data):
     return b"ACK " + data
-""",
-    )
+"""
+
+
+def _start_with_tcp(scripts, client):
+    """The socket script started, its TCP server answering. ``register_tcp`` takes a port
+    1-65535, not 0, so the port is picked here and the kernel binds it a moment later; should
+    another process (another xdist worker's kernel or server) take it in between, the kernel
+    cannot open it and drops the registration, and the script starts again on another port."""
+    import socket
+
+    for _attempt in range(3):
+        n, port = unique("sock"), _free_port()
+        started = scripts.start(f"{n}.py", SOCKETS.format(n=n, port=port))
+
+        def state(n=n, port=port):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                    s.sendall(b"hello")
+                    if s.recv(100) == b"ACK hello":
+                        return "answers"
+            except OSError:  # refused: not listening yet; or whoever took the port
+                pass
+            return None if call(client, f"{n}_tcp_ports") == [port] else "taken"
+
+        if wait_until(state, 20, f"the script's TCP server on port {port}") == "answers":
+            return n, port, started
+        client.post("/script-engine/stop", json={"script_id": started["script_id"]})
+        scripts.started.remove(started["script_id"])
+    raise AssertionError("three ports picked were taken before the kernel bound them")
+
+
+def test_websocket_and_tcp_endpoints_and_cleanup(scripts, client, gw):
+    import asyncio
+    import socket
+
+    from tornado.websocket import websocket_connect
+
+    n, port, started = _start_with_tcp(scripts, client)
     counts = client.get(f"/script-engine/scripts/{started['script_id']}").json()["registrations"]
     assert counts == {
         "apis": 0,
-        "functions": 0,
+        "functions": 1,
         "events": 1,
         "timers": 1,
         "websockets": 3,
@@ -498,18 +534,11 @@ def tcp(data):
     async def scenario():
         conn, first, second, third = await talk()
 
-        # TCP inside the kernel
+        # TCP inside the kernel (answering since _start_with_tcp)
         def tcp_roundtrip():
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                        s.sendall(b"hello")
-                        return s.recv(100)
-                except ConnectionRefusedError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"hello")
+                return s.recv(100)
 
         tcp_reply = await asyncio.get_running_loop().run_in_executor(None, tcp_roundtrip)
         after = await closed_after_stop(conn)
