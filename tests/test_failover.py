@@ -217,6 +217,9 @@ def test_an_active_one_that_loses_its_lock_stops_its_scripts(tmp_path, pg_schema
         r = a.client.post("/script-engine/start", json={"script_path": "ha.py"})
         assert r.status_code == 200, r.text
         old_pids = [s["pid"] for s in a.running().values()]
+        # a's kernel has ticked (and its tick is stored) before the cut: a cut within the
+        # first 0.1 s of the script left no tick of a's to compare with b's
+        wait_until(lambda: _ticks(pg_schema).get(old_pids[0]), 30, "a tick of a's kernel")
         # cut the lock's connection, as a network failure between a and the database
         # would: the server ends the session, and the lock with it. Only this schema's
         # lock: other runs on the same server (another test worker, another checkout)
