@@ -1,0 +1,104 @@
+"""The ``load`` op: a script's start in one message from the gateway (docs/protocol.md).
+
+It does what ``prepare``, one ``execute_request`` per code cell and ``boot`` did as
+three round trips (or more), and answers once: the registrations, or the error of the
+phase that failed (``phase``: ``prepare``, ``load`` or ``boot``; the error's ``kind``
+as the separate op would have answered, ``load`` for a failed cell).
+
+The cells run through ipykernel's own ``do_execute``, as an ``execute_request``
+would run them (silent: false, no history, no stdin): the same compile names (the
+debugger's breakpoints in the script file, vwed_kernel/debugsource.py), the same
+``error`` output on iopub and the same traceback text in the answer. Because
+``do_execute`` is a coroutine (a cell with a top-level ``await`` suspends), the cells
+and ``boot()`` run in an asyncio task on the kernel's main thread, started by the
+comm's handler; ``prepare`` runs in the handler itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any, Protocol
+
+from .policy import PolicyError
+from .replies import Send, reply_error
+
+__all__ = ["load_script"]
+
+log = logging.getLogger("vwed_kernel")
+
+
+class Loadable(Protocol):
+    """What ``load`` needs of the comm's end (``bridge.GatewayLink``)."""
+
+    def prepare(self, data: dict[str, Any]) -> None: ...
+
+    def boot(self, call_id: str, send: Send) -> None: ...
+
+
+def _phase(send: Send, phase: str) -> Send:
+    """``send`` for the answer: output printed so far goes first (ipykernel flushes
+    it only at the end of a shell message), and an error says its phase."""
+
+    def answer(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed stream: the answer goes out all the same
+                pass
+        error = reply.get("error")
+        if isinstance(error, dict):
+            error["phase"] = phase
+        send(reply, buffers)
+
+    return answer
+
+
+def load_script(link: Loadable, kernel: Any, data: dict[str, Any], send: Send) -> None:
+    """Handle a ``load`` op: ``prepare`` now, then the cells and ``boot()`` in a task."""
+    call_id = str(data["id"])
+    try:
+        link.prepare(data)
+    except PolicyError as exc:
+        reply_error(_phase(send, "prepare"), call_id, exc, "policy")
+        return
+    except Exception as exc:  # every load gets its answer, whatever went wrong
+        reply_error(_phase(send, "prepare"), call_id, exc, "handler")
+        return
+    cells = [str(cell) for cell in data.get("cells") or []]
+    task = asyncio.ensure_future(_cells_then_boot(link, kernel, call_id, cells, send))
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+_TASKS: set[asyncio.Future[Any]] = set()  # the running loads (kept from the collector)
+
+
+async def _cells_then_boot(
+    link: Loadable, kernel: Any, call_id: str, cells: list[str], send: Send
+) -> None:
+    try:
+        for index, cell in enumerate(cells):
+            content = await kernel.do_execute(
+                cell, False, store_history=False, user_expressions={}, allow_stdin=False
+            )
+            if content.get("status") != "ok":
+                error = {
+                    "kind": "load",
+                    "type": content.get("ename"),
+                    "message": content.get("evalue"),
+                    "traceback": list(content.get("traceback") or []),
+                    "cell": index,
+                }
+                _phase(send, "load")(
+                    {"op": "result", "id": call_id, "ok": False, "error": error}, None
+                )
+                return
+    except BaseException as exc:  # the kernel's own machinery failed, not the script
+        log.exception("loading the script failed")
+        reply_error(_phase(send, "load"), call_id, exc, "handler")
+        if not isinstance(exc, Exception):
+            raise
+        return
+    link.boot(call_id, _phase(send, "boot"))
