@@ -213,8 +213,7 @@ class ScriptEngine(Booting):
                 raise
             script.status = "running"
             script.ready.set()
-            self.runs.ended(script, "running", None, ended=False)
-            await self.runs.remember(script)
+            await self.runs.serving(script)  # the run and the desired script: one commit
             counts = script.registrations.counts()
             self.logs.engine(
                 script.script_id,

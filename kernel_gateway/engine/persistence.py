@@ -89,15 +89,7 @@ class RunHistory:
         """Stored before ``start`` answers: a gateway killed right after still restores it."""
         if self.db is None:
             return
-        options = script.options.requested()
-        if self.state is not None:
-            try:
-                sealed = await self.state(script)
-            except Exception:  # restored all the same, with new kernels
-                log.exception("could not take the state of the remote kernels of %s", script.path)
-                sealed = None
-            if sealed is not None:
-                options[ATTACH_KEY] = sealed
+        options = await self._options(script)
         try:
             await self.db.desire(
                 script.path,
@@ -112,6 +104,43 @@ class RunHistory:
             log.warning("could not store %s as a script to restore: %s", script.path, exc)
         except Exception:
             log.exception("could not store %s as a script to restore", script.path)
+
+    async def serving(self, script: RunningScript) -> None:
+        """A start booted: its run is ``running`` and the script is remembered (restored
+        by a restarted gateway), in one transaction stored before ``start`` answers, so
+        a gateway killed right after the answer still has both."""
+        if self.db is None:
+            return
+        options = await self._options(script)
+        try:
+            await self.db.run_serving(
+                script.run_id,
+                script.path,
+                script.replicas,
+                script.restart,
+                time.time(),
+                options,
+                _lock_of(script),
+                script.revision,
+            )
+        except StoreTimeout as exc:  # the database is slow or away: no traceback
+            log.warning("could not store the start of %s: %s", script.path, exc)
+        except Exception:
+            log.exception("could not store the start of %s", script.path)
+
+    async def _options(self, script: RunningScript) -> dict[str, Any]:
+        """The options a restore starts ``script`` with (and how to reattach to its
+        remote kernels, if it has some)."""
+        options = script.options.requested()
+        if self.state is not None:
+            try:
+                sealed = await self.state(script)
+            except Exception:  # restored all the same, with new kernels
+                log.exception("could not take the state of the remote kernels of %s", script.path)
+                sealed = None
+            if sealed is not None:
+                options[ATTACH_KEY] = sealed
+        return options
 
     async def locked(self, script: RunningScript) -> None:
         """The run's environment is known now (installed after the run was recorded)."""
