@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from conftest import GatewayProcess, wait_until
+from conftest import GatewayProcess, unique, wait_until
 
 SCRIPT = """
 def boot():
@@ -73,3 +73,28 @@ def test_a_start_that_fails_leaves_a_failed_run_and_nothing_to_restore(tmp_path)
         assert _rows(db, "SELECT script_path FROM vwed_desired_scripts") == []
     finally:
         gw.finish()
+
+
+def test_every_record_of_a_start_carries_its_run_id(scripts, client):
+    """The run is recorded while the kernel boots: the records made meanwhile (the
+    engine's, what the script prints as it loads, its log in boot()) wait for the run's
+    id and carry it."""
+    n = unique("runrec")
+    started = scripts.start(
+        f"{n}.py",
+        'print("loading")\n\ndef boot():\n    VWED.log.info("boot", "booting")\n',
+    )
+    sid = started["script_id"]
+    runs = client.get("/script-engine/runs", params={"script_path": f"{n}.py"}).json()["runs"]
+    assert len(runs) == 1 and runs[0]["status"] == "running", runs
+
+    def records() -> list[dict] | None:
+        got = client.get(
+            "/script-engine/logs", params={"script_id": sid, "order": "asc", "limit": 50}
+        ).json()["records"]
+        kinds = {(r["source"], r["message"].split(" ")[0]) for r in got}
+        wanted = {("engine", "starting"), ("stdout", "loading"), ("vwed", "booting")}
+        return got if wanted <= kinds and ("engine", "booted") in kinds else None
+
+    got = wait_until(records, 10, "the start's records")
+    assert {r["run_id"] for r in got} == {runs[0]["id"]}, got

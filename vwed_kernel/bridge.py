@@ -62,6 +62,7 @@ class GatewayLink(Link):
         self._vwed = vwed_provider
         self._comm: Any = None
         self._service_subshell: str | None = None
+        self.loading = False  # a ``load`` op is under way (load.py)
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
         # failures of the script's handlers are logged through the link, as VWED.log is
@@ -289,10 +290,12 @@ class GatewayLink(Link):
 
     # -- kernel -> gateway ----------------------------------------------------------
     def notify_register(self, kind: str, description: dict[str, Any]) -> None:
-        self._send({"op": "register", "kind": kind, "item": description})
+        if not self.loading:  # a load's registrations are in its answer (load.py)
+            self._send({"op": "register", "kind": kind, "item": description})
 
     def notify_unregister(self, kind: str, description: dict[str, Any]) -> None:
-        self._send({"op": "unregister", "kind": kind, "item": description})
+        if not self.loading:
+            self._send({"op": "unregister", "kind": kind, "item": description})
 
     def notify_log(self, level: str, tag: str, message: str) -> bool:
         if self._comm is None:

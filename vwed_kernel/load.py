@@ -12,6 +12,10 @@ debugger's breakpoints in the script file, vwed_kernel/debugsource.py), the same
 ``do_execute`` is a coroutine (a cell with a top-level ``await`` suspends), the cells
 and ``boot()`` run in an asyncio task on the kernel's main thread, started by the
 comm's handler; ``prepare`` runs in the handler itself.
+
+While a load is under way the kernel does not send a ``register`` op per
+registration: the gateway ignores them while a script starts (the answer's list is
+the authoritative one), and each cost a message both ways.
 """
 
 from __future__ import annotations
@@ -32,21 +36,26 @@ log = logging.getLogger("vwed_kernel")
 class Loadable(Protocol):
     """What ``load`` needs of the comm's end (``bridge.GatewayLink``)."""
 
+    loading: bool  # a load is under way: its registrations go in its answer only
+
     def prepare(self, data: dict[str, Any]) -> None: ...
 
     def boot(self, call_id: str, send: Send) -> None: ...
 
 
-def _phase(send: Send, phase: str) -> Send:
+def _phase(link: Loadable, send: Send, phase: str) -> Send:
     """``send`` for the answer: output printed so far goes first (ipykernel flushes
     it only at the end of a shell message), and an error says its phase."""
 
     def answer(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
         for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # a closed stream: the answer goes out all the same
-                pass
+            # ipykernel's flush waits for its IO thread: only when output is pending
+            if getattr(stream, "_flush_pending", True):
+                try:
+                    stream.flush()
+                except Exception:  # a closed stream: the answer goes out all the same
+                    pass
+        link.loading = False  # registrations made from now on are sent one by one
         error = reply.get("error")
         if isinstance(error, dict):
             error["phase"] = phase
@@ -58,13 +67,14 @@ def _phase(send: Send, phase: str) -> Send:
 def load_script(link: Loadable, kernel: Any, data: dict[str, Any], send: Send) -> None:
     """Handle a ``load`` op: ``prepare`` now, then the cells and ``boot()`` in a task."""
     call_id = str(data["id"])
+    link.loading = True
     try:
         link.prepare(data)
     except PolicyError as exc:
-        reply_error(_phase(send, "prepare"), call_id, exc, "policy")
+        reply_error(_phase(link, send, "prepare"), call_id, exc, "policy")
         return
     except Exception as exc:  # every load gets its answer, whatever went wrong
-        reply_error(_phase(send, "prepare"), call_id, exc, "handler")
+        reply_error(_phase(link, send, "prepare"), call_id, exc, "handler")
         return
     cells = [str(cell) for cell in data.get("cells") or []]
     task = asyncio.ensure_future(_cells_then_boot(link, kernel, call_id, cells, send))
@@ -91,14 +101,14 @@ async def _cells_then_boot(
                     "traceback": list(content.get("traceback") or []),
                     "cell": index,
                 }
-                _phase(send, "load")(
+                _phase(link, send, "load")(
                     {"op": "result", "id": call_id, "ok": False, "error": error}, None
                 )
                 return
     except BaseException as exc:  # the kernel's own machinery failed, not the script
         log.exception("loading the script failed")
-        reply_error(_phase(send, "load"), call_id, exc, "handler")
+        reply_error(_phase(link, send, "load"), call_id, exc, "handler")
         if not isinstance(exc, Exception):
             raise
         return
-    link.boot(call_id, _phase(send, "boot"))
+    link.boot(call_id, _phase(link, send, "boot"))

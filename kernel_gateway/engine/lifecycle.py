@@ -184,7 +184,8 @@ class ScriptEngine(Booting):
             if script.environment is None and (decl is not None or lock is not None):
                 script.status = "installing"
             self.scripts.add(script)
-            await self.runs.started(script)  # its install's records carry the run id
+            # the run is recorded while the kernel boots; its records wait for its id
+            recorded = self.runs.begin(script)
             replicas = options.replicas
             self.logs.engine(
                 script.script_id,
@@ -193,6 +194,7 @@ class ScriptEngine(Booting):
             )
             try:
                 if script.status == "installing":
+                    await recorded  # its install's records carry the run id
                     script.environment = await self._install(script, lock)
                     script.status = "starting"
                     await self.runs.locked(script)
@@ -200,6 +202,7 @@ class ScriptEngine(Booting):
                 script.kernels, script.registrations = await self._boot_all(script)
             except BaseException as exc:
                 self._forget(script)
+                await asyncio.shield(recorded)  # the failed run is stored too
                 reason = getattr(exc, "code", None) or type(exc).__name__
                 self.logs.engine(
                     script.script_id,
@@ -213,6 +216,7 @@ class ScriptEngine(Booting):
                 raise
             script.status = "running"
             script.ready.set()
+            await recorded
             await self.runs.serving(script)  # the run and the desired script: one commit
             counts = script.registrations.counts()
             self.logs.engine(

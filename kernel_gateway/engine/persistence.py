@@ -44,11 +44,26 @@ class RunHistory:
         self._writes = Background(log)  # run ends still being stored
         self._restore: asyncio.Task[Any] | None = None
 
+    def begin(self, script: RunningScript) -> asyncio.Task[None]:
+        """Record the run while the start goes on (its kernel boots meanwhile); the
+        script's log records wait for the run's id (``LogHub.run_pending``), so each
+        still carries it. Await the task before anything that needs ``run_id``."""
+        if self.db is not None:
+            self.logs.run_pending(script.script_id)
+        return asyncio.ensure_future(self.started(script))
+
     async def started(self, script: RunningScript) -> None:
         """Record the run; a start goes on without a record if the database is slow or
         away (its logs then carry no run id): a script must not stay down for it."""
         if self.db is None:
             return
+        try:
+            await self._insert(script)
+        finally:  # the records held for the run id go, with it or without
+            self.logs.run_started(script.script_id, script.run_id)
+
+    async def _insert(self, script: RunningScript) -> None:
+        assert self.db is not None
         try:
             script.run_id = await self.db.run_started(
                 script.script_id,
@@ -66,8 +81,6 @@ class RunHistory:
                 "the run could not be recorded in the database "
                 f"({getattr(exc, 'message', exc)}); the script starts without a run record",
             )
-            return
-        self.logs.run_started(script.script_id, script.run_id)
 
     def ended(
         self, script: RunningScript, status: str, reason: str | None, ended: bool = True
