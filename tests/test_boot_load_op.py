@@ -94,16 +94,38 @@ async def _boot(data: Path, name: str, text: str, policy: Any = None) -> Any:
         await kernel.shutdown(now=True)
 
 
+ASYNC = """
+import asyncio
+await asyncio.sleep(0.01)  # a top-level await: the cell runs as a coroutine
+async def boot():
+    await asyncio.sleep(0.01)
+    VWED.api.register_route("/lo/a", "GET", lambda: 1)
+    VWED.function.register("lo_f", lambda: 2)
+"""
+
+
 @pytest.mark.parametrize(
     "text,policy",
     [
         (GOOD, None),
+        (ASYNC, None),
         ("x = 1\n", None),  # BOOT_MISSING
         ("x = {}['missing']\ndef boot(): pass\n", None),  # load: a KeyError
         ("def boot():\n    raise RuntimeError('no PLC')\n", None),  # boot
         (GOOD, {"network": "nonsense"}),  # prepare: the policy cannot be understood
+        ("import asyncio\nawait asyncio.sleep(0.01)\nraise ValueError('late')\n", None),
+        ("import asyncio\nasync def boot():\n    await asyncio.sleep(0)\n    1 / 0\n", None),
     ],
-    ids=["registrations", "boot-missing", "load-error", "boot-error", "bad-policy"],
+    ids=[
+        "registrations",
+        "async",
+        "boot-missing",
+        "load-error",
+        "boot-error",
+        "bad-policy",
+        "async-load-error",
+        "async-boot-error",
+    ],
 )
 def test_the_load_op_and_the_three_messages_answer_the_same(tmp_path, text, policy):
     _specs(tmp_path)
@@ -116,7 +138,7 @@ def test_the_load_op_and_the_three_messages_answer_the_same(tmp_path, text, poli
 
     new, old = asyncio.run(both())
     assert new == old
-    if text is GOOD and policy is None:
+    if text in (GOOD, ASYNC) and policy is None:
         assert new == (["GET /lo/a"], ["lo_f"])
     else:
         assert new[0] in ("BOOT_MISSING", "BOOT_FAILED", "BAD_POLICY"), new

@@ -10,8 +10,8 @@ would run them (silent: false, no history, no stdin): the same compile names (th
 debugger's breakpoints in the script file, vwed_kernel/debugsource.py), the same
 ``error`` output on iopub and the same traceback text in the answer. Because
 ``do_execute`` is a coroutine (a cell with a top-level ``await`` suspends), the cells
-and ``boot()`` run in an asyncio task on the kernel's main thread, started by the
-comm's handler; ``prepare`` runs in the handler itself.
+and ``boot()`` run as a coroutine driven from the comm's handler: to its end there
+when nothing in it waits, else on in an asyncio task (``run_now``).
 
 While a load is under way the kernel does not send a ``register`` op per
 registration: the gateway ignores them while a script starts (the answer's list is
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from .policy import PolicyError
@@ -77,12 +78,44 @@ def load_script(link: Loadable, kernel: Any, data: dict[str, Any], send: Send) -
         reply_error(_phase(link, send, "prepare"), call_id, exc, "handler")
         return
     cells = [str(cell) for cell in data.get("cells") or []]
-    task = asyncio.ensure_future(_cells_then_boot(link, kernel, call_id, cells, send))
+    run_now(_cells_then_boot(link, kernel, call_id, cells, send))
+
+
+_TASKS: set[asyncio.Future[Any]] = set()  # the loads that wait (kept from the collector)
+
+
+def run_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` here and now, in the comm's handler, as far as it goes without
+    waiting: a synchronous script is loaded and booted before ipykernel ends the shell
+    message (its flushes and ``idle`` status came first when the load was a task, about
+    0.5 ms measured). If it waits (a cell with a top-level ``await``, an ``async def
+    boot()``), an asyncio task carries on from there."""
+    try:
+        waited = coro.send(None)
+    except StopIteration:
+        return
+    task = asyncio.ensure_future(_carry_on(coro, waited))
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
 
 
-_TASKS: set[asyncio.Future[Any]] = set()  # the running loads (kept from the collector)
+async def _carry_on(coro: Coroutine[Any, Any, None], waited: Any) -> None:
+    """Go on with ``coro`` as an asyncio task would: resume it each time what it
+    yielded (a future, or None for a bare yield) is done."""
+    while True:
+        if waited is None:
+            await asyncio.sleep(0)
+        else:
+            waited._asyncio_future_blocking = False  # as asyncio.Task does
+            try:
+                await asyncio.wait([waited])
+            except asyncio.CancelledError:
+                coro.close()
+                raise
+        try:
+            waited = coro.send(None)
+        except StopIteration:
+            return
 
 
 async def _cells_then_boot(
