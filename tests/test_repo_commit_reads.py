@@ -106,3 +106,49 @@ def test_a_staged_data_folder_is_still_taken_out_before_the_commit(tmp_path: Pat
         check=True,
     ).stdout.split()
     assert files == ["s.py"], files
+
+
+def test_a_start_of_a_changed_file_boots_beside_its_commit_and_runs_that_commit(scripts, client):
+    """The kernel boots while git commits the changed file: the answer names the new
+    commit (the file's last one), and the run and the history say the same."""
+    from conftest import unique
+
+    n = unique("beside")
+    rel = f"{n}.py"
+    text = f'def boot():\n    VWED.api.register_route("/{n}/v", "GET", lambda: 1)\n'
+    scripts.write(rel, text)  # on disk only: committed by the start
+    r = client.post("/script-engine/start", json={"script_path": rel})
+    assert r.status_code == 200, r.text
+    revision = r.json()["revision"]
+    history = client.get(f"/script-engine/files/{rel}/history").json()["history"]
+    assert revision and history[0]["revision"] == revision and history[0]["author"] == "disk"
+    at = client.get(f"/script-engine/files/{rel}", params={"revision": revision}).json()
+    assert at["content"] == text
+    runs = client.get("/script-engine/runs", params={"script_path": rel}).json()["runs"]
+    assert runs[0]["revision"] == revision, runs
+    assert client.post("/script-engine/stop", json={"script_path": rel}).status_code == 200
+
+
+def test_a_file_changed_again_while_it_is_committed_is_told_apart(tmp_path: Path) -> None:
+    """The start reads the file, then git commits it: if the file changed in between,
+    the commit's text is not the one read (the engine then runs no revision and says so)."""
+    from kernel_gateway.engine.revisions import load_latest
+    from kernel_gateway.scripts import ScriptStore
+
+    root = tmp_path / "scripts"
+    root.mkdir()
+    repo = ScriptRepo(root)
+    files = ScriptStore(root)
+
+    async def run() -> None:
+        await repo.open()
+        (root / "r.py").write_text("r = 1\n")
+        read, committing = await load_latest(files, repo, "r.py")
+        assert committing is not None and read.revision is None
+        (root / "r.py").write_text("r = 2\n")  # before git has run
+        committed = await committing
+        assert committed.cells == ["r = 2\n"] and read.cells == ["r = 1\n"]
+        again, none = await load_latest(files, repo, "r.py")  # unchanged since: no commit
+        assert none is None and again.revision == committed.revision
+
+    asyncio.run(run())

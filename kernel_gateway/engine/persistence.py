@@ -5,6 +5,7 @@ starts again. The restore task belongs here, so closing cancels it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,13 +45,23 @@ class RunHistory:
         self._writes = Background(log)  # run ends still being stored
         self._restore: asyncio.Task[Any] | None = None
 
-    def begin(self, script: RunningScript) -> asyncio.Task[None]:
-        """Record the run while the start goes on (its kernel boots meanwhile); the
-        script's log records wait for the run's id (``LogHub.run_pending``), so each
-        still carries it. Await the task before anything that needs ``run_id``."""
+    def begin(
+        self, script: RunningScript, after: Awaitable[None] | None = None
+    ) -> asyncio.Task[None]:
+        """Record the run while the start goes on (its kernel boots meanwhile), once
+        ``after`` is done (the script's revision is known then); the script's log
+        records wait for the run's id (``LogHub.run_pending``), so each still carries
+        it. Await the task before anything that needs ``run_id``."""
         if self.db is not None:
             self.logs.run_pending(script.script_id)
-        return asyncio.ensure_future(self.started(script))
+
+        async def record() -> None:
+            if after is not None:
+                with contextlib.suppress(Exception):  # recorded all the same
+                    await asyncio.shield(after)
+            await self.started(script)
+
+        return asyncio.ensure_future(record())
 
     async def started(self, script: RunningScript) -> None:
         """Record the run; a start goes on without a record if the database is slow or

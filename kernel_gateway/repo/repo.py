@@ -377,11 +377,16 @@ class ScriptRepo:
     def _remember(self, rel: str) -> None:
         self._stats[rel] = self._stat(rel)
 
+    def changed(self, rel: str) -> bool:
+        """Whether ``latest(rel)`` would commit first: the file (or its absence) is not
+        what this repository last committed or saw of it."""
+        return self._stats.get(rel) != self._stat(rel)
+
     async def latest(self, rel: str) -> str:
         """The revision to run ``rel`` at: HEAD, after committing ``rel``'s change on
         disk (author ``disk``) if it has one. No git process when neither the file nor
         the branch moved since the last look."""
-        if self._stats.get(rel) != self._stat(rel):
+        if self.changed(rel):
             async with self.lock:
                 await self._commit([rel], DISK, f"{rel} changed on disk")
         head = await self.head()
