@@ -972,10 +972,17 @@ def _start_run(args: argparse.Namespace, work: Path, extra: tuple[str, ...]) -> 
         gw.close()
 
 
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def section_start(args: argparse.Namespace, work: Path) -> None:
+    before = _load_average()
     runs = {
         mode: _start_run(args, work / f"start-{i}", extra) for i, (mode, extra) in enumerate(MODES)
     }
+    # the machine is shared: what else ran during the starts shows here
+    print(f"\nload average (1, 5, 15 min): {before} before the starts, {_load_average()} after")
 
     def ms(values: list[float]) -> list[str]:
         return [f"{pct(values, 50):.1f}", f"{pct(values, 90):.1f}", f"{pct(values, 99):.1f}"]

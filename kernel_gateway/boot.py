@@ -1,4 +1,5 @@
-"""Loading a script into a kernel: ``prepare``, the code cells as
+"""Loading a script into a kernel: one ``load`` op (``prepare``, the code cells,
+``boot``, answered once), or for a kernel without it ``prepare``, the code cells as
 ``execute_request``s, then ``boot`` (docs/protocol.md, "Messages")."""
 
 from __future__ import annotations
@@ -97,51 +98,95 @@ async def _load_and_boot(
     policy: dict[str, Any] | None,
     site: list[str] | None = None,
 ) -> ScriptRegistrations:
+    # One message: prepare, the script's cells and boot() (the kernel's ``load`` op).
     # The outer deadline bounds everything; ``step`` only keeps each wait bounded on its own.
-    reply = await kernel.bridge.call(
-        {
-            "op": "prepare",
-            "script_id": script_id,
-            "file": source.file,
-            "path": source.path,  # relative: a script at the root does not put it on sys.path
-            "replica": replica,
-            "replicas": replicas,
-            "policy": policy,
-            "site": site or [],
-        },
-        timeout=step,
-    )
+    prepare = _prepare_op(script_id, source, replica, replicas, policy, site)
+    reply = await kernel.bridge.call({**prepare, "op": "load", "cells": source.cells}, timeout=step)
+    if reply.ok:
+        return parse_registrations(script_id, reply.value())
+    err = reply.error
+    if err.get("kind") == "protocol" and "phase" not in err:
+        # a kernel older than the ``load`` op (a remote host's): three round trips
+        return await _three_steps(kernel, script_id, source, prepare, step, debug)
+    phase = err.get("phase")
+    if phase == "prepare":
+        raise map_call_error(reply, "prepare", debug)
+    if phase == "load":
+        raise _load_failed(source, err.get("cell"), err)
+    raise _boot_failed(source, err)
+
+
+def _prepare_op(
+    script_id: str,
+    source: ScriptSource,
+    replica: int,
+    replicas: int,
+    policy: dict[str, Any] | None,
+    site: list[str] | None,
+) -> dict[str, Any]:
+    return {
+        "op": "prepare",
+        "script_id": script_id,
+        "file": source.file,
+        "path": source.path,  # relative: a script at the root does not put it on sys.path
+        "replica": replica,
+        "replicas": replicas,
+        "policy": policy,
+        "site": site or [],
+    }
+
+
+async def _three_steps(
+    kernel: ScriptKernel,
+    script_id: str,
+    source: ScriptSource,
+    prepare: dict[str, Any],
+    step: float,
+    debug: bool,
+) -> ScriptRegistrations:
+    """``prepare``, an ``execute_request`` per cell, then ``boot``: a kernel without
+    the ``load`` op."""
+    reply = await kernel.bridge.call(prepare, timeout=step)
     if not reply.ok:
         raise map_call_error(reply, "prepare", debug)
-    cells = source.cells
-    for index, cell in enumerate(cells):
+    for index, cell in enumerate(source.cells):
         result = await kernel.execute(cell, timeout=step)
         if result.get("status") != "ok":
-            where = f" (cell {index + 1})" if len(cells) > 1 else ""
-            raise ScriptError(
-                f"script {source.path!r} raised {result.get('ename')} while loading{where}: "
-                f"{result.get('evalue')}",
-                "BOOT_FAILED",
-                details={
-                    "type": result.get("ename"),
-                    "message": result.get("evalue"),
-                    "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
-                    "phase": "load",
-                },
-            )
+            raise _load_failed(source, index, result)
     reply = await kernel.bridge.call({"op": "boot"}, timeout=step)
     if not reply.ok:
-        err = reply.error
-        if err.get("kind") == "boot_missing":
-            raise ScriptError(f"script {source.path!r} defines no boot() function", "BOOT_MISSING")
-        raise ScriptError(
-            f"boot() of {source.path!r} raised {err.get('type')}: {err.get('message')}",
-            "BOOT_FAILED",
-            details={
-                "type": err.get("type"),
-                "message": err.get("message"),
-                "traceback": err.get("traceback"),
-                "phase": "boot",
-            },
-        )
+        raise _boot_failed(source, reply.error)
     return parse_registrations(script_id, reply.value())
+
+
+def _load_failed(source: ScriptSource, index: Any, result: dict[str, Any]) -> ScriptError:
+    """A cell of the script raised while it loaded (``result``: an ``execute_reply``'s
+    content, or the ``load`` op's error, whose ``type``/``message`` are its ename/evalue)."""
+    ename = result.get("ename", result.get("type"))
+    evalue = result.get("evalue", result.get("message"))
+    where = f" (cell {int(index) + 1})" if len(source.cells) > 1 and index is not None else ""
+    return ScriptError(
+        f"script {source.path!r} raised {ename} while loading{where}: {evalue}",
+        "BOOT_FAILED",
+        details={
+            "type": ename,
+            "message": evalue,
+            "traceback": strip_ansi("\n".join(result.get("traceback") or [])),
+            "phase": "load",
+        },
+    )
+
+
+def _boot_failed(source: ScriptSource, err: dict[str, Any]) -> ScriptError:
+    if err.get("kind") == "boot_missing":
+        return ScriptError(f"script {source.path!r} defines no boot() function", "BOOT_MISSING")
+    return ScriptError(
+        f"boot() of {source.path!r} raised {err.get('type')}: {err.get('message')}",
+        "BOOT_FAILED",
+        details={
+            "type": err.get("type"),
+            "message": err.get("message"),
+            "traceback": err.get("traceback"),
+            "phase": "boot",
+        },
+    )

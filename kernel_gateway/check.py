@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import hashlib
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,9 +172,23 @@ def syntax_findings(cells: list[Cell]) -> list[Finding]:
     return [f for f in (_compile(c)[1] for c in cells) if f is not None]
 
 
+# the sources that compiled (a digest of their cells): the start of a file that did not
+# change checks nothing again, and takes no thread for it
+_COMPILED: OrderedDict[bytes, None] = OrderedDict()
+COMPILED_KEPT = 256
+
+
 async def compiles(source: ScriptSource) -> None:
-    """:func:`require_compiles` off the event loop (a large file takes a while)."""
+    """:func:`require_compiles` off the event loop (a large file takes a while); a
+    source that compiled before is not checked again."""
+    digest = hashlib.sha256("\x00".join(source.cells).encode("utf-8", "replace")).digest()
+    if digest in _COMPILED:
+        _COMPILED.move_to_end(digest)
+        return
     await asyncio.get_running_loop().run_in_executor(None, require_compiles, source)
+    _COMPILED[digest] = None
+    while len(_COMPILED) > COMPILED_KEPT:
+        _COMPILED.popitem(last=False)
 
 
 def require_compiles(source: ScriptSource) -> None:

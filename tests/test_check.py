@@ -268,3 +268,22 @@ def test_restart_and_reload_refused_keep_the_running_version(client, scripts, sc
         summary = client.get(f"/script-engine/scripts/{started['script_id']}").json()
         assert summary["status"] == "running"
     assert json.loads(client.get(f"/script-api/{tag}").text) == "v1"
+
+
+def test_a_source_that_compiled_is_checked_again_once_changed():
+    """A start's compile check is remembered per source text (the start of an unchanged
+    file checks nothing again): a changed text is checked, a broken one refused."""
+    import asyncio
+
+    from kernel_gateway.check import compiles
+    from kernel_gateway.errors import ScriptError
+    from kernel_gateway.scripts import ScriptSource
+
+    good = ScriptSource("c.py", "/x/c.py", ["def boot():\n    pass\n"], 0.0, 1)
+    asyncio.run(compiles(good))
+    asyncio.run(compiles(good))  # remembered
+    bad = ScriptSource("c.py", "/x/c.py", ["def boot(:\n    pass\n"], 0.0, 1)
+    for _ in range(2):  # a failure is never remembered
+        with pytest.raises(ScriptError) as caught:
+            asyncio.run(compiles(bad))
+        assert caught.value.code == "SYNTAX_ERROR"

@@ -31,11 +31,11 @@ from .debugsource import ScriptSources
 from .dispatch import Calls
 from .encoding import ResultNotSerializable, encode_value
 from .errors import GatewayUnavailableError, RemoteCallError
-from .policy import Policy, PolicyError
-from .policy_hook import install
-from .prepare import add_site_dirs, script_name
+from .load import load_script
+from .policy import PolicyError
+from .prepare import add_site_dirs, install_policy, script_name
 from .registrations import Registrations
-from .replies import reply_error, reply_ok
+from .replies import Send, reply_error, reply_ok
 
 __all__ = ["GatewayLink"]
 
@@ -62,6 +62,7 @@ class GatewayLink(Link):
         self._vwed = vwed_provider
         self._comm: Any = None
         self._service_subshell: str | None = None
+        self.loading = False  # a ``load`` op is under way (load.py)
         self._main_thread = threading.main_thread()
         self._pending: dict[str, concurrent.futures.Future[Any]] = {}
         # failures of the script's handlers are logged through the link, as VWED.log is
@@ -84,6 +85,7 @@ class GatewayLink(Link):
             "ping": self._op_ping,
             "prepare": self._op_prepare,
             "boot": self._op_boot,
+            "load": self._op_load,
             "call": self._op_call,
             "cancel": self._op_cancel,
             "response": self._op_response,
@@ -178,7 +180,16 @@ class GatewayLink(Link):
         self._reply_ok(data["id"], {"encoding": "json"}, [b'"pong"'])
 
     def _op_prepare(self, data: dict[str, Any], buffers: list[Any]) -> None:
-        """Before the script's source runs: name the script, set ``__file__``."""
+        try:
+            self.prepare(data)
+        except PolicyError as exc:
+            self._reply_error(data["id"], exc, "policy")
+            return
+        self._reply_ok(data["id"], {"encoding": "json"}, [b"null"])
+
+    def prepare(self, data: dict[str, Any]) -> None:
+        """Before the script's source runs: name the script, set ``__file__``, install
+        its policy (``PolicyError`` when that cannot be done)."""
         self.script_id = data.get("script_id")
         self.replica = int(data.get("replica") or 0)
         self.replicas = int(data.get("replicas") or 1)
@@ -203,45 +214,24 @@ class GatewayLink(Link):
         if self._sources is not None and path:
             self._sources.begin(script_name(data, path), path)
         if data.get("policy") is not None:
-            try:
-                folder = data.get("folder") or (os.path.dirname(path) if path else None)
-                self._install_policy(data["policy"], folder)
-            except PolicyError as exc:
-                self._reply_error(data["id"], exc, "policy")
-                return
-        self._reply_ok(data["id"], {"encoding": "json"}, [b"null"])
-
-    def _install_policy(self, data: Any, folder: str | None) -> None:
-        """The script's policy, as an audit hook (vwed_kernel/policy.py); its refusals
-        are also logged as ``policy`` WARNING lines, so one a script catches is seen."""
-        vwed = self._vwed()
-
-        def report(message: str) -> None:
-            if self._comm is None:
-                vwed.log.warning("policy", message)
-                return
-            # a log line the gateway also counts (vwed_policy_refusals_total)
-            self._send(
-                {
-                    "op": "log",
-                    "level": "WARNING",
-                    "tag": "policy",
-                    "message": message,
-                    "refusal": True,
-                }
-            )
-
-        install(Policy.parse(data, folder or None), report)
+            folder = data.get("folder") or (os.path.dirname(path) if path else None)
+            install_policy(data["policy"], folder, self._vwed(), lambda: self.attached, self._send)
 
     def _op_boot(self, data: dict[str, Any], buffers: list[Any]) -> None:
-        call_id = data["id"]
+        self.boot(data["id"], self._send)
+
+    def _op_load(self, data: dict[str, Any], buffers: list[Any]) -> None:
+        """``prepare``, the script's code and ``boot`` in one message (load.py)."""
+        load_script(self, self._kernel(), data, self._send)
+
+    def boot(self, call_id: str, send: Send) -> None:
+        """Call the script's ``boot()``; its answer (the registrations) goes to ``send``."""
         if self._sources is not None:
             self._sources.end()
         boot = self._user_ns().get("boot")
         if not callable(boot):
-            self._reply_error(
-                call_id, NameError("the script defines no boot() function"), "boot_missing"
-            )
+            missing = NameError("the script defines no boot() function")
+            reply_error(send, call_id, missing, "boot_missing")
             return
         vwed = self._vwed()
 
@@ -253,7 +243,7 @@ class GatewayLink(Link):
             value = boot()
             return after(value) if inspect.isawaitable(value) else vwed.registrations()
 
-        self.calls.run(call_id, "boot", produce, self._send)
+        self.calls.run(call_id, "boot", produce, send)
 
     def _op_registrations(self, data: dict[str, Any], buffers: list[Any]) -> None:
         """What this kernel has registered now (what ``boot`` answered, with the
@@ -303,10 +293,12 @@ class GatewayLink(Link):
 
     # -- kernel -> gateway ----------------------------------------------------------
     def notify_register(self, kind: str, description: dict[str, Any]) -> None:
-        self._send({"op": "register", "kind": kind, "item": description})
+        if not self.loading:  # a load's registrations are in its answer (load.py)
+            self._send({"op": "register", "kind": kind, "item": description})
 
     def notify_unregister(self, kind: str, description: dict[str, Any]) -> None:
-        self._send({"op": "unregister", "kind": kind, "item": description})
+        if not self.loading:
+            self._send({"op": "unregister", "kind": kind, "item": description})
 
     def notify_log(self, level: str, tag: str, message: str) -> bool:
         if self._comm is None:

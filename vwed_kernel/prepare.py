@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_site_dirs", "script_name"]
+from .policy import Policy
+from .policy_hook import install
+
+__all__ = ["add_site_dirs", "install_policy", "script_name"]
 
 
 def script_name(data: dict[str, Any], path: str) -> str:
@@ -40,3 +44,32 @@ def add_site_dirs(folders: list[Any]) -> None:
         added = [entry for entry in sys.path if entry not in own]
         sys.path[:] = own + added
         importlib.invalidate_caches()
+
+
+def install_policy(
+    data: Any,
+    folder: str | None,
+    vwed: Any,
+    attached: Callable[[], bool],
+    send: Callable[[dict[str, Any]], None],
+) -> None:
+    """The script's policy, as an audit hook (vwed_kernel/policy.py); ``PolicyError``
+    when it cannot be understood. Its refusals are also logged as ``policy`` WARNING
+    lines, so one a script catches is seen."""
+
+    def report(message: str) -> None:
+        if not attached():
+            vwed.log.warning("policy", message)
+            return
+        # a log line the gateway also counts (vwed_policy_refusals_total)
+        send(
+            {
+                "op": "log",
+                "level": "WARNING",
+                "tag": "policy",
+                "message": message,
+                "refusal": True,
+            }
+        )
+
+    install(Policy.parse(data, folder or None), report)

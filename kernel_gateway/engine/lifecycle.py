@@ -33,7 +33,7 @@ from .packages import GC_INTERVAL, ScriptPackages
 from .persistence import RunHistory
 from .reattach import RemoteKernels
 from .resume import resume_script
-from .revisions import Revisions, disk_stat, load_source, warn_uncommitted
+from .revisions import Revisions, disk_stat, load_latest, load_source, warn_uncommitted
 from .supervisor import Supervisor
 from .watch import watch_files
 
@@ -160,9 +160,11 @@ class ScriptEngine(Booting):
                     f"{used} script kernels run already; the limit is {self.max_kernels}",
                     "TOO_MANY_KERNELS",
                 )
-        source = await load_source(
-            self.files, self.repo, script_path, revision
-        )  # 404 before any kernel
+        committing: asyncio.Future[ScriptSource] | None = None
+        if revision is None:  # the latest: a file changed on disk is committed as it boots
+            source, committing = await load_latest(self.files, self.repo, script_path)
+        else:
+            source = await load_source(self.files, self.repo, script_path, revision)
         await compiles(source)  # 422 SYNTAX_ERROR before any kernel is taken
         decl = self.packages.declaration(source)  # 422 DEPENDENCY_INVALID, likewise
         async with self._lock(source.path):
@@ -179,12 +181,15 @@ class ScriptEngine(Booting):
             script = self.new_script(source, options, self.scripts.new_id(source.path, now), now)
             script.file_stat = disk_stat(source)
             script.revision = source.revision
-            warn_uncommitted(self.logs, self.repo, script)
+            # the revision it runs, known once its commit is done (that of a file that did
+            # not change: now); the run is recorded with it
+            settled = asyncio.ensure_future(self._settle(script, committing))
             script.environment = None if lock else self.packages.ready(decl)
             if script.environment is None and (decl is not None or lock is not None):
                 script.status = "installing"
             self.scripts.add(script)
-            await self.runs.started(script)  # its install's records carry the run id
+            # the run is recorded while the kernel boots; its records wait for its id
+            recorded = self.runs.begin(script, after=settled)
             replicas = options.replicas
             self.logs.engine(
                 script.script_id,
@@ -193,6 +198,7 @@ class ScriptEngine(Booting):
             )
             try:
                 if script.status == "installing":
+                    await recorded  # its install's records carry the run id
                     script.environment = await self._install(script, lock)
                     script.status = "starting"
                     await self.runs.locked(script)
@@ -200,6 +206,7 @@ class ScriptEngine(Booting):
                 script.kernels, script.registrations = await self._boot_all(script)
             except BaseException as exc:
                 self._forget(script)
+                await asyncio.shield(recorded)  # the failed run is stored too
                 reason = getattr(exc, "code", None) or type(exc).__name__
                 self.logs.engine(
                     script.script_id,
@@ -213,8 +220,8 @@ class ScriptEngine(Booting):
                 raise
             script.status = "running"
             script.ready.set()
-            self.runs.ended(script, "running", None, ended=False)
-            await self.runs.remember(script)
+            await recorded  # after its revision is settled
+            await self.runs.serving(script)  # the run and the desired script: one commit
             counts = script.registrations.counts()
             self.logs.engine(
                 script.script_id,
@@ -222,6 +229,23 @@ class ScriptEngine(Booting):
                 f"booted {source.path}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
             )
             return script
+
+    async def _settle(
+        self, script: RunningScript, committing: asyncio.Future[ScriptSource] | None
+    ) -> None:
+        """``script.revision`` once the commit of its changed file is done: that commit,
+        if its text is the one that booted (the file may have changed again between the
+        read and git's); else none, and the WARNING of a script that runs no commit."""
+        if committing is not None:
+            try:
+                committed = await committing
+            except Exception:  # the file runs as read: its commit is tried at the next start
+                log.exception("committing %s failed", script.path)
+            else:
+                if committed.revision and committed.cells == script.source.cells:
+                    script.source = committed
+                    script.revision = committed.revision
+        warn_uncommitted(self.logs, self.repo, script)
 
     def new_script(
         self, source: ScriptSource, options: StartOptions, script_id: str, started_at: float

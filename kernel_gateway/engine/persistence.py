@@ -5,6 +5,7 @@ starts again. The restore task belongs here, so closing cancels it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,11 +45,36 @@ class RunHistory:
         self._writes = Background(log)  # run ends still being stored
         self._restore: asyncio.Task[Any] | None = None
 
+    def begin(
+        self, script: RunningScript, after: Awaitable[None] | None = None
+    ) -> asyncio.Task[None]:
+        """Record the run while the start goes on (its kernel boots meanwhile), once
+        ``after`` is done (the script's revision is known then); the script's log
+        records wait for the run's id (``LogHub.run_pending``), so each still carries
+        it. Await the task before anything that needs ``run_id``."""
+        if self.db is not None:
+            self.logs.run_pending(script.script_id)
+
+        async def record() -> None:
+            if after is not None:
+                with contextlib.suppress(Exception):  # recorded all the same
+                    await asyncio.shield(after)
+            await self.started(script)
+
+        return asyncio.ensure_future(record())
+
     async def started(self, script: RunningScript) -> None:
         """Record the run; a start goes on without a record if the database is slow or
         away (its logs then carry no run id): a script must not stay down for it."""
         if self.db is None:
             return
+        try:
+            await self._insert(script)
+        finally:  # the records held for the run id go, with it or without
+            self.logs.run_started(script.script_id, script.run_id)
+
+    async def _insert(self, script: RunningScript) -> None:
+        assert self.db is not None
         try:
             script.run_id = await self.db.run_started(
                 script.script_id,
@@ -66,8 +92,6 @@ class RunHistory:
                 "the run could not be recorded in the database "
                 f"({getattr(exc, 'message', exc)}); the script starts without a run record",
             )
-            return
-        self.logs.run_started(script.script_id, script.run_id)
 
     def ended(
         self, script: RunningScript, status: str, reason: str | None, ended: bool = True
@@ -89,15 +113,7 @@ class RunHistory:
         """Stored before ``start`` answers: a gateway killed right after still restores it."""
         if self.db is None:
             return
-        options = script.options.requested()
-        if self.state is not None:
-            try:
-                sealed = await self.state(script)
-            except Exception:  # restored all the same, with new kernels
-                log.exception("could not take the state of the remote kernels of %s", script.path)
-                sealed = None
-            if sealed is not None:
-                options[ATTACH_KEY] = sealed
+        options = await self._options(script)
         try:
             await self.db.desire(
                 script.path,
@@ -112,6 +128,43 @@ class RunHistory:
             log.warning("could not store %s as a script to restore: %s", script.path, exc)
         except Exception:
             log.exception("could not store %s as a script to restore", script.path)
+
+    async def serving(self, script: RunningScript) -> None:
+        """A start booted: its run is ``running`` and the script is remembered (restored
+        by a restarted gateway), in one transaction stored before ``start`` answers, so
+        a gateway killed right after the answer still has both."""
+        if self.db is None:
+            return
+        options = await self._options(script)
+        try:
+            await self.db.run_serving(
+                script.run_id,
+                script.path,
+                script.replicas,
+                script.restart,
+                time.time(),
+                options,
+                _lock_of(script),
+                script.revision,
+            )
+        except StoreTimeout as exc:  # the database is slow or away: no traceback
+            log.warning("could not store the start of %s: %s", script.path, exc)
+        except Exception:
+            log.exception("could not store the start of %s", script.path)
+
+    async def _options(self, script: RunningScript) -> dict[str, Any]:
+        """The options a restore starts ``script`` with (and how to reattach to its
+        remote kernels, if it has some)."""
+        options = script.options.requested()
+        if self.state is not None:
+            try:
+                sealed = await self.state(script)
+            except Exception:  # restored all the same, with new kernels
+                log.exception("could not take the state of the remote kernels of %s", script.path)
+                sealed = None
+            if sealed is not None:
+                options[ATTACH_KEY] = sealed
+        return options
 
     async def locked(self, script: RunningScript) -> None:
         """The run's environment is known now (installed after the run was recorded)."""

@@ -5,6 +5,7 @@ runs exactly the commit it names."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any, Protocol
 
@@ -14,7 +15,7 @@ from ..repo import GitFailed
 from ..scripts import ScriptSource, ScriptStore
 from .model import RunningScript
 
-__all__ = ["Revisions", "disk_stat", "load_source", "warn_uncommitted"]
+__all__ = ["Revisions", "disk_stat", "load_latest", "load_source", "warn_uncommitted"]
 
 
 class Revisions(Protocol):
@@ -27,6 +28,8 @@ class Revisions(Protocol):
     async def source_at(self, rel: str, revision: str) -> str: ...
 
     async def history(self, rel: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def changed(self, rel: str) -> bool: ...
 
 
 async def load_source(
@@ -50,20 +53,48 @@ async def load_source(
         on_disk = files.load(script_path)
         if repo is None:
             return on_disk
-        rel = on_disk.path
-        try:
-            full = await repo.latest(rel)
-            # the file's own last commit (its content is HEAD's): what its history lists
-            last = await repo.history(rel, 1)
-            full = str(last[0]["revision"]) if last else full
-            text = await repo.source_at(rel, full)
-        except (GitFailed, NotFound):
-            return on_disk
-        return files.source_from_text(rel, text, full)
+        return await _latest(files, repo, on_disk)
     rel = files.relative(files.resolve(script_path))
     full = await repo.resolve(revision)
     text = await repo.source_at(rel, full)
     return files.source_from_text(rel, text, full)
+
+
+async def _latest(files: ScriptStore, repo: Revisions, on_disk: ScriptSource) -> ScriptSource:
+    """The latest commit of the file read as ``on_disk`` (committed first if it changed),
+    or ``on_disk`` itself when it cannot be committed."""
+    rel = on_disk.path
+    try:
+        full = await repo.latest(rel)
+        # the file's own last commit (its content is HEAD's): what its history lists
+        last = await repo.history(rel, 1)
+        full = str(last[0]["revision"]) if last else full
+        text = await repo.source_at(rel, full)
+    except (GitFailed, NotFound):
+        return on_disk
+    return files.source_from_text(rel, text, full)
+
+
+async def load_latest(
+    files: ScriptStore, repo: Revisions | None, script_path: str
+) -> tuple[ScriptSource, asyncio.Future[ScriptSource] | None]:
+    """The latest source of ``script_path`` for a start (as ``load_source`` with no
+    revision), without waiting for git when the file changed on disk: then the file as
+    it is now, and its commit under way (the latest source, awaited before the start
+    answers: its text is checked to be the one that booted). The kernel boots while
+    git commits, instead of after."""
+    on_disk = files.load(script_path)  # 404, 413, a bad notebook: before anything
+    if repo is None or not repo.changed(on_disk.path):
+        return (on_disk if repo is None else await _latest(files, repo, on_disk)), None
+    committing = asyncio.ensure_future(_latest(files, repo, on_disk))
+    committing.add_done_callback(_retrieved)
+    return on_disk, committing
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """A commit nobody awaits any more (the start failed before) leaves no warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 def disk_stat(source: ScriptSource) -> tuple[float, int] | None:

@@ -48,6 +48,7 @@ class LogHub:
         self._ring_size = 0
         self._subscribers: set[Subscriber] = set()
         self._runs: dict[str, int] = {}
+        self._held: dict[str, list[tuple[Any, ...]]] = {}  # records waiting for a run id
         self._joiners: dict[str, StreamJoiner] = {}
         self._kernel_scripts: dict[str, str | None] = {}
         self._call_tasks: OrderedDict[str, str | None] = OrderedDict()
@@ -90,9 +91,17 @@ class LogHub:
             await self.db.close((reserved, self.last_id) if reserved is not None else None)
 
     # -- making records ------------------------------------------------------------
+    def run_pending(self, script_id: str) -> None:
+        """The run of ``script_id`` is being recorded: its records wait for the run's id
+        (``run_started`` sends them on), so each one carries it."""
+        self._held.setdefault(script_id, [])
+
     def run_started(self, script_id: str, run_id: int | None) -> None:
+        """The run's id (None: it could not be recorded); the records held meanwhile go."""
         if run_id is not None:
             self._runs[script_id] = run_id
+        for args in self._held.pop(script_id, []):
+            self.emit(*args)
 
     def note_call(self, call_id: str, task_id: str | None, script_id: str | None = None) -> None:
         """Remember a call's task id (and, for a step in a shared worker, the script
@@ -117,6 +126,10 @@ class LogHub:
     ) -> None:
         """A record (split if long); ``kernel_id``: the kernel whose output it is, so the
         secret values that kernel was given are redacted."""
+        held = self._held.get(script_id or "") if self._held else None
+        if held is not None:  # its run is being recorded (run_pending)
+            held.append((script_id, level, source, tag, message, call_id, task_id, kernel_id))
+            return
         if call_id is not None:
             task_id = task_id or self._call_tasks.get(call_id)
             script_id = self._call_scripts.get(call_id, script_id)

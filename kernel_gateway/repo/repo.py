@@ -20,9 +20,11 @@ repository's ``info/exclude``, which is not itself part of the history).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +48,7 @@ log = logging.getLogger("kernel_gateway.repo")
 T = TypeVar("T")
 DISK = "disk"
 _REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
+_SHA = re.compile(r"[0-9a-f]{40}")
 _EXCLUDE_MARK = "# written by the VWED gateway: never versioned"
 _EXCLUDES = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", ".*.tmp-*", "/.vwed/")
 MAX_MESSAGE = 4000
@@ -221,7 +224,7 @@ class ScriptRepo:
     async def _commit(self, paths: list[str], author: str, message: str | None) -> str | None:
         await self._stage(paths)
         text = clean_message(message or "") or f"update {', '.join(paths)}"
-        revision = await self._commit_staged(author, text)
+        revision = await self._commit_staged(author, text, paths)
         for rel in paths:
             self._remember(rel)
         return revision
@@ -236,39 +239,123 @@ class ScriptRepo:
         if gone:
             await self.git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *gone)
 
-    async def _commit_staged(self, author: str, message: str) -> str | None:
+    async def _commit_staged(
+        self, author: str, message: str, added: list[str] | None = None
+    ) -> str | None:
+        """Commit the index: the new revision, or ``None`` when nothing is staged.
+        ``added``: the paths just staged (None: anything may be, ``add -A -- .``)."""
         # Security: info/exclude loses to a .gitignore ("!/.vwed/" re-includes it), so what
         # must never be versioned (tokens, the secrets key, the database, environments) is
-        # taken out of the index before every commit, whatever the ignore files say.
+        # taken out of the index before every commit, whatever the ignore files say: at
+        # once when what was added may hold one, and whenever one shows among the staged.
         excluded = self.excluded_inside()
-        if excluded:
+        staged = await self._staged()
+        if excluded and (
+            added is None or _may_hold(added, excluded) or _may_hold(list(staged), excluded)
+        ):
             await self.git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *excluded)
-        staged = await self.git.run("diff", "--cached", "--quiet", "--no-ext-diff", ok=(0, 1))
-        if staged.code == 0:
+            staged = await self._staged()
+        if not staged:
             return None
+        text, name, at = clean_message(message) or "update", clean_author(author), int(time.time())
         await self.git.run(
             "commit",
             "-q",
             "--no-verify",
             "--cleanup=strip",
             "-m",
-            clean_message(message) or "update",
-            env={"GIT_AUTHOR_NAME": clean_author(author), "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL},
+            text,
+            env={
+                "GIT_AUTHOR_NAME": name,
+                "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
+                "GIT_AUTHOR_DATE": f"@{at} {_utc_offset(at)}",  # the time a history shows
+            },
         )
         self._head = None
         revision = await self.head()
+        if revision:
+            self._seed(revision, staged, name, text, at)
         if self.remote is not None:
             self.remote.push_soon()
         return revision
+
+    async def _staged(self) -> dict[str, str]:
+        """The paths staged against HEAD, each with its new blob id ("" when removed)."""
+        found = await self.git.run(
+            "diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-ext-diff"
+        )
+        fields = found.text.split("\x00")
+        staged: dict[str, str] = {}
+        for head, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = head.split()
+            if len(parts) == 5 and path:
+                staged[path] = "" if parts[4] == "D" else parts[3]
+        return staged
+
+    def _seed(
+        self, revision: str, staged: dict[str, str], author: str, message: str, at: int
+    ) -> None:
+        """What a start reads right after committing its file, known without asking git
+        again: the file's last commit (this one) and its text at it when the file on disk
+        still has the content staged (its blob id, computed here, is the one committed)."""
+        plain = _plain(author) and _plain(message) and not message.startswith("#")
+        for rel, blob in staged.items():
+            if not blob:
+                continue
+            if plain:
+                entry = {"revision": revision, "time": at, "author": author, "message": message}
+                _keep(self._histories, (rel, 1), (revision, [entry]), CACHED_HISTORIES)
+            try:
+                data = (self.root / rel).read_bytes()
+            except OSError:
+                continue
+            if os.path.islink(self.root / rel) or _blob_id(data) != blob:
+                continue  # changed since it was staged (or a link): read from git when asked
+            _keep(self._texts, (revision, rel), data.decode("utf-8", "replace"), CACHED_TEXTS)
 
     # -- reading ----------------------------------------------------------------------
     async def head(self) -> str:
         """The current revision ("" before the first commit); cached until a ref moves."""
         key = self._refs_key()
         if self._head is None or key != self._head_key:
-            found = await self.git.run("rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
-            self._head, self._head_key = found.text.strip(), key
+            head = self._head_from_files()
+            if head is None:
+                found = await self.git.run("rev-parse", "--verify", "--quiet", "HEAD", ok=(0, 1))
+                head = found.text.strip()
+            self._head, self._head_key = head, key
         return self._head
+
+    def _head_from_files(self) -> str | None:
+        """HEAD read from the repository's files (``HEAD``, the branch's loose ref, else
+        ``packed-refs``): no git process. None when it is not that simple (a linked
+        worktree, another ref storage, no commit yet, anything unexpected): then
+        ``rev-parse`` answers."""
+        git_dir = self.git.git_dir
+        try:
+            if (git_dir / "commondir").exists():
+                return None
+            head = (git_dir / "HEAD").read_text("utf-8").strip()
+            if _SHA.fullmatch(head):
+                return head
+            if not head.startswith("ref: refs/heads/"):
+                return None
+            ref = head[5:]
+            if ".." in ref.split("/"):
+                return None
+            loose = git_dir / ref
+            if loose.is_file():
+                value = loose.read_text("utf-8").strip()
+                return value if _SHA.fullmatch(value) else None
+            packed = git_dir / "packed-refs"
+            if not packed.is_file():
+                return None
+            for line in packed.read_text("utf-8").splitlines():
+                parts = line.split(" ")
+                if len(parts) == 2 and parts[1] == ref and _SHA.fullmatch(parts[0]):
+                    return parts[0]
+        except (OSError, UnicodeDecodeError):
+            return None
+        return None
 
     def _refs_key(self) -> tuple[int, ...]:
         key: list[int] = []
@@ -290,11 +377,16 @@ class ScriptRepo:
     def _remember(self, rel: str) -> None:
         self._stats[rel] = self._stat(rel)
 
+    def changed(self, rel: str) -> bool:
+        """Whether ``latest(rel)`` would commit first: the file (or its absence) is not
+        what this repository last committed or saw of it."""
+        return self._stats.get(rel) != self._stat(rel)
+
     async def latest(self, rel: str) -> str:
         """The revision to run ``rel`` at: HEAD, after committing ``rel``'s change on
         disk (author ``disk``) if it has one. No git process when neither the file nor
         the branch moved since the last look."""
-        if self._stats.get(rel) != self._stat(rel):
+        if self.changed(rel):
             async with self.lock:
                 await self._commit([rel], DISK, f"{rel} changed on disk")
         head = await self.head()
@@ -384,6 +476,38 @@ class ScriptRepo:
 
     def describe_remote(self) -> str | None:
         return redact(self.remote.url) if self.remote is not None else None
+
+
+def _may_hold(paths: list[str], excluded: list[str]) -> bool:
+    """Whether one of ``paths`` (relative to the root) is, holds or lies under one of
+    the ``excluded`` paths."""
+    for path in paths:
+        p = path.strip("/")
+        if p in ("", "."):
+            return True
+        for e in excluded:
+            e = e.strip("/")
+            if p == e or e.startswith(p + "/") or p.startswith(e + "/"):
+                return True
+    return False
+
+
+def _plain(text: str) -> bool:
+    """One line git keeps as it is (as an author name, or a message after
+    ``--cleanup=strip``): no surrounding spaces or punctuation git trims."""
+    return bool(text) and "\n" not in text and text == text.strip().strip(".,:;<>\"\\'")
+
+
+def _blob_id(data: bytes) -> str:
+    """The id git gives ``data`` as a blob (SHA-1 of its header and content)."""
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _utc_offset(at: int) -> str:
+    """``+HHMM`` of the local time zone at ``at`` (what git writes by itself)."""
+    offset = time.localtime(at).tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    return f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
 
 
 K = TypeVar("K")

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .models import DesiredScriptRow, RunRow
 
@@ -94,20 +94,53 @@ class RunTables:
     ) -> None:
         """Remember that a script should run (replacing its options, lock and revision)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path)
+            self._desire(conn, script_path, replicas, restart, now, options, lock_hash, revision)
+
+    @staticmethod
+    def _desire(
+        conn: Connection,
+        script_path: str,
+        replicas: int,
+        restart: str,
+        now: float,
+        options: dict[str, Any] | None,
+        lock_hash: str | None,
+        revision: str | None,
+    ) -> None:
+        conn.execute(delete(DesiredScriptRow).where(DesiredScriptRow.script_path == script_path))
+        conn.execute(
+            insert(DesiredScriptRow).values(
+                script_path=script_path,
+                replicas=replicas,
+                restart=restart,
+                started_at=now,
+                options=json.dumps(options) if options else None,
+                lock_hash=lock_hash,
+                revision=revision,
             )
-            conn.execute(
-                insert(DesiredScriptRow).values(
-                    script_path=script_path,
-                    replicas=replicas,
-                    restart=restart,
-                    started_at=now,
-                    options=json.dumps(options) if options else None,
-                    lock_hash=lock_hash,
-                    revision=revision,
+        )
+
+    def run_serving(
+        self,
+        run_id: int | None,
+        script_path: str,
+        replicas: int,
+        restart: str,
+        now: float,
+        options: dict[str, Any] | None = None,
+        lock_hash: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        """A start booted: its run is ``running`` and the script is desired, in one
+        transaction (one commit on the start's path instead of two)."""
+        with self.engine.begin() as conn:
+            if run_id is not None:
+                conn.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id)
+                    .values(status="running", exit_reason=None, stopped_at=None)
                 )
-            )
+            self._desire(conn, script_path, replicas, restart, now, options, lock_hash, revision)
 
     def undesire(self, script_path: str) -> None:
         with self.engine.begin() as conn:

@@ -288,6 +288,31 @@ class StoreService:
             self.db.desire, script_path, replicas, restart, now, options, lock_hash, revision
         )
 
+    async def run_serving(
+        self,
+        run_id: int | None,
+        script_path: str,
+        replicas: int,
+        restart: str,
+        now: float,
+        options: dict[str, Any] | None = None,
+        lock_hash: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        """A start booted: the run (if recorded) is ``running`` and the script desired,
+        in one transaction."""
+        await self.write(
+            self.db.run_serving,
+            run_id,
+            script_path,
+            replicas,
+            restart,
+            now,
+            options,
+            lock_hash,
+            revision,
+        )
+
     async def undesire(self, script_path: str) -> None:
         await self.write(self.db.undesire, script_path)
 

@@ -1,0 +1,171 @@
+"""A start is one ``load`` op (prepare, the script's cells, boot, answered once); a
+kernel without that op (an older ``vwed_kernel``, e.g. on a remote host) is booted
+with ``prepare``, ``execute_request``s and ``boot`` as before, with the same answers
+and the same errors. Real kernels: the "old" one is the VWED kernel launched with its
+``load`` op taken out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kernel_gateway.boot import boot_kernel
+from kernel_gateway.errors import GatewayError
+from kernel_gateway.kernelenv import kernel_environment
+from kernel_gateway.kernels import KernelEvents, ScriptKernel
+from kernel_gateway.kernelspec import make_kernelspec_manager
+from kernel_gateway.launch import LaunchOptions
+from kernel_gateway.scripts import ScriptSource
+
+pytestmark = pytest.mark.timeout(120)
+
+OLD = """
+import sys
+from vwed_kernel import bridge
+init = bridge.GatewayLink.__init__
+def without_load(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    del self._ops["load"]
+bridge.GatewayLink.__init__ = without_load
+from vwed_kernel.launch import main
+main(["-f", sys.argv[1]])
+"""
+
+GOOD = """
+print("loading")
+def boot():
+    VWED.api.register_route("/lo/a", "GET", lambda: 1)
+    VWED.function.register("lo_f", lambda: 2)
+"""
+
+
+def _specs(data: Path) -> None:
+    for name, argv in (
+        ("new", [sys.executable, "-m", "vwed_kernel", "-f", "{connection_file}"]),
+        ("old", [sys.executable, "-c", OLD, "{connection_file}"]),
+    ):
+        folder = data / "kernels" / name
+        folder.mkdir(parents=True)
+        spec = {"argv": argv, "display_name": name, "language": "python"}
+        (folder / "kernel.json").write_text(json.dumps(spec))
+
+
+def _answer_module_lookups(kernel: ScriptKernel) -> None:
+    """No gateway here: the kernel's ``module.find`` requests (IPython's traceback
+    machinery imports what it may lack) are answered "not found", as a gateway would."""
+
+    def on_event(kernel: Any, data: dict[str, Any], buffers: list[bytes], parent: Any) -> None:
+        if data.get("op") == "request" and data.get("id"):
+            kernel.bridge.respond(str(data["id"]), True, b'{"found": false}')
+
+    kernel.wire(KernelEvents(on_event, lambda k, m: None, lambda k: None))
+
+
+async def _boot(data: Path, name: str, text: str, policy: Any = None) -> Any:
+    """The registrations of ``text`` booted in a fresh kernel of spec ``name``, or the
+    gateway error (code and details) the start would answer."""
+    kernel = await ScriptKernel.start(
+        make_kernelspec_manager(data), name, launch=LaunchOptions(env=kernel_environment())
+    )
+    _answer_module_lookups(kernel)
+    try:
+        file = data / "lo.py"
+        file.write_text(text)
+        source = ScriptSource("lo.py", str(file), [text], 0.0, len(text))
+        try:
+            regs = await boot_kernel(
+                kernel, "lo_1", source, replica=0, replicas=1, timeout=30, debug=True, policy=policy
+            )
+        except GatewayError as exc:
+            # the same traceback text, naming the script's file (not the debugger's name)
+            traceback = str(exc.details.get("traceback", "")).replace(str(data), "<data>")
+            assert "ipykernel_" not in traceback, traceback
+            details = dict(exc.details)
+            if exc.code == "BAD_POLICY":  # the frames of the kernel's own code (--debug)
+                details.pop("traceback")
+            return exc.code, exc.message, details, "\x1b[" in traceback
+        return sorted(regs.routes), sorted(regs.functions)
+    finally:
+        await kernel.shutdown(now=True)
+
+
+ASYNC = """
+import asyncio
+await asyncio.sleep(0.01)  # a top-level await: the cell runs as a coroutine
+async def boot():
+    await asyncio.sleep(0.01)
+    VWED.api.register_route("/lo/a", "GET", lambda: 1)
+    VWED.function.register("lo_f", lambda: 2)
+"""
+
+
+@pytest.mark.parametrize(
+    "text,policy",
+    [
+        (GOOD, None),
+        (ASYNC, None),
+        ("x = 1\n", None),  # BOOT_MISSING
+        ("x = {}['missing']\ndef boot(): pass\n", None),  # load: a KeyError
+        ("def boot():\n    raise RuntimeError('no PLC')\n", None),  # boot
+        (GOOD, {"network": "nonsense"}),  # prepare: the policy cannot be understood
+        ("import asyncio\nawait asyncio.sleep(0.01)\nraise ValueError('late')\n", None),
+        ("import asyncio\nasync def boot():\n    await asyncio.sleep(0)\n    1 / 0\n", None),
+    ],
+    ids=[
+        "registrations",
+        "async",
+        "boot-missing",
+        "load-error",
+        "boot-error",
+        "bad-policy",
+        "async-load-error",
+        "async-boot-error",
+    ],
+)
+def test_the_load_op_and_the_three_messages_answer_the_same(tmp_path, text, policy):
+    _specs(tmp_path)
+
+    async def both() -> tuple[Any, Any]:
+        return (
+            await _boot(tmp_path, "new", text, policy),
+            await _boot(tmp_path, "old", text, policy),
+        )
+
+    new, old = asyncio.run(both())
+    assert new == old
+    if text in (GOOD, ASYNC) and policy is None:
+        assert new == (["GET /lo/a"], ["lo_f"])
+    else:
+        assert new[0] in ("BOOT_MISSING", "BOOT_FAILED", "BAD_POLICY"), new
+        assert new[3] is False  # no ANSI colour in a traceback
+
+
+def test_a_multi_cell_script_names_the_cell_that_failed(tmp_path):
+    _specs(tmp_path)
+
+    async def run(name: str) -> str:
+        kernel = await ScriptKernel.start(
+            make_kernelspec_manager(tmp_path), name, launch=LaunchOptions(env=kernel_environment())
+        )
+        _answer_module_lookups(kernel)
+        try:
+            cells = ["a = 1\n", "b = a / 0\n", "def boot(): pass\n"]
+            source = ScriptSource("nb.ipynb", str(tmp_path / "nb.ipynb"), cells, 0.0, 1)
+            with pytest.raises(GatewayError) as caught:
+                await boot_kernel(
+                    kernel, "nb_1", source, replica=0, replicas=1, timeout=30, debug=True
+                )
+            return caught.value.message
+        finally:
+            await kernel.shutdown(now=True)
+
+    async def both() -> tuple[str, str]:
+        return await run("new"), await run("old")
+
+    new, old = asyncio.run(both())
+    assert new == old and "ZeroDivisionError while loading (cell 2)" in new, new

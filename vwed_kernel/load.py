@@ -1,0 +1,147 @@
+"""The ``load`` op: a script's start in one message from the gateway (docs/protocol.md).
+
+It does what ``prepare``, one ``execute_request`` per code cell and ``boot`` did as
+three round trips (or more), and answers once: the registrations, or the error of the
+phase that failed (``phase``: ``prepare``, ``load`` or ``boot``; the error's ``kind``
+as the separate op would have answered, ``load`` for a failed cell).
+
+The cells run through ipykernel's own ``do_execute``, as an ``execute_request``
+would run them (silent: false, no history, no stdin): the same compile names (the
+debugger's breakpoints in the script file, vwed_kernel/debugsource.py), the same
+``error`` output on iopub and the same traceback text in the answer. Because
+``do_execute`` is a coroutine (a cell with a top-level ``await`` suspends), the cells
+and ``boot()`` run as a coroutine driven from the comm's handler: to its end there
+when nothing in it waits, else on in an asyncio task (``run_now``).
+
+While a load is under way the kernel does not send a ``register`` op per
+registration: the gateway ignores them while a script starts (the answer's list is
+the authoritative one), and each cost a message both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from .policy import PolicyError
+from .replies import Send, reply_error
+
+__all__ = ["load_script"]
+
+log = logging.getLogger("vwed_kernel")
+
+
+class Loadable(Protocol):
+    """What ``load`` needs of the comm's end (``bridge.GatewayLink``)."""
+
+    loading: bool  # a load is under way: its registrations go in its answer only
+
+    def prepare(self, data: dict[str, Any]) -> None: ...
+
+    def boot(self, call_id: str, send: Send) -> None: ...
+
+
+def _phase(link: Loadable, send: Send, phase: str) -> Send:
+    """``send`` for the answer: output printed so far goes first (ipykernel flushes
+    it only at the end of a shell message), and an error says its phase."""
+
+    def answer(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            # ipykernel's flush waits for its IO thread: only when output is pending
+            if getattr(stream, "_flush_pending", True):
+                try:
+                    stream.flush()
+                except Exception:  # a closed stream: the answer goes out all the same
+                    pass
+        link.loading = False  # registrations made from now on are sent one by one
+        error = reply.get("error")
+        if isinstance(error, dict):
+            error["phase"] = phase
+        send(reply, buffers)
+
+    return answer
+
+
+def load_script(link: Loadable, kernel: Any, data: dict[str, Any], send: Send) -> None:
+    """Handle a ``load`` op: ``prepare`` now, then the cells and ``boot()`` in a task."""
+    call_id = str(data["id"])
+    link.loading = True
+    try:
+        link.prepare(data)
+    except PolicyError as exc:
+        reply_error(_phase(link, send, "prepare"), call_id, exc, "policy")
+        return
+    except Exception as exc:  # every load gets its answer, whatever went wrong
+        reply_error(_phase(link, send, "prepare"), call_id, exc, "handler")
+        return
+    cells = [str(cell) for cell in data.get("cells") or []]
+    run_now(_cells_then_boot(link, kernel, call_id, cells, send))
+
+
+_TASKS: set[asyncio.Future[Any]] = set()  # the loads that wait (kept from the collector)
+
+
+def run_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` here and now, in the comm's handler, as far as it goes without
+    waiting: a synchronous script is loaded and booted before ipykernel ends the shell
+    message (its flushes and ``idle`` status came first when the load was a task, about
+    0.5 ms measured). If it waits (a cell with a top-level ``await``, an ``async def
+    boot()``), an asyncio task carries on from there."""
+    try:
+        waited = coro.send(None)
+    except StopIteration:
+        return
+    task = asyncio.ensure_future(_carry_on(coro, waited))
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+async def _carry_on(coro: Coroutine[Any, Any, None], waited: Any) -> None:
+    """Go on with ``coro`` as an asyncio task would: resume it each time what it
+    yielded (a future, or None for a bare yield) is done."""
+    while True:
+        if waited is None:
+            await asyncio.sleep(0)
+        else:
+            waited._asyncio_future_blocking = False  # as asyncio.Task does
+            try:
+                await asyncio.wait([waited])
+            except asyncio.CancelledError:
+                coro.close()
+                raise
+        try:
+            waited = coro.send(None)
+        except StopIteration:
+            return
+
+
+async def _cells_then_boot(
+    link: Loadable, kernel: Any, call_id: str, cells: list[str], send: Send
+) -> None:
+    try:
+        for index, cell in enumerate(cells):
+            content = await kernel.do_execute(
+                cell, False, store_history=False, user_expressions={}, allow_stdin=False
+            )
+            if content.get("status") != "ok":
+                error = {
+                    "kind": "load",
+                    "type": content.get("ename"),
+                    "message": content.get("evalue"),
+                    "traceback": list(content.get("traceback") or []),
+                    "cell": index,
+                }
+                _phase(link, send, "load")(
+                    {"op": "result", "id": call_id, "ok": False, "error": error}, None
+                )
+                return
+    except BaseException as exc:  # the kernel's own machinery failed, not the script
+        log.exception("loading the script failed")
+        reply_error(_phase(link, send, "load"), call_id, exc, "handler")
+        if not isinstance(exc, Exception):
+            raise
+        return
+    link.boot(call_id, _phase(link, send, "boot"))
