@@ -103,6 +103,7 @@ class FastClient(asyncio.Protocol):
         # calls sent in one turn of the event loop after the first go out in one write
         # at the next turn (``send``); None: no send in this turn
         self._held: list[bytes] | None = None
+        self._out = 0  # calls sent and not answered yet (a hint: lost answers stay)
 
     @classmethod
     async def connect(
@@ -156,12 +157,15 @@ class FastClient(asyncio.Protocol):
             held.extend(message)
             return
         # The first call of a loop turn is written now (no added latency when calls
-        # come one at a time); the calls sent after it in the same turn are held and
-        # written together when the loop comes back (one system call, one wake-up of
-        # the kernel for all of them instead of one each).
+        # come one at a time); when other calls are out (concurrent requests), the
+        # calls sent after it in the same turn are held and written together when the
+        # loop comes back (one system call, one wake-up of the kernel for all of them
+        # instead of one each). Alone, nothing is scheduled.
         transport.write(b"".join(message))
-        self._held = []
-        asyncio.get_running_loop().call_soon(self._flush)
+        if self._out:
+            self._held = []
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out += 1
 
     def _flush(self) -> None:
         held, self._held = self._held, None
@@ -175,6 +179,8 @@ class FastClient(asyncio.Protocol):
         if not hmac.compare_digest(signature, self._sign(rest)):
             log.warning("fast channel: answer with a bad signature dropped")
             return
+        if self._out:
+            self._out -= 1
         try:
             self._on_result(json.loads(rest[0]), rest[1:])
         except Exception:
