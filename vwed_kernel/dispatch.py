@@ -9,7 +9,7 @@ that reported progress (``VWED.progress``, ``progress.py``): it follows its
 
 A call that fails in the script's code (its handler raised, or returned what
 cannot be serialized) also becomes one ERROR record of the script's log, with
-the exception's type, message and traceback (``_reporting``). The record is sent
+the exception's type, message and traceback (``_Answer``). The record is sent
 while the call's parent header is set, so the gateway attributes it to the call
 id (and task id). Failures that are the caller's (bad arguments, not found) or
 the gateway's (timeouts, cancels) are not logged here.
@@ -114,7 +114,7 @@ class Calls:
     ) -> None:
         self._registrations = registrations
         # VWED.progress: ops sent with ``progress`` (none: calls report nothing); the
-        # result of a call that reported progress goes on ``comm`` (_after_progress)
+        # result of a call that reported progress goes on ``comm`` (_Answer)
         self._emit_progress = progress
         self._comm = comm
         self._flusher = Flusher()
@@ -190,30 +190,14 @@ class Calls:
 
     def _call(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
         if self._emit_progress is None:
-            self._dispatch(data, buffers, self._reporting(data, send))
+            self._dispatch(data, buffers, _Answer(self, data, send, None))
             return
         reporter = Reporter(str(data["id"]), self._emit_progress, self._flusher)
-        send = self._reporting(data, self._after_progress(reporter, send))
         token = progress.CURRENT.set(reporter)
         try:
-            self._dispatch(data, buffers, send)
+            self._dispatch(data, buffers, _Answer(self, data, send, reporter))
         finally:
             progress.CURRENT.reset(token)
-
-    def _after_progress(self, reporter: Reporter, send: Send) -> Send:
-        """``send`` for the result of a call that may report progress: what is pending
-        goes first. A call that sent progress answers on the comm, whichever channel it
-        came on: its ``progress`` ops went there (kernel -> gateway ops use the comm),
-        and one channel keeps them in order, so the gateway sees the last progress
-        before the result."""
-
-        def answer(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
-            if reporter.finish() and self._comm is not None:
-                self._comm(reply, buffers)
-            else:
-                send(reply, buffers)
-
-        return answer
 
     def _dispatch(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
         call_id = data["id"]
@@ -260,21 +244,15 @@ class Calls:
         positional, keywords = bind_function(spec, data.get("args"), self._log)
         return lambda: spec.handler(*positional, **keywords)
 
-    def _reporting(self, data: dict[str, Any], send: Send) -> Send:
-        """``send``, logging a failure of the script's code first: one ERROR record
-        per failed call (every call gets exactly one ``result``)."""
-
-        def reporting(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
-            error = reply.get("error") if not reply.get("ok") else None
-            if isinstance(error, dict) and error.get("kind") in _LOGGED_KINDS:
-                try:
-                    tag, text = failure_record(data, error)
-                    self._log("ERROR", tag, text)
-                except Exception:  # the answer goes out whatever happened to the record
-                    log.exception("the ERROR record of call %s could not be sent", data.get("id"))
-            send(reply, buffers)
-
-        return reporting
+    def _log_failure(self, data: dict[str, Any], reply: dict[str, Any]) -> None:
+        """One ERROR record for a call that failed in the script's code."""
+        error = reply.get("error")
+        if isinstance(error, dict) and error.get("kind") in _LOGGED_KINDS:
+            try:
+                tag, text = failure_record(data, error)
+                self._log("ERROR", tag, text)
+            except Exception:  # the answer goes out whatever happened to the record
+                log.exception("the ERROR record of call %s could not be sent", data.get("id"))
 
     def cancel(self, target: str) -> str:
         """Cancel call ``target`` (from any thread); says what became of it:
@@ -291,3 +269,34 @@ class Calls:
             while len(self._cancelled) > MAX_CANCELLED:
                 self._cancelled.popitem(last=False)
             return "running" if self._current == target else "pending"
+
+
+class _Answer:
+    """The ``send`` of one call's answer (every call gets exactly one ``result``).
+
+    A failure of the script's code is logged first (``Calls._log_failure``: one ERROR
+    record per failed call). Then, with a progress reporter: what is pending goes
+    first, and a call that sent progress answers on the comm, whichever channel it
+    came on: its ``progress`` ops went there (kernel -> gateway ops use the comm), and
+    one channel keeps them in order, so the gateway sees the last progress before the
+    result. One object per call instead of a closure per step of that."""
+
+    __slots__ = ("calls", "data", "send", "reporter")
+
+    def __init__(
+        self, calls: Calls, data: dict[str, Any], send: Send, reporter: Reporter | None
+    ) -> None:
+        self.calls = calls
+        self.data = data
+        self.send = send
+        self.reporter = reporter
+
+    def __call__(self, reply: dict[str, Any], buffers: list[bytes] | None) -> None:
+        calls = self.calls
+        if not reply.get("ok"):
+            calls._log_failure(self.data, reply)
+        reporter = self.reporter
+        if reporter is not None and reporter.finish() and calls._comm is not None:
+            calls._comm(reply, buffers)
+        else:
+            self.send(reply, buffers)

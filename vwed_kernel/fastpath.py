@@ -12,7 +12,10 @@ JSON, *buffers]`` framed on the stream (``framing``: a count, the lengths, the
 frames), the signature an HMAC-SHA256 of the header and buffers with the
 kernel's own session key (the same trust as the Jupyter channels). A plain
 socket read by the event loop, not ZeroMQ: no I/O thread on either side, one
-system call per message each way. Messages are read on the kernel's main thread
+system call per message each way, or fewer: the calls read in one ``recv`` (the
+gateway writes a burst of concurrent calls at once) are answered in one write
+after the last of them (``HOLD`` and the handlers known to be slow bound how long
+an answer waits for the calls after it). Messages are read on the kernel's main thread
 event loop, so calls run exactly where comm calls run: a sync handler inline
 (interruptible by SIGINT), a coroutine as a task. Output printed during a call
 carries a parent header whose ``msg_id`` is the call's id. Every other client of
@@ -55,6 +58,10 @@ _HEADER = {
     "version": "5.3",
 }
 _clock: list[Any] = [-1, ""]
+# how long the answers of the calls read together may wait for the calls after them
+# (seconds): a burst of quick calls is answered in one write, a slow one does not hold
+# the answers before it longer than this (plus its own first run)
+HOLD = 0.0005
 
 
 def _date() -> str:
@@ -140,6 +147,8 @@ class FastChannel:
         self._sock.setblocking(False)
         self.port = int(self._sock.getsockname()[1])
         self._conns: set[_Conn] = set()
+        # (kind, name) of the handlers whose last synchronous run took more than HOLD
+        self._slow: set[tuple[Any, Any]] = set()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._accept)
 
@@ -185,17 +194,27 @@ class FastChannel:
         if data.get("op") != "call":
             return
 
-        def send(reply: dict[str, Any], buffers: list[bytes] | None) -> None:
-            conn.send(reply, buffers)
-
+        # A handler whose last run took long does not hold the answers read before it
+        # (``_Conn.send``): they go first.
+        handler = (data.get("kind"), data.get("name"))
+        slow = self._slow
+        if handler in slow:
+            conn.release()
         # Attribute output to the call, as ipykernel does for a shell message.
         self._kernel.set_parent(_IDENT, self._parent(str(data.get("id"))), "shell")
         # _signal: signal.signal's enum conversions cost more than the switch itself
         previous = _signal.signal(_SIGINT, _INT_HANDLER)
+        started = time.perf_counter()
         try:
-            self._calls.call(data, rest[1:], send)
+            self._calls.call(data, rest[1:], conn.send)
         finally:
             _signal.signal(_SIGINT, previous)
+            if time.perf_counter() - started > HOLD:
+                if len(slow) >= 1024:
+                    slow.clear()
+                slow.add(handler)
+            elif slow:
+                slow.discard(handler)
 
 
 class _Conn:
@@ -208,6 +227,10 @@ class _Conn:
         self._loop = channel._loop
         self._fd = sock.fileno()
         self._out = bytearray()
+        # answers of the calls read in one ``recv``, written together after them
+        # (``_read``); None outside a read
+        self._held: list[bytes] | None = None
+        self._held_since = 0.0
         self._frames = Frames(self._message)
         sock.setblocking(False)
         self._loop.add_reader(self._fd, self._read)
@@ -237,13 +260,27 @@ class _Conn:
         if not data:
             self.close()
             return
+        self._held = []
         try:
             self._frames.feed(data)
         except ValueError as exc:  # not our framing: not a gateway
             log.warning("fast channel: %s; connection closed", exc)
             self.close()
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self._write(b"".join(held))
+
+    def release(self) -> None:
+        """Write the answers held so far (the read goes on holding the next ones)."""
+        held = self._held
+        if held:
+            self._held = []
+            self._write(b"".join(held))
 
     def _message(self, frames: list[bytes]) -> None:
+        if self._held and time.perf_counter() - self._held_since > HOLD:
+            self.release()  # the calls before this one took long: their answers go now
         try:
             self._channel._handle(self, frames)
         except KeyboardInterrupt:
@@ -257,7 +294,18 @@ class _Conn:
         if self._fd < 0:
             return  # the gateway went away: the answer is dropped
         frames = [_encode(data).encode(), *(bytes(b) for b in buffers or [])]
-        payload = b"".join(framing([self._channel._sign(frames), *frames]))
+        message = framing([self._channel._sign(frames), *frames])
+        held = self._held
+        if held is not None:  # answered while the calls of one read run: written after
+            if not held:
+                self._held_since = time.perf_counter()
+            held.extend(message)
+            return
+        self._write(b"".join(message))
+
+    def _write(self, payload: bytes) -> None:
+        if self._fd < 0:
+            return
         if self._out:
             self._out += payload
             return
