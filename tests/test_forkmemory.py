@@ -211,3 +211,25 @@ def test_a_forked_kernels_debugger_knows_the_kernels_modules(tmp_path):
     assert not any(n.endswith("/colorsys.py") for n in names)
     # nearly every module loaded now was loaded when the kernel started
     assert len(modules) > 0.9 * len(body["files_now"])
+
+
+@pytest.mark.timeout(120)
+def test_prepare_leaves_no_temporary_folder_cached(tmp_path):
+    """tempfile caches the folder it finds: found in the fork server, every kernel would
+    use it, whatever its own TMPDIR or its user's rights."""
+    code = (
+        "import sys, tempfile; sys.argv = ['fork-server']\n"
+        "import vwed_kernel.forkserver as fs; fs._preload()\n"
+        "from vwed_kernel import forkmemory; forkmemory.prepare()\n"
+        "print(repr(tempfile.tempdir))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "None"

@@ -70,6 +70,9 @@ def prepare() -> None:
     snapshot_modules()
     gc.collect()  # the garbage's blocks are free blocks too
     fill_pools()
+    # warm() and fill_pools() used tempfile, which caches the temporary folder it found
+    # here: each kernel finds its own (its TMPDIR, its user's rights after setuid)
+    tempfile.tempdir = None
 
 
 def pack_module_strings() -> None:
