@@ -103,6 +103,38 @@ async def boot():
     VWED.function.register("lo_f", lambda: 2)
 """
 
+# a top-level await that relies on the running task: a timeout cancels the cell's own
+# task (not the kernel's dispatcher), a cancel scope is left in the task it was entered
+TIMEOUT = """
+import asyncio
+timed_out = False
+try:
+    async with asyncio.timeout(0.05):
+        await asyncio.sleep(1)
+except TimeoutError:
+    timed_out = True
+def boot():
+    assert timed_out, "the timeout did not fire"
+    VWED.api.register_route("/lo/a", "GET", lambda: 1)
+    VWED.function.register("lo_f", lambda: 2)
+"""
+
+ANYIO = """
+import anyio
+with anyio.fail_after(5):
+    await anyio.sleep(0.01)
+def boot():
+    VWED.api.register_route("/lo/a", "GET", lambda: 1)
+    VWED.function.register("lo_f", lambda: 2)
+"""
+
+try:
+    import anyio  # noqa: F401
+
+    HAS_ANYIO = True
+except ImportError:
+    HAS_ANYIO = False
+
 
 @pytest.mark.parametrize(
     "text,policy",
@@ -115,6 +147,10 @@ async def boot():
         (GOOD, {"network": "nonsense"}),  # prepare: the policy cannot be understood
         ("import asyncio\nawait asyncio.sleep(0.01)\nraise ValueError('late')\n", None),
         ("import asyncio\nasync def boot():\n    await asyncio.sleep(0)\n    1 / 0\n", None),
+        (TIMEOUT, None),
+        pytest.param(
+            ANYIO, None, marks=pytest.mark.skipif(not HAS_ANYIO, reason="anyio not installed")
+        ),
     ],
     ids=[
         "registrations",
@@ -125,6 +161,8 @@ async def boot():
         "bad-policy",
         "async-load-error",
         "async-boot-error",
+        "asyncio-timeout",
+        "anyio-fail-after",
     ],
 )
 def test_the_load_op_and_the_three_messages_answer_the_same(tmp_path, text, policy):
@@ -138,7 +176,7 @@ def test_the_load_op_and_the_three_messages_answer_the_same(tmp_path, text, poli
 
     new, old = asyncio.run(both())
     assert new == old
-    if text in (GOOD, ASYNC) and policy is None:
+    if text in (GOOD, ASYNC, TIMEOUT, ANYIO) and policy is None:
         assert new == (["GET /lo/a"], ["lo_f"])
     else:
         assert new[0] in ("BOOT_MISSING", "BOOT_FAILED", "BAD_POLICY"), new

@@ -98,3 +98,53 @@ def test_every_record_of_a_start_carries_its_run_id(scripts, client):
 
     got = wait_until(records, 10, "the start's records")
     assert {r["run_id"] for r in got} == {runs[0]["id"]}, got
+
+
+DIES = """
+import os, threading
+
+def boot():
+    threading.Timer(0.2, os._exit, (1,)).start()  # dies right after its boot answered
+    VWED.api.register_route("/dies/ok", "GET", lambda: "ok")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_kernel_that_dies_while_its_run_is_recorded_ends_its_run(tmp_path):
+    """The run's insert waits (the database is locked by another writer) while the
+    kernel boots, answers and dies: its run ends ``died``, never left ``running``."""
+    import threading
+
+    root, data = tmp_path / "scripts", tmp_path / "data"
+    root.mkdir()
+    (root / "dies.py").write_text(DIES)
+    gw = GatewayProcess(root, data)
+    answers: list = []
+    try:
+        db = str(data / "vwed.sqlite3")
+        lock = sqlite3.connect(db, timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the gateway's writes wait (busy timeout)
+        try:
+            start = threading.Thread(
+                target=lambda: answers.append(
+                    gw.client.post(
+                        "/script-engine/start",
+                        json={"script_path": "dies.py", "restart": "never"},
+                    )
+                )
+            )
+            start.start()
+            wait_until(lambda: ") died" in gw.out.read_text(), 30, "the kernel's death seen")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        start.join(60)
+        assert answers and answers[0].status_code in (200, 503), answers
+        wait_until(
+            lambda: _rows(db, "SELECT status FROM vwed_script_runs") == [("died",)],
+            30,
+            "the run ended died",
+        )
+        assert gw.running().get("dies.py", {}).get("status") in (None, "died")
+    finally:
+        gw.finish()

@@ -10,8 +10,9 @@ would run them (silent: false, no history, no stdin): the same compile names (th
 debugger's breakpoints in the script file, vwed_kernel/debugsource.py), the same
 ``error`` output on iopub and the same traceback text in the answer. Because
 ``do_execute`` is a coroutine (a cell with a top-level ``await`` suspends), the cells
-and ``boot()`` run as a coroutine driven from the comm's handler: to its end there
-when nothing in it waits, else on in an asyncio task (``run_now``).
+and ``boot()`` run as a coroutine: an asyncio task when a cell awaits (as ipykernel
+runs an ``execute_request``), else driven to its end in the comm's handler
+(``run_now``).
 
 While a load is under way the kernel does not send a ``register`` op per
 registration: the gateway ignores them while a script starts (the answer's list is
@@ -78,7 +79,27 @@ def load_script(link: Loadable, kernel: Any, data: dict[str, Any], send: Send) -
         reply_error(_phase(link, send, "prepare"), call_id, exc, "handler")
         return
     cells = [str(cell) for cell in data.get("cells") or []]
-    run_now(_cells_then_boot(link, kernel, call_id, cells, send))
+    load = _cells_then_boot(link, kernel, call_id, cells, send)
+    if any(_awaits(kernel, cell) for cell in cells):
+        _keep(asyncio.ensure_future(load))  # a real task, as an execute_request's
+    else:
+        run_now(load)
+
+
+def _awaits(kernel: Any, cell: str) -> bool:
+    """Whether ``cell`` runs as a coroutine (a top-level ``await``, ``async with``,
+    ``async for``): asked of IPython as ``do_execute`` asks it; in doubt, yes."""
+    shell = getattr(kernel, "shell", None)
+    if shell is None or not hasattr(shell, "should_run_async"):
+        return False
+    try:
+        transformed = shell.transform_cell(cell)
+    except Exception:  # do_execute reports it; a task runs any cell
+        return True
+    try:
+        return bool(shell.should_run_async(cell, transformed_cell=transformed))
+    except Exception:
+        return True
 
 
 _TASKS: set[asyncio.Future[Any]] = set()  # the loads that wait (kept from the collector)
@@ -88,13 +109,17 @@ def run_now(coro: Coroutine[Any, Any, None]) -> None:
     """Run ``coro`` here and now, in the comm's handler, as far as it goes without
     waiting: a synchronous script is loaded and booted before ipykernel ends the shell
     message (its flushes and ``idle`` status came first when the load was a task, about
-    0.5 ms measured). If it waits (a cell with a top-level ``await``, an ``async def
-    boot()``), an asyncio task carries on from there."""
+    0.5 ms measured). Only for cells with no top-level ``await`` (those start as a task,
+    ``load_script``): should one wait all the same, an asyncio task carries on from
+    there (``boot()``, async or not, runs in the call machinery's own way)."""
     try:
         waited = coro.send(None)
     except StopIteration:
         return
-    task = asyncio.ensure_future(_carry_on(coro, waited))
+    _keep(asyncio.ensure_future(_carry_on(coro, waited)))
+
+
+def _keep(task: asyncio.Future[Any]) -> None:
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
 

@@ -218,10 +218,16 @@ class ScriptEngine(Booting):
                 else:
                     self.runs.ended(script, "failed", str(reason))
                 raise
+            # its run id first (the record waits for the revision): a kernel that dies
+            # from ``running`` on is seen by the supervisor, whose ``down`` stores the
+            # run's end only with the run id
+            await recorded
             script.status = "running"
             script.ready.set()
-            await recorded  # after its revision is settled
-            await self.runs.serving(script)  # the run and the desired script: one commit
+            for kernel in [k for k in script.kernels if not k.alive]:
+                await self.supervisor.on_kernel_death(kernel)  # died while it was recorded
+            if script.status not in ("died", "crashed"):
+                await self.runs.serving(script)  # the run and the desired script: one commit
             counts = script.registrations.counts()
             self.logs.engine(
                 script.script_id,

@@ -135,9 +135,11 @@ class RunTables:
         transaction (one commit on the start's path instead of two)."""
         with self.engine.begin() as conn:
             if run_id is not None:
+                # only a run still starting: one that ended meanwhile (its kernel died
+                # while this waited) keeps its end
                 conn.execute(
                     update(RunRow)
-                    .where(RunRow.id == run_id)
+                    .where(RunRow.id == run_id, RunRow.status == "starting")
                     .values(status="running", exit_reason=None, stopped_at=None)
                 )
             self._desire(conn, script_path, replicas, restart, now, options, lock_hash, revision)
