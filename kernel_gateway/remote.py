@@ -54,6 +54,7 @@ T = TypeVar("T")
 # outstanding liveness poll per kernel (``container_alive``).
 DOCKER_THREADS = 2
 DOCKER_TIMEOUT = 10.0
+QUEUED_LIMIT = 60.0  # docker-py's own timeout: a hung call frees its thread by then
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _polls: weakref.WeakKeyDictionary[Any, concurrent.futures.Future[Any]] = weakref.WeakKeyDictionary()
 
@@ -69,11 +70,33 @@ def _submit(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
     return _docker_pool().submit(fn, *args)
 
 
-async def _docker(fn: Callable[..., T], *args: Any, timeout: float = DOCKER_TIMEOUT) -> T:
+async def _docker(
+    fn: Callable[..., T], *args: Any, timeout: float = DOCKER_TIMEOUT, queued: float = 0.0
+) -> T:
     """``fn(*args)`` (a Docker API call) on the Docker threads; TimeoutError after
     ``timeout`` s (a call still queued is then dropped; one running goes on until
-    docker-py gives up, on its own thread)."""
-    return await asyncio.wait_for(asyncio.wrap_future(_submit(fn, *args)), timeout)
+    docker-py gives up, on its own thread). With ``queued`` > 0, ``timeout`` counts
+    from the call's start on a Docker thread, and the call may wait up to ``queued`` s
+    for one (a removal among many stops, behind other kernels' polls, is not given
+    up for the queue it waited in)."""
+    if queued <= 0:
+        return await asyncio.wait_for(asyncio.wrap_future(_submit(fn, *args)), timeout)
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+
+    def run() -> T:
+        try:
+            loop.call_soon_threadsafe(started.set)
+        except RuntimeError:  # the loop is closed: nobody waits for it any more
+            pass
+        return fn(*args)
+
+    call = asyncio.wrap_future(_submit(run))
+    try:
+        await asyncio.wait_for(started.wait(), queued)
+        return await asyncio.wait_for(call, timeout)
+    finally:
+        call.cancel()  # dropped if still queued; nothing if done
 
 
 def prepare_remote_provisioners(environ: dict[str, str] | None = None) -> None:
@@ -231,7 +254,9 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
     it with it; in a thread, as the Docker API call blocks (about 80 ms here)."""
     try:
         if in_container(provisioner):
-            await _docker(provisioner.terminate_container_resources, timeout=timeout)
+            await _docker(
+                provisioner.terminate_container_resources, timeout=timeout, queued=QUEUED_LIMIT
+            )
             # its listener went with the container: the shutdown that follows must not
             # try to reach it (the address is gone from Docker's bridge: EHOSTUNREACH
             # after an ARP timeout, and a warning)

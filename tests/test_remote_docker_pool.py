@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import socket
 import socketserver
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -37,7 +37,8 @@ KERNELS = 10  # more than the default executor's threads (min(32, cpus + 4))
 
 
 class HungDaemon(socketserver.ThreadingTCPServer):
-    """Answers GET /version; holds every other request unanswered until ``release``."""
+    """Answers GET /version; holds every other request unanswered until ``release``
+    (then answers ``[]``: no containers)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -73,8 +74,12 @@ class _Handler(socketserver.StreamRequestHandler):
             with self.server.lock:
                 self.server.held += 1
             self.server.released.wait(100)
-            self.request.shutdown(socket.SHUT_RDWR)  # docker-py's call fails then
-            return
+            body = b"[]"  # released: the daemon answers again, no containers
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            self.wfile.flush()
 
 
 @pytest.fixture
@@ -132,3 +137,28 @@ def test_hung_docker_daemon_leaves_default_executor_free(hung_daemon: HungDaemon
     with hung_daemon.lock:
         held = hung_daemon.held
     assert 1 <= held <= remote.DOCKER_THREADS
+
+
+def test_a_stop_waits_its_turn_behind_hung_polls(hung_daemon: HungDaemon) -> None:
+    """A container's removal queued behind hung polls is not given up for the time it
+    waited for a Docker thread: its timeout counts from its start."""
+    polling = [_provisioner() for _ in range(4)]
+    stopped = _provisioner()
+    stopped.comm_port = 4242  # set to 0 by end_remote once the removal is done
+
+    async def scenario() -> None:
+        polls = [asyncio.ensure_future(remote.container_alive(p, timeout=1.0)) for p in polling]
+        await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(remote.end_remote(stopped, timeout=1.0))
+        assert await asyncio.wait_for(asyncio.gather(*polls), 10) == [None] * len(polling)
+        # longer than the removal's timeout, in the queue: it still waits
+        waited_until = time.monotonic() + 2.5
+        while time.monotonic() < waited_until:
+            assert not stopping.done()
+            await asyncio.sleep(0.1)
+        assert stopped.comm_port == 4242
+        hung_daemon.release()  # the hung calls end, the removal runs
+        await asyncio.wait_for(stopping, 20)
+        assert stopped.comm_port == 0
+
+    asyncio.run(scenario())
