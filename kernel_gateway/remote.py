@@ -16,10 +16,13 @@ should. An operator's own value is kept.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import re
-from typing import Any
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -36,9 +39,64 @@ __all__ = [
     "container_alive",
     "container_pid",
     "limit_memory",
+    "DOCKER_TIMEOUT",
 ]
 
 log = logging.getLogger("kernel_gateway.kernels")
+T = TypeVar("T")
+
+# -- Docker API calls: off the loop, on their own threads, never without a timeout -------
+# docker-py blocks (its own timeout is 60 s). On the default executor, a hung daemon
+# would take one thread per container kernel (each polls every 0.2 s) and starve
+# every other user of that executor (check.compiles at each script start, local
+# scripts too; shared_modules lookups). Here: a pool of DOCKER_THREADS threads of its
+# own, a timeout on each call (DOCKER_TIMEOUT s: then "not known"), and at most one
+# outstanding liveness poll per kernel (``container_alive``).
+DOCKER_THREADS = 2
+DOCKER_TIMEOUT = 10.0
+QUEUED_LIMIT = 60.0  # docker-py's own timeout: a hung call frees its thread by then
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_polls: weakref.WeakKeyDictionary[Any, concurrent.futures.Future[Any]] = weakref.WeakKeyDictionary()
+
+
+def _docker_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(DOCKER_THREADS, "vwed-docker")
+    return _pool
+
+
+def _submit(fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+    return _docker_pool().submit(fn, *args)
+
+
+async def _docker(
+    fn: Callable[..., T], *args: Any, timeout: float = DOCKER_TIMEOUT, queued: float = 0.0
+) -> T:
+    """``fn(*args)`` (a Docker API call) on the Docker threads; TimeoutError after
+    ``timeout`` s (a call still queued is then dropped; one running goes on until
+    docker-py gives up, on its own thread). With ``queued`` > 0, ``timeout`` counts
+    from the call's start on a Docker thread, and the call may wait up to ``queued`` s
+    for one (a removal among many stops, behind other kernels' polls, is not given
+    up for the queue it waited in)."""
+    if queued <= 0:
+        return await asyncio.wait_for(asyncio.wrap_future(_submit(fn, *args)), timeout)
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+
+    def run() -> T:
+        try:
+            loop.call_soon_threadsafe(started.set)
+        except RuntimeError:  # the loop is closed: nobody waits for it any more
+            pass
+        return fn(*args)
+
+    call = asyncio.wrap_future(_submit(run))
+    try:
+        await asyncio.wait_for(started.wait(), queued)
+        return await asyncio.wait_for(call, timeout)
+    finally:
+        call.cancel()  # dropped if still queued; nothing if done
 
 
 def prepare_remote_provisioners(environ: dict[str, str] | None = None) -> None:
@@ -83,7 +141,7 @@ async def _daemon_id(provisioner: Any) -> str | None:
     if not callable(info):
         return None
     try:
-        return str((await asyncio.to_thread(info)).get("ID") or "") or None
+        return str((await _docker(info)).get("ID") or "") or None
     except Exception:
         return None
 
@@ -119,15 +177,22 @@ def in_container(provisioner: Any) -> bool:
     return callable(getattr(provisioner, "get_container_status", None))
 
 
-async def container_alive(provisioner: Any) -> bool | None:
+async def container_alive(provisioner: Any, timeout: float = DOCKER_TIMEOUT) -> bool | None:
     """Whether the container of a kernel in one still runs; None when the container
-    runtime does not answer (not known: the kernel may run). The death watch of such
-    kernels (``ScriptKernel._watch``) asks this instead of the provisioner's ``poll``,
-    which makes the same blocking Docker API call (about 1.6 ms here) on the event
-    loop, every 0.2 s for each kernel."""
+    runtime does not answer (not known: the kernel may run), within ``timeout`` s
+    too, and while this kernel's previous poll is still outstanding (never two of a
+    kernel's polls on the Docker threads). The death watch of such kernels
+    (``ScriptKernel._watch``) asks this instead of the provisioner's ``poll``, which
+    makes the same blocking Docker API call (about 1.6 ms here) on the event loop,
+    every 0.2 s for each kernel."""
+    previous = _polls.get(provisioner)
+    if previous is not None and not previous.done():
+        return None
+    call = _submit(provisioner.get_container_status, None)
+    _polls[provisioner] = call
     try:
-        status = await asyncio.to_thread(provisioner.get_container_status, None)
-    except Exception as exc:
+        status = await asyncio.wait_for(asyncio.wrap_future(call), timeout)
+    except Exception as exc:  # TimeoutError included
         log.debug("the container runtime did not answer: %r", exc)
         return None
     return status in provisioner.get_initial_states()
@@ -152,7 +217,7 @@ async def _alive(km: AsyncKernelManager, state: dict[str, Any] | None = None) ->
         stored = (state or {}).get(DAEMON)
         if stored and stored != (now := await _daemon_id(provisioner)):
             raise RuntimeError(f"its container ran on Docker daemon {stored}, not this one ({now})")
-        status = await asyncio.to_thread(provisioner.get_container_status, None)
+        status = await _docker(provisioner.get_container_status, None)
         return status in provisioner.get_initial_states()
     send = getattr(provisioner, "_send_listener_request", None)
     if send is None or not getattr(provisioner, "comm_port", 0) > 0:
@@ -189,8 +254,8 @@ async def end_remote(provisioner: Any, timeout: float = 10.0) -> None:
     it with it; in a thread, as the Docker API call blocks (about 80 ms here)."""
     try:
         if in_container(provisioner):
-            await asyncio.wait_for(
-                asyncio.to_thread(provisioner.terminate_container_resources), timeout
+            await _docker(
+                provisioner.terminate_container_resources, timeout=timeout, queued=QUEUED_LIMIT
             )
             # its listener went with the container: the shutdown that follows must not
             # try to reach it (the address is gone from Docker's bridge: EHOSTUNREACH
@@ -223,7 +288,7 @@ async def container_pid(provisioner: Any, timeout: float = 30.0) -> int | None:
             return pid if container.id in f.read() else None
 
     try:
-        return await asyncio.wait_for(asyncio.to_thread(lookup), timeout)
+        return await _docker(lookup, timeout=timeout)
     except Exception as exc:
         log.debug("no process of this machine measured for container %s: %r", name, exc)
         return None
@@ -247,7 +312,7 @@ async def limit_memory(provisioner: Any, mib: int, timeout: float = 30.0) -> str
         client.containers.get(name).update(mem_limit=limit, memswap_limit=limit)
 
     try:
-        await asyncio.wait_for(asyncio.to_thread(update), timeout)
+        await _docker(update, timeout=timeout)
     except Exception as exc:  # the daemon refused it (a kernel without the cgroup), ...
         return f"Docker did not set it: {exc}"
     return None
