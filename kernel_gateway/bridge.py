@@ -27,6 +27,10 @@ log = logging.getLogger("kernel_gateway.bridge")
 # Ops sent to the service subshell, so they are handled even while the kernel's
 # main thread is busy (docs/protocol.md, "Threads").
 _SUBSHELL_OPS = frozenset({"response", "cancel"})
+# seconds the calls in flight on a lost fast channel wait before they fail with 503: the
+# channel also closes when the kernel dies, just before its death is noticed (within
+# ``death_poll``, 0.2 s): those calls then fail with KernelDied (502), as they should
+FAST_LOST_GRACE = 1.0
 
 
 @dataclass
@@ -208,10 +212,11 @@ class KernelBridge:
 
     def _fast_lost(self) -> None:
         """The fast channel's connection ended: later calls go on the comm. The calls in
-        flight on it would never be answered: they fail at once with a retryable 503
-        (``KERNEL_UNAVAILABLE``) and are cancelled in the kernel (an async one stops, one
-        not started is skipped; synchronous code already running runs to its end). If the
-        kernel died, they fail with ``KernelDied`` instead (``fail_all``)."""
+        flight on it would never be answered: ``FAST_LOST_GRACE`` later they fail with a
+        retryable 503 (``KERNEL_UNAVAILABLE``) and are cancelled in the kernel (an async
+        one stops, one not started is skipped; synchronous code already running runs to
+        its end), instead of waiting for their timeout. If the kernel died (noticed within
+        that grace), they fail with ``KernelDied`` instead (``fail_all``)."""
         if self._fast is not None and self._dead is None:
             # INFO: it also happens just before a kernel's death is noticed (WARNING then)
             log.info(
@@ -219,6 +224,12 @@ class KernelBridge:
             )
         self._fast = None
         lost, self._on_fast = self._on_fast, set()
+        if self._dead is None and lost:
+            asyncio.get_running_loop().call_later(FAST_LOST_GRACE, self._fail_lost, lost)
+
+    def _fail_lost(self, lost: set[str]) -> None:
+        """``_fast_lost``'s end, ``FAST_LOST_GRACE`` later, if the kernel lives."""
+        lost = {call_id for call_id in lost if call_id in self._pending}
         if self._dead is not None or not lost:
             return
         log.warning(
