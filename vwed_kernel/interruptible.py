@@ -15,6 +15,7 @@ from __future__ import annotations
 import _signal
 import asyncio
 import signal
+import threading
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -62,7 +63,10 @@ class _Steps:
 
 
 async def interruptible(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Await ``coro``, each of its steps interruptible (module docstring)."""
+    """Await ``coro``, each of its steps interruptible (module docstring). Off the main
+    thread (where signal handlers cannot be set, and SIGINT never lands), plainly."""
+    if threading.current_thread() is not threading.main_thread():
+        return await coro
     return await _Awaitable(coro)
 
 
