@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import CallTimeout, GatewayError
+from .errors import CallTimeout, GatewayError, ServiceUnavailable
 from .fastpath import TRANSPORT, FastClient
 
 __all__ = ["KernelBridge", "KernelLink", "Reply", "EventHandler", "Done"]
@@ -27,6 +27,10 @@ log = logging.getLogger("kernel_gateway.bridge")
 # Ops sent to the service subshell, so they are handled even while the kernel's
 # main thread is busy (docs/protocol.md, "Threads").
 _SUBSHELL_OPS = frozenset({"response", "cancel"})
+# seconds the calls in flight on a lost fast channel wait before they fail with 503: the
+# channel also closes when the kernel dies, just before its death is noticed (within
+# ``death_poll``, 0.2 s): those calls then fail with KernelDied (502), as they should
+FAST_LOST_GRACE = 1.0
 
 
 @dataclass
@@ -83,6 +87,7 @@ class _Waiter:
         if self.timer is not None:
             self.timer.cancel()
         self.bridge._pending.pop(self.call_id, None)
+        self.bridge._on_fast.discard(self.call_id)
 
     def set_result(self, reply: Reply) -> None:
         if not self.finished:
@@ -134,6 +139,9 @@ class KernelBridge:
         self.on_event: EventHandler | None = None
         self._dead: GatewayError | None = None
         self._fast: FastClient | None = None
+        # the calls sent on the fast channel and not answered yet: failed at once when
+        # it is lost (``_fast_lost``), their answers would never come
+        self._on_fast: set[str] = set()
 
     @property
     def in_flight(self) -> int:
@@ -203,14 +211,48 @@ class KernelBridge:
         return hello
 
     def _fast_lost(self) -> None:
-        """The fast channel's connection ended: later calls go on the comm (a call in
-        flight on it ends by its deadline, or at once if the kernel died)."""
+        """The fast channel's connection ended: later calls go on the comm. The calls in
+        flight on it would never be answered: ``FAST_LOST_GRACE`` later they fail with a
+        retryable 503 (``KERNEL_UNAVAILABLE``) and are cancelled in the kernel (an async
+        one stops, one not started is skipped; synchronous code already running runs to
+        its end), instead of waiting for their timeout. If the kernel died (noticed within
+        that grace), they fail with ``KernelDied`` instead (``fail_all``)."""
         if self._fast is not None and self._dead is None:
             # INFO: it also happens just before a kernel's death is noticed (WARNING then)
             log.info(
                 "kernel %s: the fast channel closed; calls use the comm", self._kernel.kernel_id
             )
         self._fast = None
+        lost, self._on_fast = self._on_fast, set()
+        if self._dead is None and lost:
+            asyncio.get_running_loop().call_later(FAST_LOST_GRACE, self._fail_lost, lost)
+
+    def _fail_lost(self, lost: set[str]) -> None:
+        """``_fast_lost``'s end, ``FAST_LOST_GRACE`` later, if the kernel lives."""
+        lost = {call_id for call_id in lost if call_id in self._pending}
+        if self._dead is not None or not lost:
+            return
+        log.warning(
+            "kernel %s: %d call(s) in flight on the lost fast channel failed",
+            self._kernel.kernel_id,
+            len(lost),
+        )
+        for call_id in lost:
+            fut = self._pending.get(call_id)
+            if fut is None or fut.done():
+                continue
+            try:
+                self.send({"op": "cancel", "target": call_id})
+            except Exception:
+                log.exception("kernel %s: cancel of call %s", self._kernel.kernel_id, call_id)
+            fut.set_exception(
+                ServiceUnavailable(
+                    "the connection to the script's kernel was lost while the call ran; "
+                    "it may have run in part: retry",
+                    details={"script_id": self._kernel.script_id},
+                    headers={"Retry-After": "1"},
+                )
+            )
 
     @property
     def fast(self) -> bool:
@@ -252,6 +294,7 @@ class KernelBridge:
             fast = self._fast
             if fast is not None and fast.connected and data.get("op") == "call":
                 fast.send(data, buffers)
+                self._on_fast.add(call_id)
             else:
                 self.send(data, buffers)
             return await fut
@@ -261,6 +304,7 @@ class KernelBridge:
         finally:
             timer.cancel()
             self._pending.pop(call_id, None)
+            self._on_fast.discard(call_id)
 
     async def cancel(self, call_id: str, *, timeout: float) -> str | None:
         """Ask the kernel to cancel call ``call_id`` (on its service subshell, so even
@@ -308,6 +352,7 @@ class KernelBridge:
             fast = self._fast
             if fast is not None and fast.connected and data.get("op") == "call":
                 fast.send(data, buffers)
+                self._on_fast.add(call_id)
             else:
                 self.send(data, buffers)
         except BaseException:

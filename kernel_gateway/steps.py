@@ -56,6 +56,7 @@ class Execution:
     path: str = ""  # the step's file (its secrets' scope)
     started: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once it has ended
 
 
 class StepService:
@@ -286,6 +287,7 @@ class StepService:
             raise
         finally:
             self.running.pop(execution_id, None)
+            run.ended.set()
             if listener is not None and self.watchers is not None:
                 self.watchers.remove(execution_id)
             self._give_back(pool, worker, lock, keep=release)
@@ -556,8 +558,18 @@ class StepService:
         # (an interrupt now would arrive before its code runs and be lost, and the step
         # would run on to its timeout); only running code, or no answer, needs one.
         state = await run.worker.bridge.cancel(execution_id, timeout=CANCEL_ANSWER_S)
-        if state not in ("pending", "task"):
-            await run.worker.interrupt()
+        if state == "pending":
+            return
+        if state == "task":
+            # An async step stops at its next await; one blocked in synchronous code
+            # inside it (time.sleep, a blocking call) does not: interrupted if it has not
+            # ended within CANCEL_ANSWER_S.
+            try:
+                await asyncio.wait_for(run.ended.wait(), CANCEL_ANSWER_S)
+                return
+            except asyncio.TimeoutError:
+                pass
+        await run.worker.interrupt()
 
 
 def status_of(error: GatewayError | None) -> str:

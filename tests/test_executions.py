@@ -60,6 +60,13 @@ def nap_reported(seconds):
     return seconds
 
 
+async def nap_blocked(seconds):
+    # an async step blocked in synchronous code: cancelling its task does not stop it
+    VWED.progress(None, message="napping")
+    time.sleep(seconds)
+    return seconds
+
+
 def quick(x):
     return x
 
@@ -263,6 +270,20 @@ def test_cancel_as_soon_as_running(caller: httpx.Client) -> None:
         wait_until(lambda e=execution_id: record(caller, e)["status"] == "running", 30, "running")
         assert cancel_and_time(caller, execution_id) < GRACE / 2
     assert wait_end(caller, submit(caller, "quick", [3]))["result"] == 3
+
+
+def test_cancel_async_step_blocked_in_sync_code(caller: httpx.Client) -> None:
+    # The kernel answers "task" (the asyncio task is cancelled), but the step sits in
+    # time.sleep and would run its 30 s out: the gateway interrupts it after 1 s
+    execution_id = submit(caller, "nap_blocked", [30])
+    wait_until(
+        lambda: (record(caller, execution_id).get("progress") or {}).get("message") == "napping",
+        30,
+        "the step's code running",
+    )
+    took = cancel_and_time(caller, execution_id)
+    assert took < GRACE, took
+    assert wait_end(caller, submit(caller, "quick", [5]))["result"] == 5
 
 
 @pytest.fixture(scope="module")

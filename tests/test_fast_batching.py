@@ -114,16 +114,28 @@ def test_the_calls_of_one_read_are_answered_in_one_write() -> None:
 def _double(port: int) -> None:
     with _connect(port) as sock:
         reader = _Reader(sock)
-        sock.sendall(b"".join(_call(f"c{i}", "double", [i]) for i in range(8)))
-        answers = reader.until(8)
-        assert [(a["id"], a["ok"], a["value"]) for a in answers] == [
-            (f"c{i}", True, 2 * i) for i in range(8)
-        ]
-        # one write for the eight answers (loopback delivers it in one segment)
-        assert reader.chunks == 1
+        # one write for the eight answers (loopback delivers it in one segment). An
+        # answer waits at most HOLD (0.5 ms) for the next: on a loaded machine the
+        # process can be descheduled longer than that between two answers and the
+        # burst leaves in two writes, so a burst is tried up to 3 times, each must be
+        # answered right, and one of them in one write (without batching: 8 writes)
+        chunks = []
+        for burst in range(3):
+            done = len(reader.answers)
+            before = reader.chunks
+            sock.sendall(b"".join(_call(f"c{burst}{i}", "double", [i]) for i in range(8)))
+            answers = reader.until(done + 8)[done:]
+            assert [(a["id"], a["ok"], a["value"]) for a in answers] == [
+                (f"c{burst}{i}", True, 2 * i) for i in range(8)
+            ]
+            chunks.append(reader.chunks - before)
+            if chunks[-1] == 1:
+                break
+        assert 1 in chunks, chunks
         # a call alone is answered at once, as before
+        done = len(reader.answers)
         sock.sendall(_call("alone", "double", [21]))
-        assert reader.until(9)[-1]["value"] == 42
+        assert reader.until(done + 1)[-1]["value"] == 42
 
 
 @pytest.mark.timeout(60)

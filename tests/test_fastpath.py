@@ -5,6 +5,7 @@ comm path still works when the fast path is off."""
 from __future__ import annotations
 
 import queue
+import time
 
 import httpx
 from jupyter_client.blocking import BlockingKernelClient
@@ -127,3 +128,45 @@ def test_comm_path_when_the_fast_path_is_off(tmp_path):
             assert r.status_code == 502 and r.json()["code"] == "KERNEL_DIED"
     finally:
         gw.stop()
+
+
+CUT = """
+import gc
+import socket
+import threading
+import time
+
+def boot():
+    VWED.api.register_route("/{n}/slow", "GET", slow)
+    VWED.api.register_route("/{n}/ping", "GET", lambda r: "pong")
+
+def _cut():
+    # the kernel's end of the gateway's fast channel connection, shut down
+    for o in gc.get_objects():
+        if type(o).__name__ == "_Conn" and type(o).__module__ == "vwed_kernel.fastpath":
+            o._sock.shutdown(socket.SHUT_RDWR)
+
+def slow(r):
+    threading.Timer(0.3, _cut).start()
+    time.sleep(5)
+    return "slow"
+"""
+
+
+def test_a_call_in_flight_on_a_lost_fast_channel_fails_at_once(scripts, client):
+    # Its answer would never come: it waited its whole timeout (5 s here), then the kernel
+    # was interrupted, whatever ran then. Now: a retryable 503 at once.
+    n = unique("cut")
+    started = scripts.start(f"{n}.py", CUT.format(n=n))
+    sid = started["script_id"]
+    assert client.get(f"/script-engine/scripts/{sid}").json()["fast_path"] is True
+    begun = time.monotonic()
+    r = client.get(f"/script-api/{n}/slow", timeout=60)
+    took = time.monotonic() - begun
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "KERNEL_UNAVAILABLE"
+    assert r.headers["Retry-After"] == "1"
+    assert took < 3.0, took  # the handler sleeps 5 s, the route call timeout is 5 s
+    # later calls go on the comm (once the handler's sleep is over)
+    assert client.get(f"/script-api/{n}/ping", timeout=30).json() == "pong"
+    assert client.get(f"/script-engine/scripts/{sid}").json()["fast_path"] is False

@@ -34,6 +34,7 @@ from .calling import (
     call_with_arity,
 )
 from .encoding import ResultNotSerializable, decode_request, encode_result
+from .interruptible import interruptible
 from .progress import Emit, Flusher, Reporter
 from .registrations import Registrations
 from .replies import Send, reply_error, reply_ok
@@ -139,7 +140,10 @@ class Calls:
             reply_error(send, call_id, exc, "handler")
             return
         if inspect.isawaitable(value):
-            task = asyncio.ensure_future(value)
+            # a coroutine blocked in synchronous code: only an interrupt stops it
+            task = asyncio.ensure_future(
+                interruptible(value) if inspect.iscoroutine(value) else value
+            )
             with self._lock:
                 self.tasks[call_id] = task
                 if call_id in self._cancelled:  # cancelled while its sync part ran
