@@ -113,17 +113,8 @@ class RunHistory:
         """Stored before ``start`` answers: a gateway killed right after still restores it."""
         if self.db is None:
             return
-        options = await self._options(script)
         try:
-            await self.db.desire(
-                script.path,
-                script.replicas,
-                script.restart,
-                time.time(),
-                options,
-                _lock_of(script),
-                script.revision,
-            )
+            await self.db.desire(*await self._desired(script))
         except StoreTimeout as exc:  # the database is slow or away: no traceback
             log.warning("could not store %s as a script to restore: %s", script.path, exc)
         except Exception:
@@ -135,22 +126,25 @@ class RunHistory:
         a gateway killed right after the answer still has both."""
         if self.db is None:
             return
-        options = await self._options(script)
         try:
-            await self.db.run_serving(
-                script.run_id,
-                script.path,
-                script.replicas,
-                script.restart,
-                time.time(),
-                options,
-                _lock_of(script),
-                script.revision,
-            )
+            await self.db.run_serving(script.run_id, *await self._desired(script))
         except StoreTimeout as exc:  # the database is slow or away: no traceback
             log.warning("could not store the start of %s: %s", script.path, exc)
         except Exception:
             log.exception("could not store the start of %s", script.path)
+
+    async def _desired(self, script: RunningScript) -> tuple[Any, ...]:
+        """The desired-script row's values (``desire``'s arguments, in order)."""
+        options = await self._options(script)
+        return (
+            script.path,
+            script.replicas,
+            script.restart,
+            time.time(),
+            options,
+            _lock_of(script),
+            script.revision,
+        )
 
     async def _options(self, script: RunningScript) -> dict[str, Any]:
         """The options a restore starts ``script`` with (and how to reattach to its
