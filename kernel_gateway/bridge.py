@@ -291,12 +291,7 @@ class KernelBridge:
         # A timer handle instead of wait_for(): one callback, no extra task per call.
         timer = loop.call_later(timeout, _expire, fut)
         try:
-            fast = self._fast
-            if fast is not None and fast.connected and data.get("op") == "call":
-                fast.send(data, buffers)
-                self._on_fast.add(call_id)
-            else:
-                self.send(data, buffers)
+            self._dispatch(call_id, data, buffers)
             return await fut
         except _Expired:
             await self._abandon(call_id)
@@ -349,15 +344,20 @@ class KernelBridge:
             timeout, self._expire_waiter, waiter, data, timeout
         )
         try:
-            fast = self._fast
-            if fast is not None and fast.connected and data.get("op") == "call":
-                fast.send(data, buffers)
-                self._on_fast.add(call_id)
-            else:
-                self.send(data, buffers)
+            self._dispatch(call_id, data, buffers)
         except BaseException:
             waiter._end()
             raise
+
+    def _dispatch(self, call_id: str, data: dict[str, Any], buffers: list[Any] | None) -> None:
+        """Send a call on the fast channel when it is up (remembered there: its calls fail
+        if it is lost), else on the comm."""
+        fast = self._fast
+        if fast is not None and fast.connected and data.get("op") == "call":
+            fast.send(data, buffers)
+            self._on_fast.add(call_id)
+        else:
+            self.send(data, buffers)
 
     def _expire_waiter(self, waiter: _Waiter, data: dict[str, Any], timeout: float) -> None:
         if waiter.finished:
