@@ -37,6 +37,7 @@ from .forkserver import ForkServer
 from .ha import ActiveLock, Failover, StandbyGate
 from .handlers.base import Tokens
 from .handlers.front import CallFront
+from .httpfront import FrontServer
 from .kernel_services import KernelServices
 from .kernelenv import kernel_environment
 from .kernels import KernelEvents, ScriptKernel
@@ -128,6 +129,7 @@ class Gateway:
             else None
         )
         self._server: httpserver.HTTPServer | None = None
+        self.http_front: FrontServer | None = None
         self.front: CallFront | None = None  # the HTTP front of calls (handlers/front.py)
         data_dir = Path(settings.data_dir)
         secure_data_dir(
@@ -437,7 +439,11 @@ class Gateway:
             xheaders=False,
         )
         sockets = bind_sockets(self.settings.port, self.settings.ip)
-        self._server.add_sockets(sockets)
+        if self.settings.fast_http:  # calls parsed by httptools, the rest to Tornado's server
+            self.http_front = FrontServer(self._server, self.front, self.ha)
+            await self.http_front.listen(sockets)
+        else:
+            self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self.pool.start()
         self.workers.start()
@@ -514,6 +520,8 @@ class Gateway:
         drain = self.settings.drain_timeout if drain is None else drain
         if self._server is not None:
             self._server.stop()
+        if self.http_front is not None:
+            self.http_front.stop()
         self.executions.stop_taking()  # queued executions stay queued for the next gateway
         deadline = time.monotonic() + drain
         left = await self.engine.drain(drain)
@@ -535,7 +543,9 @@ class Gateway:
         await self.scratch.close()
         await self.launch.fork_server.close()  # after every kernel it forked was shut down
         self.cpu.close()  # the kernels' cgroups (the kernels are gone)
-        if self._server is not None:
+        if self.http_front is not None:
+            await self.http_front.close_all_connections()
+        elif self._server is not None:
             await self._server.close_all_connections()
         await self.platform.close()
         await self.logs.close()

@@ -171,6 +171,11 @@ class Settings:
     )
     max_file_size: int = setting(1024 * 1024, "largest script file accepted, in bytes")
     max_body_size: int = setting(16 * 1024 * 1024, "largest HTTP request body accepted, in bytes")
+    fast_http: bool = setting(
+        True,
+        "parse route and function calls with httptools on the gateway's own asyncio "
+        "protocol (off: every connection served by Tornado's HTTP server)",
+    )
     log_retention_days: float = setting(30.0, "days of log records kept (0: no age limit)")
     log_retention_records: int = setting(5_000_000, "log records kept at most (0: no limit)")
     log_queue_max: int = setting(

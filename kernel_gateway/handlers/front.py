@@ -122,6 +122,17 @@ class CallFront(httputil.HTTPServerConnectionDelegate):
     def on_close(self, server_conn: object) -> None:
         self.app.on_close(server_conn)
 
+    def serve(
+        self, conn: httputil.HTTPConnection, what: Any, request: httputil.HTTPServerRequest
+    ) -> None:
+        """Serve a request ``claims`` gave ``what`` for, read whole by another HTTP
+        layer (``httpfront``): the answer goes to ``conn``."""
+        call = _Call(self, None, conn)
+        call.what = what
+        call.request = request
+        self.served += 1
+        call.go()
+
     def claims(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> Any:
         """``("route", path)`` or ``("function", name)`` when the front serves this
         request, else None (the application does)."""
@@ -202,9 +213,14 @@ class _Call(httputil.HTTPMessageDelegate):
             return
         self.request.body = b"".join(self.chunks)
         self.chunks = []
-        # The call is sent now and answered from the callback (no task, no extra loop
-        # iteration); a script that does not serve right now takes the async path,
-        # which waits for one that is restarting.
+        self.go()
+
+    def go(self) -> None:
+        """Serve the request, its body read.
+
+        The call is sent now and answered from the callback (no task, no extra loop
+        iteration); a script that does not serve right now takes the async path,
+        which waits for one that is restarting."""
         try:
             if not self._start():
                 asyncio.ensure_future(self._serve())
