@@ -134,6 +134,7 @@ class _Conn(asyncio.Protocol):
         self.waiting = bytearray()  # bytes read while a request is served (not fed yet)
         self.request: httputil.HTTPServerRequest | None = None  # being served
         self.keep_alive = True
+        self.writing_paused = False  # the client does not read its answers: read no more
         self.last = time.monotonic()
         self._reset()
 
@@ -157,14 +158,23 @@ class _Conn(asyncio.Protocol):
         self.server._conns.discard(self)
         self.transport = None  # a call in flight finds it gone and drops its answer
 
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.request is None and self.waiting:
+            self._next()
+
     def data_received(self, data: bytes) -> None:
         self.last = time.monotonic()
-        if self.request is not None:  # a client that does not wait for the answer
-            self.waiting += data
-            if len(self.waiting) > MAX_HEADER_SIZE and self.transport is not None:
-                self.transport.pause_reading()  # until this answer is written
+        if self.request is None and not self.writing_paused and not self.waiting:
+            self._feed(data)
             return
-        self._feed(data)
+        # pipelined, or a client not reading its answers: read after this answer
+        self.waiting += data
+        if len(self.waiting) > MAX_HEADER_SIZE and self.transport is not None:
+            self.transport.pause_reading()
 
     def _feed(self, data: bytes) -> None:
         self.raw += data
@@ -263,10 +273,15 @@ class _Conn(asyncio.Protocol):
         if not self.keep_alive:
             self.transport.close()
             return
-        if self.waiting:
-            data, self.waiting = bytes(self.waiting), bytearray()
+        if self.waiting and not self.writing_paused:  # else when the client reads again
+            self._next()
+
+    def _next(self) -> None:
+        """The requests read while one was served."""
+        data, self.waiting = bytes(self.waiting), bytearray()
+        if self.transport is not None:
             self.transport.resume_reading()
-            self._feed(data)
+        self._feed(data)
 
     def set_close_callback(self, callback: Any) -> None:  # pragma: no cover
         pass

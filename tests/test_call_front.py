@@ -41,9 +41,13 @@ def boom(request):
 _VARYING = {"date", "vary"}
 
 
-@pytest.fixture(scope="module")
-def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThread, Path]]:
-    yield from token_gateway(tmp_path_factory, "front", ADMIN, CALLER)
+@pytest.fixture(scope="module", params=[True, False], ids=["httptools", "tornado"])
+def front(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[GatewayThread, Path]]:
+    """The call front behind the gateway's own HTTP layer (httpfront.py), and behind
+    Tornado's (``--no-fast-http``)."""
+    yield from token_gateway(tmp_path_factory, "front", ADMIN, CALLER, fast_http=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ def boot():
     VWED.api.register_route("/{n}/ping", "GET", lambda: {{"ok": True}})
     VWED.api.register_route("/{n}/echo", "POST", lambda r: {{"got": r["json"]}})
     VWED.api.register_route("/{n}/nap", "GET", nap)
+    VWED.api.register_route("/{n}/big", "GET", lambda: {{"z": "z" * 8_000_000}})
     VWED.function.register("{n}_add", lambda a, b: a + b)
 
 def nap():
@@ -59,8 +60,13 @@ class Wire:
     """A raw HTTP/1 client: writes bytes, reads answers one by one (Content-Length or
     chunked bodies), and sees the connection close."""
 
-    def __init__(self, gw: GatewayThread) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", gw.gateway.port), timeout=15)  # type: ignore[union-attr]
+    def __init__(self, gw: GatewayThread, rcvbuf: int = 0) -> None:
+        assert gw.gateway is not None
+        self.sock = socket.socket()
+        if rcvbuf:  # before connecting: the window the server may fill
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(15)
+        self.sock.connect(("127.0.0.1", gw.gateway.port))
         self.buf = b""
 
     def send(self, data: bytes) -> None:
@@ -211,6 +217,30 @@ def test_pipelined_requests_are_answered_in_order(wire: tuple[GatewayThread, str
         assert json.loads(w.answer()[2]) == {"ok": True}
     finally:
         w.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_client_that_does_not_read_its_answers(wire: tuple[GatewayThread, str]) -> None:
+    """An answer larger than the socket's buffers, not read: the next request waits
+    until the client reads, then is answered after it, on this layer."""
+    gw, n = wire
+    served = _counts(gw)[0]
+    w = Wire(gw, rcvbuf=4096)
+    try:
+        w.send(_get(f"/script-api/{n}/big"))
+        wait_until(lambda: _counts(gw)[0] > served, 10, "the big call served")
+        assert gw.gateway is not None and gw.gateway.http_front is not None
+        front = gw.gateway.http_front
+        wait_until(
+            lambda: any(c.writing_paused for c in front._conns), 10, "writes paused"
+        )
+        w.send(_get(f"/script-api/{n}/ping"))
+        status, _, body = w.answer()
+        assert status == 200 and len(json.loads(body)["z"]) == 8_000_000
+        assert json.loads(w.answer()[2]) == {"ok": True}
+    finally:
+        w.close()
+    assert _counts(gw)[0] == served + 2
 
 
 @pytest.mark.timeout(60)
