@@ -74,40 +74,30 @@ async def boot_kernel(
     Raises ``ScriptError`` (BOOT_MISSING / BOOT_FAILED), ``CallTimeout``
     (BOOT_TIMEOUT) or ``KernelDied``.
     """
+    # One message: prepare, the script's cells and boot() (the kernel's ``load`` op),
+    # awaited here with its own timer: no task around it (asyncio.wait_for's cost a loop
+    # turn each way, about 1 ms of a warm start on a busy gateway). A kernel that times
+    # out is not interrupted (the caller shuts it down).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    prepare = _prepare_op(script_id, source, replica, replicas, policy, site)
     try:
-        return await asyncio.wait_for(
-            _load_and_boot(
-                kernel, script_id, source, replica, replicas, timeout + 1, debug, policy, site
-            ),
-            timeout,
+        reply = await kernel.bridge.call(
+            {**prepare, "op": "load", "cells": source.cells}, timeout=timeout, abandon=False
         )
+        if reply.ok:
+            return parse_registrations(script_id, reply.value())
+        err = reply.error
+        if err.get("kind") == "protocol" and "phase" not in err:
+            # a kernel older than the ``load`` op (a remote host's): three round trips
+            left = max(0.0, deadline - loop.time())
+            return await asyncio.wait_for(
+                _three_steps(kernel, script_id, source, prepare, left + 1, debug), left
+            )
     except (asyncio.TimeoutError, CallTimeout):
         raise CallTimeout(
             f"script {source.path!r} did not load and boot within {timeout:g} s", "BOOT_TIMEOUT"
         ) from None
-
-
-async def _load_and_boot(
-    kernel: ScriptKernel,
-    script_id: str,
-    source: ScriptSource,
-    replica: int,
-    replicas: int,
-    step: float,
-    debug: bool,
-    policy: dict[str, Any] | None,
-    site: list[str] | None = None,
-) -> ScriptRegistrations:
-    # One message: prepare, the script's cells and boot() (the kernel's ``load`` op).
-    # The outer deadline bounds everything; ``step`` only keeps each wait bounded on its own.
-    prepare = _prepare_op(script_id, source, replica, replicas, policy, site)
-    reply = await kernel.bridge.call({**prepare, "op": "load", "cells": source.cells}, timeout=step)
-    if reply.ok:
-        return parse_registrations(script_id, reply.value())
-    err = reply.error
-    if err.get("kind") == "protocol" and "phase" not in err:
-        # a kernel older than the ``load`` op (a remote host's): three round trips
-        return await _three_steps(kernel, script_id, source, prepare, step, debug)
     phase = err.get("phase")
     if phase == "prepare":
         raise map_call_error(reply, "prepare", debug)

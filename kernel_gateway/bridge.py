@@ -139,6 +139,7 @@ class KernelBridge:
         self.on_event: EventHandler | None = None
         self._dead: GatewayError | None = None
         self._fast: FastClient | None = None
+        self._fast_ops: frozenset[str] = frozenset(("call",))
         # the calls sent on the fast channel and not answered yet: failed at once when
         # it is lost (``_fast_lost``), their answers would never come
         self._on_fast: set[str] = set()
@@ -193,6 +194,8 @@ class KernelBridge:
         # a kernel that offers another transport (an older VWED kernel: ZeroMQ) gets its
         # calls on the comm
         if fast and port and channel.get("transport") == TRANSPORT:
+            # the ops it carries: calls, and a script's load where the kernel says so
+            self._fast_ops = frozenset(channel.get("ops") or ("call",))
             try:
                 self._fast = await FastClient.connect(
                     self._kernel.ip,
@@ -274,12 +277,13 @@ class KernelBridge:
         *,
         timeout: float,
         call_id: str | None = None,
+        abandon: bool = True,
     ) -> Reply:
         """Send ``data`` (an op with a fresh ``id``) and wait for its ``result``.
 
         Raises :class:`CallTimeout` past ``timeout`` (after interrupting the
-        kernel and cancelling the call in it) and :class:`KernelDied` at once
-        when the kernel dies.
+        kernel and cancelling the call in it, unless not ``abandon``: a kernel the
+        caller discards) and :class:`KernelDied` at once when the kernel dies.
         """
         if self._dead is not None:
             raise self._dead
@@ -294,7 +298,8 @@ class KernelBridge:
             self._dispatch(call_id, data, buffers)
             return await fut
         except _Expired:
-            await self._abandon(call_id)
+            if abandon:
+                await self._abandon(call_id)
             raise self._timeout_error(data, timeout) from None
         finally:
             timer.cancel()
@@ -353,7 +358,7 @@ class KernelBridge:
         """Send a call on the fast channel when it is up (remembered there: its calls fail
         if it is lost), else on the comm."""
         fast = self._fast
-        if fast is not None and fast.connected and data.get("op") == "call":
+        if fast is not None and fast.connected and data.get("op") in self._fast_ops:
             fast.send(data, buffers)
             self._on_fast.add(call_id)
         else:

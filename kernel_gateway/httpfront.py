@@ -1,20 +1,21 @@
-"""The gateway's listening sockets: call requests parsed by ``httptools`` on an asyncio
-protocol, every other connection handed to Tornado's ``HTTPServer`` (issue 19,
+"""The gateway's listening sockets: call requests parsed by ``httptools`` on the event
+loop's selector, every other connection handed to Tornado's ``HTTPServer`` (issue 19,
 throughput).
 
 Tornado's HTTP/1 connection reads a request through ``IOStream`` futures and a
 coroutine per connection: several event-loop turns and about a third of the
-gateway's CPU per routed call. Here a connection starts on ``_Conn``, an
-``asyncio.Protocol`` whose bytes go to llhttp (the C parser of Node.js, through
-``httptools``, the parser uvicorn uses). A request the call front serves (``/script-api/``
+gateway's CPU per routed call. Here a connection starts on ``_Conn``: its socket is
+read by a selector callback (``add_reader``, as ``IOStream`` does) and its bytes go
+to llhttp (the C parser of Node.js, through ``httptools``, the parser uvicorn uses). A request the call front serves (``/script-api/``
 and function calls, ``CallFront.claims``) is answered by the same code as on
 Tornado's path (``CallFront.serve``), in the same loop turn the request completed.
 
 Anything else is Tornado's, with the connection from that request on: a request the
-front does not serve, one with ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a
+front does not serve (a target outside the call prefixes is handed over unparsed), one with ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a
 request llhttp refuses (Tornado then gives its own answer), pipelined requests in
 one read, headers over 64 KiB, a standby gateway. The bytes read since the last
-answered request are put back in front of a new ``IOStream`` on the same socket and
+answered request are put back in front of a new ``IOStream`` on the same socket (no
+asyncio transport owns it: nothing to detach) and
 ``HTTPServer.handle_stream`` serves it as if it had accepted it. So a browser, the
 CLI or a WebSocket sees Tornado from their first request, and a task flow's
 keep-alive connection doing calls stays here.
@@ -42,6 +43,11 @@ __all__ = ["FrontServer"]
 log = logging.getLogger("kernel_gateway.http")
 
 MAX_HEADER_SIZE = 65536  # Tornado's default max_header_size
+READ_SIZE = 65536
+WRITE_HIGH = 65536  # answers not yet written past which a connection reads no more
+ACCEPTS_PER_TURN = 128
+_CALL_PREFIXES = (b"/script-api/", b"/script-engine/functions/")
+_LONGEST = max(map(len, _CALL_PREFIXES))
 IDLE_TIMEOUT = 3600.0  # Tornado's default idle_connection_timeout
 SWEEP_EVERY = 60.0
 # a request with one of these goes to Tornado (it implements them, the front does not)
@@ -81,21 +87,44 @@ class FrontServer:
         self.gate = gate  # ha.Failover or None: only an active gateway serves here
         self.served = 0  # requests answered on this path
         self.handed = 0  # connections handed to Tornado
-        self._servers: list[asyncio.AbstractServer] = []
+        self._sockets: list[socket.socket] = []
         self._conns: set[_Conn] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def listen(self, sockets: list[socket.socket]) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sock in sockets:
-            server = await loop.create_server(lambda: _Conn(self), sock=sock, backlog=128)
-            self._servers.append(server)
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept, sock)
+            self._sockets.append(sock)
         self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
+
+    def _accept(self, listening: socket.socket) -> None:
+        """The connections waiting (as Tornado's ``add_accept_handler``: a bounded number
+        per turn, so a flood of connections does not starve the calls)."""
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                sock, address = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:  # out of file descriptors: the next turn tries again
+                log.warning("accepting a connection failed: %s", exc)
+                return
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _Conn(self, sock, address)
 
     def stop(self) -> None:
         """Stop accepting (connections already open stay)."""
-        for server in self._servers:
-            server.close()
+        for sock in self._sockets:
+            if self._loop is not None and sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets = []
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -122,21 +151,33 @@ class FrontServer:
         return self.front.claims(start_line, headers)
 
 
-class _Conn(asyncio.Protocol):
-    """One connection while it is ours: a request at a time, in order."""
+class _Conn:
+    """One connection while it is ours: read and written by the event loop's selector
+    (``add_reader``/``add_writer``, as Tornado's ``IOStream`` does, so the socket can be
+    handed to one as it is), a request at a time, in order."""
 
-    def __init__(self, server: FrontServer) -> None:
+    def __init__(self, server: FrontServer, sock: socket.socket, address: Any) -> None:
         self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.sock: socket.socket | None = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.context = _Context(address, sock.family)
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.context: _Context | None = None
         self.raw = bytearray()  # bytes fed since the last answered request
         self.waiting = bytearray()  # bytes read while a request is served (not fed yet)
+        self.out = bytearray()  # answers the socket did not take yet
         self.request: httputil.HTTPServerRequest | None = None  # being served
         self.keep_alive = True
+        self.reading = True
         self.writing_paused = False  # the client does not read its answers: read no more
+        self.closing = False  # close once ``out`` is written
+        self.handing = False  # hand to Tornado once ``out`` is written
         self.last = time.monotonic()
         self._reset()
+        server._conns.add(self)
+        self.loop.add_reader(self.fd, self._readable)
+        self._readable()  # a client's request is often there with its connection
 
     def _reset(self) -> None:
         self.url = b""
@@ -146,37 +187,110 @@ class _Conn(asyncio.Protocol):
         self.what: Any = None
         self.complete = False
 
-    # -- asyncio ------------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        self.context = _Context(transport.get_extra_info("peername"), sock.family)
-        self.server._conns.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server._conns.discard(self)
-        self.transport = None  # a call in flight finds it gone and drops its answer
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        if self.request is None and self.waiting:
-            self._next()
-
-    def data_received(self, data: bytes) -> None:
+    # -- the socket -----------------------------------------------------------------------
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close_now()
+            return
+        if not data:  # the client closed its side: so does Tornado
+            self._close_now()
+            return
         self.last = time.monotonic()
         if self.request is None and not self.writing_paused and not self.waiting:
             self._feed(data)
             return
         # pipelined, or a client not reading its answers: read after this answer
         self.waiting += data
-        if len(self.waiting) > MAX_HEADER_SIZE and self.transport is not None:
-            self.transport.pause_reading()
+        if len(self.waiting) > MAX_HEADER_SIZE:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if self.reading and self.sock is not None:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _resume_reading(self) -> None:
+        if not self.reading and self.sock is not None and not self.handing:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._readable)
+
+    def _send(self, data: bytes) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        if self.out:
+            self.out += data
+        else:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._close_now()
+                return
+            if sent == len(data):
+                return
+            self.out += data[sent:]
+            self.loop.add_writer(self.fd, self._writable)
+        if len(self.out) > WRITE_HIGH:
+            self.writing_paused = True
+
+    def _writable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close_now()
+            return
+        del self.out[:sent]
+        if self.out:
+            return
+        self.loop.remove_writer(self.fd)
+        if self.closing:
+            self._close_now()
+        elif self.handing:
+            self._hand_off()
+        elif self.writing_paused:
+            self.writing_paused = False
+            if self.request is None and self.waiting:
+                self._next()
+
+    def close(self) -> None:
+        """Close once what was answered is written."""
+        if self.out:
+            self.closing = True
+            self._pause_reading()
+        else:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        sock, self.sock = self.sock, None
+        self.server._conns.discard(self)
+        if sock is None:
+            return
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+        if self.out:
+            self.loop.remove_writer(self.fd)
+            self.out.clear()
+        sock.close()  # a call in flight finds the socket gone and drops its answer
 
     def _feed(self, data: bytes) -> None:
+        if not self.raw and not _may_claim(data):
+            self.raw += data
+            self._hand_off()  # not a call: Tornado's without parsing
+            return
         self.raw += data
         try:
             self.parser.feed_data(data)
@@ -258,20 +372,18 @@ class _Conn(asyncio.Protocol):
             if "\r" in line or "\n" in line:
                 raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
         head = "\r\n".join(lines)
-        if self.transport is not None:
-            self.transport.write(head.encode("latin1") + b"\r\n\r\n" + (chunk or b""))
+        self._send(head.encode("latin1") + b"\r\n\r\n" + (chunk or b""))
 
     def write(self, chunk: bytes) -> None:  # pragma: no cover - the front writes once
-        if self.transport is not None:
-            self.transport.write(chunk)
+        self._send(chunk)
 
     def finish(self) -> None:
         """The answer is written: the next request, or the end of the connection."""
         self.request = None
-        if self.transport is None:
+        if self.sock is None:
             return
         if not self.keep_alive:
-            self.transport.close()
+            self.close()
             return
         if self.waiting and not self.writing_paused:  # else when the client reads again
             self._next()
@@ -279,33 +391,27 @@ class _Conn(asyncio.Protocol):
     def _next(self) -> None:
         """The requests read while one was served."""
         data, self.waiting = bytes(self.waiting), bytearray()
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self._resume_reading()
         self._feed(data)
 
     def set_close_callback(self, callback: Any) -> None:  # pragma: no cover
         pass
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
     # -- to Tornado ------------------------------------------------------------------------
     def _hand_off(self) -> None:
-        """From the first byte of the request being read, the connection is Tornado's."""
-        transport = self.transport
-        if transport is None:
+        """From the first byte of the request being read, the connection is Tornado's:
+        the same socket in an ``IOStream`` that reads first what was read here."""
+        sock = self.sock
+        if sock is None:
             return
-        transport.pause_reading()
-        if transport.get_write_buffer_size():  # an answer not yet out: after it
-            asyncio.get_running_loop().call_later(0.001, self._hand_off)
+        self._pause_reading()
+        if self.out:  # an answer not yet out: after it
+            self.handing = True
             return
-        raw, self.raw = bytes(self.raw), bytearray()
-        sock = transport.get_extra_info("socket").dup()  # the same connection, own fd
-        sock.setblocking(False)
-        address = transport.get_extra_info("peername")
-        self.transport = None
-        transport.abort()  # closes our fd only: the connection lives on in ``sock``
+        self.sock = None
+        self.server._conns.discard(self)
+        raw, self.raw = bytes(self.raw + self.waiting), bytearray()
+        self.waiting = bytearray()
         server = self.server.http_server
         stream = IOStream(
             sock, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size
@@ -314,4 +420,14 @@ class _Conn(asyncio.Protocol):
             stream._read_buffer += raw
             stream._read_buffer_size += len(raw)
         self.server.handed += 1
-        server.handle_stream(stream, address)
+        server.handle_stream(stream, self.address)
+
+
+def _may_claim(data: bytes) -> bool:
+    """Whether a request that starts with ``data`` may be a call (else it is handed to
+    Tornado unparsed): its target starts with a prefix the call front serves."""
+    space = data.find(b" ", 0, 12)
+    if space < 0:
+        return len(data) < 12  # too little to tell yet
+    target = data[space + 1 : space + 1 + _LONGEST]
+    return any(p.startswith(target) or target.startswith(p) for p in _CALL_PREFIXES)

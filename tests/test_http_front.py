@@ -231,9 +231,7 @@ def test_a_client_that_does_not_read_its_answers(wire: tuple[GatewayThread, str]
         wait_until(lambda: _counts(gw)[0] > served, 10, "the big call served")
         assert gw.gateway is not None and gw.gateway.http_front is not None
         front = gw.gateway.http_front
-        wait_until(
-            lambda: any(c.writing_paused for c in front._conns), 10, "writes paused"
-        )
+        wait_until(lambda: any(c.writing_paused for c in front._conns), 10, "writes paused")
         w.send(_get(f"/script-api/{n}/ping"))
         status, _, body = w.answer()
         assert status == 200 and len(json.loads(body)["z"]) == 8_000_000

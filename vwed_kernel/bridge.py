@@ -112,7 +112,11 @@ class GatewayLink(Link):
         self._send(
             {
                 # transport "stream": framed messages on a plain socket (fastpath.py)
-                "fastpath": {"port": fast_port, "transport": "stream"} if fast_port else None,
+                # "ops": what the channel carries besides calls (a gateway sends other
+                # ops on the comm)
+                "fastpath": {"port": fast_port, "transport": "stream", "ops": ["call", "load"]}
+                if fast_port
+                else None,
                 "op": "hello",
                 "pid": os.getpid(),
                 "protocol": PROTOCOL_VERSION,
@@ -136,7 +140,7 @@ class GatewayLink(Link):
                 return None
             from .fastpath import FastChannel
 
-            self._fast = FastChannel(kernel, self.calls, app.ip)
+            self._fast = FastChannel(kernel, self.calls, app.ip, {"load": self._load})
             return self._fast.port
         except Exception:
             log.exception("the fast channel could not be opened; calls use the comm")
@@ -223,6 +227,10 @@ class GatewayLink(Link):
     def _op_load(self, data: dict[str, Any], buffers: list[Any]) -> None:
         """``prepare``, the script's code and ``boot`` in one message (load.py)."""
         load_script(self, self._kernel(), data, self._send)
+
+    def _load(self, data: dict[str, Any], buffers: list[Any], send: Send) -> None:
+        """The same, from the fast channel: answered there."""
+        load_script(self, self._kernel(), data, send)
 
     def boot(self, call_id: str, send: Send) -> None:
         """Call the script's ``boot()``; its answer (the registrations) goes to ``send``."""

@@ -1,4 +1,5 @@
-"""The fast channel: a socket between the gateway and this kernel for calls.
+"""The fast channel: a socket between the gateway and this kernel for calls (and a
+script's ``load``: its ``hello`` says so in ``ops``).
 
 Why: a call sent as a ``comm_msg`` goes through ipykernel's shell dispatch,
 which publishes busy/idle status on iopub and waits on the stdout/stderr flush
@@ -39,6 +40,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .dispatch import Calls
+
+# an op besides ``call`` (``load``): called with (data, buffers, send)
+Op = Callable[[dict[str, Any], list[bytes], Callable[..., None]], None]
 
 __all__ = ["FastChannel", "Signer", "TRANSPORT", "framing", "Frames"]
 
@@ -138,9 +142,12 @@ class FastChannel:
 
     transport = TRANSPORT
 
-    def __init__(self, kernel: Any, calls: Calls, ip: str) -> None:
+    def __init__(
+        self, kernel: Any, calls: Calls, ip: str, ops: dict[str, Op] | None = None
+    ) -> None:
         self._kernel = kernel
         self._calls = calls
+        self._ops = ops or {}  # ops besides ``call`` (``load``): (data, buffers, send)
         self._sign = Signer(kernel.session.key or b"")
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         self._sock = socket.create_server((ip, 0), family=family)
@@ -192,6 +199,15 @@ class FastChannel:
             return
         data = json.loads(rest[0])
         if data.get("op") != "call":
+            op = self._ops.get(data.get("op"))
+            if op is not None:  # as a shell message's handler: its output, SIGINT raising
+                self._kernel.set_parent(_IDENT, self._parent(str(data.get("id"))), "shell")
+                previous = _signal.signal(_SIGINT, _INT_HANDLER)
+                try:
+                    op(data, rest[1:], conn.send)
+                finally:
+                    _signal.signal(_SIGINT, previous)
+                conn.release()
             return
 
         # A handler whose last run took long does not hold the answers read before it

