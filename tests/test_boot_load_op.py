@@ -73,6 +73,9 @@ async def _boot(data: Path, name: str, text: str, policy: Any = None) -> Any:
         make_kernelspec_manager(data), name, launch=LaunchOptions(env=kernel_environment())
     )
     _answer_module_lookups(kernel)
+    # the new kernel takes its load on the fast channel (its hello says so); the old one
+    # says nothing of it and gets the comm
+    assert ("load" in kernel.bridge._fast_ops) == (name == "new"), kernel.bridge._fast_ops
     try:
         file = data / "lo.py"
         file.write_text(text)
@@ -181,6 +184,28 @@ def test_the_load_op_and_the_three_messages_answer_the_same(tmp_path, text, poli
     else:
         assert new[0] in ("BOOT_MISSING", "BOOT_FAILED", "BAD_POLICY"), new
         assert new[3] is False  # no ANSI colour in a traceback
+
+
+def test_an_op_the_fast_channel_does_not_carry_is_answered_not_dropped(tmp_path):
+    """A gateway that sends the fast channel an op it does not carry gets an error at
+    once (a ``protocol`` error, as the comm answers an unknown op), not a wait for its
+    timeout."""
+    _specs(tmp_path)
+
+    async def run() -> Any:
+        kernel = await ScriptKernel.start(
+            make_kernelspec_manager(tmp_path), "new", launch=LaunchOptions(env=kernel_environment())
+        )
+        try:
+            assert kernel.bridge.fast
+            kernel.bridge._fast_ops = kernel.bridge._fast_ops | {"nonsense"}
+            return await kernel.bridge.call({"op": "nonsense"}, timeout=10)
+        finally:
+            await kernel.shutdown(now=True)
+
+    reply = asyncio.run(run())
+    assert not reply.ok and reply.error["kind"] == "protocol", reply.error
+    assert "on the fast channel" in reply.error["message"]
 
 
 def test_a_multi_cell_script_names_the_cell_that_failed(tmp_path):

@@ -602,3 +602,28 @@ def test_a_stop_that_raises_is_an_error_record_and_the_others_still_stop(
     assert vwed_stop_cases.stopped == ["counts", "counts"]
     # no gateway: the record is printed (stderr for ERROR)
     assert "VWED.araises.stop() failed: OSError: socket already closed" in capsys.readouterr().err
+
+
+def test_a_folder_without_distributions_is_listed_not_searched(tmp_path: Path) -> None:
+    """The scripts' folder is on a kernel's sys.path and changes with every save: a
+    folder with no ``*.dist-info`` is answered from a listing (no metadata search), and
+    a distribution added to it later is found all the same (``vwed_kernel.plugins``)."""
+    from vwed_kernel import plugins
+
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "a.py").write_text("x = 1\n")
+    assert not plugins._may_hold_distributions(str(folder))
+    assert plugins.scan([str(folder)]) == []
+    dist = folder / "vwed_late-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vwed-late\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[vwed.modules]\nlate = vwed_late:Late\n")
+    os.utime(folder, ns=(time.time_ns(), time.time_ns() + 10**9))  # a new stamp, surely
+    assert plugins._may_hold_distributions(str(folder))
+    found = plugins.scan([str(folder)])
+    assert [(f.name, f.distribution) for f in found] == [("late", "vwed-late")]
+    archive = tmp_path / "lib.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("m.py", "")
+    assert plugins._may_hold_distributions(str(archive))  # a zip: importlib's search

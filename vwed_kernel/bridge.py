@@ -114,8 +114,8 @@ class GatewayLink(Link):
                 # transport "stream": framed messages on a plain socket (fastpath.py)
                 # "ops": what the channel carries besides calls (a gateway sends other
                 # ops on the comm)
-                "fastpath": {"port": fast_port, "transport": "stream", "ops": ["call", "load"]}
-                if fast_port
+                "fastpath": {"port": fast_port, "transport": "stream", "ops": self._fast.ops}
+                if fast_port and self._fast is not None
                 else None,
                 "op": "hello",
                 "pid": os.getpid(),
@@ -140,7 +140,8 @@ class GatewayLink(Link):
                 return None
             from .fastpath import FastChannel
 
-            self._fast = FastChannel(kernel, self.calls, app.ip, {"load": self._load})
+            ops = {"load": self._load} if "load" in self._ops else {}
+            self._fast = FastChannel(kernel, self.calls, app.ip, ops)
             return self._fast.port
         except Exception:
             log.exception("the fast channel could not be opened; calls use the comm")

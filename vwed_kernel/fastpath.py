@@ -35,14 +35,15 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from .dispatch import Calls
+from .replies import Send, reply_error
 
 # an op besides ``call`` (``load``): called with (data, buffers, send)
-Op = Callable[[dict[str, Any], list[bytes], Callable[..., None]], None]
+Op = Callable[[dict[str, Any], list[Any], Send], None]
 
 __all__ = ["FastChannel", "Signer", "TRANSPORT", "framing", "Frames"]
 
@@ -143,11 +144,12 @@ class FastChannel:
     transport = TRANSPORT
 
     def __init__(
-        self, kernel: Any, calls: Calls, ip: str, ops: dict[str, Op] | None = None
+        self, kernel: Any, calls: Calls, ip: str, ops: Mapping[str, Op] | None = None
     ) -> None:
         self._kernel = kernel
         self._calls = calls
         self._ops = ops or {}  # ops besides ``call`` (``load``): (data, buffers, send)
+        self.ops = ["call", *self._ops]  # what ``hello`` says the channel carries
         self._sign = Signer(kernel.session.key or b"")
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         self._sock = socket.create_server((ip, 0), family=family)
@@ -207,6 +209,14 @@ class FastChannel:
                     op(data, rest[1:], conn.send)
                 finally:
                     _signal.signal(_SIGINT, previous)
+                conn.release()
+            elif data.get("id"):  # a gateway that should have used the comm: not a hang
+                reply_error(
+                    conn.send,
+                    str(data["id"]),
+                    ValueError(f"unknown op {data.get('op')!r} on the fast channel"),
+                    "protocol",
+                )
                 conn.release()
             return
 
