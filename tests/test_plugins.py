@@ -604,7 +604,9 @@ def test_a_stop_that_raises_is_an_error_record_and_the_others_still_stop(
     assert "VWED.araises.stop() failed: OSError: socket already closed" in capsys.readouterr().err
 
 
-def test_a_folder_without_distributions_is_listed_not_searched(tmp_path: Path) -> None:
+def test_a_folder_without_distributions_is_listed_not_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scripts' folder is on a kernel's sys.path and changes with every save: a
     folder with no ``*.dist-info`` is answered from a listing (no metadata search), and
     a distribution added to it later is found all the same (``vwed_kernel.plugins``)."""
@@ -623,6 +625,12 @@ def test_a_folder_without_distributions_is_listed_not_searched(tmp_path: Path) -
     assert plugins._may_hold_distributions(str(folder))
     found = plugins.scan([str(folder)])
     assert [(f.name, f.distribution) for f in found] == [("late", "vwed-late")]
+    # "" (the working folder) is the same folder, known by its path: a kernel forked in
+    # another working folder than its fork server's finds the scan already made
+    stamp = plugins._cache[str(folder)]
+    monkeypatch.chdir(folder)
+    assert plugins.scan([""]) == found
+    assert plugins._cache[str(folder)] is stamp and "" not in plugins._cache
     archive = tmp_path / "lib.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("m.py", "")

@@ -74,12 +74,15 @@ def _scan_folder(folder: str) -> list[tuple[str, list[Found]]]:
         stamp = os.stat(folder or ".").st_mtime_ns
     except OSError:
         return []
-    cached = _cache.get(folder)
+    # by absolute path: "" is the working folder, which a forked kernel names so while
+    # the fork server that scanned it named it by its path
+    where = os.path.abspath(folder or ".")
+    cached = _cache.get(where)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     dists: list[tuple[str, list[Found]]] = []
     if not _may_hold_distributions(folder):  # the scripts' folder, changed by a save
-        _cache[folder] = (stamp, dists)
+        _cache[where] = (stamp, dists)
         return dists
     for dist in metadata.distributions(path=[folder]):
         try:
@@ -92,7 +95,7 @@ def _scan_folder(folder: str) -> list[tuple[str, list[Found]]]:
         except Exception:  # noqa: BLE001 - a broken dist-info is not a plugin
             continue
         dists.append((key, [Found(ep.name, ep.value, name, version, folder) for ep in points]))
-    _cache[folder] = (stamp, dists)
+    _cache[where] = (stamp, dists)
     return dists
 
 
