@@ -130,16 +130,22 @@ class FrontServer:
             self._sweeper = None
 
     async def close_all_connections(self) -> None:
+        """At the gateway's stop, after the drain (what a client did not read yet is
+        dropped, as Tornado's ``close_all_connections`` drops it)."""
         for conn in list(self._conns):
-            conn.close()
+            conn._close_now()
         await self.http_server.close_all_connections()
 
     def _sweep(self) -> None:
-        """Close connections idle for longer than Tornado would keep them."""
+        """Close connections idle for longer than Tornado would keep them (its
+        ``idle_connection_timeout``), or whose request's head has been coming for that
+        long (its ``header_timeout``); one whose client does not read what was written
+        is ended too."""
         now = time.monotonic()
         for conn in list(self._conns):
-            if conn.request is None and now - conn.last > IDLE_TIMEOUT:
-                conn.close()
+            idle = conn.request is None and now - conn.last > IDLE_TIMEOUT
+            if idle or (conn.raw and now - conn.began > IDLE_TIMEOUT):
+                conn._close_now()
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
 
     def claims(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> Any:
@@ -173,7 +179,9 @@ class _Conn:
         self.writing_paused = False  # the client does not read its answers: read no more
         self.closing = False  # close once ``out`` is written
         self.handing = False  # hand to Tornado once ``out`` is written
+        self.next_scheduled = False
         self.last = time.monotonic()
+        self.began = 0.0  # when the first bytes of the request being read came
         self._reset()
         server._conns.add(self)
         self.loop.add_reader(self.fd, self._readable)
@@ -183,7 +191,7 @@ class _Conn:
         self.url = b""
         self.headers: httputil.HTTPHeaders | None = None
         self.header_list: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
+        self.next_request: httputil.HTTPServerRequest | None = None
         self.what: Any = None
         self.complete = False
 
@@ -254,6 +262,7 @@ class _Conn:
             self._close_now()
             return
         del self.out[:sent]
+        self.last = time.monotonic()
         if self.out:
             return
         self.loop.remove_writer(self.fd)
@@ -264,7 +273,7 @@ class _Conn:
         elif self.writing_paused:
             self.writing_paused = False
             if self.request is None and self.waiting:
-                self._next()
+                self._next_soon()
 
     def close(self) -> None:
         """Close once what was answered is written."""
@@ -287,10 +296,12 @@ class _Conn:
         sock.close()  # a call in flight finds the socket gone and drops its answer
 
     def _feed(self, data: bytes) -> None:
-        if not self.raw and not _may_claim(data):
-            self.raw += data
-            self._hand_off()  # not a call: Tornado's without parsing
-            return
+        if not self.raw:
+            self.began = time.monotonic()
+            if not _may_claim(data):
+                self.raw += data
+                self._hand_off()  # not a call: Tornado's without parsing
+                return
         self.raw += data
         try:
             self.parser.feed_data(data)
@@ -301,7 +312,6 @@ class _Conn:
             if self.headers is None and len(self.raw) > MAX_HEADER_SIZE:
                 self._hand_off()  # Tornado's answer to headers that large
             return
-        self.raw.clear()
         self._serve()
 
     # -- httptools' callbacks ---------------------------------------------------------------
@@ -325,30 +335,39 @@ class _Conn:
             self.url.decode("latin1"),
             "HTTP/" + self.parser.get_http_version(),
         )
-        self.start_line = start_line
         self.what = self.server.claims(start_line, headers)
         if self.what is None:
             raise _HandOff
+        # what Tornado refuses (no Host in HTTP/1.1, two of them, a bad one: HTTPInputError)
+        # it answers itself, from the first byte of this request
+        self.next_request = httputil.HTTPServerRequest(
+            connection=cast(httputil.HTTPConnection, self),
+            start_line=start_line,
+            headers=headers,
+        )
 
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+    # no on_body: a request served here ends where the bytes read end (anything after
+    # it is handed to Tornado), so its body is the tail of ``raw``
 
     def on_message_complete(self) -> None:
         self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()
 
     # -- serving (HTTPConnection's side for the call front) ----------------------------------
     def _serve(self) -> None:
-        conn = cast(httputil.HTTPConnection, self)  # the part of one the front uses
-        request = httputil.HTTPServerRequest(
-            connection=conn, start_line=self.start_line, headers=self.headers
-        )
-        request.body = b"".join(self.body)
-        what = self.what
+        request, what = self.next_request, self.what
+        assert request is not None and self.headers is not None
+        length = int(self.headers.get("Content-Length") or 0)  # llhttp checked it
+        request.body = bytes(self.raw[len(self.raw) - length :]) if length else b""
+        self.raw.clear()
+        self.keep_alive = _keep_alive(request)
         self.request = request
         self._reset()
         self.server.served += 1
-        self.server.front.serve(conn, what, request)
+        try:
+            self.server.front.serve(cast(httputil.HTTPConnection, self), what, request)
+        except Exception:  # not expected (the front answers its errors): no answer hangs
+            log.exception("serving %s %s failed", request.method, request.path)
+            self._close_now()
 
     def write_headers(
         self,
@@ -364,8 +383,8 @@ class _Conn:
         if request.version == "HTTP/1.1":
             if not self.keep_alive:
                 headers["Connection"] = "close"
-        elif self.keep_alive:  # an HTTP/1.0 client that asked for keep-alive
-            headers["Connection"] = "Keep-Alive"
+        elif request.headers.get("Connection", "").lower() == "keep-alive":
+            headers["Connection"] = "Keep-Alive"  # an HTTP/1.0 client that asked (as Tornado)
         lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}"]
         lines.extend(f"{name}: {value}" for name, value in headers.get_all())
         for line in lines:
@@ -380,16 +399,26 @@ class _Conn:
     def finish(self) -> None:
         """The answer is written: the next request, or the end of the connection."""
         self.request = None
+        self.last = time.monotonic()
         if self.sock is None:
             return
         if not self.keep_alive:
             self.close()
             return
         if self.waiting and not self.writing_paused:  # else when the client reads again
-            self._next()
+            self._next_soon()
+
+    def _next_soon(self) -> None:
+        """The requests read while one was served, from the next loop turn (not inside
+        the answer of this one: its access log line and its errors stay its own)."""
+        if not self.next_scheduled:
+            self.next_scheduled = True
+            self.loop.call_soon(self._next)
 
     def _next(self) -> None:
-        """The requests read while one was served."""
+        self.next_scheduled = False
+        if self.sock is None or self.request is not None or not self.waiting:
+            return
         data, self.waiting = bytes(self.waiting), bytearray()
         self._resume_reading()
         self._feed(data)
@@ -421,6 +450,19 @@ class _Conn:
             stream._read_buffer_size += len(raw)
         self.server.handed += 1
         server.handle_stream(stream, self.address)
+
+
+def _keep_alive(request: httputil.HTTPServerRequest) -> bool:
+    """``HTTP1Connection._can_keep_alive``: the same answer as Tornado's for the same
+    request (a served request has no Transfer-Encoding)."""
+    connection = request.headers.get("Connection")
+    if connection is not None:
+        connection = connection.lower()
+    if request.version == "HTTP/1.1":
+        return connection != "close"
+    if "Content-Length" in request.headers or request.method in ("HEAD", "GET"):
+        return connection == "keep-alive"
+    return False
 
 
 def _may_claim(data: bytes) -> bool:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from conftest import GatewayThread, token_gateway, unique, wait_until
+from kernel_gateway.httpfront import FrontServer
 
 ADMIN = "wire-admin-token"
 CALLER = "wire-caller-token"
@@ -23,15 +24,20 @@ CALLER = "wire-caller-token"
 SCRIPT = """
 import time
 
+naps = 0
+
 def boot():
     VWED.api.register_route("/{n}/ping", "GET", lambda: {{"ok": True}})
     VWED.api.register_route("/{n}/echo", "POST", lambda r: {{"got": r["json"]}})
     VWED.api.register_route("/{n}/nap", "GET", nap)
     VWED.api.register_route("/{n}/big", "GET", lambda: {{"z": "z" * 8_000_000}})
     VWED.function.register("{n}_add", lambda a, b: a + b)
+    VWED.function.register("{n}_naps", lambda: naps)
 
 def nap():
+    global naps
     time.sleep(0.5)
+    naps += 1
     return {{"slept": True}}
 """
 
@@ -49,6 +55,11 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThre
         )
         assert r.status_code == 200, r.text
         yield gw, n
+
+
+def _front(gw: GatewayThread) -> FrontServer:
+    assert gw.gateway is not None and gw.gateway.http_front is not None
+    return gw.gateway.http_front
 
 
 def _counts(gw: GatewayThread) -> tuple[int, int]:
@@ -163,16 +174,20 @@ def test_calls_on_one_connection_stay_on_the_fast_layer(wire: tuple[GatewayThrea
 def test_a_request_split_anywhere_is_read_whole(wire: tuple[GatewayThread, str]) -> None:
     gw, n = wire
     request = _post(f"/script-api/{n}/echo", json.dumps({"pallet": "x" * 3000}).encode())
+    served, handed = _counts(gw)
+    front = _front(gw)
     w = Wire(gw)
     try:
         for cut in (1, 17, len(request) // 2, len(request) - 1):
             w.send(request[:cut])
-            time.sleep(0.02)  # two reads on the server's side (the split is the test)
+            # the server has read the first part (and not more): the split is the test
+            wait_until(lambda: any(len(c.raw) == cut for c in front._conns), 10, "a read")
             w.send(request[cut:])
             status, _, body = w.answer()
             assert (status, json.loads(body)["got"]["pallet"]) == (200, "x" * 3000)
     finally:
         w.close()
+    assert _counts(gw) == (served + 4, handed)
 
 
 @pytest.mark.timeout(60)
@@ -209,14 +224,22 @@ def test_pipelined_requests_are_answered_in_order(wire: tuple[GatewayThread, str
         assert json.loads(w.answer()[2]) == {"ok": True}
         assert json.loads(w.answer()[2])["result"] == 5
         assert w.answer()[0] == 200
-        # and sent while a call runs: read after its answer
+    finally:
+        w.close()
+    # sent while a call runs: read, and served on this layer after that answer
+    served, handed = _counts(gw)
+    front = _front(gw)
+    w = Wire(gw)
+    try:
         w.send(_get(f"/script-api/{n}/nap"))
-        time.sleep(0.1)
+        wait_until(lambda: any(c.request for c in front._conns), 10, "the nap being served")
         w.send(_get(f"/script-api/{n}/ping"))
+        wait_until(lambda: any(c.waiting for c in front._conns), 10, "the ping read")
         assert json.loads(w.answer()[2]) == {"slept": True}
         assert json.loads(w.answer()[2]) == {"ok": True}
     finally:
         w.close()
+    assert _counts(gw) == (served + 2, handed)
 
 
 @pytest.mark.timeout(60)
@@ -334,16 +357,77 @@ def test_malformed_requests_get_tornados_answer(wire: tuple[GatewayThread, str])
 
 
 @pytest.mark.timeout(60)
-def test_a_client_that_leaves_during_its_call(wire: tuple[GatewayThread, str]) -> None:
+def test_a_bad_host_gets_tornados_400(wire: tuple[GatewayThread, str]) -> None:
+    """No Host in HTTP/1.1, two of them, a malformed one: Tornado refuses those before
+    a handler runs; so does this layer (it hands the request over), also when it comes
+    after a call on a connection of its own."""
     gw, n = wire
+    path = f"/script-api/{n}/ping"
+    for heads in (
+        "",  # none
+        "Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n",
+        "Host: 127.0.0.1,localhost\r\n",
+    ):
+        request = f"GET {path} HTTP/1.1\r\n{heads}Authorization: token {CALLER}\r\n\r\n"
+        for first in (False, True):
+            w = Wire(gw)
+            try:
+                if first:  # a call of this layer first, then the bad one
+                    w.send(_get(path))
+                    assert w.answer()[0] == 200
+                w.send(request.encode())
+                status, _, _ = w.answer()
+                assert status == 400, (heads, first)
+                assert w.closed()
+            finally:
+                w.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_hand_off_waits_for_the_answers_before_it(wire: tuple[GatewayThread, str]) -> None:
+    """A request for Tornado after a large answer the client has not read yet: the
+    connection goes to Tornado once that answer is written, not before (and nothing
+    polls meanwhile)."""
+    gw, n = wire
+    front = _front(gw)
+    handed = _counts(gw)[1]
+    w = Wire(gw, rcvbuf=4096)
+    try:
+        w.send(_get(f"/script-api/{n}/big"))
+        wait_until(lambda: any(c.writing_paused for c in front._conns), 10, "writes paused")
+        w.send(_get("/script-engine/health"))
+        # read, and left unparsed until the client reads what it was answered
+        wait_until(lambda: any(c.waiting for c in front._conns), 10, "the health request read")
+        assert _counts(gw)[1] == handed
+        status, _, body = w.answer()
+        assert status == 200 and len(json.loads(body)["z"]) == 8_000_000
+        status, _, body = w.answer()
+        assert status == 200 and "status" in json.loads(body)
+    finally:
+        w.close()
+    assert _counts(gw)[1] == handed + 1
+
+
+@pytest.mark.timeout(60)
+def test_a_client_that_leaves_during_its_call(wire: tuple[GatewayThread, str]) -> None:
+    """The call runs to its end (as a RequestHandler's would); its answer is dropped
+    with the connection, and nothing else is disturbed."""
+    gw, n = wire
+    front = _front(gw)
+    auth = {"Authorization": f"token {CALLER}"}
+
+    def naps() -> int:
+        r = httpx.post(f"{gw.url}/script-engine/functions/{n}_naps/call", json={}, headers=auth)
+        return int(r.json()["result"])
+
+    before = naps()
     w = Wire(gw)
     w.send(_get(f"/script-api/{n}/nap"))
-    time.sleep(0.05)
+    wait_until(lambda: any(c.request for c in front._conns), 10, "the nap being served")
     w.close()
-    assert gw.gateway is not None and gw.gateway.http_front is not None
-    front = gw.gateway.http_front
-    wait_until(lambda: not any(c.request for c in front._conns), 10, "the call's end")
-    r = httpx.get(f"{gw.url}/script-api/{n}/ping", headers={"Authorization": f"token {CALLER}"})
+    wait_until(lambda: naps() == before + 1, 10, "the nap's end")
+    wait_until(lambda: not any(c.request for c in front._conns), 10, "the connection gone")
+    r = httpx.get(f"{gw.url}/script-api/{n}/ping", headers=auth)
     assert r.json() == {"ok": True}
 
 
