@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -181,7 +180,8 @@ def test_a_request_split_anywhere_is_read_whole(wire: tuple[GatewayThread, str])
         for cut in (1, 17, len(request) // 2, len(request) - 1):
             w.send(request[:cut])
             # the server has read the first part (and not more): the split is the test
-            wait_until(lambda: any(len(c.raw) == cut for c in front._conns), 10, "a read")
+            read = cut
+            wait_until(lambda: any(len(c.raw) == read for c in front._conns), 10, "a read")  # noqa: B023
             w.send(request[cut:])
             status, _, body = w.answer()
             assert (status, json.loads(body)["got"]["pallet"]) == (200, "x" * 3000)
