@@ -232,3 +232,25 @@ def test_a_multi_cell_script_names_the_cell_that_failed(tmp_path):
 
     new, old = asyncio.run(both())
     assert new == old and "ZeroDivisionError while loading (cell 2)" in new, new
+
+
+def test_a_load_computes_a_cells_transform_and_name_once_and_leaves_nothing_behind():
+    """``load.py``'s ``_OncePerText`` on IPython's own shell: the same answers as without
+    it, the second ask answered from the first (the same object), nothing of it left
+    on the shell after the load."""
+    import types
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from vwed_kernel.load import _OncePerText
+
+    shell = InteractiveShell.instance()
+    text = "x = 1\n%time y = 2\n"
+    plain = (shell.transform_cell(text), shell.compile.get_code_name(text, text, 0))
+    with _OncePerText(types.SimpleNamespace(shell=shell)):
+        first = shell.transform_cell(text)
+        assert first is shell.transform_cell(text)
+        assert (first, shell.compile.get_code_name(text, text, 0)) == plain
+        assert shell.transform_cell("z = 3\n") == "z = 3\n"
+    assert "transform_cell" not in vars(shell) and "get_code_name" not in vars(shell.compile)
+    assert shell.transform_cell(text) == plain[0]
