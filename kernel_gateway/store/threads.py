@@ -47,6 +47,12 @@ def _tracked(fn: Callable[..., Any], started: threading.Event) -> Callable[..., 
     return run
 
 
+def _expire(fut: asyncio.Future[Any], expired: list[bool]) -> None:
+    if not fut.done():
+        expired.append(True)
+        fut.cancel()
+
+
 class DbThreads:
     """Runs blocking database calls off the event loop, each within a deadline."""
 
@@ -82,15 +88,24 @@ class DbThreads:
     ) -> Any:
         limit = self.timeout if timeout is None else timeout
         started = threading.Event()
-        fut = asyncio.get_running_loop().run_in_executor(pool, _tracked(fn, started), *args)
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(pool, _tracked(fn, started), *args)
+        # a timer, not asyncio.wait_for: its waiter future costs a loop turn per call
+        # (a start awaits a write before it answers)
+        expired: list[bool] = []
+        timer = loop.call_later(limit, _expire, fut, expired)
         try:
-            return await asyncio.wait_for(fut, limit)
-        except TimeoutError:
+            return await fut
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # the caller was cancelled (the call is cancelled with it)
             # Not started: cancelled, it never runs. Started: it may still commit.
             raise StoreTimeout(
                 f"the database did not answer within {limit:g} s",
                 details={"may_still_complete": started.is_set()},
             ) from None
+        finally:
+            timer.cancel()
 
     def shutdown(self) -> None:
         """Stop taking calls. wait=False: a thread stuck in a driver call (a stalled
