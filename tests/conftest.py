@@ -99,6 +99,18 @@ def token_gateway(
         gw.stop()
 
 
+def start_script(gw: GatewayThread, root: Path, name: str, text: str, admin: str) -> None:
+    """Write ``<name>.py`` into the scripts root ``root`` and start it (admin token)."""
+    (root / f"{name}.py").write_text(text)
+    r = httpx.post(
+        f"{gw.url}/script-engine/start",
+        json={"script_path": f"{name}.py"},
+        headers={"Authorization": f"token {admin}"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``predicate`` until it is truthy, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import GatewayThread, token_gateway, unique
+from conftest import GatewayThread, start_script, token_gateway, unique
 from kernel_gateway.fastpath import Frames, framing
 
 ADMIN = "front-admin-token"
@@ -54,14 +54,7 @@ def front(
 def name(front: tuple[GatewayThread, Path]) -> str:
     gw, root = front
     n = unique("fr")
-    (root / f"{n}.py").write_text(SCRIPT.format(n=n))
-    r = httpx.post(
-        f"{gw.url}/script-engine/start",
-        json={"script_path": f"{n}.py"},
-        headers={"Authorization": f"token {ADMIN}"},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
+    start_script(gw, root, n, SCRIPT.format(n=n), ADMIN)
     return n
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import GatewayThread, token_gateway, unique, wait_until
+from conftest import GatewayThread, start_script, token_gateway, unique, wait_until
 from kernel_gateway.httpfront import FrontServer
 
 ADMIN = "wire-admin-token"
@@ -45,14 +45,7 @@ def nap():
 def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayThread, str]]:
     for gw, root in token_gateway(tmp_path_factory, "wire", ADMIN, CALLER):
         n = unique("wi")
-        (root / f"{n}.py").write_text(SCRIPT.format(n=n))
-        r = httpx.post(
-            f"{gw.url}/script-engine/start",
-            json={"script_path": f"{n}.py"},
-            headers={"Authorization": f"token {ADMIN}"},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
+        start_script(gw, root, n, SCRIPT.format(n=n), ADMIN)
         yield gw, n
 
 
@@ -436,14 +429,7 @@ def test_off_every_connection_is_tornados(tmp_path_factory: pytest.TempPathFacto
     for gw, root in token_gateway(tmp_path_factory, "wire-off", ADMIN, CALLER, fast_http=False):
         assert gw.gateway is not None and gw.gateway.http_front is None
         n = unique("wo")
-        (root / f"{n}.py").write_text(SCRIPT.format(n=n))
-        r = httpx.post(
-            f"{gw.url}/script-engine/start",
-            json={"script_path": f"{n}.py"},
-            headers={"Authorization": f"token {ADMIN}"},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
+        start_script(gw, root, n, SCRIPT.format(n=n), ADMIN)
         served = gw.gateway.front.served if gw.gateway.front else 0
         w = Wire(gw)
         try:
