@@ -17,6 +17,7 @@ from .scripts import ScriptSource
 __all__ = ["boot_kernel", "map_call_error", "strip_ansi"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+OUTPUT_WAIT = 2.0  # seconds a failed load waits for its output on iopub
 
 
 def strip_ansi(text: str) -> str:
@@ -87,6 +88,10 @@ async def boot_kernel(
         )
         if reply.ok:
             return parse_registrations(script_id, reply.value())
+        if kernel.bridge.fast:
+            # the answer came on the fast channel, the failing cell's ``error`` output and
+            # what it printed come on iopub: they reach the logs before the kernel goes
+            await kernel.barrier(OUTPUT_WAIT)
         err = reply.error
         if err.get("kind") == "protocol" and "phase" not in err:
             # a kernel older than the ``load`` op (a remote host's): three round trips
