@@ -140,10 +140,17 @@ class Booting:
         registrations (an atomic swap: a conflict changes nothing): all or nothing.
         On any failure, or if ``wanted()`` turned false meanwhile, the new kernels are
         shut down and the error raised."""
-        results = await asyncio.gather(
-            *(self._boot_replica(script, i) for i in range(script.replicas)),
-            return_exceptions=True,
-        )
+        results: list[ScriptKernel | BaseException]
+        if script.replicas == 1:  # awaited here: a task (gather's) costs a loop turn each way
+            try:
+                results = [await self._boot_replica(script, 0)]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(self._boot_replica(script, i) for i in range(script.replicas)),
+                return_exceptions=True,
+            )
         good = [k for k in results if isinstance(k, ScriptKernel)]
         try:
             for result in results:
