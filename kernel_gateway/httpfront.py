@@ -471,5 +471,7 @@ def _may_claim(data: bytes) -> bool:
     space = data.find(b" ", 0, 12)
     if space < 0:
         return len(data) < 12  # too little to tell yet
-    target = data[space + 1 : space + 1 + _LONGEST]
-    return any(p.startswith(target) or target.startswith(p) for p in _CALL_PREFIXES)
+    if data.startswith(_CALL_PREFIXES, space + 1):
+        return True
+    target = data[space + 1 : space + 1 + _LONGEST]  # a prefix cut short by the read
+    return len(target) < _LONGEST and any(p.startswith(target) for p in _CALL_PREFIXES)
