@@ -170,3 +170,38 @@ def test_a_call_in_flight_on_a_lost_fast_channel_fails_at_once(scripts, client):
     # later calls go on the comm (once the handler's sleep is over)
     assert client.get(f"/script-api/{n}/ping", timeout=30).json() == "pong"
     assert client.get(f"/script-engine/scripts/{sid}").json()["fast_path"] is False
+
+
+def test_connections_that_never_sign_are_capped_and_the_gateways_stays(scripts, client, gw):
+    """Anyone on the host can connect to a kernel's fast channel (only a signed message
+    does anything): past 8 connections the oldest one that never sent a signed message
+    is closed, so such connections cannot pile up, and the gateway's own (signed) one
+    stays: calls go on on the fast channel."""
+    import socket
+
+    n = unique("cap")
+    started = scripts.start(f"{n}.py", SCRIPT.format(n=n))
+    kernel = gw.gateway.engine.get(started["script_id"]).kernels[0]
+    port = int(kernel.info["fastpath"]["port"])
+    assert client.get(f"/script-api/{n}/ping").json() == "pong"  # the gateway's is signed
+    strangers = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+    try:
+
+        def closed(sock: socket.socket) -> bool:
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                return True
+
+        # 1 signed + 7 strangers fit: the 13 oldest strangers are closed, the newest 7 stay
+        wait_until(lambda: sum(closed(s) for s in strangers) >= 13, 10, "strangers closed")
+        assert not any(closed(s) for s in strangers[-7:])
+        for _ in range(10):
+            assert client.get(f"/script-api/{n}/ping").json() == "pong"
+        assert kernel.bridge.fast
+    finally:
+        for sock in strangers:
+            sock.close()

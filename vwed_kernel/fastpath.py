@@ -53,6 +53,9 @@ TRANSPORT = "stream"  # what hello says; a gateway that does not know it uses th
 # one encoder for every answer: json.dumps() with separators builds a new one each time
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _COUNT = struct.Struct("!I")
+# connections at once: a gateway holds one (a restarted one, a second briefly); past it, the
+# oldest one that never sent a signed message is closed
+MAX_CONNECTIONS = 8
 _IDENT = [b"vwed-fast"]  # the shell "ident" of a call's parent (nothing is routed on it)
 _SIGINT = int(signal.SIGINT)
 _INT_HANDLER = signal.default_int_handler
@@ -177,9 +180,23 @@ class FastChannel:
             except OSError:
                 log.exception("fast channel: accept failed")
                 return
+            if len(self._conns) >= MAX_CONNECTIONS and not self._make_room():
+                sock.close()  # every one signed by a gateway: this one uses the comm
+                log.warning("fast channel: a connection refused (%d open)", len(self._conns))
+                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Conn(self, sock)
             self._conns.add(conn)
+
+    def _make_room(self) -> bool:
+        """At the cap, the oldest connection that never sent a signed message goes (a
+        gateway signs its first message at once: anyone else on the host holds a
+        connection for nothing)."""
+        unsigned = [c for c in self._conns if not c.signed]
+        if not unsigned:
+            return False
+        min(unsigned, key=lambda c: c.opened).close()
+        return True
 
     def _parent(self, call_id: str) -> dict[str, Any]:
         header = {**_HEADER, "msg_id": call_id, "date": _date()}
@@ -199,6 +216,7 @@ class FastChannel:
         if not hmac.compare_digest(signature, self._sign(rest)):
             log.warning("fast channel: message with a bad signature dropped")
             return
+        conn.signed = True
         data = json.loads(rest[0])
         if data.get("op") != "call":
             op = self._ops.get(data.get("op"))
@@ -258,6 +276,8 @@ class _Conn:
         self._held: list[bytes] | None = None
         self._held_since = 0.0
         self._frames = Frames(self._message)
+        self.signed = False  # a message with the kernel's signature came on it
+        self.opened = time.monotonic()
         sock.setblocking(False)
         self._loop.add_reader(self._fd, self._read)
 
