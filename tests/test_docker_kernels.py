@@ -145,6 +145,14 @@ def _scripts(tmp_path: Path, image: str, marker: str, names: tuple[str, ...]) ->
     return root, data
 
 
+def _start_in_docker(gw: GatewayProcess, path: str) -> None:
+    """Start ``path`` on the Docker kernelspec; the start must answer 200."""
+    r = gw.client.post(
+        "/script-engine/start", json={"script_path": path, "kernel_name": "vwed-docker"}
+    )
+    assert r.status_code == 200, r.text
+
+
 def _where(gw: GatewayProcess, name: str) -> dict[str, Any]:
     r = gw.client.get(f"/script-api/{name}/where")
     assert r.status_code == 200, r.text
@@ -258,10 +266,7 @@ def test_a_gateway_killed_9_reattaches_to_its_containers(
     first = GatewayProcess(root, data, "--pool-size", "0")
     try:
         for path in ("keep.py", "lost.py"):
-            r = first.client.post(
-                "/script-engine/start", json={"script_path": path, "kernel_name": "vwed-docker"}
-            )
-            assert r.status_code == 200, r.text
+            _start_in_docker(first, path)
         for _ in range(3):
             _bump(first, "keep")
         keep, lost = _where(first, "keep"), _where(first, "lost")
@@ -317,10 +322,7 @@ def test_a_docker_daemon_away_at_restore_leaves_the_container_alone(
     root, data = _scripts(tmp_path, image, marker, ("keep",))
     first = GatewayProcess(root, data, "--pool-size", "0")
     try:
-        r = first.client.post(
-            "/script-engine/start", json={"script_path": "keep.py", "kernel_name": "vwed-docker"}
-        )
-        assert r.status_code == 200, r.text
+        _start_in_docker(first, "keep.py")
         assert _bump(first, "keep") == 1
         keep = _where(first, "keep")
     finally:
@@ -396,10 +398,7 @@ def test_a_container_of_another_daemon_is_not_taken_as_gone(
     root, data = _scripts(tmp_path, image, marker, ("keep",))
     first = GatewayProcess(root, data, "--pool-size", "0")
     try:
-        r = first.client.post(
-            "/script-engine/start", json={"script_path": "keep.py", "kernel_name": "vwed-docker"}
-        )
-        assert r.status_code == 200, r.text
+        _start_in_docker(first, "keep.py")
         keep = _where(first, "keep")
     finally:
         first.proc.kill()

@@ -117,17 +117,23 @@ STATE = textwrap.dedent(
 )
 
 
-@pytest.mark.timeout(120)
-def test_warm_leaves_the_fork_servers_process_as_it_was(tmp_path):
+def _python(code: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter with a bare environment; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, "-c", STATE],
-        cwd=tmp_path,
+        [sys.executable, "-c", code],
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=100,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.timeout(120)
+def test_warm_leaves_the_fork_servers_process_as_it_was(tmp_path):
+    done = _python(STATE, tmp_path)
     assert "the shell's atexit ran" not in done.stdout
     changed = json.loads(done.stdout.strip().splitlines()[-1])
     assert changed == {}
@@ -223,13 +229,5 @@ def test_prepare_leaves_no_temporary_folder_cached(tmp_path):
         "from vwed_kernel import forkmemory; forkmemory.prepare()\n"
         "print(repr(tempfile.tempdir))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
-    assert done.returncode == 0, done.stderr
+    done = _python(code, tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "None"

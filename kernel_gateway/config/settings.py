@@ -173,8 +173,8 @@ class Settings:
     max_body_size: int = setting(16 * 1024 * 1024, "largest HTTP request body accepted, in bytes")
     fast_http: bool = setting(
         True,
-        "parse route and function calls with httptools on the gateway's own asyncio "
-        "protocol (off: every connection served by Tornado's HTTP server)",
+        "parse route and function calls with httptools in the gateway's own HTTP layer, "
+        "every other request in Tornado's (off: Tornado's HTTP server serves every connection)",
     )
     log_retention_days: float = setting(30.0, "days of log records kept (0: no age limit)")
     log_retention_records: int = setting(5_000_000, "log records kept at most (0: no limit)")
