@@ -19,7 +19,7 @@ from pathlib import Path
 from tornado import httpserver
 from tornado.netutil import bind_sockets
 
-from . import __version__
+from . import __version__, busypoll
 from .config import ConfigError, Settings, parse_settings
 from .cpuquota import CpuQuotas
 from .datadir import secure_data_dir, stored_token
@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     code = 0
     try:
-        asyncio.run(_serve(settings))
+        busypoll.run(_serve(settings), settings.busy_poll_us)
     except ConfigError as exc:
         print(f"vwed-gateway: {exc}", file=sys.stderr)
         code = 2

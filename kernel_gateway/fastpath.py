@@ -16,8 +16,11 @@ import hmac
 import json
 import logging
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
+
+from .busypoll import BusyPoller, poller_of
 
 __all__ = ["FastClient", "TRANSPORT", "Frames", "framing"]
 
@@ -30,6 +33,9 @@ TRANSPORT = "stream"  # the kernel's hello must say it (vwed_kernel/fastpath.py)
 _COUNT = struct.Struct("!I")
 # one encoder for every call: json.dumps() with separators builds a new one each time
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+_now = time.perf_counter
+# the weight of the newest answer time in the moving average (``FastClient.answer_time``)
+ANSWER_WEIGHT = 0.2
 
 
 def framing(frames: list[bytes]) -> list[bytes]:
@@ -104,6 +110,12 @@ class FastClient(asyncio.Protocol):
         # at the next turn (``send``); None: no send in this turn
         self._held: list[bytes] | None = None
         self._out = 0  # calls sent and not answered yet (a hint: lost answers stay)
+        # the event loop's busy poller (``--busy-poll-us``; None: off), told of each call
+        self._poller: BusyPoller | None = None
+        # moving average of how long a call sent alone on the connection took to be
+        # answered (seconds; 0: none yet): polled for when that is within the budget
+        self.answer_time = 0.0
+        self._timed = 0.0  # when the call being timed was sent (0: none)
 
     @classmethod
     async def connect(
@@ -129,6 +141,7 @@ class FastClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport  # asyncio sets TCP_NODELAY on TCP transports
+        self._poller = poller_of(asyncio.get_running_loop())
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -155,17 +168,26 @@ class FastClient(asyncio.Protocol):
         held = self._held
         if held is not None:  # a burst (concurrent requests): one write for the rest
             held.extend(message)
-            return
+        else:
+            self._write_now(message, data.get("op") == "call")
+        self._out += 1
+        poller = self._poller
+        if poller is not None and self.answer_time <= poller.budget:
+            poller.sent()
+
+    def _write_now(self, message: list[bytes], call: bool) -> None:
         # The first call of a loop turn is written now (no added latency when calls
         # come one at a time); when other calls are out (concurrent requests), the
         # calls sent after it in the same turn are held and written together when the
         # loop comes back (one system call, one wake-up of the kernel for all of them
         # instead of one each). Alone, nothing is scheduled.
-        transport.write(b"".join(message))
+        assert self._transport is not None
+        self._transport.write(b"".join(message))
         if self._out:
             self._held = []
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out += 1
+        elif call:
+            self._timed = _now()  # alone: its answer time is the kernel's
 
     def _flush(self) -> None:
         held, self._held = self._held, None
@@ -181,6 +203,11 @@ class FastClient(asyncio.Protocol):
             return
         if self._out:
             self._out -= 1
+        if self._timed:  # the first answer after a call sent alone: most likely its own
+            took = _now() - self._timed
+            self._timed = 0.0
+            average = self.answer_time
+            self.answer_time = took if not average else average + ANSWER_WEIGHT * (took - average)
         try:
             self._on_result(json.loads(rest[0]), rest[1:])
         except Exception:

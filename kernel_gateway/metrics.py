@@ -5,11 +5,14 @@ registry of its own (no process-wide state): counters the call path feeds
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .busypoll import poller_of
 
 if TYPE_CHECKING:
     from .engine import ScriptTable
@@ -106,6 +109,7 @@ class GatewayGauges:
             "vwed_log_subscribers", "Live log WebSocket subscribers", value=self.logs.subscribers
         )
         yield from self._log_sinks()
+        yield from self._busy_poll()
         if self.executions is not None:
             now = self.executions()
             live = GaugeMetricFamily(
@@ -116,6 +120,29 @@ class GatewayGauges:
             for name in ("queued", "running"):
                 live.add_metric([name], now.get(name, 0))
             yield live
+
+    def _busy_poll(self) -> Iterator[Any]:
+        """What ``--busy-poll-us`` cost (nothing when it is off)."""
+        try:
+            poller = poller_of(asyncio.get_running_loop())
+        except RuntimeError:  # scraped outside the event loop's thread
+            return
+        if poller is None:
+            return
+        yield CounterMetricFamily(
+            "vwed_busy_poll_seconds",
+            "Seconds the event loop polled instead of sleeping after a quick call",
+            value=poller.seconds,
+        )
+        polls = CounterMetricFamily(
+            "vwed_busy_polls",
+            "Polls after a quick call, by how they ended: ready (something to do came) "
+            "or spent (the budget ran out and the loop slept)",
+            labels=["outcome"],
+        )
+        polls.add_metric(["ready"], poller.ready)
+        polls.add_metric(["spent"], poller.spent)
+        yield polls
 
     def _log_sinks(self) -> Iterator[Any]:
         """Per ``--log-sink``: records waiting, sent and dropped (queue full, or a batch

@@ -174,14 +174,19 @@ class CallRouter:
         started = time.perf_counter()
 
         def ended(reply: Reply | None, exc: BaseException | None) -> None:
+            seconds = time.perf_counter() - started
+            error: GatewayError | None = None
             try:
-                answer = self._ended(
-                    script, kind, name, call_id, task_id, kernel, started, reply, exc
-                )
-            except BaseException as error:
-                done(None, error)
-                return
-            done(answer, None)
+                error = self._outcome(script, kind, name, call_id, kernel, reply, exc)
+            except BaseException as failure:  # not expected: still an answer
+                exc = failure
+            try:
+                if exc is not None or error is not None:
+                    done(None, exc or error)
+                else:
+                    done(reply, None)
+            finally:  # after the answer went out: the caller does not wait for these
+                self._record(script, kind, name, call_id, task_id, seconds, error)
 
         try:
             kernel.bridge.start(
@@ -249,10 +254,30 @@ class CallRouter:
         reply: Reply | None,
         exc: BaseException | None,
     ) -> Reply:
-        """A call's end: its error (an error answer of the kernel as a GatewayError,
-        secrets redacted), the metrics, the meter and the call history. Raises the
-        call's error; returns the reply."""
-        script_id = script.script_id
+        """A call's end: its error (``_outcome``), then its records (``_record``).
+        Raises the call's error; returns the reply."""
+        seconds = time.perf_counter() - started
+        error = self._outcome(script, kind, name, call_id, kernel, reply, exc)
+        self._record(script, kind, name, call_id, task_id, seconds, error)
+        if exc is not None:
+            raise exc
+        if error is not None:
+            raise error
+        assert reply is not None
+        return reply
+
+    def _outcome(
+        self,
+        script: RunningScript,
+        kind: str,
+        name: str,
+        call_id: str,
+        kernel: ScriptKernel,
+        reply: Reply | None,
+        exc: BaseException | None,
+    ) -> GatewayError | None:
+        """A call's error: an error answer of the kernel as a GatewayError (secrets
+        redacted), or the gateway's own."""
         error: GatewayError | None = exc if isinstance(exc, GatewayError) else None
         if reply is not None and not reply.ok:
             error = map_call_error(
@@ -260,8 +285,21 @@ class CallRouter:
             )
             error.details.setdefault("call_id", call_id)  # finds the call's log records
             # secret values the kernel was given, out of the answer and the history
-            self.logs.redactor.redact_error(error, kernel.kernel_id, script_id)
-        seconds = time.perf_counter() - started
+            self.logs.redactor.redact_error(error, kernel.kernel_id, script.script_id)
+        return error
+
+    def _record(
+        self,
+        script: RunningScript,
+        kind: str,
+        name: str,
+        call_id: str,
+        task_id: str | None,
+        seconds: float,
+        error: GatewayError | None,
+    ) -> None:
+        """A call's metrics, meter and call history row."""
+        script_id = script.script_id
         error_type = None if error is None else error.code
         self.metrics.call(script_id, kind, error_type or "ok", seconds)
         if script.meter is not None:
@@ -282,12 +320,6 @@ class CallRouter:
                     "task_id": task_id[:128] if task_id else None,
                 }
             )
-        if exc is not None:
-            raise exc
-        if error is not None:
-            raise error
-        assert reply is not None
-        return reply
 
     async def call_websocket(self, path: str, connection_id: str, message: str) -> Reply:
         script_id = self.registry.websocket(path)

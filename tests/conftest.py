@@ -21,17 +21,21 @@ from typing import Any
 import httpx
 import pytest
 
+from kernel_gateway import busypoll
 from kernel_gateway.app import Gateway
 from kernel_gateway.config import Settings
 
 
 class GatewayThread:
-    """Runs a :class:`Gateway` on its own event loop in a background thread."""
+    """Runs a :class:`Gateway` on its own event loop in a background thread (the loop
+    ``vwed-gateway`` runs on: it busy-polls after quick calls unless
+    ``busy_poll_us=0``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.gateway: Gateway | None = None
-        self.loop = asyncio.new_event_loop()
+        factory = busypoll.loop_factory(settings.busy_poll_us)
+        self.loop = factory() if factory is not None else asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="gateway", daemon=True)

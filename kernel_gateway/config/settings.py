@@ -176,6 +176,11 @@ class Settings:
         "parse route and function calls with httptools in the gateway's own HTTP layer, "
         "every other request in Tornado's (off: Tornado's HTTP server serves every connection)",
     )
+    busy_poll_us: int = setting(
+        300,
+        "microseconds the event loop polls without sleeping for the answer of a call to a "
+        "kernel whose answers come that quickly (0: off; docs/performance.md)",
+    )
     log_retention_days: float = setting(30.0, "days of log records kept (0: no age limit)")
     log_retention_records: int = setting(5_000_000, "log records kept at most (0: no limit)")
     log_queue_max: int = setting(
@@ -260,6 +265,8 @@ class Settings:
             problems.append(f"port {self.port} is not in 0-65535")
         if self.pool_size < 0:
             problems.append("pool_size must be >= 0")
+        if not 0 <= self.busy_poll_us <= 10_000:
+            problems.append(f"busy_poll_us must be 0-10000 microseconds ({self.busy_poll_us})")
         if self.workers < 0 or self.step_queue < 0 or self.step_grace <= 0:
             problems.append("workers and step_queue must be >= 0, step_grace > 0")
         if self.async_concurrency < 0 or self.async_queue < 1:

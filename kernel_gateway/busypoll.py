@@ -1,0 +1,111 @@
+"""Busy polling after a quick call was sent (``--busy-poll-us``; issue 19, latency
+at concurrency 1).
+
+On a virtual machine a process woken on an idle core costs tens of microseconds: the
+sender's ``send()`` that wakes it and the sleeper's way back out of ``epoll_wait``. A
+routed call crosses processes four times (client, gateway, kernel, gateway, client)
+where a handler inside the HTTP server crosses twice. So for a short while after a
+call went to a kernel whose answers come that quickly, the gateway's event loop does
+not go to sleep when it has nothing to do: its selector polls (``epoll`` with a zero
+timeout) until the budget from that send is spent, and returns as soon as any socket
+is ready. The answer is read without a wake-up, and so is a caller's next request
+when it comes within the window (a task flow calling step after step), as Linux's own
+socket busy polling (``SO_BUSY_POLL``) does for network cards. Nothing waits behind
+it: any ready socket, timer or signal ends the poll.
+
+A kernel whose answers take longer than the budget is not polled for (``FastClient``
+keeps a moving average of its answer times). The cost: CPU time of a core that had
+nothing to do, at most the budget per call. 0 turns it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import sys
+import time
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["BusyPoller", "loop_factory", "poller_of", "run"]
+
+T = TypeVar("T")
+
+_now = time.perf_counter
+# the poller of each event loop made by ``loop_factory`` (FastClient finds it here)
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BusyPoller] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class BusyPoller(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The platform's default selector, polling without sleeping for ``budget`` seconds
+    after each quick call was sent (``sent``)."""
+
+    def __init__(self, budget: float) -> None:
+        super().__init__()
+        self.budget = budget
+        self.until = 0.0  # poll without sleeping until then (perf_counter; 0: sleep)
+        # what the polling cost and caught (the gateway's metrics, vwed_busy_poll_*)
+        self.seconds = 0.0  # spent polling
+        self.ready = 0  # polls that ended with something to do
+        self.spent = 0  # polls that ended with the budget spent (the loop then slept)
+
+    def sent(self) -> None:
+        """A call went to a kernel whose answers come within the budget."""
+        self.until = _now() + self.budget
+
+    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        until = self.until
+        if until and timeout != 0:
+            start = now = _now()
+            if now >= until:
+                self.until = 0.0  # the budget ran out while the loop was busy
+            else:
+                end = until if timeout is None else min(until, start + timeout)
+                while now < end:
+                    ready = super().select(0)
+                    if ready:
+                        self.ready += 1
+                        self.seconds += _now() - start
+                        return ready  # type: ignore[no-any-return]
+                    now = _now()
+                self.seconds += now - start
+                if now < until:  # a timer is due first: the poll goes on after it
+                    return []
+                self.until = 0.0  # spent: sleep until something comes
+                self.spent += 1
+                if timeout is not None:
+                    timeout = max(0.0, timeout - (now - start))
+        return super().select(timeout)  # type: ignore[no-any-return]
+
+
+def run(main: Coroutine[Any, Any, T], budget_us: int) -> T:
+    """``asyncio.run(main)`` on a loop that polls (``loop_factory``); on the default
+    loop where that is None or on Python 3.10 (no ``asyncio.Runner``)."""
+    factory = loop_factory(budget_us)
+    if factory is None or sys.version_info < (3, 11):
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[attr-defined]
+        return runner.run(main)  # type: ignore[no-any-return]
+
+
+def loop_factory(budget_us: int) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """A factory of event loops that poll after quick calls, or None for the default
+    loop (a budget of 0, or Windows, where the default loop is not selector-based)."""
+    if budget_us <= 0 or sys.platform == "win32":
+        return None
+
+    def new_loop() -> asyncio.AbstractEventLoop:
+        poller = BusyPoller(budget_us / 1e6)
+        loop = asyncio.SelectorEventLoop(poller)
+        _POLLERS[loop] = poller
+        return loop
+
+    return new_loop
+
+
+def poller_of(loop: asyncio.AbstractEventLoop) -> BusyPoller | None:
+    """The poller of ``loop`` (None: a loop that does not poll)."""
+    return _POLLERS.get(loop)
