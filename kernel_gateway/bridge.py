@@ -352,9 +352,10 @@ class KernelBridge:
             raise
         # the deadline after the send: the kernel is on the call meanwhile (its answer
         # is read in a later turn of the loop)
-        waiter.timer = asyncio.get_running_loop().call_later(
-            timeout, self._expire_waiter, waiter, data, timeout
-        )
+        if not waiter.finished:
+            waiter.timer = asyncio.get_running_loop().call_later(
+                timeout, self._expire_waiter, waiter, data, timeout
+            )
 
     def _dispatch(self, call_id: str, data: dict[str, Any], buffers: list[Any] | None) -> None:
         """Send a call on the fast channel when it is up (remembered there: its calls fail

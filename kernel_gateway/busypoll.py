@@ -15,12 +15,14 @@ it: any ready socket, timer or signal ends the poll.
 
 A kernel whose answers take longer than the budget is not polled for (``FastClient``
 keeps a moving average of its answer times). The cost: CPU time of a core that had
-nothing to do, at most the budget per call. 0 turns it off.
+nothing to do, at most the budget per call. 0 turns it off; so does a process allowed on
+one core only (the poll would hold it from the kernel it waits for).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import selectors
 import sys
 import time
@@ -48,7 +50,7 @@ class BusyPoller(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
         self.budget = budget
         self.until = 0.0  # poll without sleeping until then (perf_counter; 0: sleep)
         # what the polling cost and caught (the gateway's metrics, vwed_busy_poll_*)
-        self.seconds = 0.0  # spent polling
+        self.seconds = 0.0  # spent polling (wall clock: CPU time of the loop's thread)
         self.ready = 0  # polls that ended with something to do
         self.spent = 0  # polls that ended with the budget spent (the loop then slept)
 
@@ -93,9 +95,12 @@ def run(main: Coroutine[Any, Any, T], budget_us: int) -> T:
 
 def loop_factory(budget_us: int) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """A factory of event loops that poll after quick calls, or None for the default
-    loop (a budget of 0, or Windows, where the default loop is not selector-based)."""
+    loop (a budget of 0; Windows, where the default loop is not selector-based; a process
+    allowed on one core only)."""
     if budget_us <= 0 or sys.platform == "win32":
         return None
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
+        return None  # one core: the poll would hold it from the kernel it waits for
 
     def new_loop() -> asyncio.AbstractEventLoop:
         poller = BusyPoller(budget_us / 1e6)

@@ -36,6 +36,7 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 _now = time.perf_counter
 # the weight of the newest answer time in the moving average (``FastClient.answer_time``)
 ANSWER_WEIGHT = 0.2
+MAX_TIMED = 4096  # calls timed at once at most (``FastClient._sent_at``)
 
 
 def framing(frames: list[bytes]) -> list[bytes]:
@@ -112,10 +113,10 @@ class FastClient(asyncio.Protocol):
         self._out = 0  # calls sent and not answered yet (a hint: lost answers stay)
         # the event loop's busy poller (``--busy-poll-us``; None: off), told of each call
         self._poller: BusyPoller | None = None
-        # moving average of how long a call sent alone on the connection took to be
-        # answered (seconds; 0: none yet): polled for when that is within the budget
+        # moving average of how long this kernel's calls took to be answered (seconds; 0:
+        # none yet): polled for when that is within the budget
         self.answer_time = 0.0
-        self._timed = 0.0  # when the call being timed was sent (0: none)
+        self._sent_at: dict[Any, float] = {}  # call id -> when it was sent
 
     @classmethod
     async def connect(
@@ -152,6 +153,7 @@ class FastClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._sent_at.clear()
         if self._on_lost is not None:
             self._on_lost()
 
@@ -169,13 +171,18 @@ class FastClient(asyncio.Protocol):
         if held is not None:  # a burst (concurrent requests): one write for the rest
             held.extend(message)
         else:
-            self._write_now(message, data.get("op") == "call")
+            self._write_now(message)
         self._out += 1
+        if data.get("op") == "call":
+            sent_at = self._sent_at
+            if len(sent_at) >= MAX_TIMED:  # answers that never came (a hint only)
+                sent_at.clear()
+            sent_at[data.get("id")] = _now()
         poller = self._poller
         if poller is not None and self.answer_time <= poller.budget:
             poller.sent()
 
-    def _write_now(self, message: list[bytes], call: bool) -> None:
+    def _write_now(self, message: list[bytes]) -> None:
         # The first call of a loop turn is written now (no added latency when calls
         # come one at a time); when other calls are out (concurrent requests), the
         # calls sent after it in the same turn are held and written together when the
@@ -186,8 +193,6 @@ class FastClient(asyncio.Protocol):
         if self._out:
             self._held = []
             asyncio.get_running_loop().call_soon(self._flush)
-        elif call:
-            self._timed = _now()  # alone: its answer time is the kernel's
 
     def _flush(self) -> None:
         held, self._held = self._held, None
@@ -203,13 +208,16 @@ class FastClient(asyncio.Protocol):
             return
         if self._out:
             self._out -= 1
-        if self._timed:  # the first answer after a call sent alone: most likely its own
-            took = _now() - self._timed
-            self._timed = 0.0
-            average = self.answer_time
-            self.answer_time = took if not average else average + ANSWER_WEIGHT * (took - average)
         try:
-            self._on_result(json.loads(rest[0]), rest[1:])
+            data = json.loads(rest[0])
+            sent_at = self._sent_at.pop(data.get("id"), 0.0)
+            if sent_at:
+                took = _now() - sent_at
+                average = self.answer_time
+                self.answer_time = (
+                    took if not average else average + ANSWER_WEIGHT * (took - average)
+                )
+            self._on_result(data, rest[1:])
         except Exception:
             log.exception("fast channel: bad answer")
 

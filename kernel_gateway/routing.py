@@ -178,15 +178,19 @@ class CallRouter:
             error: GatewayError | None = None
             try:
                 error = self._outcome(script, kind, name, call_id, kernel, reply, exc)
-            except BaseException as failure:  # not expected: still an answer
+            except Exception as failure:  # not expected: still an answer, and a failed record
                 exc = failure
+                error = GatewayError(str(failure), "INTERNAL_ERROR")
             try:
                 if exc is not None or error is not None:
                     done(None, exc or error)
                 else:
                     done(reply, None)
             finally:  # after the answer went out: the caller does not wait for these
-                self._record(script, kind, name, call_id, task_id, seconds, error)
+                try:
+                    self._record(script, kind, name, call_id, task_id, seconds, error)
+                except Exception:
+                    log.exception("the records of call %s failed", call_id)
 
         try:
             kernel.bridge.start(
