@@ -183,10 +183,19 @@ def parse_5424(data: bytes) -> dict[str, Any]:
 
 
 def file_records(path: Path) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for p in sorted(path.parent.glob(path.name + "*")):
-        out.extend(json.loads(line) for line in p.read_text().splitlines())
-    return sorted(out, key=lambda r: r["id"])
+    """The records of the sink's file and its rotated ones (read again when the sink
+    rotated a file away between the listing and the read)."""
+    for attempt in range(100):
+        out: list[dict[str, Any]] = []
+        try:
+            for p in sorted(path.parent.glob(path.name + "*")):
+                out.extend(json.loads(line) for line in p.read_text().splitlines())
+        except FileNotFoundError:
+            if attempt == 99:
+                raise
+            continue  # rotated meanwhile
+        return sorted(out, key=lambda r: r["id"])
+    raise AssertionError("unreachable")
 
 
 def metric(client: httpx.Client, name: str, sink: str) -> float:
