@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -33,41 +33,47 @@ def slow():
 """
 
 
+Polled = tuple[busypoll.BusyPoller, socket.socket, socket.socket]
+
+
 @pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
+def polled() -> Iterator[Callable[[float], Polled]]:
+    """Makes a poller with a budget (seconds), watching the read end ``a`` of a socket
+    pair whose other end is ``b``."""
+    made: list[Polled] = []
 
+    def make(budget: float) -> Polled:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        poller = busypoll.BusyPoller(budget)
+        poller.register(a, busypoll.selectors.EVENT_READ)
+        made.append((poller, a, b))
+        return made[-1]
 
-@pytest.mark.timeout(30)
-def test_a_poll_returns_what_is_ready(pair: tuple[socket.socket, socket.socket]) -> None:
-    a, b = pair
-    poller = busypoll.BusyPoller(5.0)  # (the byte is there already: no time is spent)
-    poller.register(a, busypoll.selectors.EVENT_READ)
-    try:
-        assert poller.select(0) == []  # nothing sent: a plain select
-        assert (poller.ready, poller.spent, poller.seconds) == (0, 0, 0.0)
-        poller.sent()
-        b.send(b"x")
-        events = poller.select(None)  # polls, finds the byte at once
-        assert [key.fileobj for key, _ in events] == [a]
-        assert (poller.ready, poller.spent) == (1, 0)
-        assert poller.seconds > 0
-        assert poller.until > 0  # the window stays open for what comes next
-    finally:
+    yield make
+    for poller, a, b in made:
         poller.close()
+        a.close()
+        b.close()
 
 
 @pytest.mark.timeout(30)
-def test_a_spent_poll_sleeps_until_something_comes(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    a, b = pair
-    poller = busypoll.BusyPoller(0.2)
-    poller.register(a, busypoll.selectors.EVENT_READ)
+def test_a_poll_returns_what_is_ready(polled: Callable[[float], Polled]) -> None:
+    poller, a, b = polled(5.0)  # (the byte is there already: no time is spent)
+    assert poller.select(0) == []  # nothing sent: a plain select
+    assert (poller.ready, poller.spent, poller.seconds) == (0, 0, 0.0)
+    poller.sent()
+    b.send(b"x")
+    events = poller.select(None)  # polls, finds the byte at once
+    assert [key.fileobj for key, _ in events] == [a]
+    assert (poller.ready, poller.spent) == (1, 0)
+    assert poller.seconds > 0
+    assert poller.until > 0  # the window stays open for what comes next
+
+
+@pytest.mark.timeout(30)
+def test_a_spent_poll_sleeps_until_something_comes(polled: Callable[[float], Polled]) -> None:
+    poller, a, b = polled(0.2)
 
     def write_after_the_budget() -> None:
         deadline = time.monotonic() + 20
@@ -84,26 +90,18 @@ def test_a_spent_poll_sleeps_until_something_comes(
         assert (poller.ready, poller.spent, poller.until) == (0, 1, 0.0)
     finally:
         writer.join(30)
-        poller.close()
 
 
 @pytest.mark.timeout(30)
-def test_a_timer_due_first_ends_the_poll_not_the_window(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    a, _ = pair
-    poller = busypoll.BusyPoller(30.0)
-    poller.register(a, busypoll.selectors.EVENT_READ)
-    try:
-        poller.sent()
-        until = poller.until
-        started = time.monotonic()
-        assert poller.select(0.01) == []  # the event loop's next timer: due first
-        assert time.monotonic() - started < 10  # not the budget's 30 s
-        assert poller.until == until and poller.spent == 0
-        assert poller.select(0) == []  # a zero timeout never polls
-    finally:
-        poller.close()
+def test_a_timer_due_first_ends_the_poll_not_the_window(polled: Callable[[float], Polled]) -> None:
+    poller, _, _ = polled(30.0)
+    poller.sent()
+    until = poller.until
+    started = time.monotonic()
+    assert poller.select(0.01) == []  # the event loop's next timer: due first
+    assert time.monotonic() - started < 10  # not the budget's 30 s
+    assert poller.until == until and poller.spent == 0
+    assert poller.select(0) == []  # a zero timeout never polls
 
 
 def test_the_budget_is_checked() -> None:
