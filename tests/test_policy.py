@@ -108,14 +108,22 @@ def test_policy_enforced_and_restored(tmp_path, listener):
             assert any(rec["level"] == "WARNING" for rec in records)
             running = c.get("/script-engine/running").json()
             assert [s["policy"] for s in running["scripts"]] == [policy]
-            # each refusal is counted (spawn, write x2, connect x2, caught: at least 6)
-            metrics = c.get("/metrics").text
-            line = next(
-                x
-                for x in metrics.splitlines()
-                if x.startswith('vwed_policy_refusals_total{script="guarded.py"}')
-            )
-            assert float(line.split()[-1]) >= 6, line
+
+            # each refusal is counted (spawn, write x2, connect x2, caught: at least 6); the
+            # reports travel on the comm, not with the calls' answers: waited for
+            def refusals() -> float:
+                metrics = c.get("/metrics").text
+                line = next(
+                    (
+                        x
+                        for x in metrics.splitlines()
+                        if x.startswith('vwed_policy_refusals_total{script="guarded.py"}')
+                    ),
+                    "- 0",
+                )
+                return float(line.split()[-1])
+
+            wait_until(lambda: refusals() >= 6, 10, "six refusals counted")
     finally:
         gw.stop()
     # the gateway starts again: the script is restored with the same policy, enforced

@@ -178,8 +178,9 @@ class Settings:
     )
     busy_poll_us: int = setting(
         300,
-        "microseconds the event loop polls without sleeping for the answer of a call to a "
-        "kernel whose answers come that quickly (0: off; docs/performance.md)",
+        "after a call to a kernel whose answers come within this many microseconds, the "
+        "event loop polls instead of sleeping until that much time from the send has "
+        "passed (its answer and a caller's next request read without a wake-up; 0: off)",
     )
     log_retention_days: float = setting(30.0, "days of log records kept (0: no age limit)")
     log_retention_records: int = setting(5_000_000, "log records kept at most (0: no limit)")
