@@ -50,7 +50,7 @@ class BusyPoller(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
         self.budget = budget
         self.until = 0.0  # poll without sleeping until then (perf_counter; 0: sleep)
         # what the polling cost and caught (the gateway's metrics, vwed_busy_poll_*)
-        self.seconds = 0.0  # spent polling (wall clock: CPU time of the loop's thread)
+        self.seconds = 0.0  # spent polling (wall clock; the loop's thread was busy for it)
         self.ready = 0  # polls that ended with something to do
         self.spent = 0  # polls that ended with the budget spent (the loop then slept)
 
@@ -84,10 +84,10 @@ class BusyPoller(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
 
 
 def run(main: Coroutine[Any, Any, T], budget_us: int) -> T:
-    """``asyncio.run(main)`` on a loop that polls (``loop_factory``); on the default
-    loop where that is None or on Python 3.10 (no ``asyncio.Runner``)."""
+    """``asyncio.run(main)`` on a loop that polls (``loop_factory``), or on the default
+    loop where that is None."""
     factory = loop_factory(budget_us)
-    if factory is None or sys.version_info < (3, 11):
+    if factory is None:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[attr-defined]
         return runner.run(main)  # type: ignore[no-any-return]
@@ -95,9 +95,10 @@ def run(main: Coroutine[Any, Any, T], budget_us: int) -> T:
 
 def loop_factory(budget_us: int) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """A factory of event loops that poll after quick calls, or None for the default
-    loop (a budget of 0; Windows, where the default loop is not selector-based; a process
-    allowed on one core only)."""
-    if budget_us <= 0 or sys.platform == "win32":
+    loop (a budget of 0; Windows, where the default loop is not selector-based; Python
+    3.10, which has no ``asyncio.Runner`` to run it with; a process allowed on one core
+    only)."""
+    if budget_us <= 0 or sys.platform == "win32" or sys.version_info < (3, 11):
         return None
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
         return None  # one core: the poll would hold it from the kernel it waits for

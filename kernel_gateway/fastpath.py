@@ -173,14 +173,14 @@ class FastClient(asyncio.Protocol):
         else:
             self._write_now(message)
         self._out += 1
-        if data.get("op") == "call":
+        if data.get("op") == "call":  # (a script's ``load`` is neither timed nor polled for)
             sent_at = self._sent_at
             if len(sent_at) >= MAX_TIMED:  # answers that never came (a hint only)
                 sent_at.clear()
             sent_at[data.get("id")] = _now()
-        poller = self._poller
-        if poller is not None and self.answer_time <= poller.budget:
-            poller.sent()
+            poller = self._poller
+            if poller is not None and self.answer_time <= poller.budget:
+                poller.sent()
 
     def _write_now(self, message: list[bytes]) -> None:
         # The first call of a loop turn is written now (no added latency when calls

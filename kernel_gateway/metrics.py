@@ -131,7 +131,7 @@ class GatewayGauges:
             return
         yield CounterMetricFamily(
             "vwed_busy_poll_seconds",
-            "Seconds the event loop polled instead of sleeping after a quick call",
+            "Seconds (wall clock) the event loop polled instead of sleeping after a quick call",
             value=poller.seconds,
         )
         polls = CounterMetricFamily(

@@ -180,7 +180,7 @@ class CallRouter:
                 error = self._outcome(script, kind, name, call_id, kernel, reply, exc)
             except Exception as failure:  # not expected: still an answer, and a failed record
                 exc = failure
-                error = GatewayError(str(failure), "INTERNAL_ERROR")
+                error = GatewayError(type(failure).__name__, "INTERNAL_ERROR")
             try:
                 if exc is not None or error is not None:
                     done(None, exc or error)
@@ -262,7 +262,10 @@ class CallRouter:
         Raises the call's error; returns the reply."""
         seconds = time.perf_counter() - started
         error = self._outcome(script, kind, name, call_id, kernel, reply, exc)
-        self._record(script, kind, name, call_id, task_id, seconds, error)
+        try:
+            self._record(script, kind, name, call_id, task_id, seconds, error)
+        except Exception:  # the call's answer is not the records'
+            log.exception("the records of call %s failed", call_id)
         if exc is not None:
             raise exc
         if error is not None:
@@ -281,8 +284,13 @@ class CallRouter:
         exc: BaseException | None,
     ) -> GatewayError | None:
         """A call's error: an error answer of the kernel as a GatewayError (secrets
-        redacted), or the gateway's own."""
-        error: GatewayError | None = exc if isinstance(exc, GatewayError) else None
+        redacted), or the gateway's own (any other exception: ``INTERNAL_ERROR``, as its
+        answer says)."""
+        error: GatewayError | None = None
+        if isinstance(exc, GatewayError):
+            error = exc
+        elif isinstance(exc, Exception):
+            error = GatewayError(type(exc).__name__, "INTERNAL_ERROR")
         if reply is not None and not reply.ok:
             error = map_call_error(
                 reply, f"{'route' if kind == 'api' else 'function'} {name}", self.debug

@@ -4,6 +4,7 @@ quick kernel and not after calls to a slow one."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -110,6 +111,23 @@ def test_the_budget_is_checked() -> None:
     assert busypoll.loop_factory(0) is None
 
 
+# where the gateway's loop cannot poll (Python 3.10, one core, Windows), nothing to test
+POLLS = pytest.mark.skipif(
+    busypoll.loop_factory(300) is None, reason="no busy polling here (Python 3.10 or one core)"
+)
+
+
+@POLLS
+@pytest.mark.timeout(30)
+def test_vwed_gateway_runs_on_a_polling_loop() -> None:
+    async def polls() -> float | None:
+        poller = busypoll.poller_of(asyncio.get_running_loop())
+        return None if poller is None else poller.budget
+
+    assert busypoll.run(polls(), 300) == pytest.approx(0.0003)
+    assert busypoll.run(polls(), 0) is None
+
+
 def _polls(gw: GatewayThread) -> tuple[int, float]:
     text = httpx.get(
         f"{gw.url}/metrics", headers={"Authorization": f"token {ADMIN}"}, timeout=30
@@ -120,6 +138,7 @@ def _polls(gw: GatewayThread) -> tuple[int, float]:
     return int(sum(float(c) for c in counts)), float(seconds.group(1))
 
 
+@POLLS
 @pytest.mark.timeout(180)
 def test_the_gateway_polls_after_quick_calls_only(
     tmp_path_factory: pytest.TempPathFactory,

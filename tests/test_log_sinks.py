@@ -183,19 +183,26 @@ def parse_5424(data: bytes) -> dict[str, Any]:
 
 
 def file_records(path: Path) -> list[dict[str, Any]]:
-    """The records of the sink's file and its rotated ones (read again when the sink
-    rotated a file away between the listing and the read)."""
-    for attempt in range(100):
+    """The records of the sink's file and its rotated ones, read while no rotation
+    happened (read again, for up to 10 s, when the sink rotated meanwhile)."""
+
+    def listing() -> list[tuple[str, int]]:
+        return [(p.name, p.stat().st_ino) for p in sorted(path.parent.glob(path.name + "*"))]
+
+    deadline = time.monotonic() + 10
+    while True:
         out: list[dict[str, Any]] = []
         try:
-            for p in sorted(path.parent.glob(path.name + "*")):
-                out.extend(json.loads(line) for line in p.read_text().splitlines())
+            before = listing()
+            for name, _ in before:
+                text = (path.parent / name).read_text()
+                out.extend(json.loads(line) for line in text.splitlines())
+            if listing() == before:
+                return sorted(out, key=lambda r: r["id"])
         except FileNotFoundError:
-            if attempt == 99:
-                raise
-            continue  # rotated meanwhile
-        return sorted(out, key=lambda r: r["id"])
-    raise AssertionError("unreachable")
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("the sink's files kept rotating while they were read")
 
 
 def metric(client: httpx.Client, name: str, sink: str) -> float:
