@@ -35,6 +35,7 @@ __all__ = ["BusyPoller", "loop_factory", "poller_of", "run"]
 T = TypeVar("T")
 
 _now = time.perf_counter
+_yield = getattr(os, "sched_yield", lambda: None)
 # the poller of each event loop made by ``loop_factory`` (FastClient finds it here)
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BusyPoller] = (
     weakref.WeakKeyDictionary()
@@ -72,6 +73,9 @@ class BusyPoller(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
                         self.ready += 1
                         self.seconds += _now() - start
                         return ready  # type: ignore[no-any-return]
+                    # a process woken by our send may have been queued on this core (a
+                    # socket's wake-up tells the scheduler the sender sleeps next): it runs
+                    _yield()
                     now = _now()
                 self.seconds += now - start
                 if now < until:  # a timer is due first: the poll goes on after it
