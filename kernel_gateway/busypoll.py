@@ -14,7 +14,9 @@ socket busy polling (``SO_BUSY_POLL``) does for network cards. Nothing waits beh
 it: any ready socket, timer or signal ends the poll.
 
 A kernel whose answers take longer than the budget is not polled for (``FastClient``
-keeps a moving average of its answer times). The cost: CPU time of a core that had
+keeps a moving average of its answer times), nor one called once in a while (its last
+answer more than ten budgets ago: asleep and cold, and a socket's wake-up may queue it on
+the core the poll holds; the poll also yields that core between its checks). The cost: CPU time of a core that had
 nothing to do, at most the budget per call. 0 turns it off; so does a process allowed on
 one core only (the poll would hold it from the kernel it waits for).
 """
