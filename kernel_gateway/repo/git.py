@@ -90,6 +90,8 @@ class Git:
             "-c",
             "core.fsmonitor=false",
             "-c",
+            "maintenance.auto=false",  # run later, off a commit's path: maintenance.py
+            "-c",
             "color.ui=false",
             "-c",
             "log.showSignature=false",

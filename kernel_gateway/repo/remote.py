@@ -137,6 +137,7 @@ class Remote:
                 changed = [n for n in names.text.split("\x00") if n]
             repo._head = None
             revision = await repo.head()
+            repo.maintenance.soon()  # a fetch brings objects in: git's housekeeping later
         log.info(
             "pulled %s from %s: %d file(s) changed", revision[:12], redact(self.url), len(changed)
         )

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from ..errors import BadParameter, NotFound
 from .git import AUTHOR_EMAIL, Git, GitFailed, redact
+from .maintenance import MAINTENANCE_DELAY, Maintenance
 from .remote import Remote
 
 __all__ = [
@@ -97,12 +98,14 @@ class ScriptRepo:
         *,
         home: Path | None = None,
         exclude: tuple[Path, ...] = (),
+        maintenance_delay: float = MAINTENANCE_DELAY,
     ) -> None:
         self.root = Path(root).resolve()
         self.home = home  # where our own repository goes if the root is inside another
         self.exclude = exclude  # folders never versioned when they are inside the root
         self.lock = asyncio.Lock()
         self.git = Git(self.root / ".git", self.root)
+        self.maintenance = Maintenance(self.git, maintenance_delay)
         self.remote = Remote(self, remote) if remote else None
         self.branch = "main"
         self._stats: dict[str, tuple[int, int, int]] = {}  # rel -> its stat when clean
@@ -117,7 +120,7 @@ class ScriptRepo:
     # -- start ------------------------------------------------------------------------
     async def open(self) -> None:
         """Find or make the repository, then commit what changed on disk since."""
-        self.git = Git(await self._git_dir(), self.root)
+        self.git = self.maintenance.git = Git(await self._git_dir(), self.root)
         self._write_excludes()
         branch = await self.git.run("symbolic-ref", "--quiet", "--short", "HEAD", ok=(0, 1))
         self.branch = branch.text.strip() or "HEAD"
@@ -275,6 +278,7 @@ class ScriptRepo:
         revision = await self.head()
         if revision:
             self._seed(revision, staged, name, text, at)
+        self.maintenance.soon()
         if self.remote is not None:
             self.remote.push_soon()
         return revision
@@ -471,6 +475,7 @@ class ScriptRepo:
         return {entry[3:] for entry in found.text.split("\x00") if len(entry) > 3}
 
     async def close(self) -> None:
+        await self.maintenance.close()
         if self.remote is not None:
             await self.remote.close()
 
