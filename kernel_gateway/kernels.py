@@ -167,7 +167,10 @@ class ScriptKernel:
         return kernel
 
     async def _connect(self, fast_path: bool) -> None:
-        self.client.start_channels()
+        # no heartbeat channel: a thread per kernel in this process, waking every
+        # second to ping it (300 kernels: 300 wake-ups a second, each taking the
+        # interpreter lock from the event loop); a kernel's end is seen by _watch
+        self.client.start_channels(hb=False)
         await self.client.wait_for_ready(timeout=60)
         self._tasks = [
             asyncio.ensure_future(self._read_iopub()),
