@@ -13,8 +13,9 @@ In one run, on this machine:
    (``/proc/PID/smaps_rollup``), with kernels forked from the fork server and
    with plain launches (``--no-fork-server``), in the same run;
 4. scale: N scripts running at once (``--scripts``; RSS and private memory per
-   kernel, the gateway's RSS growth per script, routing p50 against one
-   script), forked, and plain for ``--plain-scripts`` of them;
+   kernel, the gateway's RSS growth per script, routing p50 with N running, the
+   median over five of them, against one script's before the others start and
+   after they stopped), forked, and plain for ``--plain-scripts`` of them;
 5. mqtt: a route that publishes one MQTT message per call (QoS 0, and QoS 1
    waiting for the broker's PUBACK) against the same route without publishing
    (the broker: ``--mqtt-url``, default the local Mosquitto).
@@ -1033,10 +1034,14 @@ def section_start(args: argparse.Namespace, work: Path) -> None:
 
 
 def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) -> list[Any]:
+    """One script's route p50 before the others start and again after they stopped
+    (the machine's drift over the run shows as their difference), against the p50
+    with ``scripts`` running: the median of the p50s of five of them, spread over
+    the start order (a kernel's p50 varies by about 10% from one to another)."""
     gw = Gateway(work, pool=4, extra=extra)
     try:
         first = gw.start("s0")
-        one, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", requests, 1)
+        before, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", requests, 1)
         gw_one = rss_mib(gw.proc.pid)
         pids = [first["kernels"][0]["pid"]]
         t0 = time.perf_counter()
@@ -1050,12 +1055,22 @@ def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) 
                 break
             started += 1
         took = time.perf_counter() - t0
-        many, _ = load(gw.port, "GET", f"/script-api/s{started // 2}/ping", b"", requests, 1)
+        picks = sorted({0, started // 4, started // 2, 3 * started // 4, started - 1})
+        many_p50s, many_all = [], []
+        for k in picks:
+            lat, _ = load(gw.port, "GET", f"/script-api/s{k}/ping", b"", requests, 1)
+            many_p50s.append(pct(lat, 50))
+            many_all += lat
         gw_many = rss_mib(gw.proc.pid)
         private = [private_mib(p) for p in pids]
         kernel_rss = [rss_mib(p) for p in pids]
         server = fork_server_private(gw.proc.pid, pids[0])
         growth = (gw_many - gw_one) / max(1, started - 1)
+        for i in range(1, started):
+            http(gw.port, "POST", "/script-engine/stop", {"script_path": f"s{i}.py"})
+        after, _ = load(gw.port, "GET", "/script-api/s0/ping", b"", requests, 1)
+        one = (pct(before, 50) + pct(after, 50)) / 2
+        many = statistics.median(many_p50s)
         return [
             started,
             f"{took:.1f}",
@@ -1064,10 +1079,10 @@ def _scale_run(work: Path, extra: tuple[str, ...], scripts: int, requests: int) 
             f"{sum(private) / 1024:.2f}",
             "-" if server is None else f"{server:.1f}",
             f"{growth * 1024:.0f}",
-            f"{pct(one, 50):.2f}",
-            f"{pct(many, 50):.2f}",
-            f"{pct(many, 50) / pct(one, 50):.2f}x",
-            f"{pct(many, 99):.2f}",
+            f"{pct(before, 50):.2f} / {pct(after, 50):.2f}",
+            f"{many:.2f} ({min(many_p50s):.2f}-{max(many_p50s):.2f})",
+            f"{many / one:.2f}x",
+            f"{pct(many_all, 99):.2f}",
             failure or "-",
         ]
     finally:
@@ -1090,9 +1105,9 @@ def section_scale(args: argparse.Namespace, work: Path) -> None:
             "private GiB total",
             "fork server private MiB",
             "gateway KiB/script",
-            "route p50 1 script",
-            "route p50 N scripts",
-            "ratio",
+            "route p50 1 script, before / after",
+            "route p50 N scripts, median of 5 (range)",
+            "ratio to the mean of before and after",
             "route p99 N",
             "limit hit",
         ],

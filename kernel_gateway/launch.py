@@ -56,20 +56,62 @@ class _KernelManager(AsyncKernelManager):
 
     async def _async_wait(self, pollinterval: float = 0.1) -> None:
         """Until the kernel's process ended. jupyter_client's looks every 0.1 s, so a
-        stopped kernel that is gone in 5 ms held its stop for 100 ms: a forked kernel
-        is waited for on its pidfd (the loop wakes when it ends), then its exit status
-        (from the fork server) is looked for every 5 ms."""
+        stopped kernel gone in 5 ms held its stop for 100 ms: here the loop wakes when
+        the process ends (a forked kernel's pidfd, or one opened on a local process),
+        then its exit status is looked for every 5 ms. The wake-up is only a hint:
+        ``is_alive`` decides, and without one it is jupyter_client's poll."""
         process = getattr(self.provisioner, "process", None)
         until_ended = getattr(process, "until_ended", None)
         ended = until_ended() if callable(until_ended) else None
+        watch = _PidWatch.of(process) if ended is None else None
+        if watch is not None:
+            ended = watch.ended
         if ended is None:
             await super()._async_wait(pollinterval=pollinterval)
             return
-        while await self._async_is_alive():
-            if not ended.done():
-                await asyncio.wait([ended], timeout=pollinterval)
-            else:
-                await asyncio.sleep(min(pollinterval, 0.005))
+        try:
+            while await self._async_is_alive():
+                if not ended.done():
+                    await asyncio.wait([ended], timeout=pollinterval)
+                else:
+                    await asyncio.sleep(min(pollinterval, 0.005))
+        finally:
+            if watch is not None:
+                watch.close()
+
+
+class _PidWatch:
+    """A future resolved when a local process ends (its pidfd turns readable)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.loop = asyncio.get_running_loop()
+        self.ended: asyncio.Future[None] = self.loop.create_future()
+        self.loop.add_reader(fd, self._readable)
+
+    @classmethod
+    def of(cls, process: Any) -> _PidWatch | None:
+        pid = getattr(process, "pid", None)
+        if not isinstance(pid, int) or not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # ended and reaped already, or not ours to see
+            return None
+        try:
+            return cls(fd)
+        except (OSError, ValueError, NotImplementedError):
+            os.close(fd)
+            return None
+
+    def _readable(self) -> None:
+        self.loop.remove_reader(self.fd)
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
 
 
 def _is_local(ksm: KernelSpecManager, name: str) -> bool:
