@@ -205,3 +205,60 @@ def test_connections_that_never_sign_are_capped_and_the_gateways_stays(scripts, 
     finally:
         for sock in strangers:
             sock.close()
+
+
+COUNTER = """
+COUNT = []
+
+def boot():
+    VWED.function.register("{n}_bump", bump)
+
+def bump():
+    COUNT.append(1)
+    return len(COUNT)
+"""
+
+
+def test_a_replayed_message_is_refused(scripts, client, gw):
+    """A message signed with the kernel's key and sent again as it was (someone who
+    read the traffic to a kernel on another host) is refused: the handler ran once
+    (vwed_kernel/replay.py). Fresh messages on the same connection still run."""
+    import asyncio
+
+    from kernel_gateway.fastpath import FastClient
+
+    n = unique("replay")
+    started = scripts.start(f"{n}.py", COUNTER.format(n=n))
+    kernel = gw.gateway.engine.get(started["script_id"]).kernels[0]
+    port = int(kernel.info["fastpath"]["port"])
+    key = kernel.km.session.key
+
+    async def run() -> list[tuple[str, bool, object]]:
+        results: list[tuple[str, bool, object]] = []
+        done = asyncio.Event()
+
+        def on_result(data, buffers):
+            results.append((data["id"], data["ok"], data.get("error") or buffers))
+            if len(results) == 3:
+                done.set()
+
+        fast = await FastClient.connect("127.0.0.1", port, key, on_result)
+        call = {"op": "call", "kind": "function", "name": f"{n}_bump", "args": {}}
+        fast.send({**call, "id": "replay-1"})
+        fast.send({**call, "id": "replay-1"})  # the same frames, the same signature
+        fast.send({**call, "id": "replay-2"})
+        await asyncio.wait_for(done.wait(), 30)
+        fast.close()
+        return results
+
+    results = asyncio.run(run())
+    by_id: dict[str, list] = {}
+    for call_id, ok, detail in results:
+        by_id.setdefault(call_id, []).append((ok, detail))
+    assert sorted(ok for ok, _ in by_id["replay-1"]) == [False, True], by_id
+    refused = next(detail for ok, detail in by_id["replay-1"] if not ok)
+    assert "replayed" in str(refused), refused
+    assert [ok for ok, _ in by_id["replay-2"]] == [True], by_id
+    # the handler ran twice in all (1 and replay-2), not three times
+    r = client.post(f"/script-engine/functions/{n}_bump/call", json={})
+    assert r.status_code == 200 and r.json()["result"] == 3, r.text

@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .dispatch import Calls
+from .replay import SeenDigests
 from .replies import Send, reply_error
 
 # an op besides ``call`` (``load``): called with (data, buffers, send)
@@ -154,6 +155,7 @@ class FastChannel:
         self._ops = ops or {}  # ops besides ``call`` (``load``): (data, buffers, send)
         self.ops = ["call", *self._ops]  # what ``hello`` says the channel carries
         self._sign = Signer(kernel.session.key or b"")
+        self._seen = SeenDigests()  # signatures of recent messages: a replay is refused
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         self._sock = socket.create_server((ip, 0), family=family)
         self._sock.setblocking(False)
@@ -216,8 +218,14 @@ class FastChannel:
         if not hmac.compare_digest(signature, self._sign(rest)):
             log.warning("fast channel: message with a bad signature dropped")
             return
-        conn.signed = True
         data = json.loads(rest[0])
+        if signature and not self._seen.fresh(signature):
+            log.warning("fast channel: a message seen before (a replay) refused")
+            if data.get("id"):  # on the connection that sent it: never the gateway's
+                reply_error(conn.send, str(data["id"]), ValueError("replayed message"), "protocol")
+                conn.release()
+            return
+        conn.signed = True
         if data.get("op") != "call":
             op = self._ops.get(data.get("op"))
             if op is not None:  # as a shell message's handler: its output, SIGINT raising

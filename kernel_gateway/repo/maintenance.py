@@ -53,7 +53,7 @@ class Maintenance:
                 timeout=600,
             )  # fmt: skip
             self.runs += 1
-        except GitFailed as exc:  # a lock held by a git run by hand: next commit retries
+        except (GitFailed, OSError) as exc:  # e.g. a lock held by a git run by hand
             log.warning("git maintenance of the scripts repository failed: %s", exc)
         finally:
             self._task = None
