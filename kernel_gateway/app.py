@@ -599,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vwed-gateway: {exc}", file=sys.stderr)
         return 2
     code = 0
+    off = busypoll.off_reason(settings.busy_poll_us)
+    if off is not None and settings.busy_poll_us > 0:
+        log.info("busy polling is off here: %s", off)
     try:
         busypoll.run(_serve(settings), settings.busy_poll_us)
     except ConfigError as exc:

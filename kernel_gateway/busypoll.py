@@ -18,7 +18,8 @@ keeps a moving average of its answer times), nor one called once in a while (its
 answer more than ten budgets ago: asleep and cold, and a socket's wake-up may queue it on
 the core the poll holds; the poll also yields that core between its checks). The cost: CPU time of a core that had
 nothing to do, at most the budget per call. 0 turns it off; so does a process allowed on
-one core only (the poll would hold it from the kernel it waits for).
+one core only (the poll would hold it from the kernel it waits for), or whose cgroup has a
+CPU quota of less than two cores (a container's ``--cpus``: it would spend the quota).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["BusyPoller", "loop_factory", "poller_of", "run"]
+__all__ = ["BusyPoller", "loop_factory", "off_reason", "poller_of", "run"]
 
 T = TypeVar("T")
 
@@ -99,15 +101,41 @@ def run(main: Coroutine[Any, Any, T], budget_us: int) -> T:
         return runner.run(main)  # type: ignore[no-any-return]
 
 
+def off_reason(budget_us: int) -> str | None:
+    """Why a gateway with this budget does not poll (None: it does)."""
+    if budget_us <= 0:
+        return "--busy-poll-us 0"
+    if sys.platform == "win32":
+        return "Windows (the event loop is not selector-based)"
+    if sys.version_info < (3, 11):
+        return "Python 3.10 (no asyncio.Runner)"
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
+        return "one core (the poll would hold it from the kernel it waits for)"
+    cores = _cgroup_cores()
+    if cores is not None and cores < 2:
+        # a container's --cpus: the poll would spend the quota its kernels need
+        return f"a CPU quota of {cores:g} core(s) on this process's cgroup"
+    return None
+
+
+def _cgroup_cores() -> float | None:
+    from .cpuquota import own_cpu_limit
+
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+        cgroups = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return None
+    return own_cpu_limit(mountinfo, cgroups)
+
+
 def loop_factory(budget_us: int) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """A factory of event loops that poll after quick calls, or None for the default
-    loop (a budget of 0; Windows, where the default loop is not selector-based; Python
-    3.10, which has no ``asyncio.Runner`` to run it with; a process allowed on one core
-    only)."""
-    if budget_us <= 0 or sys.platform == "win32" or sys.version_info < (3, 11):
+    loop (``off_reason``: a budget of 0; Windows, where the default loop is not
+    selector-based; Python 3.10, which has no ``asyncio.Runner`` to run it with; a
+    process allowed on one core only, or under a CPU quota of less than two)."""
+    if off_reason(budget_us) is not None:
         return None
-    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
-        return None  # one core: the poll would hold it from the kernel it waits for
 
     def new_loop() -> asyncio.AbstractEventLoop:
         poller = BusyPoller(budget_us / 1e6)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Applied", "CpuQuotas", "Placement", "find_placement", "MAX_CORES"]
+__all__ = ["Applied", "CpuQuotas", "Placement", "find_placement", "own_cpu_limit", "MAX_CORES"]
 
 log = logging.getLogger("kernel_gateway.cpuquota")
 
@@ -138,6 +138,53 @@ def find_placement(mountinfo: str, cgroups: str) -> Placement:
     if not reasons:
         reasons.append("no cgroup v2 with the cpu controller and no cgroup v1 cpu hierarchy")
     return Placement(None, reason="; ".join(reasons))
+
+
+def own_cpu_limit(mountinfo: str, cgroups: str) -> float | None:
+    """The CPU bandwidth this process's cgroup may use, in cores (a container's
+    ``--cpus``): the smallest ``cpu.max`` of its cgroup v2 folder and the folders above
+    it, else its cgroup v1 ``cpu.cfs_quota_us``; None when none is set (or readable)."""
+    own: dict[str, str] = {}
+    for line in cgroups.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for name in parts[1].split(",") if parts[1] else [""]:
+                own[name] = parts[2]
+    limits: list[float] = []
+    for root, point, fstype, options in _mounts(mountinfo):
+        if fstype == "cgroup2" and "" in own:
+            folder, top = _under(point, root, own[""]), Path(point)
+            while True:
+                limits += _quota((folder / "cpu.max").read_text, _v2_quota)
+                if folder == top or top not in folder.parents:
+                    break
+                folder = folder.parent
+        elif fstype == "cgroup" and "cpu" in options.split(",") and "cpu" in own:
+            folder = _under(point, root, own["cpu"])
+            limits += _quota(
+                lambda f=folder: " ".join(
+                    (f / name).read_text().strip()
+                    for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+                ),
+                _v2_quota,
+            )
+    return min(limits) if limits else None
+
+
+def _v2_quota(text: str) -> float | None:
+    """Cores of a ``"<quota> <period>"`` pair (``max`` or -1: no limit)."""
+    quota, _, period = text.strip().partition(" ")
+    if quota in ("max", "-1") or not quota.isdigit() or not period.strip().isdigit():
+        return None
+    return int(quota) / max(1, int(period.strip()))
+
+
+def _quota(read: Any, parse: Any) -> list[float]:
+    try:
+        cores = parse(read())
+    except (OSError, ValueError):
+        return []
+    return [] if cores is None else [cores]
 
 
 class CpuQuotas:
