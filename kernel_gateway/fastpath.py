@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -105,6 +106,8 @@ class FastClient(asyncio.Protocol):
 
     def __init__(self, key: bytes, on_result: OnResult, on_lost: OnLost | None = None) -> None:
         self._sign = _Signer(key)
+        self._cid = os.urandom(8).hex()  # this connection's name in its messages
+        self._seq = 0  # the number of its last message
         self._on_result = on_result
         self._on_lost = on_lost
         self._frames = Frames(self._message)
@@ -169,7 +172,10 @@ class FastClient(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             raise ConnectionError("the fast channel to the kernel is closed")
-        frames = [_encode(data).encode()]
+        # numbered per connection, inside the signed header: the kernel refuses a
+        # message whose number it has taken (a replay; vwed_kernel/replay.py)
+        self._seq += 1
+        frames = [_encode({**data, "cid": self._cid, "seq": self._seq}).encode()]
         if buffers:
             frames.extend(b if isinstance(b, bytes) else bytes(b) for b in buffers)
         message = framing([self._sign(frames), *frames])

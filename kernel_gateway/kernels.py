@@ -362,7 +362,9 @@ class ScriptKernel:
         ended = until_ended() if callable(until_ended) else None
         if ended is not None:
             self.death_watch = "pidfd"
-            await ended
+            # shielded: a stop cancels this task, and the future is shared (the stop's
+            # own wait for the process, launch._KernelManager._async_wait, takes it)
+            await asyncio.shield(ended)
         in_container = remote.in_container(self.km.provisioner)
         while not self._closing:
             await asyncio.sleep(self.death_poll)

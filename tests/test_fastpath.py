@@ -220,9 +220,10 @@ def bump():
 
 
 def test_a_replayed_message_is_refused(scripts, client, gw):
-    """A message signed with the kernel's key and sent again as it was (someone who
-    read the traffic to a kernel on another host) is refused: the handler ran once
-    (vwed_kernel/replay.py). Fresh messages on the same connection still run."""
+    """A message signed with the kernel's key and sent again byte for byte (someone who
+    read the traffic to a kernel on another host) is refused, on the connection it came
+    on and on a new one: the handler ran once (vwed_kernel/replay.py). Fresh messages
+    still run."""
     import asyncio
 
     from kernel_gateway.fastpath import FastClient
@@ -239,26 +240,35 @@ def test_a_replayed_message_is_refused(scripts, client, gw):
 
         def on_result(data, buffers):
             results.append((data["id"], data["ok"], data.get("error") or buffers))
-            if len(results) == 3:
+            if len(results) == 4:
                 done.set()
 
         fast = await FastClient.connect("127.0.0.1", port, key, on_result)
+        wrote: list[bytes] = []
+        transport = fast._transport
+        write, writelines = transport.write, transport.writelines
+        transport.write = lambda b: (wrote.append(bytes(b)), write(b))[1]
+        transport.writelines = lambda bs: (wrote.extend(bytes(b) for b in bs), writelines(bs))[1]
         call = {"op": "call", "kind": "function", "name": f"{n}_bump", "args": {}}
         fast.send({**call, "id": "replay-1"})
-        fast.send({**call, "id": "replay-1"})  # the same frames, the same signature
+        captured = b"".join(wrote)
+        assert captured
+        write(captured)  # the same bytes again, on the same connection
+        other = await FastClient.connect("127.0.0.1", port, key, on_result)
+        other._transport.write(captured)  # and on a new one
         fast.send({**call, "id": "replay-2"})
         await asyncio.wait_for(done.wait(), 30)
         fast.close()
+        other.close()
         return results
 
     results = asyncio.run(run())
     by_id: dict[str, list] = {}
     for call_id, ok, detail in results:
         by_id.setdefault(call_id, []).append((ok, detail))
-    assert sorted(ok for ok, _ in by_id["replay-1"]) == [False, True], by_id
-    refused = next(detail for ok, detail in by_id["replay-1"] if not ok)
-    assert "replayed" in str(refused), refused
+    assert sorted(ok for ok, _ in by_id["replay-1"]) == [False, False, True], by_id
+    assert all("replayed" in str(d) for ok, d in by_id["replay-1"] if not ok), by_id
     assert [ok for ok, _ in by_id["replay-2"]] == [True], by_id
-    # the handler ran twice in all (1 and replay-2), not three times
+    # the handler ran twice in all (replay-1 once, replay-2), not four times
     r = client.post(f"/script-engine/functions/{n}_bump/call", json={})
     assert r.status_code == 200 and r.json()["result"] == 3, r.text

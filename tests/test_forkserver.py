@@ -133,6 +133,40 @@ def test_a_stopped_kernel_ends_by_itself_every_time(tmp_path, fork_server):
 
 
 @pytest.mark.timeout(120)
+def test_a_stop_waits_on_the_pidfd_the_death_watch_shares(forked):
+    """The death watch and the stop's wait for the process share the kernel's end
+    future (``ForkedProcess.until_ended``): the stop cancels the watch, which must not
+    cancel that future (the stop's wait then had no wake-up and looked every 5 ms); it
+    is resolved by the pidfd when the kernel ends. A cancelled one is replaced."""
+    with httpx.Client(base_url=forked.url, timeout=60) as c:
+        kernel = _kernel(forked, _start(c, "fa")["script_id"])
+        process = kernel.km.provisioner.process
+
+        async def shared() -> asyncio.Future[None]:
+            return process.until_ended()
+
+        ended = forked.run(shared())
+        assert ended is not None and not ended.done()
+        r = c.post("/script-engine/stop", json={"script_path": "fa.py"})
+        assert r.status_code == 200, r.text
+        assert ended.done() and not ended.cancelled()
+
+        # a cancelled one is replaced by a new one, which the kernel's end resolves
+        kernel = _kernel(forked, _start(c, "fb")["script_id"])
+        process = kernel.km.provisioner.process
+
+        async def replaced() -> asyncio.Future[None]:
+            process.until_ended().cancel()
+            return process.until_ended()
+
+        again = forked.run(replaced())
+        assert again is not None and not again.cancelled()
+        r = c.post("/script-engine/stop", json={"script_path": "fb.py"})
+        assert r.status_code == 200, r.text
+        assert again.done() and not again.cancelled()
+
+
+@pytest.mark.timeout(120)
 def test_interrupt_reaches_a_forked_kernel(forked):
     with httpx.Client(base_url=forked.url, timeout=60) as c:
         started = _start(c, "fa")

@@ -56,14 +56,14 @@ def test_a_commit_does_not_wait_for_maintenance_which_runs_after_the_burst(
     tmp_path: Path,
 ) -> None:
     root = _loose_repo(tmp_path)
-    repo = ScriptRepo(root, maintenance_delay=0.5)
+    repo = ScriptRepo(root, maintenance_delay=3)
 
     async def run() -> None:
         await repo.open()
         for i in range(3):  # a burst: one maintenance for all of it
             (root / "new.py").write_text(f"new = {i}\n")
             await repo.latest("new.py")
-        # git itself would have packed at the first commit (gc.auto=20): not here
+        # git itself would have packed at the first commit (gc.auto=256): not here
         assert _in_pack(root) == 0
         assert await _until(lambda: repo.maintenance.runs == 1, 30), "the maintenance"
         assert _in_pack(root) > 0
@@ -76,15 +76,40 @@ def test_a_commit_does_not_wait_for_maintenance_which_runs_after_the_burst(
 
 def test_close_cancels_a_maintenance_not_yet_due(tmp_path: Path) -> None:
     root = _loose_repo(tmp_path)
-    repo = ScriptRepo(root, maintenance_delay=60)
+    repo = ScriptRepo(root, maintenance_delay=1.0)
 
     async def run() -> None:
         await repo.open()
         (root / "new.py").write_text("new = 1\n")
         await repo.latest("new.py")
         await repo.close()
-        await asyncio.sleep(0)
-        assert repo.maintenance.runs == 0 and repo.maintenance._timer is None
+        repo.maintenance.soon()  # after close: nothing is scheduled
+        await asyncio.sleep(2.0)  # past the delay: a run would have happened by now
+        assert repo.maintenance.runs == 0
 
     asyncio.run(run())
     assert _in_pack(root) == 0
+
+
+def test_a_lock_left_by_a_killed_maintenance_does_not_stop_git_s_housekeeping(
+    tmp_path: Path,
+) -> None:
+    """A maintenance killed mid-run (a timeout, a SIGKILL) leaves git's lock, and git
+    then skips every later run (status 0, nothing done): an old lock is removed."""
+    import os
+
+    root = _loose_repo(tmp_path)
+    lock = root / ".git" / "objects" / "maintenance.lock"
+    lock.write_text("")
+    old = time.time() - 2 * 3600
+    os.utime(lock, (old, old))
+    repo = ScriptRepo(root, maintenance_delay=0.1)
+
+    async def run() -> None:
+        await repo.open()
+        assert await _until(lambda: repo.maintenance.runs == 1, 30), "the maintenance"
+        await repo.close()
+
+    asyncio.run(run())
+    assert not lock.exists()
+    assert _in_pack(root) > 0

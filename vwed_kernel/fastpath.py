@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .dispatch import Calls
-from .replay import SeenDigests
+from .replay import GUARD
 from .replies import Send, reply_error
 
 # an op besides ``call`` (``load``): called with (data, buffers, send)
@@ -155,7 +155,7 @@ class FastChannel:
         self._ops = ops or {}  # ops besides ``call`` (``load``): (data, buffers, send)
         self.ops = ["call", *self._ops]  # what ``hello`` says the channel carries
         self._sign = Signer(kernel.session.key or b"")
-        self._seen = SeenDigests()  # signatures of recent messages: a replay is refused
+        self._guard = GUARD  # what this kernel's channels took: a replay is refused
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         self._sock = socket.create_server((ip, 0), family=family)
         self._sock.setblocking(False)
@@ -219,7 +219,7 @@ class FastChannel:
             log.warning("fast channel: message with a bad signature dropped")
             return
         data = json.loads(rest[0])
-        if signature and not self._seen.fresh(signature):
+        if signature and not self._guard.fresh(data, signature):
             log.warning("fast channel: a message seen before (a replay) refused")
             if data.get("id"):  # on the connection that sent it: never the gateway's
                 reply_error(conn.send, str(data["id"]), ValueError("replayed message"), "protocol")

@@ -89,7 +89,9 @@ class ForkedProcess:
         if self._pidfd is None:
             return None
         if self._watching is not None:
-            return self._watching[1]
+            if not self._watching[1].cancelled():
+                return self._watching[1]
+            self._unwatch()  # someone cancelled it: a new one
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         try:

@@ -141,6 +141,7 @@ class ScriptRepo:
         )
         if self.remote is not None and head:
             self.remote.push_soon()
+        self.maintenance.soon()  # also after a restart that cut a pending one short
 
     async def _git_dir(self) -> Path:
         """The root's own repository; or a new one (``git init``); or, when the root is
