@@ -535,7 +535,8 @@ class Gateway:
         await self.executions.close(max(0.0, deadline - time.monotonic()))
         await self.stats.close()
         await self.engine.close()
-        await self.repo.close()  # a push under way ends
+        # a push or git's housekeeping under way ends (up to 10 s): beside the rest
+        repo_closed = asyncio.ensure_future(self.repo.close())
         await self.services.close()
         await self.pool.close()
         await self.workers.close()
@@ -551,6 +552,7 @@ class Gateway:
         await self.logs.close()
         if self.launch.runtime_dir is not None:  # the kernel user's connection files
             shutil.rmtree(self.launch.runtime_dir, ignore_errors=True)
+        await repo_closed
         if self.ha is not None:  # last: no script of this gateway runs any more
             await self.ha.close()
 

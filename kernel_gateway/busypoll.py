@@ -119,14 +119,16 @@ def off_reason(budget_us: int) -> str | None:
 
 
 def _cgroup_cores() -> float | None:
+    """The cgroup's CPU limit in cores (None: none, or it cannot be read: whatever the
+    files hold, the gateway starts)."""
     from .cpuquota import own_cpu_limit
 
     try:
-        mountinfo = Path("/proc/self/mountinfo").read_text()
-        cgroups = Path("/proc/self/cgroup").read_text()
-    except OSError:
+        mountinfo = Path("/proc/self/mountinfo").read_text(errors="surrogateescape")
+        cgroups = Path("/proc/self/cgroup").read_text(errors="surrogateescape")
+        return own_cpu_limit(mountinfo, cgroups)
+    except Exception:
         return None
-    return own_cpu_limit(mountinfo, cgroups)
 
 
 def loop_factory(budget_us: int) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -364,7 +364,13 @@ class ScriptKernel:
             self.death_watch = "pidfd"
             # shielded: a stop cancels this task, and the future is shared (the stop's
             # own wait for the process, launch._KernelManager._async_wait, takes it)
-            await asyncio.shield(ended)
+            try:
+                await asyncio.shield(ended)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not ended.cancelled() or (task is not None and _cancelling(task)):
+                    raise  # this watch is being stopped
+                self.death_watch = "poll"  # someone cancelled the shared one: poll
         in_container = remote.in_container(self.km.provisioner)
         while not self._closing:
             await asyncio.sleep(self.death_poll)
@@ -456,3 +462,9 @@ class ScriptKernel:
             await self.km.cleanup_resources()
         if self.on_closed is not None:
             self.on_closed(self)
+
+
+def _cancelling(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` itself is being cancelled (Python 3.11+; before: assumed so)."""
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if callable(cancelling) else True

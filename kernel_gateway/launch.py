@@ -63,8 +63,6 @@ class _KernelManager(AsyncKernelManager):
         process = getattr(self.provisioner, "process", None)
         until_ended = getattr(process, "until_ended", None)
         ended = until_ended() if callable(until_ended) else None
-        if ended is not None and ended.cancelled():
-            ended = None
         watch = _PidWatch.of(process) if ended is None else None
         if watch is not None:
             ended = watch.ended

@@ -161,6 +161,8 @@ def test_a_stop_waits_on_the_pidfd_the_death_watch_shares(forked):
 
         again = forked.run(replaced())
         assert again is not None and not again.cancelled()
+        # the death watch lost its future: it polls instead of ending unnoticed
+        wait_until(lambda: kernel.death_watch == "poll", 10, "the watch to poll")
         r = c.post("/script-engine/stop", json={"script_path": "fb.py"})
         assert r.status_code == 200, r.text
         assert again.done() and not again.cancelled()

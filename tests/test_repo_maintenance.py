@@ -60,6 +60,9 @@ def test_a_commit_does_not_wait_for_maintenance_which_runs_after_the_burst(
 
     async def run() -> None:
         await repo.open()
+        # the check open() scheduled is dropped: only the commits below schedule one
+        repo.maintenance._timer.cancel()
+        repo.maintenance._timer = None
         for i in range(3):  # a burst: one maintenance for all of it
             (root / "new.py").write_text(f"new = {i}\n")
             await repo.latest("new.py")
@@ -84,8 +87,9 @@ def test_close_cancels_a_maintenance_not_yet_due(tmp_path: Path) -> None:
         await repo.latest("new.py")
         await repo.close()
         repo.maintenance.soon()  # after close: nothing is scheduled
+        assert repo.maintenance._timer is None and repo.maintenance._task is None
         await asyncio.sleep(2.0)  # past the delay: a run would have happened by now
-        assert repo.maintenance.runs == 0
+        assert repo.maintenance.runs == 0 and repo.maintenance._task is None
 
     asyncio.run(run())
     assert _in_pack(root) == 0
