@@ -243,10 +243,16 @@ class ScriptRepo:
         if self._fast is None or _may_hold([rel], self.excluded_inside()):
             return False
         name, text = clean_author(author), clean_message(message) or "update"
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._fast.commit, rel, (name, AUTHOR_EMAIL), COMMITTER, text)
+        )
         try:
-            done = await asyncio.to_thread(
-                self._fast.commit, rel, (name, AUTHOR_EMAIL), COMMITTER, text
-            )
+            done = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # the thread cannot be stopped: the lock is let go once it has ended (no
+            # second commit on the same repository object meanwhile)
+            await asyncio.wait([work])
+            raise
         except Declined as exc:
             log.debug("%s is committed by git: %s", rel, exc)
             return False
