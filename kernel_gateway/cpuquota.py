@@ -96,16 +96,23 @@ def _under(mount: str, root: str, path: str) -> Path:
     return Path(mount) / path.lstrip("/")
 
 
-def find_placement(mountinfo: str, cgroups: str) -> Placement:
-    """Where this process may make kernel cgroups with a CPU limit, from the text of
-    ``/proc/self/mountinfo`` and ``/proc/self/cgroup`` (read-only: nothing created)."""
-    mounts = _mounts(mountinfo)
-    own: dict[str, str] = {}  # "" (v2) or a v1 controller -> this process's cgroup path
+def _own_cgroups(cgroups: str) -> dict[str, str]:
+    """ "" (v2) or a v1 controller -> this process's cgroup path, from the text of
+    ``/proc/self/cgroup``."""
+    own: dict[str, str] = {}
     for line in cgroups.splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
             for name in parts[1].split(",") if parts[1] else [""]:
                 own[name] = parts[2]
+    return own
+
+
+def find_placement(mountinfo: str, cgroups: str) -> Placement:
+    """Where this process may make kernel cgroups with a CPU limit, from the text of
+    ``/proc/self/mountinfo`` and ``/proc/self/cgroup`` (read-only: nothing created)."""
+    mounts = _mounts(mountinfo)
+    own = _own_cgroups(cgroups)
     reasons = []
     for root, point, fstype, _ in mounts:
         if fstype != "cgroup2" or "" not in own:
@@ -144,12 +151,7 @@ def own_cpu_limit(mountinfo: str, cgroups: str) -> float | None:
     """The CPU bandwidth this process's cgroup may use, in cores (a container's
     ``--cpus``): the smallest ``cpu.max`` of its cgroup v2 folder and the folders above
     it, else its cgroup v1 ``cpu.cfs_quota_us``; None when none is set (or readable)."""
-    own: dict[str, str] = {}
-    for line in cgroups.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            for name in parts[1].split(",") if parts[1] else [""]:
-                own[name] = parts[2]
+    own = _own_cgroups(cgroups)
     limits: list[float] = []
     for root, point, fstype, options in _mounts(mountinfo):
         if fstype == "cgroup2" and "" in own:

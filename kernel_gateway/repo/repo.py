@@ -258,12 +258,16 @@ class ScriptRepo:
             return False
         self._remember(rel)
         if done.revision is not None:
-            self._head = None
             self._seed(done.revision, {rel: done.blob}, name, text, done.at)
-            self.maintenance.soon()
-            if self.remote is not None:
-                self.remote.push_soon()
+            self._committed()
         return True
+
+    def _committed(self) -> None:
+        """After a commit: HEAD is read again; git's housekeeping and a push follow."""
+        self._head = None
+        self.maintenance.soon()
+        if self.remote is not None:
+            self.remote.push_soon()
 
     async def _stage(self, paths: list[str]) -> None:
         present = [p for p in paths if os.path.lexists(self.root / p)]
@@ -307,13 +311,10 @@ class ScriptRepo:
                 "GIT_AUTHOR_DATE": f"@{at} {_utc_offset(at)}",  # the time a history shows
             },
         )
-        self._head = None
+        self._committed()
         revision = await self.head()
         if revision:
             self._seed(revision, staged, name, text, at)
-        self.maintenance.soon()
-        if self.remote is not None:
-            self.remote.push_soon()
         return revision
 
     async def _staged(self) -> dict[str, str]:
