@@ -157,36 +157,31 @@ def own_cpu_limit(mountinfo: str, cgroups: str) -> float | None:
         if fstype == "cgroup2" and "" in own:
             folder, top = _under(point, root, own[""]), Path(point)
             while True:
-                limits += _quota((folder / "cpu.max").read_text, _v2_quota)
+                limits += _cores((folder / "cpu.max").read_text)
                 if folder == top or top not in folder.parents:
                     break
                 folder = folder.parent
         elif fstype == "cgroup" and "cpu" in options.split(",") and "cpu" in own:
             folder = _under(point, root, own["cpu"])
-            limits += _quota(
+            limits += _cores(
                 lambda f=folder: " ".join(
                     (f / name).read_text().strip()
                     for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")
-                ),
-                _v2_quota,
+                )
             )
     return min(limits) if limits else None
 
 
-def _v2_quota(text: str) -> float | None:
-    """Cores of a ``"<quota> <period>"`` pair (``max`` or -1: no limit)."""
-    quota, _, period = text.strip().partition(" ")
-    if quota in ("max", "-1") or not quota.isdigit() or not period.strip().isdigit():
-        return None
-    return int(quota) / max(1, int(period.strip()))
-
-
-def _quota(read: Any, parse: Any) -> list[float]:
+def _cores(read: Any) -> list[float]:
+    """[cores] of the ``"<quota> <period>"`` pair ``read()`` gives (v2's ``cpu.max``,
+    v1's two files); [] for no limit (``max``, -1) or nothing readable."""
     try:
-        cores = parse(read())
+        quota, _, period = read().strip().partition(" ")
     except (OSError, ValueError):
         return []
-    return [] if cores is None else [cores]
+    if not quota.isdigit() or not period.strip().isdigit():
+        return []
+    return [int(quota) / max(1, int(period.strip()))]
 
 
 class CpuQuotas:
